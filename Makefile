@@ -1,0 +1,31 @@
+# mynabox: `make demo` runs the box on the virtual card; `make test` runs every check.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: deps lint test test-fast demo bench screens clean
+
+deps:
+	@scripts/install-deps.sh
+
+lint: deps
+	$(VENV)/bin/ruff check firmware tests
+	$(VENV)/bin/ruff format --check firmware tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+# The whole suite: quality gates, unit tests and the integration tests on the real stack.
+test: lint
+	$(PY) -m pytest -q
+
+test-fast: deps
+	$(PY) -m pytest -q -m "not stack and not slow"
+
+demo: deps
+	$(PY) -m mynabox.demo
+
+bench: deps
+	$(PY) tests/bench/bench_card.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,39 @@
+"""The `mynabox` command: a thin dispatcher to one module per subcommand.
+
+Each subcommand lives in `mynabox.commands.<name>` and exposes `add_arguments(parser)` and
+`run(args) -> int`. Only the chosen subcommand's module is imported, so `mynabox read` never
+loads paho or luma.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module, one-line help). The order is the order of `mynabox --help`.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "read": ("mynabox.commands.read", "wait for one card, read and check it, print the result"),
+    "vcard": ("mynabox.commands.vcard", "run the virtual My Number Card against a vpcd reader"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="mynabox", description="マイナ救急 reader box firmware")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = next((a for a in args_in if not a.startswith("-")), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub_parser)
+            sub_parser.set_defaults(_run=module.run)
+    args = parser.parse_args(args_in)
+    result: int = args._run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

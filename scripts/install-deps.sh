@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything mynabox's tests, demo and benchmarks need on a fresh Debian 12 machine:
+# the Debian packages (only those missing) and a virtualenv at .venv with the pinned Python packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  pcscd libpcsclite-dev vsmartcard-vpcd opensc   # PC/SC stack, the virtual reader, OpenSC as a peer
+  swig                                           # builds pyscard where no wheel fits
+  mosquitto mosquitto-clients                    # the broker the tests start on loopback
+  fonts-misaki fonts-unifont                     # the OLED's Japanese bitmap fonts
+  iproute2 util-linux procps                     # unshare, ss, pgrep for the test harness
+)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: apt packages missing: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.mynabox-deps
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[dev]'
+  touch "$stamp"
+fi
