@@ -1,0 +1,156 @@
+"""The envelope's wire format: algorithms, headers, claims, and the one opaque error.
+
+A sealed message is a JWS (ES256, signed by the device key) nested in a JWE (ECDH-ES+A256KW / A256GCM to the
+gateway's key), both in compact serialization, so a gateway in any language opens it with a stock JOSE
+library.
+RFC 7519 §5.2 marks the nesting with ``cty: "JWT"``; RFC 7519 §5.3 allows claims to be replicated into the JWE
+header, which we do for the message id, kind and device id only (routing and dedupe before decrypting; no
+personal data).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+JWE_ALG = "ECDH-ES+A256KW"
+JWE_ENC = "A256GCM"
+JWS_ALG = "ES256"
+JWE_CTY = "JWT"  # RFC 7519 §5.2: the plaintext is itself a JWT (our JWS)
+JWS_TYP = "mynabox+jwt"  # RFC 8725 §3.11 explicit typing: not mistaken for another JWT
+
+# Claim names, in the signed payload; the first three are replicated into the JWE header.
+CLAIM_ID = "jti"
+CLAIM_KIND = "kind"
+CLAIM_DEVICE = "device"
+CLAIM_IAT = "iat"
+CLAIM_SYNCED = "clock_synced"
+CLAIM_BODY = "body"
+CLAIMS = frozenset({CLAIM_ID, CLAIM_KIND, CLAIM_DEVICE, CLAIM_IAT, CLAIM_SYNCED, CLAIM_BODY})
+ROUTING = (CLAIM_ID, CLAIM_KIND, CLAIM_DEVICE)
+
+JWE_HEADER_KEYS = frozenset({"alg", "enc", "cty", "epk", *ROUTING})
+JWS_HEADER_KEYS = frozenset({"alg", "typ", "kid"})
+
+# Device ids end up in MQTT topics and file names: no '/', '+', '#', spaces or dots at the start.
+_DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_MESSAGE_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class Kind(enum.StrEnum):
+    """What a message carries; also the MQTT topic leaf it is published under."""
+
+    SUMMARY = "summary"
+    CARD_RECORD = "card-record"
+    AUDIT = "audit"
+    STATE = "state"
+
+
+class Reason(enum.StrEnum):
+    """Why an envelope was rejected: for the receiver's own log only, never sent back to a sender."""
+
+    SIZE = "size"
+    FORMAT = "format"
+    ALGORITHM = "algorithm"
+    DECRYPT = "decrypt"
+    UNKNOWN_DEVICE = "unknown-device"
+    SIGNATURE = "signature"
+    MISMATCH = "mismatch"
+    CLAIMS = "claims"
+    EXPIRED = "expired"
+    FUTURE = "future"
+
+
+class EnvelopeError(Exception):
+    """A message could not be opened. The message text is the same for every cause (no oracle)."""
+
+    def __init__(self, reason: Reason) -> None:
+        super().__init__("envelope rejected")
+        self.reason = reason
+
+
+class SealError(ValueError):
+    """The sender passed something that cannot be sealed (a body that is not JSON, a bad device id)."""
+
+
+def is_device_id(value: object) -> bool:
+    return isinstance(value, str) and _DEVICE_ID.fullmatch(value) is not None
+
+
+def is_message_id(value: object) -> bool:
+    return isinstance(value, str) and _MESSAGE_ID.fullmatch(value) is not None
+
+
+def require_aware(now: datetime) -> datetime:
+    """Times are compared across machines: a naive datetime is a programming error, not a rejected message."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    return now.astimezone(UTC)
+
+
+def encode_json(value: object) -> bytes:
+    """Deterministic compact UTF-8 JSON (sorted keys), so known-answer vectors are stable."""
+    try:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as err:
+        raise SealError("body is not JSON-serialisable (or holds NaN/Infinity)") from err
+    return text.encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """The signed payload of the inner JWS."""
+
+    message_id: str
+    kind: Kind
+    device_id: str
+    iat: int
+    clock_synced: bool
+    body: Mapping[str, object]
+
+    def to_json(self) -> bytes:
+        return encode_json(
+            {
+                CLAIM_ID: self.message_id,
+                CLAIM_KIND: self.kind.value,
+                CLAIM_DEVICE: self.device_id,
+                CLAIM_IAT: self.iat,
+                CLAIM_SYNCED: self.clock_synced,
+                CLAIM_BODY: dict(self.body),
+            }
+        )
+
+    @property
+    def created_at(self) -> datetime:
+        return datetime.fromtimestamp(self.iat, UTC)
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Claims:
+        """Parse and type-check; any deviation is an :class:`EnvelopeError` (``Reason.CLAIMS``)."""
+        try:
+            raw = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as err:
+            raise EnvelopeError(Reason.CLAIMS) from err
+        if not isinstance(raw, dict) or raw.keys() != CLAIMS:
+            raise EnvelopeError(Reason.CLAIMS)
+        message_id, kind, device = raw[CLAIM_ID], raw[CLAIM_KIND], raw[CLAIM_DEVICE]
+        iat, synced, body = raw[CLAIM_IAT], raw[CLAIM_SYNCED], raw[CLAIM_BODY]
+        if not (
+            is_message_id(message_id)
+            and kind in Kind._value2member_map_
+            and is_device_id(device)
+            and type(iat) is int
+            and 0 <= iat < 2**40  # datetime range; negative times are never produced
+            and type(synced) is bool
+            and isinstance(body, dict)
+        ):
+            raise EnvelopeError(Reason.CLAIMS)
+        return cls(message_id, Kind(kind), device, iat, synced, body)
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError("NaN/Infinity are not JSON")
