@@ -14,7 +14,7 @@ import enum
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 JWE_ALG = "ECDH-ES+A256KW"
@@ -110,7 +110,7 @@ class Claims:
     device_id: str
     iat: int
     clock_synced: bool
-    body: Mapping[str, object]
+    body: Mapping[str, object] = field(repr=False)  # patient data: never in a log line
 
     def to_json(self) -> bytes:
         return encode_json(

@@ -1,0 +1,288 @@
+"""Audit records and their hash chain (pure: the adapter appends the lines to disk and publishes them).
+
+One record per card read: when, which box, unit and crew ids, consent mode, what was shown, the outcome and a
+keyed hash of the certificate - never a name, birth date or number. Fields that could carry free text are held
+to ASCII identifiers, so patient data cannot slip in by mistake.
+
+Each entry's hash covers the previous hash and the canonical JSON of its record:
+``H = SHA-256(prev_hash || canonical(record))`` or, when an audit key is provisioned,
+``H = HMAC-SHA-256(audit_key, prev_hash || canonical(record))``. Why keyed: anyone who can write the log can
+recompute an unkeyed chain after an edit; with a key kept apart from the log (a systemd credential), an edit
+shows unless the attacker also holds the key. On a Pi without a secure element a root attacker may hold both,
+so the strongest evidence is external: every record is also published, signed by the device, and the gateway
+keeps the latest hash as an anchor (``expected_head``), which also catches a truncated tail.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from mynabox.payload.envelope import is_device_id, is_message_id
+from mynabox.payload.keys import Secret
+
+FORMAT_VERSION = 1
+GENESIS = "0" * 64  # prev_hash of the first entry: a chain that starts elsewhere lost its head
+_HASH = re.compile(r"[0-9a-f]{64}")
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")  # unit/crew ids, section names, flag codes
+_CARD_HASH = re.compile(r"[A-Za-z0-9_:+/=.-]{1,128}")
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_MAX_ITEMS = 64
+
+
+class ConsentMode(enum.StrEnum):
+    ORAL_CONSENT = "oral-consent"  # 同意あり
+    LIFE_SAVING_EXCEPTION = "life-saving-exception"  # 同意取得困難 (生命・身体の保護のための例外)
+    NONE = "none"  # no consent chosen (e.g. the card was not a My Number Card)
+
+
+class Outcome(enum.StrEnum):
+    DELIVERED_SUMMARY = "delivered-summary"
+    CARD_RECORD = "card-record"  # lookup failed: the sealed card record went out instead
+    NOT_MY_NUMBER_CARD = "not-my-number-card"
+    CARD_REMOVED = "card-removed"
+    CARD_UNRESPONSIVE = "card-unresponsive"
+    READ_FAILED = "read-failed"
+    NOT_REGISTERED = "not-registered"  # not registered as マイナ保険証
+    LOOKUP_UNAVAILABLE = "lookup-unavailable"
+    PURGED = "purged"  # an outbox message passed its retention limit undelivered
+
+
+class AuditFormatError(ValueError):
+    """An audit record or line is malformed; the message names the field, never its value."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    time: datetime
+    device_id: str
+    unit_id: str | None
+    crew_id: str | None
+    consent: ConsentMode
+    items_shown: tuple[str, ...]
+    outcome: Outcome
+    card_hash: str | None  # mynabox.card.identity.card_key_hash(...)
+    clock_synced: bool
+    message_id: str | None = None  # the sealed message this read produced (or the one purged)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.time, datetime) or self.time.utcoffset() is None:
+            raise AuditFormatError("time must be a timezone-aware datetime")
+        object.__setattr__(self, "time", self.time.astimezone(UTC))
+        object.__setattr__(self, "consent", ConsentMode(self.consent))
+        object.__setattr__(self, "outcome", Outcome(self.outcome))
+        object.__setattr__(self, "items_shown", tuple(self.items_shown))
+        if not is_device_id(self.device_id):
+            raise AuditFormatError("device_id is malformed")
+        for name in ("unit_id", "crew_id"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, str) and _TOKEN.fullmatch(value)):
+                raise AuditFormatError(f"{name} must be an ASCII identifier")
+        if len(self.items_shown) > _MAX_ITEMS or not all(
+            isinstance(i, str) and _TOKEN.fullmatch(i) for i in self.items_shown
+        ):
+            raise AuditFormatError("items_shown must be section names or flag codes (ASCII identifiers)")
+        if self.card_hash is not None and not (
+            isinstance(self.card_hash, str) and _CARD_HASH.fullmatch(self.card_hash)
+        ):
+            raise AuditFormatError("card_hash is malformed")
+        if type(self.clock_synced) is not bool:
+            raise AuditFormatError("clock_synced must be a bool")
+        if self.message_id is not None and not is_message_id(self.message_id):
+            raise AuditFormatError("message_id is malformed")
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "v": FORMAT_VERSION,
+            "time": self.time.strftime(_TIME_FORMAT),
+            "device": self.device_id,
+            "unit": self.unit_id,
+            "crew": self.crew_id,
+            "consent": self.consent.value,
+            "items": list(self.items_shown),
+            "outcome": self.outcome.value,
+            "card": self.card_hash,
+            "clock_synced": self.clock_synced,
+            "message": self.message_id,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, object]) -> AuditRecord:
+        if set(raw) != _RECORD_KEYS or type(raw["v"]) is not int or raw["v"] != FORMAT_VERSION:
+            raise AuditFormatError("record fields or version unexpected")
+        time, items = raw["time"], raw["items"]
+        if not (isinstance(time, str) and _TIME.fullmatch(time)):
+            raise AuditFormatError("time is not canonical UTC")
+        if not isinstance(items, list):
+            raise AuditFormatError("items must be a list")
+        try:
+            return cls(
+                time=datetime.strptime(time, _TIME_FORMAT).replace(tzinfo=UTC),
+                device_id=_str(raw["device"]),
+                unit_id=_opt_str(raw["unit"]),
+                crew_id=_opt_str(raw["crew"]),
+                consent=ConsentMode(_str(raw["consent"])),
+                items_shown=tuple(_str(i) for i in items),
+                outcome=Outcome(_str(raw["outcome"])),
+                card_hash=_opt_str(raw["card"]),
+                clock_synced=raw["clock_synced"],  # type: ignore[arg-type]  # checked in __post_init__
+                message_id=_opt_str(raw["message"]),
+            )
+        except AuditFormatError:
+            raise
+        except ValueError as err:  # bad enum value or impossible date
+            raise AuditFormatError("record has a value out of range") from err
+
+
+_RECORD_KEYS = frozenset(
+    {"v", "time", "device", "unit", "crew", "consent", "items", "outcome", "card", "clock_synced", "message"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainedAudit:
+    record: AuditRecord
+    prev_hash: str
+    hash: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"record": self.record.to_dict(), "prev": self.prev_hash, "hash": self.hash}
+
+    def to_json_line(self) -> str:
+        """One line of the on-disk log (no trailing newline); also the body of the published audit message."""
+        return canonical_json(self.to_dict()).decode("utf-8")
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, object]) -> ChainedAudit:
+        if set(raw) != {"record", "prev", "hash"}:
+            raise AuditFormatError("entry fields unexpected")
+        record, prev, digest = raw["record"], raw["prev"], raw["hash"]
+        if not isinstance(record, dict):
+            raise AuditFormatError("record must be an object")
+        if not (_is_hash(prev) and _is_hash(digest)):
+            raise AuditFormatError("prev/hash must be 64 lowercase hex digits")
+        return cls(AuditRecord.from_dict(record), str(prev), str(digest))
+
+    @classmethod
+    def from_json_line(cls, line: str | bytes) -> ChainedAudit:
+        try:
+            raw = json.loads(line, parse_float=_no_float, parse_constant=_no_float)
+        except (ValueError, RecursionError) as err:
+            raise AuditFormatError("line is not JSON (or holds a float)") from err
+        if not isinstance(raw, dict):
+            raise AuditFormatError("line is not a JSON object")
+        return cls.from_dict(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainVerdict:
+    ok: bool
+    checked: int  # entries verified good before the first bad one (all of them when ok)
+    first_bad_index: int | None  # len(entries) when only the anchor disagrees (tail missing)
+    reason: str
+
+
+def canonical_json(value: object) -> bytes:
+    """Sorted keys, no whitespace, UTF-8, no floats: one byte string per value, for hashing."""
+    _reject_floats(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def entry_hash(prev_hash: str, record: AuditRecord, *, key: Secret[bytes] | None = None) -> str:
+    if not _is_hash(prev_hash):
+        raise AuditFormatError("prev_hash must be 64 lowercase hex digits")
+    message = prev_hash.encode("ascii") + canonical_json(record.to_dict())
+    if key is None:
+        return hashlib.sha256(message).hexdigest()
+    return hmac.new(key.reveal(), message, hashlib.sha256).hexdigest()
+
+
+def chain(prev_hash: str, record: AuditRecord, *, key: Secret[bytes] | None = None) -> ChainedAudit:
+    return ChainedAudit(record, prev_hash, entry_hash(prev_hash, record, key=key))
+
+
+def verify_chain(
+    entries: Iterable[ChainedAudit],
+    *,
+    key: Secret[bytes] | None = None,
+    start: str = GENESIS,
+    expected_head: str | None = None,
+) -> ChainVerdict:
+    """Check links and hashes from ``start``; stop at the first bad entry.
+
+    Detects an edited entry (its hash), a deleted, inserted or reordered one (the next link), a lost head (the
+    first link must be ``start``), and - given the last hash known elsewhere - a lost tail.
+    """
+    prev = start
+    count = 0
+    for index, entry in enumerate(entries):
+        if entry.prev_hash != prev:
+            reason = "does not start at the expected hash (head lost)" if index == 0 else "broken link"
+            return ChainVerdict(False, index, index, f"{reason}: an entry is missing, inserted or moved")
+        if not hmac.compare_digest(entry_hash(entry.prev_hash, entry.record, key=key), entry.hash):
+            return ChainVerdict(
+                False, index, index, "hash mismatch: the entry was altered (or the key differs)"
+            )
+        prev = entry.hash
+        count = index + 1
+    if expected_head is not None and not hmac.compare_digest(prev, expected_head):
+        return ChainVerdict(False, count, count, "last hash differs from the anchor: entries lost at the end")
+    return ChainVerdict(True, count, None, "ok")
+
+
+def verify_lines(
+    lines: Iterable[str | bytes],
+    *,
+    key: Secret[bytes] | None = None,
+    start: str = GENESIS,
+    expected_head: str | None = None,
+) -> ChainVerdict:
+    """``verify_chain`` over JSON lines; a malformed line is the first bad index. Blank lines are skipped."""
+    entries: list[ChainedAudit] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            entries.append(ChainedAudit.from_json_line(line))
+        except AuditFormatError as err:
+            verdict = verify_chain(entries, key=key, start=start)
+            if not verdict.ok:
+                return verdict
+            return ChainVerdict(False, len(entries), len(entries), f"malformed entry: {err}")
+    return verify_chain(entries, key=key, start=start, expected_head=expected_head)
+
+
+def _is_hash(value: object) -> bool:
+    return isinstance(value, str) and _HASH.fullmatch(value) is not None
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise AuditFormatError("a field that must be a string is not")
+    return value
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else _str(value)
+
+
+def _no_float(text: str) -> object:
+    raise ValueError("floats are not allowed in audit lines")
+
+
+def _reject_floats(value: object) -> None:
+    if isinstance(value, float):
+        raise AuditFormatError("floats are not allowed in canonical JSON")
+    if isinstance(value, dict):
+        for item in value.values():
+            _reject_floats(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _reject_floats(item)

@@ -1,0 +1,241 @@
+"""The audit chain: encoding round trips, and every single edit, deletion, insertion or swap is detected."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mynabox.payload.audit import (
+    GENESIS,
+    AuditFormatError,
+    AuditRecord,
+    ChainedAudit,
+    ConsentMode,
+    Outcome,
+    chain,
+    entry_hash,
+    verify_chain,
+    verify_lines,
+)
+from mynabox.payload.keys import Secret
+
+KEY = Secret(b"k" * 32)
+T0 = datetime(2026, 4, 1, 9, 30, 0, 123456, tzinfo=UTC)
+
+tokens = st.from_regex(r"[a-z][a-z0-9_.:-]{0,10}", fullmatch=True)
+records = st.builds(
+    AuditRecord,
+    time=st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
+    device_id=st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,12}", fullmatch=True),
+    unit_id=st.none() | tokens,
+    crew_id=st.none() | tokens,
+    consent=st.sampled_from(ConsentMode),
+    items_shown=st.lists(tokens, max_size=5).map(tuple),
+    outcome=st.sampled_from(Outcome),
+    card_hash=st.none() | st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
+    clock_synced=st.booleans(),
+    message_id=st.none() | st.from_regex(r"[0-9a-f]{32}", fullmatch=True),
+)
+
+
+def record(n: int = 0, **override: object) -> AuditRecord:
+    fields: dict[str, object] = {
+        "time": T0 + timedelta(minutes=n),
+        "device_id": "amb-tokyo-01",
+        "unit_id": "unit-3",
+        "crew_id": "crew-17",
+        "consent": ConsentMode.ORAL_CONSENT,
+        "items_shown": ("medications", "flag:anticoagulant"),
+        "outcome": Outcome.DELIVERED_SUMMARY,
+        "card_hash": f"{n:064x}",
+        "clock_synced": True,
+        "message_id": f"{n:032x}",
+    }
+    fields.update(override)
+    return AuditRecord(**fields)  # type: ignore[arg-type]
+
+
+def build(recs: list[AuditRecord], key: Secret[bytes] | None = KEY) -> list[ChainedAudit]:
+    entries, prev = [], GENESIS
+    for r in recs:
+        entry = chain(prev, r, key=key)
+        entries.append(entry)
+        prev = entry.hash
+    return entries
+
+
+def test_json_line_round_trip_is_exact() -> None:
+    entry = chain(GENESIS, record())
+    line = entry.to_json_line()
+    assert "\n" not in line
+    assert ChainedAudit.from_json_line(line) == entry
+    assert ChainedAudit.from_json_line(line).to_json_line() == line
+    assert json.loads(line)["record"]["time"] == "2026-04-01T09:30:00.123456Z"
+
+
+@given(recs=st.lists(records, min_size=1, max_size=6))
+def test_any_chain_round_trips_and_verifies(recs: list[AuditRecord]) -> None:
+    entries = build(recs)
+    reparsed = [ChainedAudit.from_json_line(e.to_json_line()) for e in entries]
+    assert reparsed == entries
+    assert verify_chain(reparsed, key=KEY, expected_head=entries[-1].hash) == verify_chain(entries, key=KEY)
+    assert verify_chain(entries, key=KEY).ok
+    assert verify_lines([e.to_json_line() for e in entries], key=KEY).checked == len(entries)
+
+
+def test_canonical_encoding_is_stable_across_time_zones() -> None:
+    jst = timezone(timedelta(hours=9))
+    assert chain(GENESIS, record()).hash == chain(GENESIS, record(time=T0.astimezone(jst))).hash
+
+
+def test_keyed_and_unkeyed_hashes_differ() -> None:
+    r = record()
+    assert entry_hash(GENESIS, r) != entry_hash(GENESIS, r, key=KEY)
+    assert not verify_chain(build([r], key=None), key=KEY).ok
+    assert not verify_chain(build([r], key=KEY), key=None).ok
+
+
+@given(recs=st.lists(records, min_size=2, max_size=6), data=st.data())
+def test_any_single_edit_is_detected(recs: list[AuditRecord], data: st.DataObject) -> None:
+    entries = build(recs)
+    i = data.draw(st.integers(0, len(entries) - 1))
+    replacement = data.draw(records.filter(lambda r: r != entries[i].record))
+    entries[i] = dataclasses.replace(entries[i], record=replacement)
+    verdict = verify_chain(entries, key=KEY)
+    assert (verdict.ok, verdict.first_bad_index, verdict.checked) == (False, i, i)
+
+
+@given(recs=st.lists(records, min_size=2, max_size=6), data=st.data())
+def test_any_single_deletion_is_detected(recs: list[AuditRecord], data: st.DataObject) -> None:
+    entries = build(recs)
+    head = entries[-1].hash
+    i = data.draw(st.integers(0, len(entries) - 1))
+    del entries[i]
+    verdict = verify_chain(entries, key=KEY, expected_head=head)
+    assert not verdict.ok
+    # the entry after the hole (or, for the last one, the anchor) is where it shows
+    assert verdict.first_bad_index == i
+
+
+@given(recs=st.lists(records, min_size=2, max_size=6), data=st.data())
+def test_any_swap_is_detected(recs: list[AuditRecord], data: st.DataObject) -> None:
+    entries = build(recs)
+    i = data.draw(st.integers(0, len(entries) - 2))
+    j = data.draw(st.integers(i + 1, len(entries) - 1))
+    entries[i], entries[j] = entries[j], entries[i]
+    verdict = verify_chain(entries, key=KEY)
+    assert (verdict.ok, verdict.first_bad_index) == (False, i)
+
+
+@given(recs=st.lists(records, min_size=1, max_size=5), extra=records, data=st.data())
+def test_any_insertion_is_detected_even_when_well_formed(
+    recs: list[AuditRecord], extra: AuditRecord, data: st.DataObject
+) -> None:
+    entries = build(recs)
+    i = data.draw(st.integers(0, len(entries)))
+    prev = entries[i - 1].hash if i else GENESIS
+    forged = chain(prev, extra, key=None)  # the forger lacks the audit key
+    entries.insert(i, forged)
+    verdict = verify_chain(entries, key=KEY)
+    assert (verdict.ok, verdict.first_bad_index) == (False, i)
+
+
+def test_unkeyed_rewrite_is_caught_by_the_anchor_only() -> None:
+    """Why an anchor (or a key) is needed: an unkeyed chain can be recomputed after an edit."""
+    original = build([record(n) for n in range(4)], key=None)
+    forged = build([record(0), record(1, outcome=Outcome.NOT_REGISTERED), record(2), record(3)], key=None)
+    assert verify_chain(forged).ok  # self-consistent...
+    verdict = verify_chain(forged, expected_head=original[-1].hash)
+    assert (verdict.ok, verdict.first_bad_index) == (False, 4)  # ...but not with the published head
+
+
+def test_truncation_at_head_and_tail() -> None:
+    entries = build([record(n) for n in range(5)])
+    head = verify_chain(entries[2:], key=KEY)
+    assert (head.ok, head.first_bad_index) == (False, 0)
+    assert "head" in head.reason
+    tail = verify_chain(entries[:3], key=KEY, expected_head=entries[-1].hash)
+    assert (tail.ok, tail.checked, tail.first_bad_index) == (False, 3, 3)
+    segment = verify_chain(entries[2:], key=KEY, start=entries[1].hash, expected_head=entries[-1].hash)
+    assert segment.ok and segment.checked == 3
+
+
+def test_empty_chain() -> None:
+    assert verify_chain([], key=KEY) == verify_chain([], key=KEY, expected_head=GENESIS)
+    assert verify_chain([]).ok and verify_chain([]).checked == 0
+    assert not verify_chain([], expected_head="1" * 64).ok
+
+
+def test_verify_lines_reports_a_malformed_line_and_skips_blanks() -> None:
+    lines = [e.to_json_line() for e in build([record(n) for n in range(4)])]
+    assert verify_lines([*lines[:2], "", *lines[2:], "  "], key=KEY).ok
+    broken = [*lines[:2], lines[2][:-5], lines[3]]
+    verdict = verify_lines(broken, key=KEY)
+    assert (verdict.ok, verdict.first_bad_index, verdict.checked) == (False, 2, 2)
+    assert "malformed" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d["record"].update(extra=1),
+        lambda d: d["record"].pop("crew"),
+        lambda d: d["record"].update(v=2),
+        lambda d: d["record"].update(v=True),
+        lambda d: d["record"].update(time="2026-04-01T09:30:00Z"),
+        lambda d: d["record"].update(time="2026-02-30T09:30:00.000000Z"),
+        lambda d: d["record"].update(consent="maybe"),
+        lambda d: d["record"].update(outcome="lost"),
+        lambda d: d["record"].update(items="medications"),
+        lambda d: d["record"].update(items=["ワルファリン"]),
+        lambda d: d["record"].update(clock_synced=1),
+        lambda d: d["record"].update(card="not a hash"),
+        lambda d: d["record"].update(device=None),
+        lambda d: d.update(prev="XYZ"),
+        lambda d: d.update(extra=0),
+        lambda d: d.update(record=[]),
+    ],
+)
+def test_malformed_lines_raise_a_typed_error(mutate: object) -> None:
+    raw = json.loads(chain(GENESIS, record()).to_json_line())
+    mutate(raw)  # type: ignore[operator]
+    with pytest.raises(AuditFormatError):
+        ChainedAudit.from_json_line(json.dumps(raw, ensure_ascii=False))
+
+
+@pytest.mark.parametrize("line", ["", "[]", "{", '{"a": 1.5}', '{"a": NaN}', "null"])
+def test_non_objects_and_floats_are_refused(line: str) -> None:
+    with pytest.raises(AuditFormatError):
+        ChainedAudit.from_json_line(line)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"time": datetime(2026, 1, 1)},  # naive
+        {"device_id": "amb/01"},
+        {"unit_id": "山田"},
+        {"crew_id": "Yamada Taro"},  # spaces: a name, not an id
+        {"items_shown": ("インスリン",)},
+        {"items_shown": tuple(f"i{n}" for n in range(65))},
+        {"card_hash": "12 34"},
+        {"clock_synced": "yes"},
+        {"message_id": "x"},
+        {"outcome": "unknown"},
+    ],
+    ids=lambda o: next(iter(o)),
+)
+def test_records_refuse_free_text(override: dict[str, object]) -> None:
+    with pytest.raises((AuditFormatError, ValueError)):
+        record(**override)
+
+
+def test_record_errors_name_the_field_not_the_value() -> None:
+    with pytest.raises(AuditFormatError) as info:
+        record(crew_id="Yamada Taro")
+    assert "Yamada" not in str(info.value) and "crew_id" in str(info.value)

@@ -1,0 +1,144 @@
+"""Key files: round trips, credentials directory, refusals that never quote the file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import pickle
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import NameOID
+
+from mynabox.payload import keys
+from mynabox.payload.keys import KeyFileError, Secret
+
+
+def test_private_key_round_trip_with_private_mode(tmp_path: Path) -> None:
+    key = keys.generate_device_key()
+    path = tmp_path / "device.key"
+    keys.save_private_key(path, key)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")  # PKCS#8
+    loaded = keys.load_private_key(path)
+    assert loaded.private_numbers() == key.private_numbers()
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_sec1_private_key_is_read(tmp_path: Path) -> None:
+    key = keys.generate_device_key()
+    path = tmp_path / "sec1.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    assert keys.load_private_key(path).private_numbers() == key.private_numbers()
+
+
+def test_public_key_and_certificate(tmp_path: Path) -> None:
+    key = keys.generate_device_key()
+    keys.save_public_key(tmp_path / "amb-01.pem", key)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "amb-02")])
+    now = dt.datetime.now(dt.UTC)
+    other = keys.generate_device_key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(other.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(other, hashes.SHA256())
+    )
+    (tmp_path / "amb-02.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "notes.txt").write_text("ignored")
+    found = keys.load_public_keys(tmp_path)
+    assert sorted(found) == ["amb-01", "amb-02"]
+    assert found["amb-01"].public_numbers() == key.public_key().public_numbers()
+    assert found["amb-02"].public_numbers() == other.public_key().public_numbers()
+
+
+def test_credentials_directory(tmp_path: Path) -> None:
+    key = keys.generate_device_key()
+    keys.save_private_key(tmp_path / "device-key", key)
+    env = {keys.CREDENTIALS_ENV: str(tmp_path)}
+    assert keys.credential_path("device-key", env) == tmp_path / "device-key"
+    assert keys.load_private_key_credential("device-key", env).private_numbers() == key.private_numbers()
+    with pytest.raises(KeyFileError, match="LoadCredential"):
+        keys.credential_path("device-key", {})
+    with pytest.raises(KeyFileError):
+        keys.credential_path("../etc/shadow", env)
+
+
+def _pem(private: object) -> bytes:
+    return private.private_bytes(  # type: ignore[attr-defined, no-any-return]
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"SECRET-MATERIAL-1234 not a key",
+        _pem(ec.generate_private_key(ec.SECP384R1())),
+        _pem(ed25519.Ed25519PrivateKey.generate()),
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"pw"),
+        ),
+        b"A" * (70 * 1024),
+    ],
+    ids=["empty", "garbage", "p384", "ed25519", "encrypted", "huge"],
+)
+def test_bad_private_keys_are_refused_without_quoting(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "device.key"
+    path.write_bytes(content)
+    with pytest.raises(KeyFileError) as info:
+        keys.load_private_key(path)
+    assert str(path) in str(info.value)
+    assert "SECRET" not in str(info.value) and "BEGIN" not in str(info.value)
+
+
+def test_bad_public_keys_and_missing_files(tmp_path: Path) -> None:
+    p384 = ec.generate_private_key(ec.SECP384R1()).public_key()
+    path = tmp_path / "gw.pem"
+    path.write_bytes(
+        p384.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    with pytest.raises(KeyFileError, match="P-256"):
+        keys.load_public_key(path)
+    with pytest.raises(KeyFileError, match="cannot read"):
+        keys.load_public_key(tmp_path / "missing.pem")
+    with pytest.raises(KeyFileError, match="not a directory"):
+        keys.load_public_keys(tmp_path / "nowhere")
+    with pytest.raises(KeyFileError, match="cannot write"):
+        keys.save_private_key(tmp_path / "no" / "such" / "dir.key", keys.generate_device_key())
+
+
+def test_secret_is_masked() -> None:
+    secret = Secret(b"hunter2-audit-key")
+    assert "hunter2" not in repr(secret) and "hunter2" not in str(secret) and "hunter2" not in f"{secret}"
+    assert secret.reveal() == b"hunter2-audit-key"
+    assert secret == Secret(b"hunter2-audit-key") and secret != Secret(b"other")
+    with pytest.raises(TypeError):
+        pickle.dumps(secret)
+    pem = keys.private_key_pem(keys.generate_device_key())
+    assert "PRIVATE" not in repr(pem)
+
+
+def test_audit_key(tmp_path: Path) -> None:
+    path = tmp_path / "audit-key"
+    path.write_bytes(b"\x01" * 32)
+    assert keys.load_audit_key(path).reveal() == b"\x01" * 32
+    path.write_bytes(b"short")
+    with pytest.raises(KeyFileError, match="at least 32"):
+        keys.load_audit_key(path)
