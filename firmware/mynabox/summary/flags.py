@@ -1,0 +1,206 @@
+"""Critical flags derived from a summary, each with the evidence behind it.
+
+The drug classes come from data (mynabox/data/drug_classes.json, sources recorded there), so a pharmacist
+can review and extend the table without touching code. The order of `FlagCode` is the order in which the
+OLED shows the flags: bleeding risk first (it changes what the crew does at the scene: haemostasis, head
+injury triage), then hypoglycaemia risk, dialysis (shunt arm, hospital choice), allergy, past surgery.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from enum import Enum
+from functools import cache
+from importlib import resources
+
+from mynabox.summary.model import AllergyCategory, DialysisKind, Summary
+
+SURGERY_YEARS = 5
+
+
+class FlagCode(Enum):
+    """Declaration order is display priority."""
+
+    ANTICOAGULANT = "anticoagulant"
+    ANTIPLATELET = "antiplatelet"
+    INSULIN = "insulin"
+    HYPOGLYCAEMIC = "hypoglycaemic"
+    DIALYSIS = "dialysis"
+    ALLERGY = "allergy"
+    SURGERY = "surgery"
+
+
+_PRIORITY = {code: i for i, code in enumerate(FlagCode)}
+DRUG_FLAGS = (FlagCode.ANTICOAGULANT, FlagCode.ANTIPLATELET, FlagCode.INSULIN, FlagCode.HYPOGLYCAEMIC)
+_LABELS = {FlagCode.DIALYSIS: "透析", FlagCode.ALLERGY: "アレルギー", FlagCode.SURGERY: "手術歴"}
+_DIALYSIS_JA = {DialysisKind.HEMODIALYSIS: "血液透析", DialysisKind.PERITONEAL: "腹膜透析"}
+_CATEGORY_JA = {AllergyCategory.DRUG: "薬剤", AllergyCategory.FOOD: "食物", AllergyCategory.OTHER: "その他"}
+
+
+@dataclass(frozen=True)
+class Flag:
+    code: FlagCode
+    label: str  # short Japanese for the OLED
+    evidence: tuple[str, ...]  # what raised it, most recent first
+
+
+class DrugTableError(ValueError):
+    """The drug classification table is malformed."""
+
+
+def normalise_name(name: str) -> str:
+    """Drug names arrive in full- or half-width forms and with stray spaces."""
+    return "".join(unicodedata.normalize("NFKC", name).split())
+
+
+@dataclass(frozen=True)
+class DrugClass:
+    code: FlagCode
+    label: str
+    yj_prefixes: tuple[str, ...]
+    names: tuple[str, ...]
+    exclude_yj_prefixes: tuple[str, ...] = ()
+    exclude_names: tuple[str, ...] = ()
+
+    def matches(self, drug_name: str, yj_code: str | None) -> bool:
+        name = normalise_name(drug_name)
+        if any(x in name for x in self.exclude_names):
+            return False
+        if yj_code is not None and yj_code.startswith(self.exclude_yj_prefixes):
+            return False
+        if yj_code is not None and yj_code.startswith(self.yj_prefixes):
+            return True
+        return any(n in name for n in self.names)
+
+
+def _strings(entry: dict[str, object], key: str, where: str, *, digits: bool = False) -> tuple[str, ...]:
+    value = entry.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise DrugTableError(f"{where}.{key}: expected a list of non-empty strings")
+    if digits and not all(v.isdigit() and len(v) <= 7 for v in value):
+        raise DrugTableError(f"{where}.{key}: YJ prefixes are 1-7 digits")
+    return tuple(v if digits else normalise_name(v) for v in value)
+
+
+def parse_drug_classes(text: str) -> tuple[DrugClass, ...]:
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise DrugTableError(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("version") != 1 or not isinstance(doc.get("classes"), list):
+        raise DrugTableError("expected an object with version 1 and a classes list")
+    known = {"code", "label", "yj_prefixes", "names", "exclude_yj_prefixes", "exclude_names", "note"}
+    out: list[DrugClass] = []
+    for i, entry in enumerate(doc["classes"]):
+        where = f"classes[{i}]"
+        if not isinstance(entry, dict) or set(entry) - known:
+            raise DrugTableError(f"{where}: expected an object with keys {sorted(known)}")
+        try:
+            code = FlagCode(entry.get("code"))
+        except ValueError:
+            raise DrugTableError(f"{where}.code: unknown flag code") from None
+        if code not in DRUG_FLAGS:
+            raise DrugTableError(f"{where}.code: not a drug flag")
+        label = entry.get("label")
+        if not isinstance(label, str) or not label:
+            raise DrugTableError(f"{where}.label: expected a non-empty string")
+        out.append(
+            DrugClass(
+                code=code,
+                label=label,
+                yj_prefixes=_strings(entry, "yj_prefixes", where, digits=True),
+                names=_strings(entry, "names", where),
+                exclude_yj_prefixes=_strings(entry, "exclude_yj_prefixes", where, digits=True),
+                exclude_names=_strings(entry, "exclude_names", where),
+            )
+        )
+    if sorted(c.code.value for c in out) != sorted(c.value for c in DRUG_FLAGS):
+        raise DrugTableError("expected exactly one class per drug flag")
+    return tuple(out)
+
+
+@cache
+def drug_classes() -> tuple[DrugClass, ...]:
+    """The packaged table, read once."""
+    text = resources.files("mynabox").joinpath("data", "drug_classes.json").read_text(encoding="utf-8")
+    return parse_drug_classes(text)
+
+
+def classify(
+    drug_name: str, yj_code: str | None, classes: Iterable[DrugClass] | None = None
+) -> frozenset[FlagCode]:
+    table = drug_classes() if classes is None else classes
+    return frozenset(c.code for c in table if c.matches(drug_name, yj_code))
+
+
+def _years_before(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - years, day=28)
+
+
+def _drug_flags(summary: Summary, classes: tuple[DrugClass, ...]) -> list[Flag]:
+    # Medications (claims, 3 months) and dispensings (電子処方箋, 45 days) overlap; evidence names each drug
+    # once, with its latest date.
+    records = [(m.date, m.drug_name, m.yj_code) for m in summary.medications]
+    records += [(d.date, d.drug_name, d.yj_code) for d in summary.dispensings]
+    flags = []
+    for cls in classes:
+        latest: dict[str, date] = {}
+        for day, name, yj in records:
+            if cls.matches(name, yj) and (name not in latest or latest[name] < day):
+                latest[name] = day
+        if latest:
+            ordered = sorted(latest.items(), key=lambda kv: (-kv[1].toordinal(), kv[0]))
+            flags.append(Flag(cls.code, cls.label, tuple(f"{n} ({d.isoformat()})" for n, d in ordered)))
+    return flags
+
+
+def _dialysis_flag(summary: Summary) -> Flag | None:
+    groups: dict[tuple[DialysisKind, str], list[date]] = {}
+    for d in summary.dialyses:
+        groups.setdefault((d.kind, d.facility), []).append(d.date)
+    if not groups:
+        return None
+    ordered = sorted(groups.items(), key=lambda kv: -max(kv[1]).toordinal())
+    evidence = tuple(
+        f"{_DIALYSIS_JA[kind]} {facility} (最終 {max(days).isoformat()}, {len(days)}回)"
+        for (kind, facility), days in ordered
+    )
+    return Flag(FlagCode.DIALYSIS, _LABELS[FlagCode.DIALYSIS], evidence)
+
+
+def _allergy_flag(summary: Summary) -> Flag | None:
+    # Contraindications stay in the summary for the receiving side; the flag is for allergies.
+    if summary.allergies is None or not summary.allergies.allergies:
+        return None
+    evidence = tuple(
+        f"{a.substance} ({_CATEGORY_JA[a.category]}{'' if a.reaction is None else ': ' + a.reaction})"
+        for a in summary.allergies.allergies
+    )
+    return Flag(FlagCode.ALLERGY, _LABELS[FlagCode.ALLERGY], evidence)
+
+
+def _surgery_flag(summary: Summary, today: date) -> Flag | None:
+    cutoff = _years_before(today, SURGERY_YEARS)
+    recent = sorted((s for s in summary.surgeries if s.date >= cutoff), key=lambda s: -s.date.toordinal())
+    if not recent:
+        return None
+    evidence = tuple(f"{s.procedure} {s.facility} ({s.date.isoformat()})" for s in recent)
+    return Flag(FlagCode.SURGERY, _LABELS[FlagCode.SURGERY], evidence)
+
+
+def derive_flags(
+    summary: Summary, *, today: date, classes: tuple[DrugClass, ...] | None = None
+) -> tuple[Flag, ...]:
+    """Flags in display priority order; `today` bounds the 5-year surgery window."""
+    flags = _drug_flags(summary, drug_classes() if classes is None else classes)
+    for flag in (_dialysis_flag(summary), _allergy_flag(summary), _surgery_flag(summary, today)):
+        if flag is not None:
+            flags.append(flag)
+    return tuple(sorted(flags, key=lambda f: _PRIORITY[f.code]))
