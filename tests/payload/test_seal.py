@@ -347,6 +347,12 @@ def test_oversized_input(opener: Opener) -> None:
     assert _rejected(opener, b"e" * (MAX_SIZE + 1)) is Reason.SIZE
 
 
+def test_text_instead_of_bytes(sealer: Sealer, opener: Opener) -> None:
+    token = sealer.seal(Kind.STATE, {}, now=NOW, clock_synced=True).token
+    assert _rejected(opener, token.decode("ascii")) is Reason.FORMAT  # type: ignore[arg-type]
+    assert opener.open(bytearray(token), now=NOW).kind is Kind.STATE  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "token",
     [b"", b"....", b"a.b.c.d.e", b"\xff\xfe.a.b.c.d", "日本語".encode(), b"eyJ9." * 5, b"x" * 100],

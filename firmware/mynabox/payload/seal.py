@@ -286,7 +286,9 @@ class Opener:
 
     def open(self, token: bytes, *, now: datetime) -> Opened:
         now = require_aware(now)
-        if not isinstance(token, bytes | bytearray) or len(token) > self._max_size:
+        if not isinstance(token, bytes | bytearray):
+            raise EnvelopeError(Reason.FORMAT)
+        if len(token) > self._max_size:
             raise EnvelopeError(Reason.SIZE)
         token = bytes(token)
         header = _stage(Reason.FORMAT, _compact_header, token, 5)
