@@ -1,0 +1,334 @@
+"""The MQTT link (paho-mqtt 2.x, callback API v2, MQTT 5, TLS 1.2+, client certificate): drains the outbox.
+
+Delivery rule: a message leaves the outbox only when its PUBACK arrives with a success reason code. A PUBACK
+with a failure code (e.g. 0x87 not authorized) keeps it; it is tried again after the next reconnect.
+
+Session: clean start, no session expiry. The device subscribes to nothing, and paho keeps no state on disk
+(a broker-side session would outlive paho's memory of its own in-flight ids after a restart); the outbox is
+the durable session. After a reconnect paho re-sends its own unacknowledged publishes; we resend held ones.
+
+In-flight window: paho can send past ``max_inflight`` after a reconnect (platform-notes.md), so the link keeps
+its own bound: never more than ``window`` outbox messages handed to paho without a PUBACK.
+
+Threads: paho's network thread (``loop_start``) runs the callbacks; they only put events on a queue, because
+paho calls ``on_publish`` with its own lock held and anything heavier could deadlock against ``publish``.
+One worker thread of ours owns every decision: it publishes, acks the outbox (whose lock makes that safe
+beside the daemon's ``put``) and calls ``on_link``/``on_rejected`` - so those callbacks run on the worker
+thread. Availability: last will ``offline`` (retained); ``online`` (retained) on every connect; ``offline``
+on ``stop``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import re
+import ssl
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from mynabox.adapters.outbox import Outbox, OutboxError, OutboxItem
+from mynabox.payload.envelope import is_device_id
+
+log = logging.getLogger("mynabox.mqtt")
+
+TOPIC_ROOT = "mynabox"
+LEAVES = ("availability", "state", "summary", "audit")
+STATE_KEYS = frozenset(
+    {"version", "state", "reader_present", "outbox_depth", "oldest_queued_s", "clock_synced", "link_error"}
+)
+_STATE_TEXT = re.compile(r"[A-Za-z0-9_.:+-]{0,64}")
+_TICK_S = 1.0  # the worker looks at the outbox at least this often (it also wakes on notify())
+
+
+class LinkError(Exception):
+    """The MQTT link failed; the message names the cause, never payload data."""
+
+
+class LinkConfigError(LinkError):
+    """TLS files or settings are unusable."""
+
+
+class LinkDownError(LinkError):
+    """The broker is unreachable, or the TCP/TLS handshake failed (wrong CA, refused certificate)."""
+
+
+class LinkRefusedError(LinkError):
+    """The broker answered CONNECT with a failure reason code."""
+
+
+class LinkStateError(ValueError):
+    """A state document has a key or value that is not allowed (the state topic carries no personal data)."""
+
+
+def topic(device_id: str, leaf: str) -> str:
+    if not is_device_id(device_id) or leaf not in LEAVES:
+        raise ValueError("bad device id or topic leaf")
+    return f"{TOPIC_ROOT}/{device_id}/{leaf}"
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    host: str
+    port: int
+    device_id: str
+    ca: Path
+    cert: Path
+    key: Path
+    keepalive_s: int = 30
+    window: int = 10
+    reconnect_min_s: int = 1
+    reconnect_max_s: int = 60
+    connect_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not is_device_id(self.device_id):
+            raise LinkConfigError("device id is not a valid topic segment")
+        if not 0 < self.port < 65536 or not 1 <= self.window <= 100:
+            raise LinkConfigError("port or window out of range")
+        if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
+            raise LinkConfigError("reconnect delays must satisfy 0 < min <= max")
+
+
+def tls_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
+    """Verify the broker against our CA (name checked), present the client certificate, TLS 1.2 or later."""
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError, ValueError) as err:
+        raise LinkConfigError(f"TLS files {ca}, {cert}, {key}: cannot load ({type(err).__name__})") from err
+    return ctx
+
+
+def check_state(state: Mapping[str, object]) -> bytes:
+    """The state document as JSON; only known keys and scalar values, so no patient data can slip in."""
+    unknown = set(state) - STATE_KEYS
+    if unknown:
+        raise LinkStateError(f"state keys not allowed: {sorted(unknown)}")
+    for name, value in state.items():
+        ok = value is None or isinstance(value, bool | int)
+        ok = ok or (isinstance(value, str) and _STATE_TEXT.fullmatch(value) is not None)
+        if not ok:
+            raise LinkStateError(f"state value of {name} must be null, a bool, an int or a short token")
+    return json.dumps(dict(state), sort_keys=True, separators=(",", ":")).encode("ascii")
+
+
+@dataclass(frozen=True)
+class _Event:
+    kind: str  # connected | connect-failed | disconnected | puback | drain | state | stop
+    code: ReasonCode | None = None
+    mid: int = 0
+    data: bytes = b""
+
+
+class MqttLink:
+    def __init__(
+        self,
+        settings: LinkSettings,
+        outbox: Outbox,
+        *,
+        on_link: Callable[[bool], None] | None = None,
+        on_rejected: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._s = settings
+        self._outbox = outbox
+        self._on_link = on_link
+        self._on_rejected = on_rejected
+        self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
+        self._online = False
+        self._last_error: LinkError | None = None
+        self._in_flight: dict[int, OutboxItem] = {}  # paho mid -> outbox item awaiting its PUBACK
+        self._held: set[str] = set()  # message ids whose PUBACK failed: retried after a reconnect
+        self._cursor = 0  # highest outbox seq handed to paho on this connection
+        self._state: bytes | None = None
+        self._client = self._make_client(tls_context(settings.ca, settings.cert, settings.key))
+        self._worker = threading.Thread(target=self._run, name="mqtt-link", daemon=True)
+
+    def _make_client(self, ctx: ssl.SSLContext) -> paho.Client:
+        s = self._s
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"mynabox-{s.device_id}", protocol=paho.MQTTv5
+        )
+        client.tls_set_context(ctx)
+        client.will_set(topic(s.device_id, "availability"), b"offline", qos=1, retain=True)
+        client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)
+        client.max_inflight_messages_set(s.window + 4)  # ours plus availability/state
+        client.connect_timeout = s.connect_timeout_s
+        client.on_connect = self._cb_connect
+        client.on_connect_fail = self._cb_connect_fail
+        client.on_disconnect = self._cb_disconnect
+        client.on_publish = self._cb_publish
+        return client
+
+    # --- public API (any thread) -------------------------------------------------------------------------
+
+    @property
+    def online(self) -> bool:
+        return self._online
+
+    @property
+    def last_error(self) -> LinkError | None:
+        return self._last_error
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def start(self) -> None:
+        """Connect in the background; paho reconnects with backoff until ``stop``."""
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 0
+        try:
+            self._client.connect_async(
+                self._s.host, self._s.port, keepalive=self._s.keepalive_s, clean_start=True, properties=props
+            )
+        except (OSError, ValueError) as err:
+            raise LinkConfigError(f"cannot set up the connection ({type(err).__name__})") from err
+        self._worker.start()
+        self._client.loop_start()
+
+    def notify(self) -> None:
+        """The outbox has something new: drain it now rather than at the next tick."""
+        self._events.put(_Event("drain"))
+
+    def publish_state(self, state: Mapping[str, object]) -> None:
+        """Retained ``…/state``; kept and re-published on every connect, so the latest is always there."""
+        self._events.put(_Event("state", data=check_state(state)))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish ``offline``, disconnect cleanly (no last will), stop both threads."""
+        if self._worker.is_alive():
+            self._events.put(_Event("stop"))
+            self._worker.join(timeout)
+        self._client.loop_stop()
+
+    # --- paho callbacks (paho's thread): only enqueue ---------------------------------------------------
+
+    def _cb_connect(self, _c: paho.Client, _u: Any, _f: Any, code: ReasonCode, _p: Any) -> None:
+        self._events.put(_Event("connected", code=code))
+
+    def _cb_connect_fail(self, _c: paho.Client, _u: Any) -> None:
+        self._events.put(_Event("connect-failed"))
+
+    def _cb_disconnect(self, _c: paho.Client, _u: Any, _f: Any, code: ReasonCode, _p: Any) -> None:
+        self._events.put(_Event("disconnected", code=code))
+
+    def _cb_publish(self, _c: paho.Client, _u: Any, mid: int, code: ReasonCode, _p: Any) -> None:
+        self._events.put(_Event("puback", code=code, mid=mid))
+
+    # --- the worker ---------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            try:
+                event = self._events.get(timeout=_TICK_S)
+            except queue.Empty:
+                event = _Event("drain")
+            if event.kind == "stop":
+                self._shutdown()
+                return
+            try:
+                self._handle(event)
+            except OutboxError as err:
+                # The outbox is the daemon's to fix (it sees the same error on put); keep the link alive.
+                log.error("outbox error in the link: %s", err)
+            except Exception:  # never let the worker die silently: the box would stop delivering
+                log.exception("unexpected error in the MQTT link worker")
+
+    def _handle(self, event: _Event) -> None:
+        if event.kind == "connected":
+            self._connected(event.code)
+        elif event.kind == "connect-failed":
+            self._last_error = LinkDownError("cannot connect to the broker (network, TLS or certificate)")
+            log.warning("%s", self._last_error)
+            self._set_online(False)
+        elif event.kind == "disconnected":
+            if self._online:
+                log.warning("broker connection lost (%s)", event.code)
+            self._set_online(False)
+        elif event.kind == "puback":
+            self._puback(event.mid, event.code)
+            self._drain()
+        elif event.kind == "state":
+            self._state = event.data
+            if self._online:
+                self._client.publish(topic(self._s.device_id, "state"), self._state, qos=1, retain=True)
+        else:
+            self._drain()
+
+    def _connected(self, code: ReasonCode | None) -> None:
+        if code is not None and code.is_failure:
+            self._last_error = LinkRefusedError(f"broker refused the connection: {code}")
+            log.warning("%s", self._last_error)
+            self._set_online(False)
+            return
+        self._last_error = None
+        self._cursor = 0
+        self._held.clear()
+        device = self._s.device_id
+        self._client.publish(topic(device, "availability"), b"online", qos=1, retain=True)
+        if self._state is not None:
+            self._client.publish(topic(device, "state"), self._state, qos=1, retain=True)
+        log.info("broker connected")
+        self._set_online(True)
+        self._drain()
+
+    def _set_online(self, online: bool) -> None:
+        if online != self._online:
+            self._online = online
+            if self._on_link is not None:
+                self._on_link(online)
+
+    def _puback(self, mid: int, code: ReasonCode | None) -> None:
+        item = self._in_flight.pop(mid, None)
+        if item is None:
+            return  # availability or state
+        if code is not None and code.is_failure:
+            self._held.add(item.message_id)
+            log.warning("broker refused message %s: %s (kept in the outbox)", item.message_id, code)
+            if self._on_rejected is not None:
+                self._on_rejected(item.message_id, str(code))
+            return
+        self._outbox.ack(item.message_id)
+
+    def _drain(self) -> None:
+        if not self._online:
+            return
+        pending = {item.message_id for item in self._in_flight.values()}
+        while len(self._in_flight) < self._s.window:
+            batch = self._outbox.next_batch(self._s.window - len(self._in_flight), after=self._cursor)
+            if not batch:
+                return
+            for item in batch:
+                self._cursor = item.seq
+                if item.message_id in pending or item.message_id in self._held:
+                    continue
+                info = self._client.publish(item.topic, item.payload, qos=1)
+                if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                    # Not queued by paho: stop here; the next connect starts again from the oldest.
+                    log.warning("publish not accepted by the client (%s)", paho.error_string(info.rc))
+                    return
+                self._in_flight[info.mid] = item  # NO_CONN: paho queued it and sends it on reconnect
+
+    def _shutdown(self) -> None:
+        if self._online:
+            info = self._client.publish(
+                topic(self._s.device_id, "availability"), b"offline", qos=1, retain=True
+            )
+            # If the connection is already gone, the broker sends the last will instead.
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(timeout=2.0)
+        self._client.disconnect()
+        self._set_online(False)

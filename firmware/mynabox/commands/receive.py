@@ -1,0 +1,105 @@
+"""`mynabox receive`: the reference gateway receiver (verify, decrypt, dedupe, print in Japanese)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--broker", required=True, help="HOST:PORT of the MQTT broker (TLS)")
+    parser.add_argument("--ca", type=Path, required=True, help="CA certificate that signed the broker's")
+    parser.add_argument("--cert", type=Path, required=True, help="the gateway's client certificate")
+    parser.add_argument("--key", type=Path, required=True, help="the gateway's client key")
+    parser.add_argument("--gateway-key", type=Path, required=True, help="the gateway's envelope private key")
+    parser.add_argument(
+        "--device-keys", type=Path, required=True, help="directory of <device id>.pem device public keys"
+    )
+    parser.add_argument("--json-out", type=Path, help="also write each message as <dir>/<device>/<id>.json")
+    parser.add_argument(
+        "--state-dir", type=Path, default=Path("."), help="where the seen-id store lives (default: .)"
+    )
+    parser.add_argument("--client-id", default="mynabox-gateway", help="MQTT client id (persistent session)")
+    parser.add_argument("--once", action="store_true", help="exit after the first accepted message")
+    parser.add_argument("--max-age-days", type=int, default=7, help="refuse synced messages older than this")
+
+
+def _broker(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("--broker must be HOST:PORT")
+    return host, int(port)
+
+
+def run(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from mynabox.payload.keys import KeyFileError, load_private_key, load_public_keys
+    from mynabox.payload.seal import Opened, Opener
+    from mynabox.receiver import (
+        Accepted,
+        Receiver,
+        ReceiverCore,
+        ReceiverError,
+        ReceiverSettings,
+        SeenStore,
+        Verdict,
+        format_opened,
+        write_json,
+    )
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        host, port = _broker(args.broker)
+        max_age = timedelta(days=args.max_age_days)
+        opener = Opener(
+            load_private_key(args.gateway_key),
+            load_public_keys(args.device_keys),
+            max_age=max_age,
+            max_skew=timedelta(minutes=5),
+            max_size=1024 * 1024,
+        )
+        args.state_dir.mkdir(parents=True, exist_ok=True)
+        seen = SeenStore(args.state_dir / "receiver-seen.sqlite3")
+        seen.prune(max_age * 2, now=datetime.now(UTC))
+    except (ValueError, KeyFileError, ReceiverError, OSError) as err:
+        print(f"mynabox receive: {err}", file=sys.stderr)
+        return 2
+
+    done = threading.Event()
+
+    def sink(opened: Opened) -> None:
+        if args.json_out is not None:
+            write_json(args.json_out, opened)
+        print(format_opened(opened, today=datetime.now(UTC).date()), flush=True)
+
+    def on_verdict(verdict: Verdict) -> None:
+        if args.once and isinstance(verdict, Accepted):
+            done.set()
+
+    def on_signal(_sig: int, _frame: FrameType | None) -> None:
+        done.set()
+
+    settings = ReceiverSettings(host, port, args.ca, args.cert, args.key, client_id=args.client_id)
+    try:
+        receiver = Receiver(settings, ReceiverCore(opener, seen, sink), on_verdict=on_verdict)
+    except ReceiverError as err:
+        print(f"mynabox receive: {err}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    receiver.start()
+    try:
+        while not done.wait(0.5):
+            if receiver.refused is not None:
+                print(f"mynabox receive: {receiver.refused}", file=sys.stderr)
+                return 1
+    finally:
+        receiver.stop()
+        seen.close()
+    return 0

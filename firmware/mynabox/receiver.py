@@ -1,0 +1,373 @@
+"""The reference gateway receiver: what an integrator reads to build the real gateway side.
+
+For every message on ``mynabox/+/summary`` and ``mynabox/+/audit``:
+1. the topic must be ``mynabox/<device>/<summary|audit>``;
+2. the envelope must open (``Opener``: known device key, signature, decryption, age) - one opaque error, whose
+   reason code goes to the log;
+3. the device in the topic (the broker's ACL ties it to the client certificate's CN) must be the device that
+   signed, and the kind must belong on that topic;
+4. a message id already seen is a duplicate (at-least-once delivery makes them): dropped, counted;
+5. otherwise it is handed to the sink (print, write JSON) and only then remembered as seen and acknowledged.
+
+Seen ids persist in SQLite, so a restarted receiver still drops duplicates; a crash between the sink and the
+commit shows a message twice (the JSON file is named by message id, so it is rewritten, not doubled).
+The MQTT session is persistent (fixed client id, ``clean_start`` false, a session expiry), and the broker must
+run with persistence, so nothing is missed while the receiver is down. PUBACKs are sent by hand after the
+sink ran: a receiver that dies mid-message gets it again.
+
+Log lines carry the topic's device id, the message id and a reason code: never the body. Printing the
+summary (stdout) and writing JSON files is the receiving side's job; those files hold patient data and
+belong on the gateway's encrypted storage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import ssl
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from mynabox.payload.envelope import EnvelopeError, Kind, is_device_id
+from mynabox.payload.seal import Opened, Opener
+from mynabox.summary.flags import derive_flags
+from mynabox.summary.model import Summary, SummaryFormatError
+
+log = logging.getLogger("mynabox.receiver")
+
+JST = timezone(timedelta(hours=9), "JST")
+SUBSCRIPTIONS = ("mynabox/+/summary", "mynabox/+/audit")
+_LEAF_KINDS = {"summary": {Kind.SUMMARY, Kind.CARD_RECORD}, "audit": {Kind.AUDIT}}
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+class ReceiverError(Exception):
+    """The receiver cannot run (seen-id store unusable, TLS files, broker refused us)."""
+
+
+# --- verdicts -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Accepted:
+    opened: Opened
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    message_id: str
+    device_id: str
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: str  # a code: topic, kind-topic, device-topic, or an envelope Reason value
+
+
+Verdict = Accepted | Duplicate | Rejected
+
+
+# --- seen ids ------------------------------------------------------------------------------------------
+
+
+class SeenStore:
+    """Message ids already handled, in SQLite (WAL, synchronous=FULL); pruned by age."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS seen ("
+                " message_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, seen_us INTEGER NOT NULL)"
+            )
+        except sqlite3.Error as err:
+            raise ReceiverError(f"seen-id store {path}: unusable ({type(err).__name__})") from err
+        self._lock = threading.Lock()
+
+    def __contains__(self, message_id: object) -> bool:
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM seen WHERE message_id = ?", (message_id,)).fetchone()
+        return row is not None
+
+    def __len__(self) -> int:
+        with self._lock:
+            count: int = self._db.execute("SELECT count(*) FROM seen").fetchone()[0]
+        return count
+
+    def remember(self, message_id: str, device_id: str, *, now: datetime) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO seen VALUES (?, ?, ?)",
+                (message_id, device_id, int(now.timestamp() * 1_000_000)),
+            )
+
+    def prune(self, older_than: timedelta, *, now: datetime) -> int:
+        """Forget old ids; keep ``older_than`` ≥ the opener's ``max_age`` so an old id cannot come back."""
+        cutoff = int((now - older_than).timestamp() * 1_000_000)
+        with self._lock:
+            return self._db.execute("DELETE FROM seen WHERE seen_us < ?", (cutoff,)).rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+# --- the decision, without MQTT ------------------------------------------------------------------------
+
+
+def parse_topic(topic: str) -> tuple[str, str] | None:
+    parts = topic.split("/")
+    if len(parts) != 3 or parts[0] != "mynabox" or parts[2] not in _LEAF_KINDS or not is_device_id(parts[1]):
+        return None
+    return parts[1], parts[2]
+
+
+class ReceiverCore:
+    """Open, check, dedupe, hand to the sink. ``sink`` runs before the id is remembered (see module doc)."""
+
+    def __init__(self, opener: Opener, seen: SeenStore, sink: Callable[[Opened], None]) -> None:
+        self._opener = opener
+        self._seen = seen
+        self._sink = sink
+        self.counts: Counter[str] = Counter()
+
+    def handle(self, topic: str, payload: bytes, *, now: datetime) -> Verdict:
+        verdict = self._decide(topic, payload, now)
+        if isinstance(verdict, Accepted):
+            self._sink(verdict.opened)
+            self._seen.remember(verdict.opened.message_id, verdict.opened.device_id, now=now)
+            self.counts["accepted"] += 1
+            log.info("accepted %s %s from %s", verdict.opened.kind, verdict.opened.message_id, _dev(topic))
+        elif isinstance(verdict, Duplicate):
+            self.counts["duplicate"] += 1
+            log.info("duplicate %s from %s dropped", verdict.message_id, verdict.device_id)
+        else:
+            self.counts["rejected"] += 1
+            self.counts[f"rejected:{verdict.reason}"] += 1
+            log.warning("rejected a message on %s: %s", _dev(topic), verdict.reason)
+        return verdict
+
+    def _decide(self, topic: str, payload: bytes, now: datetime) -> Verdict:
+        parsed = parse_topic(topic)
+        if parsed is None:
+            return Rejected("topic")
+        device, leaf = parsed
+        try:
+            opened = self._opener.open(payload, now=now)
+        except EnvelopeError as err:
+            return Rejected(str(err.reason))
+        if opened.device_id != device:
+            return Rejected("device-topic")
+        if opened.kind not in _LEAF_KINDS[leaf]:
+            return Rejected("kind-topic")
+        if opened.message_id in self._seen:
+            return Duplicate(opened.message_id, opened.device_id)
+        return Accepted(opened)
+
+
+def _dev(topic: str) -> str:
+    parsed = parse_topic(topic)
+    return parsed[0] if parsed else "an unexpected topic"
+
+
+# --- output (the gateway side: patient data is expected here) ------------------------------------------
+
+_SEX = {1: "男", 2: "女", 9: "不明"}
+
+
+def format_opened(opened: Opened, *, today: date) -> str:
+    """A readable Japanese rendering for the gateway's operator."""
+    sent = opened.created_at.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S")
+    clock = "" if opened.clock_synced else "（端末時刻未同期）"
+    head = f"■ {opened.device_id}  {sent}{clock}  id {opened.message_id}"
+    if opened.kind == Kind.AUDIT:
+        record = opened.body.get("record")
+        outcome = record.get("outcome") if isinstance(record, dict) else None
+        return f"{head}\n  監査記録: {outcome}"
+    summary = _summary_of(opened.body)
+    if summary is None:
+        title = (
+            "カード記録（サマリー取得不可）" if opened.kind == Kind.CARD_RECORD else "サマリー（形式不明）"
+        )
+        keys = ", ".join(sorted(opened.body))
+        return f"{head}\n  {title}: 項目 {keys}"
+    return head + "\n" + format_summary(summary, today=today)
+
+
+def _summary_of(body: Mapping[str, object]) -> Summary | None:
+    doc = body.get("summary", body)
+    try:
+        return Summary.from_json(doc)
+    except SummaryFormatError:
+        return None
+
+
+def format_summary(summary: Summary, *, today: date) -> str:
+    p = summary.patient
+    lines = [
+        f"  救急用サマリー（{summary.as_of.isoformat()} 時点）",
+        f"  患者: {p.name}（{p.kana}）  性別: {_SEX.get(int(p.sex), '不明')}",
+        f"  生年月日: {p.birth_date.isoformat()}  保険者番号: {p.insurer_number}",
+    ]
+    flags = derive_flags(summary, today=today)
+    if flags:
+        lines.append("  ⚠ 注意: " + " / ".join(f"{f.label}（{'、'.join(f.evidence)}）" for f in flags))
+    else:
+        lines.append("  注意事項: なし")
+    sections: list[tuple[str, list[str]]] = [
+        (
+            "薬剤",
+            [f"{m.date} {m.drug_name} {m.dose} {m.days}日分 ({m.prescriber})" for m in summary.medications],
+        ),
+        (
+            "調剤（電子処方箋）",
+            [f"{d.date} {d.drug_name} {d.dose} {d.days}日分" for d in summary.dispensings],
+        ),
+        ("受診歴", [f"{v.date} {v.facility} {v.department}" for v in summary.visits]),
+        ("手術", [f"{s.date} {s.procedure} ({s.facility})" for s in summary.surgeries]),
+        ("診療", [f"{t.date} {t.description} ({t.facility})" for t in summary.treatments]),
+        ("透析", [f"{d.date} {d.facility}" for d in summary.dialyses]),
+    ]
+    if summary.allergies is not None:
+        sections.append(
+            (
+                "アレルギー・禁忌",
+                [
+                    a.substance + (f"（{a.reaction}）" if a.reaction else "")
+                    for a in summary.allergies.allergies
+                ]
+                + [f"禁忌: {c.drug_name}（{c.reason}）" for c in summary.allergies.contraindications],
+            )
+        )
+    for title, items in sections:
+        lines.append(f"  {title}: " + ("なし" if not items else ""))
+        lines.extend(f"    - {item}" for item in items)
+    lines.append(f"  健診: {summary.last_checkup or 'なし'}")
+    return "\n".join(lines)
+
+
+def write_json(directory: Path, opened: Opened) -> Path:
+    """``<dir>/<device>/<message id>.json`` (0600), atomically: a redelivery rewrites the same file."""
+    target_dir = directory / opened.device_id
+    target_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = target_dir / f"{opened.message_id}.json"
+    doc = {
+        "message_id": opened.message_id,
+        "device_id": opened.device_id,
+        "kind": str(opened.kind),
+        "created_at": opened.created_at.isoformat(),
+        "clock_synced": opened.clock_synced,
+        "body": dict(opened.body),
+    }
+    tmp = target.with_name(f".{target.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(doc, f, ensure_ascii=False, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+    return target
+
+
+# --- MQTT ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReceiverSettings:
+    host: str
+    port: int
+    ca: Path
+    cert: Path
+    key: Path
+    client_id: str = "mynabox-gateway"
+    keepalive_s: int = 30
+
+
+class Receiver:
+    """Subscribes with a persistent session and feeds every message to a :class:`ReceiverCore`."""
+
+    def __init__(
+        self,
+        settings: ReceiverSettings,
+        core: ReceiverCore,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_verdict: Callable[[Verdict], None] | None = None,
+    ) -> None:
+        self._s = settings
+        self._core = core
+        self._clock = clock
+        self._on_verdict = on_verdict
+        self.subscribed = threading.Event()
+        self.refused: str | None = None
+        try:
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(settings.ca))
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            ctx.load_cert_chain(str(settings.cert), str(settings.key))
+        except (OSError, ssl.SSLError, ValueError) as err:
+            raise ReceiverError(f"TLS files: cannot load ({type(err).__name__})") from err
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=paho.MQTTv5, manual_ack=True
+        )
+        client.tls_set_context(ctx)
+        client.reconnect_delay_set(1, 10)
+        client.on_connect = self._cb_connect
+        client.on_subscribe = self._cb_subscribe
+        client.on_message = self._cb_message
+        self._client = client
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        self._client.connect_async(
+            self._s.host, self._s.port, keepalive=self._s.keepalive_s, clean_start=False, properties=props
+        )
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _cb_connect(self, client: paho.Client, _u: Any, flags: Any, code: ReasonCode, _p: Any) -> None:
+        if code.is_failure:
+            self.refused = str(code)
+            log.warning("broker refused the receiver: %s", code)
+            return
+        log.info("receiver connected (session present: %s)", flags.session_present)
+        client.subscribe([(topic, 1) for topic in SUBSCRIPTIONS])
+
+    def _cb_subscribe(self, _c: paho.Client, _u: Any, _mid: int, codes: list[ReasonCode], _p: Any) -> None:
+        if any(c.is_failure for c in codes):
+            self.refused = "subscription refused: " + ", ".join(str(c) for c in codes)
+            log.warning("%s", self.refused)
+            return
+        self.subscribed.set()
+
+    def _cb_message(self, client: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = ""  # rejected as a bad topic, and acknowledged so it does not come back
+        try:
+            verdict = self._core.handle(topic, bytes(message.payload), now=self._clock())
+        except Exception:  # the sink failed (disk full?): no PUBACK, so the broker redelivers it later
+            log.exception("handling a message failed; it stays unacknowledged")
+            return
+        client.ack(message.mid, message.qos)
+        if self._on_verdict is not None:
+            self._on_verdict(verdict)

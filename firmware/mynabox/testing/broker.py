@@ -1,0 +1,249 @@
+"""A private mosquitto for tests, the demo and the benchmarks: loopback, TLS with client certificates, ACL.
+
+The broker runs in the foreground from a config written into a temporary directory; it is started, stopped
+(SIGTERM: it saves its persistence file), killed (SIGKILL) and restarted by its PID, on the same port.
+
+Authentication is the client certificate: ``use_identity_as_username`` makes the certificate's CN the user
+name, and the ACL lets a device write only below ``mynabox/<its CN>/`` and the gateway read ``mynabox/#``.
+``persistence true`` (in the temp dir) keeps a persistent receiver session and its queued QoS 1 messages
+across a broker restart; mosquitto defaults to ``persistence false``, which a gateway broker must not use.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from types import TracebackType
+
+from mynabox.payload.keys import (
+    generate_device_key,
+    load_private_key,
+    load_public_keys,
+    save_private_key,
+    save_public_key,
+)
+from mynabox.payload.seal import Opener, Sealer
+from mynabox.testing.tlsfiles import TestPki, make_test_pki
+
+MOSQUITTO = "mosquitto"
+
+
+class BrokerError(Exception):
+    """The test broker did not start or stop as asked."""
+
+
+@dataclass(frozen=True)
+class BrokerTls:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def acl_text(gateway: str = "gateway") -> str:
+    """Per-device write below its own CN; the gateway reads everything under mynabox/."""
+    return (
+        "# Devices: write only below their own certificate CN (pattern lines apply to every user).\n"
+        "pattern write mynabox/%u/#\n"
+        f"user {gateway}\n"
+        "topic read mynabox/#\n"
+    )
+
+
+class Mosquitto:
+    """``with Mosquitto(tls, workdir) as broker:`` - ``broker.port``, ``stop()``, ``kill()``, ``start()``."""
+
+    def __init__(
+        self,
+        tls: BrokerTls,
+        workdir: Path | None = None,
+        *,
+        port: int | None = None,
+        gateway: str = "gateway",
+        start_timeout: float = 10.0,
+    ) -> None:
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="mynabox-mosquitto-")
+            workdir = Path(self._tmp.name)
+        self.workdir = Path(workdir)
+        self.port = port if port is not None else free_port()
+        self.host = "127.0.0.1"
+        self._tls = tls
+        self._gateway = gateway
+        self._timeout = start_timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.config_path = self.workdir / "mosquitto.conf"
+        self.log_path = self.workdir / "mosquitto.log"
+        self._write_config()
+
+    def _write_config(self) -> None:
+        data_dir = self.workdir / "data"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        acl = self.workdir / "acl"
+        acl.write_text(acl_text(self._gateway))
+        self.config_path.write_text(
+            "\n".join(
+                [
+                    f"user {getpass.getuser()}",  # as root mosquitto would switch to 'mosquitto'; stay us
+                    "per_listener_settings false",
+                    "allow_anonymous false",
+                    f"listener {self.port} 127.0.0.1",
+                    f"cafile {self._tls.ca}",
+                    f"certfile {self._tls.cert}",
+                    f"keyfile {self._tls.key}",
+                    "require_certificate true",
+                    "use_identity_as_username true",
+                    "tls_version tlsv1.2",
+                    f"acl_file {acl}",
+                    "persistence true",
+                    f"persistence_location {data_dir}/",
+                    "autosave_interval 1",
+                    "max_queued_messages 10000",
+                    f"log_dest file {self.log_path}",
+                    "log_type error",
+                    "log_type warning",
+                    "log_type notice",
+                    "log_type information",
+                    "connection_messages true",
+                    "",
+                ]
+            )
+        )
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + self._timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise BrokerError(f"mosquitto exited with {self._proc.returncode}; see {self.log_path}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.kill()
+        raise BrokerError(f"mosquitto did not accept on port {self.port} within {self._timeout} s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM: mosquitto disconnects clients and writes its persistence file."""
+        self._signal(signal.SIGTERM, timeout)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL, 10.0)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def _signal(self, sig: signal.Signals, timeout: float) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        os.kill(proc.pid, sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def __enter__(self) -> Mosquitto:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            self.stop()
+        finally:
+            if self._tmp is not None:
+                self._tmp.cleanup()
+
+
+@dataclass(frozen=True)
+class DeliveryKit:
+    """Everything a delivery test needs on disk: a test PKI, envelope keys and where they live.
+
+    ``devices`` get a TLS client certificate (CN = device id) and an envelope signing key; ``gateway`` gets a
+    client certificate and the envelope decryption key; ``device_keys_dir`` holds ``<device>.pem`` public keys
+    as ``mynabox receive --device-keys`` expects.
+    """
+
+    dir: Path
+    pki: TestPki
+    devices: tuple[str, ...]
+    gateway: str
+    gateway_key_file: Path
+    device_keys_dir: Path
+    device_key_files: dict[str, Path]
+
+    @classmethod
+    def create(
+        cls, directory: Path, devices: tuple[str, ...] = ("ambulance-01",), gateway: str = "gateway"
+    ) -> DeliveryKit:
+        pki = make_test_pki(directory / "pki", clients=(*devices, gateway))
+        keys_dir = directory / "envelope"
+        device_keys_dir = keys_dir / "devices"
+        device_keys_dir.mkdir(parents=True, exist_ok=True)
+        gateway_key_file = keys_dir / "gateway.key"
+        save_private_key(gateway_key_file, generate_device_key())
+        device_files = {}
+        for device in devices:
+            key = generate_device_key()
+            device_files[device] = keys_dir / f"{device}.key"
+            save_private_key(device_files[device], key)
+            save_public_key(device_keys_dir / f"{device}.pem", key)
+        return cls(directory, pki, devices, gateway, gateway_key_file, device_keys_dir, device_files)
+
+    @property
+    def broker_tls(self) -> BrokerTls:
+        return BrokerTls(self.pki.ca_cert, self.pki.server_cert, self.pki.server_key)
+
+    def sealer(self, device: str) -> Sealer:
+        gateway_public = load_private_key(self.gateway_key_file).public_key()
+        return Sealer(device, load_private_key(self.device_key_files[device]), gateway_public)
+
+    def opener(self, *, max_age: timedelta = timedelta(days=7)) -> Opener:
+        return Opener(
+            load_private_key(self.gateway_key_file),
+            load_public_keys(self.device_keys_dir),
+            max_age=max_age,
+            max_skew=timedelta(minutes=5),
+            max_size=1024 * 1024,
+        )
