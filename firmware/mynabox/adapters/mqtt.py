@@ -256,7 +256,10 @@ class MqttLink:
             self._set_online(False)
         elif event.kind == "disconnected":
             if self._online:
-                log.warning("broker connection lost (%s)", event.code)
+                self._last_error = LinkDownError(f"broker connection lost ({event.code})")
+            else:  # with TLS 1.3 a refused client certificate shows only now, after our CONNECT
+                self._last_error = LinkDownError("broker closed the connection before accepting it")
+            log.warning("%s", self._last_error)
             self._set_online(False)
         elif event.kind == "puback":
             self._puback(event.mid, event.code)
