@@ -119,6 +119,7 @@ class Mosquitto:
                     "log_type warning",
                     "log_type notice",
                     "log_type information",
+                    "log_type subscribe",  # lets a test wait until a subscriber is really in place
                     "connection_messages true",
                     "",
                 ]
