@@ -1,0 +1,345 @@
+"""The PC/SC reader: waits for a card with SCardGetStatusChange and carries APDUs to it.
+
+Built on pyscard's low-level `smartcard.scard` so that we own the context (to re-establish it when
+pcscd restarts) and see every return code (to turn it into one of our typed errors). Nothing here
+logs or raises card contents: only reader names, protocol codes and PC/SC error names.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from smartcard import scard
+
+from mynabox.card.errors import CardRemoved, CardUnresponsive, ReaderGone, ServiceGone, TransportError
+
+log = logging.getLogger(__name__)
+
+PNP_NOTIFICATION = "\\\\?PnP?\\Notification"
+# How long one SCardGetStatusChange may block: bounds how late a stop request is noticed when
+# nobody calls cancel(), and how often a dead pcscd is retried (recovery well within 2 s).
+WAIT_SLICE_S = 0.25
+SERVICE_RETRY_S = 0.2
+
+
+def _code(hresult: int) -> int:
+    return hresult & 0xFFFFFFFF
+
+
+_REMOVED = {
+    _code(c) for c in (scard.SCARD_W_REMOVED_CARD, scard.SCARD_E_NO_SMARTCARD, scard.SCARD_W_RESET_CARD)
+}
+_READER = {
+    _code(c)
+    for c in (
+        scard.SCARD_E_READER_UNAVAILABLE,
+        scard.SCARD_E_UNKNOWN_READER,
+        scard.SCARD_E_NO_READERS_AVAILABLE,
+    )
+}
+# The client library reports a broken socket to pcscd as SCARD_F_COMM_ERROR (measured: pcscd killed
+# during SCardGetStatusChange), and an invalid handle after a restart means our context died with it.
+_SERVICE = {
+    _code(c)
+    for c in (
+        scard.SCARD_E_NO_SERVICE,
+        scard.SCARD_E_SERVICE_STOPPED,
+        scard.SCARD_E_INVALID_HANDLE,
+        scard.SCARD_F_COMM_ERROR,
+    )
+}
+_UNRESPONSIVE = {
+    _code(c)
+    for c in (
+        scard.SCARD_W_UNRESPONSIVE_CARD,
+        scard.SCARD_W_UNSUPPORTED_CARD,
+        scard.SCARD_W_UNPOWERED_CARD,
+        scard.SCARD_E_TIMEOUT,
+        scard.SCARD_E_PROTO_MISMATCH,
+        scard.SCARD_E_NOT_TRANSACTED,
+        scard.SCARD_E_COMM_DATA_LOST,
+        scard.SCARD_E_SHARING_VIOLATION,
+    )
+}
+_BROKE_OFF = {_code(c) for c in (scard.SCARD_E_NOT_TRANSACTED, scard.SCARD_E_COMM_DATA_LOST)}
+_SUCCESS = _code(scard.SCARD_S_SUCCESS)
+_TIMEOUT = _code(scard.SCARD_E_TIMEOUT)
+_CANCELLED = _code(scard.SCARD_E_CANCELLED)
+
+
+def error_name(hresult: int) -> str:
+    """The PC/SC name of a return code, e.g. `SCARD_W_REMOVED_CARD` (for messages and logs)."""
+    code = _code(hresult)
+    for name in dir(scard):
+        if name.startswith(("SCARD_E_", "SCARD_W_", "SCARD_F_")):
+            value = getattr(scard, name)
+            if isinstance(value, int) and _code(value) == code:
+                return name
+    return f"0x{code:08X}"
+
+
+def translate(hresult: int, during: str) -> TransportError:
+    """Our typed error for a failed PC/SC call (`during` names the operation, never data)."""
+    code = _code(hresult)
+    message = f"{during}: {error_name(code)}"
+    if code in _REMOVED:
+        return CardRemoved(message)
+    if code in _READER:
+        return ReaderGone(message)
+    if code in _SERVICE:
+        return ServiceGone(message)
+    if code in _UNRESPONSIVE:
+        return CardUnresponsive(message)
+    # Anything else (internal errors, comm errors) leaves the card session unusable: treat it as
+    # a card that stopped answering, which the caller handles as "try again".
+    return CardUnresponsive(message)
+
+
+class PcscCard:
+    """A connected card: the `Transport` a session runs on. Close it (or use `with`) when done."""
+
+    def __init__(self, name: str, handle: int, protocol: int, atr: bytes) -> None:
+        self.reader_name = name
+        self.atr = atr
+        self.protocol = "T=1" if protocol == scard.SCARD_PROTOCOL_T1 else "T=0"
+        self._handle: int | None = handle
+        self._pci = scard.SCARD_PCI_T1 if protocol == scard.SCARD_PROTOCOL_T1 else scard.SCARD_PCI_T0
+        self.apdu_count = 0
+
+    def transmit(self, command: bytes) -> bytes:
+        if self._handle is None:
+            raise CardRemoved("transmit: card connection already closed")
+        hresult, response = scard.SCardTransmit(self._handle, self._pci, list(command))
+        code = _code(hresult)
+        if code in _BROKE_OFF:
+            # The exchange broke off mid-APDU: on a contactless reader that is the card leaving the
+            # field before pcscd has noticed its absence. The crew's action is the same: hold it again.
+            raise CardRemoved(f"transmit: {error_name(code)} (exchange broke off)")
+        if code != _SUCCESS:
+            raise translate(hresult, "transmit")
+        self.apdu_count += 1
+        if len(response) < 2:
+            # No status word at all: vpcd reports a card that vanished mid-APDU this way (measured).
+            raise CardRemoved("transmit: response without status word (card left mid-exchange)")
+        return bytes(response)
+
+    def close(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is None:
+            return
+        # The card may already be gone; ending the transaction or disconnecting then fails harmlessly.
+        scard.SCardEndTransaction(handle, scard.SCARD_LEAVE_CARD)
+        scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
+
+    def __enter__(self) -> PcscCard:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+@dataclass
+class _Slot:
+    """What we last saw of one reader: its state word (with pcsc-lite's event counter)."""
+
+    state: int = scard.SCARD_STATE_UNAWARE
+    # The event counter value of the insertion we already handed out (None: not handed out).
+    handed_out: int | None = None
+
+
+class PcscReader:
+    """Waits for cards on PC/SC readers and connects to them.
+
+    `reader_filter`: only readers whose name contains it (None: every reader). The reader keeps one
+    PC/SC context and re-establishes it whenever pcscd went away, so a daemon restart needs no restart
+    of ours. A card is handed out once per insertion: after a read, the same card on the reader is not
+    read again until it is taken away and presented anew.
+    """
+
+    def __init__(self, reader_filter: str | None = None) -> None:
+        self.reader_filter = reader_filter
+        self._context: int | None = None
+        self._slots: dict[str, _Slot] = {}
+        self._pnp_state = scard.SCARD_STATE_UNAWARE
+        self._lock = threading.Lock()
+        self._cancelled = threading.Event()
+
+    # -- context ------------------------------------------------------------------------------
+
+    def _ensure_context(self) -> int:
+        with self._lock:
+            if self._context is not None:
+                return self._context
+            hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+            if _code(hresult) != _SUCCESS:
+                raise translate(hresult, "establish context")
+            self._context = int(context)
+            self._slots.clear()
+            self._pnp_state = scard.SCARD_STATE_UNAWARE
+            log.info("PC/SC context established")
+            return self._context
+
+    def _drop_context(self) -> None:
+        with self._lock:
+            context, self._context = self._context, None
+        if context is not None:
+            scard.SCardReleaseContext(context)
+
+    def close(self) -> None:
+        self._drop_context()
+
+    def cancel(self) -> None:
+        """Wake a `wait_for_card` blocked in another thread; it returns None promptly.
+
+        Sticky: later waits return None at once until `resume()`, so a shutdown request that lands
+        between two waits is not lost.
+        """
+        self._cancelled.set()
+        with self._lock:
+            context = self._context
+        if context is not None:
+            scard.SCardCancel(context)
+
+    def resume(self) -> None:
+        """Undo `cancel()`."""
+        self._cancelled.clear()
+
+    def readers(self) -> list[str]:
+        """The matching readers pcscd knows now (empty when none)."""
+        context = self._ensure_context()
+        hresult, names = scard.SCardListReaders(context, [])
+        code = _code(hresult)
+        if code == _code(scard.SCARD_E_NO_READERS_AVAILABLE):
+            return []
+        if code != _SUCCESS:
+            if code in _SERVICE:
+                self._drop_context()
+            raise translate(hresult, "list readers")
+        return [n for n in names if self.reader_filter is None or self.reader_filter in n]
+
+    # -- waiting ------------------------------------------------------------------------------
+
+    def wait_for_card(self, timeout: float | None = None) -> PcscCard | None:
+        """Block until a card is presented and connect to it.
+
+        Returns None when `timeout` seconds pass with no new card or when `cancel()` is called.
+        If at the end of the timeout pcscd was unreachable or no matching reader existed, raises
+        `ServiceGone` / `ReaderGone` instead, so the caller can say which. Raises `CardUnresponsive`
+        for a card that is present but mute (once per insertion). Meanwhile, lost services and
+        readers are waited out and recovered.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        problem: TransportError | None = None
+        while not self._cancelled.is_set():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                if problem is not None:
+                    raise problem
+                return None
+            slice_s = WAIT_SLICE_S if remaining is None else min(WAIT_SLICE_S, remaining)
+            try:
+                card = self._wait_once(slice_s)
+            except (ServiceGone, ReaderGone) as exc:
+                problem = exc
+                if isinstance(exc, ServiceGone):
+                    self._drop_context()
+                    self._sleep(min(SERVICE_RETRY_S, slice_s))
+                continue
+            problem = None
+            if card is not None:
+                return card
+        return None
+
+    def _sleep(self, seconds: float) -> None:
+        self._cancelled.wait(seconds)
+
+    def _wait_once(self, slice_s: float) -> PcscCard | None:
+        """One round: connect to a waiting card, or block in SCardGetStatusChange for one slice."""
+        context = self._ensure_context()
+        names = self.readers()
+        for gone in set(self._slots) - set(names):
+            del self._slots[gone]
+        for name in names:
+            self._slots.setdefault(name, _Slot())
+        card = self._connect_any(context)
+        if card is not None:
+            return card
+        watch: list[tuple[str, int]] = [(n, self._slots[n].state) for n in names]
+        watch.append((PNP_NOTIFICATION, self._pnp_state))
+        hresult, states = scard.SCardGetStatusChange(context, int(slice_s * 1000), watch)
+        code = _code(hresult)
+        if code in (_TIMEOUT, _CANCELLED):
+            if not names:
+                raise ReaderGone("no matching reader")
+            return None
+        if code in _READER:
+            # A reader left while we watched it; the next round lists the readers again.
+            self._slots.clear()
+            return None
+        if code != _SUCCESS:
+            raise translate(hresult, "wait for card")
+        self._record(states)
+        if not names:
+            raise ReaderGone("no matching reader")
+        return self._connect_any(context)
+
+    def _record(self, states: list[tuple[str, int, Any]]) -> None:
+        for name, event_state, _atr in states:
+            new_state = event_state & ~scard.SCARD_STATE_CHANGED
+            if name == PNP_NOTIFICATION:
+                self._pnp_state = new_state
+                continue
+            slot = self._slots.get(name)
+            if slot is None:
+                continue
+            slot.state = new_state
+            if not new_state & scard.SCARD_STATE_PRESENT:
+                slot.handed_out = None
+
+    def _connect_any(self, context: int) -> PcscCard | None:
+        for name, slot in self._slots.items():
+            if not slot.state & scard.SCARD_STATE_PRESENT:
+                continue
+            counter = slot.state >> 16
+            if slot.handed_out == counter:
+                continue
+            slot.handed_out = counter
+            return self._connect(context, name)
+        return None
+
+    def _connect(self, context: int, name: str) -> PcscCard | None:
+        protocols = scard.SCARD_PROTOCOL_T1 | scard.SCARD_PROTOCOL_T0
+        hresult, handle, protocol = scard.SCardConnect(context, name, scard.SCARD_SHARE_SHARED, protocols)
+        code = _code(hresult)
+        if code in _REMOVED:
+            # The card brushed past and left before we connected: keep waiting for the next one.
+            log.info("card left %s before connect", name)
+            return None
+        if code != _SUCCESS:
+            raise translate(hresult, "connect")
+        # A transaction keeps other PC/SC clients from interleaving with our SELECT/READ sequence.
+        hresult = scard.SCardBeginTransaction(handle)
+        if _code(hresult) != _SUCCESS:
+            scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
+            if _code(hresult) in _REMOVED:
+                return None
+            raise translate(hresult, "begin transaction")
+        hresult, _reader, _state, _proto, atr = scard.SCardStatus(handle)
+        atr_bytes = bytes(atr) if _code(hresult) == _SUCCESS else b""
+        log.info("card on %s (%s)", name, "T=1" if protocol == scard.SCARD_PROTOCOL_T1 else "T=0")
+        return PcscCard(name, handle, protocol, atr_bytes)
+
+    def __enter__(self) -> PcscReader:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
