@@ -1,0 +1,211 @@
+"""The summary lookup over HTTPS with mutual TLS (docs/summary-api.openapi.yaml).
+
+`lookup` never raises: every failure becomes `Unavailable(reason)` so that the box goes on to deliver a
+sealed card record. Reasons name the failure (timeout, TLS, HTTP status, malformed response), never the
+certificate or the response's content.
+
+Retries are bounded and only for failures a second try can cure: connection refused/reset, timeouts and
+5xx. A certificate the server rejects, a 4xx or a malformed response is answered at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from mynabox.summary.model import Summary, SummaryFormatError
+from mynabox.summary.port import Found, LookupResult, NotRegistered, Unavailable
+
+log = logging.getLogger(__name__)
+
+LOOKUP_PATH = "/v1/summary-lookups"
+MAX_RESPONSE_BYTES = 1024 * 1024
+MAX_BACKOFF_S = 2.0
+
+
+class SummaryClientConfigError(ValueError):
+    """The client cannot be built: bad URL, unreadable CA, certificate or key."""
+
+
+@dataclass(frozen=True)
+class _Retryable:
+    reason: str
+
+
+def _context(ca_file: Path, client_cert: Path, client_key: Path) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the server's chain and host name
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_verify_locations(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise SummaryClientConfigError(
+            f"cannot load the service CA from {ca_file}: {exc.strerror or exc}"
+        ) from None
+    try:
+        ctx.load_cert_chain(str(client_cert), str(client_key))
+    except (OSError, ssl.SSLError) as exc:
+        # Never echo key material: name the files and the kind of failure only.
+        raise SummaryClientConfigError(
+            f"cannot load the client certificate {client_cert} / key {client_key}: {type(exc).__name__}"
+        ) from None
+    return ctx
+
+
+class HttpsSummaryClient:
+    """Implements `mynabox.summary.port.SummaryLookup`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        ca_file: Path | str,
+        client_cert: Path | str,
+        client_key: Path | str,
+        timeout_s: float = 5.0,
+        connect_timeout_s: float | None = None,
+        retries: int = 2,
+        backoff_s: float = 0.2,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+            raise SummaryClientConfigError("base_url must be https://host[:port][/prefix]")
+        try:
+            self._port = parts.port or 443
+        except ValueError:
+            raise SummaryClientConfigError("base_url has a bad port") from None
+        if timeout_s <= 0 or retries < 0 or backoff_s < 0 or max_response_bytes <= 0:
+            raise SummaryClientConfigError("timeouts, retries, backoff and size limit must be positive")
+        self._host = parts.hostname
+        self._path = parts.path.rstrip("/") + LOOKUP_PATH
+        self._context = _context(Path(ca_file), Path(client_cert), Path(client_key))
+        self._timeout_s = timeout_s
+        self._connect_timeout_s = connect_timeout_s or timeout_s
+        self._retries = retries
+        self._backoff_s = backoff_s
+        self._max_bytes = max_response_bytes
+        self._sleep = sleep
+
+    def lookup(self, certificate: bytes) -> LookupResult:
+        body = json.dumps({"certificate": base64.b64encode(certificate).decode("ascii")}).encode("ascii")
+        reason = "not attempted"
+        for attempt in range(self._retries + 1):
+            if attempt:
+                self._sleep(min(self._backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S))
+            outcome = self._attempt_safely(body)
+            if not isinstance(outcome, _Retryable):
+                return outcome
+            reason = outcome.reason
+            log.info("summary lookup attempt %d failed: %s", attempt + 1, reason)
+        attempts = self._retries + 1
+        return Unavailable(f"{reason} (after {attempts} attempt{'s' if attempts > 1 else ''})")
+
+    def _attempt_safely(self, body: bytes) -> LookupResult | _Retryable:
+        try:
+            return self._attempt(body)
+        except Exception as exc:  # the port promises no exception escapes; the card record goes out instead
+            log.warning("summary lookup: unexpected %s", type(exc).__name__)
+            return Unavailable(f"internal error ({type(exc).__name__})")
+
+    def _attempt(self, body: bytes) -> LookupResult | _Retryable:
+        conn = http.client.HTTPSConnection(
+            self._host, self._port, timeout=self._connect_timeout_s, context=self._context
+        )
+        try:
+            try:
+                conn.connect()
+            except ssl.SSLCertVerificationError:
+                return Unavailable("TLS: the service's certificate was not accepted")
+            except ssl.SSLError as exc:
+                return Unavailable(f"TLS handshake failed ({exc.reason or 'unknown'})")
+            except TimeoutError:
+                return _Retryable("connect timed out")
+            except ConnectionRefusedError:
+                return _Retryable("connection refused")
+            except OSError as exc:
+                return _Retryable(f"cannot connect ({type(exc).__name__})")
+            if conn.sock is not None:
+                conn.sock.settimeout(self._timeout_s)
+            return self._exchange(conn, body)
+        finally:
+            conn.close()
+
+    def _exchange(self, conn: http.client.HTTPSConnection, body: bytes) -> LookupResult | _Retryable:
+        deadline = time.monotonic() + self._timeout_s
+        try:
+            conn.request(
+                "POST",
+                self._path,
+                body=body,
+                headers={"Content-Type": "application/json", "Accept": "application/json"},
+            )
+            response = conn.getresponse()
+            status = response.status
+            data = self._read_limited(response, deadline)
+        except _TooLarge:
+            return Unavailable("response too large")
+        except TimeoutError:
+            return _Retryable("timed out waiting for the service")
+        except ssl.SSLError as exc:
+            # With TLS 1.3 the server's verdict on our certificate arrives after the handshake.
+            return Unavailable(f"TLS failed ({exc.reason or 'unknown'})")
+        except (ConnectionError, http.client.RemoteDisconnected):
+            return _Retryable("connection lost")
+        except http.client.HTTPException as exc:
+            return Unavailable(f"malformed HTTP response ({type(exc).__name__})")
+        except OSError as exc:
+            return _Retryable(f"network error ({type(exc).__name__})")
+        if 500 <= status <= 599:
+            return _Retryable(f"service error HTTP {status}")
+        return _interpret(status, data)
+
+    def _read_limited(self, response: http.client.HTTPResponse, deadline: float) -> bytes:
+        length = response.getheader("Content-Length")
+        if length is not None and length.isdigit() and int(length) > self._max_bytes:
+            raise _TooLarge
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            if time.monotonic() > deadline:
+                raise TimeoutError
+            # read1: at most one recv, so a server dripping bytes cannot hold us past the deadline.
+            chunk = response.read1(min(65536, self._max_bytes + 1 - total))
+            if not chunk:
+                if response.length:  # the server closed before sending what it declared
+                    raise http.client.IncompleteRead(b"".join(chunks), response.length)
+                return b"".join(chunks)
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > self._max_bytes:
+                raise _TooLarge
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _interpret(status: int, data: bytes) -> LookupResult:
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return Unavailable(f"HTTP {status} with a body that is not JSON")
+    kind = doc.get("status") if isinstance(doc, dict) else None
+    if status == 200 and kind == "found" and isinstance(doc, dict) and set(doc) == {"status", "summary"}:
+        try:
+            return Found(Summary.from_json(doc["summary"]))
+        except SummaryFormatError as exc:
+            return Unavailable(f"malformed summary ({exc})")
+        except RecursionError:
+            return Unavailable("malformed summary (nested too deeply)")
+    if status == 404 and kind == "not_registered":
+        return NotRegistered()
+    return Unavailable(f"unexpected response HTTP {status}")

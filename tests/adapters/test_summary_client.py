@@ -1,0 +1,393 @@
+"""The HTTPS+mTLS summary client against the real reference service and against hostile TLS servers.
+
+Every failure must come back as `Unavailable` with a reason free of patient data, after a bounded number
+of attempts; nothing may raise. Sleeps between retries are recorded, not slept.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from mynabox.adapters.summary_client import HttpsSummaryClient, SummaryClientConfigError
+from mynabox.summary.port import Found, LookupResult, NotRegistered, Unavailable
+from mynabox.testing import patients
+from mynabox.testing.refsvc import ReferenceService
+from mynabox.testing.tlsfiles import TestPki, certificate_with_cn, make_test_pki
+
+TODAY = date(2026, 11, 25)
+PATIENT = patients.patient("warfarin-elderly")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    return make_test_pki(tmp_path_factory.mktemp("pki"), clients=("device-1",))
+
+
+@pytest.fixture(scope="module")
+def other_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    return make_test_pki(tmp_path_factory.mktemp("other-pki"), clients=("device-1",), ca_name="intruder CA")
+
+
+def start_refsvc(pki: TestPki) -> ReferenceService:
+    return ReferenceService(
+        cert_file=pki.server_cert, key_file=pki.server_key, client_ca_file=pki.ca_cert, today=TODAY
+    ).start()
+
+
+@pytest.fixture
+def refsvc(pki: TestPki) -> Iterator[ReferenceService]:
+    service = start_refsvc(pki)
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+class Sleeps(list[float]):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def client(
+    base_url: str, pki: TestPki, *, ca: Path | None = None, identity: TestPki | None = None, **kw: object
+) -> tuple[HttpsSummaryClient, Sleeps]:
+    sleeps = Sleeps()
+    files = (identity or pki).client("device-1")
+    options: dict[str, object] = {"timeout_s": 5.0, "retries": 2, "backoff_s": 0.2, "sleep": sleeps}
+    options.update(kw)
+    c = HttpsSummaryClient(
+        base_url,
+        ca_file=ca or pki.ca_cert,
+        client_cert=files.cert,
+        client_key=files.key,
+        **options,  # type: ignore[arg-type]
+    )
+    return c, sleeps
+
+
+def lookup(c: HttpsSummaryClient, card_id: str = PATIENT.card_id) -> LookupResult:
+    return c.lookup(certificate_with_cn(card_id))
+
+
+def assert_clean(result: LookupResult) -> str:
+    """Unavailable, and its reason carries nothing of the patient or the card."""
+    assert isinstance(result, Unavailable), result
+    for secret in (PATIENT.name, PATIENT.kana, PATIENT.card_id, "ワルファリン", PATIENT.insurer_number):
+        assert secret not in result.reason
+    return result.reason
+
+
+# --- against the reference service ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("p", [p for p in patients.PATIENTS if p.registered], ids=lambda p: p.key)
+def test_found(refsvc: ReferenceService, pki: TestPki, p: patients.SyntheticPatient) -> None:
+    c, sleeps = client(refsvc.base_url, pki)
+    assert lookup(c, p.card_id) == Found(patients.summary_for(p, TODAY))  # type: ignore[arg-type]
+    assert sleeps == []
+
+
+def test_not_registered(refsvc: ReferenceService, pki: TestPki) -> None:
+    c, _ = client(refsvc.base_url, pki)
+    assert lookup(c, patients.patient("not-registered").card_id) == NotRegistered()
+
+
+def test_service_rejects_the_request(refsvc: ReferenceService, pki: TestPki) -> None:
+    c, sleeps = client(refsvc.base_url, pki)
+    assert "HTTP 400" in assert_clean(c.lookup(b"not a certificate"))
+    assert sleeps == []  # a 4xx is not retried
+
+
+def test_client_certificate_from_another_ca_is_refused(
+    refsvc: ReferenceService, pki: TestPki, other_pki: TestPki
+) -> None:
+    c, sleeps = client(refsvc.base_url, pki, identity=other_pki, retries=1)
+    reason = assert_clean(lookup(c))
+    assert "TLS" in reason or "connection lost" in reason
+    assert len(sleeps) <= 1
+
+
+def test_server_certificate_from_an_unknown_ca_is_refused(
+    refsvc: ReferenceService, pki: TestPki, other_pki: TestPki
+) -> None:
+    c, sleeps = client(refsvc.base_url, pki, ca=other_pki.ca_cert)
+    assert "certificate was not accepted" in assert_clean(lookup(c))
+    assert sleeps == []  # retrying cannot cure it
+
+
+def test_server_certificate_for_another_host_is_refused(tmp_path: Path) -> None:
+    pki = make_test_pki(tmp_path, server_names=("localhost",))
+    service = start_refsvc(pki)
+    try:
+        c, _ = client(service.base_url, pki)  # https://127.0.0.1:port, not in the certificate
+        assert "certificate was not accepted" in assert_clean(lookup(c))
+        c, _ = client(f"https://localhost:{service.port}", pki)
+        assert isinstance(lookup(c), Found)
+    finally:
+        service.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_service_down_gives_unavailable_after_bounded_retries(pki: TestPki) -> None:
+    c, sleeps = client(f"https://127.0.0.1:{free_port()}", pki, retries=2, backoff_s=0.2)
+    assert assert_clean(lookup(c)) == "connection refused (after 3 attempts)"
+    assert sleeps == [0.2, 0.4]
+
+
+def test_backoff_is_capped(pki: TestPki) -> None:
+    c, sleeps = client(f"https://127.0.0.1:{free_port()}", pki, retries=5, backoff_s=1.0)
+    assert isinstance(lookup(c), Unavailable)
+    assert sleeps == [1.0, 2.0, 2.0, 2.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("url", "kw"),
+    [
+        ("http://127.0.0.1:1", {}),
+        ("https://", {}),
+        ("https://127.0.0.1:99999", {}),
+        ("https://127.0.0.1:1/?q=1", {}),
+        ("https://127.0.0.1:1", {"timeout_s": 0}),
+        ("https://127.0.0.1:1", {"retries": -1}),
+    ],
+)
+def test_bad_configuration_is_refused_at_construction(pki: TestPki, url: str, kw: dict[str, object]) -> None:
+    with pytest.raises(SummaryClientConfigError):
+        client(url, pki, **kw)
+
+
+def test_missing_files_are_refused_at_construction(pki: TestPki, tmp_path: Path) -> None:
+    with pytest.raises(SummaryClientConfigError):
+        client("https://127.0.0.1:1", pki, ca=tmp_path / "missing.pem")
+    files = pki.client("device-1")
+    with pytest.raises(SummaryClientConfigError) as info:
+        HttpsSummaryClient(
+            "https://127.0.0.1:1", ca_file=pki.ca_cert, client_cert=files.cert, client_key=pki.server_key
+        )
+    assert "BEGIN" not in str(info.value)
+
+
+# --- against hostile servers ----------------------------------------------------------------------------
+
+Behaviour = Callable[[ssl.SSLSocket, int, threading.Event], None]
+
+
+class HostileServer:
+    """A real TLS server (mutual TLS, our test CA) that reads one request and answers as told."""
+
+    def __init__(self, pki: TestPki, behaviour: Behaviour) -> None:
+        self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._ctx.load_cert_chain(pki.server_cert, pki.server_key)
+        self._ctx.load_verify_locations(pki.ca_cert)
+        self._ctx.verify_mode = ssl.CERT_REQUIRED
+        self._behaviour = behaviour
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self.port = int(self._listener.getsockname()[1])
+        self.connections = 0
+        self.stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._accept = threading.Thread(target=self._serve)
+        self._accept.start()
+
+    def _serve(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            t = threading.Thread(target=self._handle, args=(conn, self.connections))
+            t.start()
+            self._threads.append(t)
+
+    def _handle(self, conn: socket.socket, attempt: int) -> None:
+        try:
+            conn.settimeout(5)
+            with self._ctx.wrap_socket(conn, server_side=True) as tls:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += tls.recv(4096)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+                while len(body) < length:
+                    body += tls.recv(4096)
+                self._behaviour(tls, attempt, self.stopping)
+        except OSError:
+            pass  # the client gave up or the test is over
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._accept.join(timeout=10)
+        for t in self._threads:
+            t.join(timeout=10)
+        self._listener.close()
+
+
+@pytest.fixture
+def hostile(pki: TestPki) -> Iterator[Callable[[Behaviour], HostileServer]]:
+    servers: list[HostileServer] = []
+
+    def start(behaviour: Behaviour) -> HostileServer:
+        servers.append(HostileServer(pki, behaviour))
+        return servers[-1]
+
+    try:
+        yield start
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def http(status: int, body: bytes, *, headers: str = "") -> bytes:
+    head = f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return (head + headers + "\r\n").encode() + body
+
+
+def answer(response: bytes) -> Behaviour:
+    def behave(tls: ssl.SSLSocket, attempt: int, stopping: threading.Event) -> None:
+        tls.sendall(response)
+
+    return behave
+
+
+FOUND_BODY = json.dumps(
+    {"status": "found", "summary": patients.summary_for(PATIENT, TODAY).to_json()},  # type: ignore[union-attr]
+    ensure_ascii=False,
+).encode()
+
+BAD_SUMMARY = json.dumps(
+    {"status": "found", "summary": {"schema_version": 1, "patient": {"name": PATIENT.name}}},
+    ensure_ascii=False,
+).encode()
+
+BAD_DATE = FOUND_BODY.replace(b'"as_of": "2026-11-25"', b'"as_of": "2026-02-30"')
+REDIRECT = http(302, b"{}", headers="Location: http://evil.example/\r\n")
+
+HOSTILE_ANSWERS: list[tuple[str, bytes, str]] = [
+    ("garbage instead of HTTP", b"\x00\xffnot http\r\n\r\n", "malformed HTTP response"),
+    ("not JSON", http(200, b"<html>hello</html>"), "not JSON"),
+    ("deeply nested JSON", http(200, b"[" * 100000), "not JSON"),
+    ("invalid UTF-8", http(200, b'{"status": "found\xff"}'), "not JSON"),
+    ("wrong summary", http(200, BAD_SUMMARY), "malformed summary ($.allergies: missing)"),
+    (
+        "summary with a bad date",
+        http(200, BAD_DATE),
+        "malformed summary ($.as_of: not a calendar date)",
+    ),
+    ("found without summary", http(200, b'{"status": "found"}'), "unexpected response HTTP 200"),
+    ("found with extra keys", http(200, FOUND_BODY[:-1] + b', "x": 1}'), "unexpected response HTTP 200"),
+    ("200 saying not registered", http(200, b'{"status": "not_registered"}'), "unexpected response HTTP 200"),
+    ("404 of some other kind", http(404, b'{"status": "error"}'), "unexpected response HTTP 404"),
+    (
+        "redirect",
+        REDIRECT,
+        "unexpected response HTTP 302",
+    ),
+    (
+        "declared oversized",
+        http(200, b"{}").replace(b"Content-Length: 2", b"Content-Length: 50000000"),
+        "response too large",
+    ),
+    (
+        "body shorter than declared",
+        http(200, b"{}").replace(b"Content-Length: 2", b"Content-Length: 20"),
+        "malformed HTTP response",
+    ),
+    ("too many headers", b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 200 + b"\r\n", "malformed HTTP response"),
+]
+
+
+@pytest.mark.parametrize(
+    ("response", "reason"), [h[1:] for h in HOSTILE_ANSWERS], ids=[h[0] for h in HOSTILE_ANSWERS]
+)
+def test_hostile_answers_give_unavailable(
+    hostile: Callable[[Behaviour], HostileServer], pki: TestPki, response: bytes, reason: str
+) -> None:
+    server = hostile(answer(response))
+    c, sleeps = client(f"https://127.0.0.1:{server.port}", pki)
+    got = assert_clean(lookup(c))
+    assert reason in got
+    assert sleeps == [] and server.connections == 1  # not worth a retry
+
+
+def test_streamed_oversized_body(hostile: Callable[[Behaviour], HostileServer], pki: TestPki) -> None:
+    def stream(tls: ssl.SSLSocket, attempt: int, stopping: threading.Event) -> None:
+        tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n")
+        chunk = b" " * 65536
+        for _ in range(64):  # 4 MiB, more than the 1 MiB limit
+            if stopping.is_set():
+                return
+            tls.sendall(chunk)
+
+    server = hostile(stream)
+    c, _ = client(f"https://127.0.0.1:{server.port}", pki)
+    assert assert_clean(lookup(c)) == "response too large"
+
+
+def test_server_errors_are_retried_a_bounded_number_of_times(
+    hostile: Callable[[Behaviour], HostileServer], pki: TestPki
+) -> None:
+    server = hostile(answer(http(500, b'{"status": "error"}')))
+    c, sleeps = client(f"https://127.0.0.1:{server.port}", pki, retries=2)
+    assert assert_clean(lookup(c)) == "service error HTTP 500 (after 3 attempts)"
+    assert server.connections == 3 and sleeps == [0.2, 0.4]
+
+
+def test_a_retry_can_succeed(hostile: Callable[[Behaviour], HostileServer], pki: TestPki) -> None:
+    def flaky(tls: ssl.SSLSocket, attempt: int, stopping: threading.Event) -> None:
+        tls.sendall(http(503, b"{}") if attempt == 1 else http(200, FOUND_BODY))
+
+    server = hostile(flaky)
+    c, sleeps = client(f"https://127.0.0.1:{server.port}", pki, retries=2)
+    assert lookup(c) == Found(patients.summary_for(PATIENT, TODAY))  # type: ignore[arg-type]
+    assert server.connections == 2 and sleeps == [0.2]
+
+
+def test_connection_closed_without_answer(
+    hostile: Callable[[Behaviour], HostileServer], pki: TestPki
+) -> None:
+    server = hostile(lambda tls, attempt, stopping: None)  # read the request, then hang up
+    c, _ = client(f"https://127.0.0.1:{server.port}", pki, retries=1)
+    assert assert_clean(lookup(c)) == "connection lost (after 2 attempts)"
+    assert server.connections == 2
+
+
+def test_silent_server_times_out(hostile: Callable[[Behaviour], HostileServer], pki: TestPki) -> None:
+    server = hostile(lambda tls, attempt, stopping: stopping.wait(10) and None)
+    c, _ = client(f"https://127.0.0.1:{server.port}", pki, timeout_s=0.3, retries=1)
+    assert assert_clean(lookup(c)) == "timed out waiting for the service (after 2 attempts)"
+
+
+def test_slow_drip_is_cut_by_the_overall_deadline(
+    hostile: Callable[[Behaviour], HostileServer], pki: TestPki
+) -> None:
+    def drip(tls: ssl.SSLSocket, attempt: int, stopping: threading.Event) -> None:
+        tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+        while not stopping.is_set():
+            tls.sendall(b" ")
+            time.sleep(0.05)
+
+    server = hostile(drip)
+    c, _ = client(f"https://127.0.0.1:{server.port}", pki, timeout_s=0.5, retries=0)
+    assert assert_clean(lookup(c)) == "timed out waiting for the service (after 1 attempt)"
