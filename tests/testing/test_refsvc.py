@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from mynabox.summary.model import Summary
 from mynabox.summary.port import Found, NotRegistered, Unavailable
 from mynabox.testing import patients
-from mynabox.testing.refsvc import LOOKUP_PATH, InProcessLookup, ReferenceService
+from mynabox.testing.refsvc import HEALTH_PATH, LOOKUP_PATH, InProcessLookup, ReferenceService
 from mynabox.testing.tlsfiles import TestPki, certificate_with_cn, make_test_pki
 
 TODAY = date(2026, 11, 30)  # for the services these tests start themselves
@@ -305,3 +306,18 @@ def test_cli_reports_bad_files(tmp_path: Any) -> None:
     )
     assert result.returncode == 2
     assert "cannot start" in result.stderr
+
+
+def test_openapi_file_documents_what_is_served() -> None:
+    # No YAML parser among the dependencies: check the facts the file must state, textually.
+    spec_path = Path(__file__).resolve().parents[2] / "docs" / "summary-api.openapi.yaml"
+    spec = spec_path.read_text(encoding="utf-8")
+    assert spec.startswith("openapi: 3.1.")
+    for path in (LOOKUP_PATH, HEALTH_PATH):
+        assert f"\n  {path}:\n" in spec
+    for status in ("found", "not_registered", "error"):
+        assert f"const: {status}" in spec
+    ref = next(
+        line.split('"')[1] for line in spec.splitlines() if "summary.schema.json" in line and "$ref" in line
+    )
+    assert (spec_path.parent / ref).resolve().is_file()
