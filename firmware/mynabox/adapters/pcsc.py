@@ -100,6 +100,10 @@ def translate(hresult: int, during: str) -> TransportError:
     return CardUnresponsive(message)
 
 
+class _PowerUpFailed(Exception):
+    """SCardConnect found the card unpowered: a transient state, retried."""
+
+
 class PcscCard:
     """A connected card: the `Transport` a session runs on. Close it (or use `with`) when done."""
 
@@ -133,8 +137,10 @@ class PcscCard:
         if handle is None:
             return
         # The card may already be gone; ending the transaction or disconnecting then fails harmlessly.
+        # Unpower rather than leave it: with LEAVE_CARD, pcscd's later grace-period power-down raced
+        # with a waiting client so that a re-presented card went unnoticed (measured with vpcd).
         scard.SCardEndTransaction(handle, scard.SCARD_LEAVE_CARD)
-        scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
+        scard.SCardDisconnect(handle, scard.SCARD_UNPOWER_CARD)
 
     def __enter__(self) -> PcscCard:
         return self
@@ -299,6 +305,8 @@ class PcscReader:
             slot = self._slots.get(name)
             if slot is None:
                 continue
+            if new_state != slot.state:
+                log.debug("%s: state 0x%X -> 0x%X", name, slot.state, new_state)
             slot.state = new_state
             if not new_state & scard.SCARD_STATE_PRESENT:
                 slot.handed_out = None
@@ -311,23 +319,32 @@ class PcscReader:
             if slot.handed_out == counter:
                 continue
             slot.handed_out = counter
-            return self._connect(context, name)
+            try:
+                return self._connect(context, name)
+            except _PowerUpFailed:
+                # pcscd's view of the slot lags behind the card (measured with vpcd after a quick
+                # re-tap): try this insertion again next round rather than giving up on it.
+                slot.handed_out = None
+                self._sleep(SERVICE_RETRY_S)
         return None
 
     def _connect(self, context: int, name: str) -> PcscCard | None:
         protocols = scard.SCARD_PROTOCOL_T1 | scard.SCARD_PROTOCOL_T0
         hresult, handle, protocol = scard.SCardConnect(context, name, scard.SCARD_SHARE_SHARED, protocols)
         code = _code(hresult)
+        log.debug("connect %s: %s", name, error_name(code) if code else "ok")
         if code in _REMOVED:
             # The card brushed past and left before we connected: keep waiting for the next one.
             log.info("card left %s before connect", name)
             return None
+        if code == _code(scard.SCARD_W_UNPOWERED_CARD):
+            raise _PowerUpFailed
         if code != _SUCCESS:
             raise translate(hresult, "connect")
         # A transaction keeps other PC/SC clients from interleaving with our SELECT/READ sequence.
         hresult = scard.SCardBeginTransaction(handle)
         if _code(hresult) != _SUCCESS:
-            scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
+            scard.SCardDisconnect(handle, scard.SCARD_UNPOWER_CARD)
             if _code(hresult) in _REMOVED:
                 return None
             raise translate(hresult, "begin transaction")

@@ -99,8 +99,11 @@ class PrivatePcscd:
         self._apdu_log = apdu_log
         self._debug = debug
         self._start_timeout = start_timeout
-        self._conf_dir = Path(tempfile.mkdtemp(prefix="mynabox-pcscd-conf-"))
-        self.log_path = log_path if log_path is not None else self._conf_dir / "pcscd.log"
+        # pcscd parses every file of its config directory, so the log must live outside it.
+        self._work_dir = Path(tempfile.mkdtemp(prefix="mynabox-pcscd-work-"))
+        self._conf_dir = self._work_dir / "reader.conf.d"
+        self._conf_dir.mkdir()
+        self.log_path = log_path if log_path is not None else self._work_dir / "pcscd.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: int | None = None
 
@@ -249,13 +252,13 @@ class PrivatePcscd:
         self.start()
 
     def close(self) -> None:
-        """Stop the daemon and remove the config directory (the process run directory stays)."""
+        """Stop the daemon and remove its config and log (the process run directory stays)."""
         global _running  # noqa: PLW0603
         self.stop()
         with _lock:
             if _running is self:
                 _running = None
-        shutil.rmtree(self._conf_dir, ignore_errors=True)
+        shutil.rmtree(self._work_dir, ignore_errors=True)
 
     def log_text(self) -> str:
         try:
