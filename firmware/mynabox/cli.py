@@ -16,6 +16,15 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "read": ("mynabox.commands.read", "wait for one card, read and check it, print the result"),
     "vcard": ("mynabox.commands.vcard", "run the virtual My Number Card against a vpcd reader"),
+    "refsvc": (
+        "mynabox.commands.refsvc",
+        "run the reference summary service (HTTPS + mTLS) with synthetic patients",
+    ),
+    "receive": (
+        "mynabox.commands.receive",
+        "reference gateway receiver: verify, decrypt, dedupe, print the summary in Japanese",
+    ),
+    "audit": ("mynabox.commands.audit", "check the audit log's hash chain (audit verify)"),
 }
 
 
