@@ -1,0 +1,172 @@
+"""The JPKI read: detect a My Number Card and read its user-authentication certificate, no PIN.
+
+The session is a generator (yields command APDUs, receives raw responses, returns `CardRead`) so the
+protocol is tested without any reader and the same code runs on every transport.
+
+Round trips are what a tap costs (each is milliseconds over NFC), so the read is built around them:
+  1. SELECT the JPKI AP by AID — the only detection; the contactless ATR is made up by the reader.
+  2. READ BINARY of the token EF by short EF identifier (no SELECT EF): tells the card type.
+  3. READ BINARY of EF 000A by SFI with one extended Le: the whole certificate in one answer.
+Where the reader or card refuses extended lengths we fall back to 256-byte reads (the DER header of the
+first chunk gives the length), and where SFI reads are refused, to SELECT EF + READ BINARY. What worked is
+returned in `ReaderCaps` so the next read on the same reader skips what failed.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Generator
+from dataclasses import dataclass, field
+
+from mynabox.card import apdu, status
+from mynabox.card.apdu import CommandAPDU, ResponseAPDU
+from mynabox.card.errors import MalformedResponse, NotMyNumberCard
+from mynabox.card.tlv import MAX_OBJECT, der_total_length
+
+# Application identifiers (card-protocol.md §1.2).
+AID_JPKI = bytes.fromhex("D392F000260100000001")
+AID_TEXT = bytes.fromhex("D3921000310001010408")  # 券面事項入力補助AP: never selected by the box
+AID_VISUAL = bytes.fromhex("D3921000310001010402")  # 券面事項確認AP: never selected by the box
+AID_JUKI = bytes.fromhex("D3921000310001010401")
+AID_COMMON = bytes.fromhex("D3921000310001010100")
+
+# JPKI AP elementary files (card-protocol.md §1.3).
+EF_SIGN_CERT = 0x0001
+EF_SIGN_CA = 0x0002
+EF_TOKEN = 0x0006
+EF_CERT_STATUS = 0x0008
+EF_AUTH_CERT = 0x000A
+EF_AUTH_CA = 0x000B
+EF_AUTH_KEY = 0x0017
+EF_AUTH_PIN = 0x0018
+EF_SIGN_KEY = 0x001A
+EF_SIGN_PIN = 0x001B
+
+TOKEN_LEN = 0x20
+SHORT_CHUNK = 256
+# Upper bound on APDUs in one read, whatever the card answers: no response can make us loop.
+MAX_APDUS = 8 + MAX_OBJECT // SHORT_CHUNK
+
+# Answers to an extended-length APDU that mean "not on this path": fall back to short reads.
+_EXTENDED_REFUSED = frozenset({0x6700, 0x6D00, 0x6E00, 0x6A86, 0x6881, 0x6A81})
+# Answers to READ BINARY by SFI that mean "SFI not supported": fall back to SELECT EF.
+_SFI_REFUSED = frozenset({0x6A81, 0x6986, 0x6A86, 0x6A82, 0x6981})
+_EOF = frozenset({0x6B00, 0x6282})
+
+
+class CardType(enum.Enum):
+    MY_NUMBER_CARD = "my-number-card"
+    JUKI_CARD = "juki-card"
+    ANDROID = "android-smartphone"
+    IPHONE = "iphone"
+    UNKNOWN = "unknown"
+
+
+_TOKEN_LABELS = {
+    b"JPKIAPICCTOKEN2": CardType.MY_NUMBER_CARD,
+    b"JPKIAPICCTOKEN": CardType.JUKI_CARD,
+    b"JPKIAPGPSETOKEN": CardType.ANDROID,
+    b"JPKIAPIOSTOKEN": CardType.IPHONE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderCaps:
+    """What is known to work on a reader + card path; None means not tried yet."""
+
+    extended: bool | None = None
+    sfi: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CardRead:
+    card_type: CardType
+    certificate: bytes = field(repr=False)
+    apdus: int
+    caps: ReaderCaps
+
+
+def card_type_of(token: bytes) -> CardType:
+    label = token.rstrip(b" \x00")
+    return _TOKEN_LABELS.get(label, CardType.UNKNOWN)
+
+
+class _Exchange:
+    """Counts and bounds the APDUs of one session."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, command: CommandAPDU) -> Generator[bytes, bytes, ResponseAPDU]:
+        self.count += 1
+        if self.count > MAX_APDUS:
+            raise MalformedResponse(f"card kept the read going past {MAX_APDUS} APDUs")
+        raw = yield command.encode()
+        return ResponseAPDU.decode(raw)
+
+
+def read_auth_certificate(caps: ReaderCaps = ReaderCaps()) -> Generator[bytes, bytes, CardRead]:
+    exchange = _Exchange()
+
+    resp = yield from exchange(apdu.select_aid(AID_JPKI))
+    if resp.sw != status.SW_OK:
+        raise NotMyNumberCard(f"JPKI AP not selectable: SW {resp.sw:04X} ({status.meaning(resp.sw)})")
+
+    sfi = caps.sfi is not False
+    if sfi:
+        resp = yield from exchange(apdu.read_binary_sfi(EF_TOKEN, TOKEN_LEN))
+        if resp.sw in _SFI_REFUSED:
+            sfi = False
+    if not sfi:
+        status.check((yield from exchange(apdu.select_ef(EF_TOKEN))), "SELECT token EF")
+        resp = yield from exchange(apdu.read_binary(0, TOKEN_LEN))
+    card_type = card_type_of(status.check(resp, "READ token EF").data)
+
+    if not sfi:
+        status.check((yield from exchange(apdu.select_ef(EF_AUTH_CERT))), "SELECT certificate EF")
+
+    def read(offset: int, le: int, extended: bool = False) -> CommandAPDU:
+        # An SFI read makes the EF current (ISO 7816-4 7.2.2), so later offsets use plain READ BINARY.
+        if sfi and offset == 0:
+            return apdu.read_binary_sfi(EF_AUTH_CERT, le, extended=extended)
+        return apdu.read_binary(offset, le, extended=extended)
+
+    buf = b""
+    extended = caps.extended is not False
+    if extended:
+        resp = yield from exchange(read(0, 65536, extended=True))
+        if (
+            resp.sw in _EXTENDED_REFUSED
+            or resp.sw >> 8 == 0x6C
+            or (resp.sw == status.SW_OK and not resp.data)
+        ):
+            extended = False
+        else:
+            if resp.sw not in _EOF:
+                status.check(resp, "READ certificate (extended)")
+            buf = resp.data
+    if not extended:
+        resp = yield from exchange(read(0, SHORT_CHUNK))
+        buf = _chunk(resp, SHORT_CHUNK, "READ certificate")
+
+    total = der_total_length(buf)
+    while len(buf) < total:
+        want = min(SHORT_CHUNK, total - len(buf))
+        resp = yield from exchange(read(len(buf), want))
+        if resp.sw >> 8 == 0x6C and resp.sw & 0xFF:
+            want = resp.sw & 0xFF  # the card names the length it can give: ask again once
+            resp = yield from exchange(read(len(buf), want))
+        chunk = _chunk(resp, want, "READ certificate")
+        if not chunk:
+            raise MalformedResponse(f"certificate truncated at {len(buf)} of {total} bytes")
+        buf += chunk
+
+    return CardRead(card_type, buf[:total], exchange.count, ReaderCaps(extended=extended, sfi=sfi))
+
+
+def _chunk(resp: ResponseAPDU, le: int, command: str) -> bytes:
+    """Data of one READ BINARY answer; end of file gives what came (possibly nothing)."""
+    data = resp.data if resp.sw in _EOF else status.check(resp, command).data
+    if len(data) > le:
+        raise MalformedResponse(f"{command}: {len(data)} bytes returned for Le {le}")
+    return data

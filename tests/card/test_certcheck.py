@@ -1,0 +1,108 @@
+"""Advisory certificate check: real J-LIS roots load; chains, dates and garbage give data, not exceptions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from mynabox.card.certcheck import CertStatus, TrustStore, check_certificate
+
+NOW = datetime(2026, 11, 25, tzinfo=UTC)
+
+
+def _name(*ous: str, cn: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COUNTRY_NAME, "JP")]
+    if cn is None:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, "JPKI-TEST"))
+        attrs += [x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ou) for ou in ous]
+    else:
+        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
+    return x509.Name(attrs)
+
+
+@pytest.fixture(scope="module")
+def pki() -> tuple[bytes, rsa.RSAPrivateKey, x509.Name]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = _name("JPKI for user authentication", "Japan Agency for Local Authority Information Systems")
+    root = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW - timedelta(days=365))
+        .not_valid_after(NOW + timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return root.public_bytes(serialization.Encoding.PEM), key, name
+
+
+def _leaf(pki: tuple[bytes, rsa.RSAPrivateKey, x509.Name], *, start: datetime, end: datetime) -> bytes:
+    _, ca_key, ca_name = pki
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn="997794E9AGCIEG13221003A"))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(0x0705D990)
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def test_packaged_jlis_roots_load_and_self_verify() -> None:
+    trust = TrustStore.jlis()
+    generations = {root.generation for root in trust.roots}
+    assert generations == {"auth-2015", "auth-2023", "sign-2015", "sign-2023"}
+    for root in trust.roots:
+        root.certificate.verify_directly_issued_by(root.certificate)
+
+
+def test_valid_chain_to_extra_root(pki: tuple[bytes, rsa.RSAPrivateKey, x509.Name]) -> None:
+    trust = TrustStore.jlis(extra_roots=[pki[0]])
+    der = _leaf(pki, start=NOW - timedelta(days=10), end=NOW + timedelta(days=10))
+    result = check_certificate(der, trust, now=NOW, clock_synced=True)
+    assert result.status is CertStatus.OK
+    assert result.issuer_generation == "test"
+    assert result.is_auth_certificate
+    assert result.validity_verified
+    assert "997794" not in repr(result) and "997794" not in str(result.as_dict())
+
+
+def test_untrusted_without_the_test_root(pki: tuple[bytes, rsa.RSAPrivateKey, x509.Name]) -> None:
+    der = _leaf(pki, start=NOW - timedelta(days=10), end=NOW + timedelta(days=10))
+    result = check_certificate(der, TrustStore.jlis(), now=NOW, clock_synced=True)
+    assert result.status is CertStatus.UNTRUSTED
+    assert result.issuer_generation is None
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "status"),
+    [
+        (NOW - timedelta(days=20), NOW - timedelta(days=1), CertStatus.EXPIRED),
+        (NOW + timedelta(days=1), NOW + timedelta(days=20), CertStatus.NOT_YET_VALID),
+    ],
+)
+def test_dates(
+    pki: tuple[bytes, rsa.RSAPrivateKey, x509.Name], start: datetime, end: datetime, status: CertStatus
+) -> None:
+    trust = TrustStore.jlis(extra_roots=[pki[0]])
+    result = check_certificate(_leaf(pki, start=start, end=end), trust, now=NOW, clock_synced=False)
+    assert result.status is status
+    assert not result.clock_synced
+    assert not result.validity_verified
+
+
+@pytest.mark.parametrize("der", [b"", b"\x30\x03\x02\x01\x01", bytes(200), b"\x30\x82\x05\x00" + bytes(20)])
+def test_garbage_is_malformed(der: bytes) -> None:
+    result = check_certificate(der, TrustStore.jlis(), now=NOW, clock_synced=True)
+    assert result.status is CertStatus.MALFORMED
