@@ -1,0 +1,160 @@
+"""After a read and a consent: look the summary up, seal it, queue it, write the audit record.
+
+Runs on a worker thread of the daemon (the lookup is network I/O). The summary exists in plaintext only in
+this call's locals: it leaves sealed (into the outbox) and the caller gets flags and counts, no data.
+When the lookup fails the box still sends a sealed card record so the receiving side can retry the lookup.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from mynabox.adapters.audit import AuditLog
+from mynabox.adapters.mqtt import topic
+from mynabox.adapters.outbox import Outbox, SealedBytes
+from mynabox.card.certcheck import CertCheck
+from mynabox.payload.audit import AuditRecord, ConsentMode, Outcome
+from mynabox.payload.envelope import Kind
+from mynabox.payload.seal import Sealed, Sealer
+from mynabox.summary.flags import Flag, derive_flags
+from mynabox.summary.port import Found, NotRegistered, SummaryLookup, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadContext:
+    """What the card worker learned; the certificate is personal data and never printed."""
+
+    certificate: bytes = field(repr=False)
+    card_hash: str
+    card_type: str
+    check: CertCheck = field(repr=False)
+    read_at: datetime
+    clock_synced: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    outcome: Outcome
+    flags: tuple[Flag, ...]
+    items: tuple[str, ...]
+    message_id: str
+    queued: int
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    device_id: str
+    unit_id: str | None = None
+    crew_id: str | None = None
+
+
+class Delivery:
+    def __init__(
+        self,
+        identity: Identity,
+        *,
+        lookup: SummaryLookup,
+        sealer: Sealer,
+        outbox: Outbox,
+        audit: AuditLog,
+        notify: Callable[[], None],
+        clock: Callable[[], datetime],
+        clock_synced: Callable[[], bool],
+    ) -> None:
+        self._id = identity
+        self._lookup = lookup
+        self._sealer = sealer
+        self._outbox = outbox
+        self._audit = audit
+        self._notify = notify
+        self._clock = clock
+        self._synced = clock_synced
+        self._audit_lock = threading.Lock()  # the chain must be appended in order
+
+    def deliver(self, read: ReadContext, consent: ConsentMode) -> DeliveryResult:
+        result = self._lookup.lookup(read.certificate)
+        now = self._clock()
+        meta: dict[str, object] = {
+            "card_hash": read.card_hash,
+            "card_type": read.card_type,
+            "certificate_check": read.check.as_dict(),
+            "read_at": read.read_at.isoformat(),
+            "consent": consent.value,
+        }
+        flags: tuple[Flag, ...] = ()
+        if isinstance(result, Found):
+            flags = derive_flags(result.summary, today=now.date())
+            kind, outcome = Kind.SUMMARY, Outcome.DELIVERED_SUMMARY
+            body: dict[str, object] = {"summary": result.summary.to_json(), "read": meta}
+        else:
+            # The receiving side needs the certificate to repeat the lookup itself.
+            reason = "not-registered" if isinstance(result, NotRegistered) else "lookup-unavailable"
+            if isinstance(result, Unavailable):
+                log.warning("summary lookup unavailable: %s", result.reason)
+            kind = Kind.CARD_RECORD
+            outcome = Outcome.NOT_REGISTERED if isinstance(result, NotRegistered) else Outcome.CARD_RECORD
+            body = {
+                "card_record": {
+                    "certificate": base64.b64encode(read.certificate).decode("ascii"),
+                    "reason": reason,
+                },
+                "read": meta,
+            }
+        sealed = self._sealer.seal(kind, body, now=now, clock_synced=self._synced())
+        del body, result  # nothing patient-related outlives this call in plaintext
+        self._outbox.put(
+            topic(self._id.device_id, "summary"), sealed.message_id, SealedBytes(sealed.token), now=now
+        )
+        items = tuple(f.code.value for f in flags)
+        self.record(outcome, consent, read.card_hash, items, message_id=sealed.message_id)
+        return DeliveryResult(outcome, flags, items, sealed.message_id, self._outbox.depth())
+
+    def record(
+        self,
+        outcome: Outcome,
+        consent: ConsentMode,
+        card_hash: str | None,
+        items: tuple[str, ...] = (),
+        *,
+        message_id: str | None = None,
+    ) -> None:
+        """Append one audit record to the chain on disk and queue it, sealed, for the audit topic."""
+        now = self._clock()
+        record = AuditRecord(
+            time=now,
+            device_id=self._id.device_id,
+            unit_id=self._id.unit_id,
+            crew_id=self._id.crew_id,
+            consent=consent,
+            items_shown=items,
+            outcome=outcome,
+            card_hash=card_hash,
+            clock_synced=self._synced(),
+            message_id=message_id,
+        )
+        with self._audit_lock:
+            chained = self._audit.append(record)
+            sealed = self._sealer.seal(Kind.AUDIT, chained.to_dict(), now=now, clock_synced=self._synced())
+            self._outbox.put(
+                topic(self._id.device_id, "audit"), sealed.message_id, SealedBytes(sealed.token), now=now
+            )
+        self._notify()
+
+    def _queue(self, leaf: str, sealed: Sealed, now: datetime) -> None:
+        self._outbox.put(
+            topic(self._id.device_id, leaf), sealed.message_id, SealedBytes(sealed.token), now=now
+        )
+
+    def purge(self, retention_s: float) -> int:
+        """Drop undelivered messages past retention, each with an audit record saying so."""
+        purged = self._outbox.purge(timedelta(seconds=retention_s), self._clock())
+        for message_id in purged:
+            self.record(Outcome.PURGED, ConsentMode.NONE, None, message_id=message_id)
+        return len(purged)

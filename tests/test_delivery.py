@@ -1,0 +1,176 @@
+"""The delivery pipeline over the real reference service (HTTPS + mTLS), a real outbox and audit log."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mynabox.adapters.audit import AuditLog
+from mynabox.adapters.outbox import Outbox
+from mynabox.adapters.summary_client import HttpsSummaryClient
+from mynabox.card.certcheck import TrustStore, check_certificate
+from mynabox.delivery import Delivery, Identity, ReadContext
+from mynabox.payload.audit import ConsentMode, Outcome
+from mynabox.payload.envelope import Kind
+from mynabox.payload.seal import Opener
+from mynabox.summary.flags import FlagCode
+from mynabox.testing.broker import DeliveryKit
+from mynabox.testing.patients import patient
+from mynabox.testing.refsvc import ReferenceService
+from mynabox.testing.tlsfiles import certificate_with_cn
+
+NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+DEVICE = "ambulance-01"
+
+
+@dataclass
+class Rig:
+    delivery: Delivery
+    outbox: Outbox
+    audit: AuditLog
+    opener: Opener
+    notified: list[int]
+    dir: Path
+    clock: list[datetime]
+
+
+@pytest.fixture
+def kit(tmp_path: Path) -> DeliveryKit:
+    return DeliveryKit.create(tmp_path / "kit", devices=(DEVICE, "refsvc-client"))
+
+
+def make_rig(kit: DeliveryKit, tmp_path: Path, base_url: str) -> Rig:
+    client_files = kit.pki.client("refsvc-client")
+    client = HttpsSummaryClient(
+        base_url,
+        ca_file=kit.pki.ca_cert,
+        client_cert=client_files.cert,
+        client_key=client_files.key,
+        timeout_s=2.0,
+        retries=1,
+        backoff_s=0.05,
+    )
+    outbox = Outbox(tmp_path / "outbox.db")
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    notified: list[int] = []
+    clock = [NOW]
+    delivery = Delivery(
+        Identity(DEVICE, unit_id="unit-3"),
+        lookup=client,
+        sealer=kit.sealer(DEVICE),
+        outbox=outbox,
+        audit=audit,
+        notify=lambda: notified.append(1),
+        clock=lambda: clock[0],
+        clock_synced=lambda: True,
+    )
+    return Rig(delivery, outbox, audit, kit.opener(), notified, tmp_path, clock)
+
+
+@pytest.fixture
+def rig(kit: DeliveryKit, tmp_path: Path) -> Iterator[Rig]:
+    service = ReferenceService(
+        cert_file=kit.pki.server_cert,
+        key_file=kit.pki.server_key,
+        client_ca_file=kit.pki.ca_cert,
+        today=NOW.date(),
+    ).start()
+    rig = make_rig(kit, tmp_path, service.base_url)
+    try:
+        yield rig
+    finally:
+        service.stop()
+        rig.outbox.close()
+
+
+def read_of(patient_key: str) -> ReadContext:
+    der = certificate_with_cn(patient(patient_key).card_id)
+    check = check_certificate(der, TrustStore.jlis(), now=NOW, clock_synced=True)
+    return ReadContext(der, "0123456789abcdef", "my-number-card", check, NOW, True)
+
+
+def opened_bodies(rig: Rig) -> list[tuple[str, Kind, dict[str, object]]]:
+    out = []
+    for item in rig.outbox.next_batch(100):
+        opened = rig.opener.open(item.payload, now=NOW)
+        out.append((item.topic, opened.kind, dict(opened.body)))
+    return out
+
+
+def test_found_summary_is_sealed_queued_and_audited(rig: Rig) -> None:
+    result = rig.delivery.deliver(read_of("warfarin-elderly"), ConsentMode.ORAL_CONSENT)
+    assert result.outcome is Outcome.DELIVERED_SUMMARY
+    assert FlagCode.ANTICOAGULANT in {f.code for f in result.flags}
+    assert "anticoagulant" in result.items
+    messages = opened_bodies(rig)
+    assert [(t, k) for t, k, _ in messages] == [
+        (f"mynabox/{DEVICE}/summary", Kind.SUMMARY),
+        (f"mynabox/{DEVICE}/audit", Kind.AUDIT),
+    ]
+    summary_body = messages[0][2]
+    assert "summary" in summary_body
+    read_meta = summary_body["read"]
+    assert isinstance(read_meta, dict) and read_meta["consent"] == "oral-consent"
+    audit_body = messages[1][2]
+    assert audit_body["record"]["outcome"] == "delivered-summary"  # type: ignore[index]
+    assert rig.audit.verify().ok
+    assert rig.notified  # the link was told to drain
+
+
+def test_not_registered_sends_a_card_record(rig: Rig) -> None:
+    result = rig.delivery.deliver(read_of("not-registered"), ConsentMode.LIFE_SAVING_EXCEPTION)
+    assert result.outcome is Outcome.NOT_REGISTERED
+    assert result.flags == ()
+    (_, kind, body), _ = opened_bodies(rig)
+    assert kind is Kind.CARD_RECORD
+    record = body["card_record"]
+    assert isinstance(record, dict) and record["reason"] == "not-registered"
+
+
+def test_service_down_still_delivers_the_card_record(kit: DeliveryKit, tmp_path: Path) -> None:
+    # A port nothing listens on: the real client fails to connect and the box sends the card record.
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rig = make_rig(kit, tmp_path, f"https://127.0.0.1:{port}")
+    try:
+        read = read_of("dialysis")
+        result = rig.delivery.deliver(read, ConsentMode.ORAL_CONSENT)
+        assert result.outcome is Outcome.CARD_RECORD
+        (_, kind, body), (_, _, audit_body) = opened_bodies(rig)
+        assert kind is Kind.CARD_RECORD
+        record = body["card_record"]
+        assert isinstance(record, dict) and record["reason"] == "lookup-unavailable"
+        assert base64.b64decode(str(record["certificate"])) == read.certificate
+        assert audit_body["record"]["outcome"] == "card-record"  # type: ignore[index]
+    finally:
+        rig.outbox.close()
+
+
+def test_nothing_in_plaintext_on_disk(rig: Rig) -> None:
+    p = patient("warfarin-elderly")
+    rig.delivery.deliver(read_of("warfarin-elderly"), ConsentMode.ORAL_CONSENT)
+    rig.outbox.close()
+    markers = [p.card_id.encode(), "ワルファリン".encode()]
+    for path in rig.dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for marker in markers:
+                assert marker not in data, f"{path.name} holds patient data in plaintext"
+
+
+def test_purge_writes_an_audit_record_per_message(rig: Rig) -> None:
+    rig.delivery.deliver(read_of("healthy"), ConsentMode.ORAL_CONSENT)
+    before = rig.outbox.depth()
+    rig.clock[0] = NOW.replace(hour=5)
+    assert rig.delivery.purge(retention_s=3600) == before
+    outcomes = [e.record.outcome for e in rig.audit.entries()]
+    assert outcomes.count(Outcome.PURGED) == before
+    assert rig.audit.verify().ok
