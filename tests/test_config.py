@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -10,8 +11,10 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mynabox.config import Config, ConfigError, Credential, load_config
+from mynabox.config import Config, ConfigError, Credential, load_config, parse_config
 from mynabox.payload.keys import (
     CREDENTIALS_ENV,
     KeyFileError,
@@ -123,6 +126,7 @@ def test_missing_required_keys_and_sections(box: Path) -> None:
     found = issues_of(write(box, text), env(box))
     assert "mqtt.host: missing (required)" in found
     assert "audit: missing section (required) — add a [audit] table" in found
+    assert len(found) == 2  # not also "audit.key: missing"
 
 
 @pytest.mark.parametrize(
@@ -170,6 +174,38 @@ def test_path_comes_from_environment_when_not_given(box: Path) -> None:
     path = write(box, VALID)
     config = load_config(environ={**env(box), "MYNABOX_CONFIG": str(path)})
     assert config.source == path
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["device", "mqtt", "display", "audit", "x", "credentials_dir"]),
+        st.one_of(
+            st.dictionaries(
+                st.sampled_from(["id", "port", "i2c_address", "key", "host", "ca_file", "frames_dir", "zz"]),
+                st.one_of(
+                    st.integers(), st.text(max_size=80), st.booleans(), st.floats(), st.lists(st.integers())
+                ),
+                max_size=5,
+            ),
+            st.text(max_size=10),
+            st.integers(),
+        ),
+        max_size=6,
+    )
+)
+def test_any_document_gives_a_config_or_a_config_error(doc: dict[str, object]) -> None:
+    lines = []
+    for name, value in doc.items():
+        if isinstance(value, dict):
+            lines.append(f"[{name}]")
+            lines += [f"{key} = {json.dumps(v)}" for key, v in value.items() if json.dumps(v)[0] not in "NI-"]
+        else:
+            lines.insert(0, f"{name} = {json.dumps(value)}")
+    try:
+        parse_config("\n".join(lines), source=Path("/nonexistent/c.toml"), environ={}, check_files=True)
+    except ConfigError as err:
+        assert err.issues and all(isinstance(i.key, str) for i in err.issues)
 
 
 @pytest.mark.parametrize(

@@ -303,6 +303,7 @@ class _Fields:
         self._table = table
         self._ctx = ctx
         self._seen: list[str] = []
+        self._absent = section not in ctx.present  # a missing section is reported once, not key by key
 
     def _issue(self, key: str, problem: str, hint: str = "") -> None:
         self._ctx.issues.append(Issue(f"{self._section}.{key}", problem, hint))
@@ -316,7 +317,8 @@ class _Fields:
         if f"{self._section}.{key}" in self._ctx.poisoned:
             return False
         if value is REQUIRED:
-            self._issue(key, "missing (required)")
+            if not self._absent:
+                self._issue(key, "missing (required)")
             return False
         return True
 
@@ -447,6 +449,7 @@ class _Context:
     issues: list[Issue] = dataclasses.field(default_factory=list)
     poisoned: set[str] = dataclasses.field(default_factory=set)
     file_checks: list[_FileCheck] = dataclasses.field(default_factory=list)
+    present: set[str] = dataclasses.field(default_factory=set)
 
 
 def default_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -500,6 +503,7 @@ def parse_config(
             ctx.issues.append(Issue(name, f"expected a [{name}] table, got {_type_name(value)}"))
         else:
             tables[name] = value
+    ctx.present = set(doc)
     for name in sorted(_REQUIRED_SECTIONS - tables.keys()):
         if name not in doc:
             ctx.issues.append(Issue(name, "missing section (required)", f"add a [{name}] table"))
