@@ -7,6 +7,7 @@ HTTPS + mTLS, a test PKI, envelope keys, credential files, and a config.toml for
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import tempfile
@@ -77,16 +78,10 @@ class BoxStack:
         self.write_config()
 
     def stop(self) -> None:
-        for stop in (
-            (lambda: self.refsvc.stop()) if self.refsvc else None,
-            (lambda: self.broker.stop()) if self.broker else None,
-            (lambda: self.pcscd.stop()) if self.pcscd else None,
-        ):
-            if stop is not None:
-                try:
-                    stop()
-                except Exception:
-                    pass
+        stoppers = [part.stop for part in (self.refsvc, self.broker, self.pcscd) if part is not None]
+        for stop in stoppers:
+            with contextlib.suppress(Exception):  # keep stopping the rest
+                stop()
         self.refsvc = self.broker = self.pcscd = None
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
