@@ -122,6 +122,34 @@ class PrivatePcscd:
         """The PC/SC name of a vpcd slot (pcscd appends the slot and an index)."""
         return f"{self.friendly_name} 00 {slot:02d}"
 
+    def wait_empty(self, slot: int = 0, timeout_s: float = 10.0) -> None:
+        """Wait until pcscd has registered that the slot's card left (in-process PC/SC client).
+
+        vpcd quirk: pcscd notices a removal only on its next presence poll; a card presented before
+        that is taken for the old one and never announced. pcsc-lite counts insertions and removals in
+        the top 16 bits of the reader state, so an even count with the slot empty means it is done.
+        """
+        from smartcard import scard
+
+        hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        if hresult != scard.SCARD_S_SUCCESS:
+            raise RuntimeError("pcscd not reachable")
+        try:
+            state = scard.SCARD_STATE_UNAWARE
+            deadline = time.monotonic() + timeout_s
+            while not (state & scard.SCARD_STATE_EMPTY and (state >> 16) % 2 == 0):
+                left_ms = int((deadline - time.monotonic()) * 1000)
+                if left_ms <= 0:
+                    raise TimeoutError(f"slot {slot} still holds a card")
+                hresult, states = scard.SCardGetStatusChange(
+                    context, left_ms, [(self.reader_name(slot), state)]
+                )
+                if hresult != scard.SCARD_S_SUCCESS:
+                    raise TimeoutError(f"slot {slot} still holds a card")
+                state = states[0][1] & ~scard.SCARD_STATE_CHANGED
+        finally:
+            scard.SCardReleaseContext(context)
+
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
