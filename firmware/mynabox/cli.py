@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "reference gateway receiver: verify, decrypt, dedupe, print the summary in Japanese",
     ),
     "audit": ("mynabox.commands.audit", "check the audit log's hash chain (audit verify)"),
+    "screens": ("mynabox.commands.screens", "render every OLED screen to PNG files for review"),
     "check-config": (
         "mynabox.commands.check_config",
         "check the config file and print it with secrets masked",

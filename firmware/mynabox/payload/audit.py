@@ -52,6 +52,7 @@ class Outcome(enum.StrEnum):
     READ_FAILED = "read-failed"
     NOT_REGISTERED = "not-registered"  # not registered as マイナ保険証
     LOOKUP_UNAVAILABLE = "lookup-unavailable"
+    NO_CONSENT = "no-consent"  # the crew chose neither 同意 nor 緊急 in time: no lookup was made
     PURGED = "purged"  # an outbox message passed its retention limit undelivered
 
 

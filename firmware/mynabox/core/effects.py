@@ -1,0 +1,79 @@
+"""What to do: the controller returns these; the daemon's loop applies them in order."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from mynabox.core.screens import Screen
+from mynabox.payload.audit import ConsentMode, Outcome
+
+
+class Tone(enum.Enum):
+    OK = "ok"
+    HOLD_AGAIN = "hold-again"
+    ERROR = "error"
+    ATTENTION = "attention"
+
+
+class LedMode(enum.Enum):
+    READY = "ready"
+    BUSY = "busy"
+    OK = "ok"
+    ERROR = "error"
+    OFF = "off"
+
+
+@dataclass(frozen=True, slots=True)
+class ShowScreen:
+    screen: Screen
+
+
+@dataclass(frozen=True, slots=True)
+class Buzz:
+    tone: Tone
+
+
+@dataclass(frozen=True, slots=True)
+class SetLed:
+    mode: LedMode
+
+
+@dataclass(frozen=True, slots=True)
+class StartDelivery:
+    """Look up, seal, queue and audit (on a worker); the worker posts LookupDone."""
+
+    certificate: bytes = field(repr=False)
+    card_hash: str
+    consent: ConsentMode
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOutcome:
+    """A read that ends without a delivery still leaves an audit record."""
+
+    outcome: Outcome
+    consent: ConsentMode
+    card_hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetPatient:
+    """Drop everything patient-related held in memory (the screen was cleared)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublishState:
+    state: str
+    reader_present: bool
+    broker_online: bool
+    clock_synced: bool
+    queued: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Shut down: the loop ends after applying the effects before this one."""
+
+
+Effect = ShowScreen | Buzz | SetLed | StartDelivery | RecordOutcome | ForgetPatient | PublishState | Stop

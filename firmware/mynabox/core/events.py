@@ -1,0 +1,116 @@
+"""What happened: adapters post these into the daemon's one queue; the controller decides."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from mynabox.payload.audit import ConsentMode
+from mynabox.summary.flags import Flag
+
+
+class ReadFailure(enum.Enum):
+    NOT_MY_NUMBER_CARD = "not-my-number-card"
+    REMOVED = "card-removed"
+    UNRESPONSIVE = "card-unresponsive"
+    MALFORMED = "read-failed"
+    READER_ERROR = "reader-error"
+
+
+class LookupOutcome(enum.Enum):
+    FOUND = "found"
+    NOT_REGISTERED = "not-registered"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class CardPresent:
+    """A card entered the field; reading starts."""
+
+
+@dataclass(frozen=True, slots=True)
+class CardRead:
+    card_hash: str
+    cert_ok: bool
+    certificate: bytes = field(repr=False)  # personal data: held only until delivery starts
+
+
+@dataclass(frozen=True, slots=True)
+class CardReadFailed:
+    kind: ReadFailure
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentPressed:
+    mode: ConsentMode
+
+
+@dataclass(frozen=True, slots=True)
+class ClearRequested:
+    """Both buttons held: clear the screen now."""
+
+
+@dataclass(frozen=True, slots=True)
+class LookupDone:
+    outcome: LookupOutcome
+    flags: tuple[Flag, ...]
+    queued: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    queued: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderPresent:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderMissing:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOnline:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOffline:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ClockSync:
+    synced: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passes: deadlines (consent, auto-clear) are checked."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownRequested:
+    pass
+
+
+Event = (
+    CardPresent
+    | CardRead
+    | CardReadFailed
+    | ConsentPressed
+    | ClearRequested
+    | LookupDone
+    | QueueDepth
+    | ReaderPresent
+    | ReaderMissing
+    | BrokerOnline
+    | BrokerOffline
+    | ClockSync
+    | Tick
+    | ShutdownRequested
+)
+EVENT_TYPES: tuple[type[Event], ...] = Event.__args__

@@ -1,0 +1,280 @@
+"""The box as a state machine: events in, effects out, `now` passed in. No I/O, no clock, no threads.
+
+The transitions are a table, `TRANSITIONS[(state, event type)] -> handler` (h11's `_state.py` idea).
+
+Rule 1: condition events (reader present/missing, broker online/offline, clock sync, queue depth) are
+        accepted in every state: they update the status line and, where the screen shows it, redraw.
+Rule 2: Tick is accepted in every state; it fires the deadline of the current state, if any.
+Rule 3: ShutdownRequested is accepted in every state: stopped screen, LED off, Stop.
+Rule 4: any other (state, event) pair not in the table is ignored and returns no effects — e.g. a
+        consent press while a result is shown, or a card tapped while a lookup runs. The crew cannot
+        drive the box into an illegal state by pressing or tapping at the wrong time.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from mynabox.core import screens
+from mynabox.core.effects import (
+    Buzz,
+    Effect,
+    ForgetPatient,
+    LedMode,
+    PublishState,
+    RecordOutcome,
+    SetLed,
+    ShowScreen,
+    StartDelivery,
+    Stop,
+    Tone,
+)
+from mynabox.core.events import (
+    BrokerOffline,
+    BrokerOnline,
+    CardPresent,
+    CardRead,
+    CardReadFailed,
+    ClearRequested,
+    ClockSync,
+    ConsentPressed,
+    Event,
+    LookupDone,
+    LookupOutcome,
+    QueueDepth,
+    ReaderMissing,
+    ReaderPresent,
+    ReadFailure,
+    ShutdownRequested,
+    Tick,
+)
+from mynabox.core.screens import Screen, Status
+from mynabox.payload.audit import ConsentMode, Outcome
+
+
+class State(enum.Enum):
+    IDLE = "idle"
+    READING = "reading"
+    CONSENT = "consent"
+    LOOKING_UP = "looking-up"
+    RESULT = "result"
+    NOTICE = "notice"  # a failure or not-registered screen, auto-cleared
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class MachineConfig:
+    consent_window_s: float = 30.0  # a press this long before the tap counts for it
+    consent_timeout_s: float = 60.0  # no press this long after the read: no lookup
+    default_consent: ConsentMode | None = None  # boxes without buttons
+    result_clear_s: float = 60.0
+    error_clear_s: float = 15.0
+
+
+_FAILURE_SCREENS: dict[ReadFailure, tuple[Callable[[Status], Screen], Tone, Outcome]] = {
+    ReadFailure.REMOVED: (screens.hold_again, Tone.HOLD_AGAIN, Outcome.CARD_REMOVED),
+    ReadFailure.UNRESPONSIVE: (screens.hold_again, Tone.HOLD_AGAIN, Outcome.CARD_UNRESPONSIVE),
+    ReadFailure.NOT_MY_NUMBER_CARD: (screens.not_my_number_card, Tone.ERROR, Outcome.NOT_MY_NUMBER_CARD),
+    ReadFailure.MALFORMED: (screens.read_error, Tone.ERROR, Outcome.READ_FAILED),
+    ReadFailure.READER_ERROR: (screens.hold_again, Tone.HOLD_AGAIN, Outcome.READ_FAILED),
+}
+
+
+class Controller:
+    def __init__(self, config: MachineConfig) -> None:
+        self.config = config
+        self.state = State.IDLE
+        self.status = Status()
+        self.reader_present = True
+        self._deadline: datetime | None = None
+        self._consent: tuple[ConsentMode, datetime] | None = None  # a press waiting for a tap
+        self._card: CardRead | None = None  # held between read and delivery only
+        self._screen: Screen = screens.ready(self.status)
+
+    # -- the one entry point -----------------------------------------------------------------------
+
+    def handle(self, event: Event, now: datetime) -> list[Effect]:
+        handler = TRANSITIONS.get((self.state, type(event)))
+        if handler is not None:
+            return handler(self, event, now)
+        if isinstance(event, _CONDITIONS):
+            return self._condition(event)
+        if isinstance(event, Tick):
+            return self._tick(now)
+        if isinstance(event, ShutdownRequested):
+            return self._shutdown()
+        return []  # Rule 4
+
+    def start(self) -> list[Effect]:
+        """What to show when the daemon comes up."""
+        return [*self._show(self._idle_screen()), SetLed(LedMode.READY), self._publish()]
+
+    @property
+    def screen(self) -> Screen:
+        return self._screen
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _show(self, screen: Screen) -> list[Effect]:
+        self._screen = screen
+        return [ShowScreen(screen)]
+
+    def _redraw(self) -> list[Effect]:
+        return self._show(replace(self._screen, status=self.status))
+
+    def _publish(self) -> PublishState:
+        return PublishState(
+            self.state.value,
+            self.reader_present,
+            self.status.broker_online,
+            self.status.clock_synced,
+            self.status.queued,
+        )
+
+    def _idle_screen(self) -> Screen:
+        return screens.ready(self.status) if self.reader_present else screens.reader_missing(self.status)
+
+    def _go(self, state: State, deadline_s: float | None, now: datetime) -> None:
+        self.state = state
+        self._deadline = None if deadline_s is None else now + timedelta(seconds=deadline_s)
+
+    def _to_idle(self) -> list[Effect]:
+        self.state, self._deadline, self._card = State.IDLE, None, None
+        return [ForgetPatient(), *self._show(self._idle_screen()), SetLed(LedMode.READY), self._publish()]
+
+    def _pending_consent(self, now: datetime) -> ConsentMode | None:
+        if self._consent is not None:
+            mode, at = self._consent
+            if now - at <= timedelta(seconds=self.config.consent_window_s):
+                return mode
+        return self.config.default_consent
+
+    def _deliver(self, card: CardRead, consent: ConsentMode, now: datetime) -> list[Effect]:
+        self._consent, self._card = None, None
+        self._go(State.LOOKING_UP, None, now)
+        return [
+            StartDelivery(card.certificate, card.card_hash, consent),
+            *self._show(screens.looking_up(self.status)),
+        ]
+
+    def _notice(self, screen: Screen, tone: Tone, now: datetime) -> list[Effect]:
+        self._go(State.NOTICE, self.config.error_clear_s, now)
+        return [*self._show(screen), Buzz(tone), SetLed(LedMode.ERROR), self._publish()]
+
+    # -- transitions --------------------------------------------------------------------------------
+
+    def _card_present(self, _event: Event, now: datetime) -> list[Effect]:
+        effects: list[Effect] = [ForgetPatient()] if self.state is not State.IDLE else []
+        self._card = None
+        self._go(State.READING, None, now)
+        return [*effects, *self._show(screens.reading(self.status)), SetLed(LedMode.BUSY), self._publish()]
+
+    def _card_read(self, event: Event, now: datetime) -> list[Effect]:
+        assert isinstance(event, CardRead)
+        consent = self._pending_consent(now)
+        if consent is not None:
+            return self._deliver(event, consent, now)
+        self._card = event
+        self._go(State.CONSENT, self.config.consent_timeout_s, now)
+        return [*self._show(screens.consent(self.status)), Buzz(Tone.ATTENTION), self._publish()]
+
+    def _read_failed(self, event: Event, now: datetime) -> list[Effect]:
+        assert isinstance(event, CardReadFailed)
+        make, tone, outcome = _FAILURE_SCREENS[event.kind]
+        return [RecordOutcome(outcome, ConsentMode.NONE, None), *self._notice(make(self.status), tone, now)]
+
+    def _consent_early(self, event: Event, now: datetime) -> list[Effect]:
+        assert isinstance(event, ConsentPressed)
+        self._consent = (event.mode, now)
+        return [Buzz(Tone.OK)]
+
+    def _consent_given(self, event: Event, now: datetime) -> list[Effect]:
+        assert isinstance(event, ConsentPressed) and self._card is not None
+        return [Buzz(Tone.OK), *self._deliver(self._card, event.mode, now)]
+
+    def _consent_cancelled(self, _event: Event, now: datetime) -> list[Effect]:
+        card_hash = self._card.card_hash if self._card else None
+        return [RecordOutcome(Outcome.NO_CONSENT, ConsentMode.NONE, card_hash), *self._to_idle()]
+
+    def _lookup_done(self, event: Event, now: datetime) -> list[Effect]:
+        assert isinstance(event, LookupDone)
+        self.status = replace(self.status, queued=event.queued)
+        if event.outcome is LookupOutcome.FOUND:
+            self._go(State.RESULT, self.config.result_clear_s, now)
+            labels = tuple(flag.label for flag in event.flags)
+            tone = Tone.ATTENTION if labels else Tone.OK
+            return [
+                *self._show(screens.result(labels, self.status)),
+                Buzz(tone),
+                SetLed(LedMode.OK),
+                self._publish(),
+            ]
+        if event.outcome is LookupOutcome.NOT_REGISTERED:
+            return self._notice(screens.not_registered(self.status), Tone.ERROR, now)
+        return self._notice(screens.unavailable(self.status), Tone.ERROR, now)
+
+    def _clear(self, _event: Event, _now: datetime) -> list[Effect]:
+        return self._to_idle()
+
+    # -- rules 1-3 ----------------------------------------------------------------------------------
+
+    def _condition(self, event: Event) -> list[Effect]:
+        if isinstance(event, ReaderPresent | ReaderMissing):
+            self.reader_present = isinstance(event, ReaderPresent)
+        elif isinstance(event, BrokerOnline | BrokerOffline):
+            self.status = replace(self.status, broker_online=isinstance(event, BrokerOnline))
+        elif isinstance(event, ClockSync):
+            self.status = replace(self.status, clock_synced=event.synced)
+        elif isinstance(event, QueueDepth):
+            self.status = replace(self.status, queued=event.queued)
+        if self.state is State.IDLE:
+            return [*self._show(self._idle_screen()), self._publish()]
+        if self.state is State.RESULT:
+            labels = self._screen.lines if self._screen.lines != ("重要フラグ", "なし") else ()
+            return [*self._show(screens.result(labels, self.status)), self._publish()]
+        return [*self._redraw(), self._publish()]
+
+    def _tick(self, now: datetime) -> list[Effect]:
+        if self._deadline is None or now < self._deadline:
+            return []
+        if self.state is State.CONSENT:
+            card_hash = self._card.card_hash if self._card else None
+            self._card = None
+            record = RecordOutcome(Outcome.NO_CONSENT, ConsentMode.NONE, card_hash)
+            return [record, *self._notice(screens.no_consent(self.status), Tone.ERROR, now)]
+        return self._to_idle()
+
+    def _shutdown(self) -> list[Effect]:
+        self.state, self._deadline, self._card = State.STOPPED, None, None
+        return [
+            ForgetPatient(),
+            *self._show(screens.stopped(self.status)),
+            SetLed(LedMode.OFF),
+            self._publish(),
+            Stop(),
+        ]
+
+
+_CONDITIONS = (ReaderPresent, ReaderMissing, BrokerOnline, BrokerOffline, ClockSync, QueueDepth)
+
+Handler = Callable[[Controller, Event, datetime], list[Effect]]
+
+TRANSITIONS: dict[tuple[State, type], Handler] = {
+    (State.IDLE, CardPresent): Controller._card_present,
+    (State.IDLE, ConsentPressed): Controller._consent_early,
+    (State.IDLE, ClearRequested): Controller._clear,
+    (State.READING, CardRead): Controller._card_read,
+    (State.READING, CardReadFailed): Controller._read_failed,
+    (State.READING, ConsentPressed): Controller._consent_early,
+    (State.CONSENT, ConsentPressed): Controller._consent_given,
+    (State.CONSENT, ClearRequested): Controller._consent_cancelled,
+    (State.LOOKING_UP, LookupDone): Controller._lookup_done,
+    (State.RESULT, CardPresent): Controller._card_present,
+    (State.RESULT, ClearRequested): Controller._clear,
+    (State.NOTICE, CardPresent): Controller._card_present,
+    (State.NOTICE, ClearRequested): Controller._clear,
+    (State.NOTICE, ConsentPressed): Controller._consent_early,
+}

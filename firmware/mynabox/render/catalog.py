@@ -1,0 +1,33 @@
+"""Every screen the box can show, with sample data: for `mynabox screens`, review and golden tests."""
+
+from __future__ import annotations
+
+from mynabox.core import screens
+from mynabox.core.screens import Screen, Status
+
+_OFFLINE = Status(broker_online=False, queued=3, clock_synced=False)
+
+
+def catalog() -> dict[str, Screen]:
+    ok = Status()
+    return {
+        "ready": screens.ready(ok),
+        "ready-offline": screens.ready(_OFFLINE),
+        "reading": screens.reading(ok),
+        "consent": screens.consent(ok),
+        "looking-up": screens.looking_up(ok),
+        "result-none": screens.result((), ok),
+        "result-flags": screens.result(("抗凝固薬", "透析", "手術歴"), ok),
+        "result-many-queued": screens.result(
+            ("抗凝固薬", "抗血小板薬", "インスリン", "透析", "アレルギー", "手術歴"),
+            Status(broker_online=False, queued=2),
+        ),
+        "not-registered": screens.not_registered(ok),
+        "unavailable": screens.unavailable(ok),
+        "hold-again": screens.hold_again(ok),
+        "not-my-number-card": screens.not_my_number_card(ok),
+        "read-error": screens.read_error(ok),
+        "no-consent": screens.no_consent(ok),
+        "reader-missing": screens.reader_missing(ok),
+        "stopped": screens.stopped(ok),
+    }

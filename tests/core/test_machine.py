@@ -1,0 +1,221 @@
+"""The box's state machine: the table, each path with `now` advanced, and random event sequences."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mynabox.core import events as ev
+from mynabox.core.effects import (
+    Buzz,
+    ForgetPatient,
+    PublishState,
+    RecordOutcome,
+    ShowScreen,
+    StartDelivery,
+    Stop,
+    Tone,
+)
+from mynabox.core.machine import TRANSITIONS, Controller, MachineConfig, State
+from mynabox.core.screens import ScreenKind
+from mynabox.payload.audit import ConsentMode, Outcome
+from mynabox.summary.flags import Flag, FlagCode
+
+T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+READ = ev.CardRead(card_hash="0123456789abcdef", cert_ok=True, certificate=b"\x30\x03\x02\x01\x01")
+WARFARIN = Flag(FlagCode.ANTICOAGULANT, "抗凝固薬", ("ワルファリン",))
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def screen_of(effects: list[object]) -> ScreenKind:
+    shown = [e.screen.kind for e in effects if isinstance(e, ShowScreen)]
+    assert shown, f"no screen in {effects}"
+    return shown[-1]
+
+
+def test_happy_path_with_consent_after_the_tap() -> None:
+    box = Controller(MachineConfig())
+    assert screen_of(box.start()) is ScreenKind.READY
+    assert screen_of(box.handle(ev.CardPresent(), at(0))) is ScreenKind.READING
+    effects = box.handle(READ, at(0.2))
+    assert box.state is State.CONSENT and screen_of(effects) is ScreenKind.CONSENT
+    effects = box.handle(ev.ConsentPressed(ConsentMode.ORAL_CONSENT), at(3))
+    starts = [e for e in effects if isinstance(e, StartDelivery)]
+    assert starts == [StartDelivery(READ.certificate, READ.card_hash, ConsentMode.ORAL_CONSENT)]
+    assert box.state is State.LOOKING_UP
+    effects = box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, (WARFARIN,), queued=0), at(4))
+    assert box.state is State.RESULT
+    assert box.screen.lines == ("抗凝固薬",) and box.screen.header.endswith("送信済")
+    assert Buzz(Tone.ATTENTION) in effects  # a critical flag sounds different from "nothing found"
+    # Auto-clear after result_clear_s: the patient's flags leave the screen and memory.
+    assert box.handle(ev.Tick(), at(63)) == []
+    effects = box.handle(ev.Tick(), at(64.1))
+    assert box.state is State.IDLE and ForgetPatient() in effects
+    assert screen_of(effects) is ScreenKind.READY
+
+
+def test_consent_pressed_before_the_tap_counts_within_the_window() -> None:
+    box = Controller(MachineConfig(consent_window_s=30))
+    box.handle(ev.ConsentPressed(ConsentMode.LIFE_SAVING_EXCEPTION), at(0))
+    box.handle(ev.CardPresent(), at(10))
+    effects = box.handle(READ, at(10.2))
+    assert [e.consent for e in effects if isinstance(e, StartDelivery)] == [ConsentMode.LIFE_SAVING_EXCEPTION]
+
+
+def test_consent_pressed_too_long_before_is_ignored() -> None:
+    box = Controller(MachineConfig(consent_window_s=30))
+    box.handle(ev.ConsentPressed(ConsentMode.ORAL_CONSENT), at(0))
+    box.handle(ev.CardPresent(), at(40))
+    box.handle(READ, at(40.2))
+    assert box.state is State.CONSENT
+
+
+def test_default_consent_for_boxes_without_buttons() -> None:
+    box = Controller(MachineConfig(default_consent=ConsentMode.ORAL_CONSENT))
+    box.handle(ev.CardPresent(), at(0))
+    effects = box.handle(READ, at(0.1))
+    assert any(isinstance(e, StartDelivery) for e in effects)
+
+
+def test_consent_timeout_makes_no_lookup_and_is_audited() -> None:
+    box = Controller(MachineConfig(consent_timeout_s=60, error_clear_s=15))
+    box.handle(ev.CardPresent(), at(0))
+    box.handle(READ, at(0.1))
+    effects = box.handle(ev.Tick(), at(61))
+    assert RecordOutcome(Outcome.NO_CONSENT, ConsentMode.NONE, READ.card_hash) in effects
+    assert not any(isinstance(e, StartDelivery) for e in effects)
+    assert screen_of(effects) is ScreenKind.NO_CONSENT
+    box.handle(ev.Tick(), at(77))
+    assert box.state is State.IDLE
+
+
+@pytest.mark.parametrize(
+    ("kind", "screen", "outcome"),
+    [
+        (ev.ReadFailure.REMOVED, ScreenKind.HOLD_AGAIN, Outcome.CARD_REMOVED),
+        (ev.ReadFailure.UNRESPONSIVE, ScreenKind.HOLD_AGAIN, Outcome.CARD_UNRESPONSIVE),
+        (ev.ReadFailure.NOT_MY_NUMBER_CARD, ScreenKind.NOT_MY_NUMBER_CARD, Outcome.NOT_MY_NUMBER_CARD),
+        (ev.ReadFailure.MALFORMED, ScreenKind.READ_ERROR, Outcome.READ_FAILED),
+    ],
+)
+def test_read_failures_say_what_to_do_and_are_audited(
+    kind: ev.ReadFailure, screen: ScreenKind, outcome: Outcome
+) -> None:
+    box = Controller(MachineConfig())
+    box.handle(ev.CardPresent(), at(0))
+    effects = box.handle(ev.CardReadFailed(kind), at(0.3))
+    assert screen_of(effects) is screen
+    assert RecordOutcome(outcome, ConsentMode.NONE, None) in effects
+    # The crew taps again at once: reading restarts without waiting for the auto-clear.
+    assert screen_of(box.handle(ev.CardPresent(), at(2))) is ScreenKind.READING
+
+
+@pytest.mark.parametrize(
+    ("outcome", "screen"),
+    [
+        (ev.LookupOutcome.NOT_REGISTERED, ScreenKind.NOT_REGISTERED),
+        (ev.LookupOutcome.UNAVAILABLE, ScreenKind.UNAVAILABLE),
+    ],
+)
+def test_lookup_failures(outcome: ev.LookupOutcome, screen: ScreenKind) -> None:
+    box = Controller(MachineConfig(default_consent=ConsentMode.ORAL_CONSENT))
+    box.handle(ev.CardPresent(), at(0))
+    box.handle(READ, at(0.1))
+    assert screen_of(box.handle(ev.LookupDone(outcome, (), queued=1), at(2))) is screen
+
+
+def test_broker_offline_shows_queue_and_reads_still_work() -> None:
+    box = Controller(MachineConfig(default_consent=ConsentMode.ORAL_CONSENT))
+    box.handle(ev.BrokerOffline(), at(0))
+    assert "回線断" in box.screen.status.text()
+    box.handle(ev.CardPresent(), at(1))
+    box.handle(READ, at(1.1))
+    box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, (), queued=3), at(2))
+    assert box.screen.header.endswith("送信待ち") and "未送信3件" in box.screen.status.text()
+    box.handle(ev.BrokerOnline(), at(3))
+    effects = box.handle(ev.QueueDepth(0), at(4))
+    assert box.screen.header.endswith("送信済")
+    assert any(isinstance(e, PublishState) and e.queued == 0 and e.broker_online for e in effects)
+
+
+def test_reader_missing_and_back() -> None:
+    box = Controller(MachineConfig())
+    assert screen_of(box.handle(ev.ReaderMissing(), at(0))) is ScreenKind.READER_MISSING
+    assert screen_of(box.handle(ev.ReaderPresent(), at(1))) is ScreenKind.READY
+
+
+def test_clear_by_both_buttons() -> None:
+    box = Controller(MachineConfig(default_consent=ConsentMode.ORAL_CONSENT))
+    box.handle(ev.CardPresent(), at(0))
+    box.handle(READ, at(0.1))
+    box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, (WARFARIN,), queued=0), at(1))
+    effects = box.handle(ev.ClearRequested(), at(2))
+    assert box.state is State.IDLE and ForgetPatient() in effects
+
+
+def test_shutdown_from_any_state() -> None:
+    box = Controller(MachineConfig())
+    box.handle(ev.CardPresent(), at(0))
+    effects = box.handle(ev.ShutdownRequested(), at(1))
+    assert screen_of(effects) is ScreenKind.STOPPED and isinstance(effects[-1], Stop)
+
+
+def test_every_state_and_event_has_a_rule() -> None:
+    """Each (state, event) pair is in the table or covered by a documented rule; none raises."""
+    for state in State:
+        for event_type in ev.EVENT_TYPES:
+            box = Controller(MachineConfig())
+            box.state = state
+            event = _sample(event_type)
+            if (
+                (state, event_type) in TRANSITIONS
+                and state is State.CONSENT
+                and event_type is ev.ConsentPressed
+            ):
+                box._card = READ  # the table's precondition for that pair
+            box.handle(event, at(0))
+
+
+def _sample(event_type: type) -> ev.Event:
+    samples: dict[type, ev.Event] = {
+        ev.CardRead: READ,
+        ev.CardReadFailed: ev.CardReadFailed(ev.ReadFailure.REMOVED),
+        ev.ConsentPressed: ev.ConsentPressed(ConsentMode.ORAL_CONSENT),
+        ev.LookupDone: ev.LookupDone(ev.LookupOutcome.FOUND, (WARFARIN,), 0),
+        ev.QueueDepth: ev.QueueDepth(2),
+        ev.ClockSync: ev.ClockSync(False),
+    }
+    return samples.get(event_type) or event_type()
+
+
+events = st.sampled_from([_sample(t) for t in ev.EVENT_TYPES if t is not ev.ShutdownRequested])
+
+
+@given(st.lists(st.tuples(events, st.floats(0, 30)), max_size=40))
+def test_random_sequences_never_raise_and_return_to_idle(steps: list[tuple[ev.Event, float]]) -> None:
+    box = Controller(MachineConfig(consent_timeout_s=20, result_clear_s=30, error_clear_s=10))
+    now = T0
+    for event, gap in steps:
+        now += timedelta(seconds=gap)
+        if (
+            isinstance(event, ev.CardRead | ev.ConsentPressed)
+            and box.state is State.CONSENT
+            and box._card is None
+        ):
+            continue
+        box.handle(event, now)
+    if box.state is State.LOOKING_UP:  # a lookup in flight always ends with LookupDone
+        box.handle(ev.LookupDone(ev.LookupOutcome.UNAVAILABLE, (), 0), now)
+    if box.state is State.READING:  # so does a read
+        box.handle(ev.CardReadFailed(ev.ReadFailure.REMOVED), now)
+    for _ in range(3):
+        now += timedelta(seconds=61)
+        box.handle(ev.Tick(), now)
+    assert box.state is State.IDLE
+    assert box._card is None  # nothing patient-related is left in memory
