@@ -1,4 +1,4 @@
-"""Golden images of every screen, glyph coverage, and fitting. MYNABOX_UPDATE_GOLDEN=1 rewrites the goldens."""
+"""Golden images of every screen, glyph coverage and fitting (MYNABOX_UPDATE_GOLDEN=1 rewrites goldens)."""
 
 from __future__ import annotations
 
