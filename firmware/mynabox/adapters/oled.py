@@ -1,0 +1,105 @@
+"""The OLED: SSD1306 / SH1106 over I2C with luma.oled, or luma's dummy device (tests, demo, bench).
+
+The dummy device can write every frame as PNG (for review and the demo) and draw itself in a terminal
+with block characters. luma's and the OS's errors become DisplayError.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+
+class DisplayError(Exception):
+    """The display is missing or cannot be driven."""
+
+
+class Oled:
+    def __init__(
+        self,
+        driver: str,
+        *,
+        i2c_port: int = 1,
+        i2c_address: int = 0x3C,
+        rotate: int = 0,
+        frames_dir: Path | None = None,
+    ) -> None:
+        from luma.core.error import Error as LumaError
+
+        self.driver = driver
+        self.frames_dir = frames_dir
+        self.frames = 0
+        self.last: Image.Image | None = None
+        self._lock = threading.Lock()
+        try:
+            self.device = _open(driver, i2c_port, i2c_address, rotate)
+        except (LumaError, OSError) as err:
+            raise DisplayError(f"{driver} on i2c-{i2c_port} at 0x{i2c_address:02x}: {err}") from err
+        if frames_dir is not None:
+            frames_dir.mkdir(parents=True, exist_ok=True)
+
+    def show(self, image: Image.Image) -> None:
+        from luma.core.error import Error as LumaError
+
+        with self._lock:
+            try:
+                self.device.display(image.convert(self.device.mode))
+            except (LumaError, OSError) as err:
+                raise DisplayError(f"display write failed: {err}") from err
+            self.last = image
+            self.frames += 1
+            if self.frames_dir is not None:
+                image.save(self.frames_dir / f"frame-{self.frames:05d}.png")
+                image.save(self.frames_dir / "current.png")
+
+    def clear(self) -> None:
+        with self._lock:
+            self.device.clear()
+
+    def off(self) -> None:
+        with self._lock:
+            try:
+                self.device.hide()
+            except OSError as err:
+                log.warning("display off failed: %s", err)
+
+    def close(self) -> None:
+        with self._lock:
+            self.device.cleanup = lambda: None  # keep the last screen (the stopped screen) visible
+            if hasattr(self.device, "_serial_interface"):
+                self.device._serial_interface.cleanup()
+
+
+def _open(driver: str, port: int, address: int, rotate: int) -> Any:
+    if driver == "dummy":
+        from luma.core.device import dummy
+
+        return dummy(width=128, height=64, rotate=rotate, mode="1")
+    from luma.core.interface.serial import i2c
+    from luma.oled.device import sh1106, ssd1306
+
+    serial = i2c(port=port, address=address)
+    device_class = {"ssd1306": ssd1306, "sh1106": sh1106}.get(driver)
+    if device_class is None:
+        raise DisplayError(f"unknown display driver {driver!r}")
+    return device_class(serial, width=128, height=64, rotate=rotate)
+
+
+def to_terminal(image: Image.Image) -> str:
+    """The 128x64 frame as 32 lines of half-block characters (two pixel rows per character)."""
+    pixels = image.convert("1").load()
+    assert pixels is not None
+    rows = []
+    for y in range(0, image.height, 2):
+        row = []
+        for x in range(image.width):
+            top, bottom = pixels[x, y], pixels[x, y + 1] if y + 1 < image.height else 0
+            row.append("█" if top and bottom else "▀" if top else "▄" if bottom else " ")
+        rows.append("".join(row))
+    return "\n".join(rows)
