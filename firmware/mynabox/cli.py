@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 # name -> (module, one-line help). The order is the order of `mynabox --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("mynabox.commands.run", "run the box (the daemon systemd starts)"),
     "read": ("mynabox.commands.read", "wait for one card, read and check it, print the result"),
     "vcard": ("mynabox.commands.vcard", "run the virtual My Number Card against a vpcd reader"),
     "refsvc": (

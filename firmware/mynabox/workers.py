@@ -1,0 +1,216 @@
+"""The daemon's two workers: the card worker (PC/SC) and the delivery worker (lookup, seal, queue).
+
+Both only post events into the decision loop's queue; neither decides anything. The card worker is the
+one place a certificate is read; it keeps the read's context for the delivery worker until the loop
+starts a delivery or forgets the patient.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from mynabox.adapters.pcsc import PcscCard, PcscReader
+from mynabox.card.certcheck import CertStatus, TrustStore, check_certificate
+from mynabox.card.errors import (
+    CardRemoved,
+    CardUnresponsive,
+    NotMyNumberCard,
+    ProtocolError,
+    ReaderGone,
+    ServiceGone,
+    TransportError,
+)
+from mynabox.card.identity import card_key_hash
+from mynabox.card.jpki import ReaderCaps, read_auth_certificate
+from mynabox.card.session import run
+from mynabox.core.effects import RecordOutcome, StartDelivery
+from mynabox.core.events import (
+    CardPresent,
+    CardRead,
+    CardReadFailed,
+    Event,
+    LookupDone,
+    LookupOutcome,
+    ReaderMissing,
+    ReaderPresent,
+    ReadFailure,
+)
+from mynabox.delivery import Delivery, ReadContext
+from mynabox.payload.audit import Outcome
+
+log = logging.getLogger(__name__)
+
+WAIT_S = 0.5  # how long one wait for a card blocks: bounds shutdown latency
+_LOOKUP_OUTCOMES = {
+    Outcome.DELIVERED_SUMMARY: LookupOutcome.FOUND,
+    Outcome.NOT_REGISTERED: LookupOutcome.NOT_REGISTERED,
+    Outcome.CARD_RECORD: LookupOutcome.UNAVAILABLE,
+}
+
+
+class CardWorker:
+    def __init__(
+        self,
+        reader: PcscReader,
+        post: Callable[[Event], None],
+        *,
+        trust: TrustStore,
+        hash_key: bytes,
+        clock_synced: Callable[[], bool],
+        extended: bool | None = None,
+    ) -> None:
+        self._reader = reader
+        self._post = post
+        self._trust = trust
+        self._key = hash_key
+        self._synced = clock_synced
+        self._default_caps = ReaderCaps(extended=extended)
+        self._caps: dict[str, ReaderCaps] = {}
+        self._present: bool | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="card-worker", daemon=True)
+        self._lock = threading.Lock()
+        self._context: ReadContext | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._reader.cancel()
+        self._thread.join(timeout=3.0)
+        self._reader.close()
+
+    def take(self, card_hash: str) -> ReadContext | None:
+        """Hand the read's context to a delivery (once)."""
+        with self._lock:
+            context, self._context = self._context, None
+        return context if context is not None and context.card_hash == card_hash else None
+
+    def forget(self) -> None:
+        with self._lock:
+            self._context = None
+
+    def _reader_state(self, present: bool) -> None:
+        if present != self._present:
+            self._present = present
+            self._post(ReaderPresent() if present else ReaderMissing())
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                card = self._reader.wait_for_card(timeout=WAIT_S)
+            except (ReaderGone, ServiceGone) as err:
+                log.info("no reader: %s", err)
+                self._reader_state(False)
+                continue
+            except CardUnresponsive:
+                self._reader_state(True)
+                self._post(CardPresent())
+                self._post(CardReadFailed(ReadFailure.UNRESPONSIVE))
+                continue
+            except TransportError as err:
+                log.warning("reader error: %s", err)
+                continue
+            self._reader_state(True)
+            if card is not None:
+                self._read(card)
+
+    def _read(self, card: PcscCard) -> None:
+        self._post(CardPresent())
+        started = datetime.now(UTC)
+        failure: ReadFailure | None = None
+        try:
+            caps = self._caps.get(card.reader_name, self._default_caps)
+            result = run(read_auth_certificate(caps), card)
+            self._caps[card.reader_name] = result.caps
+        except NotMyNumberCard as err:
+            log.info("not a My Number Card: %s", err)
+            failure = ReadFailure.NOT_MY_NUMBER_CARD
+        except CardRemoved:
+            failure = ReadFailure.REMOVED
+        except CardUnresponsive:
+            failure = ReadFailure.UNRESPONSIVE
+        except ProtocolError as err:
+            log.warning("card answered unexpectedly: %s", err)
+            failure = ReadFailure.MALFORMED
+        except TransportError as err:
+            log.warning("reader failed during the read: %s", err)
+            failure = ReadFailure.READER_ERROR
+        finally:
+            card.close()
+        if failure is not None:
+            self._post(CardReadFailed(failure))
+            return
+        synced = self._synced()
+        check = check_certificate(result.certificate, self._trust, now=started, clock_synced=synced)
+        card_hash = card_key_hash(result.certificate, self._key)
+        took_ms = (datetime.now(UTC) - started).total_seconds() * 1000
+        log.info(
+            "card read: %d APDUs, %.0f ms, chain %s, caps %s",
+            result.apdus,
+            took_ms,
+            check.status.value,
+            result.caps,
+        )
+        context = ReadContext(result.certificate, card_hash, result.card_type.value, check, started, synced)
+        with self._lock:
+            self._context = context
+        self._post(CardRead(card_hash, check.status is CertStatus.OK, result.certificate))
+
+
+@dataclass(frozen=True, slots=True)
+class Purge:
+    retention_s: float
+
+
+class DeliveryWorker:
+    """Runs deliveries and audit writes one at a time, off the decision loop."""
+
+    def __init__(self, delivery: Delivery, cards: CardWorker, post: Callable[[Event], None]) -> None:
+        self._delivery = delivery
+        self._cards = cards
+        self._post = post
+        self._jobs: queue.Queue[StartDelivery | RecordOutcome | Purge | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="delivery-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, job: StartDelivery | RecordOutcome) -> None:
+        self._jobs.put(job)
+
+    def submit_purge(self, retention_s: float) -> None:
+        self._jobs.put(Purge(retention_s))
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout=10.0)
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                if isinstance(job, RecordOutcome):
+                    self._delivery.record(job.outcome, job.consent, job.card_hash)
+                elif isinstance(job, Purge):
+                    if purged := self._delivery.purge(job.retention_s):
+                        log.warning("purged %d undelivered messages past retention", purged)
+                else:
+                    self._deliver(job)
+            except Exception:  # one bad job must not stop the box; the log says which
+                log.exception("delivery worker: %s failed", type(job).__name__)
+                if isinstance(job, StartDelivery):
+                    self._post(LookupDone(LookupOutcome.UNAVAILABLE, (), queued=0))
+
+    def _deliver(self, job: StartDelivery) -> None:
+        context = self._cards.take(job.card_hash)
+        if context is None:  # forgotten in between (cleared): nothing to send
+            self._post(LookupDone(LookupOutcome.UNAVAILABLE, (), queued=0))
+            return
+        result = self._delivery.deliver(context, job.consent)
+        self._post(LookupDone(_LOOKUP_OUTCOMES[result.outcome], result.flags, result.queued))
