@@ -1,0 +1,139 @@
+"""`make demo`: the whole box on one machine, through the real stack, with scripted taps.
+
+A private pcscd with the vpcd virtual reader, mosquitto with TLS, the reference summary service, the
+daemon (in this process, with gpiozero's mock pins so the demo can press 同意 / 緊急), the OLED drawn
+in the terminal, and the reference gateway receiver printing each summary it decrypts.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from datetime import UTC, date, datetime
+
+from gpiozero.pins.mock import MockFactory
+
+from mynabox.adapters.oled import to_terminal
+from mynabox.config import load_config
+from mynabox.payload.seal import Opened
+from mynabox.receiver import Receiver, ReceiverCore, ReceiverSettings, SeenStore, format_opened
+from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
+from mynabox.testing.patients import patient
+from mynabox.testing.stack import BoxStack
+from mynabox.testing.vpcd import VpcdCardServer
+from mynabox.wiring import Box
+
+# (patient, button to press after the tap: "consent" | "emergency" | None, card faults)
+SCRIPT: tuple[tuple[str, str | None, Faults], ...] = (
+    ("warfarin-elderly", "consent", Faults(latency_s=0.003, baud=424)),
+    ("dialysis", "emergency", Faults(latency_s=0.003, baud=424)),
+    ("not-registered", "consent", Faults()),
+    ("healthy", "consent", Faults(non_jpki=True)),  # a Suica-like ISO card: not a My Number Card
+)
+
+
+def _show(box: Box, title: str) -> None:
+    oled = box.parts.oled
+    if oled is not None and oled.last is not None:
+        print(f"\n── OLED: {title} " + "─" * 40)
+        print(to_terminal(oled.last))
+
+
+def _wait_state(box: Box, states: set[str], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    controller = box.parts.controller
+    while controller is not None and controller.state.value not in states:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"box stayed in {controller.state.value}")
+        time.sleep(0.05)
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    print("mynabox demo: starting pcscd (vpcd), mosquitto (TLS), the reference summary service …")
+    with BoxStack(device_id="amb-demo", consent_default="none", result_clear_s=3) as stack:
+        assert stack.kit is not None and stack.broker is not None and stack.pcscd is not None
+        stack.pcscd.use_in_process()
+        received: list[Opened] = []
+        printed = threading.Condition()
+
+        def sink(opened: Opened) -> None:
+            if opened.kind.value == "audit":
+                return
+            with printed:
+                print("\n── gateway receiver " + "─" * 40)
+                print(format_opened(opened, today=date.today()))
+                received.append(opened)
+                printed.notify_all()
+
+        gateway = stack.kit.gateway
+        receiver = Receiver(
+            ReceiverSettings(
+                host="127.0.0.1",
+                port=stack.broker.port,
+                ca=stack.kit.pki.ca_cert,
+                cert=stack.kit.pki.client(gateway).cert,
+                key=stack.kit.pki.client(gateway).key,
+            ),
+            ReceiverCore(stack.kit.opener(), SeenStore(stack.dir / "seen.db"), sink),
+        )
+        receiver.start()
+        factory = MockFactory()
+        box = Box(load_config(stack.config_path), pin_factory=factory)
+        runner = threading.Thread(target=box.run, name="box", daemon=True)
+        try:
+            box.start()
+            runner.start()
+            box.ready.wait(10)
+            _show(box, "ready")
+            server: VpcdCardServer | None = None
+            for key, button, faults in SCRIPT:
+                card = VirtualMyNumberCard(patient(key).card_id, faults=faults)
+                print(
+                    f"\n>>> tap: synthetic patient '{key}'"
+                    + (" (not a My Number Card)" if faults.non_jpki else "")
+                )
+                want = len(received) + 1
+                if server is None:
+                    server = VpcdCardServer(card, port=stack.pcscd.vpcd_port).start()
+                else:
+                    server.insert(card)
+                if faults.non_jpki:
+                    _wait_state(box, {"notice"})
+                    _show(box, "not a My Number Card")
+                else:
+                    _wait_state(box, {"consent"})
+                    _show(box, "consent prompt")
+                    panel = box.parts.panel
+                    assert panel is not None and button is not None
+                    pin = factory.pin(panel.pins.consent if button == "consent" else panel.pins.emergency)
+                    print(f">>> crew presses {'同意' if button == 'consent' else '緊急'}")
+                    pin.drive_low()
+                    time.sleep(0.1)
+                    pin.drive_high()
+                    _wait_state(box, {"result", "notice"})
+                    with printed:
+                        printed.wait_for(lambda n=want: len(received) >= n, timeout=15)  # type: ignore[misc]
+                    time.sleep(1.2)  # let the queue depth reach the screen
+                    _show(box, "result")
+                server.remove()
+                time.sleep(1.5)
+            print(
+                f"\nmynabox demo: {len(received)} sealed messages opened by the gateway receiver. Stopping."
+            )
+        finally:
+            box.request_stop()
+            runner.join(timeout=10)
+            box.stop()
+            _show(box, "stopped")
+            receiver.stop()
+    return 0 if received else 1
+
+
+if __name__ == "__main__":
+    started = datetime.now(UTC)
+    code = main()
+    print(f"(demo took {(datetime.now(UTC) - started).total_seconds():.1f} s)")
+    sys.exit(code)
