@@ -1,0 +1,205 @@
+"""`mynabox run` as a real subprocess on the real stack, with a NOTIFY_SOCKET the test owns.
+
+READY arrives, WATCHDOG keeps coming, a tap ends in the gateway receiver opening the summary, a frozen
+process stops pinging, SIGTERM exits 0 quickly; kill -9 with the broker down loses nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from mynabox.payload.envelope import Kind
+from mynabox.payload.seal import Opened
+from mynabox.receiver import Receiver, ReceiverCore, ReceiverSettings, SeenStore
+from mynabox.testing.mynacard import VirtualMyNumberCard
+from mynabox.testing.patients import patient
+from mynabox.testing.stack import BoxStack
+from mynabox.testing.vpcd import VpcdCardServer
+
+pytestmark = pytest.mark.stack
+MYNABOX = str(Path(".venv/bin/mynabox").resolve())
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+class Notify:
+    """The systemd side of sd_notify: a datagram socket that records every message."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            for line in data.decode().splitlines():
+                self.messages.append((time.monotonic(), line))
+
+    def seen(self, line: str, since: float = 0.0) -> int:
+        return sum(1 for at, text in self.messages if text == line and at >= since)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[BoxStack]:
+    with BoxStack(device_id="amb-test", consent_default="oral") as box_stack:
+        assert box_stack.pcscd is not None
+        box_stack.pcscd.use_in_process()
+        yield box_stack
+
+
+@pytest.fixture
+def received(stack: BoxStack, tmp_path: Path) -> Iterator[list[Opened]]:
+    assert stack.kit is not None and stack.broker is not None
+    opened: list[Opened] = []
+    gateway = stack.kit.gateway
+    receiver = Receiver(
+        ReceiverSettings(
+            host="127.0.0.1",
+            port=stack.broker.port,
+            ca=stack.kit.pki.ca_cert,
+            cert=stack.kit.pki.client(gateway).cert,
+            key=stack.kit.pki.client(gateway).key,
+            client_id=f"gw-{tmp_path.name}",
+        ),
+        ReceiverCore(stack.kit.opener(), SeenStore(tmp_path / "seen.db"), opened.append),
+    )
+    receiver.start()
+    assert receiver.subscribed.wait(10)
+    yield opened
+    receiver.stop()
+
+
+def start_daemon(stack: BoxStack, notify: Notify, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, **stack.env(), NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="1000000")
+    with log.open("ab") as out:
+        return subprocess.Popen([MYNABOX, "run", "--config", str(stack.config_path)], env=env, stderr=out)
+
+
+def tap(stack: BoxStack, key: str) -> VpcdCardServer:
+    assert stack.pcscd is not None
+    stack.pcscd.wait_empty()
+    return VpcdCardServer(VirtualMyNumberCard(patient(key).card_id), port=stack.pcscd.vpcd_port).start()
+
+
+def summaries(opened: list[Opened]) -> list[Opened]:
+    return [o for o in opened if o.kind in (Kind.SUMMARY, Kind.CARD_RECORD)]
+
+
+def test_lifecycle_ready_watchdog_tap_freeze_and_sigterm(
+    stack: BoxStack, received: list[Opened], tmp_path: Path
+) -> None:
+    notify = Notify(tmp_path / "notify.sock")
+    log = tmp_path / "daemon.log"
+    started = time.monotonic()
+    daemon = start_daemon(stack, notify, log)
+    try:
+        assert wait_for(lambda: notify.seen("READY=1") == 1, 20), log.read_text()
+        ready_after = time.monotonic() - started
+        t = time.monotonic()
+        assert wait_for(lambda: notify.seen("WATCHDOG=1", since=t) >= 3, 5)  # every ~0.5 s
+
+        card = tap(stack, "warfarin-elderly")
+        try:
+            assert wait_for(lambda: len(summaries(received)) == 1, 20), log.read_text()
+        finally:
+            card.remove()
+        opened = summaries(received)[0]
+        assert opened.device_id == "amb-test" and opened.kind is Kind.SUMMARY
+        assert "summary" in opened.body
+        assert wait_for(lambda: any(o.kind is Kind.AUDIT for o in received), 10)
+
+        # A frozen process (as a hung loop would be) stops pinging: systemd's watchdog would restart it.
+        daemon.send_signal(signal.SIGSTOP)
+        frozen = time.monotonic()
+        time.sleep(2.0)
+        assert notify.seen("WATCHDOG=1", since=frozen + 0.1) == 0
+        daemon.send_signal(signal.SIGCONT)
+        thawed = time.monotonic()
+        assert wait_for(lambda: notify.seen("WATCHDOG=1", since=thawed) >= 1, 5)
+
+        term = time.monotonic()
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=5) == 0
+        stop_s = time.monotonic() - term
+        assert stop_s < 2.0, f"SIGTERM took {stop_s:.2f} s"
+        assert notify.seen("STOPPING=1") == 1
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        notify.close()
+    print(f"start_to_ready {ready_after * 1000:.0f} ms, sigterm_to_exit {stop_s * 1000:.0f} ms")
+    # The stopped screen was the last frame; no patient data in the log or anything the box wrote.
+    assert (stack.frames_dir / "current.png").is_file()
+    p = patient("warfarin-elderly")
+    markers = [p.card_id.encode(), "ワルファリン".encode(), "鈴木".encode()]
+    for path in [log, *stack.state_dir.rglob("*"), *stack.frames_dir.rglob("*")]:
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(m in data for m in markers), f"{path.name} holds patient data"
+
+
+def test_kill_9_with_the_broker_down_loses_nothing(
+    stack: BoxStack, received: list[Opened], tmp_path: Path
+) -> None:
+    assert stack.broker is not None
+    notify = Notify(tmp_path / "notify.sock")
+    log = tmp_path / "daemon.log"
+    before = len(summaries(received))
+    stack.broker.stop()
+    daemon = start_daemon(stack, notify, log)
+    keys = ("dialysis", "recent-surgery", "insulin-diabetic")
+    try:
+        assert wait_for(lambda: notify.seen("READY=1") == 1, 20), log.read_text()
+        for key in keys:
+            card = tap(stack, key)
+            time.sleep(1.5)  # read, consent (default), lookup, seal, queue
+            card.remove()
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait(timeout=5)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    stack.broker.start()
+    daemon = start_daemon(stack, notify, log)  # the outbox survives the kill and drains on restart
+    try:
+        assert wait_for(lambda: len(summaries(received)) - before == len(keys), 30), log.read_text()
+        time.sleep(1.0)
+        assert len(summaries(received)) - before == len(keys)  # exactly once each
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=5) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        notify.close()
