@@ -12,10 +12,9 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from mynabox.adapters.pcsc import PcscCard, PcscReader
-from mynabox.card.certcheck import CertStatus, TrustStore, check_certificate
+from mynabox.card.certcheck import CertStatus, TrustStore
 from mynabox.card.errors import (
     CardRemoved,
     CardUnresponsive,
@@ -25,9 +24,8 @@ from mynabox.card.errors import (
     ServiceGone,
     TransportError,
 )
-from mynabox.card.identity import card_key_hash
-from mynabox.card.jpki import ReaderCaps, read_auth_certificate
-from mynabox.card.session import run
+from mynabox.card.jpki import ReaderCaps
+from mynabox.cardread import CapsMemory, read_card
 from mynabox.core.effects import RecordOutcome, StartDelivery
 from mynabox.core.events import (
     CardPresent,
@@ -69,8 +67,7 @@ class CardWorker:
         self._trust = trust
         self._key = hash_key
         self._synced = clock_synced
-        self._default_caps = ReaderCaps(extended=extended)
-        self._caps: dict[str, ReaderCaps] = {}
+        self._caps = CapsMemory(ReaderCaps(extended=extended))
         self._present: bool | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="card-worker", daemon=True)
@@ -123,12 +120,11 @@ class CardWorker:
 
     def _read(self, card: PcscCard) -> None:
         self._post(CardPresent())
-        started = datetime.now(UTC)
         failure: ReadFailure | None = None
         try:
-            caps = self._caps.get(card.reader_name, self._default_caps)
-            result = run(read_auth_certificate(caps), card)
-            self._caps[card.reader_name] = result.caps
+            report = read_card(
+                card, self._caps, trust=self._trust, hash_key=self._key, clock_synced=self._synced()
+            )
         except NotMyNumberCard as err:
             log.info("not a My Number Card: %s", err)
             failure = ReadFailure.NOT_MY_NUMBER_CARD
@@ -147,21 +143,25 @@ class CardWorker:
         if failure is not None:
             self._post(CardReadFailed(failure))
             return
-        synced = self._synced()
-        check = check_certificate(result.certificate, self._trust, now=started, clock_synced=synced)
-        card_hash = card_key_hash(result.certificate, self._key)
-        took_ms = (datetime.now(UTC) - started).total_seconds() * 1000
+        check = report.check
         log.info(
-            "card read: %d APDUs, %.0f ms, chain %s, caps %s",
-            result.apdus,
-            took_ms,
+            "card read: %d APDUs, %.0f ms, chain %s, %s",
+            report.read.apdus,
+            report.ms,
             check.status.value,
-            result.caps,
+            report.read.caps,
         )
-        context = ReadContext(result.certificate, card_hash, result.card_type.value, check, started, synced)
+        context = ReadContext(
+            report.certificate,
+            report.card_hash,
+            report.read.card_type.value,
+            check,
+            report.read_at,
+            check.clock_synced,
+        )
         with self._lock:
             self._context = context
-        self._post(CardRead(card_hash, check.status is CertStatus.OK, result.certificate))
+        self._post(CardRead(report.card_hash, check.status is CertStatus.OK, report.certificate))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,106 @@
+"""`mynabox read`: wait for one card, read and check it, print the result — no personal data.
+
+The card appears only as a keyed hash of its certificate: the key comes from `--key-file` (e.g. the
+box's audit key, so the hash matches the audit records) or is random for this run, so hashes printed by
+two runs cannot be linked.
+
+Exit codes: 0 read OK; 3 not a My Number Card; 4 card removed mid-read (hold it again); 5 no reader or no
+PC/SC service; 6 no card within --timeout; 7 the card did not answer properly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_NOT_MY_NUMBER_CARD, EXIT_REMOVED, EXIT_NO_READER, EXIT_TIMEOUT, EXIT_CARD_ERROR = (
+    0,
+    3,
+    4,
+    5,
+    6,
+    7,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--reader", metavar="NAME", help="only readers whose name contains NAME")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, metavar="S", help="seconds to wait (default 30)"
+    )
+    parser.add_argument("--test-ca", action="store_true", help="also trust the test JPKI CA (virtual cards)")
+    parser.add_argument(
+        "--key-file", type=Path, metavar="FILE", help="key for the card hash (default: random)"
+    )
+
+
+def _fail(args: argparse.Namespace, code: int, outcome: str, message: str) -> int:
+    if args.json:
+        print(json.dumps({"outcome": outcome, "message": message}))
+    else:
+        print(f"{outcome}: {message}", file=sys.stderr)
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    from mynabox.adapters.clock import clock_synced
+    from mynabox.adapters.pcsc import PcscReader
+    from mynabox.card.certcheck import TrustStore
+    from mynabox.card.errors import (
+        CardError,
+        CardRemoved,
+        NotMyNumberCard,
+        ReaderGone,
+        ServiceGone,
+    )
+    from mynabox.cardread import CapsMemory, read_card
+
+    extra = []
+    if args.test_ca:
+        from mynabox.testing.testca import test_ca_pem
+
+        extra.append(test_ca_pem())
+    key = args.key_file.read_bytes() if args.key_file else secrets.token_bytes(32)
+    with PcscReader(args.reader) as reader:
+        try:
+            card = reader.wait_for_card(timeout=args.timeout)
+        except (ReaderGone, ServiceGone) as err:
+            return _fail(args, EXIT_NO_READER, "no-reader", str(err))
+        except CardError as err:
+            return _fail(args, EXIT_CARD_ERROR, "card-error", str(err))
+        if card is None:
+            return _fail(args, EXIT_TIMEOUT, "timeout", f"no card within {args.timeout:g} s")
+        try:
+            report = read_card(
+                card, CapsMemory(), trust=TrustStore.jlis(extra), hash_key=key, clock_synced=clock_synced()
+            )
+        except NotMyNumberCard as err:
+            return _fail(args, EXIT_NOT_MY_NUMBER_CARD, "not-my-number-card", str(err))
+        except CardRemoved as err:
+            return _fail(args, EXIT_REMOVED, "card-removed", f"{err} — hold the card again")
+        except CardError as err:
+            return _fail(args, EXIT_CARD_ERROR, "card-error", str(err))
+        finally:
+            card.close()
+    fields = {
+        "outcome": "ok",
+        "reader": report.reader,
+        "card_type": report.read.card_type.value,
+        "card_hash": report.card_hash,
+        "card_hash_key": "key file" if args.key_file else "random per run",
+        **{f"certificate_{k}": v for k, v in report.check.as_dict().items()},
+        "apdus": report.read.apdus,
+        "ms": round(report.ms, 2),
+        "extended_le": report.read.caps.extended,
+        "sfi_read": report.read.caps.sfi,
+    }
+    if args.json:
+        print(json.dumps(fields, ensure_ascii=False))
+    else:
+        for name, value in fields.items():
+            print(f"{name:28} {value}")
+    return EXIT_OK
