@@ -24,8 +24,13 @@ test-fast: deps
 demo: deps
 	$(PY) -m mynabox.demo
 
+# Benchmarks print figures (last line JSON each); they are not tests and assert nothing about speed.
 bench: deps
 	$(PY) tests/bench/bench_card.py
+	$(PY) tests/bench/bench_seal.py
+	$(PY) tests/bench/bench_lookup.py
+	$(PY) tests/bench/bench_publish.py
+	$(PY) tests/bench/bench_delivery.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

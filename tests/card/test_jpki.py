@@ -59,7 +59,21 @@ def test_extended_read_in_three_apdus() -> None:
     assert result.certificate == CERT  # filler stripped to the DER length
     assert result.card_type is CardType.MY_NUMBER_CARD
     assert result.apdus == 3
-    assert result.caps == ReaderCaps(extended=True, sfi=True)
+    assert result.caps == ReaderCaps(extended=True, sfi=True, length_hint=len(CERT))
+
+
+def test_length_hint_keeps_the_filler_off_the_air() -> None:
+    hint = len(CERT) - 100  # the last card's certificate was shorter than this one
+    asked = hint + 64
+    transcript = [
+        (SELECT_JPKI, "9000"),
+        (TOKEN_SFI, TOKEN + "9000"),
+        (f"00B08A0000{asked:04X}", hx(EF_000A[:asked]) + "9000"),
+        (f"00B0{asked:04X}{len(CERT) - asked:02X}", hx(CERT[asked:]) + "9000"),
+    ]
+    result = drive(read_auth_certificate(ReaderCaps(extended=True, sfi=True, length_hint=hint)), transcript)
+    assert result.certificate == CERT
+    assert result.caps.length_hint == len(CERT)
 
 
 def test_extended_refused_falls_back_to_short_reads() -> None:
@@ -71,7 +85,7 @@ def test_extended_refused_falls_back_to_short_reads() -> None:
     ]
     result = drive(read_auth_certificate(), transcript)
     assert result.certificate == CERT
-    assert result.caps == ReaderCaps(extended=False, sfi=True)
+    assert result.caps == ReaderCaps(extended=False, sfi=True, length_hint=len(CERT))
     assert result.apdus == 3 + 6  # the refused try, then ceil(1304/256) = 6 reads
 
 
@@ -93,7 +107,7 @@ def test_sfi_refused_falls_back_to_select_ef() -> None:
     ]
     result = drive(read_auth_certificate(), transcript)
     assert result.certificate == CERT
-    assert result.caps == ReaderCaps(extended=True, sfi=False)
+    assert result.caps == ReaderCaps(extended=True, sfi=False, length_hint=len(CERT))
 
 
 def test_end_of_file_with_6b00_and_short_chunk() -> None:
