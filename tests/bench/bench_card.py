@@ -107,7 +107,7 @@ def main() -> int:
     print(f"mynabox, extended Le : {ext_apdus:.1f} APDUs/read, p50 {ext_ms:.1f} ms")
     goal = 2 + -(-length // 256)
     print(f"mynabox, short reads : {short_apdus:.1f} APDUs/read, p50 {short_ms:.1f} ms (goal ≤ {goal})")
-    print(f"OpenSC pkcs15-tool   : {o_apdus:.1f} APDUs/read, p50 {o_ms:.1f} ms (process start ≈ {o_start:.1f} ms)")
+    print(f"OpenSC pkcs15-tool   : {o_apdus:.1f} APDUs/read, p50 {o_ms:.1f} ms (start ≈ {o_start:.1f} ms)")
     fair = max(o_ms - o_start, o_apdus * per_apdu_model_ms)
     print(f"OpenSC minus its process start ≈ {fair:.1f} ms; ratio on that basis {ext_ms / fair:.3f}")
     print(
