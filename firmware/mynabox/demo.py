@@ -18,7 +18,7 @@ from gpiozero.pins.mock import MockFactory
 from mynabox.adapters.oled import to_terminal
 from mynabox.config import load_config
 from mynabox.payload.seal import Opened
-from mynabox.receiver import Receiver, ReceiverCore, ReceiverSettings, SeenStore, format_opened
+from mynabox.receiver import format_opened
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
 from mynabox.testing.patients import patient
 from mynabox.testing.stack import BoxStack
@@ -68,17 +68,7 @@ def main() -> int:
                 received.append(opened)
                 printed.notify_all()
 
-        gateway = stack.kit.gateway
-        receiver = Receiver(
-            ReceiverSettings(
-                host="127.0.0.1",
-                port=stack.broker.port,
-                ca=stack.kit.pki.ca_cert,
-                cert=stack.kit.pki.client(gateway).cert,
-                key=stack.kit.pki.client(gateway).key,
-            ),
-            ReceiverCore(stack.kit.opener(), SeenStore(stack.dir / "seen.db"), sink),
-        )
+        receiver = stack.gateway_receiver(sink)
         receiver.start()
         factory = MockFactory()
         box = Box(load_config(stack.config_path), pin_factory=factory)

@@ -25,7 +25,6 @@ from bench_seal import measure
 
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
-from mynabox.receiver import Receiver, ReceiverCore, ReceiverSettings, SeenStore
 from mynabox.testing.mynacard import VirtualMyNumberCard
 from mynabox.testing.patients import PATIENTS
 from mynabox.testing.stack import BoxStack
@@ -55,21 +54,7 @@ def main() -> int:
         assert stack.kit is not None and stack.broker is not None and stack.pcscd is not None
         stack.pcscd.use_in_process()
         opened: list[tuple[float, Opened]] = []
-        gateway = stack.kit.gateway
-        receiver = Receiver(
-            ReceiverSettings(
-                host="127.0.0.1",
-                port=stack.broker.port,
-                ca=stack.kit.pki.ca_cert,
-                cert=stack.kit.pki.client(gateway).cert,
-                key=stack.kit.pki.client(gateway).key,
-            ),
-            ReceiverCore(
-                stack.kit.opener(),
-                SeenStore(stack.dir / "seen.db"),
-                lambda o: opened.append((time.perf_counter(), o)),
-            ),
-        )
+        receiver = stack.gateway_receiver(lambda o: opened.append((time.perf_counter(), o)))
         receiver.start()
         receiver.subscribed.wait(10)
         notify_path = stack.dir / "notify.sock"

@@ -19,7 +19,6 @@ import pytest
 
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
-from mynabox.receiver import Receiver, ReceiverCore, ReceiverSettings, SeenStore
 from mynabox.testing.mynacard import VirtualMyNumberCard
 from mynabox.testing.patients import patient
 from mynabox.testing.stack import BoxStack
@@ -83,18 +82,7 @@ def stack() -> Iterator[BoxStack]:
 def received(stack: BoxStack, tmp_path: Path) -> Iterator[list[Opened]]:
     assert stack.kit is not None and stack.broker is not None
     opened: list[Opened] = []
-    gateway = stack.kit.gateway
-    receiver = Receiver(
-        ReceiverSettings(
-            host="127.0.0.1",
-            port=stack.broker.port,
-            ca=stack.kit.pki.ca_cert,
-            cert=stack.kit.pki.client(gateway).cert,
-            key=stack.kit.pki.client(gateway).key,
-            client_id=f"gw-{tmp_path.name}",
-        ),
-        ReceiverCore(stack.kit.opener(), SeenStore(tmp_path / "seen.db"), opened.append),
-    )
+    receiver = stack.gateway_receiver(opened.append, client_id=f"gw-{tmp_path.name}")
     receiver.start()
     assert receiver.subscribed.wait(10)
     yield opened

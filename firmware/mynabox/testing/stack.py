@@ -14,10 +14,17 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
+from mynabox.receiver import Receiver, ReceiverCore, ReceiverSettings, SeenStore
 from mynabox.testing.broker import DeliveryKit, Mosquitto
 from mynabox.testing.pcscd import PrivatePcscd
 from mynabox.testing.refsvc import ReferenceService
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from mynabox.payload.seal import Opened
 
 REFSVC_CLIENT = "refsvc-client"
 
@@ -163,6 +170,24 @@ class BoxStack:
         if self.kit is None:
             raise RuntimeError("stack not started")
         return self.kit
+
+    def gateway_receiver(
+        self, sink: Callable[[Opened], None], *, client_id: str = "mynabox-gateway"
+    ) -> Receiver:
+        """The reference gateway receiver subscribed to this stack's broker (not started)."""
+        kit = self._kit()
+        assert self.broker is not None
+        files = kit.pki.client(kit.gateway)
+        settings = ReceiverSettings(
+            host="127.0.0.1",
+            port=self.broker.port,
+            ca=kit.pki.ca_cert,
+            cert=files.cert,
+            key=files.key,
+            client_id=client_id,
+        )
+        seen = SeenStore(self.dir / f"seen-{client_id}.db")
+        return Receiver(settings, ReceiverCore(kit.opener(), seen, sink))
 
     def env(self) -> dict[str, str]:
         """Environment for a `mynabox run` subprocess: the private pcscd's socket."""
