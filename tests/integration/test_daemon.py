@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ import pytest
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
 from mynabox.testing.mynacard import VirtualMyNumberCard
+from mynabox.testing.notify import NotifySocket
 from mynabox.testing.patients import patient
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
@@ -35,39 +34,6 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
             return False
         time.sleep(0.05)
     return True
-
-
-class Notify:
-    """The systemd side of sd_notify: a datagram socket that records every message."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            for line in data.decode().splitlines():
-                self.messages.append((time.monotonic(), line))
-
-    def seen(self, line: str, since: float = 0.0) -> int:
-        return sum(1 for at, text in self.messages if text == line and at >= since)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +55,7 @@ def received(stack: BoxStack, tmp_path: Path) -> Iterator[list[Opened]]:
     receiver.stop()
 
 
-def start_daemon(stack: BoxStack, notify: Notify, log: Path) -> subprocess.Popen[bytes]:
+def start_daemon(stack: BoxStack, notify: NotifySocket, log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, **stack.env(), NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="1000000")
     with log.open("ab") as out:
         return subprocess.Popen([MYNABOX, "run", "--config", str(stack.config_path)], env=env, stderr=out)
@@ -108,7 +74,7 @@ def summaries(opened: list[Opened]) -> list[Opened]:
 def test_lifecycle_ready_watchdog_tap_freeze_and_sigterm(
     stack: BoxStack, received: list[Opened], tmp_path: Path
 ) -> None:
-    notify = Notify(tmp_path / "notify.sock")
+    notify = NotifySocket(tmp_path / "notify.sock")
     log = tmp_path / "daemon.log"
     started = time.monotonic()
     daemon = start_daemon(stack, notify, log)
@@ -162,7 +128,7 @@ def test_kill_9_with_the_broker_down_loses_nothing(
     stack: BoxStack, received: list[Opened], tmp_path: Path
 ) -> None:
     assert stack.broker is not None
-    notify = Notify(tmp_path / "notify.sock")
+    notify = NotifySocket(tmp_path / "notify.sock")
     log = tmp_path / "daemon.log"
     before = len(summaries(received))
     stack.broker.stop()
