@@ -26,6 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "reference gateway receiver: verify, decrypt, dedupe, print the summary in Japanese",
     ),
     "audit": ("mynabox.commands.audit", "check the audit log's hash chain (audit verify)"),
+    "selftest": (
+        "mynabox.commands.selftest",
+        "check reader, display, outbox, disk, clock, summary service, broker",
+    ),
     "screens": ("mynabox.commands.screens", "render every OLED screen to PNG files for review"),
     "check-config": (
         "mynabox.commands.check_config",

@@ -95,6 +95,22 @@ class HttpsSummaryClient:
         self._max_bytes = max_response_bytes
         self._sleep = sleep
 
+    def health(self) -> str | None:
+        """One GET of the service's health endpoint with our client certificate: None when it answers 200."""
+        path = self._path.removesuffix(LOOKUP_PATH) + "/v1/health"
+        conn = http.client.HTTPSConnection(
+            self._host, self._port, context=self._context, timeout=self._connect_timeout_s
+        )
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read(4096)
+            return None if response.status == 200 else f"HTTP {response.status}"
+        except (OSError, http.client.HTTPException) as err:
+            return f"{type(err).__name__}"
+        finally:
+            conn.close()
+
     def lookup(self, certificate: bytes) -> LookupResult:
         body = json.dumps({"certificate": base64.b64encode(certificate).decode("ascii")}).encode("ascii")
         reason = "not attempted"

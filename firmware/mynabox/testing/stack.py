@@ -82,6 +82,7 @@ class BoxStack:
             client_ca_file=self.kit.pki.ca_cert,
         ).start()
         self._write_credentials()
+        self.state_dir.mkdir(mode=0o700, exist_ok=True)
         self.write_config()
 
     def stop(self) -> None:

@@ -1,0 +1,188 @@
+"""`mynabox selftest`: one line per check, exit 0 only when every check passes.
+
+Checks: config, reader present, OLED answers, outbox healthy, free disk, clock synced, summary service
+reachable with our certificate, broker reachable with our certificate. `--interactive` then walks a bench
+technician through the buttons, the LED and the buzzer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mynabox.config import Config
+
+MIN_FREE_MB = 200
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, help="config file (default $MYNABOX_CONFIG or /etc/mynabox/config.toml)"
+    )
+    parser.add_argument(
+        "--interactive", action="store_true", help="also test buttons, LED and buzzer with a person"
+    )
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per network check (default 5)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mynabox.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        print(f"FAIL config: {err}")
+        return 1
+    print(f"ok   config: {config.source}")
+    checks: list[tuple[str, Callable[[Config, float], str | None]]] = [
+        ("reader", _reader),
+        ("display", _display),
+        ("outbox", _outbox),
+        ("disk", _disk),
+        ("clock", _clock),
+        ("summary service", _summary),
+        ("broker", _broker),
+    ]
+    failed = 0
+    for name, check in checks:
+        try:
+            problem = check(config, args.timeout)
+        except Exception as err:  # a check that crashes is a failed check, with its reason
+            problem = f"{type(err).__name__}: {err}"
+        print(f"{'ok  ' if problem is None else 'FAIL'} {name}" + ("" if problem is None else f": {problem}"))
+        failed += problem is not None
+    if args.interactive and not failed:
+        failed += _interactive(config)
+    print("selftest: " + ("all checks passed" if not failed else f"{failed} check(s) failed"))
+    return 0 if not failed else 1
+
+
+def _reader(config: Config, _timeout: float) -> str | None:
+    from mynabox.adapters.pcsc import PcscReader
+    from mynabox.card.errors import TransportError
+
+    name_filter = config.reader.name_filter
+    try:
+        with PcscReader(name_filter) as reader:
+            names = reader.readers()
+    except TransportError as err:
+        return str(err)
+    return None if names else "no PC/SC reader (plug the NFC reader in)"
+
+
+def _display(config: Config, _timeout: float) -> str | None:
+    from PIL import Image
+
+    from mynabox.adapters.oled import DisplayError, Oled
+
+    d = config.display
+    try:
+        oled = Oled(d.driver, i2c_port=d.i2c_port, i2c_address=d.i2c_address, rotate=d.rotate)
+        oled.show(Image.new("1", (128, 64), 1))
+        oled.clear()
+    except DisplayError as err:
+        return str(err)
+    return None
+
+
+def _outbox(config: Config, _timeout: float) -> str | None:
+    from mynabox.adapters.outbox import Outbox, OutboxError
+
+    if not config.storage.state_dir.is_dir():
+        return f"state directory {config.storage.state_dir} missing (systemd's StateDirectory= creates it)"
+    path = config.storage.state_dir / "outbox.db"
+    try:
+        with Outbox(path) as outbox:
+            depth = outbox.depth()
+    except OutboxError as err:
+        return str(err)
+    print(f"     outbox: {depth} message(s) waiting")
+    return None
+
+
+def _disk(config: Config, _timeout: float) -> str | None:
+    state_dir = config.storage.state_dir
+    free_mb = shutil.disk_usage(state_dir if state_dir.exists() else state_dir.parent).free / 2**20
+    return None if free_mb >= MIN_FREE_MB else f"only {free_mb:.0f} MB free (need {MIN_FREE_MB})"
+
+
+def _clock(_config: Config, _timeout: float) -> str | None:
+    from mynabox.adapters.clock import clock_synced
+
+    return None if clock_synced() else "system clock not synchronised (NTP); timestamps are flagged"
+
+
+def _summary(config: Config, timeout: float) -> str | None:
+    from dataclasses import replace
+
+    summary = replace(config.summary, timeout_s=timeout, retries=0)
+    return summary.client().health()
+
+
+def _broker(config: Config, timeout: float) -> str | None:
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from mynabox.adapters.mqtt import tls_context
+
+    mqtt, device = config.mqtt, config.device
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{device.id}-selftest", protocol=paho.MQTTv5)
+    client.tls_set_context(tls_context(mqtt.ca_file, mqtt.client_cert, mqtt.client_key.path))
+    result: list[str | None] = []
+    client.on_connect = lambda _c, _u, _f, code, _p: result.append(None if not code.is_failure else str(code))
+    try:
+        client.connect(mqtt.host, mqtt.port, keepalive=10)
+    except OSError as err:
+        return f"{type(err).__name__}: {err}"
+    client.loop_start()
+    deadline = time.monotonic() + timeout
+    while not result and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client.disconnect()
+    client.loop_stop()
+    return result[0] if result else "no CONNACK (certificate refused or broker silent)"
+
+
+def _interactive(config: Config) -> int:
+    from mynabox.adapters.panel import Panel, load_pin_map
+    from mynabox.core.effects import LedMode, Tone
+    from mynabox.core.events import ClearRequested, ConsentPressed, Event
+
+    events: list[Event] = []
+    panel = Panel(load_pin_map(config.panel.pins_file), events.append)
+    failed = 0
+    try:
+        for label, wanted in (("同意 (consent)", ConsentPressed), ("緊急 (emergency)", ConsentPressed)):
+            events.clear()
+            input(f"press and release the {label} button, then Enter: ")
+            failed += _verdict(f"button {label}", any(isinstance(e, wanted) for e in events))
+        events.clear()
+        input("hold BOTH buttons for 3 s, release, then Enter: ")
+        failed += _verdict("both-buttons clear", any(isinstance(e, ClearRequested) for e in events))
+        for mode in (LedMode.OK, LedMode.ERROR):
+            panel.set_led(mode)
+            failed += _verdict(
+                f"LED {mode.value}", _ask(f"is the LED {'on' if mode is LedMode.OK else 'blinking'}?")
+            )
+        for tone in Tone:
+            panel.buzz(tone)
+            failed += _verdict(f"buzzer {tone.value}", _ask(f"did you hear the '{tone.value}' pattern?"))
+    finally:
+        panel.close()
+    return failed
+
+
+def _ask(question: str) -> bool:
+    return input(f"{question} [y/n] ").strip().lower().startswith("y")
+
+
+def _verdict(name: str, ok: bool) -> int:
+    print(f"{'ok  ' if ok else 'FAIL'} {name}")
+    sys.stdout.flush()
+    return 0 if ok else 1
