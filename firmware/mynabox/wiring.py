@@ -58,7 +58,7 @@ from mynabox.workers import CardWorker, DeliveryWorker
 
 log = logging.getLogger(__name__)
 
-TICK_S = 0.25  # the loop wakes at least this often: deadlines, watchdog, housekeeping
+TICK_S = 1.0  # the loop wakes at least this often (watchdog, housekeeping); sooner for a state's deadline
 HOUSEKEEPING_S = 1.0
 PURGE_EVERY_S = 3600.0
 _CONSENT = {"none": None, "oral": ConsentMode.ORAL_CONSENT, "emergency": ConsentMode.LIFE_SAVING_EXCEPTION}
@@ -214,8 +214,11 @@ class Box:
         last_purge = 0.0
         queued = -1
         while True:
+            wait = TICK_S
+            if controller.deadline is not None:
+                wait = min(wait, max(0.01, (controller.deadline - datetime.now(UTC)).total_seconds()))
             try:
-                event: Event = self.events.get(timeout=TICK_S)
+                event: Event = self.events.get(timeout=wait)
             except queue.Empty:
                 event = Tick()
             if self._apply_all(controller.handle(event, datetime.now(UTC))):

@@ -43,7 +43,7 @@ from mynabox.payload.audit import Outcome
 
 log = logging.getLogger(__name__)
 
-WAIT_S = 0.5  # how long one wait for a card blocks: bounds shutdown latency
+WAIT_S = 2.0  # one wait for a card; stop() cancels it at once, so this only bounds idle wake-ups
 _LOOKUP_OUTCOMES = {
     Outcome.DELIVERED_SUMMARY: LookupOutcome.FOUND,
     Outcome.NOT_REGISTERED: LookupOutcome.NOT_REGISTERED,

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 PNP_NOTIFICATION = "\\\\?PnP?\\Notification"
 # How long one SCardGetStatusChange may block: bounds how late a stop request is noticed when
 # nobody calls cancel(), and how often a dead pcscd is retried (recovery well within 2 s).
-WAIT_SLICE_S = 0.25
+WAIT_SLICE_S = 1.0
 SERVICE_RETRY_S = 0.2
 
 

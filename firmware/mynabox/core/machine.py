@@ -113,6 +113,11 @@ class Controller:
         return [*self._show(self._idle_screen()), SetLed(LedMode.READY), self._publish()]
 
     @property
+    def deadline(self) -> datetime | None:
+        """When the current state times out (the loop need not wake before then)."""
+        return self._deadline
+
+    @property
     def screen(self) -> Screen:
         return self._screen
 
