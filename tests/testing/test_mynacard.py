@@ -151,3 +151,15 @@ def test_faults_through_the_fake_transport() -> None:
 def test_latency_model() -> None:
     card = VirtualMyNumberCard(CARD, faults=Faults(latency_s=0.002, baud=424))
     assert card.delay_for(b"\x00" * 5, b"\x00" * 1001) == pytest.approx(0.002 + 1006 * 8 / 424_000)
+
+
+def test_select_with_p2_00_and_truncate_oversize_faults() -> None:
+    card = VirtualMyNumberCard(CARD)
+    assert tx(card, "00A404000AD392F000260100000001") == "9000"  # P2=00 (FCI requested): selected, no FCI
+    cert = testca.auth_certificate(CARD)
+    short = VirtualMyNumberCard(CARD, faults=Faults(truncate=6))
+    tx(short, SELECT_JPKI)
+    assert tx(short, "00B08A0010") == cert[:10].hex().upper() + "9000"
+    junk = VirtualMyNumberCard(CARD, faults=Faults(oversize=3))
+    tx(junk, SELECT_JPKI)
+    assert tx(junk, "00B08A0004") == cert[:4].hex().upper() + "5A5A5A9000"
