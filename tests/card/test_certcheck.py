@@ -9,8 +9,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from hypothesis import given
+from hypothesis import strategies as st
 
-from mynabox.card.certcheck import CertStatus, TrustStore, check_certificate
+from mynabox.card.certcheck import CertStatus, Root, TrustStore, check_certificate
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
@@ -106,3 +108,70 @@ def test_dates(
 def test_garbage_is_malformed(der: bytes) -> None:
     result = check_certificate(der, TrustStore.jlis(), now=NOW, clock_synced=True)
     assert result.status is CertStatus.MALFORMED
+
+
+def _root(name: x509.Name, key: rsa.RSAPrivateKey) -> x509.Certificate:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(NOW - timedelta(days=365))
+        .not_valid_after(NOW + timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def test_generation_is_found_by_key_not_by_name(pki: tuple[bytes, rsa.RSAPrivateKey, x509.Name]) -> None:
+    # Two generations with one DN, as J-LIS has them: only the signature tells them apart.
+    pem, _, name = pki
+    other = _root(name, rsa.generate_private_key(public_exponent=65537, key_size=1024))
+    real = x509.load_pem_x509_certificate(pem)
+    der = _leaf(pki, start=NOW - timedelta(days=1), end=NOW + timedelta(days=1))
+    for roots in ([Root("gen-a", other), Root("gen-b", real)], [Root("gen-b", real), Root("gen-a", other)]):
+        result = check_certificate(der, TrustStore(roots), now=NOW, clock_synced=True)
+        assert (result.status, result.issuer_generation) == (CertStatus.OK, "gen-b")
+    result = check_certificate(der, TrustStore([Root("gen-a", other)]), now=NOW, clock_synced=True)
+    assert (result.status, result.issuer_generation) == (CertStatus.UNTRUSTED, None)
+
+
+def test_the_ca_certificate_itself_is_not_an_auth_certificate(
+    pki: tuple[bytes, rsa.RSAPrivateKey, x509.Name],
+) -> None:
+    root_der = x509.load_pem_x509_certificate(pki[0]).public_bytes(serialization.Encoding.DER)
+    result = check_certificate(root_der, TrustStore.jlis(extra_roots=[pki[0]]), now=NOW, clock_synced=True)
+    assert result.status is CertStatus.OK  # it does verify (self-signed) ...
+    assert not result.is_auth_certificate  # ... but it is not a card holder's certificate
+
+
+def test_extra_roots_may_be_der_and_now_may_be_naive(pki: tuple[bytes, rsa.RSAPrivateKey, x509.Name]) -> None:
+    root_der = x509.load_pem_x509_certificate(pki[0]).public_bytes(serialization.Encoding.DER)
+    der = _leaf(pki, start=NOW - timedelta(days=1), end=NOW + timedelta(days=1))
+    naive_now = NOW.replace(tzinfo=None)
+    result = check_certificate(der, TrustStore.jlis(extra_roots=[root_der]), now=naive_now, clock_synced=True)
+    assert result.status is CertStatus.OK
+    assert result.not_before == NOW - timedelta(days=1)
+    assert result.as_dict()["not_after"] == (NOW + timedelta(days=1)).isoformat()
+
+
+@pytest.fixture(scope="module")
+def leaf_der(pki: tuple[bytes, rsa.RSAPrivateKey, x509.Name]) -> bytes:
+    return _leaf(pki, start=NOW - timedelta(days=1), end=NOW + timedelta(days=1))
+
+
+@given(st.data())
+def test_damaged_certificates_are_data_not_exceptions(
+    pki: tuple[bytes, rsa.RSAPrivateKey, x509.Name], leaf_der: bytes, data: st.DataObject
+) -> None:
+    damaged = bytearray(leaf_der)
+    for _ in range(data.draw(st.integers(1, 4))):
+        damaged[data.draw(st.integers(0, len(damaged) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(damaged)))
+    trust = TrustStore.jlis(extra_roots=[pki[0]])
+    for der in (bytes(damaged), bytes(damaged[:cut]), data.draw(st.binary(max_size=64))):
+        result = check_certificate(der, trust, now=NOW, clock_synced=True)
+        assert isinstance(result.status, CertStatus)
+        if result.status is CertStatus.OK:
+            assert result.issuer_generation == "test"

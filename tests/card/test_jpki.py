@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Generator
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mynabox.card.errors import CardError, MalformedResponse, NotMyNumberCard, StatusWordError
-from mynabox.card.jpki import MAX_APDUS, CardRead, CardType, ReaderCaps, card_type_of, read_auth_certificate
+from mynabox.card.apdu import CommandAPDU
+from mynabox.card.certcheck import CertStatus, TrustStore, check_certificate
+from mynabox.card.errors import (
+    CardError,
+    MalformedResponse,
+    NotMyNumberCard,
+    SecurityStatusNotSatisfied,
+    StatusWordError,
+)
+from mynabox.card.jpki import (
+    AID_JPKI,
+    EF_AUTH_CERT,
+    MAX_APDUS,
+    CardRead,
+    CardType,
+    ReaderCaps,
+    card_type_of,
+    certificate_length,
+    read_auth_certificate,
+)
+from mynabox.card.session import run
+from mynabox.testing import testca
+from mynabox.testing.fakecard import FakeCardTransport
+from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
 
 SELECT_JPKI = "00A4040C0AD392F000260100000001"
 TOKEN_SFI = "00B0860020"
-TOKEN = (b"JPKIAPICCTOKEN2".ljust(32, b" ")).hex().upper()
+TOKEN_BYTES = b"JPKIAPICCTOKEN2".ljust(32, b" ")
+TOKEN = TOKEN_BYTES.hex().upper()
 CERT_EXT_SFI = "00B08A00000000"
 CERT_SHORT_SFI = "00B08A0000"
 
@@ -152,7 +177,7 @@ def test_unknown_token_is_still_read() -> None:
 
 
 def test_error_status_on_certificate_is_typed() -> None:
-    with pytest.raises(StatusWordError) as info:
+    with pytest.raises(SecurityStatusNotSatisfied) as info:
         drive(
             read_auth_certificate(),
             [(SELECT_JPKI, "9000"), (TOKEN_SFI, TOKEN + "9000"), (CERT_EXT_SFI, "6982")],
@@ -184,9 +209,166 @@ def test_card_type_of(label: bytes, kind: CardType) -> None:
     assert card_type_of(label) is kind
 
 
+@pytest.mark.parametrize("sw", ["6A81", "6986", "6A86", "6A82"])
+def test_every_sfi_refusal_falls_back(sw: str) -> None:
+    transcript = [
+        (SELECT_JPKI, "9000"),
+        (TOKEN_SFI, sw),
+        ("00A4020C020006", "9000"),
+        ("00B0000020", TOKEN + "9000"),
+        ("00A4020C02000A", "9000"),
+        ("00B00000000000", hx(EF_000A) + "9000"),
+    ]
+    assert drive(read_auth_certificate(), transcript).caps.sfi is False
+
+
+def test_known_no_sfi_reader_goes_straight_to_select_ef() -> None:
+    transcript = [
+        (SELECT_JPKI, "9000"),
+        ("00A4020C020006", "9000"),
+        ("00B0000020", TOKEN + "9000"),
+        ("00A4020C02000A", "9000"),
+        ("00B0000000", hx(EF_000A[:256]) + "9000"),
+        *[
+            (f"00B0{o:04X}{min(256, len(CERT) - o) % 256:02X}", hx(CERT[o : o + 256]) + "9000")
+            for o in range(256, len(CERT), 256)
+        ],
+    ]
+    result = drive(read_auth_certificate(ReaderCaps(extended=False, sfi=False)), transcript)
+    assert result.certificate == CERT
+    assert result.apdus == 4 + 6
+
+
+@pytest.mark.parametrize("sw", ["6700", "6D00", "6E00", "6A86", "6881", "6C00", "6C10"])
+def test_every_extended_refusal_falls_back(sw: str) -> None:
+    transcript = [(SELECT_JPKI, "9000"), (TOKEN_SFI, TOKEN + "9000"), (CERT_EXT_SFI, sw), *short_reads(CERT)]
+    result = drive(read_auth_certificate(), transcript)
+    assert result.certificate == CERT
+    assert result.caps.extended is False
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "9000",  # empty
+        "6282",  # empty, end of file at offset 0
+        "6B00",
+        "0102030405069000",  # not a DER SEQUENCE
+        "30809000",  # indefinite length
+    ],
+)
+def test_empty_or_garbled_extended_answer_falls_back(answer: str) -> None:
+    transcript = [
+        (SELECT_JPKI, "9000"),
+        (TOKEN_SFI, TOKEN + "9000"),
+        (CERT_EXT_SFI, answer),
+        *short_reads(CERT),
+    ]
+    result = drive(read_auth_certificate(), transcript)
+    assert result.certificate == CERT
+    assert result.caps.extended is False
+
+
+def test_short_extended_answer_continues_with_short_reads() -> None:
+    # A reader that caps the frame at 261 bytes: the rest comes in short reads from where the data ended.
+    transcript = [
+        (SELECT_JPKI, "9000"),
+        (TOKEN_SFI, TOKEN + "9000"),
+        (CERT_EXT_SFI, hx(EF_000A[:259]) + "9000"),
+        *[
+            (f"00B0{o:04X}{min(256, len(CERT) - o) % 256:02X}", hx(CERT[o : o + 256]) + "9000")
+            for o in range(259, len(CERT), 256)
+        ],
+    ]
+    result = drive(read_auth_certificate(), transcript)
+    assert result.certificate == CERT
+    assert result.caps.extended is True
+
+
+@pytest.mark.parametrize("sw", ["9000", "6282"])
+def test_small_file_in_one_short_chunk(sw: str) -> None:
+    cert = bytes.fromhex("3081C0") + bytes(0xC0)  # 195 bytes, the EF ends there
+    transcript = [(SELECT_JPKI, "9000"), (TOKEN_SFI, TOKEN + "9000"), (CERT_SHORT_SFI, hx(cert) + sw)]
+    result = drive(read_auth_certificate(ReaderCaps(extended=False)), transcript)
+    assert result.certificate == cert
+    assert result.apdus == 3
+
+
+def test_stingy_card_is_read_from_where_each_chunk_ended() -> None:
+    # 9000 with fewer bytes than asked, every time: each read starts where the last one stopped.
+    steps = [(CERT_SHORT_SFI, hx(CERT[:200]) + "9000")]
+    offset = 200
+    while offset < len(CERT):
+        want = min(256, len(CERT) - offset)
+        got = min(want, 200)
+        steps.append((f"00B0{offset:04X}{want % 256:02X}", hx(CERT[offset : offset + got]) + "9000"))
+        offset += got
+    result = drive(
+        read_auth_certificate(ReaderCaps(extended=False)),
+        [(SELECT_JPKI, "9000"), (TOKEN_SFI, TOKEN + "9000"), *steps],
+    )
+    assert result.certificate == CERT
+
+
+def test_6cxx_names_the_length_to_ask_for() -> None:
+    transcript = [
+        (SELECT_JPKI, "9000"),
+        (TOKEN_SFI, TOKEN + "9000"),
+        (CERT_SHORT_SFI, hx(CERT[:256]) + "9000"),
+        ("00B0010000", "6C80"),
+        ("00B0010080", hx(CERT[256:384]) + "9000"),
+        *[
+            (f"00B0{o:04X}{min(256, len(CERT) - o) % 256:02X}", hx(CERT[o : o + 256]) + "9000")
+            for o in range(384, len(CERT), 256)
+        ],
+    ]
+    assert drive(read_auth_certificate(ReaderCaps(extended=False)), transcript).certificate == CERT
+
+
+def test_61xx_is_followed_with_get_response() -> None:
+    transcript = [
+        (SELECT_JPKI, "9000"),
+        (TOKEN_SFI, TOKEN[:32] + "6130"),
+        ("00C0000030", TOKEN[32:] + "9000"),
+        (CERT_EXT_SFI, hx(EF_000A[:1024]) + "6100"),
+        ("00C0000000", hx(EF_000A[1024:1280]) + "6118"),
+        ("00C0000018", hx(EF_000A[1280:1304]) + "9000"),
+    ]
+    result = drive(read_auth_certificate(), transcript)
+    assert result.certificate == CERT
+    assert result.card_type is CardType.MY_NUMBER_CARD
+    assert result.apdus == 6
+
+
+@pytest.mark.parametrize(
+    ("head", "message"),
+    [("FFFFFFFF", "erased"), ("04820514", "not a DER SEQUENCE"), ("3084", "too long")],
+)
+def test_certificate_ef_without_a_certificate(head: str, message: str) -> None:
+    transcript = [
+        (SELECT_JPKI, "9000"),
+        (TOKEN_SFI, TOKEN + "9000"),
+        (CERT_SHORT_SFI, head + "FF" * 252 + "9000"),
+    ]
+    with pytest.raises(MalformedResponse, match=message):
+        drive(read_auth_certificate(ReaderCaps(extended=False)), transcript)
+
+
+@pytest.mark.parametrize("sw", ["6982", "6A82", "6F00"])
+def test_token_ef_refusal_is_typed(sw: str) -> None:
+    with pytest.raises(StatusWordError):
+        drive(
+            read_auth_certificate(ReaderCaps(sfi=False)),
+            [(SELECT_JPKI, "9000"), ("00A4020C020006", "9000"), ("00B0000020", sw)],
+        )
+
+
 # -- properties: whatever the card answers, the read ends in a result or a CardError, boundedly ----------
 
-SWS = [0x9000, 0x6282, 0x6B00, 0x6700, 0x6A81, 0x6A82, 0x6A86, 0x6986, 0x6C10, 0x6C00, 0x6982, 0x6D00, 0x6100]
+SWS = [
+    0x9000, 0x6282, 0x6B00, 0x6700, 0x6A81, 0x6A82, 0x6A86, 0x6986, 0x6C10, 0x6C00, 0x6982, 0x6D00,
+    0x6100, 0x6104, 0x6E00, 0x6881, 0x63C0,
+]  # fmt: skip
 
 
 def der_prefixed(data: bytes) -> bytes:
@@ -196,31 +378,176 @@ def der_prefixed(data: bytes) -> bytes:
 responses = st.one_of(
     st.binary(max_size=300),  # unstructured
     st.tuples(
-        st.one_of(st.binary(max_size=300), st.binary(max_size=300).map(der_prefixed)),
-        st.sampled_from(SWS),
+        st.one_of(
+            st.binary(max_size=300),
+            st.binary(max_size=300).map(der_prefixed),
+            st.binary(max_size=40).map(lambda b: b"\x30\x82\x05\x00" + b),  # a header that lies
+        ),
+        st.one_of(st.sampled_from(SWS), st.integers(0, 0xFFFF)),
     ).map(lambda t: t[0] + t[1].to_bytes(2, "big")),
 )
 
+CAPS = [
+    ReaderCaps(),
+    ReaderCaps(False, False),
+    ReaderCaps(True, True),
+    ReaderCaps(True, False, length_hint=1200),
+    ReaderCaps(None, True, length_hint=40),
+]
 
-@given(
-    st.lists(responses, min_size=1, max_size=MAX_APDUS + 5),
-    st.sampled_from([ReaderCaps(), ReaderCaps(False, False)]),
-)
+
+def assert_harmless(command: bytes) -> None:
+    """Only SELECT of the JPKI AP or an EF, READ BINARY and GET RESPONSE: never VERIFY, never another AP."""
+    cmd = CommandAPDU.decode(command)
+    assert cmd.cla == 0x00
+    assert cmd.ins in (0xA4, 0xB0, 0xC0)
+    if cmd.ins == 0xA4:
+        assert (cmd.p1, cmd.data) == (0x04, AID_JPKI) or cmd.p1 == 0x02
+
+
+@given(st.lists(responses, min_size=1, max_size=MAX_APDUS + 5), st.sampled_from(CAPS))
 def test_random_responses_end_in_card_error(answers: list[bytes], caps: ReaderCaps) -> None:
     session = read_auth_certificate(caps)
     sent = 0
     try:
-        session.send(None)
+        command = session.send(None)  # type: ignore[arg-type]
         sent = 1
-        for answer in answers:
-            session.send(answer)
+        # Scripted answers first, then "file ended" for ever: the session must stop by itself.
+        for answer in itertools.chain(answers, itertools.repeat(b"\x6b\x00")):
+            assert_harmless(command)
+            command = session.send(answer)
             sent += 1
-        # Ran out of scripted answers: keep answering "file ended".
-        while True:
-            session.send(b"\x6b\x00")
-            sent += 1
+            assert sent <= MAX_APDUS
     except StopIteration as done:
-        assert isinstance(done.value, CardRead)
+        result = done.value
+        assert isinstance(result, CardRead)
+        assert result.apdus == sent <= MAX_APDUS
+        assert len(result.certificate) == certificate_length(result.certificate)
     except CardError:
         pass
-    assert sent <= MAX_APDUS
+
+
+@given(
+    st.binary(min_size=300, max_size=3000),
+    st.integers(0, 600),
+    st.integers(1, 256),
+    st.integers(64, 256),
+    st.sampled_from(CAPS),
+    st.booleans(),
+)
+def test_any_honest_card_is_read_exactly(
+    body: bytes, filler: int, first_chunk: int, max_chunk: int, caps: ReaderCaps, extended_ok: bool
+) -> None:
+    """A card model that gives at most `first_chunk`, then `max_chunk` bytes per short read: the read
+    returns the exact object, and within the goals when the reader gives full chunks."""
+    cert = der_prefixed(body)
+    ef = cert + b"\xff" * filler
+    current = False  # is EF 000A the current EF
+    short_reads = 0
+    session = read_auth_certificate(caps)
+    command = next(session)
+    try:
+        while True:
+            cmd = CommandAPDU.decode(command)
+            if cmd.ins == 0xA4:
+                current = cmd.data == EF_AUTH_CERT.to_bytes(2, "big")
+                answer = b"\x90\x00"
+            elif cmd.p1 == 0x86 or (not current and cmd.p1 < 0x80):
+                answer = TOKEN_BYTES + b"\x90\x00"
+            elif cmd.is_extended and not extended_ok:
+                answer = b"\x67\x00"
+            else:
+                current = True
+                offset = cmd.p2 if cmd.p1 & 0x80 else (cmd.p1 << 8) | cmd.p2
+                assert cmd.le is not None
+                n = cmd.le
+                if not cmd.is_extended:
+                    n = min(n, first_chunk if short_reads == 0 else max_chunk)
+                    short_reads += 1
+                answer = ef[offset : offset + n] + (b"\x90\x00" if offset < len(ef) else b"\x6b\x00")
+            command = session.send(answer)
+    except StopIteration as done:
+        result: CardRead = done.value
+    assert result.certificate == cert
+    assert result.card_type is CardType.MY_NUMBER_CARD
+    assert result.caps.extended is (extended_ok and caps.extended is not False)
+    assert result.caps.length_hint == len(cert)
+    if result.caps.extended and caps.length_hint is None:
+        assert result.apdus == (3 if caps.sfi is not False else 5)
+    if first_chunk == max_chunk == 256 and caps.extended is False:
+        assert result.apdus == (2 if caps.sfi is not False else 4) + -(-len(cert) // 256)
+
+
+def test_first_answer_shorter_than_the_der_header() -> None:
+    transcript = [
+        (SELECT_JPKI, "9000"),
+        (TOKEN_SFI, TOKEN + "9000"),
+        (CERT_SHORT_SFI, "309000"),
+        ("00B0000100", "829000"),
+        ("00B0000200", hx(CERT[2:258]) + "9000"),
+        *[
+            (f"00B0{o:04X}{min(256, len(CERT) - o) % 256:02X}", hx(CERT[o : o + 256]) + "9000")
+            for o in range(258, len(CERT), 256)
+        ],
+    ]
+    assert drive(read_auth_certificate(ReaderCaps(extended=False)), transcript).certificate == CERT
+
+
+# -- against the independent virtual card (mynabox.testing), through its in-memory transport -------------
+
+CARD_ID = "H1-CARD-0001"
+
+
+@pytest.mark.parametrize("truncate", [None, 6])
+@pytest.mark.parametrize("extended", [True, False])
+def test_reads_the_virtual_card(extended: bool, truncate: int | None) -> None:
+    card = VirtualMyNumberCard(CARD_ID, extended=extended, faults=Faults(truncate=truncate))
+    transport = FakeCardTransport(card)
+    cert = testca.auth_certificate(CARD_ID)
+    first = run(read_auth_certificate(), transport)
+    assert first.certificate == cert
+    assert first.card_type is CardType.MY_NUMBER_CARD
+    assert first.caps.extended is extended
+    assert first.caps.sfi is True
+    again = run(read_auth_certificate(first.caps), transport)
+    assert again.certificate == cert
+    if truncate is None:
+        assert first.apdus == (3 if extended else 3 + -(-len(cert) // 256))
+        assert again.apdus == (3 if extended else 2 + -(-len(cert) // 256))
+    for command in card.log:
+        assert_harmless(command)
+    trust = TrustStore.jlis(extra_roots=[testca.test_ca_pem()])
+    check = check_certificate(cert, trust, now=datetime.now(UTC), clock_synced=True)
+    assert (check.status, check.issuer_generation, check.is_auth_certificate) == (CertStatus.OK, "test", True)
+
+
+@pytest.mark.parametrize(
+    ("faults", "error"),
+    [
+        (Faults(non_jpki=True), NotMyNumberCard),
+        (Faults(lying_der_length=0x1400), MalformedResponse),
+        (Faults(wrong_sw=(0xB0, 0x6982)), SecurityStatusNotSatisfied),
+    ],
+)
+def test_virtual_card_faults_are_typed(faults: Faults, error: type[CardError]) -> None:
+    for extended in (True, False):
+        with pytest.raises(error):
+            run(
+                read_auth_certificate(),
+                FakeCardTransport(VirtualMyNumberCard(CARD_ID, extended=extended, faults=faults)),
+            )
+
+
+def test_virtual_card_answering_more_than_asked() -> None:
+    # Short reads: more bytes than Le is malformed. One extended read of the whole EF: the junk lands
+    # after the DER object, where the filler is, and the certificate is still exact.
+    junk = Faults(oversize=3)
+    with pytest.raises(MalformedResponse, match="returned for Le"):
+        run(
+            read_auth_certificate(),
+            FakeCardTransport(VirtualMyNumberCard(CARD_ID, extended=False, faults=junk)),
+        )
+    result = run(read_auth_certificate(), FakeCardTransport(VirtualMyNumberCard(CARD_ID, faults=junk)))
+    assert result.certificate == testca.auth_certificate(CARD_ID)
+    with pytest.raises(MalformedResponse, match="returned for Le"):
+        run(read_auth_certificate(result.caps), FakeCardTransport(VirtualMyNumberCard(CARD_ID, faults=junk)))

@@ -39,6 +39,8 @@ class CommandAPDU:
             raise ApduFormatError(f"data too long: {len(self.data)} bytes")
         if self.le is not None and not 1 <= self.le <= EXT_LE_MAX:
             raise ApduFormatError(f"Le out of range: {self.le}")
+        if self.extended and not self.data and self.le is None:
+            raise ApduFormatError("an extended case 1 APDU does not exist")
 
     @property
     def is_extended(self) -> bool:
@@ -62,8 +64,6 @@ class CommandAPDU:
         if self.le is not None:
             le_field = (self.le % 65536).to_bytes(2, "big")
             body += le_field if self.data else b"\x00" + le_field
-        if not body:
-            raise ApduFormatError("an extended case 1 APDU does not exist")
         return header + body
 
     @classmethod
@@ -133,16 +133,22 @@ def select_ef(fid: int) -> CommandAPDU:
     return CommandAPDU(0x00, 0xA4, 0x02, 0x0C, fid.to_bytes(2, "big"))
 
 
-def read_binary(offset: int, le: int, *, extended: bool = False) -> CommandAPDU:
+def read_binary(offset: int, le: int, extended: bool = False) -> CommandAPDU:
+    """READ BINARY of the current EF at a 15-bit offset."""
     if not 0 <= offset <= 0x7FFF:
         raise ApduFormatError(f"READ BINARY offset out of range: {offset}")
     return CommandAPDU(0x00, 0xB0, offset >> 8, offset & 0xFF, le=le, extended=extended)
 
 
-def read_binary_sfi(sfi: int, le: int, *, offset: int = 0, extended: bool = False) -> CommandAPDU:
+def read_binary_sfi(sfi: int, le: int, extended: bool = False, *, offset: int = 0) -> CommandAPDU:
     """READ BINARY with a short EF identifier in P1 (b8=1): no SELECT EF round trip."""
     if not 1 <= sfi <= 30:
         raise ApduFormatError(f"SFI out of range: {sfi}")
     if not 0 <= offset <= 0xFF:
         raise ApduFormatError(f"SFI READ BINARY offset out of range: {offset}")
     return CommandAPDU(0x00, 0xB0, 0x80 | sfi, offset, le=le, extended=extended)
+
+
+def get_response(le: int) -> CommandAPDU:
+    """GET RESPONSE: fetch the bytes a 61xx answer says are waiting (T=0 response chaining)."""
+    return CommandAPDU(0x00, 0xC0, 0x00, 0x00, le=le)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from importlib import resources
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.x509.oid import NameOID
 
 AUTH_OU = "JPKI for user authentication"
@@ -84,7 +84,7 @@ class TrustStore:
         for root in self.roots:
             try:
                 cert.verify_directly_issued_by(root.certificate)
-            except (ValueError, TypeError, InvalidSignature):
+            except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
                 continue
             return root
         return None
@@ -96,14 +96,39 @@ def _load_any(data: bytes) -> x509.Certificate:
     return x509.load_der_x509_certificate(data)
 
 
+# What cryptography raises on a damaged certificate (found by fuzzing damaged DER in the tests): parsing
+# is partly lazy, so attribute access can raise too.
+_PARSE_ERRORS = (
+    ValueError,
+    TypeError,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
 def check_certificate(der: bytes, trust: TrustStore, *, now: datetime, clock_synced: bool) -> CertCheck:
+    """Advisory verdict on a card's certificate; never raises for bad input (MALFORMED instead).
+
+    `now` without a timezone is taken as UTC; with `clock_synced=False` the dates are reported but
+    `validity_verified` is False.
+    """
     try:
         cert = x509.load_der_x509_certificate(der)
         not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
         ous = [a.value for a in cert.issuer.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)]
-    except ValueError:
+        is_ca = _is_ca(cert)
+    except _PARSE_ERRORS:
         return CertCheck(CertStatus.MALFORMED, None, None, None, clock_synced, False)
-    is_auth = AUTH_OU in ous
+    # A CA certificate under the auth OU (e.g. the CA EF 000B served as 000A) is not a card's certificate.
+    is_auth = AUTH_OU in ous and not is_ca
     root = trust.issuer_of(cert)
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     if root is None:

@@ -51,3 +51,42 @@ class StatusWordError(ProtocolError):
         self.sw = sw
         self.meaning = meaning
         self.command = command
+
+
+# Refinements of StatusWordError, chosen from the status word table in `mynabox.card.status`.
+
+
+class FileNotFound(StatusWordError):
+    """6A82: no such file or application on this card."""
+
+
+class SecurityStatusNotSatisfied(StatusWordError):
+    """6982: the file or key needs a PIN first (the box never verifies one)."""
+
+
+class AuthenticationBlocked(StatusWordError):
+    """63C0 / 6983 / 6984: a PIN is blocked; only the municipality can reset it."""
+
+
+class VerificationFailed(StatusWordError):
+    """63Cx: a verification failed, x tries left."""
+
+
+class WrongLength(StatusWordError):
+    """6700 / 6Cxx: the length asked for is not acceptable (often: extended APDUs not supported)."""
+
+
+class EndOfFile(StatusWordError):
+    """6B00 / 6282: the offset is at or beyond the end of the file."""
+
+
+class NotSupported(StatusWordError):
+    """6D00 / 6E00 / 6A81 / 6881 / 6882 / 69FC: the card or reader path does not offer this command form."""
+
+
+class WrongParameters(StatusWordError):
+    """6A86 / 6A80 / 6A88: P1-P2 or the data field do not fit the command."""
+
+
+class CommandNotAllowed(StatusWordError):
+    """6981 / 6985 / 6986: the command does not fit the card's state (no current EF, wrong file type)."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from mynabox.card import apdu, status
 from mynabox.card.apdu import CommandAPDU, ResponseAPDU
 from mynabox.card.errors import MalformedResponse, NotMyNumberCard
-from mynabox.card.tlv import MAX_OBJECT, der_total_length
+from mynabox.card.tlv import MAX_OBJECT, der_header_size, der_total_length
 
 # Application identifiers (card-protocol.md §1.2).
 AID_JPKI = bytes.fromhex("D392F000260100000001")
@@ -96,20 +96,35 @@ def card_type_of(token: bytes) -> CardType:
 
 
 class _Exchange:
-    """Counts and bounds the APDUs of one session."""
+    """Sends one command, follows 61xx response chaining, and bounds the APDUs of the whole session."""
 
     def __init__(self) -> None:
         self.count = 0
 
-    def __call__(self, command: CommandAPDU) -> Generator[bytes, bytes, ResponseAPDU]:
+    def _send(self, command: CommandAPDU) -> Generator[bytes, bytes, ResponseAPDU]:
         self.count += 1
         if self.count > MAX_APDUS:
             raise MalformedResponse(f"card kept the read going past {MAX_APDUS} APDUs")
         raw = yield command.encode()
         return ResponseAPDU.decode(raw)
 
+    def __call__(self, command: CommandAPDU) -> Generator[bytes, bytes, ResponseAPDU]:
+        resp = yield from self._send(command)
+        if resp.sw1 != 0x61:
+            return resp
+        # 61xx (T=0 paths): the rest waits behind GET RESPONSE; PC/SC does not fetch it for us.
+        data = resp.data
+        while resp.sw1 == 0x61:
+            resp = yield from self._send(apdu.get_response(resp.sw2 or 256))
+            data += resp.data
+        return ResponseAPDU(data, resp.sw1, resp.sw2)
+
 
 def read_auth_certificate(caps: ReaderCaps = ReaderCaps()) -> Generator[bytes, bytes, CardRead]:
+    """The JPKI read as a session: yields command APDUs, receives raw responses, returns `CardRead`.
+
+    Raises only `CardError` subclasses, after at most `MAX_APDUS` commands, whatever the card answers.
+    """
     exchange = _Exchange()
 
     resp = yield from exchange(apdu.select_aid(AID_JPKI))
@@ -132,34 +147,37 @@ def read_auth_certificate(caps: ReaderCaps = ReaderCaps()) -> Generator[bytes, b
     def read(offset: int, le: int, extended: bool = False) -> CommandAPDU:
         # An SFI read makes the EF current (ISO 7816-4 7.2.2), so later offsets use plain READ BINARY.
         if sfi and offset == 0:
-            return apdu.read_binary_sfi(EF_AUTH_CERT, le, extended=extended)
-        return apdu.read_binary(offset, le, extended=extended)
+            return apdu.read_binary_sfi(EF_AUTH_CERT, le, extended)
+        return apdu.read_binary(offset, le, extended)
 
     buf = b""
     extended = caps.extended is not False
     if extended:
         le = 65536 if caps.length_hint is None else min(65536, caps.length_hint + HINT_MARGIN)
         resp = yield from exchange(read(0, le, extended=True))
-        if (
-            resp.sw in _EXTENDED_REFUSED
-            or resp.sw >> 8 == 0x6C
-            or (resp.sw == status.SW_OK and not resp.data)
-        ):
+        refused = resp.sw in _EXTENDED_REFUSED or resp.sw1 == 0x6C
+        # An empty or garbled answer counts as refused: some readers mangle extended frames.
+        garbled = (resp.sw == status.SW_OK or resp.sw in _EOF) and not _is_certificate_start(resp.data)
+        if refused or garbled:
             extended = False
         else:
-            if resp.sw not in _EOF:
-                status.check(resp, "READ certificate (extended)")
-            buf = resp.data
+            buf = _chunk(resp, le, "READ certificate (extended)")
     if not extended:
         resp = yield from exchange(read(0, SHORT_CHUNK))
         buf = _chunk(resp, SHORT_CHUNK, "READ certificate")
 
-    total = der_total_length(buf)
+    # A stingy reader may cut even the first answer short of the DER header (a few bytes): read on.
+    while buf and len(buf) < der_header_size(buf):
+        chunk = _chunk((yield from exchange(read(len(buf), SHORT_CHUNK))), SHORT_CHUNK, "READ certificate")
+        if not chunk:
+            break
+        buf += chunk
+    total = certificate_length(buf)
     while len(buf) < total:
         want = min(SHORT_CHUNK, total - len(buf))
         resp = yield from exchange(read(len(buf), want))
-        if resp.sw >> 8 == 0x6C and resp.sw & 0xFF:
-            want = resp.sw & 0xFF  # the card names the length it can give: ask again once
+        if resp.sw1 == 0x6C and resp.sw2:
+            want = resp.sw2  # the card names the length it can give: ask again once
             resp = yield from exchange(read(len(buf), want))
         chunk = _chunk(resp, want, "READ certificate")
         if not chunk:
@@ -169,6 +187,25 @@ def read_auth_certificate(caps: ReaderCaps = ReaderCaps()) -> Generator[bytes, b
     return CardRead(
         card_type, buf[:total], exchange.count, ReaderCaps(extended=extended, sfi=sfi, length_hint=total)
     )
+
+
+def certificate_length(head: bytes) -> int:
+    """Total DER length of the certificate whose first bytes are `head`, or MalformedResponse."""
+    if not head:
+        raise MalformedResponse("certificate EF is empty")
+    if head[0] == 0xFF:
+        raise MalformedResponse("certificate EF holds no certificate (erased)")
+    if head[0] != 0x30:
+        raise MalformedResponse(f"certificate EF starts with tag {head[0]:02X}, not a DER SEQUENCE")
+    return der_total_length(head)
+
+
+def _is_certificate_start(data: bytes) -> bool:
+    try:
+        certificate_length(data)
+    except MalformedResponse:
+        return False
+    return True
 
 
 def _chunk(resp: ResponseAPDU, le: int, command: str) -> bytes:

@@ -33,6 +33,16 @@ def der_header(buf: bytes) -> tuple[int, int]:
     return 2 + count, length
 
 
+def der_header_size(buf: bytes) -> int:
+    """How many bytes the header at the start of `buf` occupies, as far as its first bytes tell.
+
+    Lets a reader that got only a few bytes know whether to ask for more before `der_header`.
+    """
+    if len(buf) < 2 or buf[1] < 0x80:
+        return 2
+    return 2 + min(buf[1] & 0x7F, 4)
+
+
 def der_total_length(buf: bytes) -> int:
     header, content = der_header(buf)
     return header + content
