@@ -1,6 +1,8 @@
 """One read of a presented card: the JPKI session, the advisory chain check, the keyed hash, timing.
 
-Shared by the daemon's card worker and `mynabox read`. Raises the card path's typed errors.
+Shared by the daemon's card worker, `mynabox read` and the card benchmark. Outside the pure core because
+it drives the PC/SC adapter. Raises the card path's typed errors (`mynabox.card.errors`). The report keeps
+the certificate (the summary lookup needs it) out of its repr; callers show only `card_hash`.
 """
 
 from __future__ import annotations
@@ -8,12 +10,21 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
-from mynabox.adapters.pcsc import PcscCard
+from mynabox.adapters.pcsc import PcscReader
 from mynabox.card.certcheck import CertCheck, TrustStore, check_certificate
 from mynabox.card.identity import card_key_hash
-from mynabox.card.jpki import CardRead, ReaderCaps, read_auth_certificate
+from mynabox.card.jpki import CardRead, CardType, ReaderCaps, read_auth_certificate
 from mynabox.card.session import run
+
+
+class ReaderTransport(Protocol):
+    """A connected card on a named reader (`PcscCard` is one): caps are remembered per reader name."""
+
+    reader_name: str
+
+    def transmit(self, command: bytes) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,9 +40,22 @@ class CardReport:
     def certificate(self) -> bytes:
         return self.read.certificate
 
+    @property
+    def card_type(self) -> CardType:
+        return self.read.card_type
+
+    @property
+    def apdus(self) -> int:
+        return self.read.apdus
+
+    @property
+    def caps(self) -> ReaderCaps:
+        return self.read.caps
+
 
 class CapsMemory:
-    """What worked per reader (extended Le, SFI reads), so the next tap skips what failed."""
+    """What worked per reader (extended Le, SFI reads, certificate length), so the next tap skips what
+    failed. Kept per reader name: the limit is usually the reader's (extended APDUs), not the card's."""
 
     def __init__(self, default: ReaderCaps | None = None) -> None:
         self._default = default or ReaderCaps()
@@ -45,8 +69,12 @@ class CapsMemory:
 
 
 def read_card(
-    card: PcscCard, caps: CapsMemory, *, trust: TrustStore, hash_key: bytes, clock_synced: bool
+    card: ReaderTransport, caps: CapsMemory, *, trust: TrustStore, hash_key: bytes, clock_synced: bool
 ) -> CardReport:
+    """Run the JPKI session on a connected card, remember what the reader supports, check the certificate.
+
+    Caps are remembered only after a complete read: a pulled card teaches nothing about the reader.
+    """
     started_at = datetime.now(UTC)
     started = time.perf_counter()
     result = run(read_auth_certificate(caps.get(card.reader_name)), card)
@@ -56,3 +84,31 @@ def read_card(
     return CardReport(
         result, check, card_key_hash(result.certificate, hash_key), card.reader_name, started_at, ms
     )
+
+
+class JpkiReader:
+    """Reads My Number Cards tapped on a `PcscReader`, with the caps memory of its readers."""
+
+    def __init__(
+        self, pcsc: PcscReader, *, trust: TrustStore, hash_key: bytes, default_caps: ReaderCaps | None = None
+    ) -> None:
+        self.pcsc = pcsc
+        self.caps = CapsMemory(default_caps)
+        self._trust = trust
+        self._key = hash_key
+
+    def read_present(self, card: ReaderTransport, *, clock_synced: bool) -> CardReport:
+        return read_card(card, self.caps, trust=self._trust, hash_key=self._key, clock_synced=clock_synced)
+
+    def read(self, *, timeout: float | None, clock_synced: bool) -> CardReport | None:
+        """Wait for the next tap and read it; None when no card came within `timeout` (or on cancel).
+
+        Raises `ReaderGone`/`ServiceGone` (no reader or pcscd at the end of the wait), `CardUnresponsive`
+        (a mute card), `CardRemoved` (pulled mid-read: hold it again), `NotMyNumberCard`, other
+        `ProtocolError`s for cards answering out of spec. The card connection is always closed.
+        """
+        card = self.pcsc.wait_for_card(timeout)
+        if card is None:
+            return None
+        with card:
+            return self.read_present(card, clock_synced=clock_synced)

@@ -1,33 +1,36 @@
-"""The card path on the real stack: our reader through pcscd + vpcd + the virtual My Number Card."""
+"""The card path on the real stack: the read service and `mynabox read` through pcscd + vpcd + the virtual
+My Number Card. (The transport contract itself, pulls and hostile cards included, runs over PC/SC in
+tests/adapters/test_contract_reader.py.)"""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from mynabox.adapters.pcsc import PcscCard, PcscReader
+from mynabox.adapters.pcsc import PcscReader
 from mynabox.card.certcheck import CertStatus, TrustStore
-from mynabox.card.errors import CardRemoved, MalformedResponse, NotMyNumberCard, StatusWordError
-from mynabox.card.jpki import CardRead, ReaderCaps, read_auth_certificate
-from mynabox.card.session import run
-from mynabox.card.transport import Transport
-from mynabox.cardread import CapsMemory, read_card
+from mynabox.card.errors import CardRemoved, NotMyNumberCard, ReaderGone
+from mynabox.card.identity import card_key_hash
+from mynabox.card.jpki import CardType
+from mynabox.cardread import CardReport, JpkiReader
 from mynabox.testing import testca
-from mynabox.testing.fakecard import FakeCardTransport
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
 from mynabox.testing.pcscd import PrivatePcscd
 from mynabox.testing.vpcd import VpcdCardServer
 
 pytestmark = pytest.mark.stack
 CARD = "STACKTESTCARD0000000001"
+KEY = b"stack-test-hash-key"
 MYNABOX = str(Path(".venv/bin/mynabox").resolve())
-TEXT_AP_SELECT = bytes.fromhex("00A4040C0AD3921000310001010408")
-VISUAL_AP_SELECT = bytes.fromhex("00A4040C0AD3921000310001010402")
+SHORT_READS = -(-len(testca.auth_certificate(CARD)) // 256)
 
 
 @pytest.fixture(scope="module")
@@ -37,180 +40,147 @@ def pcscd() -> Iterator[PrivatePcscd]:
         yield daemon
 
 
-@pytest.fixture(scope="module")
-def reader(pcscd: PrivatePcscd) -> Iterator[PcscReader]:
-    with PcscReader() as r:
-        yield r
+@pytest.fixture
+def service(pcscd: PrivatePcscd) -> Iterator[JpkiReader]:
+    if not pcscd.vpcd or not pcscd.running():
+        pcscd.set_vpcd(True)
+        pcscd.restart()
+    with PcscReader() as pcsc:
+        yield JpkiReader(pcsc, trust=TrustStore.jlis([testca.test_ca_pem()]), hash_key=KEY)
 
 
-def present(
-    pcscd: PrivatePcscd, reader: PcscReader, card: VirtualMyNumberCard
-) -> tuple[VpcdCardServer, PcscCard]:
+@contextmanager
+def tapped(pcscd: PrivatePcscd, card: VirtualMyNumberCard) -> Iterator[VpcdCardServer]:
+    """The card held on the reader for the block; pcscd has seen the previous card leave first."""
     pcscd.wait_empty()
     server = VpcdCardServer(card, port=pcscd.vpcd_port).start()
-    connected = reader.wait_for_card(timeout=10)
-    assert connected is not None
-    return server, connected
-
-
-def read_once(
-    pcscd: PrivatePcscd, reader: PcscReader, card: VirtualMyNumberCard, caps: ReaderCaps
-) -> CardRead:
-    server, connected = present(pcscd, reader, card)
     try:
-        return run(read_auth_certificate(caps), connected)
+        yield server
     finally:
-        connected.close()
         server.remove()
 
 
-# -- the contract every transport passes (the in-memory fake and the real PC/SC stack) -------------------
+def tap_and_read(pcscd: PrivatePcscd, service: JpkiReader, card: VirtualMyNumberCard) -> CardReport:
+    with tapped(pcscd, card):
+        report = service.read(timeout=10, clock_synced=True)
+    if report is None:
+        raise TimeoutError("the card was not announced")
+    return report
 
 
-@pytest.fixture(params=["fake", "pcsc"])
-def transport_for(
-    request: pytest.FixtureRequest, pcscd: PrivatePcscd, reader: PcscReader
-) -> Iterator[object]:
-    opened: list[tuple[VpcdCardServer, PcscCard]] = []
-
-    def make(card: VirtualMyNumberCard) -> Transport:
-        if request.param == "fake":
-            return FakeCardTransport(card)
-        server, connected = present(pcscd, reader, card)
-        opened.append((server, connected))
-        return connected
-
-    yield make
-    for server, connected in opened:
-        connected.close()
-        server.remove()
+def test_le_modes_and_remembered_caps(pcscd: PrivatePcscd, service: JpkiReader) -> None:
+    extended = tap_and_read(pcscd, service, VirtualMyNumberCard(CARD))
+    assert (extended.apdus, extended.caps.extended) == (3, True)
+    assert extended.card_type is CardType.MY_NUMBER_CARD
+    assert extended.check.status is CertStatus.OK and extended.check.issuer_generation == "test"
+    assert extended.card_hash == card_key_hash(testca.auth_certificate(CARD), KEY)
+    # A card (or reader) refusing extended Le: one refused try, then short reads...
+    fallback = tap_and_read(pcscd, service, VirtualMyNumberCard(CARD, extended=False))
+    assert (fallback.apdus, fallback.caps.extended) == (3 + SHORT_READS, False)
+    # ...and the next tap on this reader goes straight to short reads: 2 + ceil(len/256).
+    again = VirtualMyNumberCard(CARD, extended=False)
+    remembered = tap_and_read(pcscd, service, again)
+    assert remembered.apdus == again.apdu_count == 2 + SHORT_READS
+    assert {extended.card_hash, fallback.card_hash, remembered.card_hash} == {extended.card_hash}
 
 
-@pytest.mark.parametrize("extended", [True, False])
-def test_contract_reads_the_certificate(transport_for: object, extended: bool) -> None:
-    card = VirtualMyNumberCard(CARD, extended=extended)
-    result = run(read_auth_certificate(), transport_for(card))  # type: ignore[operator]
-    assert result.certificate == testca.auth_certificate(CARD)
-    assert result.caps.extended is extended
-    # SELECT + token + one extended read; or SELECT + token + the refused try + ceil(len/256) short reads.
-    expected = 3 if extended else 3 + -(-len(result.certificate) // 256)
-    assert result.apdus == card.apdu_count == expected
-
-
-def test_contract_not_a_my_number_card(transport_for: object) -> None:
-    with pytest.raises(NotMyNumberCard):
-        run(read_auth_certificate(), transport_for(VirtualMyNumberCard(CARD, faults=Faults(non_jpki=True))))  # type: ignore[operator]
-
-
-def test_contract_card_leaving_is_card_removed(transport_for: object) -> None:
-    with pytest.raises(CardRemoved):
-        run(read_auth_certificate(), transport_for(VirtualMyNumberCard(CARD, faults=Faults(remove_after=2))))  # type: ignore[operator]
-
-
-# -- the real stack only -------------------------------------------------------------------------------
-
-
-def test_remembered_caps_skip_the_refused_extended_try(pcscd: PrivatePcscd, reader: PcscReader) -> None:
-    memory = CapsMemory()
-    trust = TrustStore.jlis([testca.test_ca_pem()])
-    first_card = VirtualMyNumberCard(CARD, extended=False)
-    server, connected = present(pcscd, reader, first_card)
-    try:
-        first = read_card(connected, memory, trust=trust, hash_key=b"k", clock_synced=True)
-    finally:
-        connected.close()
-        server.remove()
-    second_card = VirtualMyNumberCard(CARD, extended=False)
-    server, connected = present(pcscd, reader, second_card)
-    try:
-        second = read_card(connected, memory, trust=trust, hash_key=b"k", clock_synced=True)
-    finally:
-        connected.close()
-        server.remove()
-    length = len(testca.auth_certificate(CARD))
-    assert first.read.apdus == 3 + -(-length // 256)
-    assert second.read.apdus == 2 + -(-length // 256)  # the goal: 2 + ceil(len/256)
-    assert first.check.status is CertStatus.OK and first.card_hash == second.card_hash
-
-
-def test_pull_at_every_apdu_boundary(pcscd: PrivatePcscd, reader: PcscReader) -> None:
-    full = read_once(pcscd, reader, VirtualMyNumberCard(CARD, extended=False), ReaderCaps(extended=False))
-    for n in range(1, full.apdus):
-        card = VirtualMyNumberCard(CARD, extended=False, faults=Faults(remove_after=n))
+def test_pulled_cards_then_a_good_tap(pcscd: PrivatePcscd, service: JpkiReader) -> None:
+    for answered in (1, 2):
         with pytest.raises(CardRemoved):
-            read_once(pcscd, reader, card, ReaderCaps(extended=False))
-    # The next tap of a good card reads fine.
-    result = read_once(pcscd, reader, VirtualMyNumberCard(CARD), ReaderCaps())
-    assert result.certificate == testca.auth_certificate(CARD)
+            tap_and_read(pcscd, service, VirtualMyNumberCard(CARD, faults=Faults(remove_after=answered)))
+    assert tap_and_read(pcscd, service, VirtualMyNumberCard(CARD)).apdus == 3
 
 
-@pytest.mark.parametrize(
-    ("faults", "error"),
-    [
-        (Faults(lying_der_length=0x1400), MalformedResponse),
-        (Faults(oversize=4), MalformedResponse),
-        (Faults(wrong_sw=(0xB0, 0x6982)), StatusWordError),
-    ],
-)
-def test_hostile_cards_give_typed_errors(
-    pcscd: PrivatePcscd, reader: PcscReader, faults: Faults, error: type[Exception]
-) -> None:
-    with pytest.raises(error):
-        read_once(
-            pcscd,
-            reader,
-            VirtualMyNumberCard(CARD, extended=False, faults=faults),
-            ReaderCaps(extended=False),
-        )
+def test_non_jpki_and_mute_cards(pcscd: PrivatePcscd, service: JpkiReader) -> None:
+    with pytest.raises(NotMyNumberCard):
+        tap_and_read(pcscd, service, VirtualMyNumberCard(CARD, faults=Faults(non_jpki=True)))
+    # A card without an ATR is never announced by pcscd: the wait ends in its timeout.
+    with tapped(pcscd, VirtualMyNumberCard(CARD, faults=Faults(mute=True))):
+        assert service.read(timeout=2, clock_synced=True) is None
 
 
-def test_the_box_never_verifies_nor_touches_the_text_or_visual_aps(
-    pcscd: PrivatePcscd, reader: PcscReader
-) -> None:
-    card = VirtualMyNumberCard(CARD)
-    read_once(pcscd, reader, card, ReaderCaps())
-    assert all(apdu[1] != 0x20 for apdu in card.log)  # no VERIFY
-    assert TEXT_AP_SELECT not in card.log and VISUAL_AP_SELECT not in card.log
+def test_pcscd_killed_and_restarted_while_waiting(pcscd: PrivatePcscd, service: JpkiReader) -> None:
+    pcscd.wait_empty()
+    outcome: list[CardReport | BaseException | None] = []
+
+    def wait_and_read() -> None:
+        try:
+            outcome.append(service.read(timeout=30, clock_synced=True))
+        except BaseException as exc:  # handed to the test thread
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait_and_read)
+    waiter.start()
+    try:
+        time.sleep(0.5)  # the waiter is blocked in SCardGetStatusChange
+        pcscd.kill()
+        time.sleep(0.5)  # it now sees no service and keeps retrying
+        pcscd.start()
+        with tapped(pcscd, VirtualMyNumberCard(CARD)):
+            waiter.join(timeout=20)
+    finally:
+        service.pcsc.cancel()
+        waiter.join(timeout=5)
+        service.pcsc.resume()
+    (report,) = outcome
+    assert isinstance(report, CardReport) and report.apdus == 3
 
 
-def test_pcscd_restarted_while_waiting(pcscd: PrivatePcscd, reader: PcscReader) -> None:
-    pcscd.restart(kill=True)
-    result = read_once(pcscd, reader, VirtualMyNumberCard(CARD), ReaderCaps())
-    assert result.apdus == 3
-
-
-def test_reader_unplugged_and_back(pcscd: PrivatePcscd, reader: PcscReader) -> None:
-    from mynabox.card.errors import ReaderGone
-
+def test_reader_unplugged_and_back(pcscd: PrivatePcscd, service: JpkiReader) -> None:
     pcscd.set_vpcd(False)  # pcscd restarted without the vpcd reader: the reader is gone
     pcscd.restart()
     with pytest.raises(ReaderGone):
-        reader.wait_for_card(timeout=1.0)
+        service.read(timeout=1.0, clock_synced=True)
     pcscd.set_vpcd(True)
-    pcscd.restart()  # plugged back in: the same reader object (no process restart) reads again
-    result = read_once(pcscd, reader, VirtualMyNumberCard(CARD), ReaderCaps())
-    assert result.certificate == testca.auth_certificate(CARD)
+    pcscd.restart()  # plugged back in: the same service object (no process restart) reads again
+    assert tap_and_read(pcscd, service, VirtualMyNumberCard(CARD)).check.status is CertStatus.OK
+
+
+def mynabox_read(pcscd: PrivatePcscd, *args: str) -> tuple[int, dict[str, object]]:
+    out = subprocess.run(
+        [MYNABOX, "read", "--json", "--test-ca", *args],
+        env=dict(os.environ, **pcscd.env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert CARD not in out.stdout + out.stderr  # the CN never leaves; only the keyed hash
+    return out.returncode, json.loads(out.stdout)
+
+
+def test_read_command_ok_with_key_file(pcscd: PrivatePcscd, tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_bytes(KEY)
+    with tapped(pcscd, VirtualMyNumberCard(CARD)):
+        code, report = mynabox_read(pcscd, "--timeout", "10", "--key-file", str(key_file))
+    assert code == 0, report
+    assert report["outcome"] == "ok" and report["card_type"] == "my-number-card"
+    assert report["card_hash"] == card_key_hash(testca.auth_certificate(CARD), KEY)
+    assert (report["apdus"], report["extended_le"], report["sfi_read"]) == (3, True, True)
+    assert report["certificate_status"] == "ok" and report["certificate_issuer_generation"] == "test"
+    assert {"certificate_not_before", "certificate_not_after", "certificate_clock_synced", "ms"} <= set(
+        report
+    )
 
 
 @pytest.mark.parametrize(
-    ("faults", "code", "outcome"), [(Faults(), 0, "ok"), (Faults(non_jpki=True), 3, "not-my-number-card")]
+    ("args", "faults", "code", "outcome"),
+    [
+        (("--timeout", "10"), Faults(non_jpki=True), 3, "not-my-number-card"),
+        (("--timeout", "1"), None, 6, "timeout"),
+        (("--timeout", "1", "--reader", "no such reader"), None, 5, "no-reader"),
+        (("--key-file", "/nonexistent/key"), None, 2, "bad-key-file"),
+    ],
+    ids=["non-jpki", "no-card", "no-reader", "bad-key-file"],
 )
-def test_read_command_as_a_subprocess(pcscd: PrivatePcscd, faults: Faults, code: int, outcome: str) -> None:
-    pcscd.wait_empty()
-    with VpcdCardServer(VirtualMyNumberCard(CARD, faults=faults), port=pcscd.vpcd_port):
-        env = dict(os.environ, **pcscd.env)
-        out = subprocess.run(
-            [MYNABOX, "read", "--json", "--test-ca", "--timeout", "10"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    assert out.returncode == code, out.stderr
-    report = json.loads(out.stdout)
-    assert report["outcome"] == outcome
-    if code == 0:
-        assert report["apdus"] == 3 and report["certificate_status"] == "ok"
-        assert report["certificate_issuer_generation"] == "test"
-        assert CARD not in out.stdout  # the CN never leaves; only the keyed hash
+def test_read_command_failures(
+    pcscd: PrivatePcscd, args: tuple[str, ...], faults: Faults | None, code: int, outcome: str
+) -> None:
+    if faults is None:
+        pcscd.wait_empty()
+        got = mynabox_read(pcscd, *args)
+    else:
+        with tapped(pcscd, VirtualMyNumberCard(CARD, faults=faults)):
+            got = mynabox_read(pcscd, *args)
+    assert got[0] == code and got[1]["outcome"] == outcome and got[1]["exit_code"] == code

@@ -4,8 +4,9 @@ The card appears only as a keyed hash of its certificate: the key comes from `--
 box's audit key, so the hash matches the audit records) or is random for this run, so hashes printed by
 two runs cannot be linked.
 
-Exit codes: 0 read OK; 3 not a My Number Card; 4 card removed mid-read (hold it again); 5 no reader or no
-PC/SC service; 6 no card within --timeout; 7 the card did not answer properly.
+Exit codes: 0 read OK; 2 bad arguments (unreadable or empty key file); 3 not a My Number Card; 4 card
+removed mid-read (hold it again); 5 no reader or no PC/SC service; 6 no card within --timeout; 7 the card
+did not answer properly.
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ import json
 import secrets
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-EXIT_OK, EXIT_NOT_MY_NUMBER_CARD, EXIT_REMOVED, EXIT_NO_READER, EXIT_TIMEOUT, EXIT_CARD_ERROR = (
-    0,
-    3,
-    4,
-    5,
-    6,
-    7,
-)
+if TYPE_CHECKING:
+    from mynabox.cardread import CardReport
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_NOT_MY_NUMBER_CARD = 3
+EXIT_REMOVED = 4
+EXIT_NO_READER = 5
+EXIT_TIMEOUT = 6
+EXIT_CARD_ERROR = 7
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,67 +44,74 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _fail(args: argparse.Namespace, code: int, outcome: str, message: str) -> int:
     if args.json:
-        print(json.dumps({"outcome": outcome, "message": message}))
+        print(json.dumps({"outcome": outcome, "exit_code": code, "message": message}))
     else:
         print(f"{outcome}: {message}", file=sys.stderr)
     return code
+
+
+def _hash_key(path: Path | None) -> bytes:
+    if path is None:
+        return secrets.token_bytes(32)
+    key = path.read_bytes()
+    if not key:
+        raise ValueError("key file is empty")
+    return key
+
+
+def report_fields(report: CardReport, *, key_from_file: bool) -> dict[str, object]:
+    """What `read` prints: never the certificate or anything from its subject."""
+    caps = report.caps
+    return {
+        "outcome": "ok",
+        "reader": report.reader,
+        "card_type": report.card_type.value,
+        "card_hash": report.card_hash,
+        "card_hash_key": "key file" if key_from_file else "random per run",
+        **{f"certificate_{k}": v for k, v in report.check.as_dict().items()},
+        "apdus": report.apdus,
+        "ms": round(report.ms, 2),
+        "extended_le": caps.extended,
+        "sfi_read": caps.sfi,
+        "certificate_bytes": caps.length_hint,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
     from mynabox.adapters.clock import clock_synced
     from mynabox.adapters.pcsc import PcscReader
     from mynabox.card.certcheck import TrustStore
-    from mynabox.card.errors import (
-        CardError,
-        CardRemoved,
-        NotMyNumberCard,
-        ReaderGone,
-        ServiceGone,
-    )
-    from mynabox.cardread import CapsMemory, read_card
+    from mynabox.card.errors import CardError, CardRemoved, NotMyNumberCard, ReaderGone, ServiceGone
+    from mynabox.cardread import JpkiReader
 
+    try:
+        key = _hash_key(args.key_file)
+    except (OSError, ValueError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        return _fail(args, EXIT_USAGE, "bad-key-file", f"cannot use the key file: {reason}")
     extra = []
     if args.test_ca:
         from mynabox.testing.testca import test_ca_pem
 
         extra.append(test_ca_pem())
-    key = args.key_file.read_bytes() if args.key_file else secrets.token_bytes(32)
-    with PcscReader(args.reader) as reader:
+    with PcscReader(args.reader) as pcsc:
+        reader = JpkiReader(pcsc, trust=TrustStore.jlis(extra), hash_key=key)
         try:
-            card = reader.wait_for_card(timeout=args.timeout)
+            report = reader.read(timeout=args.timeout, clock_synced=clock_synced())
         except (ReaderGone, ServiceGone) as err:
             return _fail(args, EXIT_NO_READER, "no-reader", str(err))
-        except CardError as err:
-            return _fail(args, EXIT_CARD_ERROR, "card-error", str(err))
-        if card is None:
-            return _fail(args, EXIT_TIMEOUT, "timeout", f"no card within {args.timeout:g} s")
-        try:
-            report = read_card(
-                card, CapsMemory(), trust=TrustStore.jlis(extra), hash_key=key, clock_synced=clock_synced()
-            )
         except NotMyNumberCard as err:
             return _fail(args, EXIT_NOT_MY_NUMBER_CARD, "not-my-number-card", str(err))
         except CardRemoved as err:
             return _fail(args, EXIT_REMOVED, "card-removed", f"{err} — hold the card again")
         except CardError as err:
             return _fail(args, EXIT_CARD_ERROR, "card-error", str(err))
-        finally:
-            card.close()
-    fields = {
-        "outcome": "ok",
-        "reader": report.reader,
-        "card_type": report.read.card_type.value,
-        "card_hash": report.card_hash,
-        "card_hash_key": "key file" if args.key_file else "random per run",
-        **{f"certificate_{k}": v for k, v in report.check.as_dict().items()},
-        "apdus": report.read.apdus,
-        "ms": round(report.ms, 2),
-        "extended_le": report.read.caps.extended,
-        "sfi_read": report.read.caps.sfi,
-    }
+    if report is None:
+        return _fail(args, EXIT_TIMEOUT, "timeout", f"no card within {args.timeout:g} s")
+    fields = report_fields(report, key_from_file=args.key_file is not None)
     if args.json:
         print(json.dumps(fields, ensure_ascii=False))
     else:
         for name, value in fields.items():
-            print(f"{name:28} {value}")
+            print(f"{name:32} {value}")
     return EXIT_OK
