@@ -69,6 +69,7 @@ def report_fields(report: CardReport, *, key_from_file: bool) -> dict[str, objec
         "card_hash": report.card_hash,
         "card_hash_key": "key file" if key_from_file else "random per run",
         **{f"certificate_{k}": v for k, v in report.check.as_dict().items()},
+        "certificate_validity_verified": report.check.validity_verified,
         "apdus": report.apdus,
         "ms": round(report.ms, 2),
         "extended_le": caps.extended,
@@ -112,6 +113,19 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(fields, ensure_ascii=False))
     else:
-        for name, value in fields.items():
-            print(f"{name:32} {value}")
+        _print_text(fields)
     return EXIT_OK
+
+
+def _print_text(fields: dict[str, object]) -> None:
+    synced = "synced" if fields["certificate_clock_synced"] else "NOT synced: dates unverified"
+    lines = [
+        ("card", f"{fields['card_type']}, hash {fields['card_hash']} ({fields['card_hash_key']})"),
+        ("certificate", f"{fields['certificate_status']}, issuer {fields['certificate_issuer_generation']}"),
+        ("valid", f"{fields['certificate_not_before']} .. {fields['certificate_not_after']}"),
+        ("clock", synced),
+        ("read", f"{fields['apdus']} APDUs in {fields['ms']} ms on {fields['reader']}"),
+        ("reader caps", f"extended Le {fields['extended_le']}, SFI read {fields['sfi_read']}"),
+    ]
+    for label, value in lines:
+        print(f"{label:<12} {value}")
