@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,6 +38,9 @@ class ReadContext:
     check: CertCheck = field(repr=False)
     read_at: datetime
     clock_synced: bool
+    present_at: float = 0.0  # monotonic, for the read's timing line
+    read_done_at: float = 0.0
+    card_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,7 @@ class DeliveryResult:
     items: tuple[str, ...]
     message_id: str
     queued: int
+    lookup_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +84,9 @@ class Delivery:
         self._audit_lock = threading.Lock()  # the chain must be appended in order
 
     def deliver(self, read: ReadContext, consent: ConsentMode) -> DeliveryResult:
+        started = time.monotonic()
         result = self._lookup.lookup(read.certificate)
+        lookup_ms = (time.monotonic() - started) * 1000
         now = self._clock()
         meta: dict[str, object] = {
             "card_hash": read.card_hash,
@@ -109,12 +116,10 @@ class Delivery:
             }
         sealed = self._sealer.seal(kind, body, now=now, clock_synced=self._synced())
         del body, result  # nothing patient-related outlives this call in plaintext
-        self._outbox.put(
-            topic(self._id.device_id, "summary"), sealed.message_id, SealedBytes(sealed.token), now=now
-        )
+        self._queue("summary", sealed, now)
         items = tuple(f.code.value for f in flags)
         self.record(outcome, consent, read.card_hash, items, message_id=sealed.message_id)
-        return DeliveryResult(outcome, flags, items, sealed.message_id, self._outbox.depth())
+        return DeliveryResult(outcome, flags, items, sealed.message_id, self._outbox.depth(), lookup_ms)
 
     def record(
         self,
@@ -142,9 +147,7 @@ class Delivery:
         with self._audit_lock:
             chained = self._audit.append(record)
             sealed = self._sealer.seal(Kind.AUDIT, chained.to_dict(), now=now, clock_synced=self._synced())
-            self._outbox.put(
-                topic(self._id.device_id, "audit"), sealed.message_id, SealedBytes(sealed.token), now=now
-            )
+            self._queue("audit", sealed, now)
         self._notify()
 
     def _queue(self, leaf: str, sealed: Sealed, now: datetime) -> None:

@@ -43,7 +43,9 @@ from mynabox.core.events import (
     BrokerOffline,
     BrokerOnline,
     ClockSync,
+    ConsentPressed,
     Event,
+    LookupDone,
     QueueDepth,
     ShutdownRequested,
     Tick,
@@ -53,6 +55,7 @@ from mynabox.delivery import Delivery, Identity
 from mynabox.payload.audit import ConsentMode
 from mynabox.payload.keys import load_audit_key, load_private_key, load_public_key
 from mynabox.payload.seal import Sealer
+from mynabox.readtiming import ReadTimings
 from mynabox.render.draw import render
 from mynabox.workers import CardWorker, DeliveryWorker
 
@@ -96,6 +99,8 @@ class Box:
         self._synced = clock_synced_fn()
         self._stoppers: list[tuple[str, Callable[[], None]]] = []
         self.ready = threading.Event()
+        self.timings = ReadTimings()
+        self._consent_at: float | None = None  # when the event being handled is a consent press
 
     def post(self, event: Event) -> None:
         self.events.put(event)
@@ -145,6 +150,7 @@ class Box:
             cfg.mqtt.link_settings(cfg.device.id),
             outbox,
             on_link=lambda online: self.post(BrokerOnline() if online else BrokerOffline()),
+            on_acked=self.timings.acked,
         )
         self.parts.link = link
         link.start()
@@ -184,7 +190,7 @@ class Box:
         cards.start()
         self._started("reader", cards.stop)
 
-        deliveries = DeliveryWorker(delivery, cards, self.post)
+        deliveries = DeliveryWorker(delivery, cards, self.post, self.timings)
         self.parts.deliveries = deliveries
         deliveries.start()
         self._started("delivery", deliveries.stop)
@@ -221,8 +227,12 @@ class Box:
                 event: Event = self.events.get(timeout=wait)
             except queue.Empty:
                 event = Tick()
-            if self._apply_all(controller.handle(event, datetime.now(UTC))):
+            self._consent_at = time.monotonic() if isinstance(event, ConsentPressed) else None
+            effects = controller.handle(event, datetime.now(UTC))
+            if self._apply_all(effects):
                 return 0
+            if isinstance(event, LookupDone) and any(isinstance(e, ShowScreen) for e in effects):
+                self.timings.result_shown()
             now = time.monotonic()
             if interval is not None and now - last_ping >= interval:
                 self._notifier.watchdog()
@@ -273,7 +283,7 @@ class Box:
                 p.panel.set_led(effect.mode)
         elif isinstance(effect, StartDelivery | RecordOutcome):
             if p.deliveries is not None:
-                p.deliveries.submit(effect)
+                p.deliveries.submit(effect, consent_at=self._consent_at)
         elif isinstance(effect, ForgetPatient):
             if p.cards is not None:
                 p.cards.forget()

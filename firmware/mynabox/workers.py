@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ from mynabox.core.events import (
 )
 from mynabox.delivery import Delivery, ReadContext
 from mynabox.payload.audit import Outcome
+from mynabox.readtiming import ReadTiming, ReadTimings
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +121,7 @@ class CardWorker:
                 self._read(card)
 
     def _read(self, card: PcscCard) -> None:
+        present_at = time.monotonic()
         self._post(CardPresent())
         failure: ReadFailure | None = None
         try:
@@ -158,6 +161,9 @@ class CardWorker:
             check,
             report.read_at,
             check.clock_synced,
+            present_at=present_at,
+            read_done_at=time.monotonic(),
+            card_ms=report.ms,
         )
         with self._lock:
             self._context = context
@@ -169,21 +175,38 @@ class Purge:
     retention_s: float
 
 
+@dataclass(frozen=True, slots=True)
+class _Timed:
+    job: StartDelivery
+    consent_at: float | None
+
+
+Job = _Timed | RecordOutcome | Purge
+
+
 class DeliveryWorker:
     """Runs deliveries and audit writes one at a time, off the decision loop."""
 
-    def __init__(self, delivery: Delivery, cards: CardWorker, post: Callable[[Event], None]) -> None:
+    def __init__(
+        self,
+        delivery: Delivery,
+        cards: CardWorker,
+        post: Callable[[Event], None],
+        timings: ReadTimings | None = None,
+    ) -> None:
         self._delivery = delivery
         self._cards = cards
         self._post = post
-        self._jobs: queue.Queue[StartDelivery | RecordOutcome | Purge | None] = queue.Queue()
+        self._timings = timings or ReadTimings()
+        self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="delivery-worker", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, job: StartDelivery | RecordOutcome) -> None:
-        self._jobs.put(job)
+    def submit(self, job: StartDelivery | RecordOutcome, *, consent_at: float | None = None) -> None:
+        """`consent_at`: monotonic time of the crew's press that started this delivery (None: no wait)."""
+        self._jobs.put(_Timed(job, consent_at) if isinstance(job, StartDelivery) else job)
 
     def submit_purge(self, retention_s: float) -> None:
         self._jobs.put(Purge(retention_s))
@@ -201,16 +224,19 @@ class DeliveryWorker:
                     if purged := self._delivery.purge(job.retention_s):
                         log.warning("purged %d undelivered messages past retention", purged)
                 else:
-                    self._deliver(job)
+                    self._deliver(job.job, job.consent_at)
             except Exception:  # one bad job must not stop the box; the log says which
                 log.exception("delivery worker: %s failed", type(job).__name__)
-                if isinstance(job, StartDelivery):
+                if isinstance(job, _Timed):
                     self._post(LookupDone(LookupOutcome.UNAVAILABLE, (), queued=0))
 
-    def _deliver(self, job: StartDelivery) -> None:
+    def _deliver(self, job: StartDelivery, consent_at: float | None) -> None:
         context = self._cards.take(job.card_hash)
         if context is None:  # forgotten in between (cleared): nothing to send
             self._post(LookupDone(LookupOutcome.UNAVAILABLE, (), queued=0))
             return
         result = self._delivery.deliver(context, job.consent)
+        waited = 0.0 if consent_at is None else max(0.0, consent_at - context.read_done_at) * 1000
+        timing = ReadTiming(context.present_at, context.card_ms, result.lookup_ms, waited)
+        self._timings.queued(result.message_id, timing)
         self._post(LookupDone(_LOOKUP_OUTCOMES[result.outcome], result.flags, result.queued))

@@ -29,9 +29,9 @@ def p50(values: list[float]) -> float:
     return round(statistics.median(values), 3)
 
 
-def publish_to_puback(kit: DeliveryKit, port: int, payload: bytes) -> list[float]:
-    files = kit.pki.client(DEV)
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench", protocol=paho.MQTTv5)
+def publish_to_puback(kit: DeliveryKit, port: int, payload: bytes, device: str = DEV) -> list[float]:
+    files = kit.pki.client(device)
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{device}", protocol=paho.MQTTv5)
     client.tls_set_context(tls_context(kit.pki.ca_cert, files.cert, files.key))
     client.connect("localhost", port)
     client.loop_start()
@@ -39,7 +39,7 @@ def publish_to_puback(kit: DeliveryKit, port: int, payload: bytes) -> list[float
         times = []
         for _ in range(N):
             start = time.perf_counter()
-            client.publish(topic(DEV, "summary"), payload, qos=1).wait_for_publish(5)
+            client.publish(topic(device, "summary"), payload, qos=1).wait_for_publish(5)
             times.append((time.perf_counter() - start) * 1000)
         return times
     finally:

@@ -17,6 +17,7 @@ import pytest
 
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
+from mynabox.readtiming import parse
 from mynabox.testing.mynacard import VirtualMyNumberCard
 from mynabox.testing.notify import NotifySocket
 from mynabox.testing.patients import patient
@@ -67,6 +68,10 @@ def tap(stack: BoxStack, key: str) -> VpcdCardServer:
     return VpcdCardServer(VirtualMyNumberCard(patient(key).card_id), port=stack.pcscd.vpcd_port).start()
 
 
+def read_timings(log: Path) -> dict[str, dict[str, float]]:
+    return dict(p for line in log.read_text().splitlines() if (p := parse(line)) is not None)
+
+
 def summaries(opened: list[Opened]) -> list[Opened]:
     return [o for o in opened if o.kind in (Kind.SUMMARY, Kind.CARD_RECORD)]
 
@@ -93,6 +98,16 @@ def test_lifecycle_ready_watchdog_tap_freeze_and_sigterm(
         assert opened.device_id == "amb-test" and opened.kind is Kind.SUMMARY
         assert "summary" in opened.body
         assert wait_for(lambda: any(o.kind is Kind.AUDIT for o in received), 10)
+        # Where the read's time went, from the daemon's own log: result on screen, then the PUBACK.
+        assert wait_for(lambda: "delivered" in read_timings(log), 10), log.read_text()
+        shown, delivered = read_timings(log)["result-shown"], read_timings(log)["delivered"]
+        for figures in (shown, delivered):  # the PUBACK may come before or after the screen is drawn
+            total = figures.get("present_to_result_ms", figures.get("present_to_puback_ms", 0))
+            assert 0 < figures["card_ms"] + figures["lookup_ms"] < total
+        assert delivered["lookup_ms"] > 0 and delivered["consent_wait_ms"] == 0  # default consent
+        parts = delivered["card_ms"] + delivered["lookup_ms"] + delivered["overhead_ms"]
+        assert delivered["overhead_ms"] > 0
+        assert parts == pytest.approx(delivered["present_to_puback_ms"], abs=0.2)  # each rounded to 0.1
 
         # A frozen process (as a hung loop would be) stops pinging: systemd's watchdog would restart it.
         daemon.send_signal(signal.SIGSTOP)

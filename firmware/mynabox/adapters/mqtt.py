@@ -141,11 +141,13 @@ class MqttLink:
         *,
         on_link: Callable[[bool], None] | None = None,
         on_rejected: Callable[[str, str], None] | None = None,
+        on_acked: Callable[[str], None] | None = None,
     ) -> None:
         self._s = settings
         self._outbox = outbox
         self._on_link = on_link
         self._on_rejected = on_rejected
+        self._on_acked = on_acked
         self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
         self._online = False
         self._last_error: LinkError | None = None
@@ -305,6 +307,8 @@ class MqttLink:
                 self._on_rejected(item.message_id, str(code))
             return
         self._outbox.ack(item.message_id)
+        if self._on_acked is not None:
+            self._on_acked(item.message_id)
 
     def _drain(self) -> None:
         if not self._online:

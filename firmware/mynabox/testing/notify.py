@@ -34,6 +34,10 @@ class NotifySocket:
         """How many times `line` arrived at or after `since` (time.monotonic())."""
         return sum(1 for at, text in list(self.messages) if text == line and at >= since)
 
+    def first(self, line: str, since: float = 0.0) -> float | None:
+        """When `line` first arrived at or after `since` (time.monotonic()), None if it has not."""
+        return next((at for at, text in list(self.messages) if text == line and at >= since), None)
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2)

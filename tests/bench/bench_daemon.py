@@ -1,0 +1,160 @@
+"""The daemon's figures on the real stack (run by `make bench`; prints, asserts nothing).
+
+`mynabox run` as a subprocess with a NOTIFY_SOCKET of ours, pcscd + vpcd with the virtual card, the
+reference summary service and mosquitto with TLS on loopback, default consent (no button wait):
+
+- start_to_ready_ms: process start to READY=1.
+- tap_to_oled_result_ms_p50: the virtual card connecting to vpcd to the daemon's `read result-shown` log line
+  (written after the OLED was drawn) arriving here; includes pcscd's presence poll (≈ 400 ms with vpcd; a
+  CCID reader reports a card by interrupt). present_to_oled_result_ms_p50 is the daemon's own share.
+- overhead_ms_p50: card present → PUBACK minus card I/O and lookup (and consent wait), from the daemon's
+  `read delivered` lines (mynabox.readtiming).
+- rss_mb after READS reads (with the anonymous / file-backed split), idle_cpu_percent over IDLE_S idle.
+
+Env: BENCH_READS (100), BENCH_IDLE_S (60).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from mynabox.readtiming import parse
+from mynabox.testing.mynacard import VirtualMyNumberCard
+from mynabox.testing.notify import NotifySocket
+from mynabox.testing.patients import PATIENTS
+from mynabox.testing.stack import BoxStack
+from mynabox.testing.vpcd import VpcdCardServer
+
+READS = int(os.environ.get("BENCH_READS", "100"))
+IDLE_S = float(os.environ.get("BENCH_IDLE_S", "60"))
+MYNABOX = str(Path(".venv/bin/mynabox").resolve())
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    wanted = {"VmRSS": "rss_mb", "RssAnon": "rss_anon_mb", "RssFile": "rss_file_mb"}
+    figures = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in wanted:
+            figures[wanted[key]] = round(int(value.split()[0]) / 1024, 1)
+    return figures
+
+
+class TimingLines:
+    """Reads the daemon's stderr; keeps each read-timing line with the moment it arrived here."""
+
+    def __init__(self, stream: object) -> None:
+        self.lines: list[tuple[float, str, dict[str, float]]] = []
+        self._stream = stream
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        for raw in self._stream:  # type: ignore[attr-defined]
+            parsed = parse(raw.decode(errors="replace").rstrip())
+            if parsed is not None:
+                self.lines.append((time.perf_counter(), *parsed))
+
+    def of(self, milestone: str) -> list[tuple[float, dict[str, float]]]:
+        return [(t, f) for t, m, f in self.lines if m == milestone]
+
+
+def p50(values: list[float]) -> float:
+    return round(statistics.median(values), 1) if values else float("nan")
+
+
+def main() -> int:
+    with BoxStack(device_id="amb-bench", consent_default="oral", result_clear_s=1) as stack:
+        assert stack.pcscd is not None
+        stack.pcscd.use_in_process()
+        notify = NotifySocket(stack.dir / "notify.sock")
+        env = dict(os.environ, **stack.env(), NOTIFY_SOCKET=str(notify.path))
+        started = time.monotonic()
+        daemon = subprocess.Popen(
+            [MYNABOX, "run", "--config", str(stack.config_path)], env=env, stderr=subprocess.PIPE
+        )
+        timings = TimingLines(daemon.stderr)
+        registered = [p for p in PATIENTS if p.key != "not-registered"]
+        tap_to_result: list[float] = []
+        try:
+            while (ready_at := notify.first("READY=1", since=started)) is None:
+                time.sleep(0.001)
+            start_to_ready_ms = (ready_at - started) * 1000
+            for i in range(READS):
+                card = VirtualMyNumberCard(registered[i % len(registered)].card_id)
+                stack.pcscd.wait_empty()
+                want = len(timings.of("result-shown")) + 1
+                tapped = time.perf_counter()
+                server = VpcdCardServer(card, port=stack.pcscd.vpcd_port).start()
+                deadline = time.monotonic() + 20
+                while len(timings.of("result-shown")) < want and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                shown = timings.of("result-shown")
+                if len(shown) >= want:
+                    tap_to_result.append((shown[-1][0] - tapped) * 1000)
+                server.remove()
+            deadline = time.monotonic() + 10
+            while len(timings.of("delivered")) < READS and time.monotonic() < deadline:
+                time.sleep(0.01)
+            memory = memory_mb(daemon.pid)
+            cpu0 = cpu_seconds(daemon.pid)
+            time.sleep(IDLE_S)
+            idle_cpu = (cpu_seconds(daemon.pid) - cpu0) / IDLE_S * 100
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=10)
+            notify.close()
+    shown_f = [f for _, f in timings.of("result-shown")]
+    delivered = [f for _, f in timings.of("delivered")]
+    figures = {
+        "start_to_ready_ms": round(start_to_ready_ms, 1),
+        **memory,
+        "idle_cpu_percent": round(idle_cpu, 3),
+        "tap_to_oled_result_ms_p50": p50(tap_to_result),
+        "present_to_oled_result_ms_p50": p50([f["present_to_result_ms"] for f in shown_f]),
+        "present_to_puback_ms_p50": p50([f["present_to_puback_ms"] for f in delivered]),
+        "card_ms_p50": p50([f["card_ms"] for f in delivered]),
+        "lookup_ms_p50": p50([f["lookup_ms"] for f in delivered]),
+        "overhead_ms_p50": p50([f["overhead_ms"] for f in delivered]),
+        "overhead_ms_max": round(max((f["overhead_ms"] for f in delivered), default=float("nan")), 1),
+        "reads": READS,
+        "results_shown": len(shown_f),
+        "delivered": len(delivered),
+        "idle_s": IDLE_S,
+    }
+    print(f"{READS} taps: daemon subprocess, pcscd + vpcd, reference service, mosquitto (TLS)")
+    print(f"start → READY {figures['start_to_ready_ms']} ms (goal ≤ 1000)")
+    print(
+        f"tap → result on the OLED p50 {figures['tap_to_oled_result_ms_p50']} ms "
+        f"(card present → result {figures['present_to_oled_result_ms_p50']} ms)"
+    )
+    print(
+        f"card present → PUBACK p50 {figures['present_to_puback_ms_p50']} ms = card "
+        f"{figures['card_ms_p50']} + lookup {figures['lookup_ms_p50']} + overhead "
+        f"{figures['overhead_ms_p50']} ms (goal ≤ 20)"
+    )
+    print(
+        f"RSS after {READS} reads {figures['rss_mb']} MB (anonymous {figures.get('rss_anon_mb')}, "
+        f"file-backed {figures.get('rss_file_mb')}; goal ≤ 35)"
+    )
+    print(f"idle CPU over {IDLE_S:g} s: {figures['idle_cpu_percent']} % (goal ≤ 0.2)")
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The benchmarks still run and print the figures the issues name (tiny sizes; no figure is judged).
+
+`make bench` runs them at full size; this only keeps them from rotting between bench runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+BENCH = Path(__file__).parent
+
+
+def last_json(script: str, **env: str) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script)],
+        env=dict(os.environ, **env),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    )
+    figures: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def finite(figures: dict[str, object], *keys: str) -> None:
+    for key in keys:
+        value = figures[key]
+        assert isinstance(value, int | float) and math.isfinite(value) and value >= 0, (key, value)
+
+
+def test_bench_daemon_prints_the_appliance_figures() -> None:
+    figures = last_json("bench_daemon.py", BENCH_READS="3", BENCH_IDLE_S="1")
+    finite(
+        figures,
+        "start_to_ready_ms",
+        "rss_mb",
+        "idle_cpu_percent",
+        "tap_to_oled_result_ms_p50",
+        "overhead_ms_p50",
+    )
+    assert figures["results_shown"] == figures["delivered"] == 3
+
+
+def test_bench_delivery_prints_the_delivery_figures() -> None:
+    figures = last_json("bench_delivery.py", BENCH_READS="2")
+    finite(figures, "seal_ms_p50", "open_ms_p50", "publish_to_puback_ms_p50", "read_to_receiver_ms_p50")
+    assert figures["received"] == 2
+
+
+def test_bench_card_prints_the_card_figures() -> None:
+    figures = last_json("bench_card.py", BENCH_N="1")
+    finite(figures, "apdus_per_read", "ms_per_read_p50", "opensc_ms_per_read_p50", "ratio_vs_opensc")
+    assert figures["apdus_per_read"] == 3 and figures["short_apdus_per_read"] == 7
