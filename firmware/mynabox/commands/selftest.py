@@ -13,9 +13,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from mynabox.adapters.panel import PinMap
     from mynabox.config import Config
 
 MIN_FREE_MB = 200
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'ok  ' if problem is None else 'FAIL'} {name}" + ("" if problem is None else f": {problem}"))
         failed += problem is not None
     if args.interactive and not failed:
-        failed += _interactive(config)
+        failed += _interactive_panel(config)
     print("selftest: " + ("all checks passed" if not failed else f"{failed} check(s) failed"))
     return 0 if not failed else 1
 
@@ -149,37 +150,57 @@ def _broker(config: Config, timeout: float) -> str | None:
     return result[0] if result else "no CONNACK (certificate refused or broker silent)"
 
 
-def _interactive(config: Config) -> int:
-    from mynabox.adapters.panel import Panel, load_pin_map
+def _interactive_panel(config: Config) -> int:
+    from mynabox.adapters.panel import load_pin_map
+
+    if not config.panel.enabled:
+        print("skip panel: disabled in the config (no buttons, LED or buzzer)")
+        return 0
+    factory = None
+    if config.panel.pin_factory == "mock":
+        from gpiozero.pins.mock import MockFactory
+
+        factory = MockFactory()
+    return interactive(load_pin_map(config.panel.pins_file), pin_factory=factory)
+
+
+def interactive(pins: PinMap, *, ask: Callable[[str], str] = input, pin_factory: Any = None) -> int:
+    """Walk a technician through the panel: each button must post its own consent mode (a swapped pair
+    fails), both held must clear, then the LED patterns and every buzzer tone are confirmed by the person."""
+    from mynabox.adapters.panel import Panel
     from mynabox.core.effects import LedMode, Tone
     from mynabox.core.events import ClearRequested, ConsentPressed, Event
+    from mynabox.payload.audit import ConsentMode
 
     events: list[Event] = []
-    panel = Panel(load_pin_map(config.panel.pins_file), events.append)
+    panel = Panel(pins, events.append, pin_factory=pin_factory)
     failed = 0
     try:
-        for label, wanted in (("同意 (consent)", ConsentPressed), ("緊急 (emergency)", ConsentPressed)):
+        for label, mode in (
+            ("同意 (consent)", ConsentMode.ORAL_CONSENT),
+            ("緊急 (emergency)", ConsentMode.LIFE_SAVING_EXCEPTION),
+        ):
             events.clear()
-            input(f"press and release the {label} button, then Enter: ")
-            failed += _verdict(f"button {label}", any(isinstance(e, wanted) for e in events))
+            ask(f"press and release the {label} button, then Enter: ")
+            failed += _verdict(f"button {label}", events == [ConsentPressed(mode)])
         events.clear()
-        input("hold BOTH buttons for 3 s, release, then Enter: ")
+        ask(f"hold BOTH buttons for {pins.clear_hold_s + 1:g} s, release, then Enter: ")
         failed += _verdict("both-buttons clear", any(isinstance(e, ClearRequested) for e in events))
-        for mode in (LedMode.OK, LedMode.ERROR):
-            panel.set_led(mode)
-            failed += _verdict(
-                f"LED {mode.value}", _ask(f"is the LED {'on' if mode is LedMode.OK else 'blinking'}?")
-            )
+        for led, looks in ((LedMode.OK, "steadily on"), (LedMode.ERROR, "blinking"), (LedMode.OFF, "off")):
+            panel.set_led(led)
+            failed += _verdict(f"LED {led.value}", _yes(ask(f"is the LED {looks}? [y/n] ")))
         for tone in Tone:
             panel.buzz(tone)
-            failed += _verdict(f"buzzer {tone.value}", _ask(f"did you hear the '{tone.value}' pattern?"))
+            failed += _verdict(
+                f"buzzer {tone.value}", _yes(ask(f"did you hear the '{tone.value}' pattern? [y/n] "))
+            )
     finally:
         panel.close()
     return failed
 
 
-def _ask(question: str) -> bool:
-    return input(f"{question} [y/n] ").strip().lower().startswith("y")
+def _yes(answer: str) -> bool:
+    return answer.strip().lower().startswith("y")
 
 
 def _verdict(name: str, ok: bool) -> int:
