@@ -96,28 +96,31 @@ def load_pin_map(path: Path | None = None) -> PinMap:
 
 class Panel:
     def __init__(self, pins: PinMap, post: Callable[[Event], None], *, pin_factory: Any = None) -> None:
-        from gpiozero import LED, Button, Buzzer, GPIOZeroError
+        # DigitalInputDevice, not Button: Button's hold thread wakes every 0.1 s for a feature we do
+        # not use (the both-held gesture has its own timer); idle wake-ups cost a battery-fed box.
+        from gpiozero import LED, Buzzer, DigitalInputDevice, GPIOZeroError
 
         self._post = post
         self.pins = pins
         try:
             kwargs = {"pin_factory": pin_factory}
-            self.consent = Button(pins.consent, bounce_time=pins.debounce_s or None, **kwargs)
-            self.emergency = Button(pins.emergency, bounce_time=pins.debounce_s or None, **kwargs)
+            bounce = pins.debounce_s or None
+            self.consent = DigitalInputDevice(pins.consent, pull_up=True, bounce_time=bounce, **kwargs)
+            self.emergency = DigitalInputDevice(pins.emergency, pull_up=True, bounce_time=bounce, **kwargs)
             self.led = LED(pins.led, **kwargs)
             self.buzzer = Buzzer(pins.buzzer, **kwargs)
         except (GPIOZeroError, OSError, RuntimeError) as err:
             raise PanelError(f"panel pins unavailable: {type(err).__name__}: {err}") from err
         self._both_timer: threading.Timer | None = None
         self._lock = threading.Lock()
-        self.consent.when_pressed = lambda: self._pressed(ConsentMode.ORAL_CONSENT)
-        self.emergency.when_pressed = lambda: self._pressed(ConsentMode.LIFE_SAVING_EXCEPTION)
-        self.consent.when_released = self._released
-        self.emergency.when_released = self._released
+        self.consent.when_activated = lambda: self._pressed(ConsentMode.ORAL_CONSENT)
+        self.emergency.when_activated = lambda: self._pressed(ConsentMode.LIFE_SAVING_EXCEPTION)
+        self.consent.when_deactivated = self._released
+        self.emergency.when_deactivated = self._released
 
     def _pressed(self, mode: ConsentMode) -> None:
         with self._lock:
-            if self.consent.is_pressed and self.emergency.is_pressed:
+            if self.consent.is_active and self.emergency.is_active:
                 # Both down: a clear gesture, not a consent; fires only if held long enough.
                 self._both_timer = threading.Timer(self.pins.clear_hold_s, self._both_held)
                 self._both_timer.daemon = True
@@ -132,7 +135,7 @@ class Panel:
                 self._both_timer = None
 
     def _both_held(self) -> None:
-        if self.consent.is_pressed and self.emergency.is_pressed:
+        if self.consent.is_active and self.emergency.is_active:
             self._post(ClearRequested())
 
     def set_led(self, mode: LedMode) -> None:
