@@ -86,7 +86,9 @@ class BoxStack:
         self.write_config()
 
     def stop(self) -> None:
-        stoppers = [part.stop for part in (self.refsvc, self.broker, self.pcscd) if part is not None]
+        stoppers = [part.stop for part in (self.refsvc, self.broker) if part is not None]
+        if self.pcscd is not None:
+            stoppers.append(self.pcscd.close)  # close: also removes its config and log directory
         for stop in stoppers:
             with contextlib.suppress(Exception):  # keep stopping the rest
                 stop()
