@@ -10,6 +10,7 @@ APT_PACKAGES=(
   mosquitto mosquitto-clients                    # the broker the tests start on loopback
   fonts-misaki fonts-unifont                     # the OLED's Japanese bitmap fonts
   iproute2 util-linux procps                     # unshare, ss, pgrep for the test harness
+  fuse3                                          # fusermount3 and libfuse3 for the power-cut tests
 )
 
 missing=()
