@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,20 +24,12 @@ from mynabox.payload.envelope import Kind
 from mynabox.receiver import Accepted, Duplicate, Receiver, ReceiverCore, ReceiverSettings, SeenStore, Verdict
 from mynabox.testing.broker import DeliveryKit, Mosquitto
 from mynabox.testing.tlsfiles import make_test_pki
+from mynabox.testing.wait import wait_for
 
 pytestmark = pytest.mark.stack
 
 DEV = "ambulance-01"
 OTHER = "ambulance-02"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 @pytest.fixture(scope="module")

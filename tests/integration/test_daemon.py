@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,18 +23,10 @@ from mynabox.testing.notify import NotifySocket
 from mynabox.testing.patients import patient
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
+from mynabox.testing.wait import wait_for
 
 pytestmark = pytest.mark.stack
 MYNABOX = str(Path(".venv/bin/mynabox").resolve())
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 @pytest.fixture(scope="module")

@@ -11,38 +11,23 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from mynabox.adapters.audit import AuditLog
-from mynabox.adapters.outbox import Outbox
-from mynabox.payload.audit import Outcome
-from mynabox.payload.envelope import Kind
-from mynabox.payload.keys import load_audit_key
 from mynabox.payload.seal import Opened
 from mynabox.testing.mynacard import VirtualMyNumberCard
 from mynabox.testing.notify import NotifySocket
 from mynabox.testing.patients import PATIENTS
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
+from mynabox.testing.wait import wait_for
+
+from .daemon_runs import assert_received_once, clean_boot, start_daemon
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 RUNS = int(os.environ.get("MYNABOX_CRASH_RUNS", "50"))
-MYNABOX = str(Path(".venv/bin/mynabox").resolve())
-PRODUCED = {Outcome.DELIVERED_SUMMARY, Outcome.CARD_RECORD, Outcome.NOT_REGISTERED}
-
-
-def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_kill_9_at_random_points(tmp_path: Path) -> None:
@@ -60,9 +45,7 @@ def test_kill_9_at_random_points(tmp_path: Path) -> None:
         try:
             for run in range(RUNS):
                 since = time.monotonic()
-                daemon = subprocess.Popen(
-                    [MYNABOX, "run", "--config", str(stack.config_path)], env=env, stderr=log
-                )
+                daemon = start_daemon(stack, env, log)
                 try:
                     assert wait_for(lambda s=since: notify.seen("READY=1", since=s) >= 1, 20), (
                         f"run {run}: no READY"
@@ -79,37 +62,10 @@ def test_kill_9_at_random_points(tmp_path: Path) -> None:
                     if server is not None:
                         server.remove()
                         server = None
-            # A clean start after all that: the outbox drains, then a clean stop.
-            since = time.monotonic()
-            daemon = subprocess.Popen(
-                [MYNABOX, "run", "--config", str(stack.config_path)], env=env, stderr=log
-            )
-            try:
-                assert wait_for(lambda: notify.seen("READY=1", since=since) >= 1, 20)
-                outbox_path = stack.state_dir / "outbox.db"
-                assert wait_for(lambda: _depth(outbox_path) == 0, 60), "outbox did not drain"
-                time.sleep(1.0)  # the receiver's last messages
-                daemon.send_signal(signal.SIGTERM)
-                assert daemon.wait(timeout=10) == 0
-            finally:
-                if daemon.poll() is None:
-                    daemon.kill()
-            key = load_audit_key(stack.credentials_dir / "audit-key")
-            audit = AuditLog(stack.state_dir / "audit.jsonl", key=key)
-            verdict = audit.verify()
-            assert verdict.ok, verdict.reason
-            produced = {e.record.message_id for e in audit.entries() if e.record.outcome in PRODUCED}
-            delivered = [o.message_id for o in opened if o.kind in (Kind.SUMMARY, Kind.CARD_RECORD)]
-            assert len(delivered) == len(set(delivered)), "a message reached the receiver twice"
-            assert produced <= set(delivered), f"{len(produced - set(delivered))} audited messages were lost"
-            assert len(produced) >= RUNS // 3, f"only {len(produced)} reads got as far as a delivery"
-            print(f"{RUNS} kills: {len(produced)} deliveries audited, {len(delivered)} received, none lost")
+            produced = clean_boot(stack, env, log, notify)
         finally:
             receiver.stop()
             notify.close()
             log.close()
-
-
-def _depth(path: Path) -> int:
-    with Outbox(path) as outbox:
-        return outbox.depth()
+    delivered = assert_received_once(opened, produced, RUNS)
+    print(f"{RUNS} kills: {len(produced)} deliveries audited, {len(delivered)} received, none lost")

@@ -12,8 +12,6 @@ import logging
 import ssl
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from mynabox.adapters.outbox import Outbox, SealedBytes
 from mynabox.payload.envelope import Kind
 from mynabox.testing.broker import DeliveryKit, Mosquitto
 from mynabox.testing.patients import patient, summary_for
+from mynabox.testing.wait import wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -40,15 +39,6 @@ parser = argparse.ArgumentParser(prog="mynabox receive")
 receive.add_arguments(parser)
 sys.exit(receive.run(parser.parse_args(sys.argv[1:])))
 """
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def test_summary_travels_to_the_receiver_process_and_no_plaintext_stays_behind(

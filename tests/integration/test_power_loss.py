@@ -15,18 +15,11 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
-import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from mynabox.adapters.audit import AuditLog
-from mynabox.payload.audit import Outcome
-from mynabox.payload.envelope import Kind
-from mynabox.payload.keys import load_audit_key
 from mynabox.payload.seal import Opened
 from mynabox.testing.lazyfs import LazyMount, fuse_available
 from mynabox.testing.mynacard import VirtualMyNumberCard
@@ -34,6 +27,9 @@ from mynabox.testing.notify import NotifySocket
 from mynabox.testing.patients import PATIENTS
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
+from mynabox.testing.wait import wait_for
+
+from .daemon_runs import assert_received_once, clean_boot, start_daemon
 
 pytestmark = [
     pytest.mark.stack,
@@ -41,17 +37,6 @@ pytestmark = [
     pytest.mark.skipif(fuse_available() is not None, reason=f"FUSE: {fuse_available()}"),
 ]
 RUNS = int(os.environ.get("MYNABOX_POWERLOSS_RUNS", "30"))
-MYNABOX = str(Path(".venv/bin/mynabox").resolve())
-PRODUCED = {Outcome.DELIVERED_SUMMARY, Outcome.CARD_RECORD, Outcome.NOT_REGISTERED}
-
-
-def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_power_cut_at_random_points(tmp_path: Path) -> None:
@@ -74,9 +59,7 @@ def test_power_cut_at_random_points(tmp_path: Path) -> None:
                     stack.broker.stop()
                 with LazyMount(disk, stack.state_dir) as mount:
                     since = time.monotonic()
-                    daemon = subprocess.Popen(
-                        [MYNABOX, "run", "--config", str(stack.config_path)], env=env, stderr=log
-                    )
+                    daemon = start_daemon(stack, env, log)
                     server: VpcdCardServer | None = None
                     try:
                         assert wait_for(lambda s=since: notify.seen("READY=1", since=s) >= 1, 20), run
@@ -96,44 +79,15 @@ def test_power_cut_at_random_points(tmp_path: Path) -> None:
                     cut_with_queue += offline
                 if offline:
                     stack.broker.start()
-            # The clean boot after all that: the outbox drains, then a clean stop.
-            with LazyMount(disk, stack.state_dir):
-                since = time.monotonic()
-                daemon = subprocess.Popen(
-                    [MYNABOX, "run", "--config", str(stack.config_path)], env=env, stderr=log
-                )
-                try:
-                    assert wait_for(lambda: notify.seen("READY=1", since=since) >= 1, 20)
-                    assert wait_for(lambda: _depth(stack.state_dir / "outbox.db") == 0, 60), "no drain"
-                    time.sleep(1.0)  # the receiver's last messages
-                    daemon.send_signal(signal.SIGTERM)
-                    assert daemon.wait(timeout=10) == 0
-                finally:
-                    if daemon.poll() is None:
-                        daemon.kill()
-                with sqlite3.connect(stack.state_dir / "outbox.db") as db:
-                    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-                key = load_audit_key(stack.credentials_dir / "audit-key")
-                audit = AuditLog(stack.state_dir / "audit.jsonl", key=key)
-                verdict = audit.verify()
-                assert verdict.ok, verdict.reason
-                produced = {e.record.message_id for e in audit.entries() if e.record.outcome in PRODUCED}
+            with LazyMount(disk, stack.state_dir):  # the clean boot after all that
+                produced = clean_boot(stack, env, log, notify)
         finally:
             receiver.stop()
             notify.close()
             log.close()
-    delivered = [o.message_id for o in opened if o.kind in (Kind.SUMMARY, Kind.CARD_RECORD)]
-    assert len(delivered) == len(set(delivered)), "a message reached the receiver twice"
-    assert produced <= set(delivered), f"{len(produced - set(delivered))} audited messages were lost"
-    assert len(produced) >= RUNS // 3, f"only {len(produced)} reads got as far as a delivery"
+    assert_received_once(opened, produced, RUNS)
     assert dropped > 0, "the cuts never caught an unsynced write: the test proved nothing"
     print(
         f"{RUNS} power cuts ({cut_with_queue} with the broker down): {dropped} unsynced bytes lost, "
         f"{len(produced)} deliveries audited, all received once"
     )
-
-
-def _depth(path: Path) -> int:
-    with sqlite3.connect(path) as db:
-        depth: int = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
-    return depth
