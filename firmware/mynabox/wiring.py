@@ -156,22 +156,7 @@ class Box:
         link.start()
         self._started("link", link.stop)
 
-        sealer = Sealer(
-            cfg.device.id,
-            load_private_key(cfg.sealing.device_key.path),
-            load_public_key(cfg.sealing.gateway_public_key),
-        )
-        delivery = Delivery(
-            Identity(cfg.device.id, cfg.device.unit_id, cfg.device.crew_id),
-            lookup=cfg.summary.client(),
-            sealer=sealer,
-            outbox=outbox,
-            audit=audit,
-            notify=link.notify,
-            clock=lambda: datetime.now(UTC),
-            clock_synced=lambda: self._synced,
-        )
-        self._delivery = delivery
+        delivery = build_delivery(cfg, outbox, audit, notify=link.notify, clock_synced=lambda: self._synced)
 
         extra_roots: list[bytes] = []
         if cfg.device.test_mode:
@@ -308,6 +293,32 @@ class Box:
                 stop()
             except Exception:
                 log.exception("stopping %s failed", name)
+
+
+def build_delivery(
+    cfg: Config,
+    outbox: Outbox,
+    audit: AuditLog,
+    *,
+    notify: Callable[[], None],
+    clock_synced: Callable[[], bool],
+) -> Delivery:
+    """Lookup client, sealer and identity from the config around the box's outbox and audit log."""
+    sealer = Sealer(
+        cfg.device.id,
+        load_private_key(cfg.sealing.device_key.path),
+        load_public_key(cfg.sealing.gateway_public_key),
+    )
+    return Delivery(
+        Identity(cfg.device.id, cfg.device.unit_id, cfg.device.crew_id),
+        lookup=cfg.summary.client(),
+        sealer=sealer,
+        outbox=outbox,
+        audit=audit,
+        notify=notify,
+        clock=lambda: datetime.now(UTC),
+        clock_synced=clock_synced,
+    )
 
 
 def run_box(config: Config, *, shutdown: threading.Event | None = None, **kwargs: Any) -> int:
