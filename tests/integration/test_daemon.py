@@ -99,7 +99,7 @@ def test_lifecycle_ready_watchdog_tap_freeze_and_sigterm(
         assert delivered["lookup_ms"] > 0 and delivered["consent_wait_ms"] == 0  # default consent
         parts = delivered["card_ms"] + delivered["lookup_ms"] + delivered["overhead_ms"]
         assert delivered["overhead_ms"] > 0
-        assert parts == pytest.approx(delivered["present_to_puback_ms"], abs=0.2)  # each rounded to 0.1
+        assert parts == pytest.approx(delivered["present_to_puback_ms"], abs=0.25)  # each rounded to 0.1
 
         # A frozen process (as a hung loop would be) stops pinging: systemd's watchdog would restart it.
         daemon.send_signal(signal.SIGSTOP)
