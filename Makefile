@@ -31,6 +31,7 @@ bench: deps
 	$(PY) tests/bench/bench_lookup.py
 	$(PY) tests/bench/bench_publish.py
 	$(PY) tests/bench/bench_delivery.py
+	$(PY) tests/bench/bench_imports.py
 	$(PY) tests/bench/bench_daemon.py
 
 clean:

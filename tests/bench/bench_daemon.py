@@ -54,6 +54,21 @@ def memory_mb(pid: int) -> dict[str, float]:
     return figures
 
 
+def mappings_mb(pid: int, top: int = 12) -> list[tuple[str, float, float]]:
+    """The largest resident mappings (path or kind, RSS MB, of which anonymous MB) from /proc/PID/smaps."""
+    sizes: dict[str, list[int]] = {}
+    name = ""
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if not head[0].endswith(":"):  # a mapping's header line: address perms offset dev inode [path]
+            name = head[5] if len(head) > 5 else "[anonymous]"
+            name = name.rsplit("/", 1)[-1] if name.startswith("/") else name
+        elif head[0] in ("Rss:", "Anonymous:"):
+            sizes.setdefault(name, [0, 0])[head[0] == "Anonymous:"] += int(head[1])
+    ranked = sorted(sizes.items(), key=lambda kv: -kv[1][0])[:top]
+    return [(n, round(r / 1024, 1), round(a / 1024, 1)) for n, (r, a) in ranked]
+
+
 class TimingLines:
     """Reads the daemon's stderr; keeps each read-timing line with the moment it arrived here."""
 
@@ -94,6 +109,8 @@ def main() -> int:
             while (ready_at := notify.first("READY=1", since=started)) is None:
                 time.sleep(0.001)
             start_to_ready_ms = (ready_at - started) * 1000
+            time.sleep(1)  # let the start-up connections settle
+            at_ready = memory_mb(daemon.pid)["rss_mb"]
             for i in range(READS):
                 card = VirtualMyNumberCard(registered[i % len(registered)].card_id)
                 stack.pcscd.wait_empty()
@@ -111,6 +128,7 @@ def main() -> int:
             while len(timings.of("delivered")) < READS and time.monotonic() < deadline:
                 time.sleep(0.01)
             memory = memory_mb(daemon.pid)
+            largest = mappings_mb(daemon.pid)
             cpu0 = cpu_seconds(daemon.pid)
             time.sleep(IDLE_S)
             idle_cpu = (cpu_seconds(daemon.pid) - cpu0) / IDLE_S * 100
@@ -122,6 +140,7 @@ def main() -> int:
     delivered = [f for _, f in timings.of("delivered")]
     figures = {
         "start_to_ready_ms": round(start_to_ready_ms, 1),
+        "rss_at_ready_mb": at_ready,
         **memory,
         "idle_cpu_percent": round(idle_cpu, 3),
         "tap_to_oled_result_ms_p50": p50(tap_to_result),
@@ -149,8 +168,10 @@ def main() -> int:
     )
     print(
         f"RSS after {READS} reads {figures['rss_mb']} MB (anonymous {figures.get('rss_anon_mb')}, "
-        f"file-backed {figures.get('rss_file_mb')}; goal ≤ 35)"
+        f"file-backed {figures.get('rss_file_mb')}; at READY {at_ready}; goal ≤ 35)"
     )
+    biggest = ", ".join(f"{n} {r} ({a})" for n, r, a in largest)
+    print(f"largest mappings, RSS MB (of which anonymous): {biggest}")
     print(f"idle CPU over {IDLE_S:g} s: {figures['idle_cpu_percent']} % (goal ≤ 0.2)")
     print(json.dumps(figures))
     return 0

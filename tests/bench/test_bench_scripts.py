@@ -43,6 +43,7 @@ def test_bench_daemon_prints_the_appliance_figures() -> None:
         figures,
         "start_to_ready_ms",
         "rss_mb",
+        "rss_at_ready_mb",
         "idle_cpu_percent",
         "tap_to_oled_result_ms_p50",
         "overhead_ms_p50",
@@ -60,3 +61,11 @@ def test_bench_card_prints_the_card_figures() -> None:
     figures = last_json("bench_card.py", BENCH_N="1")
     finite(figures, "apdus_per_read", "ms_per_read_p50", "opensc_ms_per_read_p50", "ratio_vs_opensc")
     assert figures["apdus_per_read"] == 3 and figures["short_apdus_per_read"] == 7
+
+
+def test_bench_imports_accounts_for_every_library() -> None:
+    figures = last_json("bench_imports.py")
+    steps = figures["steps"]
+    assert isinstance(steps, dict) and "gpiozero" in steps and "cryptography (own OpenSSL)" in steps
+    finite(figures, "rss_after_imports_mb")
+    assert all(step["modules"] > 0 for step in steps.values())
