@@ -271,7 +271,7 @@ class Box:
                 p.deliveries.submit(effect, consent_at=self._consent_at)
         elif isinstance(effect, ForgetPatient):
             if p.cards is not None:
-                p.cards.forget()
+                p.cards.forget(effect.upto)
         elif isinstance(effect, PublishState) and p.link is not None:
             p.link.publish_state(
                 {

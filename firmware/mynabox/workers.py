@@ -46,6 +46,7 @@ from mynabox.readtiming import ReadTiming, ReadTimings
 log = logging.getLogger(__name__)
 
 WAIT_S = 2.0  # one wait for a card; stop() cancels it at once, so this only bounds idle wake-ups
+MAX_HELD = 4  # read contexts held at once; the loop forgets each within a screen timeout
 _LOOKUP_OUTCOMES = {
     Outcome.DELIVERED_SUMMARY: LookupOutcome.FOUND,
     Outcome.NOT_REGISTERED: LookupOutcome.NOT_REGISTERED,
@@ -74,7 +75,8 @@ class CardWorker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="card-worker", daemon=True)
         self._lock = threading.Lock()
-        self._context: ReadContext | None = None
+        self._contexts: dict[int, ReadContext] = {}  # by read number, until delivered or forgotten
+        self._reads = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -85,15 +87,21 @@ class CardWorker:
         self._thread.join(timeout=3.0)
         self._reader.close()
 
-    def take(self, card_hash: str) -> ReadContext | None:
+    def take(self, read: int, card_hash: str) -> ReadContext | None:
         """Hand the read's context to a delivery (once)."""
         with self._lock:
-            context, self._context = self._context, None
+            context = self._contexts.pop(read, None)
         return context if context is not None and context.card_hash == card_hash else None
 
-    def forget(self) -> None:
+    def forget(self, upto: int) -> None:
+        """Drop the reads numbered up to `upto`; newer ones belong to taps the loop has not handled yet."""
         with self._lock:
-            self._context = None
+            for read in [r for r in self._contexts if r <= upto]:
+                del self._contexts[read]
+
+    def _next_read(self) -> int:
+        self._reads += 1
+        return self._reads
 
     def _reader_state(self, present: bool) -> None:
         if present != self._present:
@@ -110,7 +118,7 @@ class CardWorker:
                 continue
             except CardUnresponsive:
                 self._reader_state(True)
-                self._post(CardPresent())
+                self._post(CardPresent(self._next_read()))
                 self._post(CardReadFailed(ReadFailure.UNRESPONSIVE))
                 continue
             except TransportError as err:
@@ -122,7 +130,8 @@ class CardWorker:
 
     def _read(self, card: PcscCard) -> None:
         present_at = time.monotonic()
-        self._post(CardPresent())
+        read = self._next_read()
+        self._post(CardPresent(read))
         failure: ReadFailure | None = None
         try:
             report = read_card(
@@ -166,8 +175,10 @@ class CardWorker:
             card_ms=report.ms,
         )
         with self._lock:
-            self._context = context
-        self._post(CardRead(report.card_hash, check.status is CertStatus.OK, report.certificate))
+            self._contexts[read] = context
+            while len(self._contexts) > MAX_HELD:  # only if the loop stopped deciding: keep the newest
+                del self._contexts[min(self._contexts)]
+        self._post(CardRead(read, report.card_hash, check.status is CertStatus.OK, report.certificate))
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +242,7 @@ class DeliveryWorker:
                     self._post(LookupDone(LookupOutcome.UNAVAILABLE, (), queued=0))
 
     def _deliver(self, job: StartDelivery, consent_at: float | None) -> None:
-        context = self._cards.take(job.card_hash)
+        context = self._cards.take(job.read, job.card_hash)
         if context is None:  # forgotten in between (cleared): nothing to send
             self._post(LookupDone(LookupOutcome.UNAVAILABLE, (), queued=0))
             return

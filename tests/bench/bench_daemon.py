@@ -11,7 +11,7 @@ reference summary service and mosquitto with TLS on loopback, default consent (n
   `read delivered` lines (mynabox.readtiming).
 - rss_mb after READS reads (with the anonymous / file-backed split), idle_cpu_percent over IDLE_S idle.
 
-Env: BENCH_READS (100), BENCH_IDLE_S (60).
+Env: BENCH_READS (100), BENCH_IDLE_S (60), BENCH_LOG_LEVEL (info).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from mynabox.testing.vpcd import VpcdCardServer
 
 READS = int(os.environ.get("BENCH_READS", "100"))
 IDLE_S = float(os.environ.get("BENCH_IDLE_S", "60"))
+LOG_LEVEL = os.environ.get("BENCH_LOG_LEVEL", "info")  # the daemon's; printed whole when a tap shows nothing
 MYNABOX = str(Path(".venv/bin/mynabox").resolve())
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -74,13 +75,16 @@ class TimingLines:
 
     def __init__(self, stream: object) -> None:
         self.lines: list[tuple[float, str, dict[str, float]]] = []
+        self.log: list[str] = []  # every line, for explaining a tap that showed no result
         self._stream = stream
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         for raw in self._stream:  # type: ignore[attr-defined]
-            parsed = parse(raw.decode(errors="replace").rstrip())
+            line = raw.decode(errors="replace").rstrip()
+            self.log.append(line)
+            parsed = parse(line)
             if parsed is not None:
                 self.lines.append((time.perf_counter(), *parsed))
 
@@ -93,7 +97,9 @@ def p50(values: list[float]) -> float:
 
 
 def main() -> int:
-    with BoxStack(device_id="amb-bench", consent_default="oral", result_clear_s=1) as stack:
+    with BoxStack(
+        device_id="amb-bench", consent_default="oral", result_clear_s=1, log_level=LOG_LEVEL
+    ) as stack:
         assert stack.pcscd is not None
         stack.pcscd.use_in_process()
         notify = NotifySocket(stack.dir / "notify.sock")
@@ -173,6 +179,10 @@ def main() -> int:
     biggest = ", ".join(f"{n} {r} ({a})" for n, r, a in largest)
     print(f"largest mappings, RSS MB (of which anonymous): {biggest}")
     print(f"idle CPU over {IDLE_S:g} s: {figures['idle_cpu_percent']} % (goal ≤ 0.2)")
+    if len(shown_f) < READS:  # a tap that showed no result: the daemon's own account (no personal data in it)
+        print(f"{READS - len(shown_f)} taps showed no result; the daemon's log:")
+        for line in timings.log:
+            print("  " + line)
     print(json.dumps(figures))
     return 0
 

@@ -25,7 +25,7 @@ from mynabox.payload.audit import ConsentMode, Outcome
 from mynabox.summary.flags import Flag, FlagCode
 
 T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
-READ = ev.CardRead(card_hash="0123456789abcdef", cert_ok=True, certificate=b"\x30\x03\x02\x01\x01")
+READ = ev.CardRead(read=1, card_hash="0123456789abcdef", cert_ok=True, certificate=b"\x30\x03\x02\x01\x01")
 WARFARIN = Flag(FlagCode.ANTICOAGULANT, "抗凝固薬", ("ワルファリン",))
 
 
@@ -42,12 +42,12 @@ def screen_of(effects: list[object]) -> ScreenKind:
 def test_happy_path_with_consent_after_the_tap() -> None:
     box = Controller(MachineConfig())
     assert screen_of(box.start()) is ScreenKind.READY
-    assert screen_of(box.handle(ev.CardPresent(), at(0))) is ScreenKind.READING
+    assert screen_of(box.handle(ev.CardPresent(1), at(0))) is ScreenKind.READING
     effects = box.handle(READ, at(0.2))
     assert box.state is State.CONSENT and screen_of(effects) is ScreenKind.CONSENT
     effects = box.handle(ev.ConsentPressed(ConsentMode.ORAL_CONSENT), at(3))
     starts = [e for e in effects if isinstance(e, StartDelivery)]
-    assert starts == [StartDelivery(READ.certificate, READ.card_hash, ConsentMode.ORAL_CONSENT)]
+    assert starts == [StartDelivery(1, READ.certificate, READ.card_hash, ConsentMode.ORAL_CONSENT)]
     assert box.state is State.LOOKING_UP
     effects = box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, (WARFARIN,), queued=0), at(4))
     assert box.state is State.RESULT
@@ -56,14 +56,14 @@ def test_happy_path_with_consent_after_the_tap() -> None:
     # Auto-clear after result_clear_s: the patient's flags leave the screen and memory.
     assert box.handle(ev.Tick(), at(63)) == []
     effects = box.handle(ev.Tick(), at(64.1))
-    assert box.state is State.IDLE and ForgetPatient() in effects
+    assert box.state is State.IDLE and ForgetPatient(1) in effects
     assert screen_of(effects) is ScreenKind.READY
 
 
 def test_consent_pressed_before_the_tap_counts_within_the_window() -> None:
     box = Controller(MachineConfig(consent_window_s=30))
     box.handle(ev.ConsentPressed(ConsentMode.LIFE_SAVING_EXCEPTION), at(0))
-    box.handle(ev.CardPresent(), at(10))
+    box.handle(ev.CardPresent(1), at(10))
     effects = box.handle(READ, at(10.2))
     assert [e.consent for e in effects if isinstance(e, StartDelivery)] == [ConsentMode.LIFE_SAVING_EXCEPTION]
 
@@ -71,21 +71,21 @@ def test_consent_pressed_before_the_tap_counts_within_the_window() -> None:
 def test_consent_pressed_too_long_before_is_ignored() -> None:
     box = Controller(MachineConfig(consent_window_s=30))
     box.handle(ev.ConsentPressed(ConsentMode.ORAL_CONSENT), at(0))
-    box.handle(ev.CardPresent(), at(40))
+    box.handle(ev.CardPresent(1), at(40))
     box.handle(READ, at(40.2))
     assert box.state is State.CONSENT
 
 
 def test_default_consent_for_boxes_without_buttons() -> None:
     box = Controller(MachineConfig(default_consent=ConsentMode.ORAL_CONSENT))
-    box.handle(ev.CardPresent(), at(0))
+    box.handle(ev.CardPresent(1), at(0))
     effects = box.handle(READ, at(0.1))
     assert any(isinstance(e, StartDelivery) for e in effects)
 
 
 def test_consent_timeout_makes_no_lookup_and_is_audited() -> None:
     box = Controller(MachineConfig(consent_timeout_s=60, error_clear_s=15))
-    box.handle(ev.CardPresent(), at(0))
+    box.handle(ev.CardPresent(1), at(0))
     box.handle(READ, at(0.1))
     effects = box.handle(ev.Tick(), at(61))
     assert RecordOutcome(Outcome.NO_CONSENT, ConsentMode.NONE, READ.card_hash) in effects
@@ -108,12 +108,12 @@ def test_read_failures_say_what_to_do_and_are_audited(
     kind: ev.ReadFailure, screen: ScreenKind, outcome: Outcome
 ) -> None:
     box = Controller(MachineConfig())
-    box.handle(ev.CardPresent(), at(0))
+    box.handle(ev.CardPresent(1), at(0))
     effects = box.handle(ev.CardReadFailed(kind), at(0.3))
     assert screen_of(effects) is screen
     assert RecordOutcome(outcome, ConsentMode.NONE, None) in effects
     # The crew taps again at once: reading restarts without waiting for the auto-clear.
-    assert screen_of(box.handle(ev.CardPresent(), at(2))) is ScreenKind.READING
+    assert screen_of(box.handle(ev.CardPresent(2), at(2))) is ScreenKind.READING
 
 
 @pytest.mark.parametrize(
@@ -125,7 +125,7 @@ def test_read_failures_say_what_to_do_and_are_audited(
 )
 def test_lookup_failures(outcome: ev.LookupOutcome, screen: ScreenKind) -> None:
     box = Controller(MachineConfig(default_consent=ConsentMode.ORAL_CONSENT))
-    box.handle(ev.CardPresent(), at(0))
+    box.handle(ev.CardPresent(1), at(0))
     box.handle(READ, at(0.1))
     assert screen_of(box.handle(ev.LookupDone(outcome, (), queued=1), at(2))) is screen
 
@@ -134,7 +134,7 @@ def test_broker_offline_shows_queue_and_reads_still_work() -> None:
     box = Controller(MachineConfig(default_consent=ConsentMode.ORAL_CONSENT))
     box.handle(ev.BrokerOffline(), at(0))
     assert "回線断" in box.screen.status.text()
-    box.handle(ev.CardPresent(), at(1))
+    box.handle(ev.CardPresent(1), at(1))
     box.handle(READ, at(1.1))
     box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, (), queued=3), at(2))
     assert box.screen.header.endswith("送信待ち") and "未送信3件" in box.screen.status.text()
@@ -152,16 +152,49 @@ def test_reader_missing_and_back() -> None:
 
 def test_clear_by_both_buttons() -> None:
     box = Controller(MachineConfig(default_consent=ConsentMode.ORAL_CONSENT))
-    box.handle(ev.CardPresent(), at(0))
+    box.handle(ev.CardPresent(1), at(0))
     box.handle(READ, at(0.1))
     box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, (WARFARIN,), queued=0), at(1))
     effects = box.handle(ev.ClearRequested(), at(2))
-    assert box.state is State.IDLE and ForgetPatient() in effects
+    assert box.state is State.IDLE and ForgetPatient(1) in effects
+
+
+def test_a_new_tap_forgets_only_the_reads_before_it() -> None:
+    """The card worker may finish read 2 before the loop handles its CardPresent: forgetting read 1's
+    patient (screen cleared by the new tap, or by the auto-clear tick) must not drop read 2."""
+    box = Controller(MachineConfig(default_consent=ConsentMode.ORAL_CONSENT, result_clear_s=1))
+    box.handle(ev.CardPresent(1), at(0))
+    box.handle(READ, at(0.1))
+    box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, (), queued=0), at(0.2))
+    effects = box.handle(ev.CardPresent(2), at(0.5))
+    assert [e for e in effects if isinstance(e, ForgetPatient)] == [ForgetPatient(1)]
+    second = ev.CardRead(2, "fedcba9876543210", True, b"\x30\x00")
+    starts = [e for e in box.handle(second, at(0.6)) if isinstance(e, StartDelivery)]
+    assert [(s.read, s.card_hash) for s in starts] == [(2, second.card_hash)]
+    # The auto-clear tick ran before the loop heard of read 3: it forgets up to read 2 only.
+    box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, (), queued=0), at(0.7))
+    effects = box.handle(ev.Tick(), at(2))
+    assert [e for e in effects if isinstance(e, ForgetPatient)] == [ForgetPatient(2)]
+
+
+def test_a_new_tap_while_asking_for_consent_starts_over_and_audits_the_waiting_read() -> None:
+    box = Controller(MachineConfig())
+    box.handle(ev.CardPresent(1), at(0))
+    box.handle(READ, at(0.1))
+    assert box.state is State.CONSENT
+    effects = box.handle(ev.CardPresent(2), at(5))
+    assert RecordOutcome(Outcome.NO_CONSENT, ConsentMode.NONE, READ.card_hash) in effects
+    assert ForgetPatient(1) in effects and screen_of(effects) is ScreenKind.READING
+    second = ev.CardRead(2, "fedcba9876543210", True, b"\x30\x00")
+    box.handle(second, at(5.1))
+    effects = box.handle(ev.ConsentPressed(ConsentMode.ORAL_CONSENT), at(6))
+    starts = [e for e in effects if isinstance(e, StartDelivery)]
+    assert [(s.read, s.card_hash) for s in starts] == [(2, second.card_hash)]
 
 
 def test_shutdown_from_any_state() -> None:
     box = Controller(MachineConfig())
-    box.handle(ev.CardPresent(), at(0))
+    box.handle(ev.CardPresent(1), at(0))
     effects = box.handle(ev.ShutdownRequested(), at(1))
     assert screen_of(effects) is ScreenKind.STOPPED and isinstance(effects[-1], Stop)
 
@@ -184,6 +217,7 @@ def test_every_state_and_event_has_a_rule() -> None:
 
 def _sample(event_type: type) -> ev.Event:
     samples: dict[type, ev.Event] = {
+        ev.CardPresent: ev.CardPresent(1),
         ev.CardRead: READ,
         ev.CardReadFailed: ev.CardReadFailed(ev.ReadFailure.REMOVED),
         ev.ConsentPressed: ev.ConsentPressed(ConsentMode.ORAL_CONSENT),

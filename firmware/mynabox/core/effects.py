@@ -43,6 +43,7 @@ class SetLed:
 class StartDelivery:
     """Look up, seal, queue and audit (on a worker); the worker posts LookupDone."""
 
+    read: int
     certificate: bytes = field(repr=False)
     card_hash: str
     consent: ConsentMode
@@ -59,7 +60,11 @@ class RecordOutcome:
 
 @dataclass(frozen=True, slots=True)
 class ForgetPatient:
-    """Drop everything patient-related held in memory (the screen was cleared)."""
+    """Drop everything patient-related held in memory for reads up to `upto` (the screen was cleared).
+
+    Newer reads survive: their card may already be read while the loop has yet to handle its CardPresent."""
+
+    upto: int
 
 
 @dataclass(frozen=True, slots=True)

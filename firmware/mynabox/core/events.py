@@ -25,11 +25,15 @@ class LookupOutcome(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class CardPresent:
-    """A card entered the field; reading starts."""
+    """A card entered the field; reading starts. `read` numbers the reads of this process, so that a
+    decision about one read (forget it, deliver it) never touches a newer one the loop has not seen yet."""
+
+    read: int
 
 
 @dataclass(frozen=True, slots=True)
 class CardRead:
+    read: int
     card_hash: str
     cert_ok: bool
     certificate: bytes = field(repr=False)  # personal data: held only until delivery starts

@@ -92,11 +92,14 @@ class Controller:
         self._deadline: datetime | None = None
         self._consent: tuple[ConsentMode, datetime] | None = None  # a press waiting for a tap
         self._card: CardRead | None = None  # held between read and delivery only
+        self._seen = 0  # the newest read this controller has heard of (CardPresent / CardRead)
         self._screen: Screen = screens.ready(self.status)
 
     # -- the one entry point -----------------------------------------------------------------------
 
     def handle(self, event: Event, now: datetime) -> list[Effect]:
+        if isinstance(event, CardPresent | CardRead):
+            self._seen = max(self._seen, event.read)
         handler = TRANSITIONS.get((self.state, type(event)))
         if handler is not None:
             return handler(self, event, now)
@@ -148,7 +151,8 @@ class Controller:
 
     def _to_idle(self) -> list[Effect]:
         self.state, self._deadline, self._card = State.IDLE, None, None
-        return [ForgetPatient(), *self._show(self._idle_screen()), SetLed(LedMode.READY), self._publish()]
+        effects = [ForgetPatient(self._seen), *self._show(self._idle_screen())]
+        return [*effects, SetLed(LedMode.READY), self._publish()]
 
     def _pending_consent(self, now: datetime) -> ConsentMode | None:
         if self._consent is not None:
@@ -161,7 +165,7 @@ class Controller:
         self._consent, self._card = None, None
         self._go(State.LOOKING_UP, None, now)
         return [
-            StartDelivery(card.certificate, card.card_hash, consent),
+            StartDelivery(card.read, card.certificate, card.card_hash, consent),
             *self._show(screens.looking_up(self.status)),
         ]
 
@@ -171,8 +175,9 @@ class Controller:
 
     # -- transitions --------------------------------------------------------------------------------
 
-    def _card_present(self, _event: Event, now: datetime) -> list[Effect]:
-        effects: list[Effect] = [ForgetPatient()] if self.state is not State.IDLE else []
+    def _card_present(self, event: Event, now: datetime) -> list[Effect]:
+        assert isinstance(event, CardPresent)
+        effects: list[Effect] = [ForgetPatient(event.read - 1)] if self.state is not State.IDLE else []
         self._card = None
         self._go(State.READING, None, now)
         return [*effects, *self._show(screens.reading(self.status)), SetLed(LedMode.BUSY), self._publish()]
@@ -199,6 +204,13 @@ class Controller:
     def _consent_given(self, event: Event, now: datetime) -> list[Effect]:
         assert isinstance(event, ConsentPressed) and self._card is not None
         return [Buzz(Tone.OK), *self._deliver(self._card, event.mode, now)]
+
+    def _card_replaces_pending(self, event: Event, now: datetime) -> list[Effect]:
+        """A new tap while the box asks for consent: the crew start over; the waiting read is audited."""
+        card_hash = self._card.card_hash if self._card else None
+        self._consent = None  # a press belongs to the read it was made for
+        record = RecordOutcome(Outcome.NO_CONSENT, ConsentMode.NONE, card_hash)
+        return [record, *self._card_present(event, now)]
 
     def _consent_cancelled(self, _event: Event, now: datetime) -> list[Effect]:
         card_hash = self._card.card_hash if self._card else None
@@ -255,7 +267,7 @@ class Controller:
     def _shutdown(self) -> list[Effect]:
         self.state, self._deadline, self._card = State.STOPPED, None, None
         return [
-            ForgetPatient(),
+            ForgetPatient(self._seen),
             *self._show(screens.stopped(self.status)),
             SetLed(LedMode.OFF),
             self._publish(),
@@ -274,6 +286,7 @@ TRANSITIONS: dict[tuple[State, type], Handler] = {
     (State.READING, CardRead): Controller._card_read,
     (State.READING, CardReadFailed): Controller._read_failed,
     (State.READING, ConsentPressed): Controller._consent_early,
+    (State.CONSENT, CardPresent): Controller._card_replaces_pending,
     (State.CONSENT, ConsentPressed): Controller._consent_given,
     (State.CONSENT, ClearRequested): Controller._consent_cancelled,
     (State.LOOKING_UP, LookupDone): Controller._lookup_done,

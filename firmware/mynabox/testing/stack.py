@@ -41,6 +41,7 @@ class BoxStack:
     workdir: Path | None = None
     with_pcscd: bool = True
     config_extra: dict[str, dict[str, object]] = field(default_factory=dict)
+    log_level: str = "info"
 
     def __post_init__(self) -> None:
         self._own_dir = self.workdir is None
@@ -148,7 +149,7 @@ class BoxStack:
             "sealing": {"device_key": "device-key", "gateway_public_key": str(self._gateway_public())},
             "storage": {"state_dir": str(self.state_dir), "outbox_retention_h": 168},
             "audit": {"key": "audit-key"},
-            "log": {"level": "info"},
+            "log": {"level": self.log_level},
         }
         for section, values in self.config_extra.items():
             sections.setdefault(section, {}).update(values)
