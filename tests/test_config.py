@@ -145,6 +145,23 @@ def test_types_and_ranges(box: Path, line: str, expected: str) -> None:
     assert issues_of(write(box, text), env(box)) == [expected]
 
 
+def test_summary_lookup_time_limit(box: Path) -> None:
+    assert load_config(write(box, VALID), environ=env(box)).summary.limit_s == 10.0
+    url = 'url = "https://127.0.0.1:8443/v1"'
+    text = VALID.replace(url, f"{url}\nlimit_s = 0.5")
+    assert issues_of(write(box, text), env(box)) == ["summary.limit_s: 0.5 is out of range (1..120)"]
+
+
+def test_a_home_directory_that_does_not_exist_is_a_config_error(box: Path) -> None:
+    text = "credentials_dir = '~nosuchuser0'\n" + VALID.replace('"ca.pem"', '"~nosuchuser0/ca.pem"', 1)
+    found = issues_of(write(box, text), {})
+    assert "credentials_dir: '~nosuchuser0': no such user's home directory" in found
+    assert any(
+        f.endswith("'~nosuchuser0/ca.pem': no such user's home directory — write the path out in full")
+        for f in found
+    )
+
+
 def test_i2c_address_accepts_hex_forms(box: Path) -> None:
     for form in ("0x3d", '"0x3d"', "61"):
         config = load_config(write(box, VALID + f"[display]\ni2c_address = {form}\n"), environ=env(box))

@@ -141,6 +141,7 @@ class SummaryConfig:
     client_key: Credential
     timeout_s: float = 5.0
     retries: int = 2
+    limit_s: float = 10.0
 
     def client(self) -> HttpsSummaryClient:
         from mynabox.adapters.summary_client import HttpsSummaryClient
@@ -152,6 +153,7 @@ class SummaryConfig:
             client_key=self.client_key.path,
             timeout_s=self.timeout_s,
             retries=self.retries,
+            limit_s=self.limit_s,
         )
 
 
@@ -266,6 +268,14 @@ class _FileCheck:
     kind: str  # "file" | "private_key" | "public_key" | "audit_key" | "credential"
     path: Path | None = None
     credential: Credential | None = None
+
+
+def _expand_home(value: str) -> Path | None:
+    """`~` and `~user` expanded, or None when that home cannot be found (e.g. `~0`: no user named 0)."""
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:
+        return None
 
 
 def _type_name(value: object) -> str:
@@ -413,7 +423,11 @@ class _Fields:
         if not isinstance(value, str) or not value:
             self._issue(key, f"expected a path string, got {_type_name(value)}")
             return Path()
-        path = self._ctx.base_dir / Path(value).expanduser()
+        expanded = _expand_home(value)
+        if expanded is None:
+            self._issue(key, f"{value!r}: no such user's home directory", "write the path out in full")
+            return Path()
+        path = self._ctx.base_dir / expanded
         if check:
             self._ctx.file_checks.append(_FileCheck(f"{self._section}.{key}", check, path=path))
         return path
@@ -488,7 +502,10 @@ def parse_config(
         ctx.issues.append(Issue("credentials_dir", f"expected a path string, got {_type_name(dev_dir)}"))
         dev_dir = None
     chosen = env.get(CREDENTIALS_ENV) or env.get(DEV_CREDENTIALS_ENV) or dev_dir
-    ctx.credentials_dir = None if not chosen else source.parent / Path(chosen).expanduser()
+    expanded = _expand_home(chosen) if chosen else None
+    if chosen and expanded is None:
+        ctx.issues.append(Issue("credentials_dir", f"{chosen!r}: no such user's home directory"))
+    ctx.credentials_dir = None if expanded is None else source.parent / expanded
 
     tables: dict[str, Mapping[str, object]] = {}
     for name, value in doc.items():
@@ -600,6 +617,7 @@ def _build(fields: Callable[[str], _Fields], source: Path, ctx: _Context) -> Con
         client_key=f.credential("client_key"),
         timeout_s=f.number("timeout_s", 5.0, 0.1, 120.0),
         retries=f.integer("retries", 2, 0, 10),
+        limit_s=f.number("limit_s", 10.0, 1.0, 120.0),
     )
     f.finish()
 

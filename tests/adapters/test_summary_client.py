@@ -391,3 +391,33 @@ def test_slow_drip_is_cut_by_the_overall_deadline(
     server = hostile(drip)
     c, _ = client(f"https://127.0.0.1:{server.port}", pki, timeout_s=0.5, retries=0)
     assert assert_clean(lookup(c)) == "timed out waiting for the service (after 1 attempt)"
+
+
+def test_retries_stop_at_the_lookup_time_limit(
+    hostile: Callable[[Behaviour], HostileServer], pki: TestPki
+) -> None:
+    """A link that swallows everything: the attempts together stay within limit_s, not retries × timeout."""
+    server = hostile(lambda tls, attempt, stopping: stopping.wait(10) and None)
+    c, _ = client(f"https://127.0.0.1:{server.port}", pki, timeout_s=0.3, retries=10, limit_s=1.0)
+    reason = assert_clean(lookup(c))
+    attempts = server.connections
+    assert 1 <= attempts <= 4  # 10 retries were allowed; ≥ 0.3 s each leaves room for 4 at most
+    plural = "s" if attempts > 1 else ""
+    assert (
+        reason == f"timed out waiting for the service, out of lookup time (after {attempts} attempt{plural})"
+    )
+
+
+def test_one_attempt_is_cut_at_the_lookup_time_limit(
+    hostile: Callable[[Behaviour], HostileServer], pki: TestPki
+) -> None:
+    server = hostile(lambda tls, attempt, stopping: stopping.wait(10) and None)
+    c, _ = client(f"https://127.0.0.1:{server.port}", pki, timeout_s=8.0, retries=0, limit_s=1.0)
+    started = time.monotonic()
+    assert assert_clean(lookup(c)) == "timed out waiting for the service (after 1 attempt)"
+    assert time.monotonic() - started < 6.0  # cut by the 1 s limit, not the 8 s attempt timeout
+
+
+def test_a_limit_that_is_not_positive_is_refused(pki: TestPki) -> None:
+    with pytest.raises(SummaryClientConfigError):
+        client("https://127.0.0.1:1", pki, limit_s=0.0)

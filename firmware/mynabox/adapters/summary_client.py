@@ -5,7 +5,9 @@ sealed card record. Reasons name the failure (timeout, TLS, HTTP status, malform
 certificate or the response's content.
 
 Retries are bounded and only for failures a second try can cure: connection refused/reset, timeouts and
-5xx. A certificate the server rejects, a 4xx or a malformed response is answered at once.
+5xx. A certificate the server rejects, a 4xx or a malformed response is answered at once. All attempts
+together stay within `limit_s`: in a tunnel the mobile link swallows packets, every attempt would wait out
+its full timeout, and the crew would watch 照会中 for half a minute instead of getting the card record out.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class HttpsSummaryClient:
         connect_timeout_s: float | None = None,
         retries: int = 2,
         backoff_s: float = 0.2,
+        limit_s: float | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -83,7 +86,8 @@ class HttpsSummaryClient:
             self._port = parts.port or 443
         except ValueError:
             raise SummaryClientConfigError("base_url has a bad port") from None
-        if timeout_s <= 0 or retries < 0 or backoff_s < 0 or max_response_bytes <= 0:
+        bad_limit = limit_s is not None and limit_s <= 0
+        if timeout_s <= 0 or retries < 0 or backoff_s < 0 or max_response_bytes <= 0 or bad_limit:
             raise SummaryClientConfigError("timeouts, retries, backoff and size limit must be positive")
         self._host = parts.hostname
         self._path = parts.path.rstrip("/") + LOOKUP_PATH
@@ -92,6 +96,7 @@ class HttpsSummaryClient:
         self._connect_timeout_s = connect_timeout_s or timeout_s
         self._retries = retries
         self._backoff_s = backoff_s
+        self._limit_s = limit_s
         self._max_bytes = max_response_bytes
         self._sleep = sleep
 
@@ -114,27 +119,33 @@ class HttpsSummaryClient:
     def lookup(self, certificate: bytes) -> LookupResult:
         body = json.dumps({"certificate": base64.b64encode(certificate).decode("ascii")}).encode("ascii")
         reason = "not attempted"
+        end = None if self._limit_s is None else time.monotonic() + self._limit_s
+        attempts = 0
         for attempt in range(self._retries + 1):
             if attempt:
-                self._sleep(min(self._backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S))
-            outcome = self._attempt_safely(body)
+                pause = min(self._backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
+                if end is not None and time.monotonic() + pause >= end:
+                    reason += ", out of lookup time"
+                    break
+                self._sleep(pause)
+            attempts += 1
+            outcome = self._attempt_safely(body, end)
             if not isinstance(outcome, _Retryable):
                 return outcome
             reason = outcome.reason
             log.info("summary lookup attempt %d failed: %s", attempt + 1, reason)
-        attempts = self._retries + 1
         return Unavailable(f"{reason} (after {attempts} attempt{'s' if attempts > 1 else ''})")
 
-    def _attempt_safely(self, body: bytes) -> LookupResult | _Retryable:
+    def _attempt_safely(self, body: bytes, end: float | None) -> LookupResult | _Retryable:
         try:
-            return self._attempt(body)
+            return self._attempt(body, end)
         except Exception as exc:  # the port promises no exception escapes; the card record goes out instead
             log.warning("summary lookup: unexpected %s", type(exc).__name__)
             return Unavailable(f"internal error ({type(exc).__name__})")
 
-    def _attempt(self, body: bytes) -> LookupResult | _Retryable:
+    def _attempt(self, body: bytes, end: float | None) -> LookupResult | _Retryable:
         conn = http.client.HTTPSConnection(
-            self._host, self._port, timeout=self._connect_timeout_s, context=self._context
+            self._host, self._port, timeout=min(self._connect_timeout_s, _left(end)), context=self._context
         )
         try:
             try:
@@ -149,14 +160,17 @@ class HttpsSummaryClient:
                 return _Retryable("connection refused")
             except OSError as exc:
                 return _Retryable(f"cannot connect ({type(exc).__name__})")
+            timeout = min(self._timeout_s, _left(end))
             if conn.sock is not None:
-                conn.sock.settimeout(self._timeout_s)
-            return self._exchange(conn, body)
+                conn.sock.settimeout(timeout)
+            return self._exchange(conn, body, timeout)
         finally:
             conn.close()
 
-    def _exchange(self, conn: http.client.HTTPSConnection, body: bytes) -> LookupResult | _Retryable:
-        deadline = time.monotonic() + self._timeout_s
+    def _exchange(
+        self, conn: http.client.HTTPSConnection, body: bytes, timeout: float
+    ) -> LookupResult | _Retryable:
+        deadline = time.monotonic() + timeout
         try:
             conn.request(
                 "POST",
@@ -203,6 +217,11 @@ class HttpsSummaryClient:
             total += len(chunk)
             if total > self._max_bytes:
                 raise _TooLarge
+
+
+def _left(end: float | None) -> float:
+    """Seconds left before the lookup's limit (never 0: a socket timeout of 0 means non-blocking)."""
+    return float("inf") if end is None else max(0.01, end - time.monotonic())
 
 
 class _TooLarge(Exception):
