@@ -99,6 +99,17 @@ class CardWorker:
             for read in [r for r in self._contexts if r <= upto]:
                 del self._contexts[read]
 
+    @property
+    def reads(self) -> int:
+        """Reads started since the process began (each one's CardPresent carries its number)."""
+        return self._reads
+
+    @property
+    def held(self) -> int:
+        """Reads whose certificate is still in memory (waiting for delivery, or not yet forgotten)."""
+        with self._lock:
+            return len(self._contexts)
+
     def _next_read(self) -> int:
         self._reads += 1
         return self._reads

@@ -192,6 +192,23 @@ def test_a_new_tap_while_asking_for_consent_starts_over_and_audits_the_waiting_r
     assert [(s.read, s.card_hash) for s in starts] == [(2, second.card_hash)]
 
 
+def test_a_card_read_while_a_lookup_runs_is_audited_not_used() -> None:
+    box = Controller(MachineConfig(default_consent=ConsentMode.ORAL_CONSENT))
+    box.handle(ev.CardPresent(1), at(0))
+    box.handle(READ, at(0.1))
+    assert box.handle(ev.CardPresent(2), at(0.2)) == []  # the lookup's screen stays
+    second = ev.CardRead(2, "fedcba9876543210", True, b"\x30\x00")
+    effects = box.handle(second, at(0.3))
+    assert effects == [RecordOutcome(Outcome.BUSY, ConsentMode.NONE, second.card_hash)]
+    assert box.state is State.LOOKING_UP
+    box.handle(ev.CardPresent(3), at(0.35))
+    effects = box.handle(ev.CardReadFailed(ev.ReadFailure.REMOVED), at(0.36))
+    assert effects == [RecordOutcome(Outcome.CARD_REMOVED, ConsentMode.NONE, None)]
+    box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, (), queued=0), at(0.4))
+    effects = box.handle(ev.Tick(), at(100))
+    assert ForgetPatient(3) in effects  # the unused reads leave memory with the result
+
+
 def test_shutdown_from_any_state() -> None:
     box = Controller(MachineConfig())
     box.handle(ev.CardPresent(1), at(0))

@@ -7,8 +7,9 @@ Rule 1: condition events (reader present/missing, broker online/offline, clock s
 Rule 2: Tick is accepted in every state; it fires the deadline of the current state, if any.
 Rule 3: ShutdownRequested is accepted in every state: stopped screen, LED off, Stop.
 Rule 4: any other (state, event) pair not in the table is ignored and returns no effects — e.g. a
-        consent press while a result is shown, or a card tapped while a lookup runs. The crew cannot
-        drive the box into an illegal state by pressing or tapping at the wrong time.
+        consent press while a result is shown. The crew cannot drive the box into an illegal state by
+        pressing or tapping at the wrong time. A card tapped while a lookup runs is not used either, but
+        every read leaves an audit record: `busy`, or the failure (e.g. `card-removed`).
 """
 
 from __future__ import annotations
@@ -212,6 +213,16 @@ class Controller:
         record = RecordOutcome(Outcome.NO_CONSENT, ConsentMode.NONE, card_hash)
         return [record, *self._card_present(event, now)]
 
+    def _read_while_busy(self, event: Event, _now: datetime) -> list[Effect]:
+        # Its certificate stays with the card worker until the next ForgetPatient: forgetting it here could
+        # race the delivery worker taking the read being looked up.
+        assert isinstance(event, CardRead)
+        return [RecordOutcome(Outcome.BUSY, ConsentMode.NONE, event.card_hash)]
+
+    def _failed_while_busy(self, event: Event, _now: datetime) -> list[Effect]:
+        assert isinstance(event, CardReadFailed)
+        return [RecordOutcome(_FAILURE_SCREENS[event.kind][2], ConsentMode.NONE, None)]
+
     def _consent_cancelled(self, _event: Event, now: datetime) -> list[Effect]:
         card_hash = self._card.card_hash if self._card else None
         return [RecordOutcome(Outcome.NO_CONSENT, ConsentMode.NONE, card_hash), *self._to_idle()]
@@ -290,6 +301,8 @@ TRANSITIONS: dict[tuple[State, type], Handler] = {
     (State.CONSENT, ConsentPressed): Controller._consent_given,
     (State.CONSENT, ClearRequested): Controller._consent_cancelled,
     (State.LOOKING_UP, LookupDone): Controller._lookup_done,
+    (State.LOOKING_UP, CardRead): Controller._read_while_busy,
+    (State.LOOKING_UP, CardReadFailed): Controller._failed_while_busy,
     (State.RESULT, CardPresent): Controller._card_present,
     (State.RESULT, ClearRequested): Controller._clear,
     (State.NOTICE, CardPresent): Controller._card_present,

@@ -1,0 +1,249 @@
+"""A random crew against the whole box on the real stack, then the promises that must still hold.
+
+The box runs in this process (as in `make demo`) so the crew can press 同意 / 緊急 on gpiozero's mock pins;
+everything else is real: pcscd with the vpcd reader and virtual cards, the reference service over HTTPS,
+mosquitto with TLS, SQLite, the gateway receiver. A seeded crew taps cards of every synthetic patient,
+pulls them mid-read, taps wrong cards, presses before the tap, after it or never, holds both buttons to
+clear, taps again at once, and the broker goes away and comes back. Afterwards:
+
+- no exception and no error was logged, and the box still reads a card to the end;
+- every read the card worker started left exactly one audit record, and the chain verifies;
+- every summary, card record and audit record reached the gateway exactly once;
+- no read's certificate is left in memory.
+
+MYNABOX_CREW_SEED replays a run (the seed is in the failure message); MYNABOX_CREW_STEPS sets its length.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory, MockPin
+
+from mynabox.adapters.audit import AuditLog
+from mynabox.config import load_config
+from mynabox.payload.audit import Outcome
+from mynabox.payload.envelope import Kind
+from mynabox.payload.keys import load_audit_key
+from mynabox.payload.seal import Opened
+from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
+from mynabox.testing.patients import PATIENTS, patient
+from mynabox.testing.stack import BoxStack
+from mynabox.testing.vpcd import VpcdCardServer
+from mynabox.testing.wait import wait_for
+from mynabox.wiring import Box
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+SEED = int(os.environ.get("MYNABOX_CREW_SEED") or random.randrange(2**32))
+STEPS = int(os.environ.get("MYNABOX_CREW_STEPS", "24"))
+CLEAR_HOLD_S = 2.0  # hw/pins.toml's clear_hold_s
+FAULTS = (
+    Faults(),
+    Faults(),
+    Faults(latency_s=0.01, baud=106),
+    Faults(remove_after=1),  # pulled after SELECT
+    Faults(remove_after=2),  # pulled mid-certificate
+    Faults(non_jpki=True),  # a transit card
+    Faults(truncate=7),  # a card whose answers come back short
+)
+
+
+def _stuck(crew: Crew) -> str:
+    """What the box was doing when a tap went unseen: its state, the card worker's stack, the crew's story."""
+    worker = next((t for t in threading.enumerate() if t.name == "card-worker"), None)
+    frame = sys._current_frames().get(worker.ident or -1) if worker is not None else None
+    stack = "".join(traceback.format_stack(frame)) if frame is not None else "no card worker"
+    return f"state {crew.state()}\n{stack}\n" + "; ".join(crew.did)
+
+
+def _short(faults: Faults) -> str:
+    return ",".join(f"{k}={v}" for k, v in vars(faults).items() if v not in (None, 0, 0.0, False)) or "good"
+
+
+class Problems(logging.Handler):
+    """Keeps every error and every logged exception (a log line that says the box failed)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR or record.exc_info:
+            self.seen.append(f"{record.name}: {record.getMessage()}")
+
+
+@pytest.fixture
+def problems() -> Iterator[Problems]:
+    handler = Problems()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    failed_threads: list[str] = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: failed_threads.append(f"thread {args.thread}: {args.exc_type}")
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        threading.excepthook = previous
+        handler.seen += failed_threads
+
+
+class Crew:
+    def __init__(self, box: Box, factory: MockFactory, stack: BoxStack, rng: random.Random) -> None:
+        assert box.parts.panel is not None and stack.pcscd is not None
+        self.box, self.stack, self.rng = box, stack, rng
+        self.consent = factory.pin(box.parts.panel.pins.consent)
+        self.emergency = factory.pin(box.parts.panel.pins.emergency)
+        self.card = VpcdCardServer(VirtualMyNumberCard(PATIENTS[0].card_id), port=stack.pcscd.vpcd_port)
+        self.did: list[str] = []
+
+    def note(self, what: str) -> None:
+        self.did.append(f"{time.strftime('%H:%M:%S')} {what}")
+
+    def state(self) -> str:
+        assert self.box.parts.controller is not None
+        return self.box.parts.controller.state.value
+
+    def press(self, pin: MockPin, hold_s: float = 0.15) -> None:
+        pin.drive_low()
+        time.sleep(hold_s)
+        pin.drive_high()
+
+    def clear(self) -> None:
+        self.consent.drive_low()
+        self.emergency.drive_low()
+        time.sleep(CLEAR_HOLD_S + 0.3)
+        self.consent.drive_high()
+        self.emergency.drive_high()
+
+    def tap(self) -> None:
+        rng = self.rng
+        who = rng.choice(PATIENTS)
+        faults = rng.choice(FAULTS)
+        button = rng.choice((self.consent, self.emergency))
+        when = rng.choice(("before", "after", "after", "never", "clear"))
+        self.note(f"tap {who.key} {_short(faults)} press {when}")
+        assert self.stack.pcscd is not None
+        self.stack.pcscd.wait_empty()
+        if when == "before":
+            self.press(button)
+        self.card.insert(VirtualMyNumberCard(who.card_id, faults=faults))
+        wait_for(lambda: self.state() not in ("idle", "reading"), 5)
+        if self.state() == "consent":
+            if when == "after":
+                time.sleep(rng.uniform(0, 0.8))
+                self.press(button)
+            elif when == "clear":
+                self.clear()
+        time.sleep(rng.uniform(0, 1.5))  # how long the card stays on the reader
+        self.card.remove()
+
+    def broker(self) -> None:
+        broker = self.stack.broker
+        assert broker is not None
+        if broker.running:
+            self.note("broker stop")
+            broker.stop()
+        else:
+            self.note("broker start")
+            broker.start()
+
+    def quick_retap(self) -> None:
+        """The same card again at once, while the box may still be looking up or showing the result."""
+        assert self.stack.pcscd is not None
+        self.note("quick retap")
+        self.card.insert(VirtualMyNumberCard(patient("healthy").card_id))
+        wait_for(lambda: self.state() not in ("idle", "reading"), 5)
+        self.press(self.consent)
+        self.card.remove()
+        self.stack.pcscd.wait_empty()
+        self.card.insert()
+        time.sleep(0.3)
+        self.card.remove()
+
+
+def test_a_random_crew_cannot_break_the_promises(tmp_path: Path, problems: Problems) -> None:
+    rng = random.Random(SEED)
+    with BoxStack(
+        device_id="amb-crew",
+        consent_default="none",
+        consent_timeout_s=2,
+        result_clear_s=1,
+        workdir=tmp_path / "stack",
+        config_extra={"display": {"error_clear_s": 1}},
+    ) as stack:
+        assert stack.pcscd is not None and stack.broker is not None
+        stack.pcscd.use_in_process()
+        opened: list[Opened] = []
+        receiver = stack.gateway_receiver(opened.append, client_id="gw-crew")
+        receiver.start()
+        factory = MockFactory()
+        config = load_config(stack.config_path)
+        box = Box(config, pin_factory=factory)
+        runner = threading.Thread(target=box.run, name="box", daemon=True)
+        crew: Crew | None = None
+        try:
+            box.start()
+            runner.start()
+            assert box.ready.wait(10)
+            crew = Crew(box, factory, stack, rng)
+            for _ in range(STEPS):
+                rng.choices((crew.tap, crew.broker, crew.quick_retap), weights=(8, 1, 1))[0]()
+            # The crew is done: the broker is back, one last ordinary read goes to the end.
+            if not stack.broker.running:
+                stack.broker.start()
+            assert wait_for(lambda: crew is not None and crew.state() == "idle", 20), crew.state()
+            stack.pcscd.wait_empty()
+            # Pressed first: a press the crew made within consent.window_s before is used by this tap
+            # anyway, so the box may never stop at the consent prompt.
+            crew.press(crew.consent)
+            crew.card.insert(VirtualMyNumberCard(patient("warfarin-elderly").card_id))
+            assert wait_for(lambda: crew is not None and crew.state() == "result", 15), _stuck(crew)
+            crew.card.remove()
+            outbox = box.parts.outbox
+            assert outbox is not None
+            assert wait_for(lambda: outbox.depth() == 0, 60), f"{outbox.depth()} still queued"
+            assert wait_for(lambda: crew is not None and crew.state() == "idle", 20), crew.state()
+            assert runner.is_alive()
+            cards = box.parts.cards
+            assert cards is not None
+            reads, held = cards.reads, cards.held
+        finally:
+            if crew is not None:
+                crew.card.remove()
+            box.request_stop()
+            runner.join(timeout=10)
+            box.stop()
+            try:  # the box is stopped: its audit log is final; the broker forwards what it acknowledged
+                audit = AuditLog(
+                    config.storage.state_dir / "audit.jsonl", key=load_audit_key(config.audit.key.path)
+                )
+                wait_for(lambda: len([o for o in opened if o.kind is Kind.AUDIT]) >= len(audit), 20)
+            finally:
+                receiver.stop()
+        story = f"seed {SEED}: " + "; ".join(crew.did if crew else [])
+        assert problems.seen == [], story
+        assert held == 0, story  # no certificate left in memory
+        assert audit.verify().ok, story
+        records = audit.entries()
+        outcomes = Counter(r.record.outcome for r in records)
+        assert sum(n for o, n in outcomes.items() if o is not Outcome.PURGED) == reads, (story, outcomes)
+    kinds = Counter(o.kind for o in opened)
+    assert len({o.message_id for o in opened}) == len(opened), story  # exactly once
+    got = {o.body.get("hash") for o in opened if o.kind is Kind.AUDIT}
+    lost = [(e.record.time.time().isoformat(), e.record.outcome.value) for e in records if e.hash not in got]
+    assert lost == [] and kinds[Kind.AUDIT] == len(records), (story, lost, kinds)
+    delivered = (
+        outcomes[Outcome.DELIVERED_SUMMARY] + outcomes[Outcome.CARD_RECORD] + outcomes[Outcome.NOT_REGISTERED]
+    )
+    assert kinds[Kind.SUMMARY] + kinds[Kind.CARD_RECORD] == delivered, (story, kinds, outcomes)
