@@ -170,7 +170,7 @@ def test_card_record_and_audit_print(kit: DeliveryKit, core: ReceiverCore) -> No
         now=NOW,
     )
     assert isinstance(audit, Accepted)
-    assert "監査記録: card-record" in format_opened(audit.opened, today=TODAY)
+    assert "監査記録: card-record（カード記録送信（照会失敗））" in format_opened(audit.opened, today=TODAY)
 
 
 def test_json_out_is_private_and_idempotent(kit: DeliveryKit, core: ReceiverCore, tmp_path: Path) -> None:
@@ -182,3 +182,10 @@ def test_json_out_is_private_and_idempotent(kit: DeliveryKit, core: ReceiverCore
     assert stat.S_IMODE(first.stat().st_mode) == 0o600
     assert '"k": "値"' in first.read_text(encoding="utf-8")
     assert len(list((tmp_path / "out" / DEV).iterdir())) == 1
+
+
+def test_every_audit_outcome_has_a_japanese_label() -> None:
+    from mynabox.payload.audit import Outcome
+    from mynabox.receiver import OUTCOME_LABELS
+
+    assert set(OUTCOME_LABELS) == {o.value for o in Outcome}

@@ -188,6 +188,19 @@ def _dev(topic: str) -> str:
 # --- output (the gateway side: patient data is expected here) ------------------------------------------
 
 _SEX = {1: "男", 2: "女", 9: "不明"}
+OUTCOME_LABELS = {  # mynabox.payload.audit.Outcome, for the operator; an unknown value is shown as it came
+    "delivered-summary": "サマリー送信",
+    "card-record": "カード記録送信（照会失敗）",
+    "not-registered": "カード記録送信（マイナ保険証未登録）",
+    "lookup-unavailable": "照会不可",
+    "no-consent": "同意未選択・照会なし",
+    "busy": "照会中の再タッチ・照会なし",
+    "not-my-number-card": "マイナンバーカード以外",
+    "card-removed": "読取中にカードが離れた",
+    "card-unresponsive": "カード応答なし",
+    "read-failed": "読取失敗",
+    "purged": "保存期限切れで未送信のまま削除",
+}
 
 
 def format_opened(opened: Opened, *, today: date) -> str:
@@ -198,7 +211,8 @@ def format_opened(opened: Opened, *, today: date) -> str:
     if opened.kind == Kind.AUDIT:
         record = opened.body.get("record")
         outcome = record.get("outcome") if isinstance(record, dict) else None
-        return f"{head}\n  監査記録: {outcome}"
+        label = OUTCOME_LABELS.get(outcome, "") if isinstance(outcome, str) else ""
+        return f"{head}\n  監査記録: {outcome}" + (f"（{label}）" if label else "")
     summary = _summary_of(opened.body)
     if summary is None:
         title = (
