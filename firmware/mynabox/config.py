@@ -106,6 +106,7 @@ class DeviceConfig:
 class ReaderConfig:
     name_filter: str | None = None
     extended_apdu: str = "auto"
+    hang_s: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -566,6 +567,7 @@ def _build(fields: Callable[[str], _Fields], source: Path, ctx: _Context) -> Con
     reader = ReaderConfig(
         name_filter=f.optional_string("name_filter"),
         extended_apdu=f.choice("extended_apdu", "auto", ("auto", "on", "off")),
+        hang_s=f.number("hang_s", 20.0, 2.0, 600.0),
     )
     f.finish()
 

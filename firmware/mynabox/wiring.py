@@ -101,6 +101,9 @@ class Box:
         self.ready = threading.Event()
         self.timings = ReadTimings()
         self._consent_at: float | None = None  # when the event being handled is a consent press
+        self._hung_logged = False
+        # Lookup (at most summary.limit_s) + seal + outbox + audit (ms) + SQLite's busy timeout, with room.
+        self._delivery_hang_s = config.summary.limit_s + 30.0
 
     def post(self, event: Event) -> None:
         self.events.put(event)
@@ -219,7 +222,8 @@ class Box:
             if isinstance(event, LookupDone) and any(isinstance(e, ShowScreen) for e in effects):
                 self.timings.result_shown()
             now = time.monotonic()
-            if interval is not None and now - last_ping >= interval:
+            hung = self._hung(now)
+            if interval is not None and now - last_ping >= interval and not hung:
                 self._notifier.watchdog()
                 last_ping = now
             if now - last_house >= HOUSEKEEPING_S:
@@ -227,6 +231,27 @@ class Box:
                 queued = self._housekeeping(queued, now - last_purge >= PURGE_EVERY_S)
                 if now - last_purge >= PURGE_EVERY_S:
                     last_purge = now
+
+    def _hung(self, now: float) -> bool:
+        """A worker stuck in one read or one delivery: pings stop, so systemd's watchdog restarts the box
+        (the loop itself is fine, but the crew would watch 読取中 or 照会中 forever)."""
+        cards, deliveries = self.parts.cards, self.parts.deliveries
+        stuck = [
+            (what, busy)
+            for what, busy, limit in (
+                ("card read", cards.busy_s(now) if cards else 0.0, self.config.reader.hang_s),
+                ("delivery", deliveries.busy_s(now) if deliveries else 0.0, self._delivery_hang_s),
+            )
+            if busy > limit
+        ]
+        if stuck and not self._hung_logged:
+            what, busy = stuck[0]
+            log.error("%s under way for %.0f s: no watchdog pings, systemd restarts the box", what, busy)
+            self._notifier.status(f"hung: {what}")
+        elif not stuck and self._hung_logged:
+            log.warning("the hung worker recovered: watchdog pings resume")
+        self._hung_logged = bool(stuck)
+        return bool(stuck)
 
     def _housekeeping(self, queued: int, purge: bool) -> int:
         synced = self._synced_fn()

@@ -77,6 +77,7 @@ class CardWorker:
         self._lock = threading.Lock()
         self._contexts: dict[int, ReadContext] = {}  # by read number, until delivered or forgotten
         self._reads = 0
+        self._busy_since: float | None = None  # monotonic start of the read under way
 
     def start(self) -> None:
         self._thread.start()
@@ -103,6 +104,11 @@ class CardWorker:
     def reads(self) -> int:
         """Reads started since the process began (each one's CardPresent carries its number)."""
         return self._reads
+
+    def busy_s(self, now: float) -> float:
+        """How long the read under way has taken so far (0 when none is): a hung reader never ends one."""
+        since = self._busy_since
+        return 0.0 if since is None else now - since
 
     @property
     def held(self) -> int:
@@ -140,7 +146,13 @@ class CardWorker:
                 self._read(card)
 
     def _read(self, card: PcscCard) -> None:
-        present_at = time.monotonic()
+        present_at = self._busy_since = time.monotonic()
+        try:
+            self._read_card(card, present_at)
+        finally:
+            self._busy_since = None
+
+    def _read_card(self, card: PcscCard, present_at: float) -> None:
         read = self._next_read()
         self._post(CardPresent(read))
         failure: ReadFailure | None = None
@@ -220,6 +232,7 @@ class DeliveryWorker:
         self._cards = cards
         self._post = post
         self._timings = timings or ReadTimings()
+        self._busy_since: float | None = None  # monotonic start of the job under way
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="delivery-worker", daemon=True)
 
@@ -237,8 +250,14 @@ class DeliveryWorker:
         self._jobs.put(None)
         self._thread.join(timeout=10.0)
 
+    def busy_s(self, now: float) -> float:
+        """How long the job under way has taken so far (0 when idle)."""
+        since = self._busy_since
+        return 0.0 if since is None else now - since
+
     def _loop(self) -> None:
         while (job := self._jobs.get()) is not None:
+            self._busy_since = time.monotonic()
             try:
                 if isinstance(job, RecordOutcome):
                     self._delivery.record(job.outcome, job.consent, job.card_hash)
@@ -251,6 +270,8 @@ class DeliveryWorker:
                 log.exception("delivery worker: %s failed", type(job).__name__)
                 if isinstance(job, _Timed):
                     self._post(LookupDone(LookupOutcome.UNAVAILABLE, (), queued=0))
+            finally:
+                self._busy_since = None
 
     def _deliver(self, job: StartDelivery, consent_at: float | None) -> None:
         context = self._cards.take(job.read, job.card_hash)

@@ -18,7 +18,7 @@ import pytest
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
 from mynabox.readtiming import parse
-from mynabox.testing.mynacard import VirtualMyNumberCard
+from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
 from mynabox.testing.notify import NotifySocket
 from mynabox.testing.patients import patient
 from mynabox.testing.stack import BoxStack
@@ -31,7 +31,8 @@ MYNABOX = str(Path(".venv/bin/mynabox").resolve())
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[BoxStack]:
-    with BoxStack(device_id="amb-test", consent_default="oral") as box_stack:
+    config = {"reader": {"hang_s": 3}}  # a read takes < 1 s; the hung-reader test waits this long
+    with BoxStack(device_id="amb-test", consent_default="oral", config_extra=config) as box_stack:
         assert box_stack.pcscd is not None
         box_stack.pcscd.use_in_process()
         yield box_stack
@@ -129,6 +130,37 @@ def test_lifecycle_ready_watchdog_tap_freeze_and_sigterm(
         if path.is_file():
             data = path.read_bytes()
             assert not any(m in data for m in markers), f"{path.name} holds patient data"
+
+
+def test_a_hung_card_read_withholds_the_watchdog_until_it_ends(stack: BoxStack, tmp_path: Path) -> None:
+    """A reader that never answers (the virtual card takes 10 min per APDU) leaves the card worker stuck in
+    SCardTransmit while the loop runs on: pings stop after reader.hang_s so systemd restarts the box."""
+    assert stack.pcscd is not None
+    notify = NotifySocket(tmp_path / "notify.sock")
+    log = tmp_path / "daemon.log"
+    daemon = start_daemon(stack, notify, log)
+    card: VpcdCardServer | None = None
+    try:
+        assert wait_for(lambda: notify.seen("READY=1") == 1, 20), log.read_text()
+        stack.pcscd.wait_empty()
+        hung_card = VirtualMyNumberCard(patient("healthy").card_id, faults=Faults(latency_s=600))
+        card = VpcdCardServer(hung_card, port=stack.pcscd.vpcd_port).start()
+        assert wait_for(lambda: "card read under way for" in log.read_text(), 15), log.read_text()
+        hung = time.monotonic()
+        time.sleep(2.0)  # four ping intervals
+        assert notify.seen("WATCHDOG=1", since=hung + 0.1) == 0
+        assert notify.seen("STATUS=hung: card read") == 1
+        card.remove()  # the transmit fails, the worker is free: pings resume (had systemd not acted yet)
+        card = None
+        freed = time.monotonic()
+        assert wait_for(lambda: notify.seen("WATCHDOG=1", since=freed) >= 1, 10), log.read_text()
+        assert "watchdog pings resume" in log.read_text()
+    finally:
+        if card is not None:
+            card.remove()
+        daemon.kill()
+        daemon.wait(timeout=10)
+        notify.close()
 
 
 def test_kill_9_with_the_broker_down_loses_nothing(
