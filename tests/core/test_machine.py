@@ -204,9 +204,29 @@ def test_a_card_read_while_a_lookup_runs_is_audited_not_used() -> None:
     box.handle(ev.CardPresent(3), at(0.35))
     effects = box.handle(ev.CardReadFailed(ev.ReadFailure.REMOVED), at(0.36))
     assert effects == [RecordOutcome(Outcome.CARD_REMOVED, ConsentMode.NONE, None)]
-    box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, (), queued=0), at(0.4))
+    effects = box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, (WARFARIN,), queued=0), at(0.4))
+    # The first card's flags must not appear while another card is on the reader.
+    assert screen_of(effects) is ScreenKind.OTHER_CARD and box.state is State.NOTICE
+    assert "抗凝固薬" not in box.screen.lines and Buzz(Tone.HOLD_AGAIN) in effects
     effects = box.handle(ev.Tick(), at(100))
-    assert ForgetPatient(3) in effects  # the unused reads leave memory with the result
+    assert ForgetPatient(3) in effects  # the unused reads leave memory with the screen
+
+
+def test_the_same_card_read_again_during_its_lookup_still_gets_its_result() -> None:
+    box = Controller(MachineConfig(default_consent=ConsentMode.ORAL_CONSENT))
+    box.handle(ev.CardPresent(1), at(0))
+    box.handle(READ, at(0.1))
+    box.handle(ev.CardPresent(2), at(0.2))
+    again = ev.CardRead(2, READ.card_hash, True, READ.certificate)
+    assert box.handle(again, at(0.3)) == [RecordOutcome(Outcome.BUSY, ConsentMode.NONE, READ.card_hash)]
+    box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, (WARFARIN,), queued=0), at(0.4))
+    assert box.state is State.RESULT and box.screen.lines == ("抗凝固薬",)
+    # The next lookup starts clean: a later different card does not inherit anything.
+    box.handle(ev.Tick(), at(100))
+    box.handle(ev.CardPresent(3), at(101))
+    box.handle(ev.CardRead(3, "fedcba9876543210", True, b"\x30\x00"), at(101.1))
+    box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, (), queued=0), at(101.2))
+    assert box.state is State.RESULT
 
 
 def test_shutdown_from_any_state() -> None:

@@ -94,6 +94,8 @@ class Controller:
         self._consent: tuple[ConsentMode, datetime] | None = None  # a press waiting for a tap
         self._card: CardRead | None = None  # held between read and delivery only
         self._seen = 0  # the newest read this controller has heard of (CardPresent / CardRead)
+        self._looking_up: str | None = None  # card hash of the read being looked up
+        self._superseded = False  # another card was read meanwhile: its result must not look like theirs
         self._screen: Screen = screens.ready(self.status)
 
     # -- the one entry point -----------------------------------------------------------------------
@@ -164,6 +166,7 @@ class Controller:
 
     def _deliver(self, card: CardRead, consent: ConsentMode, now: datetime) -> list[Effect]:
         self._consent, self._card = None, None
+        self._looking_up, self._superseded = card.card_hash, False
         self._go(State.LOOKING_UP, None, now)
         return [
             StartDelivery(card.read, card.certificate, card.card_hash, consent),
@@ -217,10 +220,12 @@ class Controller:
         # Its certificate stays with the card worker until the next ForgetPatient: forgetting it here could
         # race the delivery worker taking the read being looked up.
         assert isinstance(event, CardRead)
+        self._superseded |= event.card_hash != self._looking_up
         return [RecordOutcome(Outcome.BUSY, ConsentMode.NONE, event.card_hash)]
 
     def _failed_while_busy(self, event: Event, _now: datetime) -> list[Effect]:
         assert isinstance(event, CardReadFailed)
+        self._superseded = True  # which card it was is unknown: it may have been another patient's
         return [RecordOutcome(_FAILURE_SCREENS[event.kind][2], ConsentMode.NONE, None)]
 
     def _consent_cancelled(self, _event: Event, now: datetime) -> list[Effect]:
@@ -230,6 +235,9 @@ class Controller:
     def _lookup_done(self, event: Event, now: datetime) -> list[Effect]:
         assert isinstance(event, LookupDone)
         self.status = replace(self.status, queued=event.queued)
+        superseded, self._looking_up, self._superseded = self._superseded, None, False
+        if superseded:  # the card on the reader now is not the one these flags belong to
+            return self._notice(screens.other_card(self.status), Tone.HOLD_AGAIN, now)
         if event.outcome is LookupOutcome.FOUND:
             self._go(State.RESULT, self.config.result_clear_s, now)
             labels = tuple(flag.label for flag in event.flags)

@@ -22,6 +22,7 @@ class ScreenKind(enum.Enum):
     NOT_MY_NUMBER_CARD = "not-my-number-card"
     READ_ERROR = "read-error"
     NO_CONSENT = "no-consent"
+    OTHER_CARD = "other-card"
     READER_MISSING = "reader-missing"
     STOPPED = "stopped"
 
@@ -106,6 +107,12 @@ def read_error(status: Status) -> Screen:
 
 def no_consent(status: Status) -> Screen:
     return Screen(ScreenKind.NO_CONSENT, "同意未選択", ("照会しません", "再度かざして"), status, True)
+
+
+def other_card(status: Status) -> Screen:
+    """Another card came while a lookup ran: that lookup's flags must not be read as the new card's."""
+    lines = ("前の照会は送信", "新しいカードを", "もう一度かざして")
+    return Screen(ScreenKind.OTHER_CARD, "別のカード", lines, status, True)
 
 
 def reader_missing(status: Status) -> Screen:

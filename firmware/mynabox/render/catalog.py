@@ -28,6 +28,7 @@ def catalog() -> dict[str, Screen]:
         "not-my-number-card": screens.not_my_number_card(ok),
         "read-error": screens.read_error(ok),
         "no-consent": screens.no_consent(ok),
+        "other-card": screens.other_card(ok),
         "reader-missing": screens.reader_missing(ok),
         "stopped": screens.stopped(ok),
     }
