@@ -229,6 +229,22 @@ def test_the_same_card_read_again_during_its_lookup_still_gets_its_result() -> N
     assert box.state is State.RESULT
 
 
+def test_clearing_during_the_lookup_keeps_its_result_off_the_screen() -> None:
+    box = Controller(MachineConfig(default_consent=ConsentMode.ORAL_CONSENT))
+    box.handle(ev.CardPresent(1), at(0))
+    box.handle(READ, at(0.1))
+    assert box.handle(ev.ClearRequested(), at(0.5)) == [Buzz(Tone.OK)]
+    assert box.state is State.LOOKING_UP
+    effects = box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, (WARFARIN,), queued=1), at(1))
+    assert box.state is State.IDLE and screen_of(effects) is ScreenKind.READY
+    assert ForgetPatient(1) in effects and "未送信1件" in box.screen.status.text()
+    # The next read shows its result as usual.
+    box.handle(ev.CardPresent(2), at(5))
+    box.handle(ev.CardRead(2, READ.card_hash, True, READ.certificate), at(5.1))
+    box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, (WARFARIN,), queued=0), at(5.2))
+    assert box.state is State.RESULT and box.screen.lines == ("抗凝固薬",)
+
+
 def test_shutdown_from_any_state() -> None:
     box = Controller(MachineConfig())
     box.handle(ev.CardPresent(1), at(0))

@@ -96,6 +96,7 @@ class Controller:
         self._seen = 0  # the newest read this controller has heard of (CardPresent / CardRead)
         self._looking_up: str | None = None  # card hash of the read being looked up
         self._superseded = False  # another card was read meanwhile: its result must not look like theirs
+        self._cleared = False  # both buttons held during the lookup: its result is not shown at all
         self._screen: Screen = screens.ready(self.status)
 
     # -- the one entry point -----------------------------------------------------------------------
@@ -166,7 +167,7 @@ class Controller:
 
     def _deliver(self, card: CardRead, consent: ConsentMode, now: datetime) -> list[Effect]:
         self._consent, self._card = None, None
-        self._looking_up, self._superseded = card.card_hash, False
+        self._looking_up, self._superseded, self._cleared = card.card_hash, False, False
         self._go(State.LOOKING_UP, None, now)
         return [
             StartDelivery(card.read, card.certificate, card.card_hash, consent),
@@ -228,6 +229,10 @@ class Controller:
         self._superseded = True  # which card it was is unknown: it may have been another patient's
         return [RecordOutcome(_FAILURE_SCREENS[event.kind][2], ConsentMode.NONE, None)]
 
+    def _clear_when_done(self, _event: Event, _now: datetime) -> list[Effect]:
+        self._cleared = True
+        return [Buzz(Tone.OK)]  # heard at once; the screen clears when the lookup ends
+
     def _consent_cancelled(self, _event: Event, now: datetime) -> list[Effect]:
         card_hash = self._card.card_hash if self._card else None
         return [RecordOutcome(Outcome.NO_CONSENT, ConsentMode.NONE, card_hash), *self._to_idle()]
@@ -236,6 +241,9 @@ class Controller:
         assert isinstance(event, LookupDone)
         self.status = replace(self.status, queued=event.queued)
         superseded, self._looking_up, self._superseded = self._superseded, None, False
+        cleared, self._cleared = self._cleared, False
+        if cleared:  # the crew cleared the screen while waiting: the summary still goes to the gateway
+            return self._to_idle()
         if superseded:  # the card on the reader now is not the one these flags belong to
             return self._notice(screens.other_card(self.status), Tone.HOLD_AGAIN, now)
         if event.outcome is LookupOutcome.FOUND:
@@ -311,6 +319,7 @@ TRANSITIONS: dict[tuple[State, type], Handler] = {
     (State.LOOKING_UP, LookupDone): Controller._lookup_done,
     (State.LOOKING_UP, CardRead): Controller._read_while_busy,
     (State.LOOKING_UP, CardReadFailed): Controller._failed_while_busy,
+    (State.LOOKING_UP, ClearRequested): Controller._clear_when_done,
     (State.RESULT, CardPresent): Controller._card_present,
     (State.RESULT, ClearRequested): Controller._clear,
     (State.NOTICE, CardPresent): Controller._card_present,
