@@ -54,6 +54,24 @@ _LOOKUP_OUTCOMES = {
 }
 
 
+class Stopwatch:
+    """`with watch as started:` times one piece of work; `running_s` says how long the current one has run."""
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+
+    def __enter__(self) -> float:
+        self._since = time.monotonic()
+        return self._since
+
+    def __exit__(self, *exc: object) -> None:
+        self._since = None
+
+    def running_s(self, now: float) -> float:
+        since = self._since
+        return 0.0 if since is None else now - since
+
+
 class CardWorker:
     def __init__(
         self,
@@ -77,7 +95,7 @@ class CardWorker:
         self._lock = threading.Lock()
         self._contexts: dict[int, ReadContext] = {}  # by read number, until delivered or forgotten
         self._reads = 0
-        self._busy_since: float | None = None  # monotonic start of the read under way
+        self._busy = Stopwatch()  # the read under way
 
     def start(self) -> None:
         self._thread.start()
@@ -107,8 +125,7 @@ class CardWorker:
 
     def busy_s(self, now: float) -> float:
         """How long the read under way has taken so far (0 when none is): a hung reader never ends one."""
-        since = self._busy_since
-        return 0.0 if since is None else now - since
+        return self._busy.running_s(now)
 
     @property
     def held(self) -> int:
@@ -143,16 +160,10 @@ class CardWorker:
                 continue
             self._reader_state(True)
             if card is not None:
-                self._read(card)
+                with self._busy as present_at:
+                    self._read(card, present_at)
 
-    def _read(self, card: PcscCard) -> None:
-        present_at = self._busy_since = time.monotonic()
-        try:
-            self._read_card(card, present_at)
-        finally:
-            self._busy_since = None
-
-    def _read_card(self, card: PcscCard, present_at: float) -> None:
+    def _read(self, card: PcscCard, present_at: float) -> None:
         read = self._next_read()
         self._post(CardPresent(read))
         failure: ReadFailure | None = None
@@ -232,7 +243,7 @@ class DeliveryWorker:
         self._cards = cards
         self._post = post
         self._timings = timings or ReadTimings()
-        self._busy_since: float | None = None  # monotonic start of the job under way
+        self._busy = Stopwatch()  # the job under way
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="delivery-worker", daemon=True)
 
@@ -252,26 +263,26 @@ class DeliveryWorker:
 
     def busy_s(self, now: float) -> float:
         """How long the job under way has taken so far (0 when idle)."""
-        since = self._busy_since
-        return 0.0 if since is None else now - since
+        return self._busy.running_s(now)
 
     def _loop(self) -> None:
         while (job := self._jobs.get()) is not None:
-            self._busy_since = time.monotonic()
-            try:
-                if isinstance(job, RecordOutcome):
-                    self._delivery.record(job.outcome, job.consent, job.card_hash)
-                elif isinstance(job, Purge):
-                    if purged := self._delivery.purge(job.retention_s):
-                        log.warning("purged %d undelivered messages past retention", purged)
-                else:
-                    self._deliver(job.job, job.consent_at)
-            except Exception:  # one bad job must not stop the box; the log says which
-                log.exception("delivery worker: %s failed", type(job).__name__)
-                if isinstance(job, _Timed):
-                    self._post(LookupDone(LookupOutcome.UNAVAILABLE, (), queued=0))
-            finally:
-                self._busy_since = None
+            with self._busy:
+                self._run(job)
+
+    def _run(self, job: Job) -> None:
+        try:
+            if isinstance(job, RecordOutcome):
+                self._delivery.record(job.outcome, job.consent, job.card_hash)
+            elif isinstance(job, Purge):
+                if purged := self._delivery.purge(job.retention_s):
+                    log.warning("purged %d undelivered messages past retention", purged)
+            else:
+                self._deliver(job.job, job.consent_at)
+        except Exception:  # one bad job must not stop the box; the log says which
+            log.exception("delivery worker: %s failed", type(job).__name__)
+            if isinstance(job, _Timed):
+                self._post(LookupDone(LookupOutcome.UNAVAILABLE, (), queued=0))
 
     def _deliver(self, job: StartDelivery, consent_at: float | None) -> None:
         context = self._cards.take(job.read, job.card_hash)

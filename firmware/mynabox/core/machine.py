@@ -174,6 +174,11 @@ class Controller:
             *self._show(screens.looking_up(self.status)),
         ]
 
+    def _no_consent(self) -> RecordOutcome:
+        """The audit record of the read waiting at the consent prompt that will not be looked up."""
+        card_hash = self._card.card_hash if self._card else None
+        return RecordOutcome(Outcome.NO_CONSENT, ConsentMode.NONE, card_hash)
+
     def _notice(self, screen: Screen, tone: Tone, now: datetime) -> list[Effect]:
         self._go(State.NOTICE, self.config.error_clear_s, now)
         return [*self._show(screen), Buzz(tone), SetLed(LedMode.ERROR), self._publish()]
@@ -212,10 +217,8 @@ class Controller:
 
     def _card_replaces_pending(self, event: Event, now: datetime) -> list[Effect]:
         """A new tap while the box asks for consent: the crew start over; the waiting read is audited."""
-        card_hash = self._card.card_hash if self._card else None
         self._consent = None  # a press belongs to the read it was made for
-        record = RecordOutcome(Outcome.NO_CONSENT, ConsentMode.NONE, card_hash)
-        return [record, *self._card_present(event, now)]
+        return [self._no_consent(), *self._card_present(event, now)]
 
     def _read_while_busy(self, event: Event, _now: datetime) -> list[Effect]:
         # Its certificate stays with the card worker until the next ForgetPatient: forgetting it here could
@@ -234,8 +237,7 @@ class Controller:
         return [Buzz(Tone.OK)]  # heard at once; the screen clears when the lookup ends
 
     def _consent_cancelled(self, _event: Event, now: datetime) -> list[Effect]:
-        card_hash = self._card.card_hash if self._card else None
-        return [RecordOutcome(Outcome.NO_CONSENT, ConsentMode.NONE, card_hash), *self._to_idle()]
+        return [self._no_consent(), *self._to_idle()]
 
     def _lookup_done(self, event: Event, now: datetime) -> list[Effect]:
         assert isinstance(event, LookupDone)
@@ -285,9 +287,8 @@ class Controller:
         if self._deadline is None or now < self._deadline:
             return []
         if self.state is State.CONSENT:
-            card_hash = self._card.card_hash if self._card else None
+            record = self._no_consent()
             self._card = None
-            record = RecordOutcome(Outcome.NO_CONSENT, ConsentMode.NONE, card_hash)
             return [record, *self._notice(screens.no_consent(self.status), Tone.ERROR, now)]
         return self._to_idle()
 
