@@ -11,6 +11,7 @@ APT_PACKAGES=(
   fonts-misaki fonts-unifont                     # the OLED's Japanese bitmap fonts
   iproute2 util-linux procps                     # unshare, ss, pgrep for the test harness
   fuse3                                          # fusermount3 and libfuse3 for the power-cut tests
+  python3-cryptography                           # bench_imports' peer: Debian's build on the system libcrypto
 )
 
 missing=()

@@ -5,11 +5,16 @@ and reads its own /proc/self/status after each: the increment is that library's 
 its shared objects' touched pages, the stdlib modules it pulls in first). The sum is the floor under the
 daemon's RSS before it opens a single connection; `bench_daemon.py` gives the figure with everything running.
 Run twice by default and the second run reported, so the .pyc files exist and compiling does not count.
+
+The peer: Debian's python3-cryptography, built against the system libcrypto that `ssl` already maps (the one
+step that could shrink the cryptography wheel's own OpenSSL), priced the same way under Debian's python3
+where it is installed. It is older than joserfc's minimum, so it is a measurement, not an option today.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -48,11 +53,38 @@ for name, stmt in json.loads(sys.argv[1]):
 """
 
 
-def run_once() -> list[tuple[str, dict[str, int]]]:
+PRESCRIBED = [name for name, _ in STEPS if not name.startswith("mynabox")]
+CRYPTOGRAPHY = "cryptography (own OpenSSL)"
+DEBIAN_PYTHON = "/usr/bin/python3"
+
+
+def run_once(
+    python: str = sys.executable, steps: list[tuple[str, str]] = STEPS
+) -> list[tuple[str, dict[str, int]]]:
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(STEPS)], check=True, capture_output=True, text=True
+        [python, "-c", PROBE, json.dumps(steps)], check=True, capture_output=True, text=True
     ).stdout
     return [tuple(json.loads(line)) for line in out.splitlines()]  # type: ignore[misc]
+
+
+def mb(kib: int) -> float:
+    return round(kib / 1024, 1)
+
+
+def debian_cryptography() -> tuple[str, float, float] | None:
+    """The cryptography step under Debian's python3 with Debian's package, or None where it is missing."""
+    python = shutil.which(DEBIAN_PYTHON)
+    if python is None:
+        return None
+    probe = "import cryptography; print(cryptography.__version__, cryptography.__file__)"
+    found = subprocess.run([python, "-c", probe], check=False, capture_output=True, text=True)
+    if found.returncode != 0 or not found.stdout.startswith(tuple("0123456789")):
+        return None
+    steps = STEPS[: [name for name, _ in STEPS].index(CRYPTOGRAPHY) + 1]
+    run_once(python, steps)
+    rows = run_once(python, steps)
+    before, after = rows[-2][1], rows[-1][1]
+    return found.stdout.split()[0], mb(after["anon"] - before["anon"]), mb(after["file"] - before["file"])
 
 
 def main() -> int:
@@ -73,7 +105,22 @@ def main() -> int:
     total = round((prev["anon"] + prev["file"]) / 1024, 1)
     print(f"{'total':32s} {prev['anon'] / 1024:8.1f} {prev['file'] / 1024:8.1f} {prev['modules']:8d}")
     print(f"RSS with every library loaded, before any work: {total} MB (daemon goal ≤ 35)")
-    print(json.dumps({"rss_after_imports_mb": total, "steps": figures}, ensure_ascii=False))
+    floor = round(sum(figures[n]["anon_mb"] + figures[n]["file_mb"] for n in PRESCRIBED), 1)
+    print(f"of which the interpreter and the prescribed libraries, before a line of ours: {floor} MB")
+    peer = debian_cryptography()
+    result: dict[str, object] = {"rss_after_imports_mb": total, "prescribed_floor_mb": floor}
+    if peer is None:
+        print(f"peer: no Debian python3-cryptography for {DEBIAN_PYTHON} (apt install python3-cryptography)")
+    else:
+        version, anon, file = peer
+        ours = figures[CRYPTOGRAPHY]
+        saved = round(ours["anon_mb"] + ours["file_mb"] - anon - file, 1)
+        print(
+            f"peer: Debian's cryptography {version} on the system libcrypto: "
+            f"{anon} anon + {file} file MB, {saved} MB less than the wheel"
+        )
+        result.update(debian_cryptography=version, debian_cryptography_saves_mb=saved)
+    print(json.dumps({**result, "steps": figures}, ensure_ascii=False))
     return 0
 
 

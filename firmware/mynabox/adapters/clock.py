@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
+from typing import Any
 
 TIME_ERROR = 5  # adjtimex(2): the clock is not synchronised
 
 
 @functools.cache
-def _libc() -> ctypes.CDLL | None:
-    # Resolved once: find_library runs `ldconfig -p` in a subprocess, and the daemon asks every second.
-    name = ctypes.util.find_library("c")
-    return None if name is None else ctypes.CDLL(name, use_errno=True)
+def _adjtimex() -> Any | None:
+    # The process's own symbols (dlopen(NULL)) include libc's. ctypes.util.find_library would run
+    # `ldconfig -p` in a subprocess and keep subprocess and tempfile loaded for the daemon's lifetime.
+    return getattr(ctypes.CDLL(None, use_errno=True), "adjtimex", None)
 
 
 def clock_synced() -> bool:
-    """The kernel's own answer (adjtimex with no modes: read only)."""
-    libc = _libc()
-    if libc is None:
+    """The kernel's own answer (adjtimex with no modes: read only); False where libc has no adjtimex."""
+    adjtimex = _adjtimex()
+    if adjtimex is None:
         return False
     timex = ctypes.create_string_buffer(512)  # struct timex, zeroed: modes = 0
-    state = int(libc.adjtimex(timex))
+    state = int(adjtimex(timex))
     return state not in (-1, TIME_ERROR)
