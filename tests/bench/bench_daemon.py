@@ -11,11 +11,14 @@ reference summary service and mosquitto with TLS on loopback, default consent (n
   `read delivered` lines (mynabox.readtiming).
 - rss_mb after READS reads (with the anonymous / file-backed split), idle_cpu_percent over IDLE_S idle.
 
+Our package is byte-compiled first, as pip does when it installs the firmware on the Pi.
+
 Env: BENCH_READS (100), BENCH_IDLE_S (60), BENCH_LOG_LEVEL (info).
 """
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import signal
@@ -26,6 +29,7 @@ import threading
 import time
 from pathlib import Path
 
+import mynabox
 from mynabox.readtiming import parse
 from mynabox.testing.mynacard import VirtualMyNumberCard
 from mynabox.testing.notify import NotifySocket
@@ -97,6 +101,7 @@ def p50(values: list[float]) -> float:
 
 
 def main() -> int:
+    compileall.compile_dir(Path(mynabox.__file__).parent, quiet=1)
     with BoxStack(
         device_id="amb-bench", consent_default="oral", result_clear_s=1, log_level=LOG_LEVEL
     ) as stack:
