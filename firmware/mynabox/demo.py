@@ -13,12 +13,10 @@ import threading
 import time
 from datetime import UTC, date, datetime
 
-from gpiozero.pins.mock import MockFactory
-
 from mynabox.adapters.oled import to_terminal
-from mynabox.config import load_config
 from mynabox.payload.seal import Opened
 from mynabox.receiver import format_opened
+from mynabox.testing.inprocess import running_box
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
 from mynabox.testing.patients import patient
 from mynabox.testing.stack import BoxStack
@@ -70,54 +68,41 @@ def main() -> int:
 
         receiver = stack.gateway_receiver(sink)
         receiver.start()
-        factory = MockFactory()
-        box = Box(load_config(stack.config_path), pin_factory=factory)
-        runner = threading.Thread(target=box.run, name="box", daemon=True)
         try:
-            box.start()
-            runner.start()
-            box.ready.wait(10)
-            _show(box, "ready")
-            server: VpcdCardServer | None = None
-            for key, button, faults in SCRIPT:
-                card = VirtualMyNumberCard(patient(key).card_id, faults=faults)
-                print(
-                    f"\n>>> tap: synthetic patient '{key}'"
-                    + (" (not a My Number Card)" if faults.non_jpki else "")
-                )
-                want = len(received) + 1
-                if server is None:
-                    server = VpcdCardServer(card, port=stack.pcscd.vpcd_port).start()
-                else:
-                    server.insert(card)
-                if faults.non_jpki:
-                    _wait_state(box, {"notice"})
-                    _show(box, "not a My Number Card")
-                else:
-                    _wait_state(box, {"consent"})
-                    _show(box, "consent prompt")
-                    panel = box.parts.panel
-                    assert panel is not None and button is not None
-                    pin = factory.pin(panel.pins.consent if button == "consent" else panel.pins.emergency)
-                    print(f">>> crew presses {'同意' if button == 'consent' else '緊急'}")
-                    pin.drive_low()
-                    time.sleep(0.1)
-                    pin.drive_high()
-                    _wait_state(box, {"result", "notice"})
-                    with printed:
-                        printed.wait_for(lambda n=want: len(received) >= n, timeout=15)  # type: ignore[misc]
-                    time.sleep(1.2)  # let the queue depth reach the screen
-                    _show(box, "result")
-                server.remove()
-                time.sleep(1.5)
-            print(
-                f"\nmynabox demo: {len(received)} sealed messages opened by the gateway receiver. Stopping."
-            )
-        finally:
-            box.request_stop()
-            runner.join(timeout=10)
-            box.stop()
+            with running_box(stack) as (box, buttons):
+                _show(box, "ready")
+                server: VpcdCardServer | None = None
+                for key, button, faults in SCRIPT:
+                    card = VirtualMyNumberCard(patient(key).card_id, faults=faults)
+                    print(
+                        f"\n>>> tap: synthetic patient '{key}'"
+                        + (" (not a My Number Card)" if faults.non_jpki else "")
+                    )
+                    want = len(received) + 1
+                    if server is None:
+                        server = VpcdCardServer(card, port=stack.pcscd.vpcd_port).start()
+                    else:
+                        server.insert(card)
+                    if faults.non_jpki:
+                        _wait_state(box, {"notice"})
+                        _show(box, "not a My Number Card")
+                    else:
+                        _wait_state(box, {"consent"})
+                        _show(box, "consent prompt")
+                        assert button is not None
+                        print(f">>> crew presses {'同意' if button == 'consent' else '緊急'}")
+                        buttons.press(buttons.consent if button == "consent" else buttons.emergency, 0.1)
+                        _wait_state(box, {"result", "notice"})
+                        with printed:
+                            printed.wait_for(lambda n=want: len(received) >= n, timeout=15)  # type: ignore[misc]
+                        time.sleep(1.2)  # let the queue depth reach the screen
+                        _show(box, "result")
+                    server.remove()
+                    time.sleep(1.5)
+                print(f"\nmynabox demo: {len(received)} sealed messages opened by the gateway receiver.")
+                print("Stopping.")
             _show(box, "stopped")
+        finally:
             receiver.stop()
     return 0 if received else 1
 

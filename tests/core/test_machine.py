@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -74,6 +75,52 @@ def test_consent_pressed_too_long_before_is_ignored() -> None:
     box.handle(ev.CardPresent(1), at(40))
     box.handle(READ, at(40.2))
     assert box.state is State.CONSENT
+
+
+def test_a_press_before_the_tap_shows_on_the_ready_screen_until_it_runs_out() -> None:
+    box = Controller(MachineConfig(consent_window_s=30))
+    box.start()
+    effects = box.handle(ev.ConsentPressed(ConsentMode.ORAL_CONSENT), at(0))
+    assert screen_of(effects) is ScreenKind.READY_CONSENTED and box.screen.lines[0] == "同意あり選択済"
+    assert Buzz(Tone.OK) in effects and box.deadline == at(30)
+    effects = box.handle(ev.ConsentPressed(ConsentMode.LIFE_SAVING_EXCEPTION), at(5))  # the crew change it
+    assert box.screen.lines[0] == "同意困難選択済" and box.deadline == at(35)
+    assert box.handle(ev.Tick(), at(34)) == []
+    assert screen_of(box.handle(ev.Tick(), at(35.5))) is ScreenKind.READY and box.deadline is None
+    box.handle(ev.CardPresent(1), at(36))
+    box.handle(READ, at(36.2))
+    assert box.state is State.CONSENT  # run out: the box asks again
+
+
+def test_both_buttons_held_withdraw_a_waiting_press() -> None:
+    box = Controller(MachineConfig(consent_window_s=30))
+    box.handle(ev.ConsentPressed(ConsentMode.ORAL_CONSENT), at(0))
+    assert screen_of(box.handle(ev.ClearRequested(), at(3))) is ScreenKind.READY
+    box.handle(ev.CardPresent(1), at(4))
+    effects = box.handle(READ, at(4.2))
+    assert box.state is State.CONSENT and not [e for e in effects if isinstance(e, StartDelivery)]
+
+
+def test_a_press_survives_a_failed_read_and_shows_when_the_notice_clears() -> None:
+    box = Controller(MachineConfig(consent_window_s=30, error_clear_s=15))
+    box.handle(ev.ConsentPressed(ConsentMode.LIFE_SAVING_EXCEPTION), at(0))
+    box.handle(ev.CardPresent(1), at(1))
+    effects = box.handle(ev.CardReadFailed(ev.ReadFailure.REMOVED), at(1.2))
+    assert screen_of(effects) is ScreenKind.HOLD_AGAIN
+    effects = box.handle(ev.Tick(), at(16.3))
+    assert screen_of(effects) is ScreenKind.READY_CONSENTED and box.deadline == at(30)
+    box.handle(ev.CardPresent(2), at(20))
+    effects = box.handle(replace(READ, read=2), at(20.2))
+    assert [e.consent for e in effects if isinstance(e, StartDelivery)] == [ConsentMode.LIFE_SAVING_EXCEPTION]
+
+
+def test_a_press_that_runs_out_during_a_notice_is_not_shown_after_it() -> None:
+    box = Controller(MachineConfig(consent_window_s=10, error_clear_s=15))
+    box.handle(ev.ConsentPressed(ConsentMode.ORAL_CONSENT), at(0))
+    box.handle(ev.CardPresent(1), at(1))
+    box.handle(ev.CardReadFailed(ev.ReadFailure.REMOVED), at(1.2))
+    effects = box.handle(ev.Tick(), at(16.3))
+    assert screen_of(effects) is ScreenKind.READY and box.deadline is None
 
 
 def test_default_consent_for_boxes_without_buttons() -> None:

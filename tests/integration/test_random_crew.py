@@ -29,14 +29,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gpiozero.pins.mock import MockFactory, MockPin
+from gpiozero.pins.mock import MockPin
 
 from mynabox.adapters.audit import AuditLog
-from mynabox.config import load_config
 from mynabox.payload.audit import Outcome
 from mynabox.payload.envelope import Kind
 from mynabox.payload.keys import load_audit_key
 from mynabox.payload.seal import Opened
+from mynabox.testing.inprocess import Buttons, running_box
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
 from mynabox.testing.patients import PATIENTS, patient
 from mynabox.testing.stack import BoxStack
@@ -49,7 +49,6 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 _SEED = os.environ.get("MYNABOX_CREW_SEED", "20261201")
 SEED = random.randrange(2**32) if _SEED == "random" else int(_SEED)
 STEPS = int(os.environ.get("MYNABOX_CREW_STEPS", "24"))
-CLEAR_HOLD_S = 2.0  # hw/pins.toml's clear_hold_s
 FAULTS = (
     Faults(),
     Faults(),
@@ -102,11 +101,11 @@ def problems() -> Iterator[Problems]:
 
 
 class Crew:
-    def __init__(self, box: Box, factory: MockFactory, stack: BoxStack, rng: random.Random) -> None:
-        assert box.parts.panel is not None and stack.pcscd is not None
+    def __init__(self, box: Box, buttons: Buttons, stack: BoxStack, rng: random.Random) -> None:
+        assert stack.pcscd is not None
         self.box, self.stack, self.rng = box, stack, rng
-        self.consent = factory.pin(box.parts.panel.pins.consent)
-        self.emergency = factory.pin(box.parts.panel.pins.emergency)
+        self.buttons = buttons
+        self.consent, self.emergency = buttons.consent, buttons.emergency
         self.card = VpcdCardServer(VirtualMyNumberCard(PATIENTS[0].card_id), port=stack.pcscd.vpcd_port)
         self.did: list[str] = []
 
@@ -117,17 +116,11 @@ class Crew:
         assert self.box.parts.controller is not None
         return self.box.parts.controller.state.value
 
-    def press(self, pin: MockPin, hold_s: float = 0.15) -> None:
-        pin.drive_low()
-        time.sleep(hold_s)
-        pin.drive_high()
+    def press(self, pin: MockPin) -> None:
+        self.buttons.press(pin)
 
     def clear(self) -> None:
-        self.consent.drive_low()
-        self.emergency.drive_low()
-        time.sleep(CLEAR_HOLD_S + 0.3)
-        self.consent.drive_high()
-        self.emergency.drive_high()
+        self.buttons.hold_both()
 
     def tap(self) -> None:
         rng = self.rng
@@ -190,50 +183,42 @@ def test_a_random_crew_cannot_break_the_promises(tmp_path: Path, problems: Probl
         opened: list[Opened] = []
         receiver = stack.gateway_receiver(opened.append, client_id="gw-crew")
         receiver.start()
-        factory = MockFactory()
-        config = load_config(stack.config_path)
-        box = Box(config, pin_factory=factory)
-        runner = threading.Thread(target=box.run, name="box", daemon=True)
         crew: Crew | None = None
         try:
-            box.start()
-            runner.start()
-            assert box.ready.wait(10)
-            crew = Crew(box, factory, stack, rng)
-            for _ in range(STEPS):
-                rng.choices((crew.tap, crew.broker, crew.quick_retap), weights=(8, 1, 1))[0]()
-            # The crew is done: the broker is back, one last ordinary read goes to the end.
-            if not stack.broker.running:
-                stack.broker.start()
-            assert wait_for(lambda: crew is not None and crew.state() == "idle", 20), crew.state()
-            stack.pcscd.wait_empty()
-            # Pressed first: a press the crew made within consent.window_s before is used by this tap
-            # anyway, so the box may never stop at the consent prompt.
-            crew.press(crew.consent)
-            crew.card.insert(VirtualMyNumberCard(patient("warfarin-elderly").card_id))
-            assert wait_for(lambda: crew is not None and crew.state() == "result", 15), _stuck(crew)
-            crew.card.remove()
-            outbox = box.parts.outbox
-            assert outbox is not None
-            assert wait_for(lambda: outbox.depth() == 0, 60), f"{outbox.depth()} still queued"
-            assert wait_for(lambda: crew is not None and crew.state() == "idle", 20), crew.state()
-            assert runner.is_alive()
-            cards = box.parts.cards
-            assert cards is not None
-            reads, held = cards.reads, cards.held
+            with running_box(stack) as (box, buttons):
+                try:
+                    crew = Crew(box, buttons, stack, rng)
+                    for _ in range(STEPS):
+                        rng.choices((crew.tap, crew.broker, crew.quick_retap), weights=(8, 1, 1))[0]()
+                    # The crew is done: the broker is back, one last ordinary read goes to the end.
+                    if not stack.broker.running:
+                        stack.broker.start()
+                    assert wait_for(lambda: crew is not None and crew.state() == "idle", 20), crew.state()
+                    stack.pcscd.wait_empty()
+                    # Pressed first: a press the crew made within consent.window_s before is used by this
+                    # tap anyway, so the box may never stop at the consent prompt.
+                    crew.press(crew.consent)
+                    crew.card.insert(VirtualMyNumberCard(patient("warfarin-elderly").card_id))
+                    assert wait_for(lambda: crew is not None and crew.state() == "result", 15), _stuck(crew)
+                    crew.card.remove()
+                    outbox = box.parts.outbox
+                    assert outbox is not None
+                    assert wait_for(lambda: outbox.depth() == 0, 60), f"{outbox.depth()} still queued"
+                    assert wait_for(lambda: crew is not None and crew.state() == "idle", 20), crew.state()
+                    cards = box.parts.cards
+                    assert cards is not None
+                    reads, held = cards.reads, cards.held
+                finally:
+                    if crew is not None:
+                        crew.card.remove()
+            # The box is stopped: its audit log is final; the broker forwards what it acknowledged.
+            config = box.config
+            audit = AuditLog(
+                config.storage.state_dir / "audit.jsonl", key=load_audit_key(config.audit.key.path)
+            )
+            wait_for(lambda: len([o for o in opened if o.kind is Kind.AUDIT]) >= len(audit), 20)
         finally:
-            if crew is not None:
-                crew.card.remove()
-            box.request_stop()
-            runner.join(timeout=10)
-            box.stop()
-            try:  # the box is stopped: its audit log is final; the broker forwards what it acknowledged
-                audit = AuditLog(
-                    config.storage.state_dir / "audit.jsonl", key=load_audit_key(config.audit.key.path)
-                )
-                wait_for(lambda: len([o for o in opened if o.kind is Kind.AUDIT]) >= len(audit), 20)
-            finally:
-                receiver.stop()
+            receiver.stop()
         story = f"seed {SEED}: " + "; ".join(crew.did if crew else [])
         assert problems.seen == [], story
         assert held == 0, story  # no certificate left in memory

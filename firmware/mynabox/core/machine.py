@@ -6,6 +6,10 @@ Rule 1: condition events (reader present/missing, broker online/offline, clock s
         accepted in every state: they update the status line and, where the screen shows it, redraw.
 Rule 2: Tick is accepted in every state; it fires the deadline of the current state, if any.
 Rule 3: ShutdownRequested is accepted in every state: stopped screen, LED off, Stop.
+A consent press made before the tap waits for it (consent_window_s), shown on the ready screen so the
+crew sees what the next read will record; both buttons held (clear) withdraw it. It survives a failed
+read, since the retry is usually the same patient.
+
 Rule 4: any other (state, event) pair not in the table is ignored and returns no effects — e.g. a
         consent press while a result is shown. The crew cannot drive the box into an illegal state by
         pressing or tapping at the wrong time. A card tapped while a lookup runs is not used either, but
@@ -147,22 +151,34 @@ class Controller:
         )
 
     def _idle_screen(self) -> Screen:
-        return screens.ready(self.status) if self.reader_present else screens.reader_missing(self.status)
+        if not self.reader_present:
+            return screens.reader_missing(self.status)
+        if self._consent is not None:
+            return screens.ready_consented(self._consent[0], self.status)
+        return screens.ready(self.status)
 
     def _go(self, state: State, deadline_s: float | None, now: datetime) -> None:
         self.state = state
         self._deadline = None if deadline_s is None else now + timedelta(seconds=deadline_s)
 
-    def _to_idle(self) -> list[Effect]:
-        self.state, self._deadline, self._card = State.IDLE, None, None
+    def _to_idle(self, now: datetime) -> list[Effect]:
+        self.state, self._card = State.IDLE, None
+        self._deadline = self._press_expires(now)  # the ready screen shows a waiting press until then
         effects = [ForgetPatient(self._seen), *self._show(self._idle_screen())]
         return [*effects, SetLed(LedMode.READY), self._publish()]
 
-    def _pending_consent(self, now: datetime) -> ConsentMode | None:
+    def _press_expires(self, now: datetime) -> datetime | None:
+        """When the waiting press stops counting; an expired one is dropped here."""
         if self._consent is not None:
-            mode, at = self._consent
-            if now - at <= timedelta(seconds=self.config.consent_window_s):
-                return mode
+            expires = self._consent[1] + timedelta(seconds=self.config.consent_window_s)
+            if now <= expires:
+                return expires
+            self._consent = None
+        return None
+
+    def _pending_consent(self, now: datetime) -> ConsentMode | None:
+        if self._press_expires(now) is not None and self._consent is not None:
+            return self._consent[0]
         return self.config.default_consent
 
     def _deliver(self, card: CardRead, consent: ConsentMode, now: datetime) -> list[Effect]:
@@ -209,7 +225,10 @@ class Controller:
     def _consent_early(self, event: Event, now: datetime) -> list[Effect]:
         assert isinstance(event, ConsentPressed)
         self._consent = (event.mode, now)
-        return [Buzz(Tone.OK)]
+        if self.state is State.IDLE:
+            self._deadline = self._press_expires(now)
+            return [Buzz(Tone.OK), *self._show(self._idle_screen())]
+        return [Buzz(Tone.OK)]  # reading or a notice: the screen stays; the ready screen shows it after
 
     def _consent_given(self, event: Event, now: datetime) -> list[Effect]:
         assert isinstance(event, ConsentPressed) and self._card is not None
@@ -237,7 +256,7 @@ class Controller:
         return [Buzz(Tone.OK)]  # heard at once; the screen clears when the lookup ends
 
     def _consent_cancelled(self, _event: Event, now: datetime) -> list[Effect]:
-        return [self._no_consent(), *self._to_idle()]
+        return [self._no_consent(), *self._to_idle(now)]
 
     def _lookup_done(self, event: Event, now: datetime) -> list[Effect]:
         assert isinstance(event, LookupDone)
@@ -245,7 +264,7 @@ class Controller:
         superseded, self._looking_up, self._superseded = self._superseded, None, False
         cleared, self._cleared = self._cleared, False
         if cleared:  # the crew cleared the screen while waiting: the summary still goes to the gateway
-            return self._to_idle()
+            return self._to_idle(now)
         if superseded:  # the card on the reader now is not the one these flags belong to
             return self._notice(screens.other_card(self.status), Tone.HOLD_AGAIN, now)
         if event.outcome is LookupOutcome.FOUND:
@@ -262,8 +281,9 @@ class Controller:
             return self._notice(screens.not_registered(self.status), Tone.ERROR, now)
         return self._notice(screens.unavailable(self.status), Tone.ERROR, now)
 
-    def _clear(self, _event: Event, _now: datetime) -> list[Effect]:
-        return self._to_idle()
+    def _clear(self, _event: Event, now: datetime) -> list[Effect]:
+        self._consent = None  # the crew start over: a press made for someone withdrawn too
+        return self._to_idle(now)
 
     # -- rules 1-3 ----------------------------------------------------------------------------------
 
@@ -290,7 +310,7 @@ class Controller:
             record = self._no_consent()
             self._card = None
             return [record, *self._notice(screens.no_consent(self.status), Tone.ERROR, now)]
-        return self._to_idle()
+        return self._to_idle(now)  # also a waiting press that has run out: the plain ready screen
 
     def _shutdown(self) -> list[Effect]:
         self.state, self._deadline, self._card = State.STOPPED, None, None

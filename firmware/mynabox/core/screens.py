@@ -9,9 +9,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from mynabox.payload.audit import ConsentMode
+
 
 class ScreenKind(enum.Enum):
     READY = "ready"
+    READY_CONSENTED = "ready-consented"  # a consent press waits for the tap
     READING = "reading"
     CONSENT = "consent"
     LOOKING_UP = "looking-up"
@@ -60,6 +63,15 @@ SMALL_LINES = 6
 
 def ready(status: Status) -> Screen:
     return Screen(ScreenKind.READY, "マイナ救急", ("カードを", "かざしてください"), status)
+
+
+_PRESSED = {ConsentMode.ORAL_CONSENT: "同意あり選択済", ConsentMode.LIFE_SAVING_EXCEPTION: "同意困難選択済"}
+
+
+def ready_consented(mode: ConsentMode, status: Status) -> Screen:
+    """Ready, with the press the next read will record (the consent prompt's words for the buttons)."""
+    lines = (_PRESSED[mode], "カードを", "かざしてください")
+    return Screen(ScreenKind.READY_CONSENTED, "マイナ救急", lines, status)
 
 
 def reading(status: Status) -> Screen:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mynabox.core import screens
 from mynabox.core.screens import Screen, Status
+from mynabox.payload.audit import ConsentMode
 
 _OFFLINE = Status(broker_online=False, queued=3, clock_synced=False)
 
@@ -13,6 +14,8 @@ def catalog() -> dict[str, Screen]:
     return {
         "ready": screens.ready(ok),
         "ready-offline": screens.ready(_OFFLINE),
+        "ready-consented": screens.ready_consented(ConsentMode.ORAL_CONSENT, ok),
+        "ready-emergency": screens.ready_consented(ConsentMode.LIFE_SAVING_EXCEPTION, ok),
         "reading": screens.reading(ok),
         "consent": screens.consent(ok),
         "looking-up": screens.looking_up(ok),
