@@ -192,7 +192,6 @@ OUTCOME_LABELS = {  # mynabox.payload.audit.Outcome, for the operator; an unknow
     "delivered-summary": "サマリー送信",
     "card-record": "カード記録送信（照会失敗）",
     "not-registered": "カード記録送信（マイナ保険証未登録）",
-    "lookup-unavailable": "照会不可",
     "no-consent": "同意未選択・照会なし",
     "busy": "照会中の再タッチ・照会なし",
     "not-my-number-card": "マイナンバーカード以外",

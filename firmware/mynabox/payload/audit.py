@@ -51,7 +51,6 @@ class Outcome(enum.StrEnum):
     CARD_UNRESPONSIVE = "card-unresponsive"
     READ_FAILED = "read-failed"
     NOT_REGISTERED = "not-registered"  # not registered as マイナ保険証
-    LOOKUP_UNAVAILABLE = "lookup-unavailable"
     NO_CONSENT = "no-consent"  # the crew chose neither 同意 nor 緊急 in time: no lookup was made
     BUSY = "busy"  # a card read while another read's lookup ran: not looked up (the crew taps again)
     PURGED = "purged"  # an outbox message passed its retention limit undelivered
