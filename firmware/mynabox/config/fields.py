@@ -1,0 +1,229 @@
+"""Typed, checked reads from the TOML tables: every problem is collected, none raised."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from mynabox.config.model import Credential, Issue
+from mynabox.payload.keys import CREDENTIALS_ENV, KeyFileError, credential_path
+
+_LABEL = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
+_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----")
+_KEYLIKE = re.compile(r"[A-Za-z0-9+/_=-]{40,}")
+
+
+class _Required(enum.Enum):
+    REQUIRED = enum.auto()
+
+
+REQUIRED = _Required.REQUIRED
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    key: str
+    kind: str  # "file" | "private_key" | "public_key" | "audit_key" | "credential"
+    path: Path | None = None
+    credential: Credential | None = None
+
+
+def expand_home(value: str) -> Path | None:
+    """`~` and `~user` expanded, or None when that home cannot be found (e.g. `~0`: no user named 0)."""
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:
+        return None
+
+
+def type_name(value: object) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "an array"}
+    return "a table" if isinstance(value, dict) else names.get(type(value), "a date/time")
+
+
+def looks_secret(value: str) -> bool:
+    if _PEM.search(value):
+        return True
+    stripped = value.strip()
+    return (
+        _KEYLIKE.fullmatch(stripped) is not None
+        and not stripped.startswith("/")
+        and any(c.isdigit() for c in stripped)
+        and any(c.isalpha() for c in stripped)
+    )
+
+
+def show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def suggest(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+
+
+class Fields:
+    """Typed reads from one TOML table; problems go into a shared list instead of being raised."""
+
+    def __init__(self, section: str, table: Mapping[str, object], ctx: Context) -> None:
+        self._section = section
+        self._table = table
+        self._ctx = ctx
+        self._seen: list[str] = []
+        self._absent = section not in ctx.present  # a missing section is reported once, not key by key
+
+    def _issue(self, key: str, problem: str, hint: str = "") -> None:
+        self._ctx.issues.append(Issue(f"{self._section}.{key}", problem, hint))
+
+    def _get(self, key: str) -> object:
+        self._seen.append(key)
+        return self._table.get(key, REQUIRED)
+
+    def _usable(self, key: str, value: object) -> bool:
+        """False when missing-and-required or already reported as a secret-looking value."""
+        if f"{self._section}.{key}" in self._ctx.poisoned:
+            return False
+        if value is REQUIRED:
+            if not self._absent:
+                self._issue(key, "missing (required)")
+            return False
+        return True
+
+    def finish(self) -> None:
+        for key in self._table:
+            if key not in self._seen:
+                self._issue(key, "unknown key", suggest(key, self._seen))
+
+    def string(
+        self,
+        key: str,
+        default: str | _Required = REQUIRED,
+        *,
+        pattern: re.Pattern[str] = _LABEL,
+        hint: str = "",
+    ) -> str:
+        value = self._get(key)
+        if value is REQUIRED and default is not REQUIRED:
+            return default
+        if not self._usable(key, value):
+            return ""
+        if not isinstance(value, str):
+            self._issue(key, f"expected a string, got {type_name(value)}")
+            return ""
+        if pattern.fullmatch(value) is None:
+            self._issue(key, f"{show(value)} is not allowed", hint)
+            return ""
+        return value
+
+    def optional_string(self, key: str, *, pattern: re.Pattern[str] = _LABEL, hint: str = "") -> str | None:
+        if key not in self._table:
+            self._seen.append(key)
+            return None
+        return self.string(key, pattern=pattern, hint=hint)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._get(key)
+        if value is REQUIRED or f"{self._section}.{key}" in self._ctx.poisoned:
+            return default
+        if not isinstance(value, bool):
+            self._issue(key, f"expected true or false, got {type_name(value)}")
+            return default
+        return value
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self._get(key)
+        if value is REQUIRED:
+            return default
+        if not self._usable(key, value):
+            return default
+        if value not in choices:
+            self._issue(key, f"{show(value)} is not one of {', '.join(map(repr, choices))}")
+            return default
+        return str(value)
+
+    def integer(
+        self, key: str, default: int | _Required, lo: int, hi: int, *, problem: str = "", hint: str = ""
+    ) -> int:
+        value = self._get(key)
+        if value is REQUIRED and default is not REQUIRED:
+            return default
+        if not self._usable(key, value):
+            return lo
+        if isinstance(value, str) and re.fullmatch(r"0[xX][0-9a-fA-F]+", value):
+            value = int(value, 16)  # "0x3c" as a string is how addresses are often written
+        if isinstance(value, bool) or not isinstance(value, int):
+            self._issue(key, f"expected an integer, got {type_name(value)}")
+            return lo
+        if not lo <= value <= hi:
+            self._issue(key, problem.format(value=value) or f"{value} is out of range ({lo}..{hi})", hint)
+            return lo
+        return value
+
+    def number(self, key: str, default: float, lo: float, hi: float) -> float:
+        value = self._get(key)
+        if value is REQUIRED or not self._usable(key, value):
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self._issue(key, f"expected a number, got {type_name(value)}")
+            return default
+        if not lo <= value <= hi:
+            self._issue(key, f"{value} is out of range ({lo:g}..{hi:g})")
+            return default
+        return float(value)
+
+    def path(self, key: str, default: Path | _Required = REQUIRED, *, check: str = "") -> Path:
+        value = self._get(key)
+        if value is REQUIRED and default is not REQUIRED:
+            return default
+        if not self._usable(key, value):
+            return Path()
+        if not isinstance(value, str) or not value:
+            self._issue(key, f"expected a path string, got {type_name(value)}")
+            return Path()
+        expanded = expand_home(value)
+        if expanded is None:
+            self._issue(key, f"{value!r}: no such user's home directory", "write the path out in full")
+            return Path()
+        path = self._ctx.base_dir / expanded
+        if check:
+            self._ctx.file_checks.append(FileCheck(f"{self._section}.{key}", check, path=path))
+        return path
+
+    def optional_path(self, key: str, *, check: str = "") -> Path | None:
+        if key not in self._table:
+            self._seen.append(key)
+            return None
+        return self.path(key, check=check)
+
+    def credential(self, key: str, *, check: str = "credential") -> Credential:
+        value = self._get(key)
+        cred = Credential("invalid", self._ctx.credentials_dir)
+        if not self._usable(key, value):
+            return cred
+        if not isinstance(value, str):
+            self._issue(key, f"expected a credential name, got {type_name(value)}")
+            return cred
+        try:
+            credential_path(value, {CREDENTIALS_ENV: "/"})
+        except KeyFileError:
+            self._issue(key, f"{show(value)} is not a credential name", "letters, digits, '_', '.', '-'")
+            return cred
+        cred = Credential(value, self._ctx.credentials_dir)
+        self._ctx.file_checks.append(FileCheck(f"{self._section}.{key}", check, credential=cred))
+        return cred
+
+
+@dataclass
+class Context:
+    base_dir: Path
+    credentials_dir: Path | None
+    issues: list[Issue] = dataclasses.field(default_factory=list)
+    poisoned: set[str] = dataclasses.field(default_factory=set)
+    file_checks: list[FileCheck] = dataclasses.field(default_factory=list)
+    present: set[str] = dataclasses.field(default_factory=set)

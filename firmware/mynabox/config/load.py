@@ -1,0 +1,301 @@
+"""Loading the config file: one TOML file parsed into frozen dataclasses, every problem reported at once.
+
+Path: ``--config``, else ``$MYNABOX_CONFIG``, else ``/etc/mynabox/config.toml``. Relative paths in the
+file are taken relative to the file's directory. Secrets never live in the TOML: a key names a *credential*,
+a file in ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``), or for development in
+``$MYNABOX_CREDENTIALS_DIR`` or the top-level ``credentials_dir`` key. A value that looks like key material
+(PEM, long base64/hex) is an error, and its text is never echoed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from mynabox.config.fields import Context, Fields, expand_home, looks_secret, suggest, type_name
+from mynabox.config.model import (
+    AuditConfig,
+    Config,
+    ConfigError,
+    ConsentConfig,
+    DeviceConfig,
+    DisplayConfig,
+    Issue,
+    LogConfig,
+    MqttConfig,
+    PanelConfig,
+    ReaderConfig,
+    SealingConfig,
+    StorageConfig,
+    SummaryConfig,
+)
+from mynabox.payload.keys import (
+    CREDENTIALS_ENV,
+    KeyFileError,
+    load_audit_key,
+    load_private_key,
+    load_public_key,
+)
+
+DEFAULT_PATH = Path("/etc/mynabox/config.toml")
+CONFIG_ENV = "MYNABOX_CONFIG"
+DEV_CREDENTIALS_ENV = "MYNABOX_CREDENTIALS_DIR"
+_DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+_SECTIONS = (
+    "device",
+    "reader",
+    "consent",
+    "display",
+    "panel",
+    "summary",
+    "mqtt",
+    "sealing",
+    "storage",
+    "audit",
+    "log",
+)
+_REQUIRED_SECTIONS = frozenset({"device", "summary", "mqtt", "sealing", "audit"})
+
+
+def default_path(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    return Path(env.get(CONFIG_ENV) or DEFAULT_PATH)
+
+
+def load_config(
+    path: Path | str | None = None, *, environ: Mapping[str, str] | None = None, check_files: bool = True
+) -> Config:
+    """Read and validate; raises `ConfigError` listing every problem found."""
+    env = os.environ if environ is None else environ
+    source = Path(path) if path is not None else default_path(env)
+    try:
+        text = source.read_bytes().decode("utf-8")
+    except OSError as err:
+        raise ConfigError(str(source), [Issue("<file>", f"cannot read ({err.strerror})")]) from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(str(source), [Issue("<file>", "not UTF-8 text")]) from err
+    return parse_config(text, source=source, environ=env, check_files=check_files)
+
+
+def parse_config(
+    text: str, *, source: Path, environ: Mapping[str, str] | None = None, check_files: bool = True
+) -> Config:
+    env = os.environ if environ is None else environ
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(str(source), [Issue("<toml>", f"syntax error: {err}")]) from None
+    ctx = Context(base_dir=source.parent, credentials_dir=None)
+    _find_secrets(doc, "", ctx)
+
+    dev_dir = doc.get("credentials_dir")
+    if dev_dir is not None and not isinstance(dev_dir, str):
+        ctx.issues.append(Issue("credentials_dir", f"expected a path string, got {type_name(dev_dir)}"))
+        dev_dir = None
+    chosen = env.get(CREDENTIALS_ENV) or env.get(DEV_CREDENTIALS_ENV) or dev_dir
+    expanded = expand_home(chosen) if chosen else None
+    if chosen and expanded is None:
+        ctx.issues.append(Issue("credentials_dir", f"{chosen!r}: no such user's home directory"))
+    ctx.credentials_dir = None if expanded is None else source.parent / expanded
+
+    tables: dict[str, Mapping[str, object]] = {}
+    for name, value in doc.items():
+        if name == "credentials_dir":
+            continue
+        if name not in _SECTIONS:
+            hint = suggest(name, list(_SECTIONS))
+            ctx.issues.append(
+                Issue(name, "unknown section" if isinstance(value, dict) else "unknown key", hint)
+            )
+        elif not isinstance(value, dict):
+            ctx.issues.append(Issue(name, f"expected a [{name}] table, got {type_name(value)}"))
+        else:
+            tables[name] = value
+    ctx.present = set(doc)
+    for name in sorted(_REQUIRED_SECTIONS - tables.keys()):
+        if name not in doc:
+            ctx.issues.append(Issue(name, "missing section (required)", f"add a [{name}] table"))
+
+    def fields(name: str) -> Fields:
+        return Fields(name, tables.get(name, {}), ctx)
+
+    config = _build(fields, source, ctx)
+    if check_files:
+        _check_files(ctx)
+    if ctx.issues:
+        raise ConfigError(str(source), ctx.issues)
+    return config
+
+
+def _find_secrets(table: Mapping[str, object], prefix: str, ctx: Context) -> None:
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            _find_secrets(value, f"{dotted}.", ctx)
+        elif isinstance(value, str) and looks_secret(value):
+            ctx.poisoned.add(dotted)
+            ctx.issues.append(
+                Issue(
+                    dotted,
+                    "looks like key material (value not shown)",
+                    "secrets go in files named by credential (LoadCredential=), never in the config",
+                )
+            )
+
+
+def _build(fields: Callable[[str], Fields], source: Path, ctx: Context) -> Config:
+    f = fields("device")
+    device = DeviceConfig(
+        id=f.string("id", pattern=_DEVICE_ID, hint="lowercase letters, digits and '-', at most 32"),
+        unit_id=f.optional_string("unit_id"),
+        crew_id=f.optional_string("crew_id"),
+        test_mode=f.boolean("test_mode", False),
+    )
+    f.finish()
+
+    f = fields("reader")
+    reader = ReaderConfig(
+        name_filter=f.optional_string("name_filter"),
+        extended_apdu=f.choice("extended_apdu", "auto", ("auto", "on", "off")),
+        hang_s=f.number("hang_s", 20.0, 2.0, 600.0),
+    )
+    f.finish()
+
+    f = fields("consent")
+    consent = ConsentConfig(
+        default=f.choice("default", "none", ("none", "oral", "emergency")),
+        window_s=f.number("window_s", 30.0, 0.0, 3600.0),
+        timeout_s=f.number("timeout_s", 60.0, 1.0, 3600.0),
+    )
+    f.finish()
+
+    f = fields("display")
+    display = DisplayConfig(
+        driver=f.choice("driver", "ssd1306", ("ssd1306", "sh1106", "dummy")),
+        i2c_port=f.integer("i2c_port", 1, 0, 31),
+        i2c_address=f.integer(
+            "i2c_address",
+            0x3C,
+            0x03,
+            0x77,
+            problem="{value:#04x} is not a 7-bit I2C address (0x03–0x77)",
+            hint="SSD1306/SH1106 use 0x3c or 0x3d",
+        ),
+        rotate=f.integer("rotate", 0, 0, 3, hint="0-3 quarter turns"),
+        result_clear_s=f.number("result_clear_s", 60.0, 1.0, 3600.0),
+        error_clear_s=f.number("error_clear_s", 15.0, 1.0, 3600.0),
+        frames_dir=f.optional_path("frames_dir"),
+    )
+    if display.frames_dir is not None and display.driver != "dummy":
+        ctx.issues.append(Issue("display.frames_dir", "only used with driver = 'dummy'", "remove it"))
+    f.finish()
+
+    f = fields("panel")
+    panel = PanelConfig(
+        enabled=f.boolean("enabled", True),
+        pins_file=f.optional_path("pins_file", check="file"),
+        pin_factory=f.choice("pin_factory", "auto", ("auto", "mock")),
+    )
+    f.finish()
+
+    f = fields("summary")
+    url = f.string(
+        "url", pattern=re.compile(r"https://[^\s/?#]+(/[^\s?#]*)?"), hint="https://host[:port][/prefix]"
+    )
+    summary = SummaryConfig(
+        url=url,
+        ca_file=f.path("ca_file", check="file"),
+        client_cert=f.path("client_cert", check="file"),
+        client_key=f.credential("client_key"),
+        timeout_s=f.number("timeout_s", 5.0, 0.1, 120.0),
+        retries=f.integer("retries", 2, 0, 10),
+        limit_s=f.number("limit_s", 10.0, 1.0, 120.0),
+    )
+    f.finish()
+
+    f = fields("mqtt")
+    mqtt = MqttConfig(
+        host=f.string(
+            "host", pattern=re.compile(r"[A-Za-z0-9.:_-]{1,253}"), hint="a host name or IP address"
+        ),
+        port=f.integer("port", 8883, 1, 65535),
+        ca_file=f.path("ca_file", check="file"),
+        client_cert=f.path("client_cert", check="file"),
+        client_key=f.credential("client_key"),
+        keepalive_s=f.integer("keepalive_s", 30, 5, 3600),
+        window=f.integer("window", 10, 1, 100),
+    )
+    f.finish()
+
+    f = fields("sealing")
+    sealing = SealingConfig(
+        device_key=f.credential("device_key", check="private_key"),
+        gateway_public_key=f.path("gateway_public_key", check="public_key"),
+        max_message_bytes=f.integer("max_message_bytes", 65536, 1024, 1024 * 1024),
+    )
+    f.finish()
+
+    f = fields("storage")
+    storage = StorageConfig(
+        state_dir=f.path("state_dir", Path("/var/lib/mynabox")),
+        outbox_retention_h=f.integer("outbox_retention_h", 168, 1, 24 * 366),
+    )
+    f.finish()
+
+    f = fields("audit")
+    audit = AuditConfig(key=f.credential("key", check="audit_key"))
+    f.finish()
+
+    f = fields("log")
+    log = LogConfig(level=f.choice("level", "info", ("debug", "info", "warning", "error")))
+    f.finish()
+
+    return Config(
+        source,
+        ctx.credentials_dir,
+        device,
+        reader,
+        consent,
+        display,
+        panel,
+        summary,
+        mqtt,
+        sealing,
+        storage,
+        audit,
+        log,
+    )
+
+
+def _check_files(ctx: Context) -> None:
+    no_dir = ctx.credentials_dir is None
+    if no_dir and any(c.credential is not None for c in ctx.file_checks):
+        ctx.issues.append(
+            Issue(
+                "credentials_dir",
+                f"no credentials directory (${CREDENTIALS_ENV} unset)",
+                f"run under systemd with LoadCredential=, or set ${DEV_CREDENTIALS_ENV} for development",
+            )
+        )
+    for check in ctx.file_checks:
+        if check.credential is not None and no_dir:
+            continue  # reported once above
+        try:
+            path = check.credential.path if check.credential is not None else check.path or Path()
+            if check.kind == "private_key":
+                load_private_key(path)
+            elif check.kind == "public_key":
+                load_public_key(path)
+            elif check.kind == "audit_key":
+                load_audit_key(path)
+            elif not path.is_file():
+                raise KeyFileError(
+                    f"{path}: not found" if not path.exists() else f"{path}: not a regular file"
+                )
+            elif not os.access(path, os.R_OK):
+                raise KeyFileError(f"{path}: not readable")
+        except KeyFileError as err:
+            ctx.issues.append(Issue(check.key, str(err)))

@@ -1,0 +1,210 @@
+"""The configuration as frozen dataclasses: what the rest of the box reads (parsing is in `load`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mynabox.payload.keys import CREDENTIALS_ENV, KeyFileError, Secret, credential_path
+
+if TYPE_CHECKING:
+    from mynabox.adapters.mqtt import LinkSettings
+    from mynabox.adapters.summary_client import HttpsSummaryClient
+
+MASK = "********"
+MAX_CREDENTIAL_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Issue:
+    key: str
+    problem: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.problem}" + (f" — {self.hint}" if self.hint else "")
+
+
+class ConfigError(Exception):
+    """Everything wrong with a config file, found in one pass."""
+
+    def __init__(self, source: str, issues: list[Issue]) -> None:
+        self.source = source
+        self.issues = tuple(issues)
+        lines = "\n".join(f"  {issue}" for issue in self.issues)
+        super().__init__(f"{source}: {len(self.issues)} problem(s)\n{lines}")
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A secret file by credential name; the contents are read only on demand, into a masked `Secret`."""
+
+    name: str
+    directory: Path | None
+
+    @property
+    def path(self) -> Path:
+        env = {} if self.directory is None else {CREDENTIALS_ENV: str(self.directory)}
+        return credential_path(self.name, env)
+
+    def read(self) -> Secret[bytes]:
+        path = self.path
+        try:
+            with path.open("rb") as f:
+                data = f.read(MAX_CREDENTIAL_BYTES + 1)
+        except OSError as err:
+            raise KeyFileError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from err
+        if len(data) > MAX_CREDENTIAL_BYTES:
+            raise KeyFileError(f"{path}: too large for a credential")
+        return Secret(data)
+
+    def describe(self) -> str:
+        where = "<no credentials directory>" if self.directory is None else str(self.directory / self.name)
+        return f"credential {self.name!r} at {where} (contents {MASK})"
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    id: str
+    unit_id: str | None = None
+    crew_id: str | None = None
+    test_mode: bool = False
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    name_filter: str | None = None
+    extended_apdu: str = "auto"
+    hang_s: float = 20.0
+
+
+@dataclass(frozen=True)
+class ConsentConfig:
+    default: str = "none"
+    window_s: float = 30.0
+    timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class DisplayConfig:
+    driver: str = "ssd1306"
+    i2c_port: int = 1
+    i2c_address: int = 0x3C
+    rotate: int = 0
+    result_clear_s: float = 60.0
+    error_clear_s: float = 15.0
+    frames_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class PanelConfig:
+    enabled: bool = True
+    pins_file: Path | None = None  # None: the pin map packaged with the firmware
+    pin_factory: str = "auto"
+
+
+@dataclass(frozen=True)
+class SummaryConfig:
+    url: str
+    ca_file: Path
+    client_cert: Path
+    client_key: Credential
+    timeout_s: float = 5.0
+    retries: int = 2
+    limit_s: float = 10.0
+
+    def client(self) -> HttpsSummaryClient:
+        from mynabox.adapters.summary_client import HttpsSummaryClient
+
+        return HttpsSummaryClient(
+            self.url,
+            ca_file=self.ca_file,
+            client_cert=self.client_cert,
+            client_key=self.client_key.path,
+            timeout_s=self.timeout_s,
+            retries=self.retries,
+            limit_s=self.limit_s,
+        )
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str
+    ca_file: Path
+    client_cert: Path
+    client_key: Credential
+    port: int = 8883
+    keepalive_s: int = 30
+    window: int = 10
+
+    def link_settings(self, device_id: str) -> LinkSettings:
+        from mynabox.adapters.mqtt import LinkSettings
+
+        return LinkSettings(
+            host=self.host,
+            port=self.port,
+            device_id=device_id,
+            ca=self.ca_file,
+            cert=self.client_cert,
+            key=self.client_key.path,
+            keepalive_s=self.keepalive_s,
+            window=self.window,
+        )
+
+
+@dataclass(frozen=True)
+class SealingConfig:
+    device_key: Credential
+    gateway_public_key: Path
+    max_message_bytes: int = 65536
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    state_dir: Path = Path("/var/lib/mynabox")
+    outbox_retention_h: int = 168
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    key: Credential
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path
+    credentials_dir: Path | None
+    device: DeviceConfig
+    reader: ReaderConfig
+    consent: ConsentConfig
+    display: DisplayConfig
+    panel: PanelConfig
+    summary: SummaryConfig
+    mqtt: MqttConfig
+    sealing: SealingConfig
+    storage: StorageConfig
+    audit: AuditConfig
+    log: LogConfig
+
+    def masked_dict(self) -> dict[str, Any]:
+        """Plain values for printing; credentials show their name and location, never their contents."""
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def plain(value: object) -> Any:
+    if isinstance(value, Credential):
+        return value.describe()
+    if isinstance(value, Secret):
+        return MASK
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Path):
+        return str(value)
+    return value
