@@ -6,14 +6,14 @@ Rule 1: condition events (reader present/missing, broker online/offline, clock s
         accepted in every state: they update the status line and, where the screen shows it, redraw.
 Rule 2: Tick is accepted in every state; it fires the deadline of the current state, if any.
 Rule 3: ShutdownRequested is accepted in every state: stopped screen, LED off, Stop.
-A consent press made before the tap waits for it (consent_window_s), shown on the ready screen so the
-crew sees what the next read will record; both buttons held (clear) withdraw it. It survives a failed
-read, since the retry is usually the same patient.
-
 Rule 4: any other (state, event) pair not in the table is ignored and returns no effects — e.g. a
         consent press while a result is shown. The crew cannot drive the box into an illegal state by
         pressing or tapping at the wrong time. A card tapped while a lookup runs is not used either, but
         every read leaves an audit record: `busy`, or the failure (e.g. `card-removed`).
+
+A consent press made before the tap waits for it (consent_window_s), shown on the ready screen so the
+crew sees what the next read will record; both buttons held (clear) withdraw it. It survives a failed
+read, since the retry is usually the same patient.
 """
 
 from __future__ import annotations
