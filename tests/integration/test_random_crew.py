@@ -133,13 +133,15 @@ class Crew:
         self.note(f"tap {who.key} {_short(faults)} press {when}")
         assert self.stack.pcscd is not None
         self.stack.pcscd.wait_empty()
+        if when == "withdrawn":  # pressed at the ready screen, then both held: it must not count
+            wait_for(lambda: self.state() == "idle", 10)  # not a prompt or lookup left from the last tap
         if when in ("before", "withdrawn"):
             self.press(button)
-        if when == "withdrawn":  # both held: the press must not count for this tap
+        if when == "withdrawn":
             self.clear()
         self.card.insert(VirtualMyNumberCard(who.card_id, faults=faults))
         wait_for(lambda: self.state() not in ("idle", "reading"), 5)
-        if when == "withdrawn" and self.state() in ("looking-up", "result"):
+        if when == "withdrawn" and self.state() in ("looking-up", "result"):  # used without being asked
             self.broken.append(f"{self.did[-1]}: a withdrawn press was used")
         if self.state() == "consent":
             if when == "after":
