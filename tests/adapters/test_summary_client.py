@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -421,3 +424,86 @@ def test_one_attempt_is_cut_at_the_lookup_time_limit(
 def test_a_limit_that_is_not_positive_is_refused(pki: TestPki) -> None:
     with pytest.raises(SummaryClientConfigError):
         client("https://127.0.0.1:1", pki, limit_s=0.0)
+
+
+# --- the name lookup: glibc's resolver in a mount namespace with our own /etc/hosts and resolv.conf ------
+
+SERVICE_NAME = "summary.mynabox.test"
+SILENT_DNS = "127.0.0.153"  # a loopback address where our socket takes queries and never answers
+IN_NAMESPACE = 'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.conf && shift 2 && exec "$@"'
+LOOKUP_SCRIPT = """
+import json, sys, time
+from mynabox.adapters.summary_client import HttpsSummaryClient
+from mynabox.testing.tlsfiles import certificate_with_cn
+a = json.loads(sys.argv[1])
+c = HttpsSummaryClient(a["url"], ca_file=a["ca"], client_cert=a["cert"], client_key=a["key"],
+                       timeout_s=5.0, retries=2, limit_s=a["limit_s"])
+started = time.monotonic()
+result = c.lookup(certificate_with_cn(a["card_id"]))
+print(json.dumps({"s": time.monotonic() - started, "kind": type(result).__name__,
+                  "reason": getattr(result, "reason", "")}))
+"""
+
+
+@pytest.fixture(scope="module")
+def named_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    return make_test_pki(tmp_path_factory.mktemp("named-pki"), server_names=(SERVICE_NAME,))
+
+
+@pytest.fixture
+def silent_dns() -> Iterator[None]:
+    """A name server that swallows every query, as a mobile link in a tunnel does."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((SILENT_DNS, 53))
+        yield
+    finally:
+        sock.close()
+
+
+def lookup_in_namespace(
+    tmp_path: Path, pki: TestPki, port: int, hosts: str, limit_s: float
+) -> dict[str, Any]:
+    """The client in a child process that sees our hosts file and a resolv.conf naming the silent server."""
+    (tmp_path / "hosts").write_text(hosts)
+    (tmp_path / "resolv.conf").write_text(f"nameserver {SILENT_DNS}\noptions timeout:5 attempts:2\n")
+    files = pki.client("device-1")
+    args = {
+        "url": f"https://{SERVICE_NAME}:{port}",
+        "ca": str(pki.ca_cert),
+        "cert": str(files.cert),
+        "key": str(files.key),
+        "limit_s": limit_s,
+        "card_id": PATIENT.card_id,
+    }
+    command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", IN_NAMESPACE, "sh"]
+    command += [str(tmp_path / "hosts"), str(tmp_path / "resolv.conf")]
+    command += [sys.executable, "-c", LOOKUP_SCRIPT, json.dumps(args)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return answer
+
+
+def test_a_resolver_that_never_answers_is_cut_at_the_lookup_time_limit(
+    tmp_path: Path, named_pki: TestPki, silent_dns: None
+) -> None:
+    service = start_refsvc(named_pki)
+    try:
+        answer = lookup_in_namespace(tmp_path, named_pki, service.port, "127.0.0.1 localhost\n", limit_s=2.0)
+    finally:
+        service.stop()
+    assert answer["kind"] == "Unavailable" and answer["reason"].startswith("name lookup timed out"), answer
+    assert answer["s"] < 4.0  # the resolver alone would take 10 s (5 s × 2 tries) per attempt
+
+
+def test_the_name_is_resolved_and_still_checked_against_the_certificate(
+    tmp_path: Path, named_pki: TestPki, silent_dns: None
+) -> None:
+    service = start_refsvc(named_pki)
+    try:
+        # nsswitch asks files first: the silent server is not reached.
+        hosts = f"127.0.0.1 localhost\n127.0.0.1 {SERVICE_NAME}\n"
+        answer = lookup_in_namespace(tmp_path, named_pki, service.port, hosts, limit_s=10.0)
+    finally:
+        service.stop()
+    assert answer["kind"] == "Found", answer

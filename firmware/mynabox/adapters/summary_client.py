@@ -8,6 +8,8 @@ Retries are bounded and only for failures a second try can cure: connection refu
 5xx. A certificate the server rejects, a 4xx or a malformed response is answered at once. All attempts
 together stay within `limit_s`: in a tunnel the mobile link swallows packets, every attempt would wait out
 its full timeout, and the crew would watch 照会中 for half a minute instead of getting the card record out.
+That includes the name lookup: glibc's resolver knows nothing of socket timeouts (5 s × 2 tries × each
+name server by default), so the host name is resolved in a helper thread that the attempt stops waiting for.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ import base64
 import http.client
 import json
 import logging
+import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -40,6 +45,65 @@ class SummaryClientConfigError(ValueError):
 @dataclass(frozen=True)
 class _Retryable:
     reason: str
+
+
+class NameLookupTimeout(TimeoutError):
+    """The resolver did not answer within the time the lookup had left."""
+
+
+def _resolve(host: str, port: int, timeout: float) -> list[tuple[str, int]]:
+    """The host's addresses, or NameLookupTimeout / OSError. The helper thread may outlive the wait: it
+    ends when the resolver gives up, and holds nothing but the host name."""
+    answer: list[list[tuple[str, int]] | OSError] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            answer.append([(str(info[4][0]), int(info[4][1])) for info in infos])
+        except OSError as exc:
+            answer.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="summary-resolve", daemon=True).start()
+    if not done.wait(timeout):
+        raise NameLookupTimeout(host)
+    if isinstance(answer[0], OSError):
+        raise answer[0]
+    return answer[0]
+
+
+def _connect_any(
+    addresses: list[tuple[str, int]],
+    _address: tuple[str, int],
+    timeout: float | None = None,
+    source_address: tuple[str, int] | None = None,
+) -> socket.socket:
+    """http.client's connection factory, given addresses resolved beforehand (a numeric host needs no DNS)."""
+    error: OSError = OSError("no address")
+    for address in addresses:
+        try:
+            return socket.create_connection(address, timeout, source_address)
+        except OSError as exc:
+            error = exc
+    raise error
+
+
+class _Connection(http.client.HTTPSConnection):
+    """Connects to addresses resolved with a deadline; SNI and the certificate check still use the name."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        addresses: list[tuple[str, int]],
+        *,
+        context: ssl.SSLContext,
+        timeout: float,
+    ) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._create_connection = partial(_connect_any, addresses)
 
 
 def _context(ca_file: Path, client_cert: Path, client_key: Path) -> ssl.SSLContext:
@@ -103,8 +167,12 @@ class HttpsSummaryClient:
     def health(self) -> str | None:
         """One GET of the service's health endpoint with our client certificate: None when it answers 200."""
         path = self._path.removesuffix(LOOKUP_PATH) + "/v1/health"
-        conn = http.client.HTTPSConnection(
-            self._host, self._port, context=self._context, timeout=self._connect_timeout_s
+        try:
+            addresses = _resolve(self._host, self._port, self._connect_timeout_s)
+        except OSError as err:
+            return f"{type(err).__name__}"
+        conn = _Connection(
+            self._host, self._port, addresses, context=self._context, timeout=self._connect_timeout_s
         )
         try:
             conn.request("GET", path)
@@ -144,8 +212,18 @@ class HttpsSummaryClient:
             return Unavailable(f"internal error ({type(exc).__name__})")
 
     def _attempt(self, body: bytes, end: float | None) -> LookupResult | _Retryable:
-        conn = http.client.HTTPSConnection(
-            self._host, self._port, timeout=min(self._connect_timeout_s, _left(end)), context=self._context
+        try:
+            addresses = _resolve(self._host, self._port, min(self._connect_timeout_s, _left(end)))
+        except NameLookupTimeout:
+            return _Retryable("name lookup timed out")
+        except OSError as exc:
+            return _Retryable(f"cannot resolve the service's name ({type(exc).__name__})")
+        conn = _Connection(
+            self._host,
+            self._port,
+            addresses,
+            timeout=min(self._connect_timeout_s, _left(end)),
+            context=self._context,
         )
         try:
             try:
