@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from mynabox.summary.model import Summary, SummaryFormatError
@@ -51,16 +52,19 @@ class NameLookupTimeout(TimeoutError):
     """The resolver did not answer within the time the lookup had left."""
 
 
-def _resolve(host: str, port: int, timeout: float) -> list[tuple[str, int]]:
+Address = tuple[socket.AddressFamily, tuple[Any, ...]]  # family, sockaddr (an IPv6 one keeps its scope)
+
+
+def _resolve(host: str, port: int, timeout: float) -> list[Address]:
     """The host's addresses, or NameLookupTimeout / OSError. The helper thread may outlive the wait: it
     ends when the resolver gives up, and holds nothing but the host name."""
-    answer: list[list[tuple[str, int]] | OSError] = []
+    answer: list[list[Address] | OSError] = []
     done = threading.Event()
 
     def run() -> None:
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            answer.append([(str(info[4][0]), int(info[4][1])) for info in infos])
+            answer.append([(family, tuple(sockaddr)) for family, _, _, _, sockaddr in infos])
         except OSError as exc:
             answer.append(exc)
         finally:
@@ -75,17 +79,23 @@ def _resolve(host: str, port: int, timeout: float) -> list[tuple[str, int]]:
 
 
 def _connect_any(
-    addresses: list[tuple[str, int]],
+    addresses: list[Address],
     _address: tuple[str, int],
     timeout: float | None = None,
     source_address: tuple[str, int] | None = None,
 ) -> socket.socket:
-    """http.client's connection factory, given addresses resolved beforehand (a numeric host needs no DNS)."""
-    error: OSError = OSError("no address")
-    for address in addresses:
+    """http.client's connection factory, given the addresses resolved beforehand: the first that answers."""
+    error: OSError = OSError("the name has no address")
+    for family, sockaddr in addresses:
+        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            return socket.create_connection(address, timeout, source_address)
+            sock.settimeout(timeout)
+            if source_address is not None:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+            return sock
         except OSError as exc:
+            sock.close()
             error = exc
     raise error
 
@@ -97,7 +107,7 @@ class _Connection(http.client.HTTPSConnection):
         self,
         host: str,
         port: int,
-        addresses: list[tuple[str, int]],
+        addresses: list[Address],
         *,
         context: ssl.SSLContext,
         timeout: float,
