@@ -1,13 +1,16 @@
 """`mynabox run` as a real subprocess on the real stack, with a NOTIFY_SOCKET the test owns.
 
 READY arrives, WATCHDOG keeps coming, a tap ends in the gateway receiver opening the summary, a frozen
-process stops pinging, SIGTERM exits 0 quickly; kill -9 with the broker down loses nothing.
+process stops pinging, SIGTERM exits 0 quickly (also while the broker link swallows packets); kill -9 with
+the broker down loses nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -197,3 +200,51 @@ def test_kill_9_with_the_broker_down_loses_nothing(
         if daemon.poll() is None:
             daemon.kill()
         notify.close()
+
+
+class SilentBroker:
+    """A loopback port whose accept queue is full, so the kernel drops every SYN: a broker link that swallows
+    packets, as in an underground car park. paho's thread then sits in its TCP connect."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(0)
+        self.port = int(self._listener.getsockname()[1])
+        self._fillers: list[socket.socket] = []
+        for _ in range(2):  # never accepted: they fill the queue
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", self.port))
+            self._fillers.append(filler)
+
+    def close(self) -> None:
+        for s in [*self._fillers, self._listener]:
+            s.close()
+
+
+def test_sigterm_is_quick_while_the_broker_link_swallows_packets(tmp_path: Path) -> None:
+    silent = SilentBroker()
+    try:
+        config = {"mqtt": {"port": silent.port}}
+        # No pcscd of its own (the module's stack has the one this process may run): reader missing is fine.
+        with BoxStack(device_id="amb-silent", with_pcscd=False, config_extra=config) as quiet:
+            notify = NotifySocket(tmp_path / "notify.sock")
+            log = tmp_path / "daemon.log"
+            daemon = start_daemon(quiet, notify, log)
+            try:
+                assert wait_for(lambda: notify.seen("READY=1") == 1, 20), log.read_text()
+                time.sleep(1.5)  # paho's thread is inside its connect (connect_timeout_s: 10 s)
+                term = time.monotonic()
+                daemon.send_signal(signal.SIGTERM)
+                assert daemon.wait(timeout=15) == 0
+                stop_s = time.monotonic() - term
+            finally:
+                if daemon.poll() is None:
+                    daemon.kill()
+                notify.close()
+    finally:
+        silent.close()
+    assert stop_s < 2.0, f"SIGTERM took {stop_s:.2f} s"  # 7 s before: systemd (TimeoutStopSec=5) would kill
+    assert "still being attempted" in log.read_text()  # the connect really was under way

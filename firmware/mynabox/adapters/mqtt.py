@@ -50,6 +50,8 @@ STATE_KEYS = frozenset(
 )
 _STATE_TEXT = re.compile(r"[A-Za-z0-9_.:+-]{0,64}")
 _TICK_S = 1.0  # the worker looks at the outbox at least this often (it also wakes on notify())
+_OFFLINE_ACK_S = 1.0  # at stop, how long "offline" may wait for its PUBACK (else the broker sends the will)
+_NETWORK_STOP_S = 0.5  # at stop, how long to wait for paho's thread to leave a connect in progress
 
 
 class LinkError(Exception):
@@ -214,7 +216,14 @@ class MqttLink:
         if self._worker.is_alive():
             self._events.put(_Event("stop"))
             self._worker.join(timeout)
-        self._client.loop_stop()
+        # paho's thread may be inside a TCP connect (up to connect_timeout_s) or a name lookup, which nothing
+        # interrupts: in an underground car park SIGTERM took 7 s and systemd's TimeoutStopSec would kill us.
+        # It is a daemon thread and holds nothing to save (the outbox keeps every message), so do not wait.
+        stopper = threading.Thread(target=self._client.loop_stop, name="mqtt-stop", daemon=True)
+        stopper.start()
+        stopper.join(_NETWORK_STOP_S)
+        if stopper.is_alive():
+            log.warning("stopping with the broker connection still being attempted")
 
     # --- paho callbacks (paho's thread): only enqueue ---------------------------------------------------
 
@@ -336,6 +345,6 @@ class MqttLink:
             )
             # If the connection is already gone, the broker sends the last will instead.
             with contextlib.suppress(RuntimeError, ValueError):
-                info.wait_for_publish(timeout=2.0)
+                info.wait_for_publish(timeout=_OFFLINE_ACK_S)
         self._client.disconnect()
         self._set_online(False)
