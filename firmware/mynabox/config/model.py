@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mynabox.payload.keys import CREDENTIALS_ENV, KeyFileError, Secret, credential_path
+from mynabox.payload.keys import CREDENTIALS_ENV, Secret, credential_path, read_small_file
 
 if TYPE_CHECKING:
     from mynabox.adapters.mqtt import LinkSettings
@@ -50,15 +50,7 @@ class Credential:
         return credential_path(self.name, env)
 
     def read(self) -> Secret[bytes]:
-        path = self.path
-        try:
-            with path.open("rb") as f:
-                data = f.read(MAX_CREDENTIAL_BYTES + 1)
-        except OSError as err:
-            raise KeyFileError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from err
-        if len(data) > MAX_CREDENTIAL_BYTES:
-            raise KeyFileError(f"{path}: too large for a credential")
-        return Secret(data)
+        return Secret(read_small_file(self.path, limit=MAX_CREDENTIAL_BYTES, what="a credential"))
 
     def describe(self) -> str:
         where = "<no credentials directory>" if self.directory is None else str(self.directory / self.name)

@@ -98,11 +98,11 @@ def parse_public_key(data: bytes, *, source: str = "key") -> ec.EllipticCurvePub
 
 
 def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    return parse_private_key(_read(path), source=str(path))
+    return parse_private_key(read_small_file(path), source=str(path))
 
 
 def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
-    return parse_public_key(_read(path), source=str(path))
+    return parse_public_key(read_small_file(path), source=str(path))
 
 
 def load_public_keys(directory: Path, *, suffix: str = ".pem") -> dict[str, ec.EllipticCurvePublicKey]:
@@ -142,7 +142,7 @@ def load_private_key_credential(
 
 def load_audit_key(path: Path) -> Secret[bytes]:
     """The audit chain's HMAC key: raw bytes (at least 32) in a file of its own."""
-    data = _read(path)
+    data = read_small_file(path)
     if len(data) < AUDIT_KEY_MIN_BYTES:
         raise KeyFileError(f"{path}: an audit key needs at least {AUDIT_KEY_MIN_BYTES} bytes")
     return Secret(data)
@@ -154,14 +154,15 @@ def _require_p256_private(key: object, source: str) -> ec.EllipticCurvePrivateKe
     return key
 
 
-def _read(path: Path) -> bytes:
+def read_small_file(path: Path, *, limit: int = _MAX_KEY_FILE, what: str = "a key file") -> bytes:
+    """A key, certificate or credential file, refused past `limit` bytes; KeyFileError names the file only."""
     try:
         with path.open("rb") as f:
-            data = f.read(_MAX_KEY_FILE + 1)
+            data = f.read(limit + 1)
     except OSError as err:
         raise KeyFileError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from err
-    if len(data) > _MAX_KEY_FILE:
-        raise KeyFileError(f"{path}: too large for a key file")
+    if len(data) > limit:
+        raise KeyFileError(f"{path}: too large for {what}")
     return data
 
 
