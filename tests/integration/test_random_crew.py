@@ -30,7 +30,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gpiozero.pins.mock import MockPin
 
 from mynabox.adapters.audit import AuditLog
 from mynabox.payload.audit import Outcome
@@ -106,7 +105,6 @@ class Crew:
         assert stack.pcscd is not None
         self.box, self.stack, self.rng = box, stack, rng
         self.buttons = buttons
-        self.consent, self.emergency = buttons.consent, buttons.emergency
         self.card = VpcdCardServer(VirtualMyNumberCard(PATIENTS[0].card_id), port=stack.pcscd.vpcd_port)
         self.did: list[str] = []
         self.broken: list[str] = []  # promises broken while the crew worked
@@ -118,17 +116,11 @@ class Crew:
         assert self.box.parts.controller is not None
         return self.box.parts.controller.state.value
 
-    def press(self, pin: MockPin) -> None:
-        self.buttons.press(pin)
-
-    def clear(self) -> None:
-        self.buttons.hold_both()
-
     def tap(self) -> None:
         rng = self.rng
         who = rng.choice(PATIENTS)
         faults = rng.choice(FAULTS)
-        button = rng.choice((self.consent, self.emergency))
+        button = rng.choice((self.buttons.consent, self.buttons.emergency))
         when = rng.choice(("before", "after", "after", "never", "clear", "withdrawn"))
         self.note(f"tap {who.key} {_short(faults)} press {when}")
         assert self.stack.pcscd is not None
@@ -136,9 +128,9 @@ class Crew:
         if when == "withdrawn":  # pressed at the ready screen, then both held: it must not count
             wait_for(lambda: self.state() == "idle", 10)  # not a prompt or lookup left from the last tap
         if when in ("before", "withdrawn"):
-            self.press(button)
+            self.buttons.press(button)
         if when == "withdrawn":
-            self.clear()
+            self.buttons.hold_both()
         self.card.insert(VirtualMyNumberCard(who.card_id, faults=faults))
         wait_for(lambda: self.state() not in ("idle", "reading"), 5)
         if when == "withdrawn" and self.state() in ("looking-up", "result"):  # used without being asked
@@ -146,9 +138,9 @@ class Crew:
         if self.state() == "consent":
             if when == "after":
                 time.sleep(rng.uniform(0, 0.8))
-                self.press(button)
+                self.buttons.press(button)
             elif when == "clear":
-                self.clear()
+                self.buttons.hold_both()
         time.sleep(rng.uniform(0, 1.5))  # how long the card stays on the reader
         self.card.remove()
 
@@ -168,7 +160,7 @@ class Crew:
         self.note("quick retap")
         self.card.insert(VirtualMyNumberCard(patient("healthy").card_id))
         wait_for(lambda: self.state() not in ("idle", "reading"), 5)
-        self.press(self.consent)
+        self.buttons.press(self.buttons.consent)
         self.card.remove()
         self.stack.pcscd.wait_empty()
         self.card.insert()
@@ -205,7 +197,7 @@ def test_a_random_crew_cannot_break_the_promises(tmp_path: Path, problems: Probl
                     stack.pcscd.wait_empty()
                     # Pressed first: a press the crew made within consent.window_s before is used by this
                     # tap anyway, so the box may never stop at the consent prompt.
-                    crew.press(crew.consent)
+                    crew.buttons.press(crew.buttons.consent)
                     crew.card.insert(VirtualMyNumberCard(patient("warfarin-elderly").card_id))
                     assert wait_for(lambda: crew is not None and crew.state() == "result", 15), _stuck(crew)
                     crew.card.remove()
