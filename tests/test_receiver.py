@@ -367,3 +367,33 @@ def test_old_format_is_refused_with_a_reason(kit: DeliveryKit, core: ReceiverCor
     old = {k: v for k, v in _claims(kit).items() if k != "seq"}
     token = seal_claims(kit.sealer(DEV), old)
     assert core.handle(f"mynabox/{DEV}/summary", token, now=NOW) == Rejected("no-sequence")
+
+
+# --- device text on the operator's terminal --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("ワルファリン錠　1mg", "ワルファリン錠　1mg"),  # Japanese and the ideographic space stay as they are
+        ("\x1b[2J\x1b]0;t\x07", "\\u001b[2J\\u001b]0;t\\u0007"),
+        ("a\nb\r\tc\x7f\x85\x9b", "a\\u000ab\\u000d\\u0009c\\u007f\\u0085\\u009b"),
+        ("\u202eabc\u202c\u2066\u2069\u200f\u061c", "\\u202eabc\\u202c\\u2066\\u2069\\u200f\\u061c"),
+        ("\u200b\u00ad\u2060\ufeff\u2028\u2029", "\\u200b\\u00ad\\u2060\\ufeff\\u2028\\u2029"),
+        ("\ud800\U000e0041\U000f0000", "\\ud800\\U000e0041\\U000f0000"),
+        ("C:\\u202e", "C:\\\\u202e"),  # a literal backslash is doubled, so it cannot fake an escape
+    ],
+)
+def test_visible(text: str, shown: str) -> None:
+    from mynabox.receiver import visible
+
+    assert visible(text) == shown
+
+
+def test_quarantine_listing_neutralises_the_topic(kit: DeliveryKit, core: ReceiverCore) -> None:
+    from mynabox.receiver import format_quarantined
+
+    core.handle("mynabox/\x1b]0;x\x07/summary", seal(kit), now=NOW)
+    (entry,) = core._seen.quarantined()  # type: ignore[attr-defined]
+    line = format_quarantined(entry)
+    assert "\x1b" not in line and "mynabox/\\u001b]0;x\\u0007/summary  topic" in line

@@ -29,7 +29,9 @@ sink ran: a receiver that dies mid-message gets it again.
 
 Log lines carry the topic's device id, the message id and a reason code: never the body. Printing the
 summary (stdout) and writing JSON files is the receiving side's job; those files hold patient data and
-belong on the gateway's encrypted storage.
+belong on the gateway's encrypted storage. Every string taken from a message is printed through ``visible``:
+control, format (bidi) and separator characters appear as ``\\uXXXX``, so a box cannot drive the
+operator's terminal or reorder what it shows.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import os
 import sqlite3
 import ssl
 import threading
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -106,7 +109,7 @@ Verdict = Accepted | Duplicate | Rejected
 class QuarantineEntry:
     id: int
     received_at: datetime
-    topic: str  # as it came
+    topic: str  # as it came: show it through ``visible``
     reason: str
     size: int  # of the message; ``payload`` keeps at most QUARANTINE_KEEP_BYTES of it
     payload: bytes
@@ -348,8 +351,31 @@ OUTCOME_LABELS = {  # mynabox.payload.audit.Outcome, for the operator; an unknow
 }
 
 
+# Shown as escapes: controls (C0, DEL, C1), format characters (bidi overrides and isolates, zero widths,
+# soft hyphen, BOM, tags), surrogates, private use, unassigned, and line/paragraph separators.
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def visible(text: str) -> str:
+    """``text`` safe for a terminal: invisible or controlling characters as ``\\uXXXX``, ``\\`` doubled."""
+    out = []
+    for char in text:
+        if char == "\\":
+            out.append("\\\\")
+        elif unicodedata.category(char) in _ESCAPED_CATEGORIES:
+            code = ord(char)
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _lines(lines: list[str]) -> str:
+    return "\n".join(visible(line) for line in lines)
+
+
 def format_opened(opened: Opened, *, today: date) -> str:
-    """A readable Japanese rendering for the gateway's operator."""
+    """A readable Japanese rendering for the gateway's operator; every line goes through ``visible``."""
     sent = opened.created_at.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S")
     clock = "" if opened.clock_synced else "（端末時刻未同期）"
     head = f"■ {opened.device_id}  {sent}{clock}  id {opened.message_id}  #{opened.seq}"
@@ -357,7 +383,7 @@ def format_opened(opened: Opened, *, today: date) -> str:
         record = opened.body.get("record")
         outcome = record.get("outcome") if isinstance(record, dict) else None
         label = OUTCOME_LABELS.get(outcome, "") if isinstance(outcome, str) else ""
-        return "\n".join([head, f"  監査記録: {outcome}" + (f"（{label}）" if label else "")])
+        return _lines([head, f"  監査記録: {outcome}" + (f"（{label}）" if label else "")])
     summary = _summary_of(opened.body)
     rendered = None
     if summary is not None:
@@ -370,8 +396,8 @@ def format_opened(opened: Opened, *, today: date) -> str:
             "カード記録（サマリー取得不可）" if opened.kind == Kind.CARD_RECORD else "サマリー（形式不明）"
         )
         keys = ", ".join(sorted(opened.body))
-        return "\n".join([head, f"  {title}: 項目 {keys}"])
-    return head + "\n" + rendered
+        return _lines([head, f"  {title}: 項目 {keys}"])
+    return visible(head) + "\n" + rendered
 
 
 def _summary_of(body: Mapping[str, object]) -> Summary | None:
@@ -423,13 +449,13 @@ def format_summary(summary: Summary, *, today: date) -> str:
         lines.append(f"  {title}: " + ("なし" if not items else ""))
         lines.extend(f"    - {item}" for item in items)
     lines.append(f"  健診: {summary.last_checkup or 'なし'}")
-    return "\n".join(lines)
+    return _lines(lines)
 
 
 def format_quarantined(entry: QuarantineEntry) -> str:
     """One line per refused message for the operator (no body: it is still sealed)."""
     when = entry.received_at.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S")
-    return f"#{entry.id}  {when}  {entry.topic!r}  {entry.reason}  {entry.size} bytes"
+    return visible(f"#{entry.id}  {when}  {entry.topic}  {entry.reason}  {entry.size} bytes")
 
 
 def write_json(directory: Path, opened: Opened) -> Path:
@@ -448,7 +474,8 @@ def write_json(directory: Path, opened: Opened) -> Path:
     }
     tmp = target.with_name(f".{target.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    # A lone surrogate (valid in JSON text, not in UTF-8) is written as its JSON escape.
+    with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
         json.dump(doc, f, ensure_ascii=False, indent=2, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())

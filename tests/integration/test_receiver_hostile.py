@@ -1,7 +1,7 @@
 """`mynabox receive` as its own process on mosquitto (TLS, ACL) against a box gone bad.
 
-A box with a valid key can sign anything. Its messages must not stall the receiver for every other box
-(each unacknowledged one comes back at every restart).
+A box with a valid key can sign anything. Its messages must neither stall the receiver for every other box
+(the broker stops delivering once 20 are unacknowledged) nor drive the operator's terminal.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ import ssl
 import subprocess
 import sys
 import time
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -25,6 +26,7 @@ from mynabox.adapters.mqtt import topic
 from mynabox.payload.envelope import Kind
 from mynabox.testing.broker import DeliveryKit, Mosquitto
 from mynabox.testing.envelopes import seal_claims
+from mynabox.testing.patients import patient, summary_for
 from mynabox.testing.wait import wait_for
 
 pytestmark = pytest.mark.stack
@@ -201,3 +203,56 @@ def test_hostile_signed_messages_do_not_stall_the_receiver_for_other_boxes(gatew
     assert "mismatch" in reasons  # the device claim that names another box
     assert all(f"mynabox/{BAD}/" in line for line in listing)
     assert MARKER not in gateway.output()
+
+
+def test_device_text_reaches_the_terminal_neutralised(gateway: Gateway) -> None:
+    kit = gateway.kit
+    sealer = kit.sealer(BAD)
+    now = datetime.now(UTC)
+    person = patient("warfarin-elderly")
+    summary = summary_for(person, date.today())
+    assert summary is not None
+    doc = summary.to_json()
+    # The summary model refuses C0 controls and lone surrogates, not format characters or U+2028.
+    doc["patient"]["name"] = "\u202e" + person.name + "\u2066x\u2069"
+    doc["medications"][0]["drug_name"] = "ワルファリン\u200b\u2028K錠"
+    doc["medications"][0]["prescriber"] = "病院\u061c\ufeff\U000e0041"
+    hostile_keys = {
+        "card_record": {"certificate": "AA==", "reason": "lookup-unavailable"},
+        "\x1b[2J\x1b[H": 1,  # clear screen
+        "\x1b]0;pwned\x07": 2,  # window title
+        "\u009b31m": 3,  # C1 CSI
+        "\u202etxt.exe": 4,
+        "lone\ud800": 5,
+    }
+    # Our sealer refuses a lone surrogate; a hostile box seals its own bytes.
+    card_token = seal_claims(sealer, claims(BAD, 1, {"kind": "card-record", "body": hostile_keys}))
+    audit = sealer.seal(
+        Kind.AUDIT,
+        {"record": {"outcome": "\x1b[2J\x1b]2;title\x07ok\r\u0085"}},
+        now=now,
+        clock_synced=True,
+        seq=2,
+    )
+    summ = sealer.seal(Kind.SUMMARY, {"summary": doc}, now=now, clock_synced=True, seq=3)
+    publish(gateway, BAD, [("summary", card_token), ("audit", audit.token), ("summary", summ.token)])
+    assert wait_for(lambda: summ.message_id in gateway.output(), 30), gateway.log()
+    assert gateway.stop() == 0
+
+    out = gateway.output()
+    assert gateway.quarantined() == []  # all three were shown, none refused
+    raw = {ch for ch in out if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp")}
+    assert not raw, f"raw control/format characters printed: {sorted(map(hex, map(ord, raw)))}"
+    for shown in (
+        "\\u001b[2J\\u001b[H",
+        "\\u001b]0;pwned\\u0007",
+        "\\u009b31m",
+        "\\u202etxt.exe",
+        "lone\\ud800",
+        "監査記録: \\u001b[2J\\u001b]2;title\\u0007ok\\u000d\\u0085",
+        f"患者: \\u202e{person.name}\\u2066x\\u2069",
+        "ワルファリン\\u200b\\u2028K錠",
+        "病院\\u061c\\ufeff\\U000e0041",
+    ):
+        assert shown in out, shown
+    assert "⚠ 注意:" in out  # the summary is still rendered, flags and all

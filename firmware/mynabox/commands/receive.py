@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         Verdict,
         format_opened,
         format_quarantined,
+        visible,
         write_json,
     )
 
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         try:
             if args.forget_device is not None:
-                device = repr(args.forget_device)
+                device = visible(args.forget_device)
                 known = store.forget_device(args.forget_device)
                 print(
                     f"forgot the sequence numbers of {device}" if known else f"no numbers kept for {device}"
