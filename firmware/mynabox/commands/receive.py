@@ -40,6 +40,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="forget a re-enrolled box's sequence numbers (its new outbox starts at 1), then exit",
     )
+    parser.add_argument(
+        "--pages",
+        metavar="[HOST:]PORT",
+        help="serve the day's summaries as pages for a tablet or printer (HOST defaults to 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--page-retention-hours",
+        type=float,
+        default=24.0,
+        help="how long a page is kept in memory (default 24)",
+    )
 
 
 def _broker(text: str) -> tuple[str, int]:
@@ -49,9 +60,17 @@ def _broker(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError("--pages must be [HOST:]PORT")
+    return host or "127.0.0.1", int(port)
+
+
 def run(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
+    from mynabox.gateway.pages import PageServer, PageStore
     from mynabox.payload.keys import KeyFileError, load_private_key, load_public_keys
     from mynabox.payload.seal import Opened, Opener
     from mynabox.receiver import (
@@ -110,10 +129,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"mynabox receive: {err}", file=sys.stderr)
         return 2
 
+    pages: PageServer | None = None
+    store: PageStore | None = None
+    if args.pages is not None:
+        try:
+            store = PageStore(retention=timedelta(hours=args.page_retention_hours))
+            pages = PageServer(store, *_listen(args.pages))
+        except (ValueError, OSError) as err:
+            print(f"mynabox receive: pages: {err}", file=sys.stderr)
+            return 2
+        pages.start()
+        print(
+            f"mynabox receive: pages on http://{args.pages.rpartition(':')[0] or '127.0.0.1'}:{pages.port}/",
+            file=sys.stderr,
+            flush=True,
+        )
+
     done = threading.Event()
 
     def sink(opened: Opened) -> None:
         text = format_opened(opened, today=datetime.now(UTC).date())  # first: it fails on the message alone
+        if store is not None:
+            store.add(opened)  # renders its page: a message that cannot be shown fails here, before the file
         if args.json_out is not None:
             write_json(args.json_out, opened)
         print(text, flush=True)
@@ -142,4 +179,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         receiver.stop()
         seen.close()
+        if pages is not None:
+            pages.stop()
     return 0

@@ -1,0 +1,60 @@
+"""Opened messages for the page tests: the synthetic patients sealed by a device and opened by a gateway.
+
+The day is fixed so pages (and their screenshots) do not change with the calendar.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from mynabox.payload.envelope import Kind
+from mynabox.payload.seal import Opened, Opener, Sealer
+from mynabox.testing.patients import PATIENTS, SyntheticPatient, summary_for
+
+DAY = date(2026, 4, 1)
+NOW = datetime(2026, 4, 1, 1, 30, tzinfo=UTC)  # 10:30 JST
+DEVICE = "amb-tokyo-01"
+_DEVICE_KEY = ec.derive_private_key(0x2000_0001, ec.SECP256R1())
+_GATEWAY_KEY = ec.derive_private_key(0x2000_0002, ec.SECP256R1())
+_READ = {
+    "card_hash": "0123456789abcdef",
+    "card_type": "jpki",
+    "certificate_check": {"status": "ok"},
+    "read_at": NOW.isoformat(),
+    "consent": "oral-consent",
+}
+
+
+def body_for(p: SyntheticPatient) -> tuple[Kind, dict[str, object]]:
+    """What the box sends for this patient: a summary, or a card record when not registered."""
+    summary = summary_for(p, DAY)
+    if summary is None:
+        cert = base64.b64encode(b"certificate bytes").decode("ascii")
+        return Kind.CARD_RECORD, {
+            "card_record": {"certificate": cert, "reason": "not-registered"},
+            "read": _READ,
+        }
+    return Kind.SUMMARY, {"summary": summary.to_json(), "read": _READ}
+
+
+def seal_and_open(kind: Kind, body: dict[str, object], *, at: datetime = NOW) -> Opened:
+    sealed = Sealer(DEVICE, _DEVICE_KEY, _GATEWAY_KEY.public_key()).seal(
+        kind, body, now=at, clock_synced=True
+    )
+    opener = Opener(
+        _GATEWAY_KEY,
+        {DEVICE: _DEVICE_KEY.public_key()},
+        max_age=timedelta(days=7),
+        max_skew=timedelta(minutes=5),
+        max_size=1024 * 1024,
+    )
+    return opener.open(sealed.token, now=at)
+
+
+@pytest.fixture(scope="session")
+def opened_by_patient() -> dict[str, Opened]:
+    return {p.key: seal_and_open(*body_for(p)) for p in PATIENTS}
