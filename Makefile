@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps lint test test-fast demo bench screens clean
+.PHONY: deps lint test test-fast demo bench bench-fleet screens clean
 
 deps:
 	@scripts/install-deps.sh
@@ -33,6 +33,11 @@ bench: deps
 	$(PY) tests/bench/bench_delivery.py
 	$(PY) tests/bench/bench_imports.py
 	$(PY) tests/bench/bench_daemon.py
+	$(PY) tests/bench/bench_fleet.py
+
+# 200 simulated vehicles → 4 gateway brokers → a 3-node NATS cluster → the central consumer (≈ 2 min).
+bench-fleet: deps
+	$(PY) tests/bench/bench_fleet.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

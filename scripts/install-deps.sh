@@ -13,6 +13,7 @@ APT_PACKAGES=(
   fuse3                                          # fusermount3 and libfuse3 for the power-cut tests
   python3-cryptography                           # bench_imports' peer: Debian's build on the system libcrypto
   chromium chromium-driver fonts-ipafont-gothic  # the gateway page tests: a real browser, a Japanese font
+  nats-server                                    # the central broker cluster of the fleet tests (JetStream, MQTT)
 )
 
 missing=()

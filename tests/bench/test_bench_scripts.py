@@ -70,3 +70,17 @@ def test_bench_imports_accounts_for_every_library() -> None:
     finite(figures, "rss_after_imports_mb", "prescribed_floor_mb")
     assert isinstance(figures["debian_cryptography_saves_mb"], float)  # install-deps.sh installs the peer
     assert all(step["modules"] > 0 for step in steps.values())
+
+
+def test_bench_fleet_prints_the_fleet_figures() -> None:
+    figures = last_json(
+        "bench_fleet.py", BENCH_VEHICLES="4", BENCH_GATEWAYS="2", BENCH_READS="2", BENCH_SPREAD_S="1"
+    )
+    finite(
+        figures,
+        "messages_per_s",
+        "publish_to_central_ms_p50",
+        "publish_to_central_ms_p99",
+        "rss_per_vehicle_kb",
+    )
+    assert figures["arrived"] == figures["messages"] == 8

@@ -78,6 +78,7 @@ class Mosquitto:
         port: int | None = None,
         gateway: str = "gateway",
         start_timeout: float = 10.0,
+        extra_config: str = "",
     ) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if workdir is None:
@@ -89,6 +90,7 @@ class Mosquitto:
         self._tls = tls
         self._gateway = gateway
         self._timeout = start_timeout
+        self._extra = extra_config  # appended as it is (a bridge section, for instance)
         self._proc: subprocess.Popen[bytes] | None = None
         self.config_path = self.workdir / "mosquitto.conf"
         self.log_path = self.workdir / "mosquitto.log"
@@ -124,6 +126,7 @@ class Mosquitto:
                     "log_type information",
                     "log_type subscribe",  # lets a test wait until a subscriber is really in place
                     "connection_messages true",
+                    self._extra,
                     "",
                 ]
             )
