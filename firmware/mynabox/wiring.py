@@ -198,9 +198,8 @@ class Box:
     def run(self) -> int:
         controller = self.parts.controller
         assert controller is not None, "start() first"
-        self._apply_all(controller.start())
-        if not self._synced:
-            self._apply_all(controller.handle(ClockSync(False), datetime.now(UTC)))
+        depth = self.parts.outbox.depth() if self.parts.outbox else 0
+        self._apply_all(controller.start(clock_synced=self._synced, queued=depth))
         self._notifier.ready(f"ready: device {self.config.device.id}, version {__version__}")
         self.ready.set()
         interval = self._notifier.watchdog_interval()
@@ -216,6 +215,9 @@ class Box:
             except queue.Empty:
                 event = Tick()
             self._consent_at = time.monotonic() if isinstance(event, ConsentPressed) else None
+            if isinstance(event, ShutdownRequested) and self.parts.outbox is not None:
+                # the last retained state must count what is really left (housekeeping runs once a second)
+                self._apply_all(controller.handle(QueueDepth(self.parts.outbox.depth()), datetime.now(UTC)))
             effects = controller.handle(event, datetime.now(UTC))
             if self._apply_all(effects):
                 return 0

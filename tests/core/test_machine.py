@@ -353,3 +353,14 @@ def test_random_sequences_never_raise_and_return_to_idle(steps: list[tuple[ev.Ev
         box.handle(ev.Tick(), now)
     assert box.state is State.IDLE
     assert box._card is None  # nothing patient-related is left in memory
+
+
+def test_the_first_published_state_carries_the_clock_and_queue_as_they_are() -> None:
+    effects = Controller(MachineConfig()).start(clock_synced=False, queued=3)
+    published = [e for e in effects if isinstance(e, PublishState)]
+    assert [(p.clock_synced, p.queued) for p in published] == [(False, 3)]
+    assert "時刻未同期" in screen_of_status(effects) and "未送信3件" in screen_of_status(effects)
+
+
+def screen_of_status(effects: list[object]) -> str:
+    return next(e.screen.status.text() for e in effects if isinstance(e, ShowScreen))

@@ -119,8 +119,10 @@ class Controller:
             return self._shutdown()
         return []  # Rule 4
 
-    def start(self) -> list[Effect]:
-        """What to show when the daemon comes up."""
+    def start(self, *, clock_synced: bool = True, queued: int = 0) -> list[Effect]:
+        """What to show when the daemon comes up; the first published state already carries the clock and
+        the outbox as they are (a default first, corrected a moment later, reads as a flap to fleet ops)."""
+        self.status = replace(self.status, clock_synced=clock_synced, queued=queued)
         return [*self._show(self._idle_screen()), SetLed(LedMode.READY), self._publish()]
 
     @property

@@ -1,0 +1,109 @@
+"""The retained `…/state` says what is true: from the first message after start to the last one at stop.
+
+Fleet ops read it to see each box (issue: at stop it said `outbox_depth: 2` with an empty outbox, and
+`clock_synced` flapped from true to false right after start on a box whose clock was never synced).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from mynabox.adapters.clock import clock_synced
+from mynabox.testing.cluster import client_context
+from mynabox.testing.notify import NotifySocket
+from mynabox.testing.stack import BoxStack
+from mynabox.testing.wait import wait_for
+
+from .test_daemon import start_daemon, tap
+
+pytestmark = pytest.mark.stack
+DEVICE = "amb-state"
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[BoxStack]:
+    with BoxStack(device_id=DEVICE, consent_default="oral") as box_stack:
+        assert box_stack.pcscd is not None
+        box_stack.pcscd.use_in_process()
+        yield box_stack
+
+
+class States:
+    """Every state message the broker hands a gateway-side subscriber (the retained one first)."""
+
+    def __init__(self, stack: BoxStack, client_id: str) -> None:
+        kit = stack.kit
+        assert kit is not None and stack.broker is not None
+        self.seen: list[dict[str, object]] = []
+        self._got = threading.Event()
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+        self._client.tls_set_context(client_context(kit.pki.ca_cert, kit.pki.client(kit.gateway)))
+        self._client.on_connect = lambda c, _u, _f, _rc, _p: c.subscribe(f"mynabox/{DEVICE}/state", 1)
+        self._client.on_message = self._message
+        self._client.connect("127.0.0.1", stack.broker.port)
+        self._client.loop_start()
+
+    def _message(self, _c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
+        self.seen.append(json.loads(message.payload))
+        self._got.set()
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+def _outbox_rows(stack: BoxStack) -> int:
+    with sqlite3.connect(stack.state_dir / "outbox.db") as db:
+        rows: int = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+    return rows
+
+
+def test_state_is_true_from_start_to_stop(stack: BoxStack, tmp_path: Path) -> None:
+    assert stack.broker is not None
+    notify, log = NotifySocket(tmp_path / "notify.sock"), tmp_path / "daemon.log"
+    states = States(stack, "gw-state-live")
+    daemon = start_daemon(stack, notify, log)
+    try:
+        assert wait_for(lambda: notify.seen("READY=1") == 1, 20), log.read_text()
+        assert wait_for(lambda: len(states.seen) >= 1, 10)
+        # Two reads while the broker is away: they wait in the outbox.
+        stack.broker.stop()
+        for key in ("warfarin-elderly", "dialysis"):
+            card = tap(stack, key)
+            try:
+                assert wait_for(lambda: "read delivered" in log.read_text() or _outbox_rows(stack) > 0, 20)
+            finally:
+                card.remove()
+        assert wait_for(lambda: _outbox_rows(stack) == 2, 20), log.read_text()
+        states.close()
+        stack.broker.start()
+        states = States(stack, "gw-state-live2")
+        assert wait_for(lambda: _outbox_rows(stack) == 0, 20), log.read_text()
+        daemon.send_signal(signal.SIGTERM)  # at once: within the loop's housekeeping second
+        assert daemon.wait(timeout=5) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        notify.close()
+        states.close()
+    host_synced = clock_synced()
+    flips = [s["clock_synced"] for s in states.seen]
+    assert set(flips) == {host_synced}, f"clock_synced went {flips} on a host whose clock is {host_synced}"
+
+    last = States(stack, "gw-state-after")  # the retained message a fleet dashboard sees now
+    try:
+        assert wait_for(lambda: len(last.seen) >= 1, 10)
+        assert last.seen[-1]["state"] == "stopped"
+        assert last.seen[-1]["outbox_depth"] == _outbox_rows(stack) == 0, last.seen[-1]
+        assert last.seen[-1]["clock_synced"] is host_synced
+    finally:
+        last.close()
