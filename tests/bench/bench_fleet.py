@@ -90,9 +90,16 @@ def run(tmp: Path) -> None:
             vehicle = SimVehicle(device, kit.sealer(device), tmp / f"{device}.sqlite3", settings)
             vehicle.start()
             vehicles.append(vehicle)
-        wait_for(lambda: all(v.link.online for v in vehicles), 60)
+        online = wait_for(lambda: all(v.link.online for v in vehicles), 120)
         per_vehicle_mb = (rss_mb() - rss_before) / VEHICLES
-        print(f"{VEHICLES} vehicles online; RSS per vehicle {per_vehicle_mb * 1000:.0f} kB", flush=True)
+        print(
+            f"{sum(v.link.online for v in vehicles)}/{VEHICLES} vehicles online after "
+            f"{time.monotonic() - started:.0f} s; RSS per vehicle {per_vehicle_mb * 1000:.0f} kB",
+            flush=True,
+        )
+        if not online:
+            errors = {str(v.link.last_error) for v in vehicles if not v.link.online}
+            print(f"not online: {sorted(errors)[:5]}", flush=True)
         plan = sorted((random.uniform(0, SPREAD_S), v) for v in vehicles for _ in range(READS))
         t0 = time.monotonic()
         for at, vehicle in plan:
@@ -104,6 +111,7 @@ def run(tmp: Path) -> None:
         complete = wait_for(lambda: len(arrived) >= len(expected), 120, 0.05)
         last = max(arrived.values()) if arrived else time.monotonic()
         latencies = [(arrived[m] - t) * 1000 for m, t in expected.items() if m in arrived]
+        still_queued = sum(v.outbox.depth() for v in vehicles)
         for vehicle in vehicles:
             vehicle.stop()
         consumer.stop()
@@ -115,6 +123,7 @@ def run(tmp: Path) -> None:
         "messages": len(expected),
         "arrived": len(arrived),
         "complete": complete,
+        "still_in_outboxes": still_queued,
         "duplicates_dropped": core.counts["duplicate"],
         "messages_per_s": round(len(arrived) / max(last - t0, 1e-9), 1),
         "publish_to_central_ms_p50": round(statistics.median(latencies), 1) if latencies else None,
