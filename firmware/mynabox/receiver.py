@@ -42,7 +42,6 @@ import os
 import sqlite3
 import ssl
 import threading
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -56,6 +55,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from mynabox.gateway.text import visible
 from mynabox.payload.envelope import EnvelopeError, Kind, is_device_id
 from mynabox.payload.seal import Opened, Opener
 from mynabox.summary.flags import derive_flags
@@ -349,25 +349,6 @@ OUTCOME_LABELS = {  # mynabox.payload.audit.Outcome, for the operator; an unknow
     "read-failed": "読取失敗",
     "purged": "保存期限切れで未送信のまま削除",
 }
-
-
-# Shown as escapes: controls (C0, DEL, C1), format characters (bidi overrides and isolates, zero widths,
-# soft hyphen, BOM, tags), surrogates, private use, unassigned, and line/paragraph separators.
-_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-
-
-def visible(text: str) -> str:
-    """``text`` safe for a terminal: invisible or controlling characters as ``\\uXXXX``, ``\\`` doubled."""
-    out = []
-    for char in text:
-        if char == "\\":
-            out.append("\\\\")
-        elif unicodedata.category(char) in _ESCAPED_CATEGORIES:
-            code = ord(char)
-            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
-        else:
-            out.append(char)
-    return "".join(out)
 
 
 def _lines(lines: list[str]) -> str:

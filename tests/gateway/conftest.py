@@ -41,10 +41,9 @@ def body_for(p: SyntheticPatient) -> tuple[Kind, dict[str, object]]:
     return Kind.SUMMARY, {"summary": summary.to_json(), "read": _READ}
 
 
-def seal_and_open(kind: Kind, body: dict[str, object], *, at: datetime = NOW) -> Opened:
-    sealed = Sealer(DEVICE, _DEVICE_KEY, _GATEWAY_KEY.public_key()).seal(
-        kind, body, now=at, clock_synced=True
-    )
+def seal_and_open(kind: Kind, body: dict[str, object], *, at: datetime = NOW, seq: int = 1) -> Opened:
+    sealer = Sealer(DEVICE, _DEVICE_KEY, _GATEWAY_KEY.public_key())
+    sealed = sealer.seal(kind, body, now=at, clock_synced=True, seq=seq)
     opener = Opener(
         _GATEWAY_KEY,
         {DEVICE: _DEVICE_KEY.public_key()},
@@ -57,4 +56,4 @@ def seal_and_open(kind: Kind, body: dict[str, object], *, at: datetime = NOW) ->
 
 @pytest.fixture(scope="session")
 def opened_by_patient() -> dict[str, Opened]:
-    return {p.key: seal_and_open(*body_for(p)) for p in PATIENTS}
+    return {p.key: seal_and_open(*body_for(p), seq=i) for i, p in enumerate(PATIENTS, 1)}

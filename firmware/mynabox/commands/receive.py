@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
     from mynabox.gateway.pages import PageServer, PageStore
+    from mynabox.gateway.text import visible
     from mynabox.payload.keys import KeyFileError, load_private_key, load_public_keys
     from mynabox.payload.seal import Opened, Opener
     from mynabox.receiver import (
@@ -83,7 +84,6 @@ def run(args: argparse.Namespace) -> int:
         Verdict,
         format_opened,
         format_quarantined,
-        visible,
         write_json,
     )
 
@@ -130,11 +130,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     pages: PageServer | None = None
-    store: PageStore | None = None
+    page_store: PageStore | None = None
     if args.pages is not None:
         try:
-            store = PageStore(retention=timedelta(hours=args.page_retention_hours))
-            pages = PageServer(store, *_listen(args.pages))
+            page_store = PageStore(retention=timedelta(hours=args.page_retention_hours))
+            pages = PageServer(page_store, *_listen(args.pages))
         except (ValueError, OSError) as err:
             print(f"mynabox receive: pages: {err}", file=sys.stderr)
             return 2
@@ -149,8 +149,10 @@ def run(args: argparse.Namespace) -> int:
 
     def sink(opened: Opened) -> None:
         text = format_opened(opened, today=datetime.now(UTC).date())  # first: it fails on the message alone
-        if store is not None:
-            store.add(opened)  # renders its page: a message that cannot be shown fails here, before the file
+        if page_store is not None:
+            page_store.add(
+                opened
+            )  # renders its page: a message that cannot be shown fails here, before the file
         if args.json_out is not None:
             write_json(args.json_out, opened)
         print(text, flush=True)

@@ -5,18 +5,18 @@ allergies when the section exists, then patient basics, 受診歴, 電子処方�
 透析 and 健診. A card record (no summary) says what the hospital should do next. Pages carry no external
 asset (no font, script or image from anywhere), read on a tablet and print on A4.
 
-Everything in a page comes from a device: each string is escaped, and control, format and bidi characters
-are shown as visible ``\\u`` escapes so no text can reorder or hide what is around it.
+Everything in a page comes from a device: each string goes through ``gateway.text.html_text`` (control,
+format and bidi characters shown as ``\\u`` escapes, as on the operator's terminal, then HTML-escaped), so no
+text can reorder or hide what is around it.
 """
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from html import escape
 
+from mynabox.gateway.text import html_text as text
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
 from mynabox.summary.flags import Flag, derive_flags
@@ -68,18 +68,6 @@ td.d{white-space:nowrap}
 @media print{body{padding:0;font-size:11pt}h1{font-size:18pt}h2{font-size:13pt}table{font-size:10pt}
 .flag b{font-size:13pt}tr{break-inside:avoid}section{break-inside:auto}}
 """
-
-
-def text(value: object) -> str:
-    """HTML for a device-supplied value: escaped, with invisible or reordering characters made visible."""
-    out = []
-    for ch in escape(str(value), quote=True):
-        category = unicodedata.category(ch)
-        if category in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
-            out.append(f'<span class="ctl">\\u{ord(ch):04x}</span>')
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -267,7 +255,7 @@ def render_page(opened: Opened) -> str:
     """The page for one opened summary or card record (the caller does not pass audit messages)."""
     head = (
         f'<p class="meta">送信元 {text(opened.device_id)} ・ 送信 {_sent(opened)} ・ 受付番号 '
-        f"{text(opened.message_id)}</p>"
+        f"{text(opened.message_id)} ・ 通番 {opened.seq}</p>"
     )
     doc = opened.body.get("summary") if opened.kind == Kind.SUMMARY else None
     summary: Summary | None = None

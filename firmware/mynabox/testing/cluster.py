@@ -33,7 +33,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from mynabox.adapters.mqtt import LinkSettings, MqttLink, topic
-from mynabox.adapters.outbox import Outbox, SealedBytes
+from mynabox.adapters.outbox import Outbox
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Sealer
 from mynabox.receiver import ReceiverCore, Verdict
@@ -264,11 +264,13 @@ class SimVehicle:
 
     def read(self, body: Mapping[str, object]) -> str:
         now = datetime.now(UTC)
-        sealed = self._sealer.seal(Kind.SUMMARY, body, now=now, clock_synced=True)
-        self.queued_at[sealed.message_id] = time.monotonic()
-        self.outbox.put(
-            topic(self.device_id, "summary"), sealed.message_id, SealedBytes(sealed.token), now=now
+        queued = time.monotonic()
+        sealed = self.outbox.put_sealed(
+            topic(self.device_id, "summary"),
+            lambda seq: self._sealer.seal(Kind.SUMMARY, body, now=now, clock_synced=True, seq=seq),
+            now=now,
         )
+        self.queued_at[sealed.message_id] = queued
         self.link.notify()
         return sealed.message_id
 
