@@ -37,3 +37,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q -e '.[dev]'
   touch "$stamp"
 fi
+
+# The interop test's gateway in another language: Node.js with the stock jose library, from the lock file.
+if ! command -v npm >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+node_dir=tests/interop/node
+if [ ! -d "$node_dir/node_modules/jose" ] || [ "$node_dir/package-lock.json" -nt "$node_dir/node_modules" ]; then
+  (cd "$node_dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null)
+fi

@@ -9,20 +9,17 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from mynabox.adapters.clock import clock_synced
-from mynabox.testing.cluster import client_context
 from mynabox.testing.notify import NotifySocket
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.wait import wait_for
 
+from .subscriber import Subscriber
 from .test_daemon import start_daemon, tap
 
 pytestmark = pytest.mark.stack
@@ -37,28 +34,15 @@ def stack() -> Iterator[BoxStack]:
         yield box_stack
 
 
-class States:
+class States(Subscriber):
     """Every state message the broker hands a gateway-side subscriber (the retained one first)."""
 
     def __init__(self, stack: BoxStack, client_id: str) -> None:
-        kit = stack.kit
-        assert kit is not None and stack.broker is not None
-        self.seen: list[dict[str, object]] = []
-        self._got = threading.Event()
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
-        self._client.tls_set_context(client_context(kit.pki.ca_cert, kit.pki.client(kit.gateway)))
-        self._client.on_connect = lambda c, _u, _f, _rc, _p: c.subscribe(f"mynabox/{DEVICE}/state", 1)
-        self._client.on_message = self._message
-        self._client.connect("127.0.0.1", stack.broker.port)
-        self._client.loop_start()
+        super().__init__(stack, client_id, f"mynabox/{DEVICE}/state")
 
-    def _message(self, _c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
-        self.seen.append(json.loads(message.payload))
-        self._got.set()
-
-    def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+    @property
+    def seen(self) -> list[dict[str, object]]:
+        return [json.loads(p) for p in self.payloads()]
 
 
 def _outbox_rows(stack: BoxStack) -> int:
