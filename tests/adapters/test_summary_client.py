@@ -23,6 +23,7 @@ import pytest
 from mynabox.adapters.summary_client import HttpsSummaryClient, SummaryClientConfigError
 from mynabox.summary.port import Found, LookupResult, NotRegistered, Unavailable
 from mynabox.testing import patients
+from mynabox.testing.hostile import DRIP_PLACES, Behaviour, HostileServer, answer, drip, http
 from mynabox.testing.refsvc import ReferenceService
 from mynabox.testing.tlsfiles import TestPki, certificate_with_cn, make_test_pki
 
@@ -186,66 +187,6 @@ def test_missing_files_are_refused_at_construction(pki: TestPki, tmp_path: Path)
 
 # --- against hostile servers ----------------------------------------------------------------------------
 
-Behaviour = Callable[[ssl.SSLSocket, int, threading.Event], None]
-
-
-class HostileServer:
-    """A real TLS server (mutual TLS, our test CA) that reads one request and answers as told."""
-
-    def __init__(self, pki: TestPki, behaviour: Behaviour) -> None:
-        self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._ctx.load_cert_chain(pki.server_cert, pki.server_key)
-        self._ctx.load_verify_locations(pki.ca_cert)
-        self._ctx.verify_mode = ssl.CERT_REQUIRED
-        self._behaviour = behaviour
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.port = int(self._listener.getsockname()[1])
-        self.connections = 0
-        self.stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._accept = threading.Thread(target=self._serve)
-        self._accept.start()
-
-    def _serve(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            self.connections += 1
-            t = threading.Thread(target=self._handle, args=(conn, self.connections))
-            t.start()
-            self._threads.append(t)
-
-    def _handle(self, conn: socket.socket, attempt: int) -> None:
-        try:
-            conn.settimeout(5)
-            with self._ctx.wrap_socket(conn, server_side=True) as tls:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += tls.recv(4096)
-                head, _, body = data.partition(b"\r\n\r\n")
-                length = next(
-                    int(line.split(b":")[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length")
-                )
-                while len(body) < length:
-                    body += tls.recv(4096)
-                self._behaviour(tls, attempt, self.stopping)
-        except OSError:
-            pass  # the client gave up or the test is over
-        finally:
-            conn.close()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self._accept.join(timeout=10)
-        for t in self._threads:
-            t.join(timeout=10)
-        self._listener.close()
-
 
 @pytest.fixture
 def hostile(pki: TestPki) -> Iterator[Callable[[Behaviour], HostileServer]]:
@@ -260,18 +201,6 @@ def hostile(pki: TestPki) -> Iterator[Callable[[Behaviour], HostileServer]]:
     finally:
         for s in servers:
             s.stop()
-
-
-def http(status: int, body: bytes, *, headers: str = "") -> bytes:
-    head = f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-    return (head + headers + "\r\n").encode() + body
-
-
-def answer(response: bytes) -> Behaviour:
-    def behave(tls: ssl.SSLSocket, attempt: int, stopping: threading.Event) -> None:
-        tls.sendall(response)
-
-    return behave
 
 
 FOUND_BODY = json.dumps(
@@ -507,3 +436,20 @@ def test_the_name_is_resolved_and_still_checked_against_the_certificate(
     finally:
         service.stop()
     assert answer["kind"] == "Found", answer
+
+
+# --- a server that drips: the lookup's limit holds wherever the bytes trickle -----------------------------
+
+
+@pytest.mark.parametrize(("prefix", "byte"), DRIP_PLACES.values(), ids=DRIP_PLACES.keys())
+def test_a_dripping_server_is_cut_at_the_lookup_time_limit(
+    hostile: Callable[[Behaviour], HostileServer], pki: TestPki, prefix: bytes, byte: bytes
+) -> None:
+    """One byte every 0.2 s keeps every socket read (1 s timeout) busy: only the limit ends it."""
+    server = hostile(drip(prefix, byte, every_s=0.2, for_s=8.0))
+    c, _ = client(server.base_url, pki, timeout_s=1.0, retries=2, limit_s=1.5)
+    started = time.monotonic()
+    reason = assert_clean(lookup(c))
+    took = time.monotonic() - started
+    assert took < 1.5 + 0.3, f"{took:.1f} s"
+    assert reason.startswith("timed out waiting for the service"), reason

@@ -10,6 +10,11 @@ together stay within `limit_s`: in a tunnel the mobile link swallows packets, ev
 its full timeout, and the crew would watch 照会中 for half a minute instead of getting the card record out.
 That includes the name lookup: glibc's resolver knows nothing of socket timeouts (5 s × 2 tries × each
 name server by default), so the host name is resolved in a helper thread that the attempt stops waiting for.
+
+Socket timeouts bound one read, not an exchange: a server that drips a byte a second into its status line,
+a header, a chunk-size line or a trailer kept a 10 s limit busy for as long as it liked (150 s on 照会中
+in the daemon, past the watchdog's patience). So every TLS read, write and handshake of the lookup's
+thread waits at most until that thread's deadline (`_DeadlineSocket`), whichever layer is reading.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -116,8 +122,52 @@ class _Connection(http.client.HTTPSConnection):
         self._create_connection = partial(_connect_any, addresses)
 
 
+_DEADLINE = threading.local()  # .end: monotonic time the calling thread's network I/O must end by
+
+
+@contextmanager
+def _until(end: float) -> Iterator[None]:
+    """Every TLS operation of this thread in the block ends by `end` (monotonic) or raises TimeoutError."""
+    previous = getattr(_DEADLINE, "end", None)
+    _DEADLINE.end = end if previous is None else min(end, previous)
+    try:
+        yield
+    finally:
+        _DEADLINE.end = previous
+
+
+class _DeadlineSocket(ssl.SSLSocket):
+    """An SSLSocket whose every blocking operation waits only for what is left of its thread's deadline.
+
+    CPython bounds one handshake, read or write by the socket timeout; setting that timeout to the time
+    left before each one makes the sum bounded too, however the bytes trickle in.
+    """
+
+    def _arm(self) -> None:
+        end = getattr(_DEADLINE, "end", None)
+        if end is None:
+            return
+        left = end - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the lookup's time is up")
+        self.settimeout(left)
+
+    def do_handshake(self, block: bool = False) -> None:
+        self._arm()
+        super().do_handshake(block)
+
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:
+        self._arm()
+        return super().read(len, buffer)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self._arm()
+        return super().send(data, flags)
+
+
 def _context(ca_file: Path, client_cert: Path, client_key: Path) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the server's chain and host name
+    ctx.sslsocket_class = _DeadlineSocket
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         ctx.load_verify_locations(cafile=str(ca_file))
@@ -185,9 +235,10 @@ class HttpsSummaryClient:
             self._host, self._port, addresses, context=self._context, timeout=self._connect_timeout_s
         )
         try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            response.read(4096)
+            with _until(time.monotonic() + self._connect_timeout_s + self._timeout_s):
+                conn.request("GET", path)
+                response = conn.getresponse()
+                response.read(4096)
             return None if response.status == 200 else f"HTTP {response.status}"
         except (OSError, http.client.HTTPException) as err:
             return f"{type(err).__name__}"
@@ -228,16 +279,12 @@ class HttpsSummaryClient:
             return _Retryable("name lookup timed out")
         except OSError as exc:
             return _Retryable(f"cannot resolve the service's name ({type(exc).__name__})")
-        conn = _Connection(
-            self._host,
-            self._port,
-            addresses,
-            timeout=min(self._connect_timeout_s, _left(end)),
-            context=self._context,
-        )
+        connect_timeout = min(self._connect_timeout_s, _left(end))
+        conn = _Connection(self._host, self._port, addresses, timeout=connect_timeout, context=self._context)
         try:
             try:
-                conn.connect()
+                with _until(time.monotonic() + connect_timeout):
+                    conn.connect()
             except ssl.SSLCertVerificationError:
                 return Unavailable("TLS: the service's certificate was not accepted")
             except ssl.SSLError as exc:
@@ -249,9 +296,8 @@ class HttpsSummaryClient:
             except OSError as exc:
                 return _Retryable(f"cannot connect ({type(exc).__name__})")
             timeout = min(self._timeout_s, _left(end))
-            if conn.sock is not None:
-                conn.sock.settimeout(timeout)
-            return self._exchange(conn, body, timeout)
+            with _until(time.monotonic() + timeout):
+                return self._exchange(conn, body, timeout)
         finally:
             conn.close()
 

@@ -1,0 +1,105 @@
+"""A summary service that drips its answer, against `mynabox run` as a subprocess on the real stack.
+
+One byte every 0.5 s in the status line keeps every socket read busy. The lookup must still end at
+`summary.limit_s`: the card record goes out, the read's audit record is written, and the watchdog pings
+never stop (a delivery counts as hung only after limit_s + 30 s, which must never be reached). Before the
+fix the lookup lasted as long as the server dripped (150 s in the attack; here 120 s).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mynabox.adapters.audit import AuditLog
+from mynabox.payload.audit import Outcome
+from mynabox.payload.envelope import Kind
+from mynabox.payload.keys import load_audit_key
+from mynabox.payload.seal import Opened
+from mynabox.readtiming import parse
+from mynabox.testing.hostile import DRIP_PLACES, HostileServer, drip
+from mynabox.testing.mynacard import VirtualMyNumberCard
+from mynabox.testing.notify import NotifySocket
+from mynabox.testing.patients import patient
+from mynabox.testing.stack import BoxStack
+from mynabox.testing.vpcd import VpcdCardServer
+from mynabox.testing.wait import wait_for
+
+pytestmark = pytest.mark.stack
+MYNABOX = str(Path(".venv/bin/mynabox").resolve())
+LIMIT_S = 3.0
+
+
+@pytest.fixture
+def dripping_stack() -> Iterator[tuple[BoxStack, HostileServer]]:
+    with BoxStack(device_id="amb-drip", consent_default="oral") as stack:
+        assert stack.kit is not None and stack.pcscd is not None
+        stack.pcscd.use_in_process()
+        prefix, byte = DRIP_PLACES["status line"]
+        with HostileServer(stack.kit.pki, drip(prefix, byte, every_s=0.5, for_s=120)) as server:
+            stack.config_extra = {
+                "summary": {"url": server.base_url, "limit_s": LIMIT_S, "timeout_s": 2.0, "retries": 1}
+            }
+            stack.write_config()
+            yield stack, server
+
+
+def test_a_dripping_service_ends_in_a_card_record_within_the_limit(
+    dripping_stack: tuple[BoxStack, HostileServer], tmp_path: Path
+) -> None:
+    stack, server = dripping_stack
+    assert stack.pcscd is not None
+    received: list[Opened] = []
+    receiver = stack.gateway_receiver(received.append, client_id="gw-drip")
+    receiver.start()
+    assert receiver.subscribed.wait(10)
+    notify = NotifySocket(tmp_path / "notify.sock")
+    log = tmp_path / "daemon.log"
+    env = dict(os.environ, **stack.env(), NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="1000000")
+    with log.open("ab") as out:
+        daemon = subprocess.Popen([MYNABOX, "run", "--config", str(stack.config_path)], env=env, stderr=out)
+    card: VpcdCardServer | None = None
+    try:
+        assert wait_for(lambda: notify.seen("READY=1") == 1, 20), log.read_text()
+        stack.pcscd.wait_empty()
+        tapped = time.monotonic()
+        card = VpcdCardServer(
+            VirtualMyNumberCard(patient("warfarin-elderly").card_id), port=stack.pcscd.vpcd_port
+        ).start()
+
+        def card_record() -> bool:
+            return any(o.kind is Kind.CARD_RECORD for o in received)
+
+        assert wait_for(card_record, LIMIT_S + 10), log.read_text()
+        arrived = time.monotonic() - tapped
+        assert wait_for(lambda: any(o.kind is Kind.AUDIT for o in received), 10)
+        assert server.connections >= 1  # the lookup really met the dripping server
+        # Pings every 0.5 s all along: the watchdog never had a reason to restart the box.
+        for second in range(int(arrived)):
+            assert notify.seen("WATCHDOG=1", since=tapped + second) > notify.seen(
+                "WATCHDOG=1", since=tapped + second + 1.0
+            ), f"no watchdog ping in second {second} after the tap"
+        assert not any(text.startswith("STATUS=hung") for _, text in notify.messages)
+    finally:
+        if card is not None:
+            card.remove()
+        daemon.terminate()
+        try:
+            daemon.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait(timeout=10)
+        notify.close()
+        receiver.stop()
+    timings = dict(p for line in log.read_text().splitlines() if (p := parse(line)) is not None)
+    assert timings["delivered"]["lookup_ms"] <= (LIMIT_S + 0.3) * 1000, timings
+    assert "summary lookup unavailable: timed out waiting for the service" in log.read_text()
+    assert stack.kit is not None
+    audit = AuditLog(stack.state_dir / "audit.jsonl", key=load_audit_key(stack.credentials_dir / "audit-key"))
+    assert [e.record.outcome for e in audit.entries()] == [Outcome.CARD_RECORD]
+    assert audit.verify().ok
