@@ -57,6 +57,7 @@ from mynabox.payload.keys import load_audit_key, load_private_key, load_public_k
 from mynabox.payload.seal import Sealer
 from mynabox.readtiming import ReadTimings
 from mynabox.render.draw import render
+from mynabox.summary.port import SummaryLookup
 from mynabox.workers import CardWorker, DeliveryWorker
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,12 @@ class Box:
         link.start()
         self._started("link", link.stop)
 
-        delivery = build_delivery(cfg, outbox, audit, notify=link.notify, clock_synced=lambda: self._synced)
+        summary = cfg.summary.client()
+        summary.start()  # connects now: the first tap's lookup finds the connection warm
+        self._started("summary link", summary.close)
+        delivery = build_delivery(
+            cfg, outbox, audit, notify=link.notify, clock_synced=lambda: self._synced, lookup=summary
+        )
 
         extra_roots: list[bytes] = []
         if cfg.device.test_mode:
@@ -329,6 +335,7 @@ def build_delivery(
     *,
     notify: Callable[[], None],
     clock_synced: Callable[[], bool],
+    lookup: SummaryLookup | None = None,
 ) -> Delivery:
     """Lookup client, sealer and identity from the config around the box's outbox and audit log."""
     sealer = Sealer(
@@ -338,7 +345,7 @@ def build_delivery(
     )
     return Delivery(
         Identity(cfg.device.id, cfg.device.unit_id, cfg.device.crew_id),
-        lookup=cfg.summary.client(),
+        lookup=lookup or cfg.summary.client(),
         sealer=sealer,
         outbox=outbox,
         audit=audit,

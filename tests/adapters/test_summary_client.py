@@ -6,6 +6,7 @@ of attempts; nothing may raise. Sleeps between retries are recorded, not slept.
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
 import ssl
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -26,6 +28,7 @@ from mynabox.testing import patients
 from mynabox.testing.hostile import DRIP_PLACES, Behaviour, HostileServer, answer, drip, http
 from mynabox.testing.refsvc import ReferenceService
 from mynabox.testing.tlsfiles import TestPki, certificate_with_cn, make_test_pki
+from mynabox.testing.wait import wait_for
 
 TODAY = date(2026, 11, 25)
 PATIENT = patients.patient("warfarin-elderly")
@@ -189,11 +192,11 @@ def test_missing_files_are_refused_at_construction(pki: TestPki, tmp_path: Path)
 
 
 @pytest.fixture
-def hostile(pki: TestPki) -> Iterator[Callable[[Behaviour], HostileServer]]:
+def hostile(pki: TestPki) -> Iterator[Callable[..., HostileServer]]:
     servers: list[HostileServer] = []
 
-    def start(behaviour: Behaviour) -> HostileServer:
-        servers.append(HostileServer(pki, behaviour))
+    def start(behaviour: Behaviour, keep_alive: bool = False) -> HostileServer:
+        servers.append(HostileServer(pki, behaviour, keep_alive=keep_alive))
         return servers[-1]
 
     try:
@@ -254,7 +257,7 @@ HOSTILE_ANSWERS: list[tuple[str, bytes, str]] = [
     ("response", "reason"), [h[1:] for h in HOSTILE_ANSWERS], ids=[h[0] for h in HOSTILE_ANSWERS]
 )
 def test_hostile_answers_give_unavailable(
-    hostile: Callable[[Behaviour], HostileServer], pki: TestPki, response: bytes, reason: str
+    hostile: Callable[..., HostileServer], pki: TestPki, response: bytes, reason: str
 ) -> None:
     server = hostile(answer(response))
     c, sleeps = client(f"https://127.0.0.1:{server.port}", pki)
@@ -263,7 +266,7 @@ def test_hostile_answers_give_unavailable(
     assert sleeps == [] and server.connections == 1  # not worth a retry
 
 
-def test_streamed_oversized_body(hostile: Callable[[Behaviour], HostileServer], pki: TestPki) -> None:
+def test_streamed_oversized_body(hostile: Callable[..., HostileServer], pki: TestPki) -> None:
     def stream(tls: ssl.SSLSocket, attempt: int, stopping: threading.Event) -> None:
         tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n")
         chunk = b" " * 65536
@@ -278,7 +281,7 @@ def test_streamed_oversized_body(hostile: Callable[[Behaviour], HostileServer], 
 
 
 def test_server_errors_are_retried_a_bounded_number_of_times(
-    hostile: Callable[[Behaviour], HostileServer], pki: TestPki
+    hostile: Callable[..., HostileServer], pki: TestPki
 ) -> None:
     server = hostile(answer(http(500, b'{"status": "error"}')))
     c, sleeps = client(f"https://127.0.0.1:{server.port}", pki, retries=2)
@@ -286,7 +289,7 @@ def test_server_errors_are_retried_a_bounded_number_of_times(
     assert server.connections == 3 and sleeps == [0.2, 0.4]
 
 
-def test_a_retry_can_succeed(hostile: Callable[[Behaviour], HostileServer], pki: TestPki) -> None:
+def test_a_retry_can_succeed(hostile: Callable[..., HostileServer], pki: TestPki) -> None:
     def flaky(tls: ssl.SSLSocket, attempt: int, stopping: threading.Event) -> None:
         tls.sendall(http(503, b"{}") if attempt == 1 else http(200, FOUND_BODY))
 
@@ -296,23 +299,21 @@ def test_a_retry_can_succeed(hostile: Callable[[Behaviour], HostileServer], pki:
     assert server.connections == 2 and sleeps == [0.2]
 
 
-def test_connection_closed_without_answer(
-    hostile: Callable[[Behaviour], HostileServer], pki: TestPki
-) -> None:
+def test_connection_closed_without_answer(hostile: Callable[..., HostileServer], pki: TestPki) -> None:
     server = hostile(lambda tls, attempt, stopping: None)  # read the request, then hang up
     c, _ = client(f"https://127.0.0.1:{server.port}", pki, retries=1)
     assert assert_clean(lookup(c)) == "connection lost (after 2 attempts)"
     assert server.connections == 2
 
 
-def test_silent_server_times_out(hostile: Callable[[Behaviour], HostileServer], pki: TestPki) -> None:
+def test_silent_server_times_out(hostile: Callable[..., HostileServer], pki: TestPki) -> None:
     server = hostile(lambda tls, attempt, stopping: stopping.wait(10) and None)
     c, _ = client(f"https://127.0.0.1:{server.port}", pki, timeout_s=0.3, retries=1)
     assert assert_clean(lookup(c)) == "timed out waiting for the service (after 2 attempts)"
 
 
 def test_slow_drip_is_cut_by_the_overall_deadline(
-    hostile: Callable[[Behaviour], HostileServer], pki: TestPki
+    hostile: Callable[..., HostileServer], pki: TestPki
 ) -> None:
     def drip(tls: ssl.SSLSocket, attempt: int, stopping: threading.Event) -> None:
         tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
@@ -325,9 +326,7 @@ def test_slow_drip_is_cut_by_the_overall_deadline(
     assert assert_clean(lookup(c)) == "timed out waiting for the service (after 1 attempt)"
 
 
-def test_retries_stop_at_the_lookup_time_limit(
-    hostile: Callable[[Behaviour], HostileServer], pki: TestPki
-) -> None:
+def test_retries_stop_at_the_lookup_time_limit(hostile: Callable[..., HostileServer], pki: TestPki) -> None:
     """A link that swallows everything: the attempts together stay within limit_s, not retries × timeout."""
     server = hostile(lambda tls, attempt, stopping: stopping.wait(10) and None)
     c, _ = client(f"https://127.0.0.1:{server.port}", pki, timeout_s=0.3, retries=10, limit_s=1.0)
@@ -341,7 +340,7 @@ def test_retries_stop_at_the_lookup_time_limit(
 
 
 def test_one_attempt_is_cut_at_the_lookup_time_limit(
-    hostile: Callable[[Behaviour], HostileServer], pki: TestPki
+    hostile: Callable[..., HostileServer], pki: TestPki
 ) -> None:
     server = hostile(lambda tls, attempt, stopping: stopping.wait(10) and None)
     c, _ = client(f"https://127.0.0.1:{server.port}", pki, timeout_s=8.0, retries=0, limit_s=1.0)
@@ -443,7 +442,7 @@ def test_the_name_is_resolved_and_still_checked_against_the_certificate(
 
 @pytest.mark.parametrize(("prefix", "byte"), DRIP_PLACES.values(), ids=DRIP_PLACES.keys())
 def test_a_dripping_server_is_cut_at_the_lookup_time_limit(
-    hostile: Callable[[Behaviour], HostileServer], pki: TestPki, prefix: bytes, byte: bytes
+    hostile: Callable[..., HostileServer], pki: TestPki, prefix: bytes, byte: bytes
 ) -> None:
     """One byte every 0.2 s keeps every socket read (1 s timeout) busy: only the limit ends it."""
     server = hostile(drip(prefix, byte, every_s=0.2, for_s=8.0))
@@ -453,3 +452,160 @@ def test_a_dripping_server_is_cut_at_the_lookup_time_limit(
     took = time.monotonic() - started
     assert took < 1.5 + 0.3, f"{took:.1f} s"
     assert reason.startswith("timed out waiting for the service"), reason
+
+
+# --- the warm connection ------------------------------------------------------------------------------
+
+
+def per_request(*answers: Behaviour) -> Behaviour:
+    """The n-th request on a connection gets answers[n] (the last one for any after)."""
+    seen: dict[int, int] = {}
+
+    def behave(tls: ssl.SSLSocket, number: int, stopping: threading.Event) -> None:
+        n = seen[number] = seen.get(number, -1) + 1
+        answers[min(n, len(answers) - 1)](tls, number, stopping)
+
+    return behave
+
+
+def hang_up(tls: ssl.SSLSocket, number: int, stopping: threading.Event) -> None:
+    raise OSError("hang up")  # the server closes the connection without answering
+
+
+def test_later_lookups_reuse_the_connection(refsvc: ReferenceService, pki: TestPki) -> None:
+    c, _ = client(refsvc.base_url, pki)
+    for _ in range(3):
+        assert isinstance(lookup(c), Found)
+    assert refsvc.stats["connections"] == 1
+    c.close()
+
+
+def test_connection_per_lookup_is_the_peer(refsvc: ReferenceService, pki: TestPki) -> None:
+    c, _ = client(refsvc.base_url, pki, keepalive_s=None)
+    for _ in range(3):
+        assert isinstance(lookup(c), Found)
+    assert refsvc.stats == {"connections": 3, "resumed": 0}
+
+
+def test_a_dropped_connection_is_re_established_in_the_background_resuming_the_session(
+    refsvc: ReferenceService, pki: TestPki
+) -> None:
+    c, sleeps = client(refsvc.base_url, pki)
+    c.start()
+    try:
+        assert wait_for(lambda: refsvc.stats["connections"] == 1, 5)  # connected at start, before any lookup
+        assert isinstance(lookup(c), Found)
+        refsvc.hang_up_all()  # a service restart, or its load balancer's idle timeout
+        assert wait_for(lambda: refsvc.stats["connections"] == 2, 5)
+        assert refsvc.stats["resumed"] == 1  # TLS 1.3 resumption with the ticket of the first exchange
+        assert isinstance(lookup(c), Found)
+        assert refsvc.stats["connections"] == 2 and sleeps == []
+    finally:
+        c.close()
+
+
+def test_a_server_that_closed_the_kept_connection_costs_no_retry(
+    hostile: Callable[..., HostileServer], pki: TestPki
+) -> None:
+    """The server reads our request on the kept connection and closes it (its idle timer won the race): the
+    request goes once more on a new connection at once, with no backoff and no failure."""
+    server = hostile(per_request(answer(http(200, FOUND_BODY)), hang_up), keep_alive=True)
+    c, sleeps = client(server.base_url, pki, retries=0)
+    assert isinstance(lookup(c), Found)
+    assert isinstance(lookup(c), Found)
+    assert server.connections == 2 and sleeps == []
+    assert len(server.requests) == 3  # the second lookup's request went twice
+
+
+def test_an_idle_connection_is_kept_alive_with_health_requests(
+    hostile: Callable[..., HostileServer], pki: TestPki
+) -> None:
+    server = hostile(answer(http(200, b'{"status": "ok"}')), keep_alive=True)
+    c, _ = client(server.base_url, pki, keepalive_s=0.3)
+    c.start()
+    try:
+        assert wait_for(lambda: len(server.requests) >= 3, 5)
+    finally:
+        c.close()
+    assert all(r.startswith(b"GET /v1/health ") for r in server.requests)
+    assert server.connections == 1
+
+
+def test_a_session_is_resumed_only_within_its_lifetime(refsvc: ReferenceService, pki: TestPki) -> None:
+    c, _ = client(refsvc.base_url, pki, session_max_s=0.5)
+    assert isinstance(lookup(c), Found)
+    refsvc.hang_up_all()
+    assert wait_for(lambda: c._idle is None or not c._idle.clean(), 5)
+    assert isinstance(lookup(c), Found)  # within 0.5 s: resumed
+    refsvc.hang_up_all()
+    time.sleep(0.6)
+    assert isinstance(lookup(c), Found)  # the ticket is too old: a full handshake, chain checked again
+    assert refsvc.stats == {"connections": 3, "resumed": 1}
+
+
+def test_a_server_without_our_ca_is_refused_on_reconnect_despite_a_session(
+    pki: TestPki, other_pki: TestPki
+) -> None:
+    service = start_refsvc(pki)
+    port = service.port
+    c, _ = client(service.base_url, pki)
+    assert isinstance(lookup(c), Found)  # holds a session ticket now
+    service.stop()
+    intruder = ReferenceService(
+        cert_file=other_pki.server_cert,
+        key_file=other_pki.server_key,
+        client_ca_file=pki.ca_cert,
+        port=port,
+        today=TODAY,
+    ).start()
+    try:
+        assert "certificate was not accepted" in assert_clean(lookup(c))
+    finally:
+        intruder.stop()
+
+
+def test_a_server_dripping_on_the_kept_connection_is_cut_at_the_limit(
+    hostile: Callable[..., HostileServer], pki: TestPki
+) -> None:
+    prefix, byte = DRIP_PLACES["headers"]
+    dripping = drip(prefix, byte, every_s=0.2, for_s=8)
+    server = hostile(per_request(answer(http(200, FOUND_BODY)), dripping), keep_alive=True)
+    c, _ = client(server.base_url, pki, timeout_s=5.0, retries=0, limit_s=1.5)  # a retry would get a new one
+    assert isinstance(lookup(c), Found)
+    started = time.monotonic()
+    assert assert_clean(lookup(c)).startswith("timed out waiting for the service")
+    assert time.monotonic() - started < 1.5 + 0.3
+
+
+def strings_reachable_from(root: object, limit: int = 200_000) -> Iterator[bytes | str]:
+    """Every bytes-like and str object reachable from `root` through gc referents."""
+    seen: set[int] = set()
+    todo = [root]
+    while todo and len(seen) < limit:
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, type | types.ModuleType):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, str | bytes):
+            yield obj
+        elif isinstance(obj, bytearray | memoryview):
+            yield bytes(obj)
+        else:
+            todo.extend(gc.get_referents(obj))
+
+
+def test_no_patient_data_stays_in_the_kept_connection(refsvc: ReferenceService, pki: TestPki) -> None:
+    c, _ = client(refsvc.base_url, pki)
+    result = lookup(c)
+    assert isinstance(result, Found)
+    secrets = [PATIENT.name, PATIENT.kana, "ワルファリン", PATIENT.card_id]
+    # The walk finds a secret where one is held (here, the result itself) ...
+    assert any(s in t for t in strings_reachable_from(result) for s in secrets if isinstance(t, str))
+    conn = c._idle
+    assert conn is not None and conn.sock is not None and conn.sock.pending() == 0
+    # ... and nothing of the patient in the connection that waits for the next lookup.
+    encoded = [s.encode() for s in secrets] + [s.encode("unicode_escape") for s in secrets]
+    for text in strings_reachable_from(conn):
+        held = text.encode() if isinstance(text, str) else text
+        assert not any(s in held for s in encoded)
+    c.close()

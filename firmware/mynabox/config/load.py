@@ -213,6 +213,7 @@ def _build(fields: Callable[[str], Fields], source: Path, ctx: Context) -> Confi
         timeout_s=f.number("timeout_s", 5.0, 0.1, 120.0),
         retries=f.integer("retries", 2, 0, 10),
         limit_s=f.number("limit_s", 10.0, 1.0, 120.0),
+        keepalive_s=f.number("keepalive_s", 50.0, 0.0, 3600.0),
     )
     f.finish()
 

@@ -106,6 +106,7 @@ class SummaryConfig:
     timeout_s: float = 5.0
     retries: int = 2
     limit_s: float = 10.0
+    keepalive_s: float = 50.0  # 0: a new connection per lookup
 
     def client(self) -> HttpsSummaryClient:
         from mynabox.adapters.summary_client import HttpsSummaryClient
@@ -118,6 +119,7 @@ class SummaryConfig:
             timeout_s=self.timeout_s,
             retries=self.retries,
             limit_s=self.limit_s,
+            keepalive_s=self.keepalive_s or None,
         )
 
 

@@ -8,6 +8,8 @@ J-LIS (documented in the OpenAPI file).
 Hostile input gets a 4xx with a short JSON error and never a crash: body size limit (413), missing length
 (411), bad JSON or certificate (400), unknown path (404), wrong method (405). Handshakes and reads run in
 the request's own thread with a timeout, so a stalled client holds one thread, not the service.
+Connections are kept alive (HTTP/1.1) for `idle_timeout_s` between requests, as a real service's load
+balancer does; TLS 1.3 sessions can be resumed. `stats` counts connections and resumed handshakes.
 Logs name the outcome and status only, never the CN or a patient.
 
 In tests: `with ReferenceService(cert_file=..., key_file=..., client_ca_file=...) as svc: svc.base_url`.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import socket
@@ -45,6 +48,7 @@ HEALTH_PATH = "/v1/health"
 MAX_BODY = 64 * 1024  # a JPKI certificate is about 1.5 kB; base64 and JSON keep it far below this
 MAX_CERT = 16 * 1024
 IO_TIMEOUT_S = 10.0
+IDLE_TIMEOUT_S = 60.0  # a kept-alive connection with no request for this long is closed
 
 
 class BadCertificate(ValueError):
@@ -97,7 +101,16 @@ class _Handler(BaseHTTPRequestHandler):
         # Headers and body go out in two writes: without NODELAY, Nagle meets the peer's delayed ACK (40 ms).
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.request.do_handshake()
+        self.server.count(resumed=self.request.session_reused)
         super().setup()
+
+    def handle_one_request(self) -> None:
+        self.request.settimeout(self.server.idle_timeout_s)  # waiting for the next request on the connection
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        self.request.settimeout(IO_TIMEOUT_S)  # the request line is in: the rest comes at once
+        return super().parse_request()
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the default logs the request line and client address; we log outcomes in _send
@@ -200,15 +213,46 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = True
 
-    def __init__(self, address: tuple[str, int], context: ssl.SSLContext, today: Callable[[], date]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        context: ssl.SSLContext,
+        today: Callable[[], date],
+        idle_timeout_s: float,
+    ) -> None:
         super().__init__(address, _Handler)
         self._context = context
         self.today = today
+        self.idle_timeout_s = idle_timeout_s
+        self.stats = {"connections": 0, "resumed": 0}
+        self._live: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def count(self, *, resumed: bool) -> None:
+        with self._lock:
+            self.stats["connections"] += 1
+            self.stats["resumed"] += int(resumed)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = self.socket.accept()
         # Handshake in the request's thread (see _Handler.setup): a stalled client cannot block accept().
-        return self._context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+        tls = self._context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        with self._lock:
+            self._live.add(tls)
+        return tls, addr
+
+    def close_request(self, request: Any) -> None:
+        with self._lock:
+            self._live.discard(request)
+        super().close_request(request)
+
+    def hang_up_all(self) -> None:
+        """End every kept-alive connection (their threads wait for a next request otherwise)."""
+        with self._lock:
+            live = list(self._live)
+        for sock in live:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's: no TLS state touched
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Failed handshakes (no client certificate, wrong CA), resets and timeouts end up here.
@@ -237,10 +281,21 @@ class ReferenceService:
         host: str = "127.0.0.1",
         port: int = 0,
         today: date | None = None,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
         context = server_context(cert_file, key_file, client_ca_file)
-        self._server = _Server((host, port), context, (lambda: today) if today else date.today)
+        today_fn = (lambda: today) if today else date.today
+        self._server = _Server((host, port), context, today_fn, idle_timeout_s)
         self._thread: threading.Thread | None = None
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Connections accepted (TLS handshakes done) and how many of them resumed a session."""
+        return dict(self._server.stats)
+
+    def hang_up_all(self) -> None:
+        """Close every open connection, as a service restart or a load balancer's idle timeout does."""
+        self._server.hang_up_all()
 
     @property
     def port(self) -> int:
@@ -268,6 +323,7 @@ class ReferenceService:
             self._server.shutdown()
             self._thread.join(timeout=10)
             self._thread = None
+        self._server.hang_up_all()
         self._server.server_close()
 
     def __enter__(self) -> ReferenceService:
