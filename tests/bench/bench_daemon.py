@@ -11,9 +11,16 @@ reference summary service and mosquitto with TLS on loopback, default consent (n
   `read delivered` lines (mynabox.readtiming).
 - rss_mb after READS reads (with the anonymous / file-backed split), idle_cpu_percent over IDLE_S idle.
 
+- links: the same daemon with the summary service and the broker behind an emulated mobile link
+  (`mynabox.testing.linkemu`) at each RTT, with the kept-warm summary connection and with
+  connection-per-lookup (the peer, summary.keepalive_s = 0): tap → flags on the OLED, card present →
+  flags, the lookup, and publish → PUBACK (the daemon's overhead: sealing, outbox and audit fsyncs, then
+  the publish's round trip to the broker).
+
 Our package is byte-compiled first, as pip does when it installs the firmware on the Pi.
 
-Env: BENCH_READS (100), BENCH_IDLE_S (60), BENCH_LOG_LEVEL (info).
+Env: BENCH_READS (100), BENCH_IDLE_S (60), BENCH_LOG_LEVEL (info), BENCH_LINK_TAPS (10 per RTT and
+client), BENCH_RTTS_MS (30,100,300; empty: no link figures).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from pathlib import Path
 
 import mynabox
 from mynabox.readtiming import parse
+from mynabox.testing.linkemu import LinkEmulator
 from mynabox.testing.mynacard import VirtualMyNumberCard
 from mynabox.testing.notify import NotifySocket
 from mynabox.testing.patients import PATIENTS
@@ -40,6 +48,8 @@ from mynabox.testing.vpcd import VpcdCardServer
 READS = int(os.environ.get("BENCH_READS", "100"))
 IDLE_S = float(os.environ.get("BENCH_IDLE_S", "60"))
 LOG_LEVEL = os.environ.get("BENCH_LOG_LEVEL", "info")  # the daemon's; printed whole when a tap shows nothing
+LINK_TAPS = int(os.environ.get("BENCH_LINK_TAPS", "10"))
+RTTS_MS = [int(v) for v in os.environ.get("BENCH_RTTS_MS", "30,100,300").split(",") if v]
 MYNABOX = str(Path(".venv/bin/mynabox").resolve())
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -98,6 +108,93 @@ class TimingLines:
 
 def p50(values: list[float]) -> float:
     return round(statistics.median(values), 1) if values else float("nan")
+
+
+def taps_over_link(stack: BoxStack, rtt_ms: int, *, warm: bool) -> dict[str, float]:
+    """LINK_TAPS taps with both links behind an emulated link of `rtt_ms`; p50 figures in ms."""
+    assert stack.refsvc is not None and stack.broker is not None and stack.pcscd is not None
+    rtt = rtt_ms / 1000
+    service = LinkEmulator(("127.0.0.1", stack.refsvc.port), rtt_s=rtt)
+    broker = LinkEmulator(("127.0.0.1", stack.broker.port), rtt_s=rtt)
+    stack.config_extra = {
+        "summary": {"url": f"https://127.0.0.1:{service.port}", "keepalive_s": 50.0 if warm else 0.0},
+        "mqtt": {"port": broker.port},
+    }
+    stack.write_config()
+    notify = NotifySocket(stack.dir / f"notify-{rtt_ms}-{int(warm)}.sock")
+    env = dict(os.environ, **stack.env(), NOTIFY_SOCKET=str(notify.path))
+    daemon = subprocess.Popen(
+        [MYNABOX, "run", "--config", str(stack.config_path)], env=env, stderr=subprocess.PIPE
+    )
+    timings = TimingLines(daemon.stderr)
+    registered = [p for p in PATIENTS if p.key != "not-registered"]
+    tap_to_result: list[float] = []
+    try:
+        started = time.monotonic()
+        while notify.first("READY=1", since=started) is None and time.monotonic() - started < 30:
+            time.sleep(0.005)
+        time.sleep(1 + 4 * rtt)  # the broker link and the summary connection come up
+        for i in range(LINK_TAPS):
+            stack.pcscd.wait_empty()
+            want = len(timings.of("result-shown")) + 1
+            tapped = time.perf_counter()
+            card = VirtualMyNumberCard(registered[i % len(registered)].card_id)
+            server = VpcdCardServer(card, port=stack.pcscd.vpcd_port).start()
+            deadline = time.monotonic() + 20
+            while len(timings.of("result-shown")) < want and time.monotonic() < deadline:
+                time.sleep(0.001)
+            shown = timings.of("result-shown")
+            if len(shown) >= want:
+                tap_to_result.append((shown[-1][0] - tapped) * 1000)
+            server.remove()
+            time.sleep(0.5)  # the result screen clears (result_clear_s) before the next patient
+        deadline = time.monotonic() + 10
+        while len(timings.of("delivered")) < LINK_TAPS and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=10)
+        notify.close()
+        service.stop()
+        broker.stop()
+    shown_f = [f for _, f in timings.of("result-shown")]
+    delivered = [f for _, f in timings.of("delivered")]
+    return {
+        "tap_to_oled_flags_ms_p50": p50(tap_to_result),
+        "present_to_oled_flags_ms_p50": p50([f["present_to_result_ms"] for f in shown_f]),
+        "lookup_ms_p50": p50([f["lookup_ms"] for f in delivered]),
+        "publish_to_puback_ms_p50": p50([f["overhead_ms"] for f in delivered]),
+        "taps": LINK_TAPS,
+        "shown": len(shown_f),
+        "delivered": len(delivered),
+    }
+
+
+def links() -> dict[str, dict[str, dict[str, float]]]:
+    figures: dict[str, dict[str, dict[str, float]]] = {}
+    if not RTTS_MS:
+        return figures
+    with BoxStack(
+        device_id="amb-bench-link", consent_default="oral", result_clear_s=1, log_level=LOG_LEVEL
+    ) as stack:
+        assert stack.pcscd is not None
+        stack.pcscd.use_in_process()
+        for rtt_ms in RTTS_MS:
+            figures[str(rtt_ms)] = {
+                "warm": taps_over_link(stack, rtt_ms, warm=True),
+                "peer": taps_over_link(stack, rtt_ms, warm=False),
+            }
+    print(f"over an emulated link (both links), {LINK_TAPS} taps per RTT and client, p50 ms: warm / peer")
+    print("RTT ms | tap → flags on OLED | card present → flags | lookup | publish → PUBACK (overhead)")
+    for rtt_ms, both in figures.items():
+        w, p = both["warm"], both["peer"]
+        print(
+            f"{rtt_ms:>6} | {w['tap_to_oled_flags_ms_p50']} / {p['tap_to_oled_flags_ms_p50']} "
+            f"| {w['present_to_oled_flags_ms_p50']} / {p['present_to_oled_flags_ms_p50']} "
+            f"| {w['lookup_ms_p50']} / {p['lookup_ms_p50']} "
+            f"| {w['publish_to_puback_ms_p50']} / {p['publish_to_puback_ms_p50']}"
+        )
+    return figures
 
 
 def main() -> int:
@@ -188,6 +285,7 @@ def main() -> int:
         print(f"{READS - len(shown_f)} taps showed no result; the daemon's log:")
         for line in timings.log:
             print("  " + line)
+    figures["links"] = links()  # type: ignore[assignment]
     print(json.dumps(figures))
     return 0
 

@@ -38,7 +38,9 @@ def finite(figures: dict[str, object], *keys: str) -> None:
 
 
 def test_bench_daemon_prints_the_appliance_figures() -> None:
-    figures = last_json("bench_daemon.py", BENCH_READS="3", BENCH_IDLE_S="1")
+    figures = last_json(
+        "bench_daemon.py", BENCH_READS="3", BENCH_IDLE_S="1", BENCH_LINK_TAPS="1", BENCH_RTTS_MS="30"
+    )
     finite(
         figures,
         "start_to_ready_ms",
@@ -49,6 +51,20 @@ def test_bench_daemon_prints_the_appliance_figures() -> None:
         "overhead_ms_p50",
     )
     assert figures["results_shown"] == figures["delivered"] == 3
+    links = figures["links"]
+    assert isinstance(links, dict)
+    for client in ("warm", "peer"):
+        over_link = links["30"][client]
+        finite(over_link, "tap_to_oled_flags_ms_p50", "lookup_ms_p50", "publish_to_puback_ms_p50")
+        assert over_link["shown"] == over_link["delivered"] == 1
+
+
+def test_bench_lookup_prints_the_link_figures() -> None:
+    figures = last_json("bench_lookup.py", BENCH_ROUNDS="3", BENCH_LINK_ROUNDS="2", BENCH_RTTS_MS="30")
+    finite(figures, "lookup_ms_p50", "kept_connection_lookup_ms_p50")
+    links = figures["links"]
+    assert isinstance(links, dict)
+    finite(links["30"], "warm_first_rtts", "warm_later_rtts_p50", "peer_later_rtts_p50", "warm_reconnect_ms")
 
 
 def test_bench_delivery_prints_the_delivery_figures() -> None:
