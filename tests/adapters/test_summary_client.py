@@ -609,3 +609,30 @@ def test_no_patient_data_stays_in_the_kept_connection(refsvc: ReferenceService, 
         held = text.encode() if isinstance(text, str) else text
         assert not any(s in held for s in encoded)
     c.close()
+
+
+def test_the_service_address_is_cached_within_its_ttl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    named = make_test_pki(tmp_path, clients=("device-1",), server_names=("localhost",))
+    service = start_refsvc(named)
+    calls: list[str] = []
+    real = socket.getaddrinfo
+
+    def counting(host: str, *args: Any, **kw: Any) -> Any:
+        calls.append(host)
+        return real(host, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", counting)
+    try:
+        for ttl, expected in ((300.0, 1), (0.0, 2)):
+            calls.clear()
+            c, _ = client(f"https://localhost:{service.port}", named, dns_ttl_s=ttl)
+            assert isinstance(lookup(c), Found)
+            service.hang_up_all()  # the next lookup needs a new connection, hence an address
+            assert wait_for(lambda c=c: c._idle is None or not c._idle.clean(), 5)
+            assert isinstance(lookup(c), Found)
+            assert calls.count("localhost") == expected
+            c.close()
+    finally:
+        service.stop()
