@@ -30,6 +30,7 @@ bench: deps
 	$(PY) tests/bench/bench_seal.py
 	$(PY) tests/bench/bench_lookup.py
 	$(PY) tests/bench/bench_publish.py
+	$(PY) tests/bench/bench_mqtt_link.py
 	$(PY) tests/bench/bench_delivery.py
 	$(PY) tests/bench/bench_imports.py
 	$(PY) tests/bench/bench_daemon.py
