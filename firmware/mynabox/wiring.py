@@ -162,7 +162,6 @@ class Box:
 
         summary = cfg.summary.client()
         summary.start()  # connects now: the first tap's lookup finds the connection warm
-        self._started("summary link", summary.close)
         delivery = build_delivery(
             cfg, outbox, audit, notify=link.notify, clock_synced=lambda: self._synced, lookup=summary
         )
@@ -188,6 +187,9 @@ class Box:
         self.parts.deliveries = deliveries
         deliveries.start()
         self._started("delivery", deliveries.stop)
+        # Stopped before the delivery worker (stoppers run in reverse): a lookup under way ends at once and
+        # its card record is queued, where waiting it out (up to limit_s) would pass systemd's TimeoutStopSec.
+        self._started("summary link", summary.close)
 
         self.parts.controller = Controller(
             MachineConfig(

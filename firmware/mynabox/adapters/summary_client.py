@@ -131,11 +131,14 @@ class _Addresses:
         return addresses
 
 
-def _connect_any(addresses: list[Address], timeout: float) -> socket.socket:
-    """The first of the resolved addresses that answers."""
+def _connect_any(
+    addresses: list[Address], timeout: float, on_socket: Callable[[socket.socket], None]
+) -> socket.socket:
+    """The first of the resolved addresses that answers; `on_socket` learns of each socket first."""
     error: OSError = OSError("the name has no address")
     for family, sockaddr in addresses:
         sock = socket.socket(family, socket.SOCK_STREAM)
+        on_socket(sock)
         try:
             sock.settimeout(timeout)
             # Headers and body go out in two writes: without NODELAY, Nagle waits for the peer's delayed ACK.
@@ -148,7 +151,8 @@ def _connect_any(addresses: list[Address], timeout: float) -> socket.socket:
     raise error
 
 
-_DEADLINE = threading.local()  # .end: monotonic time the calling thread's network I/O must end by
+# .end: monotonic time the calling thread's network I/O must end by; .stopping: set by its client's close()
+_DEADLINE = threading.local()
 
 
 @contextmanager
@@ -180,6 +184,9 @@ class _DeadlineSocket(ssl.SSLSocket):
     """
 
     def _arm(self) -> None:
+        stopping = getattr(_DEADLINE, "stopping", None)
+        if stopping is not None and stopping.is_set():
+            raise TimeoutError("the client is closing")
         end = getattr(_DEADLINE, "end", None)
         if end is None:
             return
@@ -278,10 +285,20 @@ class _Connection(HTTPSConnection):
         super().__init__(host, port, ssl_context=context)
         self._addresses = addresses
         self.last_used = time.monotonic()
+        self.raw: socket.socket | None = None  # the TCP socket under the TLS one, for abort()
 
     def _new_conn(self) -> socket.socket:
         timeout = self.timeout if isinstance(self.timeout, float | int) else None
-        return _connect_any(self._addresses, float(timeout or 5.0))
+        return _connect_any(self._addresses, float(timeout or 5.0), self._got_socket)
+
+    def _got_socket(self, sock: socket.socket) -> None:
+        self.raw = sock
+
+    def abort(self) -> None:
+        """Wake whatever thread waits on this connection (from any thread): its read or write fails."""
+        if self.raw is not None:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(self.raw, socket.SHUT_RDWR)  # the fd's, not the TLS layer's
 
     def clean(self) -> bool:
         """Connected, and nothing unread in it (no response bytes left behind, no unsolicited data).
@@ -364,6 +381,8 @@ class HttpsSummaryClient:
         self._idle: _Connection | None = None
         self._in_use = 0
         self._closed = False
+        self._stopping = threading.Event()
+        self._active: set[_Connection] = set()  # connections a lookup is using now (close() aborts them)
         self._keeper: threading.Thread | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -379,9 +398,15 @@ class HttpsSummaryClient:
         self._keeper.start()
 
     def close(self) -> None:
+        """Stop the keeper and end a lookup under way at once (it returns Unavailable, so its card record
+        can still be queued before the daemon exits)."""
+        self._stopping.set()
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, None
+            active = list(self._active)
+        for conn in active:
+            conn.abort()
         if idle is not None:
             idle.close()
         self._wake()
@@ -418,15 +443,21 @@ class HttpsSummaryClient:
             conn.close()
         self._wake()
 
-    def _new_connection(self, end: float) -> _Connection:
-        """A connected connection (TCP and TLS done by `end`), or the OSError / SSLError that stopped it."""
+    def _new_connection(self, end: float, *, track: bool = False) -> _Connection:
+        """A connected connection (TCP and TLS done by `end`), or the OSError / SSLError that stopped it.
+        `track`: a lookup's, which close() aborts (its handshake too; a TCP connect runs to its timeout)."""
         addresses = self._addresses.get(max(0.01, end - time.monotonic()))
         conn = _Connection(self._host, self._port, addresses, context=self._context)
         conn.timeout = max(0.01, end - time.monotonic())
+        if track:
+            with self._lock:
+                self._active.add(conn)
         try:
             with _until(end):
                 conn.connect()
         except BaseException:
+            with self._lock:
+                self._active.discard(conn)
             conn.close()
             raise
         return conn
@@ -522,11 +553,21 @@ class HttpsSummaryClient:
     # -- the lookup -----------------------------------------------------------------------------------
 
     def lookup(self, certificate: bytes) -> LookupResult:
+        _DEADLINE.stopping = self._stopping
+        try:
+            return self._lookup(certificate)
+        finally:
+            _DEADLINE.stopping = None
+
+    def _lookup(self, certificate: bytes) -> LookupResult:
         body = json.dumps({"certificate": base64.b64encode(certificate).decode("ascii")}).encode("ascii")
         reason = "not attempted"
         end = None if self._limit_s is None else time.monotonic() + self._limit_s
         attempts = 0
         for attempt in range(self._retries + 1):
+            if self._stopping.is_set():
+                reason += ", the box is stopping"
+                break
             if attempt:
                 pause = min(self._backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
                 if end is not None and time.monotonic() + pause >= end:
@@ -562,7 +603,7 @@ class HttpsSummaryClient:
             if conn is None:
                 connect_end = time.monotonic() + min(self._connect_timeout_s, _left(end))
                 try:
-                    conn = self._new_connection(connect_end)
+                    conn = self._new_connection(connect_end, track=True)
                 except NameLookupTimeout:
                     return _Retryable("name lookup timed out")
                 except socket.gaierror as exc:
@@ -578,11 +619,17 @@ class HttpsSummaryClient:
                 except OSError as exc:
                     return _Retryable(f"cannot connect ({type(exc).__name__})")
             exchange_end = time.monotonic() + min(self._timeout_s, _left(end))
+            with self._lock:
+                self._active.add(conn)
+            if self._stopping.is_set():  # close() came while we connected: it could not see this one
+                conn.abort()
             with _until(exchange_end):
                 outcome = self._exchange(conn, body, exchange_end, reused=reused)
             keep = isinstance(outcome, Found | NotRegistered)
             return outcome
         finally:
+            with self._lock:
+                self._active.discard(conn)
             self._checkin(conn, keep=keep)
 
     def _exchange(
@@ -601,6 +648,10 @@ class HttpsSummaryClient:
             return Unavailable("response too large")
         except (TimeoutError, urllib3.exceptions.TimeoutError):
             return _Retryable("timed out waiting for the service")
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
+            if reused and not started:  # the kept connection's TLS was closed under our request
+                return _Stale(f"connection lost ({type(exc).__name__})")
+            return Unavailable(f"TLS failed ({exc.reason or 'unknown'})")
         except (ssl.SSLError, urllib3.exceptions.SSLError) as exc:
             # With TLS 1.3 the server's verdict on our certificate arrives after the handshake.
             tls: BaseException = exc.args[0] if exc.args and isinstance(exc.args[0], ssl.SSLError) else exc
