@@ -39,6 +39,7 @@ def _broker(text: str) -> tuple[str, int]:
 def run(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
+    from mynabox.payload.envelope import MAX_MESSAGE_BYTES
     from mynabox.payload.keys import KeyFileError, load_private_key, load_public_keys
     from mynabox.payload.seal import Opened, Opener
     from mynabox.receiver import (
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
             load_public_keys(args.device_keys),
             max_age=max_age,
             max_skew=timedelta(minutes=5),
-            max_size=1024 * 1024,
+            max_size=MAX_MESSAGE_BYTES,  # the one limit the box seals to and the broker configs enforce
         )
         args.state_dir.mkdir(parents=True, exist_ok=True)
         seen = SeenStore(args.state_dir / "receiver-seen.sqlite3")
