@@ -411,6 +411,8 @@ def test_puback_no_subscribers_keeps_the_record_until_a_subscriber_comes(
             assert wait_for(lambda: b'"no_subscriber":' in watcher.last.get(state_topic, b""))
             assert b'"no_subscriber":0' not in watcher.last[state_topic]
             assert f"no subscriber at the broker for message {ids[0]}" in caplog.text
+            time.sleep(2.5)
+            assert link.no_subscriber <= 12  # paced by the back-off (1 s, then 2 s), not resent at once
             watcher.close()  # the gateway's certificate: one connection at a time (same client id)
             gw = Gateway(kit, broker, tmp_path)
             gw.receiver.start()
@@ -550,3 +552,30 @@ def test_the_queue_of_an_offline_subscriber_is_bounded(
         f" broker RSS {rss / 1024:.0f} MiB"
     )
     assert stored < MAX_QUEUED_BYTES + 8 * 1024 * 1024
+
+
+def test_a_record_over_the_limit_is_not_sent_and_the_rest_still_go(
+    kit: DeliveryKit, broker: Mosquitto, gateway: Gateway, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mynabox.payload.envelope import MAX_MESSAGE_BYTES
+
+    links: list[bool] = []
+    with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        # Sealed before the limit was enforced: sent, the broker would cut the connection on every try.
+        outbox.put(
+            topic(DEV, "summary"),
+            "f" * 32,
+            SealedBytes(b"x" * (MAX_MESSAGE_BYTES + 1)),
+            now=datetime.now(UTC),
+        )
+        ids = queue(kit, outbox, 2)
+        link = MqttLink(settings(kit, broker), outbox, on_link=links.append)
+        link.start()
+        try:
+            assert wait_for(lambda: sorted(gateway.accepted) == sorted(ids))
+            time.sleep(0.5)
+            assert links == [True]  # never cut off
+            assert outbox.depth() == 1  # kept for the retention purge, which audits it
+            assert "is over the size limit: not sent" in caplog.text
+        finally:
+            link.stop()
