@@ -24,7 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--state-dir", type=Path, default=Path("."), help="where the seen-id store lives (default: .)"
     )
-    parser.add_argument("--client-id", default="mynabox-gateway", help="MQTT client id (persistent session)")
+    parser.add_argument(
+        "--client-id",
+        default="mynabox-gateway",
+        help="MQTT client id (persistent session); a broker set up as docs/gateway uses the certificate's CN",
+    )
     parser.add_argument("--once", action="store_true", help="exit after the first accepted message")
     parser.add_argument("--max-age-days", type=int, default=7, help="refuse synced messages older than this")
 
