@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import stat
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from mynabox.payload.envelope import Kind
 from mynabox.payload.keys import generate_device_key, load_private_key
-from mynabox.payload.seal import Opened, Sealer
+from mynabox.payload.seal import Opened
 from mynabox.receiver import (
+    REORDER_WINDOW,
     Accepted,
     Duplicate,
     ReceiverCore,
@@ -21,8 +24,10 @@ from mynabox.receiver import (
     parse_topic,
     write_json,
 )
-from mynabox.testing.broker import DeliveryKit
+from mynabox.testing.broker import DeliveryKit, NumberedSealer
+from mynabox.testing.envelopes import seal_claims
 from mynabox.testing.patients import patient, summary_for
+from payload.test_claims import hostile_claims  # tests/ is on sys.path (rootdir-relative imports)
 
 NOW = datetime(2026, 4, 1, 0, 30, tzinfo=UTC)
 TODAY = date(2026, 4, 1)
@@ -108,20 +113,22 @@ def test_tampered_byte_is_rejected_with_a_reason(kit: DeliveryKit, core: Receive
 
 
 def test_foreign_signing_key_is_rejected(kit: DeliveryKit, core: ReceiverCore) -> None:
-    impostor = Sealer(DEV, generate_device_key(), load_private_key(kit.gateway_key_file).public_key())
+    impostor = NumberedSealer(DEV, generate_device_key(), load_private_key(kit.gateway_key_file).public_key())
     token = impostor.seal(Kind.SUMMARY, {"n": 1}, now=NOW, clock_synced=True).token
     verdict = core.handle(f"mynabox/{DEV}/summary", token, now=NOW)
     assert verdict == Rejected("signature")
 
 
 def test_message_for_another_gateway_is_rejected(kit: DeliveryKit, core: ReceiverCore) -> None:
-    sealer = Sealer(DEV, load_private_key(kit.device_key_files[DEV]), generate_device_key().public_key())
+    sealer = NumberedSealer(
+        DEV, load_private_key(kit.device_key_files[DEV]), generate_device_key().public_key()
+    )
     token = sealer.seal(Kind.SUMMARY, {"n": 1}, now=NOW, clock_synced=True).token
     assert core.handle(f"mynabox/{DEV}/summary", token, now=NOW) == Rejected("decrypt")
 
 
 def test_unknown_device_expired_and_topic_checks(kit: DeliveryKit, core: ReceiverCore) -> None:
-    stranger = Sealer(
+    stranger = NumberedSealer(
         "ambulance-99", generate_device_key(), load_private_key(kit.gateway_key_file).public_key()
     )
     token = stranger.seal(Kind.SUMMARY, {}, now=NOW, clock_synced=True).token
@@ -189,3 +196,204 @@ def test_every_audit_outcome_has_a_japanese_label() -> None:
     from mynabox.receiver import OUTCOME_LABELS
 
     assert set(OUTCOME_LABELS) == {o.value for o in Outcome}
+
+
+# --- no message stops the receiver: every refusal is acknowledged, counted and quarantined ---------------
+
+HOSTILE_CLAIMS: list[dict[str, object]] = [
+    {"iat": 253402300800},  # year 10000
+    {"iat": 253402300799},  # 9999-12-31 UTC: year 10000 in JST
+    {"iat": 10**30},
+    {"iat": -5},
+    {"iat": 1.5},
+    {"iat": True},
+    {"iat": "2026-04-01"},
+    {"kind": ["summary"]},
+    {"kind": {"a": 1}},
+    {"clock_synced": 1},
+    {"seq": 0},
+    {"seq": 2**64},
+    {"seq": False},
+    {"body": ["x"]},
+    {"device": OTHER},
+    {"jti": 7},
+]
+
+
+def _claims(kit: DeliveryKit, device: str = DEV, **override: object) -> dict[str, object]:
+    claims: dict[str, object] = {
+        "jti": uuid.uuid4().hex,
+        "kind": "summary",
+        "device": device,
+        "iat": int(NOW.timestamp()),
+        "clock_synced": False,
+        "body": {"n": 1},
+        "seq": 1,
+    }
+    claims.update(override)
+    return claims
+
+
+@pytest.mark.parametrize("override", HOSTILE_CLAIMS, ids=[repr(o)[:40] for o in HOSTILE_CLAIMS])
+def test_validly_signed_hostile_claims_are_refused_and_quarantined(
+    kit: DeliveryKit, core: ReceiverCore, override: dict[str, object]
+) -> None:
+    token = seal_claims(kit.sealer(DEV), _claims(kit, **override))
+    verdict = core.handle(f"mynabox/{DEV}/summary", token, now=NOW)
+    assert isinstance(verdict, Rejected) and verdict.reason
+    entries = core._seen.quarantined()  # type: ignore[attr-defined]
+    assert [(e.topic, e.reason, e.payload, e.size) for e in entries] == [
+        (f"mynabox/{DEV}/summary", verdict.reason, token, len(token))
+    ]
+    assert core.counts["rejected"] == 1 and not core.sunk  # type: ignore[attr-defined]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(claims=hostile_claims())
+def test_no_claims_make_the_receiver_raise(
+    kit: DeliveryKit, tmp_path: Path, claims: dict[str, object]
+) -> None:
+    """With the printing sink of `mynabox receive`: whatever opens must also render."""
+    seen = SeenStore(tmp_path / f"seen-{uuid.uuid4().hex}.sqlite3")
+    try:
+        core = ReceiverCore(kit.opener(), seen, lambda opened: print(format_opened(opened, today=TODAY)))
+        claims = {**claims, "jti": uuid.uuid4().hex} if claims.get("jti") == "cd" * 16 else claims
+        claims = {**claims, "device": DEV} if claims.get("device") == "amb-tokyo-01" else claims
+        verdict = core.handle(f"mynabox/{DEV}/summary", seal_claims(kit.sealer(DEV), claims), now=NOW)
+        assert isinstance(verdict, Accepted | Rejected)
+        assert len(seen.quarantined()) == (0 if isinstance(verdict, Accepted) else 1)
+    finally:
+        seen.close()
+
+
+def test_a_sink_failing_on_the_message_is_a_refusal_an_io_failure_is_not(
+    kit: DeliveryKit, tmp_path: Path
+) -> None:
+    seen = SeenStore(tmp_path / "seen.sqlite3")
+
+    def picky(_opened: Opened) -> None:
+        raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+
+    core = ReceiverCore(kit.opener(), seen, picky)
+    assert core.handle(f"mynabox/{DEV}/summary", seal(kit), now=NOW) == Rejected("sink:UnicodeEncodeError")
+    assert [e.reason for e in seen.quarantined()] == ["sink:UnicodeEncodeError"]
+    seen.close()
+
+
+def test_quarantine_is_bounded_and_survives_a_restart(
+    kit: DeliveryKit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mynabox.receiver as receiver
+
+    monkeypatch.setattr(receiver, "QUARANTINE_MAX_ROWS", 5)
+    monkeypatch.setattr(receiver, "QUARANTINE_MAX_BYTES", 3000)
+    seen = SeenStore(tmp_path / "seen.sqlite3")
+    core = ReceiverCore(kit.opener(), seen, lambda o: None)
+    for n in range(8):
+        core.handle(f"mynabox/{DEV}/summary", b"x" * 100 + bytes([n]), now=NOW)
+    assert len(seen.quarantined()) == 5
+    core.handle(f"mynabox/{DEV}/summary", b"y" * 2850, now=NOW)
+    seen.close()
+    again = SeenStore(tmp_path / "seen.sqlite3")
+    try:
+        kept = again.quarantined()
+        assert [e.payload[-1:] for e in kept] == [b"\x07", b"y"]  # the newest that fit 3000 bytes
+        assert all(e.reason == "format" for e in kept)
+    finally:
+        again.close()
+
+
+# --- replays: a per-device sequence, held for any age -------------------------------------------------------
+
+
+def _unsynced(kit: DeliveryKit, seq: int, device: str = DEV) -> bytes:
+    """A box without a synced clock: the opener never expires these, so only the sequence stops a replay."""
+    return kit.sealer(device).seal(Kind.SUMMARY, {"n": seq}, now=NOW, clock_synced=False, seq=seq).token
+
+
+def test_replay_after_the_seen_id_window_is_refused(kit: DeliveryKit, tmp_path: Path) -> None:
+    topic = f"mynabox/{DEV}/summary"
+    sunk: list[Opened] = []
+    seen = SeenStore(tmp_path / "seen.sqlite3")
+    core = ReceiverCore(kit.opener(), seen, sunk.append)
+    first = _unsynced(kit, 1)
+    assert isinstance(core.handle(topic, first, now=NOW), Accepted)
+    later = NOW + timedelta(days=15)
+    assert seen.prune(timedelta(days=14), now=later) == 1  # the message id is forgotten
+    assert core.handle(topic, first, now=later) == Duplicate(sunk[0].message_id, DEV)  # the number is not
+    for seq in range(2, REORDER_WINDOW + 3):  # a box's traffic moves the window past it
+        assert isinstance(core.handle(topic, _unsynced(kit, seq), now=later), Accepted)
+    seen.close()
+    restarted = SeenStore(tmp_path / "seen.sqlite3")  # the receiver's store survives its restart
+    try:
+        core = ReceiverCore(kit.opener(), restarted, sunk.append)
+        far = later + timedelta(days=400)
+        restarted.prune(timedelta(days=14), now=far)
+        assert core.handle(topic, first, now=far) == Rejected("sequence-stale")
+        assert restarted.highest(DEV) == REORDER_WINDOW + 2
+        assert [e.reason for e in restarted.quarantined()] == ["sequence-stale"]
+        assert len(sunk) == REORDER_WINDOW + 2  # every message shown once, the replay never
+    finally:
+        restarted.close()
+
+
+def test_sequence_acceptance_rule(kit: DeliveryKit, core: ReceiverCore) -> None:
+    topic = f"mynabox/{DEV}/summary"
+    assert isinstance(core.handle(topic, _unsynced(kit, 10), now=NOW), Accepted)
+    # Late within the window (the box retried a refused message after newer ones): accepted once.
+    late = _unsynced(kit, 7)
+    assert isinstance(core.handle(topic, late, now=NOW), Accepted)
+    assert isinstance(core.handle(topic, late, now=NOW), Duplicate)
+    # The same number with another message id: a box never does that.
+    assert core.handle(topic, _unsynced(kit, 7), now=NOW) == Rejected("sequence-reused")
+    # Numbers are per device.
+    assert isinstance(core.handle(f"mynabox/{OTHER}/summary", _unsynced(kit, 3, OTHER), now=NOW), Accepted)
+    # Gaps are fine (purged messages never come).
+    assert isinstance(core.handle(topic, _unsynced(kit, 10 + REORDER_WINDOW), now=NOW), Accepted)
+    assert core.handle(topic, _unsynced(kit, 9), now=NOW) == Rejected("sequence-stale")
+    assert isinstance(core.handle(topic, _unsynced(kit, 11), now=NOW), Accepted)
+    assert core.counts["accepted"] == 5
+
+
+def test_a_re_enrolled_box_is_forgotten_by_number(kit: DeliveryKit, core: ReceiverCore) -> None:
+    topic = f"mynabox/{DEV}/summary"
+    assert isinstance(core.handle(topic, _unsynced(kit, 5000), now=NOW), Accepted)
+    assert core.handle(topic, _unsynced(kit, 1), now=NOW) == Rejected("sequence-stale")
+    assert core._seen.forget_device(DEV) == 1  # type: ignore[attr-defined]
+    assert isinstance(core.handle(topic, _unsynced(kit, 1), now=NOW), Accepted)
+
+
+def test_old_format_is_refused_with_a_reason(kit: DeliveryKit, core: ReceiverCore) -> None:
+    old = {k: v for k, v in _claims(kit).items() if k != "seq"}
+    token = seal_claims(kit.sealer(DEV), old)
+    assert core.handle(f"mynabox/{DEV}/summary", token, now=NOW) == Rejected("no-sequence")
+
+
+# --- device text on the operator's terminal --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("ワルファリン錠　1mg", "ワルファリン錠　1mg"),  # Japanese and the ideographic space stay as they are
+        ("\x1b[2J\x1b]0;t\x07", "\\u001b[2J\\u001b]0;t\\u0007"),
+        ("a\nb\r\tc\x7f\x85\x9b", "a\\u000ab\\u000d\\u0009c\\u007f\\u0085\\u009b"),
+        ("\u202eabc\u202c\u2066\u2069\u200f\u061c", "\\u202eabc\\u202c\\u2066\\u2069\\u200f\\u061c"),
+        ("\u200b\u00ad\u2060\ufeff\u2028\u2029", "\\u200b\\u00ad\\u2060\\ufeff\\u2028\\u2029"),
+        ("\ud800\U000e0041\U000f0000", "\\ud800\\U000e0041\\U000f0000"),
+        ("C:\\u202e", "C:\\\\u202e"),  # a literal backslash is doubled, so it cannot fake an escape
+    ],
+)
+def test_visible(text: str, shown: str) -> None:
+    from mynabox.receiver import visible
+
+    assert visible(text) == shown
+
+
+def test_quarantine_listing_neutralises_the_topic(kit: DeliveryKit, core: ReceiverCore) -> None:
+    from mynabox.receiver import format_quarantined
+
+    core.handle("mynabox/\x1b]0;x\x07/summary", seal(kit), now=NOW)
+    (entry,) = core._seen.quarantined()  # type: ignore[attr-defined]
+    line = format_quarantined(entry)
+    assert "\x1b" not in line and "mynabox/\\u001b]0;x\\u0007/summary  topic" in line

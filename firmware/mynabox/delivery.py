@@ -11,13 +11,13 @@ import base64
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.mqtt import topic
-from mynabox.adapters.outbox import Outbox, SealedBytes
+from mynabox.adapters.outbox import Outbox
 from mynabox.card.certcheck import CertCheck
 from mynabox.payload.audit import AuditRecord, ConsentMode, Outcome
 from mynabox.payload.envelope import Kind
@@ -100,7 +100,7 @@ class Delivery:
         if isinstance(result, Found):
             body: dict[str, object] = {"summary": result.summary.to_json(), "read": meta}
             try:
-                sealed = self._sealer.seal(Kind.SUMMARY, body, now=now, clock_synced=self._synced())
+                sealed = self._queue("summary", Kind.SUMMARY, body, now)  # rolled back if too large
                 flags = derive_flags(result.summary, today=now.date())
                 outcome = Outcome.DELIVERED_SUMMARY
             except MessageTooLarge as err:
@@ -122,9 +122,8 @@ class Delivery:
                 },
                 "read": meta,
             }
-            sealed = self._sealer.seal(Kind.CARD_RECORD, body, now=now, clock_synced=self._synced())
+            sealed = self._queue("summary", Kind.CARD_RECORD, body, now)
         del body, result  # nothing patient-related outlives this call in plaintext
-        self._queue("summary", sealed, now)
         items = tuple(f.code.value for f in flags)
         self.record(outcome, consent, read.card_hash, items, message_id=sealed.message_id)
         return DeliveryResult(outcome, flags, items, sealed.message_id, self._outbox.depth(), lookup_ms)
@@ -154,14 +153,17 @@ class Delivery:
         )
         with self._audit_lock:
             chained = self._audit.append(record)
-            sealed = self._sealer.seal(Kind.AUDIT, chained.to_dict(), now=now, clock_synced=self._synced())
-            self._queue("audit", sealed, now)
+            self._queue("audit", Kind.AUDIT, chained.to_dict(), now)
         self._notify()
 
-    def _queue(self, leaf: str, sealed: Sealed, now: datetime) -> None:
-        self._outbox.put(
-            topic(self._id.device_id, leaf), sealed.message_id, SealedBytes(sealed.token), now=now
-        )
+    def _queue(self, leaf: str, kind: Kind, body: Mapping[str, object], now: datetime) -> Sealed:
+        """Sealed with the outbox's next sequence number, in the transaction that stores it."""
+        synced = self._synced()
+
+        def seal(seq: int) -> Sealed:
+            return self._sealer.seal(kind, body, now=now, clock_synced=synced, seq=seq)
+
+        return self._outbox.put_sealed(topic(self._id.device_id, leaf), seal, now=now)
 
     def purge(self, retention_s: float) -> int:
         """Drop undelivered messages past retention, each with an audit record saying so."""

@@ -7,17 +7,31 @@ For every message on ``mynabox/+/summary`` and ``mynabox/+/audit``:
 3. the device in the topic (the broker's ACL ties it to the client certificate's CN) must be the device that
    signed, and the kind must belong on that topic;
 4. a message id already seen is a duplicate (at-least-once delivery makes them): dropped, counted;
-5. otherwise it is handed to the sink (print, write JSON) and only then remembered as seen and acknowledged.
+5. the device's signed sequence number must pass the replay rule (below);
+6. otherwise it is handed to the sink (print, write JSON) and only then remembered as seen and acknowledged.
 
-Seen ids persist in SQLite, so a restarted receiver still drops duplicates; a crash between the sink and the
-commit shows a message twice (the JSON file is named by message id, so it is rewritten, not doubled).
+Replay rule, per device: H is the highest ``seq`` accepted from it, W = ``REORDER_WINDOW``. A message with
+``seq`` > H is new. One with H - W < ``seq`` <= H is new if that number was never accepted (a message that
+overtook it: the box retries a refused message after newer ones, and purges some that never arrive), a
+duplicate if it was accepted with this message id, refused (``sequence-reused``) with another id. One with
+``seq`` <= H - W is refused (``sequence-stale``): a replay, however old, since numbers are forgotten by count,
+never by time. Messages without ``seq`` (the format before it) are refused (``no-sequence``).
+
+No message stops the receiver: every refusal (any exception while deciding, or a sink failure that is not
+the gateway's own I/O) is acknowledged, counted and *quarantined*: the sealed bytes, the topic and the reason
+stay in the store's ``quarantine`` table for the operator (``mynabox receive --quarantined`` lists them).
+The store is SQLite, so a restarted receiver keeps seen ids, sequence numbers and the quarantine; a crash
+between the sink and the commit shows a message twice (the JSON file is named by message id, so it is
+rewritten, not doubled).
 The MQTT session is persistent (fixed client id, ``clean_start`` false, a session expiry), and the broker must
 run with persistence, so nothing is missed while the receiver is down. PUBACKs are sent by hand after the
 sink ran: a receiver that dies mid-message gets it again.
 
 Log lines carry the topic's device id, the message id and a reason code: never the body. Printing the
 summary (stdout) and writing JSON files is the receiving side's job; those files hold patient data and
-belong on the gateway's encrypted storage.
+belong on the gateway's encrypted storage. Every string taken from a message is printed through ``visible``:
+control, format (bidi) and separator characters appear as ``\\uXXXX``, so a box cannot drive the
+operator's terminal or reorder what it shows.
 """
 
 from __future__ import annotations
@@ -28,6 +42,7 @@ import os
 import sqlite3
 import ssl
 import threading
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -53,6 +68,13 @@ JST = timezone(timedelta(hours=9), "JST")
 SUBSCRIPTIONS = ("mynabox/+/summary", "mynabox/+/audit")
 _LEAF_KINDS = {"summary": {Kind.SUMMARY, Kind.CARD_RECORD}, "audit": {Kind.AUDIT}}
 SESSION_EXPIRY_S = 7 * 24 * 3600
+REORDER_WINDOW = 1024  # per device: how far behind its highest number a message may still arrive
+QUARANTINE_MAX_ROWS = 10_000
+QUARANTINE_MAX_BYTES = 256 * 1024 * 1024
+QUARANTINE_KEEP_BYTES = 1024 * 1024  # of each message (the opener refuses larger ones anyway)
+# The gateway's own I/O failing (disk full, store locked): not the message's fault, so it is not
+# acknowledged and comes again. Anything else a sink raises was caused by the message: refused.
+ENVIRONMENT_ERRORS: tuple[type[Exception], ...] = (OSError, sqlite3.Error)
 
 
 class ReceiverError(Exception):
@@ -84,18 +106,43 @@ Verdict = Accepted | Duplicate | Rejected
 # --- seen ids ------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class QuarantineEntry:
+    id: int
+    received_at: datetime
+    topic: str  # as it came: show it through ``visible``
+    reason: str
+    size: int  # of the message; ``payload`` keeps at most QUARANTINE_KEEP_BYTES of it
+    payload: bytes
+
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS seen ("
+    " message_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, seen_us INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS device_seq (device_id TEXT PRIMARY KEY, high INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS seen_seq (device_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " message_id TEXT NOT NULL, PRIMARY KEY (device_id, seq))",
+    "CREATE TABLE IF NOT EXISTS quarantine (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " received_us INTEGER NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL, size INTEGER NOT NULL,"
+    " payload BLOB NOT NULL)",
+)
+
+
+def _us(when: datetime) -> int:
+    return int(when.timestamp() * 1_000_000)
+
+
 class SeenStore:
-    """Message ids already handled, in SQLite (WAL, synchronous=FULL); pruned by age."""
+    """The receiver's memory in SQLite (WAL, synchronous=FULL): message ids (pruned by age), each device's
+    sequence numbers (highest, and those accepted in the reorder window) and the quarantine."""
 
     def __init__(self, path: Path) -> None:
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS seen ("
-                " message_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, seen_us INTEGER NOT NULL)"
-            )
+            for statement in _SCHEMA:
+                self._db.execute(statement)
         except sqlite3.Error as err:
             raise ReceiverError(f"seen-id store {path}: unusable ({type(err).__name__})") from err
         self._lock = threading.Lock()
@@ -110,12 +157,92 @@ class SeenStore:
             count: int = self._db.execute("SELECT count(*) FROM seen").fetchone()[0]
         return count
 
-    def remember(self, message_id: str, device_id: str, *, now: datetime) -> None:
+    def check_sequence(self, device_id: str, seq: int, message_id: str) -> str:
+        """``new``, ``duplicate``, ``sequence-reused`` or ``sequence-stale`` (the rule in the module doc)."""
         with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO seen VALUES (?, ?, ?)",
-                (message_id, device_id, int(now.timestamp() * 1_000_000)),
+            row = self._db.execute("SELECT high FROM device_seq WHERE device_id = ?", (device_id,)).fetchone()
+            high: int = 0 if row is None else row[0]
+            if seq > high:
+                return "new"
+            if seq <= high - REORDER_WINDOW:
+                return "sequence-stale"
+            row = self._db.execute(
+                "SELECT message_id FROM seen_seq WHERE device_id = ? AND seq = ?", (device_id, seq)
+            ).fetchone()
+        if row is None:
+            return "new"
+        return "duplicate" if row[0] == message_id else "sequence-reused"
+
+    def highest(self, device_id: str) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT high FROM device_seq WHERE device_id = ?", (device_id,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def remember(self, message_id: str, device_id: str, *, now: datetime, seq: int) -> None:
+        """One transaction: the id, the number, the new highest, and numbers that fell out of the window."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?, ?)", (message_id, device_id, _us(now)))
+                db.execute("INSERT OR IGNORE INTO seen_seq VALUES (?, ?, ?)", (device_id, seq, message_id))
+                db.execute(
+                    "INSERT INTO device_seq VALUES (?, ?) ON CONFLICT (device_id)"
+                    " DO UPDATE SET high = max(high, excluded.high)",
+                    (device_id, seq),
+                )
+                db.execute(
+                    "DELETE FROM seen_seq WHERE device_id = ?"
+                    " AND seq <= (SELECT high FROM device_seq WHERE device_id = ?) - ?",
+                    (device_id, device_id, REORDER_WINDOW),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    def forget_device(self, device_id: str) -> int:
+        """A re-enrolled box (new SD card: its outbox, and so its numbers, start again at 1)."""
+        with self._lock:
+            self._db.execute("DELETE FROM seen_seq WHERE device_id = ?", (device_id,))
+            return int(self._db.execute("DELETE FROM device_seq WHERE device_id = ?", (device_id,)).rowcount)
+
+    def quarantine(self, topic: str, reason: str, payload: bytes, *, now: datetime) -> int:
+        """Keep a refused message for the operator; the oldest go beyond the row and byte bounds."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = db.execute(
+                    "INSERT INTO quarantine (received_us, topic, reason, size, payload)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (_us(now), topic, reason, len(payload), payload[:QUARANTINE_KEEP_BYTES]),
+                )
+                db.execute(
+                    "DELETE FROM quarantine WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER w AS n,"
+                    " sum(length(payload)) OVER w AS total FROM quarantine WINDOW w AS (ORDER BY id DESC))"
+                    " WHERE n > ? OR total > ?)",
+                    (QUARANTINE_MAX_ROWS, QUARANTINE_MAX_BYTES),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        return int(cur.lastrowid or 0)
+
+    def quarantined(self) -> list[QuarantineEntry]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, received_us, topic, reason, size, payload FROM quarantine ORDER BY id"
+            ).fetchall()
+        return [
+            QuarantineEntry(
+                r[0], datetime.fromtimestamp(r[1] / 1_000_000, UTC), r[2], r[3], r[4], bytes(r[5])
             )
+            for r in rows
+        ]
 
     def prune(self, older_than: timedelta, *, now: datetime) -> int:
         """Forget old ids; keep ``older_than`` ≥ the opener's ``max_age`` so an old id cannot come back."""
@@ -148,19 +275,36 @@ class ReceiverCore:
         self.counts: Counter[str] = Counter()
 
     def handle(self, topic: str, payload: bytes, *, now: datetime) -> Verdict:
-        verdict = self._decide(topic, payload, now)
+        """Raises only the gateway's own I/O errors (``ENVIRONMENT_ERRORS``): then nothing is acknowledged."""
+        try:
+            verdict = self._decide(topic, payload, now)
+        except ENVIRONMENT_ERRORS:
+            raise
+        except Exception as err:  # a defect the message found: refused, not a stalled receiver
+            verdict = Rejected(f"error:{type(err).__name__}")
         if isinstance(verdict, Accepted):
-            self._sink(verdict.opened)
-            self._seen.remember(verdict.opened.message_id, verdict.opened.device_id, now=now)
-            self.counts["accepted"] += 1
-            log.info("accepted %s %s from %s", verdict.opened.kind, verdict.opened.message_id, _dev(topic))
-        elif isinstance(verdict, Duplicate):
+            try:
+                self._sink(verdict.opened)
+            except ENVIRONMENT_ERRORS:
+                raise
+            except Exception as err:
+                verdict = Rejected(f"sink:{type(err).__name__}")
+            else:
+                opened = verdict.opened
+                self._seen.remember(opened.message_id, opened.device_id, now=now, seq=opened.seq)
+                self.counts["accepted"] += 1
+                log.info(
+                    "accepted %s %s #%d from %s", opened.kind, opened.message_id, opened.seq, _dev(topic)
+                )
+                return verdict
+        if isinstance(verdict, Duplicate):
             self.counts["duplicate"] += 1
             log.info("duplicate %s from %s dropped", verdict.message_id, verdict.device_id)
-        else:
-            self.counts["rejected"] += 1
-            self.counts[f"rejected:{verdict.reason}"] += 1
-            log.warning("rejected a message on %s: %s", _dev(topic), verdict.reason)
+            return verdict
+        entry = self._seen.quarantine(topic, verdict.reason, bytes(payload), now=now)
+        self.counts["rejected"] += 1
+        self.counts[f"rejected:{verdict.reason}"] += 1
+        log.warning("rejected a message on %s: %s (quarantined #%d)", _dev(topic), verdict.reason, entry)
         return verdict
 
     def _decide(self, topic: str, payload: bytes, now: datetime) -> Verdict:
@@ -178,6 +322,11 @@ class ReceiverCore:
             return Rejected("kind-topic")
         if opened.message_id in self._seen:
             return Duplicate(opened.message_id, opened.device_id)
+        sequence = self._seen.check_sequence(opened.device_id, opened.seq, opened.message_id)
+        if sequence == "duplicate":
+            return Duplicate(opened.message_id, opened.device_id)
+        if sequence != "new":
+            return Rejected(sequence)
         return Accepted(opened)
 
 
@@ -203,24 +352,53 @@ OUTCOME_LABELS = {  # mynabox.payload.audit.Outcome, for the operator; an unknow
 }
 
 
+# Shown as escapes: controls (C0, DEL, C1), format characters (bidi overrides and isolates, zero widths,
+# soft hyphen, BOM, tags), surrogates, private use, unassigned, and line/paragraph separators.
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def visible(text: str) -> str:
+    """``text`` safe for a terminal: invisible or controlling characters as ``\\uXXXX``, ``\\`` doubled."""
+    out = []
+    for char in text:
+        if char == "\\":
+            out.append("\\\\")
+        elif unicodedata.category(char) in _ESCAPED_CATEGORIES:
+            code = ord(char)
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _lines(lines: list[str]) -> str:
+    return "\n".join(visible(line) for line in lines)
+
+
 def format_opened(opened: Opened, *, today: date) -> str:
-    """A readable Japanese rendering for the gateway's operator."""
+    """A readable Japanese rendering for the gateway's operator; every line goes through ``visible``."""
     sent = opened.created_at.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S")
     clock = "" if opened.clock_synced else "（端末時刻未同期）"
-    head = f"■ {opened.device_id}  {sent}{clock}  id {opened.message_id}"
+    head = f"■ {opened.device_id}  {sent}{clock}  id {opened.message_id}  #{opened.seq}"
     if opened.kind == Kind.AUDIT:
         record = opened.body.get("record")
         outcome = record.get("outcome") if isinstance(record, dict) else None
         label = OUTCOME_LABELS.get(outcome, "") if isinstance(outcome, str) else ""
-        return f"{head}\n  監査記録: {outcome}" + (f"（{label}）" if label else "")
+        return _lines([head, f"  監査記録: {outcome}" + (f"（{label}）" if label else "")])
     summary = _summary_of(opened.body)
-    if summary is None:
+    rendered = None
+    if summary is not None:
+        try:
+            rendered = format_summary(summary, today=today)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError):
+            rendered = None  # schema-valid but unrenderable: the operator still sees the message's keys
+    if rendered is None:
         title = (
             "カード記録（サマリー取得不可）" if opened.kind == Kind.CARD_RECORD else "サマリー（形式不明）"
         )
         keys = ", ".join(sorted(opened.body))
-        return f"{head}\n  {title}: 項目 {keys}"
-    return head + "\n" + format_summary(summary, today=today)
+        return _lines([head, f"  {title}: 項目 {keys}"])
+    return visible(head) + "\n" + rendered
 
 
 def _summary_of(body: Mapping[str, object]) -> Summary | None:
@@ -272,7 +450,13 @@ def format_summary(summary: Summary, *, today: date) -> str:
         lines.append(f"  {title}: " + ("なし" if not items else ""))
         lines.extend(f"    - {item}" for item in items)
     lines.append(f"  健診: {summary.last_checkup or 'なし'}")
-    return "\n".join(lines)
+    return _lines(lines)
+
+
+def format_quarantined(entry: QuarantineEntry) -> str:
+    """One line per refused message for the operator (no body: it is still sealed)."""
+    when = entry.received_at.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S")
+    return visible(f"#{entry.id}  {when}  {entry.topic}  {entry.reason}  {entry.size} bytes")
 
 
 def write_json(directory: Path, opened: Opened) -> Path:
@@ -286,11 +470,13 @@ def write_json(directory: Path, opened: Opened) -> Path:
         "kind": str(opened.kind),
         "created_at": opened.created_at.isoformat(),
         "clock_synced": opened.clock_synced,
+        "seq": opened.seq,
         "body": dict(opened.body),
     }
     tmp = target.with_name(f".{target.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    # A lone surrogate (valid in JSON text, not in UTF-8) is written as its JSON escape.
+    with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
         json.dump(doc, f, ensure_ascii=False, indent=2, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())
@@ -380,8 +566,8 @@ class Receiver:
             topic = ""  # rejected as a bad topic, and acknowledged so it does not come back
         try:
             verdict = self._core.handle(topic, bytes(message.payload), now=self._clock())
-        except Exception:  # the sink failed (disk full?): no PUBACK, so the broker redelivers it later
-            log.exception("handling a message failed; it stays unacknowledged")
+        except Exception as err:  # the gateway's own I/O (disk full?): no PUBACK, the broker redelivers it
+            log.error("handling a message failed (%s); it stays unacknowledged", type(err).__name__)
             return
         client.ack(message.mid, message.qos)
         if self._on_verdict is not None:

@@ -53,9 +53,9 @@ def measure(iterations: int = 300) -> dict[str, float]:
     )
     body, now = _body(), datetime.now(UTC)
     seal_ms, open_ms, size = [], [], 0
-    for _ in range(iterations):
+    for i in range(iterations):
         t0 = time.perf_counter()
-        sealed = sealer.seal(Kind.SUMMARY, body, now=now, clock_synced=True)
+        sealed = sealer.seal(Kind.SUMMARY, body, now=now, clock_synced=True, seq=i + 1)
         t1 = time.perf_counter()
         opener.open(sealed.token, now=now)
         t2 = time.perf_counter()

@@ -194,6 +194,13 @@ def test_kill_9_with_the_broker_down_loses_nothing(
         assert wait_for(lambda: len(summaries(received)) - before == len(keys), 30), log.read_text()
         time.sleep(1.0)
         assert len(summaries(received)) - before == len(keys)  # exactly once each
+        # A read after the restart is numbered after everything before the kill (the gateway's replay rule
+        # would refuse a reused number): the sequence lives in the outbox on the state partition.
+        card = tap(stack, "warfarin-elderly")
+        assert wait_for(lambda: len(summaries(received)) - before == len(keys) + 1, 30), log.read_text()
+        card.remove()
+        last = summaries(received)[-1]
+        assert last.seq > max(o.seq for o in received if o is not last)
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=5) == 0
     finally:

@@ -28,7 +28,7 @@ def test_encode_json_is_deterministic_utf8() -> None:
 
 
 def test_claims_round_trip_and_error_is_opaque() -> None:
-    claims = Claims("ab" * 16, Kind.AUDIT, "amb-01", 1_700_000_000, False, {"k": [1, 2]})
+    claims = Claims("ab" * 16, Kind.AUDIT, "amb-01", 1_700_000_000, False, {"k": [1, 2]}, seq=7)
     assert Claims.from_json(claims.to_json()) == claims
     assert "[1, 2]" not in repr(claims)
     with pytest.raises(EnvelopeError) as info:

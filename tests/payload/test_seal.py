@@ -74,6 +74,7 @@ def test_vector_opens_with_both_implementations(v: dict[str, object]) -> None:
     assert opened.body == v["body"]
     assert opened.clock_synced is v["clock_synced"]
     assert opened.created_at == now
+    assert opened.seq == v["seq"]
 
     header, signed = peer.decrypt(token, _key(str(v["gateway_d"])))
     _, claims = peer.verify(signed, _key(str(v["device_d"])).public_key())
@@ -124,7 +125,7 @@ bodies = st.dictionaries(st.text(max_size=12), json_values, max_size=6)
 def test_round_trip(
     sealer: Sealer, opener: Opener, body: dict[str, object], kind: Kind, synced: bool
 ) -> None:
-    sealed = sealer.seal(kind, body, now=NOW, clock_synced=synced)
+    sealed = sealer.seal(kind, body, now=NOW, clock_synced=synced, seq=1)
     opened = opener.open(sealed.token, now=NOW + timedelta(seconds=30))
     assert opened.body == body
     assert (opened.message_id, opened.kind, opened.device_id) == (sealed.message_id, kind, DEVICE)
@@ -138,7 +139,7 @@ def test_second_implementation_opens_what_we_seal(
     device_key: ec.EllipticCurvePrivateKey,
     body: dict[str, object],
 ) -> None:
-    sealed = sealer.seal(Kind.SUMMARY, body, now=NOW, clock_synced=True)
+    sealed = sealer.seal(Kind.SUMMARY, body, now=NOW, clock_synced=True, seq=1)
     header, signed = peer.decrypt(sealed.token, gateway_key)
     jws_header, claims = peer.verify(signed, device_key.public_key())
     assert header["alg"] == "ECDH-ES+A256KW" and header["enc"] == "A256GCM" and header["cty"] == "JWT"
@@ -151,6 +152,7 @@ def test_second_implementation_opens_what_we_seal(
         "iat": int(NOW.timestamp()),
         "clock_synced": True,
         "body": body,
+        "seq": 1,
     }
 
 
@@ -162,6 +164,7 @@ def _claims(**override: object) -> dict[str, object]:
         "iat": int(NOW.timestamp()),
         "clock_synced": True,
         "body": BODY,
+        "seq": 1,
     }
     claims.update(override)
     return claims
@@ -210,12 +213,12 @@ def test_we_open_what_the_second_implementation_seals(
 
 
 def test_message_ids_are_unique(sealer: Sealer) -> None:
-    ids = {sealer.seal(Kind.STATE, {}, now=NOW, clock_synced=True).message_id for _ in range(200)}
+    ids = {sealer.seal(Kind.STATE, {}, now=NOW, clock_synced=True, seq=1).message_id for _ in range(200)}
     assert len(ids) == 200
 
 
 def test_same_input_seals_differently(sealer: Sealer) -> None:
-    one, two = (sealer.seal(Kind.SUMMARY, BODY, now=NOW, clock_synced=True) for _ in range(2))
+    one, two = (sealer.seal(Kind.SUMMARY, BODY, now=NOW, clock_synced=True, seq=1) for _ in range(2))
     assert one.token != two.token
 
 
@@ -225,7 +228,7 @@ def test_large_body_within_max_size_opens(
     body = {
         "drugs": ["インスリン グラルギン"] * 4000
     }  # ~240 kB sealed: past joserfc's default limits, within ours
-    sealed = sealer.seal(Kind.SUMMARY, body, now=NOW, clock_synced=True)
+    sealed = sealer.seal(Kind.SUMMARY, body, now=NOW, clock_synced=True, seq=1)
     roomy = Opener(
         gateway_key,
         {DEVICE: device_key.public_key()},
@@ -248,28 +251,28 @@ def test_sealer_refuses_a_message_past_its_limit(
     device_key: ec.EllipticCurvePrivateKey, gateway_key: ec.EllipticCurvePrivateKey
 ) -> None:
     fits = Sealer(DEVICE, device_key, gateway_key.public_key()).seal(
-        Kind.SUMMARY, BODY, now=NOW, clock_synced=True
+        Kind.SUMMARY, BODY, now=NOW, clock_synced=True, seq=1
     )
     size = len(fits.token)
     at_limit = Sealer(DEVICE, device_key, gateway_key.public_key(), max_bytes=size)
-    assert len(at_limit.seal(Kind.SUMMARY, BODY, now=NOW, clock_synced=True).token) == size
+    assert len(at_limit.seal(Kind.SUMMARY, BODY, now=NOW, clock_synced=True, seq=1).token) == size
     below = Sealer(DEVICE, device_key, gateway_key.public_key(), max_bytes=size - 1)
     with pytest.raises(MessageTooLarge) as info:
-        below.seal(Kind.SUMMARY, BODY, now=NOW, clock_synced=True)
+        below.seal(Kind.SUMMARY, BODY, now=NOW, clock_synced=True, seq=1)
     assert (info.value.size, info.value.limit) == (size, size - 1)
     assert "山田" not in str(info.value)
     # The default is the limit receivers and brokers share, and no sealer may go past it.
     big = {"drugs": ["インスリン グラルギン"] * 8000}
     with pytest.raises(MessageTooLarge):
         Sealer(DEVICE, device_key, gateway_key.public_key()).seal(
-            Kind.SUMMARY, big, now=NOW, clock_synced=True
+            Kind.SUMMARY, big, now=NOW, clock_synced=True, seq=1
         )
     with pytest.raises(SealError):
         Sealer(DEVICE, device_key, gateway_key.public_key(), max_bytes=MAX_MESSAGE_BYTES + 1)
 
 
 def test_reprs_hold_no_patient_data_or_key(sealer: Sealer, opener: Opener) -> None:
-    sealed = sealer.seal(Kind.SUMMARY, BODY, now=NOW, clock_synced=True)
+    sealed = sealer.seal(Kind.SUMMARY, BODY, now=NOW, clock_synced=True, seq=1)
     opened = opener.open(sealed.token, now=NOW)
     for text in (repr(sealed), repr(opened), repr(sealer), repr(opener)):
         assert "山田" not in text and "anticoagulant" not in text and "PRIVATE" not in text
@@ -279,7 +282,7 @@ def test_reprs_hold_no_patient_data_or_key(sealer: Sealer, opener: Opener) -> No
 
 
 def test_every_flipped_byte_is_refused(sealer: Sealer, opener: Opener) -> None:
-    token = sealer.seal(Kind.AUDIT, {"ok": True}, now=NOW, clock_synced=True).token
+    token = sealer.seal(Kind.AUDIT, {"ok": True}, now=NOW, clock_synced=True, seq=1).token
     for position in range(len(token)):
         for mask in (0x01, 0x20):
             tampered = bytearray(token)
@@ -289,7 +292,7 @@ def test_every_flipped_byte_is_refused(sealer: Sealer, opener: Opener) -> None:
 
 @given(data=st.data())
 def test_random_corruption_is_refused(sealer: Sealer, opener: Opener, data: st.DataObject) -> None:
-    token = sealer.seal(Kind.AUDIT, {"n": 1}, now=NOW, clock_synced=True).token
+    token = sealer.seal(Kind.AUDIT, {"n": 1}, now=NOW, clock_synced=True, seq=1).token
     cut = data.draw(st.integers(0, len(token) - 1))
     mutated = data.draw(
         st.sampled_from(
@@ -300,8 +303,8 @@ def test_random_corruption_is_refused(sealer: Sealer, opener: Opener, data: st.D
 
 
 def test_segments_swapped_between_two_messages_are_refused(sealer: Sealer, opener: Opener) -> None:
-    one = sealer.seal(Kind.SUMMARY, {"a": 1}, now=NOW, clock_synced=True).token.split(b".")
-    two = sealer.seal(Kind.SUMMARY, {"a": 2}, now=NOW, clock_synced=True).token.split(b".")
+    one = sealer.seal(Kind.SUMMARY, {"a": 1}, now=NOW, clock_synced=True, seq=1).token.split(b".")
+    two = sealer.seal(Kind.SUMMARY, {"a": 2}, now=NOW, clock_synced=True, seq=1).token.split(b".")
     for i in range(5):
         mixed = b".".join(two[j] if j == i else one[j] for j in range(5))
         _rejected(opener, mixed)
@@ -309,14 +312,14 @@ def test_segments_swapped_between_two_messages_are_refused(sealer: Sealer, opene
 
 def test_wrong_gateway_key(device_key: ec.EllipticCurvePrivateKey, opener: Opener) -> None:
     stranger = Sealer(DEVICE, device_key, fixed_key(99).public_key())
-    token = stranger.seal(Kind.SUMMARY, BODY, now=NOW, clock_synced=True).token
+    token = stranger.seal(Kind.SUMMARY, BODY, now=NOW, clock_synced=True, seq=1).token
     assert _rejected(opener, token) is Reason.DECRYPT
 
 
 def test_unknown_device(gateway_key: ec.EllipticCurvePrivateKey, opener: Opener) -> None:
     token = (
         Sealer("amb-unknown", fixed_key(50), gateway_key.public_key())
-        .seal(Kind.SUMMARY, BODY, now=NOW, clock_synced=True)
+        .seal(Kind.SUMMARY, BODY, now=NOW, clock_synced=True, seq=1)
         .token
     )
     assert _rejected(opener, token) is Reason.UNKNOWN_DEVICE
@@ -326,7 +329,7 @@ def test_other_device_key_with_forged_kid(
     gateway_key: ec.EllipticCurvePrivateKey, other_key: ec.EllipticCurvePrivateKey, opener: Opener
 ) -> None:
     forger = Sealer(DEVICE, other_key, gateway_key.public_key())  # a known box pretending to be another
-    token = forger.seal(Kind.SUMMARY, BODY, now=NOW, clock_synced=True).token
+    token = forger.seal(Kind.SUMMARY, BODY, now=NOW, clock_synced=True, seq=1).token
     assert _rejected(opener, token) is Reason.SIGNATURE
 
 
@@ -354,7 +357,7 @@ def test_layers_disagree(
 
 
 def test_expired_and_future(sealer: Sealer, opener: Opener) -> None:
-    token = sealer.seal(Kind.SUMMARY, BODY, now=NOW, clock_synced=True).token
+    token = sealer.seal(Kind.SUMMARY, BODY, now=NOW, clock_synced=True, seq=1).token
     assert opener.open(token, now=NOW + MAX_AGE).message_id
     assert opener.open(token, now=NOW - MAX_SKEW).message_id
     assert _rejected(opener, token, now=NOW + MAX_AGE + timedelta(seconds=1)) is Reason.EXPIRED
@@ -363,7 +366,7 @@ def test_expired_and_future(sealer: Sealer, opener: Opener) -> None:
 
 def test_unsynced_clock_is_not_judged_by_time(sealer: Sealer, opener: Opener) -> None:
     token = sealer.seal(
-        Kind.SUMMARY, BODY, now=datetime.fromisoformat("1970-01-01T00:01:00+00:00"), clock_synced=False
+        Kind.SUMMARY, BODY, now=datetime.fromisoformat("1970-01-01T00:01:00+00:00"), clock_synced=False, seq=1
     ).token
     assert opener.open(token, now=NOW).clock_synced is False
     assert opener.open(token, now=NOW - timedelta(days=20000)).body == BODY
@@ -374,7 +377,7 @@ def test_oversized_input(opener: Opener) -> None:
 
 
 def test_text_instead_of_bytes(sealer: Sealer, opener: Opener) -> None:
-    token = sealer.seal(Kind.STATE, {}, now=NOW, clock_synced=True).token
+    token = sealer.seal(Kind.STATE, {}, now=NOW, clock_synced=True, seq=1).token
     assert _rejected(opener, token.decode("ascii")) is Reason.FORMAT  # type: ignore[arg-type]
     assert opener.open(bytearray(token), now=NOW).kind is Kind.STATE  # type: ignore[arg-type]
 
@@ -499,13 +502,13 @@ def test_malformed_json_payload(
 
 def test_sealer_refuses_what_it_cannot_seal(sealer: Sealer, gateway_key: ec.EllipticCurvePrivateKey) -> None:
     with pytest.raises(SealError):
-        sealer.seal(Kind.SUMMARY, {"x": float("nan")}, now=NOW, clock_synced=True)
+        sealer.seal(Kind.SUMMARY, {"x": float("nan")}, now=NOW, clock_synced=True, seq=1)
     with pytest.raises(SealError):
-        sealer.seal(Kind.SUMMARY, {"x": object()}, now=NOW, clock_synced=True)
+        sealer.seal(Kind.SUMMARY, {"x": object()}, now=NOW, clock_synced=True, seq=1)
     with pytest.raises(SealError):
-        sealer.seal(Kind.SUMMARY, {1: "x"}, now=NOW, clock_synced=True)  # type: ignore[dict-item]
+        sealer.seal(Kind.SUMMARY, {1: "x"}, now=NOW, clock_synced=True, seq=1)  # type: ignore[dict-item]
     with pytest.raises(ValueError, match="timezone-aware"):
-        sealer.seal(Kind.SUMMARY, {}, now=datetime(2026, 1, 1), clock_synced=True)
+        sealer.seal(Kind.SUMMARY, {}, now=datetime(2026, 1, 1), clock_synced=True, seq=1)
     with pytest.raises(SealError):
         Sealer("amb/01", fixed_key(1), gateway_key.public_key())
     with pytest.raises(SealError):

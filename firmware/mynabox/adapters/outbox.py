@@ -8,6 +8,11 @@ never otherwise, so the worst a crash does is resend a message the receiver then
 
 Only sealed bytes go in (``SealedBytes``): the file never holds patient data in plaintext.
 
+Sequence: ``put_sealed`` seals each message with the next outbox ``seq`` inside the transaction that stores
+it. ``AUTOINCREMENT`` keeps the highest number ever used (``sqlite_sequence``) even after every row is acked,
+so the numbers a box signs only grow over its life; a crash before the commit stored nothing and sent
+nothing, so the number it had drawn is free to be drawn again. The link sends in ``seq`` order.
+
 Threads: one connection guarded by a lock (``check_same_thread=False``). The daemon's loop puts, the MQTT
 link's worker thread reads and acks; each call is one short transaction, so the lock is never held long.
 """
@@ -16,10 +21,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NewType
+
+from mynabox.payload.seal import Sealed
 
 SCHEMA_VERSION = 1
 
@@ -133,6 +141,32 @@ class Outbox:
         if seq is None:
             raise OutboxError("insert returned no row id")
         return seq
+
+    def put_sealed(self, topic: str, seal: Callable[[int], Sealed], *, now: datetime) -> Sealed:
+        """Seal with the next sequence number (``seal(seq)``) and queue it, in one transaction."""
+        created = _to_us(now)
+        with self._locked("put"):
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+                seq = (row[0] if row else 0) + 1
+                sealed = seal(seq)
+                if sealed.seq != seq or not sealed.token:
+                    raise TypeError("seal must return a message sealed with the sequence number it was given")
+                db.execute(
+                    "INSERT INTO outbox (seq, message_id, topic, payload, created_us) VALUES (?, ?, ?, ?, ?)",
+                    (seq, sealed.message_id, topic, sealed.token, created),
+                )
+                db.execute("COMMIT")
+            except sqlite3.IntegrityError as err:
+                db.execute("ROLLBACK")
+                raise DuplicateMessageError("a message with this id is already queued") from err
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        return sealed
 
     def next_batch(self, limit: int, *, after: int = 0) -> list[OutboxItem]:
         """The oldest ``limit`` messages with a sequence number above ``after``, in order."""

@@ -1,4 +1,8 @@
-"""`mynabox receive`: the reference gateway receiver (verify, decrypt, dedupe, print in Japanese)."""
+"""`mynabox receive`: the reference gateway receiver (verify, decrypt, dedupe, print in Japanese).
+
+``--quarantined`` lists the refused messages kept in the state directory's store and exits;
+``--forget-device ID`` clears a re-enrolled box's sequence numbers and exits.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +14,17 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+_REQUIRED = ("broker", "ca", "cert", "key", "gateway_key", "device_keys")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--broker", required=True, help="HOST:PORT of the MQTT broker (TLS)")
-    parser.add_argument("--ca", type=Path, required=True, help="CA certificate that signed the broker's")
-    parser.add_argument("--cert", type=Path, required=True, help="the gateway's client certificate")
-    parser.add_argument("--key", type=Path, required=True, help="the gateway's client key")
-    parser.add_argument("--gateway-key", type=Path, required=True, help="the gateway's envelope private key")
-    parser.add_argument(
-        "--device-keys", type=Path, required=True, help="directory of <device id>.pem device public keys"
-    )
+    # Required unless --quarantined (checked in run).
+    parser.add_argument("--broker", help="HOST:PORT of the MQTT broker (TLS)")
+    parser.add_argument("--ca", type=Path, help="CA certificate that signed the broker's")
+    parser.add_argument("--cert", type=Path, help="the gateway's client certificate")
+    parser.add_argument("--key", type=Path, help="the gateway's client key")
+    parser.add_argument("--gateway-key", type=Path, help="the gateway's envelope private key")
+    parser.add_argument("--device-keys", type=Path, help="directory of <device id>.pem device public keys")
     parser.add_argument("--json-out", type=Path, help="also write each message as <dir>/<device>/<id>.json")
     parser.add_argument(
         "--state-dir", type=Path, default=Path("."), help="where the seen-id store lives (default: .)"
@@ -31,6 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--once", action="store_true", help="exit after the first accepted message")
     parser.add_argument("--max-age-days", type=int, default=7, help="refuse synced messages older than this")
+    parser.add_argument(
+        "--quarantined", action="store_true", help="list the refused messages kept in --state-dir, then exit"
+    )
+    parser.add_argument(
+        "--forget-device",
+        metavar="ID",
+        help="forget a re-enrolled box's sequence numbers (its new outbox starts at 1), then exit",
+    )
 
 
 def _broker(text: str) -> tuple[str, int]:
@@ -55,8 +68,34 @@ def run(args: argparse.Namespace) -> int:
         SeenStore,
         Verdict,
         format_opened,
+        format_quarantined,
+        visible,
         write_json,
     )
+
+    if args.quarantined or args.forget_device is not None:
+        try:
+            store = SeenStore(args.state_dir / "receiver-seen.sqlite3")
+        except ReceiverError as err:
+            print(f"mynabox receive: {err}", file=sys.stderr)
+            return 2
+        try:
+            if args.forget_device is not None:
+                device = visible(args.forget_device)
+                known = store.forget_device(args.forget_device)
+                print(
+                    f"forgot the sequence numbers of {device}" if known else f"no numbers kept for {device}"
+                )
+            else:
+                for entry in store.quarantined():
+                    print(format_quarantined(entry))
+        finally:
+            store.close()
+        return 0
+    missing = [f"--{name.replace('_', '-')}" for name in _REQUIRED if getattr(args, name) is None]
+    if missing:
+        print(f"mynabox receive: {', '.join(missing)} required", file=sys.stderr)
+        return 2
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     try:
@@ -79,9 +118,10 @@ def run(args: argparse.Namespace) -> int:
     done = threading.Event()
 
     def sink(opened: Opened) -> None:
+        text = format_opened(opened, today=datetime.now(UTC).date())  # first: it fails on the message alone
         if args.json_out is not None:
             write_json(args.json_out, opened)
-        print(format_opened(opened, today=datetime.now(UTC).date()), flush=True)
+        print(text, flush=True)
 
     def on_verdict(verdict: Verdict) -> None:
         if args.once and isinstance(verdict, Accepted):

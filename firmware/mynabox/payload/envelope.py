@@ -30,11 +30,18 @@ CLAIM_DEVICE = "device"
 CLAIM_IAT = "iat"
 CLAIM_SYNCED = "clock_synced"
 CLAIM_BODY = "body"
-CLAIMS = frozenset({CLAIM_ID, CLAIM_KIND, CLAIM_DEVICE, CLAIM_IAT, CLAIM_SYNCED, CLAIM_BODY})
+CLAIM_SEQ = "seq"  # the device's message number: strictly increasing over the box's life (replay check)
+CLAIMS = frozenset({CLAIM_ID, CLAIM_KIND, CLAIM_DEVICE, CLAIM_IAT, CLAIM_SYNCED, CLAIM_BODY, CLAIM_SEQ})
+_CLAIMS_BEFORE_SEQ = CLAIMS - {CLAIM_SEQ}
 ROUTING = (CLAIM_ID, CLAIM_KIND, CLAIM_DEVICE)
 
 JWE_HEADER_KEYS = frozenset({"alg", "enc", "cty", "epk", *ROUTING})
 JWS_HEADER_KEYS = frozenset({"alg", "typ", "kid"})
+
+# ``iat`` fits an unsigned 32-bit time (to 2106): every datetime step after it (age checks, local time for
+# the operator) stays in range, whatever an unsynced clock or a hostile box claims.
+MAX_IAT = 2**32 - 1
+MAX_SEQ = 2**63 - 1  # SQLite's INTEGER
 
 # The one size limit of a sealed message (the MQTT payload), shared by the box (sealing refuses past it),
 # the receiver (the opener's size check) and the broker configs (mynabox.testing.broker and
@@ -70,6 +77,7 @@ class Reason(enum.StrEnum):
     SIGNATURE = "signature"
     MISMATCH = "mismatch"
     CLAIMS = "claims"
+    NO_SEQUENCE = "no-sequence"  # the format before the per-device sequence: refused (replays uncatchable)
     EXPIRED = "expired"
     FUTURE = "future"
 
@@ -92,6 +100,10 @@ def is_device_id(value: object) -> bool:
 
 def is_message_id(value: object) -> bool:
     return isinstance(value, str) and _MESSAGE_ID.fullmatch(value) is not None
+
+
+def is_seq(value: object) -> bool:
+    return type(value) is int and 1 <= value <= MAX_SEQ
 
 
 def require_aware(now: datetime) -> datetime:
@@ -120,6 +132,7 @@ class Claims:
     iat: int
     clock_synced: bool
     body: Mapping[str, object] = field(repr=False)  # patient data: never in a log line
+    seq: int = field(kw_only=True)
 
     def to_json(self) -> bytes:
         return encode_json(
@@ -130,6 +143,7 @@ class Claims:
                 CLAIM_IAT: self.iat,
                 CLAIM_SYNCED: self.clock_synced,
                 CLAIM_BODY: dict(self.body),
+                CLAIM_SEQ: self.seq,
             }
         )
 
@@ -144,21 +158,25 @@ class Claims:
             raw = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
         except (ValueError, RecursionError) as err:
             raise EnvelopeError(Reason.CLAIMS) from err
+        if isinstance(raw, dict) and raw.keys() == _CLAIMS_BEFORE_SEQ:
+            raise EnvelopeError(Reason.NO_SEQUENCE)
         if not isinstance(raw, dict) or raw.keys() != CLAIMS:
             raise EnvelopeError(Reason.CLAIMS)
         message_id, kind, device = raw[CLAIM_ID], raw[CLAIM_KIND], raw[CLAIM_DEVICE]
-        iat, synced, body = raw[CLAIM_IAT], raw[CLAIM_SYNCED], raw[CLAIM_BODY]
+        iat, synced, body, seq = raw[CLAIM_IAT], raw[CLAIM_SYNCED], raw[CLAIM_BODY], raw[CLAIM_SEQ]
         if not (
             is_message_id(message_id)
+            and isinstance(kind, str)  # an unhashable value must not reach the enum lookup
             and kind in Kind._value2member_map_
             and is_device_id(device)
             and type(iat) is int
-            and 0 <= iat < 2**40  # datetime range; negative times are never produced
+            and 0 <= iat <= MAX_IAT  # negative times are never produced
             and type(synced) is bool
             and isinstance(body, dict)
+            and is_seq(seq)
         ):
             raise EnvelopeError(Reason.CLAIMS)
-        return cls(message_id, Kind(kind), device, iat, synced, body)
+        return cls(message_id, Kind(kind), device, iat, synced, body, seq=seq)
 
 
 def _reject_constant(name: str) -> object:

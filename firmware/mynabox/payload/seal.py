@@ -5,7 +5,9 @@ handed to ``_seal_from_parts``, so tests can pin them and check known-answer vec
 signed deterministically (RFC 6979): the signature no longer depends on the RNG of a Pi that may have just
 booted, and it keeps the vectors reproducible; any ES256 verifier accepts it.
 
-``Opener`` is pure: replay protection is the receiver's job (``mynabox.payload.dedupe.SeenIds``).
+``Opener`` is pure: replay protection is the receiver's job. Every message carries the device's sequence
+number (``seq``, signed), which the box's outbox assigns in the transaction that stores the sealed message, so
+a gateway needs one number per device, not a memory of every id (``mynabox.receiver``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from mynabox.payload.envelope import (
     SealError,
     is_device_id,
     is_message_id,
+    is_seq,
     require_aware,
 )
 
@@ -96,6 +99,7 @@ class Sealed:
     message_id: str
     kind: Kind
     token: bytes = field(repr=False)
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +110,7 @@ class Opened:
     created_at: datetime
     clock_synced: bool
     body: Mapping[str, object] = field(repr=False)  # patient data: never in a log line
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,18 +229,29 @@ class Sealer:
     def device_id(self) -> str:
         return self._device_id
 
-    def seal(self, kind: Kind, body: Mapping[str, object], *, now: datetime, clock_synced: bool) -> Sealed:
-        return self._seal_from_parts(kind, body, now=now, clock_synced=clock_synced, parts=_random_parts())
+    def seal(
+        self, kind: Kind, body: Mapping[str, object], *, now: datetime, clock_synced: bool, seq: int
+    ) -> Sealed:
+        """``seq``: this device's next message number (1, 2, …; never reused): the outbox hands it out."""
+        return self._seal_from_parts(
+            kind, body, now=now, clock_synced=clock_synced, seq=seq, parts=_random_parts()
+        )
 
     def _seal_from_parts(
-        self, kind: Kind, body: Mapping[str, object], *, now: datetime, clock_synced: bool, parts: _Parts
+        self,
+        kind: Kind,
+        body: Mapping[str, object],
+        *,
+        now: datetime,
+        clock_synced: bool,
+        seq: int,
+        parts: _Parts,
     ) -> Sealed:
         kind = Kind(kind)
         if not isinstance(body, Mapping) or not all(isinstance(k, str) for k in body):
             raise SealError("body must be a mapping with string keys")
-        if not is_message_id(parts.message_id) or len(parts.cek) != _CEK_BYTES or len(parts.iv) != _IV_BYTES:
-            raise SealError("malformed random parts")
-        _require_p256(parts.ephemeral_key, "ephemeral key")
+        if not is_seq(seq):
+            raise SealError("seq must be an int from 1 to 2**63-1")
         claims = Claims(
             message_id=parts.message_id,
             kind=kind,
@@ -243,10 +259,19 @@ class Sealer:
             iat=int(require_aware(now).timestamp()),
             clock_synced=bool(clock_synced),
             body=body,
+            seq=seq,
         )
+        token = self._seal_payload(claims.to_json(), kind.value, parts)
+        return Sealed(parts.message_id, kind, token, seq)
+
+    def _seal_payload(self, payload: bytes, kind: str, parts: _Parts) -> bytes:
+        """Sign and encrypt claim bytes as given (tests use this seam to seal hostile claims)."""
+        if not is_message_id(parts.message_id) or len(parts.cek) != _CEK_BYTES or len(parts.iv) != _IV_BYTES:
+            raise SealError("malformed random parts")
+        _require_p256(parts.ephemeral_key, "ephemeral key")
         signed = jws.serialize_compact(
             {"alg": JWS_ALG, "typ": JWS_TYP, "kid": self._device_id},
-            claims.to_json(),
+            payload,
             self._device_key,
             registry=self._sign_registry,
         )
@@ -255,13 +280,13 @@ class Sealer:
             "enc": JWE_ENC,
             "cty": JWE_CTY,
             CLAIM_ID: parts.message_id,
-            CLAIM_KIND: kind.value,
+            CLAIM_KIND: kind,
             CLAIM_DEVICE: self._device_id,
         }
         token = jwe.encrypt_compact(protected, signed, self._gateway_key, registry=_PartsRegistry(parts))
         if len(token) > self._max_bytes:  # the receiver would refuse it after the broker's PUBACK: lost
             raise MessageTooLarge(len(token), self._max_bytes)
-        return Sealed(parts.message_id, kind, token.encode("ascii"))
+        return token.encode("ascii")
 
 
 class Opener:
@@ -321,7 +346,7 @@ class Opener:
             raise EnvelopeError(Reason.MISMATCH)
         payload: bytes = _stage(Reason.SIGNATURE, self._verify, signed, device_key)
 
-        claims = Claims.from_json(payload)
+        claims = Claims.from_json(payload)  # raises only EnvelopeError; every claim value is bounded there
         if (claims.message_id, claims.kind.value, claims.device_id) != tuple(
             header[k] for k in (CLAIM_ID, CLAIM_KIND, CLAIM_DEVICE)
         ):
@@ -339,6 +364,7 @@ class Opener:
             claims.created_at,
             claims.clock_synced,
             claims.body,
+            claims.seq,
         )
 
     def _decrypt(self, token: bytes) -> bytes:

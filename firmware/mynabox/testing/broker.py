@@ -21,6 +21,7 @@ import atexit
 import functools
 import getpass
 import hashlib
+import itertools
 import os
 import shutil
 import signal
@@ -28,14 +29,15 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
 
 from mynabox.adapters.mqtt import MAX_PACKET_BYTES
-from mynabox.payload.envelope import MAX_MESSAGE_BYTES
+from mynabox.payload.envelope import MAX_MESSAGE_BYTES, Kind
 from mynabox.payload.keys import (
     generate_device_key,
     load_private_key,
@@ -43,7 +45,7 @@ from mynabox.payload.keys import (
     save_private_key,
     save_public_key,
 )
-from mynabox.payload.seal import Opener, Sealer
+from mynabox.payload.seal import Opener, Sealed, Sealer
 from mynabox.testing.tlsfiles import TestPki, make_test_pki
 
 MOSQUITTO = "mosquitto"
@@ -258,6 +260,25 @@ class Mosquitto:
                 self._tmp.cleanup()
 
 
+_SEQ = itertools.count(1)  # one counter per process: every device's numbers only grow, as on a box
+
+
+class NumberedSealer(Sealer):
+    """A test's sealer that numbers its messages itself (on a box the outbox hands out ``seq``)."""
+
+    def seal(
+        self,
+        kind: Kind,
+        body: Mapping[str, object],
+        *,
+        now: datetime,
+        clock_synced: bool,
+        seq: int | None = None,
+    ) -> Sealed:
+        number = next(_SEQ) if seq is None else seq
+        return super().seal(kind, body, now=now, clock_synced=clock_synced, seq=number)
+
+
 @dataclass(frozen=True)
 class DeliveryKit:
     """Everything a delivery test needs on disk: a test PKI, envelope keys and where they live.
@@ -297,9 +318,9 @@ class DeliveryKit:
     def broker_tls(self) -> BrokerTls:
         return BrokerTls(self.pki.ca_cert, self.pki.server_cert, self.pki.server_key)
 
-    def sealer(self, device: str) -> Sealer:
+    def sealer(self, device: str) -> NumberedSealer:
         gateway_public = load_private_key(self.gateway_key_file).public_key()
-        return Sealer(device, load_private_key(self.device_key_files[device]), gateway_public)
+        return NumberedSealer(device, load_private_key(self.device_key_files[device]), gateway_public)
 
     def opener(self, *, max_age: timedelta = timedelta(days=7)) -> Opener:
         return Opener(

@@ -38,6 +38,7 @@ def seal_vector(v: dict[str, object]) -> bytes:
         body,
         now=datetime.fromisoformat(str(v["now"])),
         clock_synced=bool(v["clock_synced"]),
+        seq=int(str(v["seq"])),
         parts=parts,
     )
     return sealed.token
