@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,13 +14,15 @@ from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.outbox import Outbox
 from mynabox.adapters.summary_client import HttpsSummaryClient
 from mynabox.card.certcheck import TrustStore, check_certificate
+from mynabox.card.tlv import MAX_OBJECT
 from mynabox.delivery import Delivery, Identity, ReadContext
 from mynabox.payload.audit import ConsentMode, Outcome
-from mynabox.payload.envelope import Kind
-from mynabox.payload.seal import Opener
+from mynabox.payload.envelope import MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES, Kind
+from mynabox.payload.keys import load_private_key
+from mynabox.payload.seal import Opener, Sealer
 from mynabox.summary.flags import FlagCode
 from mynabox.testing.broker import DeliveryKit
-from mynabox.testing.patients import patient
+from mynabox.testing.patients import OVERSIZE, patient
 from mynabox.testing.refsvc import ReferenceService
 from mynabox.testing.tlsfiles import certificate_with_cn
 
@@ -44,7 +46,7 @@ def kit(tmp_path: Path) -> DeliveryKit:
     return DeliveryKit.create(tmp_path / "kit", devices=(DEVICE, "refsvc-client"))
 
 
-def make_rig(kit: DeliveryKit, tmp_path: Path, base_url: str) -> Rig:
+def make_rig(kit: DeliveryKit, tmp_path: Path, base_url: str, *, sealer: Sealer | None = None) -> Rig:
     client_files = kit.pki.client("refsvc-client")
     client = HttpsSummaryClient(
         base_url,
@@ -62,7 +64,7 @@ def make_rig(kit: DeliveryKit, tmp_path: Path, base_url: str) -> Rig:
     delivery = Delivery(
         Identity(DEVICE, unit_id="unit-3"),
         lookup=client,
-        sealer=kit.sealer(DEVICE),
+        sealer=sealer or kit.sealer(DEVICE),
         outbox=outbox,
         audit=audit,
         notify=lambda: notified.append(1),
@@ -174,3 +176,50 @@ def test_purge_writes_an_audit_record_per_message(rig: Rig) -> None:
     outcomes = [e.record.outcome for e in rig.audit.entries()]
     assert outcomes.count(Outcome.PURGED) == before
     assert rig.audit.verify().ok
+
+
+def test_a_summary_past_the_message_limit_goes_out_as_a_card_record(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    # About 613 kB of schema-valid JSON from the reference service: it would seal to ≈ 1.07 MB, which the
+    # receiver refuses after the broker's PUBACK. The card record lets the hospital repeat the lookup.
+    read = read_of(OVERSIZE.key)
+    result = rig.delivery.deliver(read, ConsentMode.ORAL_CONSENT)
+    assert result.outcome is Outcome.CARD_RECORD
+    assert result.flags == () and result.items == ()
+    items = rig.outbox.next_batch(100)
+    assert all(len(item.payload) <= MAX_MESSAGE_BYTES for item in items)
+    (_, kind, body), (_, _, audit_body) = opened_bodies(rig)
+    assert kind is Kind.CARD_RECORD
+    record = body["card_record"]
+    assert isinstance(record, dict) and record["reason"] == "summary-too-large"
+    assert base64.b64decode(str(record["certificate"])) == read.certificate
+    assert audit_body["record"]["outcome"] == "card-record"  # type: ignore[index]
+    assert "summary too large to send" in caplog.text
+    assert OVERSIZE.name not in caplog.text and "アムロジピン" not in caplog.text
+
+
+def test_the_largest_card_record_fits_the_lowest_limit_a_box_may_set(
+    kit: DeliveryKit, tmp_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as s:  # nothing listens: the lookup fails and the card record goes out
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    smallest = Sealer(
+        DEVICE,
+        load_private_key(kit.device_key_files[DEVICE]),
+        load_private_key(kit.gateway_key_file).public_key(),
+        max_bytes=MIN_MESSAGE_BYTES,
+    )
+    rig = make_rig(kit, tmp_path, f"https://127.0.0.1:{port}", sealer=smallest)
+    try:
+        read = read_of("dialysis")
+        largest = replace(read, certificate=read.certificate + b"\xff" * (MAX_OBJECT - len(read.certificate)))
+        assert rig.delivery.deliver(largest, ConsentMode.ORAL_CONSENT).outcome is Outcome.CARD_RECORD
+        (_, kind, body), _ = opened_bodies(rig)
+        assert kind is Kind.CARD_RECORD
+        assert base64.b64decode(str(body["card_record"]["certificate"])) == largest.certificate  # type: ignore[index]
+    finally:
+        rig.outbox.close()

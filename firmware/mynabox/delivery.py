@@ -21,7 +21,7 @@ from mynabox.adapters.outbox import Outbox
 from mynabox.card.certcheck import CertCheck
 from mynabox.payload.audit import AuditRecord, ConsentMode, Outcome
 from mynabox.payload.envelope import Kind
-from mynabox.payload.seal import Sealed, Sealer
+from mynabox.payload.seal import MessageTooLarge, Sealed, Sealer
 from mynabox.summary.flags import Flag, derive_flags
 from mynabox.summary.port import Found, NotRegistered, SummaryLookup, Unavailable
 
@@ -96,17 +96,25 @@ class Delivery:
             "consent": consent.value,
         }
         flags: tuple[Flag, ...] = ()
+        sealed: Sealed | None = None
         if isinstance(result, Found):
-            flags = derive_flags(result.summary, today=now.date())
-            kind, outcome = Kind.SUMMARY, Outcome.DELIVERED_SUMMARY
             body: dict[str, object] = {"summary": result.summary.to_json(), "read": meta}
+            try:
+                sealed = self._queue("summary", Kind.SUMMARY, body, now)  # rolled back if too large
+                flags = derive_flags(result.summary, today=now.date())
+                outcome = Outcome.DELIVERED_SUMMARY
+            except MessageTooLarge as err:
+                # Sent, it would be refused by the receiver after the broker's PUBACK: the read would end
+                # with nothing delivered. The card record lets the hospital repeat the lookup.
+                log.warning("summary too large to send (%s): sending the card record", err)
+                reason, outcome = "summary-too-large", Outcome.CARD_RECORD
         else:
-            # The receiving side needs the certificate to repeat the lookup itself.
             reason = "not-registered" if isinstance(result, NotRegistered) else "lookup-unavailable"
             if isinstance(result, Unavailable):
                 log.warning("summary lookup unavailable: %s", result.reason)
-            kind = Kind.CARD_RECORD
             outcome = Outcome.NOT_REGISTERED if isinstance(result, NotRegistered) else Outcome.CARD_RECORD
+        if sealed is None:
+            # The receiving side needs the certificate to repeat the lookup itself.
             body = {
                 "card_record": {
                     "certificate": base64.b64encode(read.certificate).decode("ascii"),
@@ -114,7 +122,7 @@ class Delivery:
                 },
                 "read": meta,
             }
-        sealed = self._queue("summary", kind, body, now)
+            sealed = self._queue("summary", Kind.CARD_RECORD, body, now)
         del body, result  # nothing patient-related outlives this call in plaintext
         items = tuple(f.code.value for f in flags)
         self.record(outcome, consent, read.card_hash, items, message_id=sealed.message_id)

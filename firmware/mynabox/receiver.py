@@ -55,6 +55,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from mynabox.adapters.mqtt import MAX_PACKET_BYTES
 from mynabox.gateway.text import visible
 from mynabox.payload.envelope import EnvelopeError, Kind, is_device_id
 from mynabox.payload.seal import Opened, Opener
@@ -514,6 +515,7 @@ class Receiver:
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.MaximumPacketSize = MAX_PACKET_BYTES  # a broker without a limit must not fill our memory
         self._client.connect_async(
             self._s.host, self._s.port, keepalive=self._s.keepalive_s, clean_start=False, properties=props
         )

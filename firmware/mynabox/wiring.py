@@ -344,6 +344,7 @@ def build_delivery(
         cfg.device.id,
         load_private_key(cfg.sealing.device_key.path),
         load_public_key(cfg.sealing.gateway_public_key),
+        max_bytes=cfg.sealing.max_message_bytes,
     )
     return Delivery(
         Identity(cfg.device.id, cfg.device.unit_id, cfg.device.crew_id),

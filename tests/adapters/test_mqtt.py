@@ -156,7 +156,8 @@ def test_availability_and_state_are_retained(kit: DeliveryKit, broker: Mosquitto
         try:
             assert wait_for(lambda: late.last.get(avail) == b"online" and state in late.last)
             assert late.last[state] == (
-                b'{"clock_synced":false,"outbox_depth":0,"reader_present":true,"version":"0.1.0"}'
+                b'{"clock_synced":false,"no_subscriber":0,"outbox_depth":0,"reader_present":true,'
+                b'"version":"0.1.0"}'
             )
             link.stop()
             assert wait_for(lambda: late.last.get(avail) == b"offline")
@@ -309,3 +310,272 @@ def test_last_will_offline_when_the_link_process_is_killed(
             child.kill()
             child.wait()
         watcher.close()
+
+
+# --- identity, PUBACK 0x10, retain, sizes and queues (issue 10 items 1 and 3) -------------------------
+
+
+class Raw:
+    """A bare paho client with some certificate and any client id: what an attacker holding one box's
+    certificate can do. Records connects, disconnects and each PUBACK's reason code by mid."""
+
+    def __init__(
+        self, kit: DeliveryKit, broker: Mosquitto, cert_of: str, client_id: str, *, clean_start: bool = True
+    ) -> None:
+        self.connected = threading.Event()
+        self.disconnects: list[str] = []
+        self.pubacks: dict[int, int] = {}
+        files = kit.pki.client(cert_of)
+        ctx = ssl.create_default_context(cafile=str(kit.pki.ca_cert))
+        ctx.load_cert_chain(str(files.cert), str(files.key))
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+        self.client.tls_set_context(ctx)
+        self.client.on_connect = lambda *_a: self.connected.set()
+        self.client.on_disconnect = lambda _c, _u, _f, code, _p: self.disconnects.append(str(code))
+        self.client.on_publish = lambda _c, _u, mid, code, _p: self.pubacks.__setitem__(mid, code.value)
+        self.client.connect("localhost", broker.port, clean_start=clean_start)
+        self.client.loop_start()
+        assert self.connected.wait(10), "no CONNACK"
+
+    def publish(self, topic_name: str, payload: bytes, *, retain: bool = False) -> int:
+        info = self.client.publish(topic_name, payload, qos=1, retain=retain)
+        return info.mid
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_a_device_certificate_cannot_wipe_the_gateways_session(
+    kit: DeliveryKit, broker: Mosquitto, tmp_path: Path
+) -> None:
+    gw = Gateway(kit, broker, tmp_path)
+    gw.receiver.start()
+    assert gw.receiver.subscribed.wait(10)
+    gw.receiver.stop()  # offline: its persistent session keeps what arrives
+    with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        ids = queue(kit, outbox, 3)
+        link = MqttLink(settings(kit, broker), outbox)
+        link.start()
+        try:
+            assert wait_for(lambda: outbox.depth() == 0), "the broker did not take the messages"
+        finally:
+            link.stop()
+    # A box's certificate asks for the gateway's client id (as configured, and as the broker names it)
+    # with a clean start: in a broker that lets it, the gateway's session and its 3 summaries are gone.
+    for client_id in ("mynabox-gateway", kit.gateway):
+        Raw(kit, broker, OTHER, client_id).close()
+    (tmp_path / "again").mkdir()
+    gw2 = Gateway(kit, broker, tmp_path / "again")
+    gw2.receiver.start()
+    try:
+        assert wait_for(lambda: sorted(gw2.accepted) == sorted(ids), timeout=10), gw2.accepted
+    finally:
+        gw2.receiver.stop()
+        gw.seen.close()
+        gw2.seen.close()
+
+
+def test_a_device_certificate_cannot_knock_another_box_off(
+    kit: DeliveryKit, broker: Mosquitto, tmp_path: Path
+) -> None:
+    links: list[bool] = []
+    with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        link = MqttLink(settings(kit, broker), outbox, on_link=links.append)
+        link.start()
+        try:
+            assert wait_for(lambda: link.online)
+            squatters = [Raw(kit, broker, OTHER, cid) for cid in (f"mynabox-{DEV}", DEV)]
+            time.sleep(1.5)  # a takeover shows at once; give the link time to notice
+            assert links == [True], "the box was disconnected by another certificate"
+            for raw in squatters:
+                raw.close()
+        finally:
+            link.stop()
+
+
+def test_puback_no_subscribers_keeps_the_record_until_a_subscriber_comes(
+    kit: DeliveryKit, broker: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state_topic = topic(DEV, "state")
+    watcher = Watcher(kit, broker, state_topic)  # not a summary subscriber: fleet ops reading state
+    with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        ids = queue(kit, outbox, 3)
+        link = MqttLink(settings(kit, broker), outbox)
+        link.publish_state({"outbox_depth": 3})
+        link.start()
+        try:
+            # Nobody subscribes to the summary topic: each PUBACK is 0x10, and nothing may be deleted.
+            assert wait_for(lambda: link.no_subscriber >= 3), link.no_subscriber
+            assert outbox.depth() == 3
+            assert wait_for(lambda: b'"no_subscriber":' in watcher.last.get(state_topic, b""))
+            assert b'"no_subscriber":0' not in watcher.last[state_topic]
+            assert f"no subscriber at the broker for message {ids[0]}" in caplog.text
+            time.sleep(2.5)
+            assert link.no_subscriber <= 12  # paced by the back-off (1 s, then 2 s), not resent at once
+            watcher.close()  # the gateway's certificate: one connection at a time (same client id)
+            gw = Gateway(kit, broker, tmp_path)
+            gw.receiver.start()
+            try:
+                assert wait_for(lambda: sorted(gw.accepted) == sorted(ids), timeout=15), gw.accepted
+                assert wait_for(lambda: outbox.depth() == 0)
+            finally:
+                gw.receiver.stop()
+                gw.seen.close()
+        finally:
+            link.stop()
+    assert len(gw.accepted) == 3  # each once
+
+
+def test_a_retained_summary_from_a_device_is_refused_and_not_retained(
+    kit: DeliveryKit, broker: Mosquitto
+) -> None:
+    raw = Raw(kit, broker, DEV, "whatever")
+    try:
+        refused = raw.publish(topic(DEV, "summary"), b"sealed bytes", retain=True)
+        allowed = raw.publish(topic(DEV, "state"), b'{"outbox_depth":0}', retain=True)
+        assert wait_for(lambda: refused in raw.pubacks and allowed in raw.pubacks)
+        assert raw.pubacks[refused] == 0x87  # not authorized
+        assert raw.pubacks[allowed] < 0x80
+    finally:
+        raw.close()
+    late = Watcher(kit, broker, f"mynabox/{DEV}/#")  # retained messages arrive at once on subscribe
+    try:
+        assert wait_for(lambda: topic(DEV, "state") in late.last)
+        time.sleep(0.3)
+        assert topic(DEV, "summary") not in late.last
+    finally:
+        late.close()
+
+
+def test_a_publish_past_the_message_limit_is_refused(kit: DeliveryKit, broker: Mosquitto) -> None:
+    from mynabox.payload.envelope import MAX_MESSAGE_BYTES
+
+    watcher = Watcher(kit, broker, topic(DEV, "summary"))
+    raw = Raw(kit, broker, DEV, "whatever")
+    try:
+        assert wait_for(lambda: "gateway 1 mynabox/ambulance-01/summary" in broker.log()), "no subscription"
+        at_limit = raw.publish(topic(DEV, "summary"), b"a" * MAX_MESSAGE_BYTES)
+        assert wait_for(lambda: at_limit in raw.pubacks)
+        assert raw.pubacks[at_limit] < 0x80
+        # mosquitto answers PUBACK 0x95, a code MQTT 5 does not allow there: paho drops the connection.
+        raw.publish(topic(DEV, "summary"), b"b" * (MAX_MESSAGE_BYTES + 1))
+        assert wait_for(lambda: raw.disconnects != [])
+        time.sleep(0.3)
+        assert [len(p) for _, p in watcher.history] == [MAX_MESSAGE_BYTES]
+    finally:
+        raw.close()
+        watcher.close()
+
+
+def _vm_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_50_mb_packet_is_cut_off_before_the_broker_reads_it_in(kit: DeliveryKit, broker: Mosquitto) -> None:
+    assert broker.pid is not None
+    before = _vm_rss_kb(broker.pid)
+    ctx = ssl.create_default_context(cafile=str(kit.pki.ca_cert))
+    files = kit.pki.client(DEV)
+    ctx.load_cert_chain(str(files.cert), str(files.key))
+    size, name = 50_000_000, topic(DEV, "summary").encode()
+    length, varint = len(name) + 2 + size, bytearray()
+    while True:
+        byte, length = length % 128, length // 128
+        varint.append(byte | (0x80 if length else 0))
+        if not length:
+            break
+    sent = 0
+    with (
+        socket.create_connection(("127.0.0.1", broker.port), timeout=5) as plain,
+        ctx.wrap_socket(plain, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00")
+        assert tls.recv(4)[:1] == b"\x20"
+        tls.sendall(b"\x30" + bytes(varint) + len(name).to_bytes(2, "big") + name)
+        chunk = b"x" * 65536
+        try:
+            while sent < size:
+                tls.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass
+    grown = _vm_rss_kb(broker.pid) - before
+    print(f"50 MB packet: cut off after {sent / 1e6:.1f} MB sent; broker RSS grew {grown} kB")
+    assert sent < 16_000_000, f"the broker read {sent} bytes of an oversize packet"
+    assert broker.running
+    assert grown < 8_000  # kB
+
+
+def test_the_queue_of_an_offline_subscriber_is_bounded(
+    kit: DeliveryKit, broker: Mosquitto, tmp_path: Path
+) -> None:
+    from mynabox.testing.broker import MAX_QUEUED_BYTES
+
+    gw = Gateway(kit, broker, tmp_path)
+    gw.receiver.start()
+    assert gw.receiver.subscribed.wait(10)
+    gw.receiver.stop()
+    size, count = 250_000, 300  # 75 MB for a receiver that is away: more than the 64 MiB bound
+    raw = Raw(kit, broker, DEV, "whatever")
+    try:
+        mids = [raw.publish(topic(DEV, "summary"), bytes([i % 256]) * size) for i in range(count)]
+        assert wait_for(lambda: all(m in raw.pubacks for m in mids), timeout=60)
+    finally:
+        raw.close()
+    assert "Outgoing messages are being dropped for client gateway" in broker.log()
+    time.sleep(2.5)  # autosave_interval 1: the queue is in the persistence file now
+    stored = sum(p.stat().st_size for p in (broker.workdir / "data").iterdir())
+    assert broker.pid is not None
+    rss = _vm_rss_kb(broker.pid)
+    (tmp_path / "again").mkdir()
+    gw2 = Gateway(kit, broker, tmp_path / "again")
+    gw2.receiver.start()
+    try:
+        assert wait_for(lambda: gw2.core.counts["rejected"] > 0)  # raw bytes: refused, but counted
+        last = -1
+        while gw2.core.counts["rejected"] != last:  # until nothing more arrives
+            last = gw2.core.counts["rejected"]
+            time.sleep(1.0)
+    finally:
+        gw2.receiver.stop()
+        gw.seen.close()
+        gw2.seen.close()
+    received = gw2.core.counts["rejected"]
+    assert 200 < received < count
+    assert received * size <= MAX_QUEUED_BYTES + 20 * size  # the queue plus mosquitto's in-flight window
+    print(
+        f"{count} x {size} B for an absent receiver: {received} kept, persistence {stored / 2**20:.1f} MiB,"
+        f" broker RSS {rss / 1024:.0f} MiB"
+    )
+    assert stored < MAX_QUEUED_BYTES + 8 * 1024 * 1024
+
+
+def test_a_record_over_the_limit_is_not_sent_and_the_rest_still_go(
+    kit: DeliveryKit, broker: Mosquitto, gateway: Gateway, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mynabox.payload.envelope import MAX_MESSAGE_BYTES
+
+    links: list[bool] = []
+    with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        # Sealed before the limit was enforced: sent, the broker would cut the connection on every try.
+        outbox.put(
+            topic(DEV, "summary"),
+            "f" * 32,
+            SealedBytes(b"x" * (MAX_MESSAGE_BYTES + 1)),
+            now=datetime.now(UTC),
+        )
+        ids = queue(kit, outbox, 2)
+        link = MqttLink(settings(kit, broker), outbox, on_link=links.append)
+        link.start()
+        try:
+            assert wait_for(lambda: sorted(gateway.accepted) == sorted(ids))
+            time.sleep(0.5)
+            assert links == [True]  # never cut off
+            assert outbox.depth() == 1  # kept for the retention purge, which audits it
+            assert "is over the size limit: not sent" in caplog.text
+        finally:
+            link.stop()

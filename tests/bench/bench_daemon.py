@@ -204,6 +204,10 @@ def main() -> int:
     ) as stack:
         assert stack.pcscd is not None
         stack.pcscd.use_in_process()
+        # A subscriber, as at a real gateway: without one every PUBACK is 0x10 and the box keeps the record.
+        receiver = stack.gateway_receiver(lambda _opened: None)
+        receiver.start()
+        assert receiver.subscribed.wait(10), "the gateway receiver did not subscribe"
         notify = NotifySocket(stack.dir / "notify.sock")
         env = dict(os.environ, **stack.env(), NOTIFY_SOCKET=str(notify.path))
         started = time.monotonic()
@@ -244,6 +248,7 @@ def main() -> int:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=10)
             notify.close()
+            receiver.stop()
     shown_f = [f for _, f in timings.of("result-shown")]
     delivered = [f for _, f in timings.of("delivered")]
     figures = {

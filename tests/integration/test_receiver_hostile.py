@@ -70,7 +70,7 @@ class Gateway:
         ]
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
             self.process = subprocess.Popen([MYNABOX, "receive", *args], stdout=out, stderr=err)
-        subscribed = "mynabox-gateway 1 mynabox/+/audit"
+        subscribed = "gateway 1 mynabox/+/audit"  # the broker names the client by its certificate CN
         assert wait_for(lambda: self.broker.log().count(subscribed) == self.runs), "no subscription"
 
     def output(self) -> str:

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mynabox.payload.envelope import EnvelopeError, Kind, Reason, SealError
-from mynabox.payload.seal import Opener, Sealer
+from mynabox.payload.envelope import MAX_MESSAGE_BYTES, EnvelopeError, Kind, Reason, SealError
+from mynabox.payload.seal import MessageTooLarge, Opener, Sealer
 
 from . import jose_peer as peer
 from .conftest import DEVICE, MAX_AGE, MAX_SIZE, MAX_SKEW, NOW, OTHER, fixed_key
@@ -225,7 +225,9 @@ def test_same_input_seals_differently(sealer: Sealer) -> None:
 def test_large_body_within_max_size_opens(
     sealer: Sealer, device_key: ec.EllipticCurvePrivateKey, gateway_key: ec.EllipticCurvePrivateKey
 ) -> None:
-    body = {"drugs": ["インスリン グラルギン"] * 8000}  # ~270 kB sealed, above joserfc's default limits
+    body = {
+        "drugs": ["インスリン グラルギン"] * 4000
+    }  # ~240 kB sealed: past joserfc's default limits, within ours
     sealed = sealer.seal(Kind.SUMMARY, body, now=NOW, clock_synced=True, seq=1)
     roomy = Opener(
         gateway_key,
@@ -243,6 +245,30 @@ def test_large_body_within_max_size_opens(
         max_size=len(sealed.token) - 1,
     )
     assert _rejected(small, sealed.token) is Reason.SIZE
+
+
+def test_sealer_refuses_a_message_past_its_limit(
+    device_key: ec.EllipticCurvePrivateKey, gateway_key: ec.EllipticCurvePrivateKey
+) -> None:
+    fits = Sealer(DEVICE, device_key, gateway_key.public_key()).seal(
+        Kind.SUMMARY, BODY, now=NOW, clock_synced=True, seq=1
+    )
+    size = len(fits.token)
+    at_limit = Sealer(DEVICE, device_key, gateway_key.public_key(), max_bytes=size)
+    assert len(at_limit.seal(Kind.SUMMARY, BODY, now=NOW, clock_synced=True, seq=1).token) == size
+    below = Sealer(DEVICE, device_key, gateway_key.public_key(), max_bytes=size - 1)
+    with pytest.raises(MessageTooLarge) as info:
+        below.seal(Kind.SUMMARY, BODY, now=NOW, clock_synced=True, seq=1)
+    assert (info.value.size, info.value.limit) == (size, size - 1)
+    assert "山田" not in str(info.value)
+    # The default is the limit receivers and brokers share, and no sealer may go past it.
+    big = {"drugs": ["インスリン グラルギン"] * 8000}
+    with pytest.raises(MessageTooLarge):
+        Sealer(DEVICE, device_key, gateway_key.public_key()).seal(
+            Kind.SUMMARY, big, now=NOW, clock_synced=True, seq=1
+        )
+    with pytest.raises(SealError):
+        Sealer(DEVICE, device_key, gateway_key.public_key(), max_bytes=MAX_MESSAGE_BYTES + 1)
 
 
 def test_reprs_hold_no_patient_data_or_key(sealer: Sealer, opener: Opener) -> None:

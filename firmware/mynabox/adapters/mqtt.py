@@ -1,7 +1,11 @@
 """The MQTT link (paho-mqtt 2.x, callback API v2, MQTT 5, TLS 1.2+, client certificate): drains the outbox.
 
-Delivery rule: a message leaves the outbox only when its PUBACK arrives with a success reason code. A PUBACK
-with a failure code (e.g. 0x87 not authorized) keeps it; it is tried again after the next reconnect.
+Delivery rule: a message leaves the outbox only when its PUBACK says the broker took it for someone. A PUBACK
+with a failure code (e.g. 0x87 not authorized) keeps it; it is tried again after the next reconnect. A PUBACK
+0x10 (no matching subscribers: the gateway's session is gone, so nobody will ever get it) keeps it too: the
+link pauses sending, with a back-off from ``reconnect_min_s`` doubling to ``reconnect_max_s``, then sends
+again from the oldest record. Each such PUBACK is counted in ``no_subscriber`` (in the retained state
+document too) and the first of each pause logs one line with the message id.
 
 Session: clean start, no session expiry. The device subscribes to nothing, and paho keeps no state on disk
 (a broker-side session would outlive paho's memory of its own in-flight ids after a restart); the outbox is
@@ -27,6 +31,7 @@ import queue
 import re
 import ssl
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,15 +44,29 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from mynabox.adapters.outbox import Outbox, OutboxError, OutboxItem
-from mynabox.payload.envelope import is_device_id
+from mynabox.payload.envelope import MAX_MESSAGE_BYTES, is_device_id
 
 log = logging.getLogger("mynabox.mqtt")
 
 TOPIC_ROOT = "mynabox"
 LEAVES = ("availability", "state", "summary", "audit")
 STATE_KEYS = frozenset(
-    {"version", "state", "reader_present", "outbox_depth", "oldest_queued_s", "clock_synced", "link_error"}
+    {
+        "version",
+        "state",
+        "reader_present",
+        "outbox_depth",
+        "oldest_queued_s",
+        "clock_synced",
+        "link_error",
+        "no_subscriber",
+    }
 )
+# A PUBLISH of the largest sealed message: payload plus fixed header (<= 5 bytes), topic
+# (mynabox/<64>/summary, < 100), packet id and properties; 1 kB covers it. Brokers and the receiver refuse
+# larger packets.
+MAX_PACKET_BYTES = MAX_MESSAGE_BYTES + 1024
+NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK reason code: accepted, but delivered to nobody
 _STATE_TEXT = re.compile(r"[A-Za-z0-9_.:+-]{0,64}")
 _TICK_S = 1.0  # the worker looks at the outbox at least this often (it also wakes on notify())
 _OFFLINE_ACK_S = 1.0  # at stop, how long "offline" may wait for its PUBACK (else the broker sends the will)
@@ -132,7 +151,7 @@ class _Event:
     kind: str  # connected | connect-failed | disconnected | puback | drain | state | stop
     code: ReasonCode | None = None
     mid: int = 0
-    data: bytes = b""
+    state: Mapping[str, object] | None = None
 
 
 class MqttLink:
@@ -156,7 +175,10 @@ class MqttLink:
         self._in_flight: dict[int, OutboxItem] = {}  # paho mid -> outbox item awaiting its PUBACK
         self._held: set[str] = set()  # message ids whose PUBACK failed: retried after a reconnect
         self._cursor = 0  # highest outbox seq handed to paho on this connection
-        self._state: bytes | None = None
+        self._state: Mapping[str, object] | None = None
+        self._no_subscriber = 0  # PUBACKs 0x10 since start (each record kept and sent again)
+        self._paused_until = 0.0  # monotonic: no sending before this after a PUBACK 0x10
+        self._backoff_s = float(settings.reconnect_min_s)
         self._client = self._make_client(tls_context(settings.ca, settings.cert, settings.key))
         self._worker = threading.Thread(target=self._run, name="mqtt-link", daemon=True)
 
@@ -190,6 +212,11 @@ class MqttLink:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
+    @property
+    def no_subscriber(self) -> int:
+        """PUBACKs that said nobody subscribes (0x10); those records stayed in the outbox."""
+        return self._no_subscriber
+
     def start(self) -> None:
         """Connect in the background; paho reconnects with backoff until ``stop``."""
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -208,8 +235,11 @@ class MqttLink:
         self._events.put(_Event("drain"))
 
     def publish_state(self, state: Mapping[str, object]) -> None:
-        """Retained ``…/state``; kept and re-published on every connect, so the latest is always there."""
-        self._events.put(_Event("state", data=check_state(state)))
+        """Retained ``…/state``; kept and re-published on every connect, so the latest is always there.
+
+        The link adds its own ``no_subscriber`` count."""
+        check_state(state)  # refuse a bad document in the caller's thread
+        self._events.put(_Event("state", state=dict(state)))
 
     def stop(self, timeout: float = 5.0) -> None:
         """Publish ``offline``, disconnect cleanly (no last will), stop both threads."""
@@ -276,9 +306,8 @@ class MqttLink:
             self._puback(event.mid, event.code)
             self._drain()
         elif event.kind == "state":
-            self._state = event.data
-            if self._online:
-                self._client.publish(topic(self._s.device_id, "state"), self._state, qos=1, retain=True)
+            self._state = event.state
+            self._publish_state()
         else:
             self._drain()
 
@@ -293,10 +322,9 @@ class MqttLink:
         self._held.clear()
         device = self._s.device_id
         self._client.publish(topic(device, "availability"), b"online", qos=1, retain=True)
-        if self._state is not None:
-            self._client.publish(topic(device, "state"), self._state, qos=1, retain=True)
         log.info("broker connected")
         self._set_online(True)
+        self._publish_state()
         self._drain()
 
     def _set_online(self, online: bool) -> None:
@@ -304,6 +332,11 @@ class MqttLink:
             self._online = online
             if self._on_link is not None:
                 self._on_link(online)
+
+    def _publish_state(self) -> None:
+        if self._online and self._state is not None:
+            doc = check_state({**self._state, "no_subscriber": self._no_subscriber})
+            self._client.publish(topic(self._s.device_id, "state"), doc, qos=1, retain=True)
 
     def _puback(self, mid: int, code: ReasonCode | None) -> None:
         item = self._in_flight.pop(mid, None)
@@ -315,12 +348,33 @@ class MqttLink:
             if self._on_rejected is not None:
                 self._on_rejected(item.message_id, str(code))
             return
+        if code is not None and code.value == NO_MATCHING_SUBSCRIBERS:
+            self._nobody_listens(item)
+            return
+        self._backoff_s = float(self._s.reconnect_min_s)
         self._outbox.ack(item.message_id)
         if self._on_acked is not None:
             self._on_acked(item.message_id)
 
+    def _nobody_listens(self, item: OutboxItem) -> None:
+        """The broker took the message but no session subscribes: deleting it would lose it. Keep it,
+        pause, and send again from the oldest record (in-flight ones are skipped, acked ones are gone)."""
+        self._no_subscriber += 1
+        self._cursor = 0
+        now = time.monotonic()
+        if now < self._paused_until:
+            return  # the rest of a window sent before the first 0x10 came back: same pause
+        self._paused_until = now + self._backoff_s
+        log.warning(
+            "no subscriber at the broker for message %s: kept in the outbox, sending again in %.0f s",
+            item.message_id,
+            self._backoff_s,
+        )
+        self._backoff_s = min(self._backoff_s * 2, float(self._s.reconnect_max_s))
+        self._publish_state()
+
     def _drain(self) -> None:
-        if not self._online:
+        if not self._online or time.monotonic() < self._paused_until:
             return
         pending = {item.message_id for item in self._in_flight.values()}
         while len(self._in_flight) < self._s.window:
@@ -330,6 +384,14 @@ class MqttLink:
             for item in batch:
                 self._cursor = item.seq
                 if item.message_id in pending or item.message_id in self._held:
+                    continue
+                if len(item.payload) > MAX_MESSAGE_BYTES:
+                    # Sealed before the limit was enforced: the broker would cut the connection on every
+                    # try. It stays in the outbox until the retention purge audits it.
+                    self._held.add(item.message_id)
+                    log.warning(
+                        "message %s is over the size limit: not sent, kept for the purge", item.message_id
+                    )
                     continue
                 info = self._client.publish(item.topic, item.payload, qos=1)
                 if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):

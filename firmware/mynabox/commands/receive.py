@@ -29,7 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--state-dir", type=Path, default=Path("."), help="where the seen-id store lives (default: .)"
     )
-    parser.add_argument("--client-id", default="mynabox-gateway", help="MQTT client id (persistent session)")
+    parser.add_argument(
+        "--client-id",
+        default="mynabox-gateway",
+        help="MQTT client id (persistent session); a broker set up as docs/gateway uses the certificate's CN",
+    )
     parser.add_argument("--once", action="store_true", help="exit after the first accepted message")
     parser.add_argument("--max-age-days", type=int, default=7, help="refuse synced messages older than this")
     parser.add_argument(
@@ -72,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mynabox.gateway.pages import PageServer, PageStore
     from mynabox.gateway.text import visible
+    from mynabox.payload.envelope import MAX_MESSAGE_BYTES
     from mynabox.payload.keys import KeyFileError, load_private_key, load_public_keys
     from mynabox.payload.seal import Opened, Opener
     from mynabox.receiver import (
@@ -120,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
             load_public_keys(args.device_keys),
             max_age=max_age,
             max_skew=timedelta(minutes=5),
-            max_size=1024 * 1024,
+            max_size=MAX_MESSAGE_BYTES,  # the one limit the box seals to and the broker configs enforce
         )
         args.state_dir.mkdir(parents=True, exist_ok=True)
         seen = SeenStore(args.state_dir / "receiver-seen.sqlite3")

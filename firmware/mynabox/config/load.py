@@ -32,6 +32,7 @@ from mynabox.config.model import (
     StorageConfig,
     SummaryConfig,
 )
+from mynabox.payload.envelope import MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES
 from mynabox.payload.keys import (
     CREDENTIALS_ENV,
     KeyFileError,
@@ -235,7 +236,9 @@ def _build(fields: Callable[[str], Fields], source: Path, ctx: Context) -> Confi
     sealing = SealingConfig(
         device_key=f.credential("device_key", check="private_key"),
         gateway_public_key=f.path("gateway_public_key", check="public_key"),
-        max_message_bytes=f.integer("max_message_bytes", 65536, 1024, 1024 * 1024),
+        max_message_bytes=f.integer(
+            "max_message_bytes", MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES
+        ),
     )
     f.finish()
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mynabox.payload.envelope import MAX_MESSAGE_BYTES
 from mynabox.payload.keys import CREDENTIALS_ENV, Secret, credential_path, read_small_file
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ class MqttConfig:
 class SealingConfig:
     device_key: Credential
     gateway_public_key: Path
-    max_message_bytes: int = 65536
+    max_message_bytes: int = MAX_MESSAGE_BYTES  # payload.envelope: the limit box, receiver and broker share
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,15 @@ JWS_HEADER_KEYS = frozenset({"alg", "typ", "kid"})
 MAX_IAT = 2**32 - 1
 MAX_SEQ = 2**63 - 1  # SQLite's INTEGER
 
+# The one size limit of a sealed message (the MQTT payload), shared by the box (sealing refuses past it),
+# the receiver (the opener's size check) and the broker configs (mynabox.testing.broker and
+# docs/gateway/mosquitto.conf). Sealing costs about 16/9 (base64 twice), so summary JSON up to about
+# 145 kB fits; a larger summary is sent as a card record instead. A box may configure a lower limit.
+MAX_MESSAGE_BYTES = 256 * 1024
+# The lowest limit a box may configure: a card record must always fit, and one with the largest certificate
+# the card session accepts (card.tlv.MAX_OBJECT, 16 kB) seals to about 41 kB.
+MIN_MESSAGE_BYTES = 64 * 1024
+
 # Device ids end up in MQTT topics and file names: no '/', '+', '#', spaces or dots at the start.
 _DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _MESSAGE_ID = re.compile(r"[0-9a-f]{32}")

@@ -42,6 +42,7 @@ from mynabox.payload.envelope import (
     JWS_ALG,
     JWS_HEADER_KEYS,
     JWS_TYP,
+    MAX_MESSAGE_BYTES,
     Claims,
     EnvelopeError,
     Kind,
@@ -53,7 +54,7 @@ from mynabox.payload.envelope import (
     require_aware,
 )
 
-__all__ = ["Opened", "Opener", "Sealed", "Sealer"]
+__all__ = ["MessageTooLarge", "Opened", "Opener", "Sealed", "Sealer"]
 
 _CEK_BYTES = 32  # A256GCM
 _IV_BYTES = 12  # GCM's 96-bit IV (RFC 7518 §5.3)
@@ -83,6 +84,14 @@ _ROUTING_HEADERS: HeaderRegistryDict = {
     CLAIM_KIND: HeaderParameter("Message kind (replicated claim)", _is_str, True),
     CLAIM_DEVICE: HeaderParameter("Device id (replicated claim)", _is_str, True),
 }
+
+
+class MessageTooLarge(SealError):
+    """The sealed message would pass the sealer's size limit; nothing was sealed (the caller sends less)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"sealed message of {size} bytes is over the limit of {limit}")
+        self.size, self.limit = size, limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +207,8 @@ class Sealer:
         device_id: str,
         device_key: ec.EllipticCurvePrivateKey,
         gateway_key: ec.EllipticCurvePublicKey,
+        *,
+        max_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         if not is_device_id(device_id):
             raise SealError("device id must be 1-64 of A-Z a-z 0-9 _ . - (not starting with _ . -)")
@@ -207,9 +218,12 @@ class Sealer:
         self._device_key = ECKey.import_key(device_key)
         self._gateway_key = ECKey.import_key(gateway_key)
         self._sign_registry = _SignRegistry(algorithms=[JWS_ALG])
+        if not 0 < max_bytes <= MAX_MESSAGE_BYTES:
+            raise SealError(f"max_bytes must be 1-{MAX_MESSAGE_BYTES}: receivers and brokers refuse more")
+        self._max_bytes = max_bytes
 
     def __repr__(self) -> str:
-        return f"Sealer(device_id={self._device_id!r})"
+        return f"Sealer(device_id={self._device_id!r}, max_bytes={self._max_bytes})"
 
     @property
     def device_id(self) -> str:
@@ -270,6 +284,8 @@ class Sealer:
             CLAIM_DEVICE: self._device_id,
         }
         token = jwe.encrypt_compact(protected, signed, self._gateway_key, registry=_PartsRegistry(parts))
+        if len(token) > self._max_bytes:  # the receiver would refuse it after the broker's PUBACK: lost
+            raise MessageTooLarge(len(token), self._max_bytes)
         return token.encode("ascii")
 
 

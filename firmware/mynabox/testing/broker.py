@@ -4,16 +4,26 @@ The broker runs in the foreground from a config written into a temporary directo
 (SIGTERM: it saves its persistence file), killed (SIGKILL) and restarted by its PID, on the same port.
 
 Authentication is the client certificate: ``use_identity_as_username`` makes the certificate's CN the user
-name, and the ACL lets a device write only below ``mynabox/<its CN>/`` and the gateway read ``mynabox/#``.
+name, and ``use_username_as_clientid`` makes it the client id too, whatever id the client asked for: no
+certificate can take over (or wipe with a clean start) another client's session. The ACL lets a device
+write only its own four topics ``mynabox/<its CN>/{availability,state,summary,audit}`` and the gateway read
+``mynabox/#``; the ``mynabox_retain`` plugin (C, built here from ``mynabox/data/broker``) refuses retained
+publishes other than a client's own availability and state. Size and queue limits follow
+``payload.envelope.MAX_MESSAGE_BYTES`` (:func:`hardening_lines`, the same lines as
+``docs/gateway/mosquitto.conf``).
 ``persistence true`` (in the temp dir) keeps a persistent receiver session and its queued QoS 1 messages
 across a broker restart; mosquitto defaults to ``persistence false``, which a gateway broker must not use.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import getpass
+import hashlib
 import itertools
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,10 +32,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from types import TracebackType
 
-from mynabox.payload.envelope import Kind
+from mynabox.adapters.mqtt import MAX_PACKET_BYTES
+from mynabox.payload.envelope import MAX_MESSAGE_BYTES, Kind
 from mynabox.payload.keys import (
     generate_device_key,
     load_private_key,
@@ -37,6 +49,13 @@ from mynabox.payload.seal import Opener, Sealed, Sealer
 from mynabox.testing.tlsfiles import TestPki, make_test_pki
 
 MOSQUITTO = "mosquitto"
+CC = "cc"
+
+# The queue of a persistent subscriber that is offline (the gateway's receiver): at most this many
+# messages or bytes are kept for it; past either, mosquitto drops new ones for that client (its log says
+# "Outgoing messages are being dropped"). 64 MiB is 256 messages of the largest size, or days of reads.
+MAX_QUEUED_MESSAGES = 2000
+MAX_QUEUED_BYTES = 64 * 1024 * 1024
 
 
 class BrokerError(Exception):
@@ -58,13 +77,55 @@ def free_port() -> int:
 
 
 def acl_text(gateway: str = "gateway") -> str:
-    """Per-device write below its own CN; the gateway reads everything under mynabox/."""
+    """Per-device write to its own four topics (CN = user name); the gateway reads all under mynabox/."""
     return (
-        "# Devices: write only below their own certificate CN (pattern lines apply to every user).\n"
-        "pattern write mynabox/%u/#\n"
+        "# Devices: write only their own topics, named by their certificate CN (pattern lines apply to\n"
+        "# every user).\n"
+        "pattern write mynabox/%u/availability\n"
+        "pattern write mynabox/%u/state\n"
+        "pattern write mynabox/%u/summary\n"
+        "pattern write mynabox/%u/audit\n"
         f"user {gateway}\n"
         "topic read mynabox/#\n"
     )
+
+
+def hardening_lines(retain_plugin: Path | str) -> list[str]:
+    """The identity, size, queue and retain settings every mynabox broker needs (mosquitto 2.0)."""
+    return [
+        "use_identity_as_username true",  # the certificate's CN is the user name the ACL sees ...
+        "use_username_as_clientid true",  # ... and the client id: nobody takes over another's session
+        f"max_packet_size {MAX_PACKET_BYTES}",  # larger: disconnected before it is read
+        f"message_size_limit {MAX_MESSAGE_BYTES}",  # a payload past the limit: PUBACK 0x95, not forwarded
+        f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+        f"max_queued_bytes {MAX_QUEUED_BYTES}",
+        f"plugin {retain_plugin}",  # retained only for a client's own availability and state
+    ]
+
+
+@functools.cache
+def retain_plugin() -> Path:
+    """Build ``mynabox_retain.so`` once per process into a private temp dir (needs cc and mosquitto-dev)."""
+    source = resources.files("mynabox").joinpath("data/broker/mynabox_retain.c").read_bytes()
+    out_dir = Path(tempfile.mkdtemp(prefix="mynabox-plugin-"))
+    atexit.register(shutil.rmtree, out_dir, True)
+    src = out_dir / "mynabox_retain.c"
+    src.write_bytes(source)
+    target = out_dir / f"mynabox_retain-{hashlib.sha256(source).hexdigest()[:12]}.so"
+    try:
+        subprocess.run(
+            [CC, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(target), str(src)],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError) as err:
+        detail = getattr(err, "stderr", b"") or b""
+        raise BrokerError(
+            "cannot build the mynabox_retain broker plugin (needs cc and mosquitto-dev, see "
+            f"scripts/install-deps.sh): {type(err).__name__} {detail.decode(errors='replace')[:300]}"
+        ) from err
+    return target
 
 
 class Mosquitto:
@@ -112,13 +173,12 @@ class Mosquitto:
                     f"certfile {self._tls.cert}",
                     f"keyfile {self._tls.key}",
                     "require_certificate true",
-                    "use_identity_as_username true",
                     "tls_version tlsv1.2",
                     f"acl_file {acl}",
+                    *hardening_lines(retain_plugin()),
                     "persistence true",
                     f"persistence_location {data_dir}/",
                     "autosave_interval 1",
-                    "max_queued_messages 10000",
                     f"log_dest file {self.log_path}",
                     "log_type error",
                     "log_type warning",
@@ -271,5 +331,5 @@ class DeliveryKit:
             load_public_keys(self.device_keys_dir),
             max_age=max_age,
             max_skew=timedelta(minutes=5),
-            max_size=1024 * 1024,
+            max_size=MAX_MESSAGE_BYTES,
         )

@@ -273,7 +273,30 @@ PATIENTS: tuple[SyntheticPatient, ...] = (
     ),
 )
 
-_BY_KEY = {p.key: p for p in PATIENTS}
+# Not in PATIENTS (which every tap-all-patients test and bench walks): a summary too large to be sealed
+# within payload.envelope.MAX_MESSAGE_BYTES (about 612 kB of JSON, near the schema's limits of 1000 items
+# and 200 characters a text), so the box must send the card record instead. Still schema-valid.
+_LONG_DOSE = (
+    "1回1錠 1日3回 毎食後 " + "（服薬指導: 飲み忘れ時は次回分から再開し二回分を一度に飲まないこと）" * 2
+)[:59]
+OVERSIZE = SyntheticPatient(
+    key="oversize-history",
+    profile="記録が極端に多い患者(封緘後の上限を超えるサマリー)",
+    name="中村 次郎",
+    kana="ナカムラ ジロウ",
+    birth_date=date(1950, 2, 14),
+    sex=Sex.MALE,
+    insurer_number="06131402",
+    visits=tuple((1 + i % 90, _TOTO, "総合診療科", False) for i in range(300)),
+    prescriptions=tuple(
+        _Rx(1 + i % 90, "アムロジピン錠5mg「サワイ」", "2171022F2144", _LONG_DOSE, 28, _SAKURA, _MIDORI)
+        for i in range(1000)
+    ),
+    treatments=tuple((1 + i % 90, "血液検査・心電図・胸部X線撮影・尿検査", _TOTO) for i in range(300)),
+    allergies=AllergySection((), ()),
+)
+
+_BY_KEY = {p.key: p for p in (*PATIENTS, OVERSIZE)}
 
 
 def patient(key: str) -> SyntheticPatient:
@@ -284,7 +307,7 @@ def patient(key: str) -> SyntheticPatient:
 
 
 def by_card_id(card_id: str) -> SyntheticPatient | None:
-    return next((p for p in PATIENTS if p.card_id == card_id), None)
+    return next((p for p in (*PATIENTS, OVERSIZE) if p.card_id == card_id), None)
 
 
 def _dialysis_days(today: date) -> list[date]:
