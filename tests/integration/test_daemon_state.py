@@ -38,11 +38,12 @@ class States(Subscriber):
     """Every state message the broker hands a gateway-side subscriber (the retained one first)."""
 
     def __init__(self, stack: BoxStack, client_id: str) -> None:
-        super().__init__(stack, client_id, f"mynabox/{DEVICE}/state")
+        # all of the box's topics: a summary nobody subscribes to gets PUBACK 0x10 and stays in the outbox
+        super().__init__(stack, client_id, f"mynabox/{DEVICE}/#")
 
     @property
     def seen(self) -> list[dict[str, object]]:
-        return [json.loads(p) for p in self.payloads()]
+        return [json.loads(p) for p in self.payloads("state")]
 
 
 def _outbox_rows(stack: BoxStack) -> int:
