@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps lint test test-fast demo bench screens clean
+.PHONY: deps lint test test-fast demo bench hil screens clean
 
 deps:
 	@scripts/install-deps.sh
@@ -33,6 +33,11 @@ bench: deps
 	$(PY) tests/bench/bench_delivery.py
 	$(PY) tests/bench/bench_imports.py
 	$(PY) tests/bench/bench_daemon.py
+
+# The bench's hardware-in-loop suite on the box under test (hw/bench/README.md); reports in reports/hil/<run>/.
+RIG ?= hw/bench/rig.toml
+hil: deps
+	$(PY) scripts/hil.py --rig $(RIG)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
