@@ -211,7 +211,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.skipped and entry["outcome"] != "failed":
         entry["outcome"] = "skipped"
         longrepr = report.longrepr
-        entry["reason"] = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        entry["reason"] = reason.removeprefix("Skipped: ")
     elif report.failed:
         entry["outcome"] = "failed"
         entry["reason"] = _reason(report)

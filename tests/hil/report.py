@@ -62,7 +62,7 @@ def render_html(data: dict[str, Any]) -> str:
         ("outcome", verdict),
         ("device id", box.get("device_id")),
         ("box serial", box.get("serial")),
-        ("firmware", data.get("firmware", {}).get("version")),
+        ("firmware", " ".join(filter(None, data.get("firmware", {}).values()))),
         ("technician", data.get("technician")),
         ("rig", data.get("rig", {}).get("file")),
         ("started", data.get("started_at")),

@@ -80,3 +80,20 @@ def test_no_terminal_is_a_clear_failure() -> None:
     operator = TtyOperator("T-1", 0.5, tty="/nonexistent/tty")
     with pytest.raises(NoAnswer, match="no terminal"):
         operator.ask("press 同意")
+
+
+def test_the_suite_refuses_to_send_verify() -> None:
+    from mynabox.testing.fakecard import FakeCardTransport
+    from mynabox.testing.mynacard import VirtualMyNumberCard
+
+    from .cards import RecordingTransport
+
+    card = VirtualMyNumberCard("HILUNITCARD")
+    fake = FakeCardTransport(card)
+    fake.reader_name = "fake"  # type: ignore[attr-defined]
+    transport = RecordingTransport(fake)
+    assert transport.transmit(bytes.fromhex("00A4040C0AD392F000260100000001"))[-2:] == b"\x90\x00"
+    with pytest.raises(AssertionError, match="VERIFY"):
+        transport.transmit(bytes.fromhex("002000980431323334"))
+    assert transport.instructions == [0xA4, 0x20]
+    assert len(card.log) == 1  # the PIN never reached the card
