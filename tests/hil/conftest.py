@@ -41,16 +41,19 @@ class Run:
         self.tests: dict[str, dict[str, Any]] = {}
         self.measurements: list[Measurement] = []
         self.facts: dict[str, dict[str, Any]] = {}
+        self.exitstatus: int | None = None  # pytest's, once the session ended (2: interrupted)
 
     def data(self, finished: bool) -> dict[str, Any]:
         bench = self.bench
         tests = list(self.tests.values())
         counts = {k: sum(t["outcome"] == k for t in tests) for k in ("passed", "failed", "skipped")}
         counts["marginal"] = sum(m.outcome == "marginal" for m in self.measurements)
-        failed = counts["failed"] or self.bench_error is not None or not tests
+        failed = counts["failed"] or self.bench_error is not None or not tests or self.exitstatus != 0
         return {
             "run": self.reports.name if self.reports else None,
-            "outcome": "fail" if failed else "pass",
+            # "incomplete" until the session ends: a box that reset or a run that was killed never says pass
+            "outcome": "incomplete" if not finished else "fail" if failed else "pass",
+            "exit_status": self.exitstatus,
             "started_at": self.started_at,
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds") if finished else None,
             "technician": self.rig.technician,
@@ -237,9 +240,10 @@ def _reason(report: pytest.TestReport) -> str:
     return first.removeprefix("AssertionError: ").removeprefix("Failed: ")[:2000]
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = _run(session.config)
     if run is not None:
+        run.exitstatus = int(exitstatus)
         run.write(finished=True)
 
 

@@ -42,9 +42,15 @@ def bench_run(
     command = [sys.executable, str(ROOT / "scripts/hil.py"), "--rig", str(rig), "--reports", str(reports)]
     if select:
         command += ["--", "-k", select]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False, cwd=ROOT, env=env)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    try:
+        proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:  # a hung run: SIGTERM tears its bench down (pcscd, broker) as Ctrl-C does
+            proc.terminate()
+            proc.communicate(timeout=30)
     report = json.loads((reports / "report.json").read_text(encoding="utf-8"))
-    return out.returncode, report, reports
+    return proc.returncode, report, reports
 
 
 def outcomes(report: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
