@@ -21,11 +21,22 @@ _KEYS: dict[str, set[str]] = {
     "oled": {"controller", "address", "port"},
     "pins": {"file"},
     "parts": set(PARTS),
-    "bench": {"gateway_ca", "gateway_cert", "gateway_key", "gateway_envelope_key", "device_keys_dir"},
+    "bench": {
+        "broker",
+        "summary_url",
+        "gateway_ca",
+        "gateway_cert",
+        "gateway_key",
+        "gateway_envelope_key",
+        "device_keys_dir",
+    },
     "operator": {"timeout_s"},
     "limits": set(),  # checked against the measurement names by the suite
     "virtual": {"device_id", "faults"},
 }
+
+
+_BENCH_FILES = _KEYS["bench"] - {"broker", "summary_url"}
 
 
 class RigError(Exception):
@@ -52,6 +63,8 @@ class Rig:
     operator_timeout_s: float
     read_timeout_s: float
     limits: dict[str, dict[str, float]]
+    bench_broker: str | None = None  # "host:port" the box's config must name
+    bench_summary: str | None = None  # the summary service URL the box's config must name
     device_id: str = "amb-virtual-01"
     faults: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -145,17 +158,22 @@ def load_rig(path: Path) -> Rig:
         problems.append(f"virtual.faults: a list of {', '.join(VIRTUAL_FAULTS)}")
         faults = []
     bench: dict[str, Path] = {}
-    for key in _KEYS["bench"]:
+    for key in sorted(_BENCH_FILES):
         found = file("bench", key)
         if found is not None:
             bench[key] = found
     box_config = file("box", "config")
+    bench_broker, bench_summary = text("bench", "broker"), text("bench", "summary_url")
     if mode == "hardware":
         if box_config is None:
             problems.append("box.config: the box's config.toml (its device id, certificates, broker)")
-        if parts["broker"] and len(bench) < len(_KEYS["bench"]):
-            missing = sorted(_KEYS["bench"] - set(bench))
+        if parts["broker"] and len(bench) < len(_BENCH_FILES):
+            missing = sorted(_BENCH_FILES - set(bench))
             problems.append(f"bench: the gateway side of the bench broker needs {', '.join(missing)}")
+        if parts["broker"] and not bench_broker:
+            problems.append('bench.broker: the bench broker as "host:port" (the box must point at it)')
+        if parts["summary"] and not bench_summary:
+            problems.append("bench.summary_url: the bench summary service (the box must point at it)")
     if problems:
         raise RigError(f"rig file {path}: " + "; ".join(problems))
     return Rig(
@@ -174,6 +192,8 @@ def load_rig(path: Path) -> Rig:
         oled_port=int(oled.get("port", 1)),
         pins_file=file("pins", "file"),
         bench=bench,
+        bench_broker=bench_broker,
+        bench_summary=bench_summary,
         operator_timeout_s=float(timeout),
         read_timeout_s=float(read_timeout),
         limits=limits,

@@ -36,6 +36,20 @@ def test_check_config_passes(bench: Bench) -> None:
     assert out.returncode == 0, f"check-config: {out.stderr.strip() or out.stdout.strip()}"
 
 
+def test_the_box_points_at_the_bench_services(bench: Bench) -> None:
+    """A box provisioned for a fleet must not publish its bench messages to the fleet's broker."""
+    mqtt, summary = bench.config.mqtt, bench.config.summary
+    if bench.rig.has("broker"):
+        assert f"{mqtt.host}:{mqtt.port}" == bench.rig.bench_broker, (
+            f"the box's broker is {mqtt.host}:{mqtt.port}, the bench's {bench.rig.bench_broker}: "
+            "provision the box for the bench (or fix bench.broker)"
+        )
+    if bench.rig.has("summary"):
+        assert summary.url == bench.rig.bench_summary, (
+            f"the box's summary service is {summary.url}, the bench's {bench.rig.bench_summary}"
+        )
+
+
 class _Timings(logging.Handler):
     """The box's `read result-shown …` lines (the same ones fleet ops grep in the journal)."""
 

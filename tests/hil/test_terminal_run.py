@@ -47,6 +47,8 @@ oled = false
 buttons = false
 buzzer = false
 [bench]
+broker = "127.0.0.1:{stack.broker.port if stack.broker else 0}"
+summary_url = "{stack.refsvc.base_url if stack.refsvc else ""}"
 gateway_ca = "{kit.pki.ca_cert}"
 gateway_cert = "{gateway.cert}"
 gateway_key = "{gateway.key}"
@@ -130,6 +132,7 @@ def test_a_run_on_a_terminal_asks_there_and_a_question_left_unanswered_fails(tmp
         "test_reader_found",
         "test_test_card_read_without_pin",
         "test_other_card_told_apart",
+        "test_the_box_points_at_the_bench_services",
         "test_check_config_passes",
         "test_broker_accepts_the_box_certificate",
         "test_sealed_message_acked_and_opened_by_the_gateway",

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from itertools import pairwise
-from typing import Any
 
 from gpiozero.pins.mock import MockFactory, MockPin
 from PIL import Image, ImageChops
@@ -57,7 +57,6 @@ def open_virtual_bench(rig: Rig) -> Bench:
         operator = scripted(rig, technician)
         kit = stack.kit
         gateway = kit.pki.client(kit.gateway)
-        gateway_public = stack.dir / "gateway-public.pem"
         bench_files = {
             "gateway_ca": kit.pki.ca_cert,
             "gateway_cert": gateway.cert,
@@ -65,8 +64,14 @@ def open_virtual_bench(rig: Rig) -> Bench:
             "gateway_envelope_key": kit.gateway_key_file,
             "device_keys_dir": kit.device_keys_dir,
         }
-        assert gateway_public.exists()
-        rig = _with_bench(rig, bench_files, stack.pcscd.reader_name(0))
+        # The bench gateway's files are the stack's; the reader is the vpcd slot the cards are put on.
+        rig = replace(
+            rig,
+            bench=bench_files,
+            bench_broker=f"{config.mqtt.host}:{config.mqtt.port}",
+            bench_summary=config.summary.url,
+            reader_name=rig.reader_name or stack.pcscd.reader_name(0),
+        )
         bench = VirtualBench(rig, stack.config_path, config, pins, operator, pin_factory=factory, cards=cards)
         bench.stack, bench.server, bench.technician = stack, server, technician
         technician.bench = bench
@@ -75,12 +80,6 @@ def open_virtual_bench(rig: Rig) -> Bench:
         stack.stop()
         raise
     return bench
-
-
-def _with_bench(rig: Rig, files: dict[str, Any], reader: str) -> Rig:
-    from dataclasses import replace
-
-    return replace(rig, bench=files, reader_name=rig.reader_name or reader)
 
 
 class VirtualBench(Bench):
