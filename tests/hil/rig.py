@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 PARTS = ("reader", "oled", "buttons", "led", "buzzer", "broker", "summary", "watchdog")
-VIRTUAL_FAULTS = ("swapped-buttons", "dead-led", "silent-technician", "silent-card")
+VIRTUAL_FAULTS = ("swapped-buttons", "dead-led", "dead-oled", "silent-technician", "silent-card")
 
 _KEYS: dict[str, set[str]] = {
     "rig": {"name", "technician", "mode"},

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from mynabox.render.catalog import catalog
+
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
 VIRTUAL = ROOT / "hw/bench/virtual.toml"
@@ -118,6 +120,18 @@ def test_a_dead_led_fails_with_the_reason(tmp_path: Path) -> None:
     assert seen["test_panel[LED off]"][0] == "passed"
     led_answers = [a for a in report["operator"] if "is the LED" in a["prompt"]]
     assert [a["answer"] for a in led_answers] == ["n", "n", "y"]
+
+
+def test_a_dark_oled_fails_the_pattern_and_every_screen(tmp_path: Path) -> None:
+    code, report, _ = bench_run(tmp_path, faults=("dead-oled",), select="test_oled")
+    seen = outcomes(report)
+    assert code == 1 and len(seen) == 1 + len(catalog())
+    assert seen["test_oled_test_pattern"] == ("failed", "the technician did not see the test pattern")
+    assert seen["test_oled_screen[consent]"] == (
+        "failed",
+        "the technician did not confirm the 'consent' screen",
+    )
+    assert all(outcome == "failed" for outcome, _ in seen.values())
 
 
 def test_a_technician_who_never_answers_fails_every_step_in_bounded_time(tmp_path: Path) -> None:
