@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps lint test test-fast demo bench bench-fleet screens clean
+.PHONY: deps lint test test-fast demo bench bench-fleet hil screens clean
 
 deps:
 	@scripts/install-deps.sh
@@ -39,6 +39,11 @@ bench: deps
 # 200 simulated vehicles → 4 gateway brokers → a 3-node NATS cluster → the central consumer (≈ 2 min).
 bench-fleet: deps
 	$(PY) tests/bench/bench_fleet.py
+
+# The bench's hardware-in-loop suite on the box under test (hw/bench/README.md); reports in reports/hil/<run>/.
+RIG ?= hw/bench/rig.toml
+hil: deps
+	$(PY) scripts/hil.py --rig $(RIG)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

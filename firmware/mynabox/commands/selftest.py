@@ -12,14 +12,25 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from mynabox.core.effects import LedMode, Tone
+from mynabox.payload.audit import ConsentMode
 
 if TYPE_CHECKING:
     from mynabox.adapters.panel import PinMap
     from mynabox.config import Config
 
 MIN_FREE_MB = 200
+# What a person sees for each LED mode the bench checks.
+Step = Callable[[Callable[[str], str]], "str | None"]  # asks through the callable, returns the problem
+LED_LOOKS = {LedMode.OK: "steadily on", LedMode.ERROR: "blinking", LedMode.OFF: "off"}
+BUTTONS = (
+    ("同意 (consent)", ConsentMode.ORAL_CONSENT),
+    ("緊急 (emergency)", ConsentMode.LIFE_SAVING_EXCEPTION),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -167,36 +178,90 @@ def _interactive_panel(config: Config) -> int:
 def interactive(pins: PinMap, *, ask: Callable[[str], str] = input, pin_factory: Any = None) -> int:
     """Walk a technician through the panel: each button must post its own consent mode (a swapped pair
     fails), both held must clear, then the LED patterns and every buzzer tone are confirmed by the person."""
-    from mynabox.adapters.panel import Panel
-    from mynabox.core.effects import LedMode, Tone
-    from mynabox.core.events import ClearRequested, ConsentPressed, Event
-    from mynabox.payload.audit import ConsentMode
-
-    events: list[Event] = []
-    panel = Panel(pins, events.append, pin_factory=pin_factory)
+    steps = PanelSteps(pins, pin_factory=pin_factory)
     failed = 0
     try:
-        for label, mode in (
-            ("同意 (consent)", ConsentMode.ORAL_CONSENT),
-            ("緊急 (emergency)", ConsentMode.LIFE_SAVING_EXCEPTION),
-        ):
-            events.clear()
-            ask(f"press and release the {label} button, then Enter: ")
-            failed += _verdict(f"button {label}", events == [ConsentPressed(mode)])
-        events.clear()
-        ask(f"hold BOTH buttons for {pins.clear_hold_s + 1:g} s, release, then Enter: ")
-        failed += _verdict("both-buttons clear", any(isinstance(e, ClearRequested) for e in events))
-        for led, looks in ((LedMode.OK, "steadily on"), (LedMode.ERROR, "blinking"), (LedMode.OFF, "off")):
-            panel.set_led(led)
-            failed += _verdict(f"LED {led.value}", _yes(ask(f"is the LED {looks}? [y/n] ")))
-        for tone in Tone:
-            panel.buzz(tone)
-            failed += _verdict(
-                f"buzzer {tone.value}", _yes(ask(f"did you hear the '{tone.value}' pattern? [y/n] "))
-            )
+        for name, step in steps.all():
+            problem = step(ask)
+            failed += _verdict(name, problem is None)
     finally:
-        panel.close()
+        steps.close()
     return failed
+
+
+def panel_step_names() -> list[str]:
+    """The names `PanelSteps.all()` gives its steps, without touching a pin."""
+    names = [f"button {label}" for label, _ in BUTTONS] + ["both-buttons clear"]
+    return names + [f"LED {mode.value}" for mode in LED_LOOKS] + [f"buzzer {tone.value}" for tone in Tone]
+
+
+class PanelSteps:
+    """The panel checks one by one, each returning None or what went wrong; shared with the bench's HIL
+    suite (tests/hil), which asks through its own operator channel with a timeout."""
+
+    def __init__(self, pins: PinMap, *, pin_factory: Any = None) -> None:
+        from mynabox.adapters.panel import Panel
+        from mynabox.core.events import Event
+
+        self.pins = pins
+        self.events: list[Event] = []
+        self.panel = Panel(pins, self.events.append, pin_factory=pin_factory)
+
+    def close(self) -> None:
+        self.panel.close()
+
+    def all(self) -> list[tuple[str, Step]]:
+        steps: list[tuple[str, Step]] = [
+            (f"button {label}", partial(self.button, label, mode)) for label, mode in BUTTONS
+        ]
+        steps.append(("both-buttons clear", self.clear))
+        steps += [(f"LED {mode.value}", partial(self.led, mode)) for mode in LED_LOOKS]
+        steps += [(f"buzzer {tone.value}", partial(self.buzzer, tone)) for tone in Tone]
+        return steps
+
+    def button(self, label: str, mode: ConsentMode, ask: Callable[[str], str]) -> str | None:
+        from mynabox.core.events import ConsentPressed
+
+        self.events.clear()
+        ask(f"press and release the {label} button, then Enter: ")
+        seen = list(self.events)
+        if seen == [ConsentPressed(mode)]:
+            return None
+        if not seen:
+            return f"no press seen on GPIO {self._pin_of(mode)} (button unwired or dead)"
+        posted = ", ".join(_describe(e) for e in seen)
+        return f"pressing {label} posted {posted}, expected {mode.value} (buttons swapped or miswired?)"
+
+    def clear(self, ask: Callable[[str], str]) -> str | None:
+        from mynabox.core.events import ClearRequested
+
+        self.events.clear()
+        ask(f"hold BOTH buttons for {self.pins.clear_hold_s + 1:g} s, release, then Enter: ")
+        if any(isinstance(e, ClearRequested) for e in self.events):
+            return None
+        return f"no clear after both buttons were held {self.pins.clear_hold_s:g} s"
+
+    def led(self, mode: LedMode, ask: Callable[[str], str]) -> str | None:
+        self.panel.set_led(mode)
+        looks = LED_LOOKS[mode]
+        return None if _yes(ask(f"is the LED {looks}? [y/n] ")) else f"the LED did not look {looks}"
+
+    def buzzer(self, tone: Tone, ask: Callable[[str], str]) -> str | None:
+        from mynabox.adapters.panel import TONES
+
+        on, _off, times = TONES[tone]
+        self.panel.buzz(tone)
+        heard = f"{times} beep{'s' if times > 1 else ''} of {on:g} s"
+        answer = ask(f"did you hear the '{tone.value}' pattern ({heard})? [y/n] ")
+        return None if _yes(answer) else f"the buzzer did not sound the '{tone.value}' pattern ({heard})"
+
+    def _pin_of(self, mode: ConsentMode) -> int:
+        return self.pins.consent if mode is ConsentMode.ORAL_CONSENT else self.pins.emergency
+
+
+def _describe(event: object) -> str:
+    mode = getattr(event, "mode", None)
+    return str(mode.value) if mode is not None else type(event).__name__
 
 
 def _yes(answer: str) -> bool:

@@ -1,0 +1,35 @@
+"""Buttons, LED and buzzer: `mynabox selftest --interactive`'s steps, asked through the bench's channel
+(each with a timeout) so every answer lands in the report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from mynabox.commands.selftest import PanelSteps, panel_step_names
+
+from .bench import Bench
+from .prompts import Operator
+
+pytestmark = pytest.mark.hil
+PART = {"button": "buttons", "both-buttons": "buttons", "LED": "led", "buzzer": "buzzer"}
+
+
+@pytest.fixture(scope="module")
+def panel(bench: Bench) -> Iterator[PanelSteps]:
+    steps = PanelSteps(bench.pins, pin_factory=bench.pin_factory)
+    try:
+        yield steps
+    finally:
+        steps.close()
+
+
+@pytest.mark.parametrize("step", panel_step_names())
+def test_panel(step: str, bench: Bench, panel: PanelSteps, operator: Operator) -> None:
+    part = PART[step.split(" ", maxsplit=1)[0]]
+    if not bench.rig.has(part):
+        pytest.skip(f"the rig has no {part} (parts.{part} = false in {bench.rig.path})")
+    run: Callable[[Callable[[str], str]], str | None] = dict(panel.all())[step]
+    problem = run(operator.ask)
+    assert problem is None, f"{step}: {problem}"
