@@ -313,3 +313,12 @@ def test_published_items_refuse_free_text(shown: object) -> None:
 def test_published_body_without_shown_is_refused() -> None:
     with pytest.raises(AuditFormatError):
         PublishedAudit.from_dict(chain(GENESIS, record()).to_dict())
+
+
+@pytest.mark.parametrize("year", [1, 817, 999, 2026, 9999])
+def test_time_of_any_year_round_trips(year: int) -> None:
+    # Found by fuzzing: strftime("%Y") wrote year 817 as "817", which the reader refuses as not canonical.
+    entry = chain(GENESIS, record(time=datetime(year, 11, 25, 9, 0, tzinfo=UTC)), key=KEY)
+    line = entry.to_json_line()
+    assert ChainedAudit.from_json_line(line) == entry
+    assert verify_lines([line], key=KEY).ok

@@ -107,7 +107,9 @@ class AuditRecord:
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
             "v": FORMAT_VERSION,
-            "time": self.time.strftime(_TIME_FORMAT),
+            # isoformat pads the year to 4 digits; strftime's %Y does not (year 817 -> "817"), and a line
+            # whose time does not parse back would not verify (found by fuzzing).
+            "time": self.time.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z",
             "device": self.device_id,
             "unit": self.unit_id,
             "crew": self.crew_id,
