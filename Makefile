@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps lint test test-fast demo bench bench-fleet hil screens clean
+.PHONY: deps lint test test-fast demo bench bench-fleet hil fuzz screens clean
 
 deps:
 	@scripts/install-deps.sh
@@ -44,6 +44,11 @@ bench-fleet: deps
 RIG ?= hw/bench/rig.toml
 hil: deps
 	$(PY) scripts/hil.py --rig $(RIG)
+
+# Coverage-guided fuzzing (atheris, x86_64) of every parser of outside bytes: FUZZ_SECONDS per target
+# (default 60), FUZZ_TARGETS to pick some; prints executions/s, coverage and crashes per target.
+fuzz: deps
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-60} $(PY) tests/fuzz/harness.py $(FUZZ_TARGETS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -120,6 +120,8 @@ def test_found_summary_is_sealed_queued_and_audited(rig: Rig) -> None:
     assert isinstance(read_meta, dict) and read_meta["consent"] == "oral-consent"
     audit_body = messages[1][2]
     assert audit_body["record"]["outcome"] == "delivered-summary"  # type: ignore[index]
+    assert audit_body["shown"] == ["anticoagulant"]  # for the gateway only:
+    assert b"anticoagulant" not in rig.audit.path.read_bytes()  # the box's own chain keeps no flags
     assert rig.audit.verify().ok
     assert rig.notified  # the link was told to drain
 

@@ -19,7 +19,7 @@ from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.mqtt import topic
 from mynabox.adapters.outbox import Outbox
 from mynabox.card.certcheck import CertCheck
-from mynabox.payload.audit import AuditRecord, ConsentMode, Outcome
+from mynabox.payload.audit import AuditRecord, ConsentMode, Outcome, published_body
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import MessageTooLarge, Sealed, Sealer
 from mynabox.summary.flags import Flag, derive_flags
@@ -137,7 +137,9 @@ class Delivery:
         *,
         message_id: str | None = None,
     ) -> None:
-        """Append one audit record to the chain on disk and queue it, sealed, for the audit topic."""
+        """Append one audit record to the chain on disk and queue it, sealed, for the audit topic.
+
+        ``items`` (the flags shown) go only into the sealed message: the local chain keeps no health data."""
         now = self._clock()
         record = AuditRecord(
             time=now,
@@ -145,7 +147,6 @@ class Delivery:
             unit_id=self._id.unit_id,
             crew_id=self._id.crew_id,
             consent=consent,
-            items_shown=items,
             outcome=outcome,
             card_hash=card_hash,
             clock_synced=self._synced(),
@@ -153,7 +154,7 @@ class Delivery:
         )
         with self._audit_lock:
             chained = self._audit.append(record)
-            self._queue("audit", Kind.AUDIT, chained.to_dict(), now)
+            self._queue("audit", Kind.AUDIT, published_body(chained, items), now)
         self._notify()
 
     def _queue(self, leaf: str, kind: Kind, body: Mapping[str, object], now: datetime) -> Sealed:

@@ -24,7 +24,6 @@ def record(n: int) -> AuditRecord:
         unit_id="unit-7",
         crew_id=None,
         consent=ConsentMode.ORAL_CONSENT,
-        items_shown=("patient", "medications"),
         outcome=Outcome.DELIVERED_SUMMARY,
         card_hash=f"hmac-sha256:{n:064x}",
         clock_synced=True,

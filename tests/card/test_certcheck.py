@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 
 import pytest
 from cryptography import x509
@@ -175,3 +177,27 @@ def test_damaged_certificates_are_data_not_exceptions(
         assert isinstance(result.status, CertStatus)
         if result.status is CertStatus.OK:
             assert result.issuer_generation == "test"
+
+
+def _root_der_with_version(version: int) -> bytes:
+    pem = resources.files("mynabox").joinpath("data/jpki-ca/auth_ca_2023.pem").read_bytes()
+    der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+    at = der.index(b"\xa0\x03\x02\x01\x02")  # TBSCertificate.version [0] INTEGER 2 (v3)
+    return der[:at] + b"\xa0\x03\x02\x01" + bytes([version]) + der[at + 5 :]
+
+
+@pytest.mark.parametrize(
+    "root",
+    [
+        b"",
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        _root_der_with_version(18),  # cryptography raises InvalidVersion, not a ValueError (found by fuzzing)
+        b"-----BEGIN CERTIFICATE-----\n"
+        + base64.encodebytes(_root_der_with_version(18))
+        + b"-----END CERTIFICATE-----\n",
+    ],
+    ids=["empty", "pem-garbage", "der-version-18", "pem-version-18"],
+)
+def test_a_bad_extra_root_is_a_value_error(root: bytes) -> None:
+    with pytest.raises(ValueError, match="trust root is not a PEM or DER certificate"):
+        TrustStore.jlis(extra_roots=[root])

@@ -17,8 +17,10 @@ from mynabox.payload.audit import (
     ChainedAudit,
     ConsentMode,
     Outcome,
+    PublishedAudit,
     chain,
     entry_hash,
+    published_body,
     verify_chain,
     verify_lines,
 )
@@ -35,7 +37,6 @@ records = st.builds(
     unit_id=st.none() | tokens,
     crew_id=st.none() | tokens,
     consent=st.sampled_from(ConsentMode),
-    items_shown=st.lists(tokens, max_size=5).map(tuple),
     outcome=st.sampled_from(Outcome),
     card_hash=st.none() | st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
     clock_synced=st.booleans(),
@@ -50,7 +51,6 @@ def record(n: int = 0, **override: object) -> AuditRecord:
         "unit_id": "unit-3",
         "crew_id": "crew-17",
         "consent": ConsentMode.ORAL_CONSENT,
-        "items_shown": ("medications", "flag:anticoagulant"),
         "outcome": Outcome.DELIVERED_SUMMARY,
         "card_hash": f"{n:064x}",
         "clock_synced": True,
@@ -185,14 +185,16 @@ def test_verify_lines_reports_a_malformed_line_and_skips_blanks() -> None:
     [
         lambda d: d["record"].update(extra=1),
         lambda d: d["record"].pop("crew"),
-        lambda d: d["record"].update(v=2),
+        lambda d: d["record"].update(v=3),
+        lambda d: d["record"].update(v=1),  # format 1 needs its items
         lambda d: d["record"].update(v=True),
         lambda d: d["record"].update(time="2026-04-01T09:30:00Z"),
         lambda d: d["record"].update(time="2026-02-30T09:30:00.000000Z"),
         lambda d: d["record"].update(consent="maybe"),
         lambda d: d["record"].update(outcome="lost"),
-        lambda d: d["record"].update(items="medications"),
-        lambda d: d["record"].update(items=["ワルファリン"]),
+        lambda d: d["record"].update(items=[]),  # format 2 has none
+        lambda d: d["record"].update(v=1, items="medications"),
+        lambda d: d["record"].update(v=1, items=["ワルファリン"]),
         lambda d: d["record"].update(clock_synced=1),
         lambda d: d["record"].update(card="not a hash"),
         lambda d: d["record"].update(device=None),
@@ -221,8 +223,8 @@ def test_non_objects_and_floats_are_refused(line: str) -> None:
         {"device_id": "amb/01"},
         {"unit_id": "山田"},
         {"crew_id": "Yamada Taro"},  # spaces: a name, not an id
-        {"items_shown": ("インスリン",)},
-        {"items_shown": tuple(f"i{n}" for n in range(65))},
+        {"v1_items": ("インスリン",)},
+        {"v1_items": tuple(f"i{n}" for n in range(65))},
         {"card_hash": "12 34"},
         {"clock_synced": "yes"},
         {"message_id": "x"},
@@ -239,3 +241,84 @@ def test_record_errors_name_the_field_not_the_value() -> None:
     with pytest.raises(AuditFormatError) as info:
         record(crew_id="Yamada Taro")
     assert "Yamada" not in str(info.value) and "crew_id" in str(info.value)
+
+
+# --- format 2: no health data in the chain; what was shown goes only to the gateway (issue 10 item 11) ----
+
+
+def _v1_line(prev: str, n: int, items: list[str]) -> tuple[str, str]:
+    """A line as format 1 wrote it (items in the record), hashed here without our code."""
+    import hashlib
+    import hmac
+
+    rec = {
+        "v": 1,
+        "time": (T0 + timedelta(minutes=n)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "device": "amb-tokyo-01",
+        "unit": None,
+        "crew": None,
+        "consent": "oral-consent",
+        "items": items,
+        "outcome": "delivered-summary",
+        "card": f"{n:016x}",
+        "clock_synced": True,
+        "message": f"{n:032x}",
+    }
+    body = json.dumps(rec, sort_keys=True, separators=(",", ":")).encode()
+    digest = hmac.new(KEY.reveal(), prev.encode() + body, hashlib.sha256).hexdigest()
+    line = json.dumps({"record": rec, "prev": prev, "hash": digest}, sort_keys=True, separators=(",", ":"))
+    return line, digest
+
+
+def test_a_record_holds_no_items_shown() -> None:
+    line = chain(GENESIS, record()).to_json_line()
+    raw = json.loads(line)["record"]
+    assert raw["v"] == 2 and "items" not in raw
+    assert "anticoagulant" not in line
+
+
+def test_a_format_1_log_still_verifies_and_the_chain_continues_in_format_2() -> None:
+    first, h1 = _v1_line(GENESIS, 1, ["anticoagulant"])
+    second, h2 = _v1_line(h1, 2, [])
+    third = chain(h2, record(3), key=KEY)
+    lines = [first, second, third.to_json_line()]
+    assert verify_lines(lines, key=KEY, expected_head=third.hash).ok
+    reparsed = ChainedAudit.from_json_line(first)
+    assert reparsed.to_json_line() == first and reparsed.record.v1_items == ("anticoagulant",)
+    tampered = first.replace('"anticoagulant"', '"insulin"')
+    assert not verify_lines([tampered, second], key=KEY).ok
+
+
+def test_published_body_carries_what_was_shown_bound_to_the_entry() -> None:
+    entry = chain(GENESIS, record(), key=KEY)
+    body = published_body(entry, ("anticoagulant", "dialysis"))
+    assert {k: v for k, v in body.items() if k != "shown"} == entry.to_dict()
+    parsed = PublishedAudit.from_dict(json.loads(json.dumps(body)))
+    assert parsed.entry == entry and parsed.items == ("anticoagulant", "dialysis")
+    assert verify_chain([parsed.entry], key=KEY).ok
+
+
+@pytest.mark.parametrize(
+    "shown", [["ワルファリン"], "anticoagulant", [1], [f"i{n}" for n in range(65)], ["a b"], None]
+)
+def test_published_items_refuse_free_text(shown: object) -> None:
+    entry = chain(GENESIS, record(), key=KEY)
+    with pytest.raises(AuditFormatError):
+        PublishedAudit.from_dict({**entry.to_dict(), "shown": shown})
+    if isinstance(shown, list):
+        with pytest.raises(AuditFormatError):
+            published_body(entry, shown)  # type: ignore[arg-type]
+
+
+def test_published_body_without_shown_is_refused() -> None:
+    with pytest.raises(AuditFormatError):
+        PublishedAudit.from_dict(chain(GENESIS, record()).to_dict())
+
+
+@pytest.mark.parametrize("year", [1, 817, 999, 2026, 9999])
+def test_time_of_any_year_round_trips(year: int) -> None:
+    # Found by fuzzing: strftime("%Y") wrote year 817 as "817", which the reader refuses as not canonical.
+    entry = chain(GENESIS, record(time=datetime(year, 11, 25, 9, 0, tzinfo=UTC)), key=KEY)
+    line = entry.to_json_line()
+    assert ChainedAudit.from_json_line(line) == entry
+    assert verify_lines([line], key=KEY).ok

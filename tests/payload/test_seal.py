@@ -513,3 +513,10 @@ def test_sealer_refuses_what_it_cannot_seal(sealer: Sealer, gateway_key: ec.Elli
         Sealer("amb/01", fixed_key(1), gateway_key.public_key())
     with pytest.raises(SealError):
         Sealer(DEVICE, ec.generate_private_key(ec.SECP384R1()), gateway_key.public_key())  # type: ignore[arg-type]
+
+
+def test_a_lone_surrogate_in_a_body_is_a_seal_error_not_a_unicode_error(sealer: Sealer) -> None:
+    from mynabox.payload.envelope import SealError
+
+    with pytest.raises(SealError):
+        sealer.seal(Kind.SUMMARY, {"a": "\udc00"}, now=NOW, clock_synced=True, seq=1)

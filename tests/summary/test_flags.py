@@ -8,6 +8,8 @@ from datetime import date, timedelta
 from importlib import resources
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mynabox.summary.flags import (
     DRUG_FLAGS,
@@ -222,3 +224,95 @@ def _table(**changes: object) -> str:
 def test_malformed_tables_are_refused(text: str) -> None:
     with pytest.raises(DrugTableError):
         parse_drug_classes(text)
+
+
+# --- invisible characters and other spellings (issue 10, item 8: a patient-safety defect) ----------------
+
+# What a record may carry inside a name and not show: format characters (ZWSP, soft hyphen, word joiner,
+# BOM, bidi overrides …), line/paragraph separators, spaces of every width, and default-ignorables filed
+# under other categories. Cc is refused by the summary reader but classify() may be called on any text.
+INVISIBLE = st.one_of(
+    st.characters(categories=["Cf", "Zl", "Zp", "Zs", "Cc"]),
+    st.sampled_from(["\u034f", "\u115f", "\u3164", "\ufe0f", "\U000e0100", "\u180b", "\ufe00"]),
+)
+FLAGGED_NAMES = [(c.code, n) for c in drug_classes() for n in c.names]
+
+
+def _insert(name: str, chars: list[str], positions: list[int]) -> str:
+    out = name
+    for ch, pos in zip(chars, positions, strict=True):
+        i = pos % (len(out) + 1)
+        out = out[:i] + ch + out[i:]
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+@pytest.mark.parametrize(("code", "name"), FLAGGED_NAMES, ids=[n for _, n in FLAGGED_NAMES])
+def test_invisible_characters_anywhere_in_a_flagged_name_keep_the_flag(
+    code: FlagCode, name: str, data: st.DataObject
+) -> None:
+    chars = data.draw(st.lists(INVISIBLE, min_size=1, max_size=3))
+    positions = data.draw(st.lists(st.integers(0, 64), min_size=len(chars), max_size=len(chars)))
+    tampered = _insert(f"{name}錠1mg", chars, positions)
+    assert code in classify(tampered, None), ascii(tampered)
+
+
+REPORTED = ["\u200b", "\u00ad", "\u2060", "\ufeff", "\u202e", "\u2028", "\u2029", "\u180e"]
+
+
+@pytest.mark.parametrize("ch", REPORTED)
+def test_each_reported_character_inside_warfarin_keeps_the_flag(ch: str) -> None:
+    # The attack's own inputs, every position inside the name.
+    for i in range(1, len("ワルファリン")):
+        assert classify("ワルファリン"[:i] + ch + "ワルファリン"[i:] + "K錠1mg", None) == {A}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "わるふぁりん錠1mg",  # hiragana
+        "ﾜﾙﾌｧﾘﾝK錠1mg",  # half-width katakana
+        "ワ-ファリン錠1mg",  # ASCII hyphen for ー
+        "ワ\u2015ファリン錠1mg",  # horizontal bar
+        "ワ\u2212ファリン錠1mg",  # minus sign
+        "ワ\u3000ルファリン",  # ideographic space
+        "エリキュ\u200bース",
+        "ワルファリ\u200b\u30f3",
+        "ワルフ\u200b\u30a1リン",
+        "ワルファリン".replace("フ", "ﾌ\u200b"),
+    ],
+)
+def test_other_spellings_of_an_anticoagulant_keep_the_flag(name: str) -> None:
+    assert A in classify(name, None)
+
+
+def test_split_voicing_mark_still_composes() -> None:
+    # ダ written as タ + combining dakuten with a ZWSP between: dropped first, then composed by NFKC.
+    assert A in classify("エドキサハ\u200b\u3099ン", None)
+    assert A in classify("ダビガトラン".replace("ダ", "タ\u2060\u3099"), None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_excluded_heparinoid_stays_excluded_with_invisible_characters(data: st.DataObject) -> None:
+    excluded = ["ヘパリン類似物質油性クリーム", "ヒルドイドソフト軟膏0.3%", "ビーソフテンローション"]
+    name = data.draw(st.sampled_from(excluded))
+    chars = data.draw(st.lists(INVISIBLE, min_size=1, max_size=3))
+    positions = data.draw(st.lists(st.integers(0, 64), min_size=len(chars), max_size=len(chars)))
+    assert classify(_insert(name, chars, positions), None) == set()
+
+
+def test_invisible_character_in_a_service_summary_still_raises_the_flag_on_the_oled_list() -> None:
+    # End to end through the summary reader: the JSON the service sends, with U+200B inside the name.
+    doc = summary("warfarin-elderly").to_json()
+    for m in doc["medications"]:
+        if "ワルファリン" in m["drug_name"]:
+            m["drug_name"] = m["drug_name"].replace("ワル", "ワ\u200bル")
+            m["yj_code"] = None
+    for d in doc["dispensings"]:
+        if "ワルファリン" in d["drug_name"]:
+            d["drug_name"] = d["drug_name"].replace("ファ", "フ\u00ada")
+            d["yj_code"] = None
+    parsed = Summary.from_json(json.loads(json.dumps(doc)))
+    assert FlagCode.ANTICOAGULANT in [f.code for f in derive_flags(parsed, today=TODAY)]

@@ -98,7 +98,7 @@ def test_sqlite_without_sync_loses_a_commit_and_with_full_keeps_it(disk: tuple[P
 
 def _record(i: int) -> AuditRecord:
     return AuditRecord(
-        NOW, "amb-1", None, None, ConsentMode.ORAL_CONSENT, (), Outcome.DELIVERED_SUMMARY, f"{i:016x}", True
+        NOW, "amb-1", None, None, ConsentMode.ORAL_CONSENT, Outcome.DELIVERED_SUMMARY, f"{i:016x}", True
     )
 
 

@@ -91,9 +91,14 @@ class TrustStore:
 
 
 def _load_any(data: bytes) -> x509.Certificate:
-    if data.lstrip().startswith(b"-----BEGIN"):
-        return x509.load_pem_x509_certificate(data)
-    return x509.load_der_x509_certificate(data)
+    """A root as PEM or DER; anything else is one ValueError (cryptography also raises InvalidVersion, which
+    is not a ValueError: found by fuzzing)."""
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except _PARSE_ERRORS:
+        raise ValueError("trust root is not a PEM or DER certificate") from None
 
 
 # What cryptography raises on a damaged certificate (found by fuzzing damaged DER in the tests): parsing

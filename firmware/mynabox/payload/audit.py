@@ -1,8 +1,13 @@
 """Audit records and their hash chain (pure: the adapter appends the lines to disk and publishes them).
 
-One record per card read: when, which box, unit and crew ids, consent mode, what was shown, the outcome and a
-keyed hash of the certificate - never a name, birth date or number. Fields that could carry free text are held
-to ASCII identifiers, so patient data cannot slip in by mistake.
+One record per card read: when, which box, unit and crew ids, consent mode, the outcome, the message it
+produced and a keyed hash of the certificate - never a name, birth date or number. Fields that could carry
+free text are held to ASCII identifiers, so patient data cannot slip in by mistake.
+
+What the OLED showed (the flags, e.g. ``anticoagulant``) is health data: next to the card hash it would be
+pseudonymised health data on the box for its whole life. So it is not in the local record nor in its chain
+(format 2; format 1 lines, which held it, still verify). It travels only in the published audit message,
+sealed to the gateway and signed with the chained entry (``published_body`` / ``PublishedAudit``).
 
 Each entry's hash covers the previous hash and the canonical JSON of its record:
 ``H = SHA-256(prev_hash || canonical(record))`` or, when an audit key is provisioned,
@@ -27,7 +32,8 @@ from datetime import UTC, datetime
 from mynabox.payload.envelope import is_device_id, is_message_id
 from mynabox.payload.keys import Secret
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_V1 = 1  # held ``items`` (the flags shown); read so an older log still verifies, never written
 GENESIS = "0" * 64  # prev_hash of the first entry: a chain that starts elsewhere lost its head
 _HASH = re.compile(r"[0-9a-f]{64}")
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")  # unit/crew ids, section names, flag codes
@@ -67,11 +73,11 @@ class AuditRecord:
     unit_id: str | None
     crew_id: str | None
     consent: ConsentMode
-    items_shown: tuple[str, ...]
     outcome: Outcome
     card_hash: str | None  # mynabox.card.identity.card_key_hash(...)
     clock_synced: bool
     message_id: str | None = None  # the sealed message this read produced (or the one purged)
+    v1_items: tuple[str, ...] | None = None  # only on a record read from a format 1 line
 
     def __post_init__(self) -> None:
         if not isinstance(self.time, datetime) or self.time.utcoffset() is None:
@@ -79,17 +85,16 @@ class AuditRecord:
         object.__setattr__(self, "time", self.time.astimezone(UTC))
         object.__setattr__(self, "consent", ConsentMode(self.consent))
         object.__setattr__(self, "outcome", Outcome(self.outcome))
-        object.__setattr__(self, "items_shown", tuple(self.items_shown))
+        if self.v1_items is not None:
+            object.__setattr__(self, "v1_items", tuple(self.v1_items))
         if not is_device_id(self.device_id):
             raise AuditFormatError("device_id is malformed")
         for name in ("unit_id", "crew_id"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, str) and _TOKEN.fullmatch(value)):
                 raise AuditFormatError(f"{name} must be an ASCII identifier")
-        if len(self.items_shown) > _MAX_ITEMS or not all(
-            isinstance(i, str) and _TOKEN.fullmatch(i) for i in self.items_shown
-        ):
-            raise AuditFormatError("items_shown must be section names or flag codes (ASCII identifiers)")
+        if self.v1_items is not None:
+            check_items(self.v1_items)
         if self.card_hash is not None and not (
             isinstance(self.card_hash, str) and _CARD_HASH.fullmatch(self.card_hash)
         ):
@@ -100,29 +105,41 @@ class AuditRecord:
             raise AuditFormatError("message_id is malformed")
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "v": FORMAT_VERSION,
-            "time": self.time.strftime(_TIME_FORMAT),
+            # isoformat pads the year to 4 digits; strftime's %Y does not (year 817 -> "817"), and a line
+            # whose time does not parse back would not verify (found by fuzzing).
+            "time": self.time.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z",
             "device": self.device_id,
             "unit": self.unit_id,
             "crew": self.crew_id,
             "consent": self.consent.value,
-            "items": list(self.items_shown),
             "outcome": self.outcome.value,
             "card": self.card_hash,
             "clock_synced": self.clock_synced,
             "message": self.message_id,
         }
+        if self.v1_items is not None:  # re-serialised exactly as written, so its hash still verifies
+            out.update(v=_V1, items=list(self.v1_items))
+        return out
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, object]) -> AuditRecord:
-        if set(raw) != _RECORD_KEYS or type(raw["v"]) is not int or raw["v"] != FORMAT_VERSION:
-            raise AuditFormatError("record fields or version unexpected")
-        time, items = raw["time"], raw["items"]
+        version = raw.get("v")
+        v1 = type(version) is int and version == _V1
+        if not (v1 or (type(version) is int and version == FORMAT_VERSION)):
+            raise AuditFormatError("record version unexpected")
+        if set(raw) != (_RECORD_KEYS | {"items"} if v1 else _RECORD_KEYS):
+            raise AuditFormatError("record fields unexpected")
+        time = raw["time"]
         if not (isinstance(time, str) and _TIME.fullmatch(time)):
             raise AuditFormatError("time is not canonical UTC")
-        if not isinstance(items, list):
-            raise AuditFormatError("items must be a list")
+        v1_items = None
+        if v1:
+            items = raw["items"]
+            if not isinstance(items, list):
+                raise AuditFormatError("items must be a list")
+            v1_items = tuple(_str(i) for i in items)
         try:
             return cls(
                 time=datetime.strptime(time, _TIME_FORMAT).replace(tzinfo=UTC),
@@ -130,11 +147,11 @@ class AuditRecord:
                 unit_id=_opt_str(raw["unit"]),
                 crew_id=_opt_str(raw["crew"]),
                 consent=ConsentMode(_str(raw["consent"])),
-                items_shown=tuple(_str(i) for i in items),
                 outcome=Outcome(_str(raw["outcome"])),
                 card_hash=_opt_str(raw["card"]),
                 clock_synced=raw["clock_synced"],  # type: ignore[arg-type]  # checked in __post_init__
                 message_id=_opt_str(raw["message"]),
+                v1_items=v1_items,
             )
         except AuditFormatError:
             raise
@@ -143,8 +160,17 @@ class AuditRecord:
 
 
 _RECORD_KEYS = frozenset(
-    {"v", "time", "device", "unit", "crew", "consent", "items", "outcome", "card", "clock_synced", "message"}
+    {"v", "time", "device", "unit", "crew", "consent", "outcome", "card", "clock_synced", "message"}
 )
+
+
+def check_items(items: object) -> tuple[str, ...]:
+    """What a result screen showed: section names or flag codes, never free text."""
+    if not isinstance(items, list | tuple) or len(items) > _MAX_ITEMS:
+        raise AuditFormatError("items must be a list of at most 64 section names or flag codes")
+    if not all(isinstance(i, str) and _TOKEN.fullmatch(i) for i in items):
+        raise AuditFormatError("items must be section names or flag codes (ASCII identifiers)")
+    return tuple(items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +206,30 @@ class ChainedAudit:
         if not isinstance(raw, dict):
             raise AuditFormatError("line is not a JSON object")
         return cls.from_dict(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedAudit:
+    """The body of an audit message for the gateway: the chained entry as on disk, plus what was shown.
+
+    ``items`` is outside the chain (the box keeps no copy); the device's signature over the whole message
+    binds it to the entry, and the gateway keeps both.
+    """
+
+    entry: ChainedAudit
+    items: tuple[str, ...]
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, object]) -> PublishedAudit:
+        if not isinstance(raw, Mapping) or "shown" not in raw:
+            raise AuditFormatError("published audit fields unexpected")
+        entry = ChainedAudit.from_dict({k: v for k, v in raw.items() if k != "shown"})
+        return cls(entry, check_items(raw["shown"]))
+
+
+def published_body(entry: ChainedAudit, items: Iterable[str]) -> dict[str, object]:
+    """``entry.to_dict()`` plus ``shown``: what was shown (only in the message sealed to the gateway)."""
+    return {**entry.to_dict(), "shown": list(check_items(tuple(items)))}
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,7 +119,10 @@ def encode_json(value: object) -> bytes:
         text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as err:
         raise SealError("body is not JSON-serialisable (or holds NaN/Infinity)") from err
-    return text.encode("utf-8")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as err:  # a lone surrogate (found by fuzzing the receiver)
+        raise SealError("body holds a lone surrogate, which UTF-8 cannot carry") from err
 
 
 @dataclass(frozen=True, slots=True)

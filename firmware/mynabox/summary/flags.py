@@ -52,9 +52,44 @@ class DrugTableError(ValueError):
     """The drug classification table is malformed."""
 
 
+# Invisible or layout-only characters: a name with one of them inside must still match (a U+200B inside
+# ワルファリン hid the anticoagulant flag). Categories Cf (format: ZWSP, soft hyphen, word joiner, BOM, bidi
+# controls), Cc, Cs, Cn, Co and every separator (Z*), plus the default-ignorable code points Unicode files
+# under other categories (combining grapheme joiner, Hangul fillers, Khmer inherent vowels, variation
+# selectors).
+_DROP_CATEGORIES = frozenset({"Cf", "Cc", "Cs", "Cn", "Co", "Zs", "Zl", "Zp"})
+_DROP_RANGES = (
+    (0x034F, 0x034F),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFFA0, 0xFFA0),
+    (0xE0100, 0xE01EF),
+)
+# Long-vowel look-alikes typed for ー (hyphens, dashes, minus signs; NFKC already folds half-width ｰ).
+_DASHES = dict.fromkeys(map(ord, "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\uff0d"), "ー")
+# Hiragana ぁ..ゖ, ゝ, ゞ to katakana: the same name typed in the other syllabary.
+_HIRAGANA = {c: c + 0x60 for c in (*range(0x3041, 0x3097), 0x309D, 0x309E)}
+
+
+def _visible(text: str) -> str:
+    return "".join(
+        ch
+        for ch in text
+        if unicodedata.category(ch) not in _DROP_CATEGORIES
+        and not any(lo <= ord(ch) <= hi for lo, hi in _DROP_RANGES)
+    )
+
+
 def normalise_name(name: str) -> str:
-    """Drug names arrive in full- or half-width forms and with stray spaces."""
-    return "".join(unicodedata.normalize("NFKC", name).split())
+    """The form names are matched in: full- and half-width forms, either syllabary, stray spaces and
+    invisible characters all fold to one spelling (NFKC, invisibles dropped, hiragana to katakana, dashes to
+    ー, case folded). Invisibles go before NFKC so a split カ + U+3099 still composes, and again after it
+    because NFKC makes spaces of some characters (U+3000, U+309B)."""
+    folded = _visible(unicodedata.normalize("NFKC", _visible(name)))
+    return unicodedata.normalize("NFC", folded).translate(_HIRAGANA).translate(_DASHES).casefold()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,181 @@
+"""Writes the seed corpus in corpus/<target>/ (run after a format change; the files are committed).
+
+Files named ``crash-*`` are regression inputs from fuzzing and are kept.
+
+Seeds are real inputs each target's parser accepts - a transcript of the virtual card, a test card's
+certificate, sealed messages of every kind, a synthetic patient's summary, the example config, an audit
+log - plus a few near misses, so the fuzzer starts deep. No seed holds a real person's data.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import timedelta
+from importlib import resources
+
+from harness import CORPUS
+
+sys.dont_write_bytecode = True
+
+
+def write(target: str, name: str, data: bytes) -> None:
+    d = CORPUS / target
+    d.mkdir(parents=True, exist_ok=True)
+    (d / name).write_bytes(data)
+
+
+def frame(chunks: list[bytes]) -> bytes:
+    return b"".join(len(c).to_bytes(2, "big") + c for c in chunks)
+
+
+def card_session() -> None:
+    from mynabox.card import session
+    from mynabox.card.jpki import ReaderCaps, read_auth_certificate
+    from mynabox.testing.mynacard import VirtualMyNumberCard
+
+    for name, extended, caps_byte, caps in [
+        ("extended", True, 0, ReaderCaps()),
+        ("short", False, 0, ReaderCaps()),
+        ("short-known", False, 2 + 3 * 1, ReaderCaps(extended=False, sfi=True)),
+        ("no-sfi", True, 3 * 2, ReaderCaps(sfi=False)),
+    ]:
+        card = VirtualMyNumberCard("fuzz-seed-0001", extended=extended)
+        answers: list[bytes] = []
+
+        class Recorder:
+            def transmit(
+                self, command: bytes, card: VirtualMyNumberCard = card, answers: list[bytes] = answers
+            ) -> bytes:
+                answer = card.process(command) or b""
+                answers.append(answer)
+                return answer
+
+        session.run(read_auth_certificate(caps), Recorder())
+        write("card_session", name, bytes([caps_byte]) + frame(answers))
+    write("card_session", "not-jpki", b"\x00" + frame([b"\x6a\x82"]))
+    write("card_session", "chained", b"\x00" + frame([b"\x90\x00", b"\x61\x10", b"x" * 16 + b"\x90\x00"]))
+
+
+def certcheck() -> None:
+    from mynabox.testing import testca
+
+    der = testca.auth_certificate("fuzz-seed-0001")
+    write("certcheck", "test-card", b"\x01" + der)
+    write("certcheck", "test-card-unsynced", b"\x00" + der)
+    for entry in resources.files("mynabox").joinpath("data/jpki-ca").iterdir():
+        if entry.name == "auth_ca_2023.pem":
+            write("certcheck", "jlis-root-pem", b"\x02" + entry.read_bytes())
+
+
+def envelopes() -> None:
+    from fuzzkeys import NOW, sealer
+
+    from mynabox.payload.envelope import Kind
+    from mynabox.payload.seal import Sealer
+    from mynabox.testing.patients import patient, summary_for
+
+    s = sealer()
+    assert isinstance(s, Sealer)
+    summary = summary_for(patient("warfarin-elderly"), NOW.date())
+    assert summary is not None
+    bodies = {
+        Kind.SUMMARY: {"summary": summary.to_json(), "read": {"consent": "oral-consent"}},
+        Kind.CARD_RECORD: {"card_record": {"certificate": "MIIB", "reason": "not-registered"}},
+        Kind.AUDIT: {"record": {"outcome": "delivered-summary"}, "prev": "0" * 64, "hash": "1" * 64},
+        Kind.STATE: {"state": "ready"},
+    }
+    for seq, (kind, body) in enumerate(bodies.items(), 1):
+        sealed = s.seal(kind, body, now=NOW, clock_synced=True, seq=seq)
+        write("envelope", kind.value, sealed.token)
+        leaf = "audit" if kind is Kind.AUDIT else "summary"
+        topic = f"mynabox/amb-fuzz-01/{leaf}".encode()
+        raw = bytes([0]) + frame([topic]) + sealed.token
+        write("receiver", f"sealed-{kind.value}", raw)
+        write(
+            "receiver",
+            f"body-{kind.value}",
+            bytes([1 | (list(Kind).index(kind) << 1) | 0x10])
+            + frame([topic])
+            + json.dumps(body, ensure_ascii=False).encode(),
+        )
+        claims = {
+            "jti": "a" * 32,
+            "kind": kind.value,
+            "device": "amb-fuzz-01",
+            "iat": int(NOW.timestamp()),
+            "clock_synced": True,
+            "body": body,
+        }
+        write("envelope_claims", kind.value, b"\x00" + json.dumps(claims, ensure_ascii=False).encode())
+    old = {
+        "jti": "b" * 32,
+        "kind": "audit",
+        "device": "amb-fuzz-01",
+        "iat": int((NOW - timedelta(days=30)).timestamp()),
+        "clock_synced": True,
+        "body": {},
+    }
+    write("envelope_claims", "expired", b"\x00" + json.dumps(old).encode())
+    header = json.dumps({"alg": "ES256", "typ": "mynabox+jwt", "kid": "amb-fuzz-02"}).encode()
+    write("envelope_claims", "other-kid", b"\x01" + frame([header]) + json.dumps(old).encode())
+
+
+def summaries() -> None:
+    from fuzzkeys import NOW
+
+    from mynabox.testing.patients import PATIENTS, summary_for
+
+    for p in PATIENTS:
+        s = summary_for(p, NOW.date())
+        if s is not None:
+            write("summary", p.key, json.dumps(s.to_json(), ensure_ascii=False).encode())
+
+
+def config() -> None:
+    text = resources.files("mynabox").joinpath("data", "config.example.toml").read_bytes()
+    write("config", "example", text)
+    write("config", "minimal", b'[device]\nid = "amb-1"\n[summary]\n[mqtt]\n[sealing]\n[audit]\n')
+
+
+def audit() -> None:
+    from datetime import UTC, datetime
+
+    from mynabox.payload.audit import GENESIS, AuditRecord, ConsentMode, Outcome, chain, published_body
+    from mynabox.payload.keys import Secret
+
+    key = Secret(b"k" * 32)
+    prev, lines = GENESIS, []
+    for n, outcome in enumerate([Outcome.DELIVERED_SUMMARY, Outcome.NO_CONSENT, Outcome.PURGED]):
+        rec = AuditRecord(
+            datetime(2026, 11, 25, 9, n, tzinfo=UTC),
+            "amb-fuzz-01",
+            "unit-1",
+            None,
+            ConsentMode.ORAL_CONSENT,
+            outcome,
+            f"{n:016x}",
+            True,
+            f"{n:032x}",
+        )
+        entry = chain(prev, rec, key=key)
+        lines.append(entry.to_json_line())
+        prev = entry.hash
+    write("audit", "keyed-chain", b"\x01" + "\n".join(lines).encode() + b"\n")
+    write("audit", "unkeyed-chain", b"\x00" + "\n".join(lines).encode() + b"\n")
+    write("audit", "published", b"\x01" + json.dumps(published_body(entry, ("anticoagulant",))).encode())
+
+
+def topics() -> None:
+    for t in ["mynabox/amb-fuzz-01/summary", "mynabox/amb-fuzz-01/audit", "mynabox/+/summary", "amb-1/state"]:
+        write("topic", t.replace("/", "_").replace("+", "plus"), t.encode())
+
+
+if __name__ == "__main__":
+    for old in CORPUS.glob("*/*"):
+        if not old.name.startswith("crash-"):  # regression inputs stay
+            old.unlink()
+    for make in (card_session, certcheck, envelopes, summaries, config, audit, topics):
+        make()
+    for d in sorted(CORPUS.iterdir()):
+        print(d.name, len(list(d.iterdir())), sum(f.stat().st_size for f in d.iterdir()))
