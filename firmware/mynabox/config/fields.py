@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,8 +15,14 @@ from mynabox.config.model import Credential, Issue
 from mynabox.payload.keys import CREDENTIALS_ENV, KeyFileError, credential_path
 
 _LABEL = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
-_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----")
+_PEM = re.compile(r"-----(BEGIN|END) [A-Z0-9 ]+-----|PRIVATE KEY|PUBLIC KEY|CERTIFICATE-----")
 _KEYLIKE = re.compile(r"[A-Za-z0-9+/_=-]{40,}")
+_HEXLIKE = re.compile(r"(0x)?[0-9A-Fa-f]{48,}")
+_SEPARATORS = re.compile(r"[\s:,.\-_\\]")  # hex groupings (8f:14, 8f14 e45f), PEM line breaks, dots
+_RUN = re.compile(r"[A-Za-z0-9+/=]{16,}")
+_HEX_RUN = re.compile(r"[0-9A-Fa-f]{16,}")
+HIDDEN = "<hidden>"
+NOT_SHOWN = "(value not shown)"
 
 
 class _Required(enum.Enum):
@@ -28,7 +35,7 @@ REQUIRED = _Required.REQUIRED
 @dataclass(frozen=True)
 class FileCheck:
     key: str
-    kind: str  # "file" | "private_key" | "public_key" | "audit_key" | "credential"
+    kind: str  # a key of load.FILE_KINDS: "file", "ca", "cert", "tls_key", "private_key", "public_key", ...
     path: Path | None = None
     credential: Credential | None = None
 
@@ -47,18 +54,50 @@ def type_name(value: object) -> str:
 
 
 def looks_secret(value: str) -> bool:
+    """Refused as key material: PEM, or a value that is all base64 (40+, line breaks allowed) or all hex
+    (24+ bytes, colon-, space- or dash-grouped allowed), also behind a `~`."""
     if _PEM.search(value):
         return True
-    stripped = value.strip()
+    body = re.sub(r"\s", "", value).lstrip("~")
+    if _HEXLIKE.fullmatch(re.sub(r"[\s:-]", "", body)):
+        return True
     return (
-        _KEYLIKE.fullmatch(stripped) is not None
-        and not stripped.startswith("/")
-        and any(c.isdigit() for c in stripped)
-        and any(c.isalpha() for c in stripped)
+        _KEYLIKE.fullmatch(body) is not None
+        and not body.startswith("/")
+        and any(c.isdigit() for c in body)
+        and any(c.isalpha() for c in body)
     )
 
 
+def may_be_secret(text: str) -> bool:
+    """Broader than `looks_secret`: could `text` hold key material anywhere (a run of 16+ hex digits, or of
+    base64 whose letters and digits change class as often as random data does, separators removed)? Decides
+    only what is *shown*: such text is never echoed in an error or printout."""
+    if _PEM.search(text):
+        return True
+    compact = _SEPARATORS.sub("", text)
+    if _HEX_RUN.search(compact):
+        return True
+    return any(_mixed(run) for run in _RUN.findall(compact))
+
+
+def _mixed(run: str) -> bool:
+    def cls(c: str) -> int:
+        return 0 if c.isdigit() else 1 if c.isupper() else 2 if c.islower() else 3
+
+    changes = sum(1 for a, b in itertools.pairwise(run) if 3 != cls(a) != cls(b) != 3)
+    return changes >= 0.15 * len(run)
+
+
+def label(name: str) -> str:
+    """A TOML key or table name as shown in an issue: itself, or HIDDEN when it could be a secret or
+    holds control characters."""
+    return name if name.isprintable() and len(name) <= 64 and not may_be_secret(name) else HIDDEN
+
+
 def show(value: object) -> str:
+    if isinstance(value, str) and may_be_secret(value):
+        return NOT_SHOWN
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -97,8 +136,8 @@ class Fields:
 
     def finish(self) -> None:
         for key in self._table:
-            if key not in self._seen:
-                self._issue(key, "unknown key", suggest(key, self._seen))
+            if key not in self._seen and f"{self._section}.{key}" not in self._ctx.poisoned:
+                self._issue(label(key), "unknown key", suggest(key, self._seen))
 
     def string(
         self,
@@ -188,7 +227,7 @@ class Fields:
             return Path()
         expanded = expand_home(value)
         if expanded is None:
-            self._issue(key, f"{value!r}: no such user's home directory", "write the path out in full")
+            self._issue(key, f"{show(value)}: no such user's home directory", "write the path out in full")
             return Path()
         path = self._ctx.base_dir / expanded
         if check:
@@ -201,7 +240,8 @@ class Fields:
             return None
         return self.path(key, check=check)
 
-    def credential(self, key: str, *, check: str = "credential") -> Credential:
+    def credential(self, key: str, *, check: str = "credential", matches: str = "") -> Credential:
+        """`matches`: the key (same table) of the certificate this credential's private key must match."""
         value = self._get(key)
         cred = Credential("invalid", self._ctx.credentials_dir)
         if not self._usable(key, value):
@@ -216,6 +256,8 @@ class Fields:
             return cred
         cred = Credential(value, self._ctx.credentials_dir)
         self._ctx.file_checks.append(FileCheck(f"{self._section}.{key}", check, credential=cred))
+        if matches:
+            self._ctx.pairs.append((f"{self._section}.{matches}", f"{self._section}.{key}"))
         return cred
 
 
@@ -226,4 +268,5 @@ class Context:
     issues: list[Issue] = dataclasses.field(default_factory=list)
     poisoned: set[str] = dataclasses.field(default_factory=set)
     file_checks: list[FileCheck] = dataclasses.field(default_factory=list)
+    pairs: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (certificate key, private key)
     present: set[str] = dataclasses.field(default_factory=set)
