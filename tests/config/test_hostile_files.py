@@ -16,9 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from mynabox.config import ConfigError, load_config, parse_config
 from mynabox.payload.keys import CREDENTIALS_ENV, generate_device_key, save_private_key, save_public_key
+from mynabox.testing.boxfiles import VALID, credentials_env, make_box, write_config
 from mynabox.testing.tlsfiles import make_test_pki
-
-from .boxfiles import VALID, credentials_env, make_box, write_config
 
 EX_CONFIG = 78
 

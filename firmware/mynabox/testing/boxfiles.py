@@ -1,4 +1,5 @@
-"""A box's config directory on disk with real identity files (a test PKI), for the config and daemon tests."""
+"""A box's config directory on disk with real identity files (a test PKI): what provisioning leaves on a box,
+for the config, check-config and daemon-start tests to spoil one file at a time."""
 
 from __future__ import annotations
 
