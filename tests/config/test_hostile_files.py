@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from mynabox.testing.boxfiles import VALID, credentials_env, make_box, write_con
 from mynabox.testing.tlsfiles import make_test_pki
 
 EX_CONFIG = 78
+AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
 @pytest.fixture
@@ -207,6 +209,33 @@ def test_key_owned_by_another_user_is_refused(box: Path) -> None:
     assert issues(write_config(box), credentials_env(box)) == [
         f"audit.key: {key}: owned by uid 65534, neither root nor this user (uid 0)"
     ]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+def test_check_config_as_another_user_on_roots_credential_store() -> None:
+    """Fleet ops running check-config as an ordinary user against the root-owned 0700 store: each credential
+    is named with what to do, not a bare EACCES; the public files are still checked."""
+    root = Path(tempfile.mkdtemp(prefix="mynabox-store-"))
+    try:
+        root.chmod(0o755)
+        make_box(root)
+        path = write_config(root)
+        env = {k: v for k, v in os.environ.items() if k not in (CREDENTIALS_ENV, "MYNABOX_CONFIG")}
+        done = subprocess.run(
+            [*AS_NOBODY, sys.executable, "-m", "mynabox.cli", "check-config", "--config", str(path)],
+            env={**env, "MYNABOX_CREDENTIALS_DIR": str(root / "creds")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert_refused(
+            done,
+            f"audit.key: {root / 'creds' / 'audit-key'}: cannot read (Permission denied) — check as root",
+        )
+        assert done.stderr.count("Permission denied") == 4, done.stderr  # the four credentials, nothing else
+    finally:
+        shutil.rmtree(root)
 
 
 def test_permission_problems_through_check_config(box: Path) -> None:

@@ -119,6 +119,8 @@ def check_permissions(path: Path, *, secret: bool, shown: str | None = None) -> 
     try:
         st = os.lstat(path)
     except OSError as err:
+        if err.errno == errno.EACCES:  # e.g. check-config as a user on root's 0700 credential store
+            return f"{name}: cannot read (Permission denied) — check as root, or as the service under systemd"
         return f"{name}: not found" if err.errno == errno.ENOENT else f"{name}: cannot read ({err.strerror})"
     mode = stat.S_IMODE(st.st_mode)
     if stat.S_ISLNK(st.st_mode):
