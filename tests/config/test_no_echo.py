@@ -225,3 +225,21 @@ def test_any_toml_structure_gives_a_config_or_a_config_error(
         parse_config(text, source=box / "config.toml", environ=credentials_env(box))
     except ConfigError as err:
         assert err.issues and all(isinstance(i.key, str) and isinstance(i.problem, str) for i in err.issues)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "SONY FeliCa RC-S380/P",
+        "ACS ACR1252 1S CL Reader PICC 0",
+        "fe80::1ff:fe23:4567:890a",
+        "https://summary.example.jp/v1",
+        "/etc/mynabox/credentials/summary-client-key",
+        "summary-client-key-2024",
+        "tokyo-12",
+    ],
+)
+def test_ordinary_values_are_still_shown(box: Path, value: str) -> None:
+    """The guard is not "show nothing": reader names, addresses, URLs and paths still appear in errors."""
+    text = VALID + f"[reader]\nextended_apdu = {q(value)}\n"
+    assert f"reader.extended_apdu: {value!r}"[:55] in output_for(text, box)  # long values are cut at 40

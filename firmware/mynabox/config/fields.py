@@ -7,6 +7,7 @@ import difflib
 import enum
 import itertools
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,15 @@ _LABEL = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
 _PEM = re.compile(r"-----(BEGIN|END) [A-Z0-9 ]+-----|PRIVATE KEY|PUBLIC KEY|CERTIFICATE-----")
 _KEYLIKE = re.compile(r"[A-Za-z0-9+/_=-]{40,}")
 _HEXLIKE = re.compile(r"(0x)?[0-9A-Fa-f]{48,}")
-_SEPARATORS = re.compile(r"[\s:,.\-_\\]")  # hex groupings (8f:14, 8f14 e45f), PEM line breaks, dots
-_RUN = re.compile(r"[A-Za-z0-9+/=]{16,}")
+_RUN = re.compile(r"[A-Za-z0-9+/=_-]{12,}")  # base64 and base64url; spaces, dots and colons end a run
 _HEX_RUN = re.compile(r"[0-9A-Fa-f]{16,}")
+# Hex pasted in groups of equal size (openssl's 8f:14:e4, 8f14 e45f, 8f14e45f-ce…); the first and last group
+# may be cut short. A compressed IPv6 address (fe80::1ff:fe23:4567:890a) has unequal groups and stays visible.
+_HEX_GROUPS = [
+    re.compile(rf"[0-9A-Fa-f]{{1,{n}}}(?:{sep}[0-9A-Fa-f]{{{n}}})+(?:{sep}[0-9A-Fa-f]{{1,{n}}})?")
+    for sep in (":", r"\s", "-")
+    for n in (2, 4, 8)
+]
 HIDDEN = "<hidden>"
 NOT_SHOWN = "(value not shown)"
 
@@ -70,15 +77,15 @@ def looks_secret(value: str) -> bool:
 
 
 def may_be_secret(text: str) -> bool:
-    """Broader than `looks_secret`: could `text` hold key material anywhere (a run of 16+ hex digits, or of
-    base64 whose letters and digits change class as often as random data does, separators removed)? Decides
-    only what is *shown*: such text is never echoed in an error or printout."""
-    if _PEM.search(text):
+    """Broader than `looks_secret`: could `text` hold key material anywhere (16+ hex digits, plain or in equal
+    groups, or a run of base64 whose letters and digits change class about as often as random data does)?
+    Decides only what is *shown*: such text is never echoed in an error or printout."""
+    if _PEM.search(text) or _HEX_RUN.search(text):
         return True
-    compact = _SEPARATORS.sub("", text)
-    if _HEX_RUN.search(compact):
-        return True
-    return any(_mixed(run) for run in _RUN.findall(compact))
+    for pattern in _HEX_GROUPS:
+        if any(sum(c in string.hexdigits for c in m.group(0)) >= 16 for m in pattern.finditer(text)):
+            return True
+    return any(_mixed(run) for run in _RUN.findall(text))
 
 
 def _mixed(run: str) -> bool:
@@ -86,7 +93,7 @@ def _mixed(run: str) -> bool:
         return 0 if c.isdigit() else 1 if c.isupper() else 2 if c.islower() else 3
 
     changes = sum(1 for a, b in itertools.pairwise(run) if 3 != cls(a) != cls(b) != 3)
-    return changes >= 0.15 * len(run)
+    return changes >= 0.2 * len(run)
 
 
 def label(name: str) -> str:
