@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 from pathlib import Path
 
+import pytest
+
+from mynabox.payload import keys
 from mynabox.payload.identity import IdentityFile, Kind, Refusal, check_identity, check_permissions
 from mynabox.payload.keys import generate_device_key, save_private_key, save_public_key
 from mynabox.testing.tlsfiles import make_test_pki
@@ -59,3 +63,31 @@ def test_check_permissions_alone(tmp_path: Path) -> None:
     assert check_permissions(key, secret=False) is None
     assert check_permissions(key, secret=True) is not None
     assert check_permissions(tmp_path / "absent", secret=False) == f"{tmp_path / 'absent'}: not found"
+
+
+def _set_acl(path: Path, *entries: tuple[int, int, int]) -> None:
+    """A POSIX ACL written as the kernel stores it (what setfacl does): user/group objects, entries, mask."""
+    everyone = 0xFFFFFFFF
+    base = [(0x01, 4, everyone), *entries, (0x04, 0, everyone), (0x10, 4, everyone), (0x20, 0, everyone)]
+    raw = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in sorted(base))
+    try:
+        os.setxattr(path, "system.posix_acl_access", raw)
+    except OSError as err:
+        pytest.skip(f"no POSIX ACLs here ({err.strerror})")
+
+
+def test_a_credential_granted_by_acl_as_systemd_does_is_accepted(tmp_path: Path) -> None:
+    """systemd writes a credential 0400 and grants the service's user read by an ACL entry where it can
+    (tmpfs): the mode then reads 0440, root-owned. That is the daemon's own key, not a leak."""
+    key = tmp_path / "key"
+    keys.save_private_key(key, keys.generate_device_key())
+    key.chmod(0o400)
+    _set_acl(key, (0x02, 4, os.geteuid()))
+    assert key.stat().st_mode & 0o777 == 0o440
+    assert check_permissions(key, secret=True) is None
+    _set_acl(key, (0x02, 4, 65534))  # another user named in the ACL
+    assert "access control list lets other users or groups read it" in str(
+        check_permissions(key, secret=True)
+    )
+    _set_acl(key, (0x08, 4, 65534))  # a group named in the ACL
+    assert check_permissions(key, secret=True) is not None

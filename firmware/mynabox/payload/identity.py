@@ -8,9 +8,10 @@ check-config, the daemon's start and provisioning all use it. Refusals name the 
 it) and what is wrong, never the bytes in it.
 
 Permissions: a secret file must be the file itself (no symbolic link), owned by root or by the user reading
-it, with no group or other access (systemd's ``LoadCredential=`` hands the service a 0400 copy owned by it in
-a 0500 directory; the root-owned store it copies from is 0600 in 0700), in a directory that no other user can
-write. A public file (CA, certificate, gateway key) may be read by anyone but not written by other users.
+it, with no group or other access (systemd's ``LoadCredential=`` hands the service a 0400 copy, owned by it
+or granted to it alone by an ACL entry, in a 0500 directory; the root-owned store it copies from is 0600 in
+0700), in a directory that no other user can write. A public file (CA, certificate, gateway key) may be read
+by anyone but not written by other users.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import enum
 import errno
 import os
 import stat
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,17 +140,47 @@ def check_permissions(path: Path, *, secret: bool, shown: str | None = None) -> 
         return f"{name}: {file_type(st.st_mode)}, not a regular file"
     me = os.geteuid()
     if secret:
-        if mode & 0o077:
+        acl = _acl(path)
+        if acl is None and mode & 0o077:
             return (
                 f"{name}: mode {mode:04o} lets other users {'write' if mode & 0o022 else 'read'} it — "
                 "chmod 600 (systemd's LoadCredential= gives the service a 0400 copy; the root-owned store "
                 "is 0600)"
+            )
+        if acl is not None and (mode & 0o007 or _acl_lets_others(acl, {me, st.st_uid})):
+            return (
+                f"{name}: its access control list lets other users or groups read it — setfacl -b, chmod 600 "
+                "(LoadCredential= grants the service's user alone)"
             )
         if st.st_uid not in (0, me):
             return f"{name}: owned by uid {st.st_uid}, neither root nor this user (uid {me})"
     elif mode & 0o002:
         return f"{name}: mode {mode:04o} lets any user replace it — chmod o-w"
     return _check_directory(path.parent, secret=secret, owner=st.st_uid, shown=name)
+
+
+_ACL_XATTR = "system.posix_acl_access"
+_ACL_USER, _ACL_GROUP_OBJ, _ACL_GROUP = 0x02, 0x04, 0x08
+
+
+def _acl(path: Path) -> list[tuple[int, int, int]] | None:
+    """The POSIX ACL's entries (tag, perm, id), or None without one. With an ACL the mode's group bits are
+    its mask, not the group's: systemd grants a credential to the service's user by an ACL entry where the
+    file system allows (the file then shows 0440 owned by root), by chown where not (0400, owned by it)."""
+    try:
+        raw = os.getxattr(path, _ACL_XATTR, follow_symlinks=False)
+    except OSError:
+        return None  # no ACL, or a file system without them
+    if len(raw) < 4 or (len(raw) - 4) % 8:
+        return [(_ACL_GROUP, 0o7, 0)]  # unreadable: counted as letting others in
+    return [struct.unpack_from("<HHI", raw, 4 + 8 * i) for i in range((len(raw) - 4) // 8)]
+
+
+def _acl_lets_others(acl: list[tuple[int, int, int]], allowed: set[int]) -> bool:
+    return any(
+        perm and (tag in (_ACL_GROUP_OBJ, _ACL_GROUP) or (tag == _ACL_USER and ident not in allowed))
+        for tag, perm, ident in acl
+    )
 
 
 def _check_directory(directory: Path, *, secret: bool, owner: int, shown: str) -> str | None:
