@@ -203,11 +203,18 @@ def test_symlinked_key_is_refused_but_a_symlinked_certificate_is_not(box: Path) 
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
-def test_key_owned_by_another_user_is_refused(box: Path) -> None:
+def test_files_owned_by_another_user_are_refused(box: Path) -> None:
     key = box / "creds" / "audit-key"
     os.chown(key, 65534, -1)
+    os.chown(box / "gateway.pem", 65534, -1)  # public, but its owner could swap the gateway's key
     assert issues(write_config(box), credentials_env(box)) == [
-        f"audit.key: {key}: owned by uid 65534, neither root nor this user (uid 0)"
+        f"sealing.gateway_public_key: {box / 'gateway.pem'}: owned by uid 65534, who could replace it "
+        "(neither root nor this user, uid 0)",
+        f"audit.key: {key}: owned by uid 65534, neither root nor this user (uid 0)",
+    ]
+    os.chown(write_config(box), 65534, -1)
+    assert issues(box / "config.toml", credentials_env(box)) == [
+        "<file>: owned by uid 65534, who could replace it (neither root nor this user, uid 0)"
     ]
 
 

@@ -156,6 +156,10 @@ def check_permissions(path: Path, *, secret: bool, shown: str | None = None) -> 
             return f"{name}: owned by uid {st.st_uid}, neither root nor this user (uid {me})"
     elif mode & 0o002:
         return f"{name}: mode {mode:04o} lets any user replace it — chmod o-w"
+    elif st.st_uid not in (0, me):
+        return (
+            f"{name}: owned by uid {st.st_uid}, who could replace it (neither root nor this user, uid {me})"
+        )
     return _check_directory(path.parent, secret=secret, owner=st.st_uid, shown=name)
 
 
