@@ -4,6 +4,7 @@ the failure (FIFOs) and where the exit code and the absence of a traceback are t
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import subprocess
@@ -12,8 +13,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 
 from mynabox.config import ConfigError, load_config, parse_config
 from mynabox.payload.keys import CREDENTIALS_ENV, generate_device_key, save_private_key, save_public_key
@@ -343,3 +346,29 @@ def test_garbage_tls_material_through_check_config(box: Path) -> None:
     (box / "ca.pem").write_bytes(b"garbage")
     done = check_config(write_config(box), credentials_env(box))
     assert_refused(done, "summary.ca_file:", "not a CA certificate bundle in PEM")
+
+
+def test_tls_material_openssl_refuses_is_refused_by_the_check(box: Path) -> None:
+    """A chain certificate with a 1024-bit RSA key after the client certificate: every file parses, but
+    OpenSSL (security level 2) will not load the chain, so the daemon could not start. The check builds
+    the TLS contexts as the daemon does."""
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "weak intermediate")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(weak.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(weak, hashes.SHA256())
+    )
+    with (box / "client.pem").open("ab") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    assert issues(write_config(box), credentials_env(box)) == [
+        "mqtt: OpenSSL refuses its TLS files (ca_file, client_cert, client_key): CA_KEY_TOO_SMALL",
+        "summary: OpenSSL refuses its TLS files (ca_file, client_cert, client_key): CA_KEY_TOO_SMALL",
+    ]

@@ -160,6 +160,7 @@ def parse_config(
     config = _build(fields, source, ctx)
     if check_files:
         _check_files(ctx)
+        _check_tls(config, ctx)
     if ctx.issues:
         raise ConfigError(str(source), ctx.issues)
     return config
@@ -362,3 +363,31 @@ def _check_files(ctx: Context) -> None:
         shown = _PATH_HIDDEN if may_be_secret(str(path)) else None
         files.append(IdentityFile(check.key, path, FILE_KINDS[check.kind], shown))
     ctx.issues += [Issue(r.role, r.problem) for r in check_identity(files, ctx.pairs)]
+
+
+def _check_tls(config: Config, ctx: Context) -> None:
+    """Build the two TLS contexts as the daemon will, once their files passed: OpenSSL refuses some material
+    that parses (e.g. a chain certificate whose key is too small for its security level), and that must fail
+    here, not at the daemon's start."""
+    from mynabox.adapters.mqtt import LinkConfigError, tls_context
+    from mynabox.adapters.summary_client import SummaryClientConfigError
+
+    if ctx.credentials_dir is None:
+        return  # reported: the keys cannot be found
+    flagged = {issue.key.split(".", 1)[0] for issue in ctx.issues}
+    mqtt = config.mqtt
+    builds: list[tuple[str, Callable[[], object]]] = [
+        ("mqtt", lambda: tls_context(mqtt.ca_file, mqtt.client_cert, mqtt.client_key.path)),
+        ("summary", config.summary.client),
+    ]
+    for section, build in builds:
+        if section in flagged:
+            continue  # its files are refused already
+        try:
+            build()
+        except (LinkConfigError, SummaryClientConfigError) as err:
+            cause = err.__cause__ or err.__context__
+            reason = getattr(cause, "reason", None) or type(cause).__name__  # an OpenSSL code, never contents
+            ctx.issues.append(
+                Issue(section, f"OpenSSL refuses its TLS files (ca_file, client_cert, client_key): {reason}")
+            )
