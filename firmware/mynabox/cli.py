@@ -12,6 +12,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+# Exit codes (sysexits.h): a config error is EX_CONFIG, which the unit lists in RestartPreventExitStatus=, so
+# systemd does not restart a box whose config or key files are wrong (it would fail the same way forever).
+EXIT_CONFIG = 78
+
 # name -> (module, one-line help). The order is the order of `mynabox --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("mynabox.commands.run", "run the box (the daemon systemd starts)"),
@@ -50,7 +54,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             module.add_arguments(sub_parser)
             sub_parser.set_defaults(_run=module.run)
     args = parser.parse_args(args_in)
-    result: int = args._run(args)
+    try:
+        result: int = args._run(args)
+    except Exception as err:
+        from mynabox.config import ConfigError  # only when needed: `mynabox read` stays light
+
+        if not isinstance(err, ConfigError):
+            raise
+        print(err, file=sys.stderr)
+        return EXIT_CONFIG
     return result
 
 

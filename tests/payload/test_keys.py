@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import pickle
 import stat
 from pathlib import Path
@@ -142,3 +143,29 @@ def test_audit_key(tmp_path: Path) -> None:
     path.write_bytes(b"short")
     with pytest.raises(KeyFileError, match="at least 32"):
         keys.load_audit_key(path)
+
+
+def test_only_regular_files_are_read_and_never_block(tmp_path: Path) -> None:
+    fifo = tmp_path / "device.key"
+    os.mkfifo(fifo)  # no writer: an ordinary open() would wait forever
+    with pytest.raises(KeyFileError, match="a FIFO, not a regular file"):
+        keys.load_private_key(fifo)
+    with pytest.raises(KeyFileError, match="a character device, not a regular file"):
+        keys.load_public_key(Path("/dev/zero"))
+    with pytest.raises(KeyFileError, match="a directory, not a regular file"):
+        keys.load_audit_key(tmp_path)
+    big = tmp_path / "big.key"
+    with big.open("wb") as f:
+        f.truncate(1 << 30)
+    with pytest.raises(KeyFileError, match=r"too large for a key file \(1073741824 bytes, at most 65536\)"):
+        keys.load_private_key(big)
+
+
+def test_a_symlink_is_refused_when_asked(tmp_path: Path) -> None:
+    real = tmp_path / "real.key"
+    keys.save_private_key(real, keys.generate_device_key())
+    link = tmp_path / "link.key"
+    link.symlink_to(real)
+    assert keys.read_small_file(link) == real.read_bytes()
+    with pytest.raises(KeyFileError, match="a symbolic link, not a regular file"):
+        keys.read_small_file(link, follow_symlinks=False)

@@ -104,6 +104,15 @@ def test_unit_matches_the_config() -> None:
     assert parser["Service"]["Type"] == "notify" and parser["Service"]["User"] == "mynabox"
 
 
+def test_a_config_error_is_not_restarted() -> None:
+    """`mynabox run` exits EX_CONFIG for a config or identity file it cannot use (tests/commands/test_run.py);
+    under Restart=always systemd would otherwise restart it into the same failure forever."""
+    from mynabox.cli import EXIT_CONFIG
+
+    assert unit_lines("Restart") == ["always"]
+    assert unit_lines("RestartPreventExitStatus") == [str(EXIT_CONFIG)]
+
+
 def test_sysusers_creates_the_user_in_its_groups(tmp_path: Path) -> None:
     need("systemd-sysusers")
     (tmp_path / "etc").mkdir()

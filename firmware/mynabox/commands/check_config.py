@@ -1,12 +1,21 @@
-"""`mynabox check-config`: print the config with secrets masked (exit 0), or every problem (exit 2)."""
+"""`mynabox check-config`: print the config with secrets masked (exit 0), or every problem (exit 78).
+
+With file checks (the default) every file the config names is read as the daemon will read it: TLS CAs,
+certificates and keys parsed and each key matched to its certificate, envelope and audit keys, and who may
+read or replace them. Run it as root on the box (with MYNABOX_CREDENTIALS_DIR=/etc/mynabox/credentials, the
+store systemd's LoadCredential= copies from) or as the service would see them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-EXIT_INVALID = 2
+from mynabox.cli import EXIT_CONFIG
+
+EXIT_INVALID = EXIT_CONFIG  # the daemon's code for the same problems
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mynabox.config import ConfigError, default_path, load_config
+    from mynabox.config.fields import may_be_secret
 
     path = args.config or default_path()
     try:
@@ -32,25 +42,27 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {issue}", file=sys.stderr)
         return EXIT_INVALID
     print(f"# {path}: OK" + (" (files not checked)" if args.no_file_checks else ""))
-    _print_table(config.masked_dict())
+    _print_table(config.masked_dict(), hide=may_be_secret)
     return 0
 
 
-def _print_table(data: dict[str, object]) -> None:
-    """TOML-looking output; unset keys are shown as comments."""
+def _print_table(data: dict[str, object], *, hide: Callable[[str], bool]) -> None:
+    """TOML-looking output; unset keys are shown as comments, values that could be key material not at all."""
     for key, value in data.items():
         if not isinstance(value, dict):
-            print(_line(key, value))
+            print(_line(key, value, hide))
     for section, table in data.items():
         if isinstance(table, dict):
             print(f"\n[{section}]")
             for key, value in table.items():
-                print(_line(key, value))
+                print(_line(key, value, hide))
 
 
-def _line(key: str, value: object) -> str:
+def _line(key: str, value: object, hide: Callable[[str], bool]) -> str:
     if value is None:
         return f"# {key} = (unset)"
+    if isinstance(value, str) and hide(value):
+        return f"# {key} = (not shown: it could be key material)"
     if key == "i2c_address" and isinstance(value, int):
         return f"{key} = {value:#04x}"
     return f"{key} = {_value(value)}"

@@ -1,4 +1,8 @@
-"""`mynabox run`: the daemon systemd starts (Type=notify). SIGTERM stops it cleanly, exit 0."""
+"""`mynabox run`: the daemon systemd starts (Type=notify). SIGTERM stops it cleanly, exit 0.
+
+A config, key or certificate that cannot be used exits 78 (EX_CONFIG) with the problems listed and no
+traceback: the unit's RestartPreventExitStatus=78 keeps systemd from restarting it into the same failure.
+"""
 
 from __future__ import annotations
 
@@ -16,18 +20,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mynabox.cli import EXIT_CONFIG
     from mynabox.config import ConfigError, load_config
 
     try:
         config = load_config(args.config)
     except ConfigError as err:
         print(err, file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     logging.basicConfig(
         level=config.log.level.upper(),
         stream=sys.stderr,  # journald adds time and unit; no patient data is ever logged
         format="%(levelname)s %(name)s: %(message)s",
     )
+    from mynabox.adapters.mqtt import LinkConfigError
+    from mynabox.adapters.summary_client import SummaryClientConfigError
+    from mynabox.payload.keys import KeyFileError
     from mynabox.wiring import Box
 
     box = Box(config)
@@ -36,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         box.start()
         return box.run()
+    except (KeyFileError, LinkConfigError, SummaryClientConfigError) as err:
+        # The config check passed but a file changed since, or a library refused what we accepted.
+        logging.getLogger("mynabox").error("the box could not start: %s", err)  # names files, never contents
+        return EXIT_CONFIG
     except Exception:
         logging.getLogger("mynabox").exception("the box could not start")
         return 1

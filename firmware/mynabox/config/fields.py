@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import itertools
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +16,20 @@ from mynabox.config.model import Credential, Issue
 from mynabox.payload.keys import CREDENTIALS_ENV, KeyFileError, credential_path
 
 _LABEL = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
-_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----")
+_PEM = re.compile(r"-----(BEGIN|END) [A-Z0-9 ]+-----|PRIVATE KEY|PUBLIC KEY|CERTIFICATE-----")
 _KEYLIKE = re.compile(r"[A-Za-z0-9+/_=-]{40,}")
+_HEXLIKE = re.compile(r"(0x)?[0-9A-Fa-f]{48,}")
+_RUN = re.compile(r"[A-Za-z0-9+/=_-]{12,}")  # base64 and base64url; spaces, dots and colons end a run
+_HEX_RUN = re.compile(r"[0-9A-Fa-f]{16,}")
+# Hex pasted in groups of equal size (openssl's 8f:14:e4, 8f14 e45f, 8f14e45f-ce…); the first and last group
+# may be cut short. A compressed IPv6 address (fe80::1ff:fe23:4567:890a) has unequal groups and stays visible.
+_HEX_GROUPS = [
+    re.compile(rf"[0-9A-Fa-f]{{1,{n}}}(?:{sep}[0-9A-Fa-f]{{{n}}})+(?:{sep}[0-9A-Fa-f]{{1,{n}}})?")
+    for sep in (":", r"\s", "-")
+    for n in (2, 4, 8)
+]
+HIDDEN = "<hidden>"
+NOT_SHOWN = "(value not shown)"
 
 
 class _Required(enum.Enum):
@@ -28,7 +42,7 @@ REQUIRED = _Required.REQUIRED
 @dataclass(frozen=True)
 class FileCheck:
     key: str
-    kind: str  # "file" | "private_key" | "public_key" | "audit_key" | "credential"
+    kind: str  # a key of load.FILE_KINDS: "file", "ca", "cert", "tls_key", "private_key", "public_key", ...
     path: Path | None = None
     credential: Credential | None = None
 
@@ -47,18 +61,61 @@ def type_name(value: object) -> str:
 
 
 def looks_secret(value: str) -> bool:
+    """Refused as key material: PEM, or a value that is all base64 (40+, line breaks allowed) or all hex
+    (24+ bytes, colon-, space- or dash-grouped allowed), also behind a `~`."""
     if _PEM.search(value):
         return True
-    stripped = value.strip()
+    body = re.sub(r"\s", "", value).lstrip("~")
+    if _HEXLIKE.fullmatch(re.sub(r"[\s:-]", "", body)):
+        return True
     return (
-        _KEYLIKE.fullmatch(stripped) is not None
-        and not stripped.startswith("/")
-        and any(c.isdigit() for c in stripped)
-        and any(c.isalpha() for c in stripped)
+        _KEYLIKE.fullmatch(body) is not None
+        and not body.startswith("/")
+        and any(c.isdigit() for c in body)
+        and any(c.isalpha() for c in body)
     )
 
 
+def may_be_secret(text: str) -> bool:
+    """Broader than `looks_secret`: could `text` hold key material anywhere (16+ hex digits, plain or in equal
+    groups, or a run of base64 whose letters and digits change class about as often as random data does)?
+    Decides only what is *shown*: such text is never echoed in an error or printout."""
+    if _PEM.search(text) or _HEX_RUN.search(text):
+        return True
+    for pattern in _HEX_GROUPS:
+        if any(sum(c in string.hexdigits for c in m.group(0)) >= 16 for m in pattern.finditer(text)):
+            return True
+    joined = re.sub(r"[\r\n]+", "", text)  # a PEM body's lines are one key
+    return any(_mixed(run) for run in _RUN.findall(text) + _RUN.findall(joined))
+
+
+def _mixed(run: str) -> bool:
+    """Some 16-character window (the whole run if shorter) changes between digit, upper and lower case at
+    least 0.3 times per character: random base64 does ≈ 0.6, words, names and paths rarely 0.2. A window, so
+    a benign prefix (a directory) cannot dilute a key pasted after it."""
+
+    def cls(c: str) -> int:
+        return 0 if c.isdigit() else 1 if c.isupper() else 2 if c.islower() else 3
+
+    changes = [int(3 != cls(a) != cls(b) != 3) for a, b in itertools.pairwise(run)]
+    width = min(15, len(changes))  # 15 pairs = 16 characters
+    window = sum(changes[:width])
+    best = window
+    for i in range(width, len(changes)):
+        window += changes[i] - changes[i - width]
+        best = max(best, window)
+    return best >= 0.3 * (width + 1)
+
+
+def label(name: str) -> str:
+    """A TOML key or table name as shown in an issue: itself, or HIDDEN when it could be a secret or
+    holds control characters."""
+    return name if name.isprintable() and len(name) <= 64 and not may_be_secret(name) else HIDDEN
+
+
 def show(value: object) -> str:
+    if isinstance(value, str) and may_be_secret(value):
+        return NOT_SHOWN
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -97,8 +154,8 @@ class Fields:
 
     def finish(self) -> None:
         for key in self._table:
-            if key not in self._seen:
-                self._issue(key, "unknown key", suggest(key, self._seen))
+            if key not in self._seen and f"{self._section}.{key}" not in self._ctx.poisoned:
+                self._issue(label(key), "unknown key", suggest(key, self._seen))
 
     def string(
         self,
@@ -188,7 +245,7 @@ class Fields:
             return Path()
         expanded = expand_home(value)
         if expanded is None:
-            self._issue(key, f"{value!r}: no such user's home directory", "write the path out in full")
+            self._issue(key, f"{show(value)}: no such user's home directory", "write the path out in full")
             return Path()
         path = self._ctx.base_dir / expanded
         if check:
@@ -201,7 +258,8 @@ class Fields:
             return None
         return self.path(key, check=check)
 
-    def credential(self, key: str, *, check: str = "credential") -> Credential:
+    def credential(self, key: str, *, check: str = "credential", matches: str = "") -> Credential:
+        """`matches`: the key (same table) of the certificate this credential's private key must match."""
         value = self._get(key)
         cred = Credential("invalid", self._ctx.credentials_dir)
         if not self._usable(key, value):
@@ -216,6 +274,8 @@ class Fields:
             return cred
         cred = Credential(value, self._ctx.credentials_dir)
         self._ctx.file_checks.append(FileCheck(f"{self._section}.{key}", check, credential=cred))
+        if matches:
+            self._ctx.pairs.append((f"{self._section}.{matches}", f"{self._section}.{key}"))
         return cred
 
 
@@ -226,4 +286,5 @@ class Context:
     issues: list[Issue] = dataclasses.field(default_factory=list)
     poisoned: set[str] = dataclasses.field(default_factory=set)
     file_checks: list[FileCheck] = dataclasses.field(default_factory=list)
+    pairs: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (certificate key, private key)
     present: set[str] = dataclasses.field(default_factory=set)

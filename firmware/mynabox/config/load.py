@@ -4,7 +4,10 @@ Path: ``--config``, else ``$MYNABOX_CONFIG``, else ``/etc/mynabox/config.toml``.
 file are taken relative to the file's directory. Secrets never live in the TOML: a key names a *credential*,
 a file in ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``), or for development in
 ``$MYNABOX_CREDENTIALS_DIR`` or the top-level ``credentials_dir`` key. A value that looks like key material
-(PEM, long base64/hex) is an error, and its text is never echoed.
+(PEM, long base64/hex) is an error, and its text is never echoed; nor is any value, key name or path that
+could hold key material (`fields.may_be_secret`). The file is read bounded and only if it is a regular file;
+the files it names are checked together by `payload.identity.check_identity` (permissions, parsed, each TLS
+key matched to its certificate).
 """
 
 from __future__ import annotations
@@ -15,7 +18,17 @@ import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from mynabox.config.fields import Context, Fields, expand_home, looks_secret, suggest, type_name
+from mynabox.config.fields import (
+    Context,
+    Fields,
+    expand_home,
+    label,
+    looks_secret,
+    may_be_secret,
+    show,
+    suggest,
+    type_name,
+)
 from mynabox.config.model import (
     AuditConfig,
     Config,
@@ -33,13 +46,8 @@ from mynabox.config.model import (
     SummaryConfig,
 )
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES
-from mynabox.payload.keys import (
-    CREDENTIALS_ENV,
-    KeyFileError,
-    load_audit_key,
-    load_private_key,
-    load_public_key,
-)
+from mynabox.payload.identity import IdentityFile, Kind, check_identity, check_permissions
+from mynabox.payload.keys import CREDENTIALS_ENV, KeyFileError, read_small_file
 
 DEFAULT_PATH = Path("/etc/mynabox/config.toml")
 CONFIG_ENV = "MYNABOX_CONFIG"
@@ -59,6 +67,20 @@ _SECTIONS = (
     "log",
 )
 _REQUIRED_SECTIONS = frozenset({"device", "summary", "mqtt", "sealing", "audit"})
+MAX_CONFIG_BYTES = 256 * 1024  # the example is ≈ 6 kB
+MAX_DEPTH = 8  # section.key = [array]: 3 levels are used
+# What each `check=` of a config field means for `check_identity`.
+FILE_KINDS = {
+    "file": Kind.FILE,
+    "ca": Kind.CA,
+    "cert": Kind.CERT,
+    "tls_key": Kind.TLS_KEY,
+    "private_key": Kind.DEVICE_KEY,
+    "public_key": Kind.GATEWAY_KEY,
+    "audit_key": Kind.AUDIT_KEY,
+    "credential": Kind.SECRET,
+}
+_PATH_HIDDEN = "(path not shown: it could hold key material)"
 
 
 def default_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -73,11 +95,16 @@ def load_config(
     env = os.environ if environ is None else environ
     source = Path(path) if path is not None else default_path(env)
     try:
-        text = source.read_bytes().decode("utf-8")
-    except OSError as err:
-        raise ConfigError(str(source), [Issue("<file>", f"cannot read ({err.strerror})")]) from err
-    except UnicodeDecodeError as err:
-        raise ConfigError(str(source), [Issue("<file>", "not UTF-8 text")]) from err
+        data = read_small_file(source, limit=MAX_CONFIG_BYTES, what="a config file")
+        text = data.decode("utf-8")
+    except KeyFileError as err:
+        problem = str(err).removeprefix(f"{source}: ")
+        raise ConfigError(str(source), [Issue("<file>", problem)]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(source), [Issue("<file>", "not UTF-8 text")]) from None
+    unsafe = check_permissions(source, secret=False, shown="the config file")
+    if unsafe is not None:
+        raise ConfigError(str(source), [Issue("<file>", unsafe.removeprefix("the config file: "))])
     return parse_config(text, source=source, environ=env, check_files=check_files)
 
 
@@ -85,31 +112,39 @@ def parse_config(
     text: str, *, source: Path, environ: Mapping[str, str] | None = None, check_files: bool = True
 ) -> Config:
     env = os.environ if environ is None else environ
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(str(source), [Issue("<file>", f"too large (more than {MAX_CONFIG_BYTES} bytes)")])
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(str(source), [Issue("<toml>", f"syntax error: {err}")]) from None
+        raise ConfigError(str(source), [Issue("<toml>", f"syntax error: {_syntax(err)}")]) from None
+    except RecursionError:
+        raise ConfigError(str(source), [_TOO_DEEP]) from None
+    if _depth(doc) > MAX_DEPTH:
+        raise ConfigError(str(source), [_TOO_DEEP])
     ctx = Context(base_dir=source.parent, credentials_dir=None)
-    _find_secrets(doc, "", ctx)
+    _find_secrets(doc, "", "", ctx)
 
-    dev_dir = doc.get("credentials_dir")
+    dev_dir = None if "credentials_dir" in ctx.poisoned else doc.get("credentials_dir")
     if dev_dir is not None and not isinstance(dev_dir, str):
         ctx.issues.append(Issue("credentials_dir", f"expected a path string, got {type_name(dev_dir)}"))
         dev_dir = None
     chosen = env.get(CREDENTIALS_ENV) or env.get(DEV_CREDENTIALS_ENV) or dev_dir
     expanded = expand_home(chosen) if chosen else None
     if chosen and expanded is None:
-        ctx.issues.append(Issue("credentials_dir", f"{chosen!r}: no such user's home directory"))
+        ctx.issues.append(Issue("credentials_dir", f"{show(chosen)}: no such user's home directory"))
     ctx.credentials_dir = None if expanded is None else source.parent / expanded
 
     tables: dict[str, Mapping[str, object]] = {}
     for name, value in doc.items():
         if name == "credentials_dir":
             continue
+        if name in ctx.poisoned:
+            continue  # reported as key material
         if name not in _SECTIONS:
             hint = suggest(name, list(_SECTIONS))
             ctx.issues.append(
-                Issue(name, "unknown section" if isinstance(value, dict) else "unknown key", hint)
+                Issue(label(name), "unknown section" if isinstance(value, dict) else "unknown key", hint)
             )
         elif not isinstance(value, dict):
             ctx.issues.append(Issue(name, f"expected a [{name}] table, got {type_name(value)}"))
@@ -126,25 +161,61 @@ def parse_config(
     config = _build(fields, source, ctx)
     if check_files:
         _check_files(ctx)
+        _check_tls(config, ctx)
     if ctx.issues:
         raise ConfigError(str(source), ctx.issues)
     return config
 
 
-def _find_secrets(table: Mapping[str, object], prefix: str, ctx: Context) -> None:
-    for key, value in table.items():
-        dotted = f"{prefix}{key}"
+_TOO_DEEP = Issue("<toml>", f"nested more than {MAX_DEPTH} levels deep (tables or arrays inside each other)")
+_SECRET_HINT = "secrets go in files named by credential (LoadCredential=), never in the config"  # noqa: S105
+
+
+def _syntax(err: tomllib.TOMLDecodeError) -> str:
+    """tomllib's message, unless it quotes something that could be key material (e.g. a repeated table
+    name): then only where the error is."""
+    message = str(err)
+    if not may_be_secret(message):
+        return message
+    where = re.search(r"\(at (line \d+, column \d+|end of document)\)$", message)
+    return f"invalid TOML {where.group(0) if where else ''}".strip()
+
+
+def _depth(doc: object) -> int:
+    """How deep tables and arrays nest, without recursion (a document may nest thousands deep)."""
+    deepest, todo = 0, [(doc, 0)]
+    while todo:
+        value, depth = todo.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            break
         if isinstance(value, dict):
-            _find_secrets(value, f"{dotted}.", ctx)
+            todo += [(v, depth + 1) for v in value.values()]
+        elif isinstance(value, list):
+            todo += [(v, depth + 1) for v in value]
+    return deepest
+
+
+def _find_secrets(table: object, dotted: str, shown: str, ctx: Context) -> None:
+    """Values, array items and key names that look like key material: reported once, never shown."""
+    items = table.items() if isinstance(table, dict) else enumerate(table) if isinstance(table, list) else ()
+    for key, value in items:
+        if isinstance(key, str):
+            key_dotted, key_shown = f"{dotted}{key}", f"{shown}{label(key)}"
+            if may_be_secret(key):
+                ctx.poisoned.add(key_dotted)
+                problem = "a key name that looks like key material (not shown)"
+                ctx.issues.append(Issue(key_shown, problem, _SECRET_HINT))
+                continue
+        else:
+            key_dotted, key_shown = f"{dotted.removesuffix('.')}[{key}]", f"{shown.removesuffix('.')}[{key}]"
+        if isinstance(value, dict):
+            _find_secrets(value, f"{key_dotted}.", f"{key_shown}.", ctx)
+        elif isinstance(value, list):
+            _find_secrets(value, key_dotted, key_shown, ctx)
         elif isinstance(value, str) and looks_secret(value):
-            ctx.poisoned.add(dotted)
-            ctx.issues.append(
-                Issue(
-                    dotted,
-                    "looks like key material (value not shown)",
-                    "secrets go in files named by credential (LoadCredential=), never in the config",
-                )
-            )
+            ctx.poisoned.add(key_dotted)
+            ctx.issues.append(Issue(key_shown, "looks like key material (value not shown)", _SECRET_HINT))
 
 
 def _build(fields: Callable[[str], Fields], source: Path, ctx: Context) -> Config:
@@ -208,9 +279,9 @@ def _build(fields: Callable[[str], Fields], source: Path, ctx: Context) -> Confi
     )
     summary = SummaryConfig(
         url=url,
-        ca_file=f.path("ca_file", check="file"),
-        client_cert=f.path("client_cert", check="file"),
-        client_key=f.credential("client_key"),
+        ca_file=f.path("ca_file", check="ca"),
+        client_cert=f.path("client_cert", check="cert"),
+        client_key=f.credential("client_key", check="tls_key", matches="client_cert"),
         timeout_s=f.number("timeout_s", 5.0, 0.1, 120.0),
         retries=f.integer("retries", 2, 0, 10),
         limit_s=f.number("limit_s", 10.0, 1.0, 120.0),
@@ -224,9 +295,9 @@ def _build(fields: Callable[[str], Fields], source: Path, ctx: Context) -> Confi
             "host", pattern=re.compile(r"[A-Za-z0-9.:_-]{1,253}"), hint="a host name or IP address"
         ),
         port=f.integer("port", 8883, 1, 65535),
-        ca_file=f.path("ca_file", check="file"),
-        client_cert=f.path("client_cert", check="file"),
-        client_key=f.credential("client_key"),
+        ca_file=f.path("ca_file", check="ca"),
+        client_cert=f.path("client_cert", check="cert"),
+        client_key=f.credential("client_key", check="tls_key", matches="client_cert"),
         keepalive_s=f.integer("keepalive_s", 30, 5, 3600),
         window=f.integer("window", 10, 1, 100),
     )
@@ -284,22 +355,43 @@ def _check_files(ctx: Context) -> None:
                 f"run under systemd with LoadCredential=, or set ${DEV_CREDENTIALS_ENV} for development",
             )
         )
+    files: list[IdentityFile] = []
     for check in ctx.file_checks:
         if check.credential is not None and no_dir:
             continue  # reported once above
         try:
             path = check.credential.path if check.credential is not None else check.path or Path()
-            if check.kind == "private_key":
-                load_private_key(path)
-            elif check.kind == "public_key":
-                load_public_key(path)
-            elif check.kind == "audit_key":
-                load_audit_key(path)
-            elif not path.is_file():
-                raise KeyFileError(
-                    f"{path}: not found" if not path.exists() else f"{path}: not a regular file"
-                )
-            elif not os.access(path, os.R_OK):
-                raise KeyFileError(f"{path}: not readable")
         except KeyFileError as err:
             ctx.issues.append(Issue(check.key, str(err)))
+            continue
+        shown = _PATH_HIDDEN if may_be_secret(str(path)) else None
+        files.append(IdentityFile(check.key, path, FILE_KINDS[check.kind], shown))
+    ctx.issues += [Issue(r.role, r.problem) for r in check_identity(files, ctx.pairs)]
+
+
+def _check_tls(config: Config, ctx: Context) -> None:
+    """Build the two TLS contexts as the daemon will, once their files passed: OpenSSL refuses some material
+    that parses (e.g. a chain certificate whose key is too small for its security level), and that must fail
+    here, not at the daemon's start."""
+    from mynabox.adapters.mqtt import LinkConfigError, tls_context
+    from mynabox.adapters.summary_client import SummaryClientConfigError
+
+    if ctx.credentials_dir is None:
+        return  # reported: the keys cannot be found
+    flagged = {issue.key.split(".", 1)[0] for issue in ctx.issues}
+    mqtt = config.mqtt
+    builds: list[tuple[str, Callable[[], object]]] = [
+        ("mqtt", lambda: tls_context(mqtt.ca_file, mqtt.client_cert, mqtt.client_key.path)),
+        ("summary", config.summary.client),
+    ]
+    for section, build in builds:
+        if section in flagged:
+            continue  # its files are refused already
+        try:
+            build()
+        except (LinkConfigError, SummaryClientConfigError) as err:
+            cause = err.__cause__ or err.__context__
+            reason = getattr(cause, "reason", None) or type(cause).__name__  # an OpenSSL code, never contents
+            ctx.issues.append(
+                Issue(section, f"OpenSSL refuses its TLS files (ca_file, client_cert, client_key): {reason}")
+            )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -154,16 +155,62 @@ def _require_p256_private(key: object, source: str) -> ec.EllipticCurvePrivateKe
     return key
 
 
-def read_small_file(path: Path, *, limit: int = _MAX_KEY_FILE, what: str = "a key file") -> bytes:
-    """A key, certificate or credential file, refused past `limit` bytes; KeyFileError names the file only."""
+def read_small_file(
+    path: Path, *, limit: int = _MAX_KEY_FILE, what: str = "a key file", follow_symlinks: bool = True
+) -> bytes:
+    """A key, certificate, credential or config file, refused past `limit` bytes; KeyFileError names the
+    file only. Only regular files are read: a FIFO, device, socket or directory is refused without
+    blocking (stat first, then open with O_NONBLOCK and check what was opened), so `/dev/zero` or a FIFO
+    named as a key cannot hang or exhaust the box. `follow_symlinks=False` refuses a symbolic link."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    if not follow_symlinks:
+        flags |= os.O_NOFOLLOW
     try:
-        with path.open("rb") as f:
-            data = f.read(limit + 1)
+        _require_regular(path, os.stat(path, follow_symlinks=follow_symlinks), limit, what)
+        fd = os.open(path, flags)
     except OSError as err:
         raise KeyFileError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from err
+    try:
+        _require_regular(path, os.fstat(fd), limit, what)  # the file opened is the file checked
+        chunks: list[bytes] = []
+        left = limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as err:
+        raise KeyFileError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from err
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
     if len(data) > limit:
-        raise KeyFileError(f"{path}: too large for {what}")
+        raise KeyFileError(f"{path}: too large for {what} (more than {limit} bytes)")
     return data
+
+
+def file_type(mode: int) -> str:
+    """What a stat mode is, in words, for refusals."""
+    for test, name in (
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a symbolic link"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _require_regular(path: Path, st: os.stat_result, limit: int, what: str) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise KeyFileError(f"{path}: {file_type(st.st_mode)}, not a regular file")
+    if st.st_size > limit:
+        raise KeyFileError(f"{path}: too large for {what} ({st.st_size} bytes, at most {limit})")
 
 
 def _write_atomic(path: Path, data: bytes, *, mode: int) -> None:
