@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from mynabox.adapters.pcsc import PcscReader
+from mynabox.adapters.pcsc import PcscReader, stuck_exchanges
 from mynabox.card.certcheck import CertStatus, TrustStore
-from mynabox.card.errors import CardRemoved, NotMyNumberCard, ReaderGone
+from mynabox.card.errors import CardRemoved, NotMyNumberCard, ReaderGone, ReadTimeout
 from mynabox.card.identity import card_key_hash
 from mynabox.card.jpki import CardType
 from mynabox.cardread import CardReport, JpkiReader
@@ -25,6 +25,7 @@ from mynabox.testing import testca
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
 from mynabox.testing.pcscd import PrivatePcscd
 from mynabox.testing.vpcd import VpcdCardServer
+from mynabox.testing.wait import wait_for
 
 pytestmark = pytest.mark.stack
 CARD = "STACKTESTCARD0000000001"
@@ -184,3 +185,30 @@ def test_read_command_failures(
         with tapped(pcscd, VirtualMyNumberCard(CARD, faults=faults)):
             got = mynabox_read(pcscd, *args)
     assert got[0] == code and got[1]["outcome"] == outcome and got[1]["exit_code"] == code
+
+
+@pytest.mark.parametrize("answered", [0, 2], ids=["silent-after-atr", "silent-mid-read"])
+def test_read_command_ends_on_a_card_that_stops_answering(pcscd: PrivatePcscd, answered: int) -> None:
+    """vpcd never times out an APDU: before the read had a deadline this waited forever (killed at 60 s)."""
+    with tapped(pcscd, VirtualMyNumberCard(CARD, faults=Faults(silent_after=answered))):
+        started = time.monotonic()
+        code, report = mynabox_read(pcscd, "--timeout", "5")
+        took = time.monotonic() - started
+    assert (code, report["outcome"], report["exit_code"]) == (8, "card-unresponsive", 8), report
+    assert "take it away and hold it again" in str(report["message"])
+    assert 4.5 <= took < 8.0, took
+
+
+def test_a_silent_card_then_the_next_good_card_in_one_service(
+    pcscd: PrivatePcscd, service: JpkiReader
+) -> None:
+    """The stuck exchange is left on its own PC/SC context: the same service reads the next card."""
+    with tapped(pcscd, VirtualMyNumberCard(CARD, faults=Faults(silent_after=0))):
+        started = time.monotonic()
+        with pytest.raises(ReadTimeout):
+            service.read(timeout=10, clock_synced=True, limit_s=1.5)
+        assert time.monotonic() - started < 4.0
+    # Pulled: vpcd's driver gets its socket closed, the abandoned exchange returns and cleans up.
+    report = tap_and_read(pcscd, service, VirtualMyNumberCard(CARD))
+    assert report.certificate == testca.auth_certificate(CARD)
+    assert wait_for(lambda: stuck_exchanges() == 0, 5)

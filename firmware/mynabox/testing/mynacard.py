@@ -47,6 +47,7 @@ class Faults:
     baud: int | None = None  # kbit/s on the air (106/212/424/848): bytes cost time both ways
     non_jpki: bool = False  # an ISO 7816 card without the JPKI AP
     mute: bool = False  # a card that never answers an APDU (e.g. FeliCa-only behind an ISO reader)
+    silent_after: int | None = None  # answers its ATR and this many APDUs, then never answers again
 
 
 @dataclass
@@ -174,6 +175,8 @@ class VirtualMyNumberCard:
         self.log.append(bytes(command))
         self.apdu_count += 1
         if self.faults.mute:
+            return None
+        if self.faults.silent_after is not None and self.apdu_count > self.faults.silent_after:
             return None
         response = self._answer(command)
         if self.faults.remove_after is not None and self.apdu_count >= self.faults.remove_after:
