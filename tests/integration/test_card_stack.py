@@ -71,7 +71,7 @@ def tap_and_read(pcscd: PrivatePcscd, service: JpkiReader, card: VirtualMyNumber
 
 def test_le_modes_and_remembered_caps(pcscd: PrivatePcscd, service: JpkiReader) -> None:
     extended = tap_and_read(pcscd, service, VirtualMyNumberCard(CARD))
-    assert (extended.apdus, extended.caps.extended) == (3, True)
+    assert (extended.apdus, extended.caps.extended) == (4, True)  # the first tap: 256 bytes, then the rest
     assert extended.card_type is CardType.MY_NUMBER_CARD
     assert extended.check.status is CertStatus.OK and extended.check.issuer_generation == "test"
     assert extended.card_hash == card_key_hash(testca.auth_certificate(CARD), KEY)
@@ -89,7 +89,7 @@ def test_pulled_cards_then_a_good_tap(pcscd: PrivatePcscd, service: JpkiReader) 
     for answered in (1, 2):
         with pytest.raises(CardRemoved):
             tap_and_read(pcscd, service, VirtualMyNumberCard(CARD, faults=Faults(remove_after=answered)))
-    assert tap_and_read(pcscd, service, VirtualMyNumberCard(CARD)).apdus == 3
+    assert tap_and_read(pcscd, service, VirtualMyNumberCard(CARD)).apdus == 4
 
 
 def test_non_jpki_and_mute_cards(pcscd: PrivatePcscd, service: JpkiReader) -> None:
@@ -124,7 +124,7 @@ def test_pcscd_killed_and_restarted_while_waiting(pcscd: PrivatePcscd, service: 
         waiter.join(timeout=5)
         service.pcsc.resume()
     (report,) = outcome
-    assert isinstance(report, CardReport) and report.apdus == 3
+    assert isinstance(report, CardReport) and report.apdus == 4
 
 
 def test_reader_unplugged_and_back(pcscd: PrivatePcscd, service: JpkiReader) -> None:
@@ -158,7 +158,7 @@ def test_read_command_ok_with_key_file(pcscd: PrivatePcscd, tmp_path: Path) -> N
     assert code == 0, report
     assert report["outcome"] == "ok" and report["card_type"] == "my-number-card"
     assert report["card_hash"] == card_key_hash(testca.auth_certificate(CARD), KEY)
-    assert (report["apdus"], report["extended_le"], report["sfi_read"]) == (3, True, True)
+    assert (report["apdus"], report["extended_le"], report["sfi_read"]) == (4, True, True)
     assert report["certificate_status"] == "ok" and report["certificate_issuer_generation"] == "test"
     assert {"certificate_not_before", "certificate_not_after", "certificate_clock_synced", "ms"} <= set(
         report
