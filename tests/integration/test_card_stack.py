@@ -212,3 +212,29 @@ def test_a_silent_card_then_the_next_good_card_in_one_service(
     report = tap_and_read(pcscd, service, VirtualMyNumberCard(CARD))
     assert report.certificate == testca.auth_certificate(CARD)
     assert wait_for(lambda: stuck_exchanges() == 0, 5)
+
+
+def test_closing_the_reader_during_a_silent_read_does_not_block(pcscd: PrivatePcscd) -> None:
+    """A stop while a read waits for its deadline: releasing the card context would wait for the blocked
+    transmit (and hold pcsc-lite's global lock meanwhile), so the line is handed to its thread instead."""
+    outcome: list[BaseException | CardReport | None] = []
+    with tapped(pcscd, VirtualMyNumberCard(CARD, faults=Faults(silent_after=0))):
+        pcsc = PcscReader()
+        service = JpkiReader(pcsc, trust=TrustStore.jlis([testca.test_ca_pem()]), hash_key=KEY)
+
+        def read() -> None:
+            try:
+                outcome.append(service.read(timeout=10, clock_synced=True, limit_s=4.0))
+            except BaseException as exc:  # handed to the test thread
+                outcome.append(exc)
+
+        reading = threading.Thread(target=read, daemon=True)
+        reading.start()
+        time.sleep(1.5)  # announced, connected, SELECT sent and not answered
+        closing = threading.Thread(target=pcsc.close, daemon=True)
+        closing.start()
+        closing.join(timeout=2.0)
+        assert not closing.is_alive(), "close() blocked behind the unanswered transmit"
+        reading.join(timeout=6.0)
+        assert len(outcome) == 1 and isinstance(outcome[0], ReadTimeout)
+    assert wait_for(lambda: stuck_exchanges() == 0, 5)

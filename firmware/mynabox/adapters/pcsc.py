@@ -140,8 +140,10 @@ class _Line:
     def __init__(self, context: int) -> None:
         self.context = context
         self.abandoned = False
+        self.closed = False
         self.handles: set[int] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # orders "the call came back" against "the line is abandoned"
+        self._busy = False  # a call is on the line's thread
         self._job: Callable[[], Any] | None = None
         self._result: Any = None
         self._ready = threading.Semaphore(0)
@@ -155,17 +157,22 @@ class _Line:
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name="pcsc-line", daemon=True)
             self._thread.start()
-        self._job = job
+        self._job, self._busy = job, True
         self._ready.release()
         if self._done.acquire(timeout=max(0.0, deadline - time.monotonic())):
             return self._result
         with self._lock:
             if self._done.acquire(blocking=False):  # it came back in between after all
                 return self._result
-            self.abandoned = True
-        with _Line._stuck_lock:
-            _Line.stuck += 1
+            self._abandon()
         raise _Late
+
+    def _abandon(self) -> None:
+        """Under `_lock`, with a call in flight: from now on only the line's thread touches the context."""
+        if not self.abandoned:
+            self.abandoned = True
+            with _Line._stuck_lock:
+                _Line.stuck += 1
 
     def _serve(self) -> None:
         while True:
@@ -178,6 +185,7 @@ class _Line:
             except BaseException as err:  # handed to the caller as the result
                 self._result = err
             with self._lock:
+                self._busy = False
                 self._done.release()
                 if not self.abandoned:
                     continue
@@ -193,9 +201,15 @@ class _Line:
         log.info("an exchange abandoned at its deadline returned; its PC/SC context is released")
 
     def close(self) -> None:
-        """Stop the thread and release the context (only for a line that is not abandoned)."""
-        if self.abandoned:
-            return
+        """Stop the thread and release the context. With a call still in flight (a stop while a read
+        waits for its deadline) releasing would block on the call: the line is abandoned instead."""
+        with self._lock:
+            if self.abandoned or self.closed:
+                return
+            if self._busy:
+                self._abandon()
+                return
+            self.closed = True
         if self._thread is not None:
             self._job = None
             self._ready.release()
@@ -229,6 +243,8 @@ class PcscCard:
         if handle is None:
             raise CardRemoved("transmit: card connection already closed")
         line, deadline = self._line, self.deadline
+        if line is not None and line.closed:
+            raise CardRemoved("transmit: the reader was closed")
         if line is not None and line.abandoned:
             raise ReadTimeout("transmit: the card stopped answering earlier in this read")
 
@@ -259,7 +275,7 @@ class PcscCard:
 
     def close(self) -> None:
         handle, self._handle = self._handle, None
-        if handle is None or (self._line is not None and self._line.abandoned):
+        if handle is None or (self._line is not None and (self._line.abandoned or self._line.closed)):
             return
         if self._line is not None:
             self._line.handles.discard(handle)
@@ -333,7 +349,7 @@ class PcscReader:
     def _card_line(self) -> _Line:
         """The context cards are connected on; a new one once the last was abandoned."""
         with self._lock:
-            if self._line is not None and not self._line.abandoned:
+            if self._line is not None and not (self._line.abandoned or self._line.closed):
                 return self._line
             if _Line.stuck >= MAX_STUCK:
                 raise CardUnresponsive(f"{_Line.stuck} card exchanges still unanswered: take the card away")
