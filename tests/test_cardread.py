@@ -44,7 +44,7 @@ def test_report_holds_the_keyed_hash_and_check_but_never_shows_the_certificate()
     assert report.card_hash == card_key_hash(cert, KEY)
     assert report.card_type is CardType.MY_NUMBER_CARD
     assert (report.check.status, report.check.issuer_generation) == (CertStatus.OK, "test")
-    assert report.apdus == 3 and report.reader == "r1" and report.ms > 0
+    assert report.apdus == 4 and report.reader == "r1" and report.ms > 0
     assert report.check.not_before is not None and report.read_at.tzinfo is not None
     assert CARD not in repr(report) and cert.hex() not in repr(report)
 
@@ -56,6 +56,7 @@ def test_caps_are_remembered_per_reader() -> None:
     assert memory.get("refusing").extended is False
     assert memory.get("other") == ReaderCaps()  # another reader still tries extended Le
     assert read(memory, "refusing", VirtualMyNumberCard(CARD, extended=False)).apdus == 2 + SHORT_READS
+    assert read(memory, "other", VirtualMyNumberCard(CARD)).apdus == 4  # first tap there: no length hint yet
     assert read(memory, "other", VirtualMyNumberCard(CARD)).apdus == 3
 
 

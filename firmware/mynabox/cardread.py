@@ -18,6 +18,10 @@ from mynabox.card.identity import card_key_hash
 from mynabox.card.jpki import CardRead, CardType, ReaderCaps, read_auth_certificate
 from mynabox.card.session import run
 
+# How long the read of a presented card may take: a tap takes about 0.1 s, a marginal card a few frame wait
+# times (FWI 13: 2.5 s each, card-protocol.md §1.1). A card still silent then is given up (`ReadTimeout`).
+READ_LIMIT_S = 5.0
+
 
 class ReaderTransport(Protocol):
     """A connected card on a named reader (`PcscCard` is one): caps are remembered per reader name."""
@@ -100,15 +104,19 @@ class JpkiReader:
     def read_present(self, card: ReaderTransport, *, clock_synced: bool) -> CardReport:
         return read_card(card, self.caps, trust=self._trust, hash_key=self._key, clock_synced=clock_synced)
 
-    def read(self, *, timeout: float | None, clock_synced: bool) -> CardReport | None:
+    def read(
+        self, *, timeout: float | None, clock_synced: bool, limit_s: float | None = READ_LIMIT_S
+    ) -> CardReport | None:
         """Wait for the next tap and read it; None when no card came within `timeout` (or on cancel).
 
-        Raises `ReaderGone`/`ServiceGone` (no reader or pcscd at the end of the wait), `CardUnresponsive`
-        (a mute card), `CardRemoved` (pulled mid-read: hold it again), `NotMyNumberCard`, other
+        The read itself ends within `limit_s` (None: no limit). Raises `ReaderGone`/`ServiceGone` (no
+        reader or pcscd at the end of the wait), `CardUnresponsive` (a mute card; `ReadTimeout`: silent
+        past `limit_s`), `CardRemoved` (pulled mid-read: hold it again), `NotMyNumberCard`, other
         `ProtocolError`s for cards answering out of spec. The card connection is always closed.
         """
         card = self.pcsc.wait_for_card(timeout)
         if card is None:
             return None
         with card:
+            card.deadline = None if limit_s is None else time.monotonic() + limit_s
             return self.read_present(card, clock_synced=clock_synced)

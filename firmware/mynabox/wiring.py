@@ -27,6 +27,7 @@ from mynabox.adapters.panel import Panel, load_pin_map
 from mynabox.adapters.pcsc import PcscReader
 from mynabox.adapters.systemd import Notifier
 from mynabox.card.certcheck import TrustStore
+from mynabox.cardread import READ_LIMIT_S
 from mynabox.config import Config
 from mynabox.core.effects import (
     Buzz,
@@ -178,6 +179,8 @@ class Box:
             hash_key=audit_key.reveal(),
             clock_synced=lambda: self._synced,
             extended=_EXTENDED[cfg.reader.extended_apdu],
+            # Well inside the watchdog's hang limit, which stays the last resort.
+            read_limit_s=min(READ_LIMIT_S, cfg.reader.hang_s / 2),
         )
         self.parts.cards = cards
         cards.start()

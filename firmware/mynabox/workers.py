@@ -26,7 +26,7 @@ from mynabox.card.errors import (
     TransportError,
 )
 from mynabox.card.jpki import ReaderCaps
-from mynabox.cardread import CapsMemory, read_card
+from mynabox.cardread import READ_LIMIT_S, CapsMemory, read_card
 from mynabox.core.effects import RecordOutcome, StartDelivery
 from mynabox.core.events import (
     CardPresent,
@@ -82,8 +82,10 @@ class CardWorker:
         hash_key: bytes,
         clock_synced: Callable[[], bool],
         extended: bool | None = None,
+        read_limit_s: float = READ_LIMIT_S,
     ) -> None:
         self._reader = reader
+        self._limit_s = read_limit_s
         self._post = post
         self._trust = trust
         self._key = hash_key
@@ -167,6 +169,8 @@ class CardWorker:
         read = self._next_read()
         self._post(CardPresent(read))
         failure: ReadFailure | None = None
+        # A card that answers its ATR and then nothing must not hold the worker: the read ends by then.
+        card.deadline = present_at + self._limit_s
         try:
             report = read_card(
                 card, self._caps, trust=self._trust, hash_key=self._key, clock_synced=self._synced()
@@ -176,7 +180,8 @@ class CardWorker:
             failure = ReadFailure.NOT_MY_NUMBER_CARD
         except CardRemoved:
             failure = ReadFailure.REMOVED
-        except CardUnresponsive:
+        except CardUnresponsive as err:
+            log.warning("card unresponsive: %s", err)
             failure = ReadFailure.UNRESPONSIVE
         except ProtocolError as err:
             log.warning("card answered unexpectedly: %s", err)

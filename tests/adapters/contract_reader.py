@@ -35,10 +35,10 @@ SELECT_BY_AID = bytes.fromhex("00A404")
 
 
 def full_read_apdus(extended: bool, caps: ReaderCaps = UNKNOWN) -> int:
-    """SELECT + token + one extended read; or SELECT + token (+ the refused extended try unless the
-    caps already know) + ceil(len/256) short reads."""
+    """SELECT + token + 256 bytes + exactly the rest (one extended read of the length once it is known);
+    or SELECT + token (+ the refused extended try unless the caps already know) + ceil(len/256) reads."""
     if extended:
-        return 3
+        return 3 if caps.length_hint is not None else 4
     refused_try = 0 if caps.extended is False else 1
     return 2 + refused_try + -(-len(testca.auth_certificate(CARD)) // 256)
 
@@ -85,7 +85,7 @@ class ReaderContract:
         last = VirtualMyNumberCard(CARD, extended=extended, faults=Faults(remove_after=n))
         assert self.read(present, last).certificate == testca.auth_certificate(CARD)
         # And the next tap of a good card reads fine.
-        assert self.read(present, VirtualMyNumberCard(CARD)).apdus == 3
+        assert self.read(present, VirtualMyNumberCard(CARD)).apdus == 4
 
     @pytest.mark.parametrize(
         ("faults", "error"),
@@ -114,6 +114,26 @@ class ReaderContract:
         # and a wait ends in its timeout: either way a typed outcome, never a hang or a crash.
         with pytest.raises((CardUnresponsive, NotAnnounced)):
             self.read(present, VirtualMyNumberCard(CARD, faults=Faults(mute=True)))
+
+    @pytest.mark.parametrize("sfi_refused", [None, 0x6A86, 0x6B00], ids=["sfi", "no-sfi-6a86", "no-sfi-6b00"])
+    def test_first_and_later_taps_on_a_padded_ef_carry_no_filler(
+        self, present: Present, sfi_refused: int | None
+    ) -> None:
+        """EF 000A is 8 KB of which the certificate is ~1.2: the first tap asks for 256 bytes and then exactly
+        the rest (before: the whole EF in one extended READ), the next for the length it learned + margin."""
+        cert = testca.auth_certificate(CARD)
+        faults = Faults(cert_ef_size=8192, sfi_refused=sfi_refused)
+        card = VirtualMyNumberCard(CARD, faults=faults)
+        first = self.read(present, card)
+        assert first.certificate == cert and first.caps.sfi is (sfi_refused is None)
+        assert first.card_type is (CardType.MY_NUMBER_CARD if sfi_refused is None else CardType.NOT_READ)
+        # Command + response bytes of the minimal exchange: SELECT AP (+ SELECT EF), 4-byte header, the rest.
+        minimal = 17 + (9 if sfi_refused else 0) + 11 + (9 + len(cert) - 4)
+        assert card.air_bytes == minimal + (7 if sfi_refused else 39)  # the refused SFI probe, or the token
+        card = VirtualMyNumberCard(CARD, faults=faults)
+        again = self.read(present, card, first.caps)
+        assert again.certificate == cert and again.apdus == card.apdu_count == 3
+        assert card.air_bytes <= minimal + (0 if sfi_refused else 39) + jpki.HINT_MARGIN
 
     def test_never_verifies_nor_selects_another_ap(self, present: Present) -> None:
         card = VirtualMyNumberCard(CARD)

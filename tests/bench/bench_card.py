@@ -12,6 +12,12 @@ Three views of OpenSC, because `pkcs15-tool` is a process per read:
     (35 APDUs, ~130 ms here), so subtracting it would remove most of OpenSC's card work too;
   * modelled link time only: the sum of the card's latency model over the APDUs each reader sent. This
     is the fairest figure (no process or pcscd overheads on either side) and what a real tap costs.
+
+Then the first tap (`mynabox read`, the daemon's first tap after a start: nothing known about the reader)
+and later taps, next to the minimal exchange (SELECT AP, READ by SFI of the 4-byte DER header, one READ
+of the rest; without SFI, SELECT EF + READ header + READ rest), on the issue's card model (4 ms turnaround,
+212 kbit/s) with EF 000A padded to 2,100 bytes, on a card that reads by SFI and on one that refuses it.
+Each runs as sessions on one connected card (no re-tap per read; the same for all three).
 """
 
 from __future__ import annotations
@@ -22,9 +28,14 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Generator
 
 from mynabox.adapters.pcsc import PcscReader
+from mynabox.card import apdu
 from mynabox.card.certcheck import TrustStore
+from mynabox.card.jpki import AID_JPKI, EF_AUTH_CERT, ReaderCaps, read_auth_certificate
+from mynabox.card.session import run
+from mynabox.card.tlv import der_total_length
 from mynabox.cardread import JpkiReader
 from mynabox.testing import testca
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
@@ -33,6 +44,8 @@ from mynabox.testing.vpcd import VpcdCardServer
 
 CARD = "BENCHCARD00000000000001"
 MODEL = Faults(latency_s=0.003, baud=424)  # 3 ms turnaround per APDU, 424 kbit/s on the air
+TAP_MODEL = Faults(latency_s=0.004, baud=212, cert_ef_size=2100)  # the first-tap issue's card
+TAP_CASES = {"sfi": TAP_MODEL, "no-sfi": Faults(**{**vars(TAP_MODEL), "sfi_refused": 0x6A86})}
 
 
 class MeteredCard(VirtualMyNumberCard):
@@ -68,6 +81,55 @@ def ours(pcscd: PrivatePcscd, n: int, extended: bool) -> tuple[float, float, flo
                 apdus.append(report.apdus)
                 model.append(card.model_s * 1000)
     return statistics.median(times), statistics.mean(apdus), statistics.mean(model)
+
+
+def minimal_exchange(sfi: bool) -> Generator[bytes, bytes, int]:
+    """The fewest APDUs that read the certificate exactly: SELECT AP, (SELECT EF,) the 4-byte DER header,
+    one extended READ of the rest. A yardstick, not a reader: no checks beyond getting the length."""
+    yield apdu.select_aid(AID_JPKI).encode()
+    if not sfi:
+        yield apdu.select_ef(EF_AUTH_CERT).encode()
+    head = apdu.read_binary_sfi(EF_AUTH_CERT, 4) if sfi else apdu.read_binary(0, 4)
+    total = der_total_length((yield head.encode())[:-2])
+    yield apdu.read_binary(4, total - 4, extended=True).encode()
+    return 3 if sfi else 4
+
+
+def taps(pcscd: PrivatePcscd, n: int, faults: Faults) -> dict[str, dict[str, float]]:
+    """Minimal exchange, our first tap (no caps known) and our later taps: APDUs, p50 ms, link ms."""
+    card = MeteredCard(CARD, faults=faults)
+    figures: dict[str, dict[str, float]] = {}
+    pcscd.wait_empty()
+    with VpcdCardServer(card, port=pcscd.vpcd_port), PcscReader() as pcsc:
+        connected = pcsc.wait_for_card(timeout=10)
+        if connected is None:
+            raise RuntimeError("the card was not announced")
+        with connected:
+            learned = run(read_auth_certificate(), connected).caps
+
+            def measure(name: str, session: Callable[[], Generator[bytes, bytes, object]]) -> None:
+                times, apdus, model = [], [], []
+                for _ in range(n):
+                    card.model_s, before = 0.0, card.apdu_count
+                    started = time.perf_counter()
+                    run(session(), connected)
+                    times.append((time.perf_counter() - started) * 1000)
+                    apdus.append(card.apdu_count - before)
+                    model.append(card.model_s * 1000)
+                figures[name] = {
+                    "apdus": statistics.mean(apdus),
+                    "ms_p50": statistics.median(times),
+                    "link_ms": statistics.mean(model),
+                }
+
+            sfi = faults.sfi_refused is None
+            measure("minimal", lambda: minimal_exchange(sfi))
+            measure("first_tap", lambda: read_auth_certificate(ReaderCaps()))
+            measure("later_tap", lambda: read_auth_certificate(learned))
+    for name in ("first_tap", "later_tap"):
+        figures[name]["link_ratio"] = figures[name]["link_ms"] / figures["minimal"]["link_ms"]
+        figures[name]["ratio"] = figures[name]["ms_p50"] / figures["minimal"]["ms_p50"]
+    return figures
 
 
 def opensc(pcscd: PrivatePcscd, n: int) -> tuple[float, float, float, float]:
@@ -110,6 +172,7 @@ def main() -> int:
         ext_ms, ext_apdus, ext_model = ours(pcscd, n, extended=True)
         short_ms, short_apdus, short_model = ours(pcscd, n, extended=False)
         o_ms, o_apdus, o_start, o_model = opensc(pcscd, n)
+        tap_figures = {case: taps(pcscd, n, faults) for case, faults in TAP_CASES.items()}
     length = len(testca.auth_certificate(CARD))
     goal_short = 2 + -(-length // 256)
     o_no_start = o_ms - o_start
@@ -133,8 +196,32 @@ def main() -> int:
         f"link time only {ext_model / o_model:.3f} (goal ≤ 0.5)"
     )
     print(
+        f"first and later taps: {TAP_MODEL.latency_s * 1000:.0f} ms turnaround + {TAP_MODEL.baud} kbit/s, "
+        f"EF 000A padded to {TAP_MODEL.cert_ef_size} bytes (goal: every tap ≤ 1.1 × the minimal exchange)"
+    )
+    for case, figures in tap_figures.items():
+        m = figures["minimal"]
+        print(f"  {case:<6} minimal   : {m['apdus']:.0f} APDUs, link {m['link_ms']:.1f} ms, ", end="")
+        print(f"p50 {m['ms_p50']:.1f} ms")
+        for name in ("first_tap", "later_tap"):
+            f = figures[name]
+            label = name.replace("_", " ")
+            print(
+                f"  {case:<6} {label:<10}: {f['apdus']:.0f} APDUs, link {f['link_ms']:.1f} ms "
+                f"({f['link_ratio']:.3f} ×), p50 {f['ms_p50']:.1f} ms ({f['ratio']:.3f} ×)"
+            )
+    print(
         json.dumps(
             {
+                "taps": {
+                    case: {name: {k: round(v, 3) for k, v in f.items()} for name, f in figures.items()}
+                    for case, figures in tap_figures.items()
+                },
+                "tap_model": {
+                    "latency_s": TAP_MODEL.latency_s,
+                    "baud_kbit_s": TAP_MODEL.baud,
+                    "cert_ef_size": TAP_MODEL.cert_ef_size,
+                },
                 "apdus_per_read": round(ext_apdus, 2),
                 "ms_per_read_p50": round(ext_ms, 2),
                 "link_ms_per_read": round(ext_model, 2),

@@ -77,6 +77,12 @@ def test_bench_card_prints_the_card_figures() -> None:
     figures = last_json("bench_card.py", BENCH_N="1")
     finite(figures, "apdus_per_read", "ms_per_read_p50", "opensc_ms_per_read_p50", "ratio_vs_opensc")
     assert figures["apdus_per_read"] == 3 and figures["short_apdus_per_read"] == 7
+    taps = figures["taps"]
+    assert isinstance(taps, dict) and set(taps) == {"sfi", "no-sfi"}
+    for case in taps.values():
+        finite(case["first_tap"], "link_ms", "link_ratio", "ms_p50")
+        finite(case["later_tap"], "link_ms", "link_ratio", "ms_p50")
+        assert case["minimal"]["apdus"] in (3, 4)
 
 
 def test_bench_imports_accounts_for_every_library() -> None:

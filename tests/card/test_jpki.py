@@ -22,6 +22,7 @@ from mynabox.card.errors import (
 from mynabox.card.jpki import (
     AID_JPKI,
     EF_AUTH_CERT,
+    HINT_MARGIN,
     MAX_APDUS,
     CardRead,
     CardType,
@@ -36,11 +37,12 @@ from mynabox.testing.fakecard import FakeCardTransport
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
 
 SELECT_JPKI = "00A4040C0AD392F000260100000001"
+SELECT_CERT = "00A4020C02000A"
 TOKEN_SFI = "00B0860020"
 TOKEN_BYTES = b"JPKIAPICCTOKEN2".ljust(32, b" ")
 TOKEN = TOKEN_BYTES.hex().upper()
-CERT_EXT_SFI = "00B08A00000000"
-CERT_SHORT_SFI = "00B08A0000"
+CERT_SHORT_SFI = "00B08A0000"  # the first 256 bytes of EF 000A by SFI
+CERT_SHORT = "00B0000000"  # the same after SELECT EF
 
 # A stand-in certificate: a DER SEQUENCE of 0x514 content bytes (1304 bytes in all), then FF filler.
 CERT = bytes.fromhex("30820514") + bytes(i % 251 for i in range(0x514))
@@ -49,6 +51,11 @@ EF_000A = CERT + b"\xff" * 300
 
 def hx(b: bytes) -> str:
     return b.hex().upper()
+
+
+def rest_ext(offset: int, n: int) -> str:
+    """Extended READ BINARY of `n` bytes at `offset` of the current EF."""
+    return f"00B0{offset:04X}00{n:04X}"
 
 
 def drive(session: Generator[bytes, bytes, CardRead], transcript: list[tuple[str, str]]) -> CardRead:
@@ -66,9 +73,8 @@ def drive(session: Generator[bytes, bytes, CardRead], transcript: list[tuple[str
         return result
 
 
-def short_reads(cert: bytes, *, first: str = CERT_SHORT_SFI) -> list[tuple[str, str]]:
-    steps = [(first, hx(EF_000A[:256]) + "9000")]
-    offset = 256
+def chunks_from(cert: bytes, offset: int) -> list[tuple[str, str]]:
+    steps = []
     while offset < len(cert):
         n = min(256, len(cert) - offset)
         steps.append((f"00B0{offset:04X}{n % 256:02X}", hx(cert[offset : offset + n]) + "9000"))
@@ -76,14 +82,23 @@ def short_reads(cert: bytes, *, first: str = CERT_SHORT_SFI) -> list[tuple[str, 
     return steps
 
 
-def test_extended_read_in_three_apdus() -> None:
+def short_reads(cert: bytes, *, first: str = CERT_SHORT_SFI) -> list[tuple[str, str]]:
+    return [(first, hx(EF_000A[:256]) + "9000"), *chunks_from(cert, 256)]
+
+
+def first_tap(first: str = CERT_SHORT_SFI) -> list[tuple[str, str]]:
+    """EF 000A on a first tap: 256 bytes (the header gives the length), then exactly the rest."""
+    return [(first, hx(EF_000A[:256]) + "9000"), (rest_ext(256, len(CERT) - 256), hx(CERT[256:]) + "9000")]
+
+
+def test_first_tap_reads_256_bytes_then_exactly_the_rest_no_filler() -> None:
+    """Before: one extended READ of the whole EF (Le 65536), the FF filler crossing the air."""
     result = drive(
-        read_auth_certificate(),
-        [(SELECT_JPKI, "9000"), (TOKEN_SFI, TOKEN + "9000"), (CERT_EXT_SFI, hx(EF_000A) + "9000")],
+        read_auth_certificate(), [(SELECT_JPKI, "9000"), (TOKEN_SFI, TOKEN + "9000"), *first_tap()]
     )
     assert result.certificate == CERT  # filler stripped to the DER length
     assert result.card_type is CardType.MY_NUMBER_CARD
-    assert result.apdus == 3
+    assert result.apdus == 4  # the minimal exchange (SELECT, header, rest) plus the token
     assert result.caps == ReaderCaps(extended=True, sfi=True, length_hint=len(CERT))
 
 
@@ -101,12 +116,24 @@ def test_length_hint_keeps_the_filler_off_the_air() -> None:
     assert result.caps.length_hint == len(CERT)
 
 
+def test_length_hint_of_this_length_is_one_read() -> None:
+    asked = len(CERT) + HINT_MARGIN
+    transcript = [
+        (SELECT_JPKI, "9000"),
+        (TOKEN_SFI, TOKEN + "9000"),
+        (f"00B08A0000{asked:04X}", hx(EF_000A[:asked]) + "9000"),
+    ]
+    result = drive(read_auth_certificate(ReaderCaps(True, True, length_hint=len(CERT))), transcript)
+    assert result.certificate == CERT and result.apdus == 3
+
+
 def test_extended_refused_falls_back_to_short_reads() -> None:
     transcript = [
         (SELECT_JPKI, "9000"),
         (TOKEN_SFI, TOKEN + "9000"),
-        (CERT_EXT_SFI, "6700"),
-        *short_reads(CERT),
+        (CERT_SHORT_SFI, hx(EF_000A[:256]) + "9000"),
+        (rest_ext(256, len(CERT) - 256), "6700"),
+        *chunks_from(CERT, 256),
     ]
     result = drive(read_auth_certificate(), transcript)
     assert result.certificate == CERT
@@ -121,18 +148,15 @@ def test_known_short_reader_skips_the_extended_try() -> None:
     assert result.apdus == 2 + 6  # the goal: 2 + ceil(len/256)
 
 
-def test_sfi_refused_falls_back_to_select_ef() -> None:
-    transcript = [
-        (SELECT_JPKI, "9000"),
-        (TOKEN_SFI, "6A81"),
-        ("00A4020C020006", "9000"),
-        ("00B0000020", TOKEN + "9000"),
-        ("00A4020C02000A", "9000"),
-        ("00B00000000000", hx(EF_000A) + "9000"),
-    ]
+def test_sfi_refused_falls_back_to_select_ef_without_the_token() -> None:
+    """Without SFI the token would cost SELECT + READ on every tap: it is not read (before: 6 APDUs and
+    the whole EF; now 5, the minimal 4 plus the refused probe)."""
+    transcript = [(SELECT_JPKI, "9000"), (TOKEN_SFI, "6A81"), (SELECT_CERT, "9000"), *first_tap(CERT_SHORT)]
     result = drive(read_auth_certificate(), transcript)
     assert result.certificate == CERT
+    assert result.card_type is CardType.NOT_READ
     assert result.caps == ReaderCaps(extended=True, sfi=False, length_hint=len(CERT))
+    assert result.apdus == 5
 
 
 def test_end_of_file_with_6b00_and_short_chunk() -> None:
@@ -154,8 +178,9 @@ def test_lying_der_length_is_truncation_not_a_loop() -> None:
     transcript = [
         (SELECT_JPKI, "9000"),
         (TOKEN_SFI, TOKEN + "9000"),
-        (CERT_EXT_SFI, hx(ef) + "9000"),
-        (f"00B0{len(ef):04X}00", "6B00"),
+        (CERT_SHORT_SFI, hx(ef[:256]) + "9000"),
+        (rest_ext(256, 2308 - 256), hx(ef[256:]) + "9000"),
+        (rest_ext(len(ef), 2308 - len(ef)), "6B00"),
     ]
     with pytest.raises(MalformedResponse, match="truncated"):
         drive(read_auth_certificate(), transcript)
@@ -170,8 +195,7 @@ def test_not_a_my_number_card(sw: str) -> None:
 def test_unknown_token_is_still_read() -> None:
     token = hx(b"SOMETHINGELSE".ljust(32, b"\x00"))
     result = drive(
-        read_auth_certificate(),
-        [(SELECT_JPKI, "9000"), (TOKEN_SFI, token + "9000"), (CERT_EXT_SFI, hx(EF_000A) + "9000")],
+        read_auth_certificate(), [(SELECT_JPKI, "9000"), (TOKEN_SFI, token + "9000"), *first_tap()]
     )
     assert result.card_type is CardType.UNKNOWN
 
@@ -180,7 +204,7 @@ def test_error_status_on_certificate_is_typed() -> None:
     with pytest.raises(SecurityStatusNotSatisfied) as info:
         drive(
             read_auth_certificate(),
-            [(SELECT_JPKI, "9000"), (TOKEN_SFI, TOKEN + "9000"), (CERT_EXT_SFI, "6982")],
+            [(SELECT_JPKI, "9000"), (TOKEN_SFI, TOKEN + "9000"), (CERT_SHORT_SFI, "6982")],
         )
     assert info.value.sw == 0x6982
 
@@ -199,7 +223,9 @@ def test_oversized_chunk_is_malformed() -> None:
     ("label", "kind"),
     [
         (b"JPKIAPICCTOKEN2" + b" " * 17, CardType.MY_NUMBER_CARD),
+        (b"JPKIAPICCTOKEN2 ", CardType.MY_NUMBER_CARD),
         (b"JPKIAPICCTOKEN" + b"\x00" * 18, CardType.JUKI_CARD),
+        (b"JPKIAPICCTOKEN  ", CardType.JUKI_CARD),
         (b"JPKIAPGPSETOKEN", CardType.ANDROID),
         (b"JPKIAPIOSTOKEN  ", CardType.IPHONE),
         (b"", CardType.UNKNOWN),
@@ -209,39 +235,39 @@ def test_card_type_of(label: bytes, kind: CardType) -> None:
     assert card_type_of(label) is kind
 
 
-@pytest.mark.parametrize("sw", ["6A81", "6986", "6A86", "6A82"])
+@pytest.mark.parametrize("sw", ["6A81", "6986", "6A86", "6A82", "6B00"])
 def test_every_sfi_refusal_falls_back(sw: str) -> None:
-    transcript = [
-        (SELECT_JPKI, "9000"),
-        (TOKEN_SFI, sw),
-        ("00A4020C020006", "9000"),
-        ("00B0000020", TOKEN + "9000"),
-        ("00A4020C02000A", "9000"),
-        ("00B00000000000", hx(EF_000A) + "9000"),
-    ]
+    transcript = [(SELECT_JPKI, "9000"), (TOKEN_SFI, sw), (SELECT_CERT, "9000"), *first_tap(CERT_SHORT)]
     assert drive(read_auth_certificate(), transcript).caps.sfi is False
 
 
 def test_known_no_sfi_reader_goes_straight_to_select_ef() -> None:
-    transcript = [
-        (SELECT_JPKI, "9000"),
-        ("00A4020C020006", "9000"),
-        ("00B0000020", TOKEN + "9000"),
-        ("00A4020C02000A", "9000"),
-        ("00B0000000", hx(EF_000A[:256]) + "9000"),
-        *[
-            (f"00B0{o:04X}{min(256, len(CERT) - o) % 256:02X}", hx(CERT[o : o + 256]) + "9000")
-            for o in range(256, len(CERT), 256)
-        ],
-    ]
+    transcript = [(SELECT_JPKI, "9000"), (SELECT_CERT, "9000"), *short_reads(CERT, first=CERT_SHORT)]
     result = drive(read_auth_certificate(ReaderCaps(extended=False, sfi=False)), transcript)
     assert result.certificate == CERT
-    assert result.apdus == 4 + 6
+    assert result.apdus == 2 + 6
+
+
+def test_known_no_sfi_reader_with_a_hint_is_three_apdus() -> None:
+    asked = len(CERT) + HINT_MARGIN
+    transcript = [
+        (SELECT_JPKI, "9000"),
+        (SELECT_CERT, "9000"),
+        (rest_ext(0, asked), hx(EF_000A[:asked]) + "9000"),
+    ]
+    result = drive(read_auth_certificate(ReaderCaps(True, False, length_hint=len(CERT))), transcript)
+    assert result.certificate == CERT and result.apdus == 3  # fewer than the minimal exchange's 4
 
 
 @pytest.mark.parametrize("sw", ["6700", "6D00", "6E00", "6A86", "6881", "6C00", "6C10"])
 def test_every_extended_refusal_falls_back(sw: str) -> None:
-    transcript = [(SELECT_JPKI, "9000"), (TOKEN_SFI, TOKEN + "9000"), (CERT_EXT_SFI, sw), *short_reads(CERT)]
+    transcript = [
+        (SELECT_JPKI, "9000"),
+        (TOKEN_SFI, TOKEN + "9000"),
+        (CERT_SHORT_SFI, hx(EF_000A[:256]) + "9000"),
+        (rest_ext(256, len(CERT) - 256), sw),
+        *chunks_from(CERT, 256),
+    ]
     result = drive(read_auth_certificate(), transcript)
     assert result.certificate == CERT
     assert result.caps.extended is False
@@ -258,38 +284,53 @@ def test_every_extended_refusal_falls_back(sw: str) -> None:
     ],
 )
 def test_empty_or_garbled_extended_answer_falls_back(answer: str) -> None:
+    hint = len(CERT)
     transcript = [
         (SELECT_JPKI, "9000"),
         (TOKEN_SFI, TOKEN + "9000"),
-        (CERT_EXT_SFI, answer),
+        (f"00B08A0000{hint + HINT_MARGIN:04X}", answer),
         *short_reads(CERT),
     ]
-    result = drive(read_auth_certificate(), transcript)
+    result = drive(read_auth_certificate(ReaderCaps(None, True, length_hint=hint)), transcript)
     assert result.certificate == CERT
     assert result.caps.extended is False
 
 
-def test_short_extended_answer_continues_with_short_reads() -> None:
-    # A reader that caps the frame at 261 bytes: the rest comes in short reads from where the data ended.
+def test_empty_extended_rest_falls_back_to_short_reads() -> None:
     transcript = [
         (SELECT_JPKI, "9000"),
         (TOKEN_SFI, TOKEN + "9000"),
-        (CERT_EXT_SFI, hx(EF_000A[:259]) + "9000"),
-        *[
-            (f"00B0{o:04X}{min(256, len(CERT) - o) % 256:02X}", hx(CERT[o : o + 256]) + "9000")
-            for o in range(259, len(CERT), 256)
-        ],
+        (CERT_SHORT_SFI, hx(EF_000A[:256]) + "9000"),
+        (rest_ext(256, len(CERT) - 256), "9000"),
+        *chunks_from(CERT, 256),
     ]
+    result = drive(read_auth_certificate(), transcript)
+    assert result.certificate == CERT and result.caps.extended is False
+
+
+def test_short_extended_answer_continues_from_where_it_ended() -> None:
+    # A reader that caps the frame at 261 bytes: each answer is 259 bytes, the next read starts there.
+    transcript = [
+        (SELECT_JPKI, "9000"),
+        (TOKEN_SFI, TOKEN + "9000"),
+        (CERT_SHORT_SFI, hx(EF_000A[:256]) + "9000"),
+    ]
+    offset = 256
+    while len(CERT) - offset > 256:
+        transcript.append((rest_ext(offset, len(CERT) - offset), hx(CERT[offset : offset + 259]) + "9000"))
+        offset += 259
+    transcript += chunks_from(CERT, offset)
     result = drive(read_auth_certificate(), transcript)
     assert result.certificate == CERT
     assert result.caps.extended is True
 
 
+@pytest.mark.parametrize("caps", [ReaderCaps(extended=False), ReaderCaps()])
 @pytest.mark.parametrize("sw", ["9000", "6282"])
-def test_small_file_in_one_short_chunk(sw: str) -> None:
+def test_small_file_in_one_short_chunk(sw: str, caps: ReaderCaps) -> None:
     cert = bytes.fromhex("3081C0") + bytes(0xC0)  # 195 bytes, the EF ends there
     transcript = [(SELECT_JPKI, "9000"), (TOKEN_SFI, TOKEN + "9000"), (CERT_SHORT_SFI, hx(cert) + sw)]
-    result = drive(read_auth_certificate(ReaderCaps(extended=False)), transcript)
+    result = drive(read_auth_certificate(caps), transcript)
     assert result.certificate == cert
     assert result.apdus == 3
 
@@ -317,10 +358,7 @@ def test_6cxx_names_the_length_to_ask_for() -> None:
         (CERT_SHORT_SFI, hx(CERT[:256]) + "9000"),
         ("00B0010000", "6C80"),
         ("00B0010080", hx(CERT[256:384]) + "9000"),
-        *[
-            (f"00B0{o:04X}{min(256, len(CERT) - o) % 256:02X}", hx(CERT[o : o + 256]) + "9000")
-            for o in range(384, len(CERT), 256)
-        ],
+        *chunks_from(CERT, 384),
     ]
     assert drive(read_auth_certificate(ReaderCaps(extended=False)), transcript).certificate == CERT
 
@@ -328,16 +366,18 @@ def test_6cxx_names_the_length_to_ask_for() -> None:
 def test_61xx_is_followed_with_get_response() -> None:
     transcript = [
         (SELECT_JPKI, "9000"),
-        (TOKEN_SFI, TOKEN[:32] + "6130"),
-        ("00C0000030", TOKEN[32:] + "9000"),
-        (CERT_EXT_SFI, hx(EF_000A[:1024]) + "6100"),
-        ("00C0000000", hx(EF_000A[1024:1280]) + "6118"),
-        ("00C0000018", hx(EF_000A[1280:1304]) + "9000"),
+        (TOKEN_SFI, TOKEN[:32] + "6110"),
+        ("00C0000010", TOKEN[32:] + "9000"),
+        (CERT_SHORT_SFI, hx(EF_000A[:128]) + "6180"),
+        ("00C0000080", hx(EF_000A[128:256]) + "9000"),
+        (rest_ext(256, len(CERT) - 256), hx(CERT[256:1024]) + "6100"),
+        ("00C0000000", hx(CERT[1024:1280]) + "6118"),
+        ("00C0000018", hx(CERT[1280:1304]) + "9000"),
     ]
     result = drive(read_auth_certificate(), transcript)
     assert result.certificate == CERT
     assert result.card_type is CardType.MY_NUMBER_CARD
-    assert result.apdus == 6
+    assert result.apdus == 8
 
 
 @pytest.mark.parametrize(
@@ -354,13 +394,10 @@ def test_certificate_ef_without_a_certificate(head: str, message: str) -> None:
         drive(read_auth_certificate(ReaderCaps(extended=False)), transcript)
 
 
-@pytest.mark.parametrize("sw", ["6982", "6A82", "6F00"])
+@pytest.mark.parametrize("sw", ["6982", "6700", "6F00"])
 def test_token_ef_refusal_is_typed(sw: str) -> None:
     with pytest.raises(StatusWordError):
-        drive(
-            read_auth_certificate(ReaderCaps(sfi=False)),
-            [(SELECT_JPKI, "9000"), ("00A4020C020006", "9000"), ("00B0000020", sw)],
-        )
+        drive(read_auth_certificate(), [(SELECT_JPKI, "9000"), (TOKEN_SFI, sw)])
 
 
 # -- properties: whatever the card answers, the read ends in a result or a CardError, boundedly ----------
@@ -439,11 +476,14 @@ def test_any_honest_card_is_read_exactly(
     body: bytes, filler: int, first_chunk: int, max_chunk: int, caps: ReaderCaps, extended_ok: bool
 ) -> None:
     """A card model that gives at most `first_chunk`, then `max_chunk` bytes per short read: the read
-    returns the exact object, and within the goals when the reader gives full chunks."""
+    returns the exact object, within the goals when the reader gives full chunks, and carries no filler
+    over the air unless a length hint asked for it."""
     cert = der_prefixed(body)
     ef = cert + b"\xff" * filler
     current = False  # is EF 000A the current EF
     short_reads = 0
+    cert_bytes = 0  # bytes of EF 000A that crossed the air
+    tried_extended = False
     session = read_auth_certificate(caps)
     command = next(session)
     try:
@@ -452,11 +492,15 @@ def test_any_honest_card_is_read_exactly(
             if cmd.ins == 0xA4:
                 current = cmd.data == EF_AUTH_CERT.to_bytes(2, "big")
                 answer = b"\x90\x00"
-            elif cmd.p1 == 0x86 or (not current and cmd.p1 < 0x80):
-                answer = TOKEN_BYTES + b"\x90\x00"
+            elif cmd.p1 == 0x86:
+                assert cmd.le is not None
+                answer = TOKEN_BYTES[: cmd.le] + b"\x90\x00"
             elif cmd.is_extended and not extended_ok:
+                tried_extended = True
                 answer = b"\x67\x00"
             else:
+                assert current or cmd.p1 == 0x8A
+                tried_extended |= cmd.is_extended
                 current = True
                 offset = cmd.p2 if cmd.p1 & 0x80 else (cmd.p1 << 8) | cmd.p2
                 assert cmd.le is not None
@@ -464,18 +508,23 @@ def test_any_honest_card_is_read_exactly(
                 if not cmd.is_extended:
                     n = min(n, first_chunk if short_reads == 0 else max_chunk)
                     short_reads += 1
-                answer = ef[offset : offset + n] + (b"\x90\x00" if offset < len(ef) else b"\x6b\x00")
+                data = ef[offset : offset + n]
+                cert_bytes += len(data)
+                answer = data + (b"\x90\x00" if offset < len(ef) else b"\x6b\x00")
             command = session.send(answer)
     except StopIteration as done:
         result: CardRead = done.value
     assert result.certificate == cert
-    assert result.card_type is CardType.MY_NUMBER_CARD
-    assert result.caps.extended is (extended_ok and caps.extended is not False)
+    sfi = caps.sfi is not False
+    assert result.card_type is (CardType.MY_NUMBER_CARD if sfi else CardType.NOT_READ)
+    assert result.caps.extended is (extended_ok if tried_extended else caps.extended)
     assert result.caps.length_hint == len(cert)
-    if result.caps.extended and caps.length_hint is None:
-        assert result.apdus == (3 if caps.sfi is not False else 5)
+    hint = caps.length_hint
+    assert cert_bytes <= (len(cert) if hint is None else max(len(cert), hint + HINT_MARGIN))
+    if result.caps.extended and tried_extended and extended_ok and hint is None and first_chunk >= 4:
+        assert result.apdus == 4  # SELECT, token or SELECT EF, 256 bytes, the rest
     if first_chunk == max_chunk == 256 and caps.extended is False:
-        assert result.apdus == (2 if caps.sfi is not False else 4) + -(-len(cert) // 256)
+        assert result.apdus == 2 + -(-len(cert) // 256)
 
 
 def test_first_answer_shorter_than_the_der_header() -> None:
@@ -512,7 +561,7 @@ def test_reads_the_virtual_card(extended: bool, truncate: int | None) -> None:
     again = run(read_auth_certificate(first.caps), transport)
     assert again.certificate == cert
     if truncate is None:
-        assert first.apdus == (3 if extended else 3 + -(-len(cert) // 256))
+        assert first.apdus == (4 if extended else 3 + -(-len(cert) // 256))
         assert again.apdus == (3 if extended else 2 + -(-len(cert) // 256))
     for command in card.log:
         assert_harmless(command)
@@ -539,15 +588,36 @@ def test_virtual_card_faults_are_typed(faults: Faults, error: type[CardError]) -
 
 
 def test_virtual_card_answering_more_than_asked() -> None:
-    # Short reads: more bytes than Le is malformed. One extended read of the whole EF: the junk lands
-    # after the DER object, where the filler is, and the certificate is still exact.
+    # More bytes than Le is malformed, on the first tap's 256-byte read and on a hinted extended read alike.
+    # (Before, the first tap's extended read of the whole EF let the junk land in the filler unnoticed.)
     junk = Faults(oversize=3)
+    for extended in (True, False):
+        with pytest.raises(MalformedResponse, match="returned for Le"):
+            run(
+                read_auth_certificate(),
+                FakeCardTransport(VirtualMyNumberCard(CARD_ID, extended=extended, faults=junk)),
+            )
+    hinted = ReaderCaps(True, True, length_hint=len(testca.auth_certificate(CARD_ID)))
     with pytest.raises(MalformedResponse, match="returned for Le"):
-        run(
-            read_auth_certificate(),
-            FakeCardTransport(VirtualMyNumberCard(CARD_ID, extended=False, faults=junk)),
-        )
-    result = run(read_auth_certificate(), FakeCardTransport(VirtualMyNumberCard(CARD_ID, faults=junk)))
-    assert result.certificate == testca.auth_certificate(CARD_ID)
-    with pytest.raises(MalformedResponse, match="returned for Le"):
-        run(read_auth_certificate(result.caps), FakeCardTransport(VirtualMyNumberCard(CARD_ID, faults=junk)))
+        run(read_auth_certificate(hinted), FakeCardTransport(VirtualMyNumberCard(CARD_ID, faults=junk)))
+
+
+@pytest.mark.parametrize("ef_size", [None, 2100, 8192])
+@pytest.mark.parametrize("sfi_refused", [None, 0x6A86, 0x6B00])
+def test_virtual_card_first_and_later_taps_carry_no_filler(
+    ef_size: int | None, sfi_refused: int | None
+) -> None:
+    """On a padded EF and on a card that refuses SFI, the first tap is the minimal exchange (SELECT AP, the
+    4-byte header, the rest) plus the token read by SFI (or the refused probe); later taps less."""
+    cert = testca.auth_certificate(CARD_ID)
+    faults = Faults(cert_ef_size=ef_size, sfi_refused=sfi_refused)
+    minimal = 17 + (9 if sfi_refused else 0) + (5 + 4 + 2) + (7 + len(cert) - 4 + 2)  # bytes both ways
+    extra = 7 if sfi_refused else 5 + 32 + 2  # the refused SFI probe, or the token
+    card = VirtualMyNumberCard(CARD_ID, faults=faults)
+    first = run(read_auth_certificate(), FakeCardTransport(card))
+    assert first.certificate == cert
+    assert first.apdus == (5 if sfi_refused else 4) and card.air_bytes == minimal + extra
+    card = VirtualMyNumberCard(CARD_ID, faults=faults)
+    again = run(read_auth_certificate(first.caps), FakeCardTransport(card))
+    assert again.certificate == cert and again.apdus == 3
+    assert card.air_bytes <= minimal + extra + HINT_MARGIN - (5 + 2)  # no header read, ≤ margin of filler

@@ -146,7 +146,7 @@ def test_consent_timeout_makes_no_lookup_and_is_audited() -> None:
     ("kind", "screen", "outcome"),
     [
         (ev.ReadFailure.REMOVED, ScreenKind.HOLD_AGAIN, Outcome.CARD_REMOVED),
-        (ev.ReadFailure.UNRESPONSIVE, ScreenKind.HOLD_AGAIN, Outcome.CARD_UNRESPONSIVE),
+        (ev.ReadFailure.UNRESPONSIVE, ScreenKind.CARD_UNRESPONSIVE, Outcome.CARD_UNRESPONSIVE),
         (ev.ReadFailure.NOT_MY_NUMBER_CARD, ScreenKind.NOT_MY_NUMBER_CARD, Outcome.NOT_MY_NUMBER_CARD),
         (ev.ReadFailure.MALFORMED, ScreenKind.READ_ERROR, Outcome.READ_FAILED),
     ],

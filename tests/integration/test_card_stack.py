@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from mynabox.adapters.pcsc import PcscReader
+from mynabox.adapters.pcsc import PcscReader, stuck_exchanges
 from mynabox.card.certcheck import CertStatus, TrustStore
-from mynabox.card.errors import CardRemoved, NotMyNumberCard, ReaderGone
+from mynabox.card.errors import CardRemoved, NotMyNumberCard, ReaderGone, ReadTimeout
 from mynabox.card.identity import card_key_hash
 from mynabox.card.jpki import CardType
 from mynabox.cardread import CardReport, JpkiReader
@@ -25,6 +25,7 @@ from mynabox.testing import testca
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
 from mynabox.testing.pcscd import PrivatePcscd
 from mynabox.testing.vpcd import VpcdCardServer
+from mynabox.testing.wait import wait_for
 
 pytestmark = pytest.mark.stack
 CARD = "STACKTESTCARD0000000001"
@@ -70,7 +71,7 @@ def tap_and_read(pcscd: PrivatePcscd, service: JpkiReader, card: VirtualMyNumber
 
 def test_le_modes_and_remembered_caps(pcscd: PrivatePcscd, service: JpkiReader) -> None:
     extended = tap_and_read(pcscd, service, VirtualMyNumberCard(CARD))
-    assert (extended.apdus, extended.caps.extended) == (3, True)
+    assert (extended.apdus, extended.caps.extended) == (4, True)  # the first tap: 256 bytes, then the rest
     assert extended.card_type is CardType.MY_NUMBER_CARD
     assert extended.check.status is CertStatus.OK and extended.check.issuer_generation == "test"
     assert extended.card_hash == card_key_hash(testca.auth_certificate(CARD), KEY)
@@ -88,7 +89,7 @@ def test_pulled_cards_then_a_good_tap(pcscd: PrivatePcscd, service: JpkiReader) 
     for answered in (1, 2):
         with pytest.raises(CardRemoved):
             tap_and_read(pcscd, service, VirtualMyNumberCard(CARD, faults=Faults(remove_after=answered)))
-    assert tap_and_read(pcscd, service, VirtualMyNumberCard(CARD)).apdus == 3
+    assert tap_and_read(pcscd, service, VirtualMyNumberCard(CARD)).apdus == 4
 
 
 def test_non_jpki_and_mute_cards(pcscd: PrivatePcscd, service: JpkiReader) -> None:
@@ -123,7 +124,7 @@ def test_pcscd_killed_and_restarted_while_waiting(pcscd: PrivatePcscd, service: 
         waiter.join(timeout=5)
         service.pcsc.resume()
     (report,) = outcome
-    assert isinstance(report, CardReport) and report.apdus == 3
+    assert isinstance(report, CardReport) and report.apdus == 4
 
 
 def test_reader_unplugged_and_back(pcscd: PrivatePcscd, service: JpkiReader) -> None:
@@ -157,7 +158,7 @@ def test_read_command_ok_with_key_file(pcscd: PrivatePcscd, tmp_path: Path) -> N
     assert code == 0, report
     assert report["outcome"] == "ok" and report["card_type"] == "my-number-card"
     assert report["card_hash"] == card_key_hash(testca.auth_certificate(CARD), KEY)
-    assert (report["apdus"], report["extended_le"], report["sfi_read"]) == (3, True, True)
+    assert (report["apdus"], report["extended_le"], report["sfi_read"]) == (4, True, True)
     assert report["certificate_status"] == "ok" and report["certificate_issuer_generation"] == "test"
     assert {"certificate_not_before", "certificate_not_after", "certificate_clock_synced", "ms"} <= set(
         report
@@ -184,3 +185,56 @@ def test_read_command_failures(
         with tapped(pcscd, VirtualMyNumberCard(CARD, faults=faults)):
             got = mynabox_read(pcscd, *args)
     assert got[0] == code and got[1]["outcome"] == outcome and got[1]["exit_code"] == code
+
+
+@pytest.mark.parametrize("answered", [0, 2], ids=["silent-after-atr", "silent-mid-read"])
+def test_read_command_ends_on_a_card_that_stops_answering(pcscd: PrivatePcscd, answered: int) -> None:
+    """vpcd never times out an APDU: before the read had a deadline this waited forever (killed at 60 s)."""
+    with tapped(pcscd, VirtualMyNumberCard(CARD, faults=Faults(silent_after=answered))):
+        started = time.monotonic()
+        code, report = mynabox_read(pcscd, "--timeout", "5")
+        took = time.monotonic() - started
+    assert (code, report["outcome"], report["exit_code"]) == (8, "card-unresponsive", 8), report
+    assert "take it away and hold it again" in str(report["message"])
+    assert 4.5 <= took < 8.0, took
+
+
+def test_a_silent_card_then_the_next_good_card_in_one_service(
+    pcscd: PrivatePcscd, service: JpkiReader
+) -> None:
+    """The stuck exchange is left on its own PC/SC context: the same service reads the next card."""
+    with tapped(pcscd, VirtualMyNumberCard(CARD, faults=Faults(silent_after=0))):
+        started = time.monotonic()
+        with pytest.raises(ReadTimeout):
+            service.read(timeout=10, clock_synced=True, limit_s=1.5)
+        assert time.monotonic() - started < 4.0
+    # Pulled: vpcd's driver gets its socket closed, the abandoned exchange returns and cleans up.
+    report = tap_and_read(pcscd, service, VirtualMyNumberCard(CARD))
+    assert report.certificate == testca.auth_certificate(CARD)
+    assert wait_for(lambda: stuck_exchanges() == 0, 5)
+
+
+def test_closing_the_reader_during_a_silent_read_does_not_block(pcscd: PrivatePcscd) -> None:
+    """A stop while a read waits for its deadline: releasing the card context would wait for the blocked
+    transmit (and hold pcsc-lite's global lock meanwhile), so the line is handed to its thread instead."""
+    outcome: list[BaseException | CardReport | None] = []
+    with tapped(pcscd, VirtualMyNumberCard(CARD, faults=Faults(silent_after=0))):
+        pcsc = PcscReader()
+        service = JpkiReader(pcsc, trust=TrustStore.jlis([testca.test_ca_pem()]), hash_key=KEY)
+
+        def read() -> None:
+            try:
+                outcome.append(service.read(timeout=10, clock_synced=True, limit_s=4.0))
+            except BaseException as exc:  # handed to the test thread
+                outcome.append(exc)
+
+        reading = threading.Thread(target=read, daemon=True)
+        reading.start()
+        time.sleep(1.5)  # announced, connected, SELECT sent and not answered
+        closing = threading.Thread(target=pcsc.close, daemon=True)
+        closing.start()
+        closing.join(timeout=2.0)
+        assert not closing.is_alive(), "close() blocked behind the unanswered transmit"
+        reading.join(timeout=6.0)
+        assert len(outcome) == 1 and isinstance(outcome[0], ReadTimeout)
+    assert wait_for(lambda: stuck_exchanges() == 0, 5)

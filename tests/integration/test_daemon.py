@@ -17,10 +17,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from mynabox.adapters.audit import AuditLog
+from mynabox.core import screens
+from mynabox.core.screens import Screen
+from mynabox.payload.audit import Outcome
 from mynabox.payload.envelope import Kind
+from mynabox.payload.keys import load_audit_key
 from mynabox.payload.seal import Opened
 from mynabox.readtiming import parse
+from mynabox.render.draw import render
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
 from mynabox.testing.notify import NotifySocket
 from mynabox.testing.patients import patient
@@ -136,29 +143,64 @@ def test_lifecycle_ready_watchdog_tap_freeze_and_sigterm(
             assert not any(m in data for m in markers), f"{path.name} holds patient data"
 
 
-def test_a_hung_card_read_withholds_the_watchdog_until_it_ends(stack: BoxStack, tmp_path: Path) -> None:
-    """A reader that never answers (the virtual card takes 10 min per APDU) leaves the card worker stuck in
-    SCardTransmit while the loop runs on: pings stop after reader.hang_s so systemd restarts the box."""
+def _shows(frames_dir: Path, screen: Screen) -> bool:
+    """Some frame the daemon drew is `screen` (above the status line, whose link/queue/clock vary)."""
+    want = render(screen).convert("1").crop((0, 0, 128, 54)).tobytes()
+    for frame in sorted(frames_dir.glob("frame-*.png")):
+        try:
+            with Image.open(frame) as image:
+                if image.convert("1").crop((0, 0, 128, 54)).tobytes() == want:
+                    return True
+        except OSError:  # being written
+            continue
+    return False
+
+
+@pytest.mark.parametrize(
+    "faults", [Faults(silent_after=0), Faults(latency_s=600)], ids=["silent-after-atr", "10-min-per-apdu"]
+)
+def test_a_card_that_stops_answering_gets_a_notice_and_an_audit_record_without_a_restart(
+    stack: BoxStack, received: list[Opened], tmp_path: Path, faults: Faults
+) -> None:
+    """The card worker sat in SCardTransmit for good (vpcd never times out an APDU), the crew watched 読取中
+    until the watchdog restart, and the read left no audit record. Now the read ends at its limit
+    (reader.hang_s / 2 = 1.5 s here): notice on the OLED, `card-unresponsive` in the audit log, pings go on,
+    and once the card is taken away the next one is read and delivered by the same process."""
     assert stack.pcscd is not None
     notify = NotifySocket(tmp_path / "notify.sock")
     log = tmp_path / "daemon.log"
+    for old in stack.frames_dir.glob("frame-*.png"):
+        old.unlink()
+    audit = AuditLog(stack.state_dir / "audit.jsonl", key=load_audit_key(stack.credentials_dir / "audit-key"))
+    unresponsive_before = sum(e.record.outcome is Outcome.CARD_UNRESPONSIVE for e in audit.entries())
+    before = len(summaries(received))
     daemon = start_daemon(stack, notify, log)
     card: VpcdCardServer | None = None
     try:
         assert wait_for(lambda: notify.seen("READY=1") == 1, 20), log.read_text()
         stack.pcscd.wait_empty()
-        hung_card = VirtualMyNumberCard(patient("healthy").card_id, faults=Faults(latency_s=600))
-        card = VpcdCardServer(hung_card, port=stack.pcscd.vpcd_port).start()
-        assert wait_for(lambda: "card read under way for" in log.read_text(), 15), log.read_text()
-        hung = time.monotonic()
-        time.sleep(2.0)  # four ping intervals
-        assert notify.seen("WATCHDOG=1", since=hung + 0.1) == 0
-        assert notify.seen("STATUS=hung: card read") == 1
-        card.remove()  # the transmit fails, the worker is free: pings resume (had systemd not acted yet)
-        card = None
-        freed = time.monotonic()
-        assert wait_for(lambda: notify.seen("WATCHDOG=1", since=freed) >= 1, 10), log.read_text()
-        assert "watchdog pings resume" in log.read_text()
+        silent = VirtualMyNumberCard(patient("healthy").card_id, faults=faults)
+        card = VpcdCardServer(silent, port=stack.pcscd.vpcd_port).start()
+        tapped = time.monotonic()
+        notice = screens.card_unresponsive(screens.Status())
+        assert wait_for(lambda: _shows(stack.frames_dir, notice), 8), log.read_text()
+        assert time.monotonic() - tapped < 6.0
+        assert wait_for(
+            lambda: (
+                sum(e.record.outcome is Outcome.CARD_UNRESPONSIVE for e in audit.entries())
+                == unresponsive_before + 1
+            ),
+            5,
+        ), log.read_text()
+        assert silent.apdu_count == 1  # the SELECT that was never answered
+        shown = time.monotonic()  # pings go on (a stuck worker withholds them after reader.hang_s = 3 s)
+        assert wait_for(lambda: notify.seen("WATCHDOG=1", since=shown) >= 3, 6), log.read_text()
+        assert notify.seen("STATUS=hung: card read") == 0
+        card.remove()  # taken away, as the notice says; the abandoned exchange returns and cleans up
+        card = tap(stack, "healthy")
+        assert wait_for(lambda: len(summaries(received)) == before + 1, 20), log.read_text()
+        assert daemon.poll() is None and notify.seen("READY=1") == 1  # the same process, no restart
+        assert "abandoned at its deadline returned" in log.read_text()
     finally:
         if card is not None:
             card.remove()

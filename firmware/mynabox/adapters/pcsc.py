@@ -10,13 +10,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from smartcard import scard
 
-from mynabox.card.errors import CardRemoved, CardUnresponsive, ReaderGone, ServiceGone, TransportError
+from mynabox.card.errors import (
+    CardRemoved,
+    CardUnresponsive,
+    ReaderGone,
+    ReadTimeout,
+    ServiceGone,
+    TransportError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +33,10 @@ PNP_NOTIFICATION = "\\\\?PnP?\\Notification"
 # nobody calls cancel(), and how often a dead pcscd is retried (recovery well within 2 s).
 WAIT_SLICE_S = 1.0
 SERVICE_RETRY_S = 0.2
+# Card connections whose exchange is still blocked after its deadline, process-wide: each holds a thread and
+# a PC/SC context until pcscd answers. Past this many the reader is treated as stuck (a card pulled or a
+# driver timeout frees them; without that only a restart would).
+MAX_STUCK = 4
 
 
 def _code(hresult: int) -> int:
@@ -104,21 +116,150 @@ class _PowerUpFailed(Exception):
     """SCardConnect found the card unpowered: a transient state, retried."""
 
 
-class PcscCard:
-    """A connected card: the `Transport` a session runs on. Close it (or use `with`) when done."""
+class _Late(Exception):
+    """The call did not return by its deadline; the line is abandoned."""
 
-    def __init__(self, name: str, handle: int, protocol: int, atr: bytes) -> None:
+
+class _Line:
+    """A PC/SC context for card connections, and the one thread that carries their SCardTransmit calls.
+
+    SCardTransmit blocks until pcscd answers, and pcscd waits for the reader driver, which may not answer for
+    long (vpcd has no APDU timeout; a real reader on a marginal card can take seconds). Nothing in
+    pcsc-lite's client unblocks it (read in its winscard_clnt.c): SCardCancel only ends SCardGetStatusChange,
+    and SCardDisconnect / SCardReleaseContext wait for the context mutex the blocked call holds, while
+    holding the library's global lock, so every other PC/SC call of the process would hang behind them.
+    So the caller waits for the line's thread at most until its deadline. A late call abandons the line:
+    nobody touches its context again; when the call returns (card pulled, driver timeout, pcscd gone) the
+    thread disconnects its handles, releases the context and ends. The waiting context is another one and
+    never blocks behind it.
+    """
+
+    stuck = 0  # abandoned lines whose call has not returned, process-wide
+    _stuck_lock = threading.Lock()
+
+    def __init__(self, context: int) -> None:
+        self.context = context
+        self.abandoned = False
+        self.closed = False
+        self.handles: set[int] = set()
+        self._lock = threading.Lock()  # orders "the call came back" against "the line is abandoned"
+        self._busy = False  # a call is on the line's thread
+        self._job: Callable[[], Any] | None = None
+        self._result: Any = None
+        self._ready = threading.Semaphore(0)
+        self._done = threading.Semaphore(0)
+        self._thread: threading.Thread | None = None
+
+    def call(self, job: Callable[[], Any], deadline: float | None) -> Any:
+        """`job()` on the line's thread; `_Late` (abandoning the line) if it is not back by `deadline`."""
+        if deadline is None:
+            return job()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="pcsc-line", daemon=True)
+            self._thread.start()
+        self._job, self._busy = job, True
+        self._ready.release()
+        if self._done.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return self._result
+        with self._lock:
+            if self._done.acquire(blocking=False):  # it came back in between after all
+                return self._result
+            self._abandon()
+        raise _Late
+
+    def _abandon(self) -> None:
+        """Under `_lock`, with a call in flight: from now on only the line's thread touches the context."""
+        if not self.abandoned:
+            self.abandoned = True
+            with _Line._stuck_lock:
+                _Line.stuck += 1
+
+    def _serve(self) -> None:
+        while True:
+            self._ready.acquire()
+            job, self._job = self._job, None
+            if job is None:
+                return
+            try:
+                self._result = job()
+            except BaseException as err:  # handed to the caller as the result
+                self._result = err
+            with self._lock:
+                self._busy = False
+                self._done.release()
+                if not self.abandoned:
+                    continue
+            self._clean_up()
+            return
+
+    def _clean_up(self) -> None:
+        for handle in self.handles:
+            scard.SCardDisconnect(handle, scard.SCARD_UNPOWER_CARD)
+        scard.SCardReleaseContext(self.context)
+        with _Line._stuck_lock:
+            _Line.stuck -= 1
+        log.info("an exchange abandoned at its deadline returned; its PC/SC context is released")
+
+    def close(self) -> None:
+        """Stop the thread and release the context. With a call still in flight (a stop while a read
+        waits for its deadline) releasing would block on the call: the line is abandoned instead."""
+        with self._lock:
+            if self.abandoned or self.closed:
+                return
+            if self._busy:
+                self._abandon()
+                return
+            self.closed = True
+        if self._thread is not None:
+            self._job = None
+            self._ready.release()
+        scard.SCardReleaseContext(self.context)
+
+
+def stuck_exchanges() -> int:
+    """Exchanges given up at their deadline that pcscd has not answered yet (each holds a thread)."""
+    return _Line.stuck
+
+
+class PcscCard:
+    """A connected card: the `Transport` a session runs on. Close it (or use `with`) when done.
+
+    `deadline` (time.monotonic()): every exchange ends by then; one that is not answered raises
+    `ReadTimeout` and the connection is given up (see `_Line`). None: wait as long as pcscd does.
+    """
+
+    def __init__(self, name: str, handle: int, protocol: int, atr: bytes, line: _Line | None = None) -> None:
         self.reader_name = name
         self.atr = atr
         self.protocol = "T=1" if protocol == scard.SCARD_PROTOCOL_T1 else "T=0"
         self._handle: int | None = handle
         self._pci = scard.SCARD_PCI_T1 if protocol == scard.SCARD_PROTOCOL_T1 else scard.SCARD_PCI_T0
+        self._line = line
         self.apdu_count = 0
+        self.deadline: float | None = None
 
     def transmit(self, command: bytes) -> bytes:
-        if self._handle is None:
+        handle = self._handle
+        if handle is None:
             raise CardRemoved("transmit: card connection already closed")
-        hresult, response = scard.SCardTransmit(self._handle, self._pci, list(command))
+        line, deadline = self._line, self.deadline
+        if line is not None and line.closed:
+            raise CardRemoved("transmit: the reader was closed")
+        if line is not None and line.abandoned:
+            raise ReadTimeout("transmit: the card stopped answering earlier in this read")
+
+        def exchange() -> tuple[int, list[int]]:
+            result: tuple[int, list[int]] = scard.SCardTransmit(handle, self._pci, list(command))
+            return result
+
+        try:
+            result = exchange() if line is None else line.call(exchange, deadline)
+        except _Late:
+            self._handle = None  # the line's thread disconnects it once the call returns
+            raise ReadTimeout("transmit: no answer from the card by the read's deadline") from None
+        if isinstance(result, BaseException):
+            raise result
+        hresult, response = result
         code = _code(hresult)
         if code in _BROKE_OFF:
             # The exchange broke off mid-APDU: on a contactless reader that is the card leaving the
@@ -134,8 +275,10 @@ class PcscCard:
 
     def close(self) -> None:
         handle, self._handle = self._handle, None
-        if handle is None:
+        if handle is None or (self._line is not None and (self._line.abandoned or self._line.closed)):
             return
+        if self._line is not None:
+            self._line.handles.discard(handle)
         # The card may already be gone; ending the transaction or disconnecting then fails harmlessly.
         # Unpower rather than leave it: with LEAVE_CARD, pcscd's later grace-period power-down raced
         # with a waiting client so that a re-presented card went unnoticed (measured with vpcd).
@@ -166,12 +309,14 @@ class PcscReader:
     `reader_filter`: only readers whose name contains it (None: every reader). The reader keeps one
     PC/SC context and re-establishes it whenever pcscd went away, so a daemon restart needs no restart
     of ours. A card is handed out once per insertion: after a read, the same card on the reader is not
-    read again until it is taken away and presented anew.
+    read again until it is taken away and presented anew. Cards are connected on a second context (a
+    `_Line`), so an exchange that never returns cannot block the waiting.
     """
 
     def __init__(self, reader_filter: str | None = None) -> None:
         self.reader_filter = reader_filter
         self._context: int | None = None
+        self._line: _Line | None = None
         self._slots: dict[str, _Slot] = {}
         self._pnp_state = scard.SCARD_STATE_UNAWARE
         self._lock = threading.Lock()
@@ -195,8 +340,24 @@ class PcscReader:
     def _drop_context(self) -> None:
         with self._lock:
             context, self._context = self._context, None
+            line, self._line = self._line, None
         if context is not None:
             scard.SCardReleaseContext(context)
+        if line is not None:
+            line.close()
+
+    def _card_line(self) -> _Line:
+        """The context cards are connected on; a new one once the last was abandoned."""
+        with self._lock:
+            if self._line is not None and not (self._line.abandoned or self._line.closed):
+                return self._line
+            if _Line.stuck >= MAX_STUCK:
+                raise CardUnresponsive(f"{_Line.stuck} card exchanges still unanswered: take the card away")
+            hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+            if _code(hresult) != _SUCCESS:
+                raise translate(hresult, "establish context")
+            self._line = _Line(int(context))
+            return self._line
 
     def close(self) -> None:
         self._drop_context()
@@ -274,7 +435,7 @@ class PcscReader:
             del self._slots[gone]
         for name in names:
             self._slots.setdefault(name, _Slot())
-        card = self._connect_any(context)
+        card = self._connect_any()
         if card is not None:
             return card
         watch: list[tuple[str, int]] = [(n, self._slots[n].state) for n in names]
@@ -294,7 +455,7 @@ class PcscReader:
         self._record(states)
         if not names:
             raise ReaderGone("no matching reader")
-        return self._connect_any(context)
+        return self._connect_any()
 
     def _record(self, states: list[tuple[str, int, Any]]) -> None:
         for name, event_state, _atr in states:
@@ -311,7 +472,7 @@ class PcscReader:
             if not new_state & scard.SCARD_STATE_PRESENT:
                 slot.handed_out = None
 
-    def _connect_any(self, context: int) -> PcscCard | None:
+    def _connect_any(self) -> PcscCard | None:
         for name, slot in self._slots.items():
             if not slot.state & scard.SCARD_STATE_PRESENT:
                 continue
@@ -320,7 +481,7 @@ class PcscReader:
                 continue
             slot.handed_out = counter
             try:
-                return self._connect(context, name)
+                return self._connect(name)
             except _PowerUpFailed:
                 # pcscd's view of the slot lags behind the card (measured with vpcd after a quick
                 # re-tap): try this insertion again next round rather than giving up on it.
@@ -328,9 +489,12 @@ class PcscReader:
                 self._sleep(SERVICE_RETRY_S)
         return None
 
-    def _connect(self, context: int, name: str) -> PcscCard | None:
+    def _connect(self, name: str) -> PcscCard | None:
         protocols = scard.SCARD_PROTOCOL_T1 | scard.SCARD_PROTOCOL_T0
-        hresult, handle, protocol = scard.SCardConnect(context, name, scard.SCARD_SHARE_SHARED, protocols)
+        line = self._card_line()
+        hresult, handle, protocol = scard.SCardConnect(
+            line.context, name, scard.SCARD_SHARE_SHARED, protocols
+        )
         code = _code(hresult)
         log.debug("connect %s: %s", name, error_name(code) if code else "ok")
         if code in _REMOVED:
@@ -351,7 +515,8 @@ class PcscReader:
         hresult, _reader, _state, _proto, atr = scard.SCardStatus(handle)
         atr_bytes = bytes(atr) if _code(hresult) == _SUCCESS else b""
         log.info("card on %s (%s)", name, "T=1" if protocol == scard.SCARD_PROTOCOL_T1 else "T=0")
-        return PcscCard(name, handle, protocol, atr_bytes)
+        line.handles.add(handle)
+        return PcscCard(name, handle, protocol, atr_bytes, line)
 
     def __enter__(self) -> PcscReader:
         return self

@@ -31,6 +31,10 @@ class CardUnresponsive(TransportError):
     """A card is present but does not answer ISO 7816 (e.g. a FeliCa-only card) or timed out."""
 
 
+class ReadTimeout(CardUnresponsive):
+    """The card answered its ATR but not an APDU by the read's deadline: take it away, hold it again."""
+
+
 class ProtocolError(CardError):
     """The card answered, but not as a My Number Card does."""
 

@@ -3,13 +3,19 @@
 The session is a generator (yields command APDUs, receives raw responses, returns `CardRead`) so the
 protocol is tested without any reader and the same code runs on every transport.
 
-Round trips are what a tap costs (each is milliseconds over NFC), so the read is built around them:
+Round trips and bytes on the air are what a tap costs (each APDU is milliseconds over NFC, each byte
+~40 µs at 212 kbit/s), so the read is built around them:
   1. SELECT the JPKI AP by AID — the only detection; the contactless ATR is made up by the reader.
-  2. READ BINARY of the token EF by short EF identifier (no SELECT EF): tells the card type.
-  3. READ BINARY of EF 000A by SFI with one extended Le: the whole certificate in one answer.
-Where the reader or card refuses extended lengths we fall back to 256-byte reads (the DER header of the
-first chunk gives the length), and where SFI reads are refused, to SELECT EF + READ BINARY. What worked is
-returned in `ReaderCaps` so the next read on the same reader skips what failed.
+  2. READ BINARY of the token EF by short EF identifier (no SELECT EF): the card type, and the probe of SFI
+     support. A path without SFI reads skips the token (two more APDUs) and SELECTs EF 000A.
+  3. EF 000A: the first 256 bytes (the DER header gives the length), then the rest in one extended READ
+     with exactly that Le. Same APDUs and bytes as reading the 4-byte header first; never the EF's FF
+     filler (an EF is larger than its certificate: asking for the whole EF carried ~900 filler bytes).
+     Once a certificate length is known on this reader (`ReaderCaps.length_hint`), one extended READ of
+     that length plus a margin.
+Where the reader or card refuses extended lengths we fall back to 256-byte reads, and where SFI reads are
+refused, to SELECT EF + READ BINARY. What worked is returned in `ReaderCaps` so the next read on the same
+reader skips what failed.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ EF_AUTH_PIN = 0x0018
 EF_SIGN_KEY = 0x001A
 EF_SIGN_PIN = 0x001B
 
-TOKEN_LEN = 0x20
+TOKEN_LEN = 0x20  # labels are ≤ 15 bytes, space-padded to 32: a stingy reader's short answer still has one
 SHORT_CHUNK = 256
 HINT_MARGIN = 64  # certificates differ by a few bytes (serial, validity encoding); more is read if needed
 # Upper bound on APDUs in one read, whatever the card answers: no response can make us loop.
@@ -50,8 +56,9 @@ MAX_APDUS = 8 + MAX_OBJECT // SHORT_CHUNK
 
 # Answers to an extended-length APDU that mean "not on this path": fall back to short reads.
 _EXTENDED_REFUSED = frozenset({0x6700, 0x6D00, 0x6E00, 0x6A86, 0x6881, 0x6A81})
-# Answers to READ BINARY by SFI that mean "SFI not supported": fall back to SELECT EF.
-_SFI_REFUSED = frozenset({0x6A81, 0x6986, 0x6A86, 0x6A82, 0x6981})
+# Answers to READ BINARY by SFI that mean "SFI not supported": fall back to SELECT EF. 6B00 too: a card
+# that takes P1 as an offset (b8 set: beyond any EF) says "out of range"; the token EF is never empty.
+_SFI_REFUSED = frozenset({0x6A81, 0x6986, 0x6A86, 0x6A82, 0x6981, 0x6B00})
 _EOF = frozenset({0x6B00, 0x6282})
 
 
@@ -61,6 +68,7 @@ class CardType(enum.Enum):
     ANDROID = "android-smartphone"
     IPHONE = "iphone"
     UNKNOWN = "unknown"
+    NOT_READ = "not-read"  # no SFI reads on this path: the token EF would cost two more APDUs per tap
 
 
 _TOKEN_LABELS = {
@@ -132,15 +140,13 @@ def read_auth_certificate(caps: ReaderCaps = ReaderCaps()) -> Generator[bytes, b
         raise NotMyNumberCard(f"JPKI AP not selectable: SW {resp.sw:04X} ({status.meaning(resp.sw)})")
 
     sfi = caps.sfi is not False
+    card_type = CardType.NOT_READ
     if sfi:
         resp = yield from exchange(apdu.read_binary_sfi(EF_TOKEN, TOKEN_LEN))
         if resp.sw in _SFI_REFUSED:
             sfi = False
-    if not sfi:
-        status.check((yield from exchange(apdu.select_ef(EF_TOKEN))), "SELECT token EF")
-        resp = yield from exchange(apdu.read_binary(0, TOKEN_LEN))
-    card_type = card_type_of(status.check(resp, "READ token EF").data)
-
+        else:
+            card_type = card_type_of(status.check(resp, "READ token EF").data)
     if not sfi:
         status.check((yield from exchange(apdu.select_ef(EF_AUTH_CERT))), "SELECT certificate EF")
 
@@ -150,21 +156,20 @@ def read_auth_certificate(caps: ReaderCaps = ReaderCaps()) -> Generator[bytes, b
             return apdu.read_binary_sfi(EF_AUTH_CERT, le, extended)
         return apdu.read_binary(offset, le, extended)
 
-    buf = b""
-    extended = caps.extended is not False
-    if extended:
-        le = 65536 if caps.length_hint is None else min(65536, caps.length_hint + HINT_MARGIN)
-        resp = yield from exchange(read(0, le, extended=True))
-        refused = resp.sw in _EXTENDED_REFUSED or resp.sw1 == 0x6C
-        # An empty or garbled answer counts as refused: some readers mangle extended frames.
-        garbled = (resp.sw == status.SW_OK or resp.sw in _EOF) and not _is_certificate_start(resp.data)
-        if refused or garbled:
-            extended = False
-        else:
-            buf = _chunk(resp, le, "READ certificate (extended)")
-    if not extended:
-        resp = yield from exchange(read(0, SHORT_CHUNK))
-        buf = _chunk(resp, SHORT_CHUNK, "READ certificate")
+    extended = caps.extended
+    buf: bytes | None = None
+    if caps.length_hint is not None and extended is not False:
+        le = min(65536, caps.length_hint + HINT_MARGIN)
+        if le > SHORT_CHUNK:
+            resp = yield from exchange(read(0, le, extended=True))
+            # An empty or garbled answer counts as refused: some readers mangle extended frames.
+            garbled = (resp.sw == status.SW_OK or resp.sw in _EOF) and not _is_certificate_start(resp.data)
+            if _extended_refused(resp) or garbled:
+                extended = False
+            else:
+                buf, extended = _chunk(resp, le, "READ certificate (extended)"), True
+    if buf is None:
+        buf = _chunk((yield from exchange(read(0, SHORT_CHUNK))), SHORT_CHUNK, "READ certificate")
 
     # A stingy reader may cut even the first answer short of the DER header (a few bytes): read on.
     while buf and len(buf) < der_header_size(buf):
@@ -174,12 +179,20 @@ def read_auth_certificate(caps: ReaderCaps = ReaderCaps()) -> Generator[bytes, b
         buf += chunk
     total = certificate_length(buf)
     while len(buf) < total:
-        want = min(SHORT_CHUNK, total - len(buf))
-        resp = yield from exchange(read(len(buf), want))
-        if resp.sw1 == 0x6C and resp.sw2:
-            want = resp.sw2  # the card names the length it can give: ask again once
+        want = total - len(buf)
+        if want > SHORT_CHUNK and extended is not False:
+            resp = yield from exchange(read(len(buf), want, extended=True))
+            if _extended_refused(resp) or (resp.sw == status.SW_OK and not resp.data):
+                extended = False
+                continue
+            chunk, extended = _chunk(resp, want, "READ certificate (extended)"), True
+        else:
+            want = min(SHORT_CHUNK, want)
             resp = yield from exchange(read(len(buf), want))
-        chunk = _chunk(resp, want, "READ certificate")
+            if resp.sw1 == 0x6C and resp.sw2:
+                want = resp.sw2  # the card names the length it can give: ask again once
+                resp = yield from exchange(read(len(buf), want))
+            chunk = _chunk(resp, want, "READ certificate")
         if not chunk:
             raise MalformedResponse(f"certificate truncated at {len(buf)} of {total} bytes")
         buf += chunk
@@ -187,6 +200,10 @@ def read_auth_certificate(caps: ReaderCaps = ReaderCaps()) -> Generator[bytes, b
     return CardRead(
         card_type, buf[:total], exchange.count, ReaderCaps(extended=extended, sfi=sfi, length_hint=total)
     )
+
+
+def _extended_refused(resp: ResponseAPDU) -> bool:
+    return resp.sw in _EXTENDED_REFUSED or resp.sw1 == 0x6C
 
 
 def certificate_length(head: bytes) -> int:

@@ -6,7 +6,8 @@ two runs cannot be linked.
 
 Exit codes: 0 read OK; 2 bad arguments (unreadable or empty key file); 3 not a My Number Card; 4 card
 removed mid-read (hold it again); 5 no reader or no PC/SC service; 6 no card within --timeout; 7 the card
-did not answer properly.
+did not answer properly; 8 the card answered its ATR but then nothing within --read-timeout (take it away
+and hold it again).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ EXIT_REMOVED = 4
 EXIT_NO_READER = 5
 EXIT_TIMEOUT = 6
 EXIT_CARD_ERROR = 7
+EXIT_UNRESPONSIVE = 8
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reader", metavar="NAME", help="only readers whose name contains NAME")
     parser.add_argument(
         "--timeout", type=float, default=30.0, metavar="S", help="seconds to wait (default 30)"
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=float,
+        metavar="S",
+        help="seconds the read of a presented card may take (default: 5, or --timeout if smaller)",
     )
     parser.add_argument("--test-ca", action="store_true", help="also trust the test JPKI CA (virtual cards)")
     parser.add_argument(
@@ -82,8 +90,15 @@ def run(args: argparse.Namespace) -> int:
     from mynabox.adapters.clock import clock_synced
     from mynabox.adapters.pcsc import PcscReader
     from mynabox.card.certcheck import TrustStore
-    from mynabox.card.errors import CardError, CardRemoved, NotMyNumberCard, ReaderGone, ServiceGone
-    from mynabox.cardread import JpkiReader
+    from mynabox.card.errors import (
+        CardError,
+        CardRemoved,
+        NotMyNumberCard,
+        ReaderGone,
+        ReadTimeout,
+        ServiceGone,
+    )
+    from mynabox.cardread import READ_LIMIT_S, JpkiReader
 
     try:
         key = _hash_key(args.key_file)
@@ -95,16 +110,20 @@ def run(args: argparse.Namespace) -> int:
         from mynabox.testing.testca import test_ca_pem
 
         extra.append(test_ca_pem())
+    limit = args.read_timeout if args.read_timeout is not None else min(READ_LIMIT_S, max(1.0, args.timeout))
     with PcscReader(args.reader) as pcsc:
         reader = JpkiReader(pcsc, trust=TrustStore.jlis(extra), hash_key=key)
         try:
-            report = reader.read(timeout=args.timeout, clock_synced=clock_synced())
+            report = reader.read(timeout=args.timeout, clock_synced=clock_synced(), limit_s=limit)
         except (ReaderGone, ServiceGone) as err:
             return _fail(args, EXIT_NO_READER, "no-reader", str(err))
         except NotMyNumberCard as err:
             return _fail(args, EXIT_NOT_MY_NUMBER_CARD, "not-my-number-card", str(err))
         except CardRemoved as err:
             return _fail(args, EXIT_REMOVED, "card-removed", f"{err} — hold the card again")
+        except ReadTimeout:
+            message = f"the card gave no answer within {limit:g} s — take it away and hold it again"
+            return _fail(args, EXIT_UNRESPONSIVE, "card-unresponsive", message)
         except CardError as err:
             return _fail(args, EXIT_CARD_ERROR, "card-error", str(err))
     if report is None:

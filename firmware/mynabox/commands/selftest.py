@@ -31,6 +31,7 @@ BUTTONS = (
     ("同意 (consent)", ConsentMode.ORAL_CONSENT),
     ("緊急 (emergency)", ConsentMode.LIFE_SAVING_EXCEPTION),
 )
+CARD_PRESENT_S = 0.2  # the reader check reads a card already on the reader; it does not wait for one
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,17 +76,34 @@ def run(args: argparse.Namespace) -> int:
     return 0 if not failed else 1
 
 
-def _reader(config: Config, _timeout: float) -> str | None:
+def _reader(config: Config, timeout: float) -> str | None:
+    """The reader is listed; a card left on it is read too, within `timeout` (a silent card must not hang
+    the check: it fails it, saying what to do)."""
+    import secrets
+
     from mynabox.adapters.pcsc import PcscReader
-    from mynabox.card.errors import TransportError
+    from mynabox.card.certcheck import TrustStore
+    from mynabox.card.errors import ProtocolError, ReadTimeout, TransportError
+    from mynabox.cardread import JpkiReader
 
     name_filter = config.reader.name_filter
     try:
-        with PcscReader(name_filter) as reader:
-            names = reader.readers()
+        with PcscReader(name_filter) as pcsc:
+            if not pcsc.readers():
+                return "no PC/SC reader (plug the NFC reader in)"
+            reader = JpkiReader(pcsc, trust=TrustStore.jlis(), hash_key=secrets.token_bytes(32))
+            try:
+                report = reader.read(timeout=CARD_PRESENT_S, clock_synced=False, limit_s=timeout)
+            except ReadTimeout:
+                return f"the card on the reader gave no answer within {timeout:g} s (take it away)"
+            except ProtocolError as err:
+                print(f"     reader: the card on it is not read as a My Number Card ({type(err).__name__})")
+                return None
     except TransportError as err:
         return str(err)
-    return None if names else "no PC/SC reader (plug the NFC reader in)"
+    if report is not None:
+        print(f"     reader: card on it answers ({report.card_type.value}, {report.apdus} APDUs)")
+    return None
 
 
 def _display(config: Config, _timeout: float) -> str | None:

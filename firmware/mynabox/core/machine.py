@@ -81,7 +81,7 @@ class MachineConfig:
 
 _FAILURE_SCREENS: dict[ReadFailure, tuple[Callable[[Status], Screen], Tone, Outcome]] = {
     ReadFailure.REMOVED: (screens.hold_again, Tone.HOLD_AGAIN, Outcome.CARD_REMOVED),
-    ReadFailure.UNRESPONSIVE: (screens.hold_again, Tone.HOLD_AGAIN, Outcome.CARD_UNRESPONSIVE),
+    ReadFailure.UNRESPONSIVE: (screens.card_unresponsive, Tone.HOLD_AGAIN, Outcome.CARD_UNRESPONSIVE),
     ReadFailure.NOT_MY_NUMBER_CARD: (screens.not_my_number_card, Tone.ERROR, Outcome.NOT_MY_NUMBER_CARD),
     ReadFailure.MALFORMED: (screens.read_error, Tone.ERROR, Outcome.READ_FAILED),
     ReadFailure.READER_ERROR: (screens.hold_again, Tone.HOLD_AGAIN, Outcome.READ_FAILED),

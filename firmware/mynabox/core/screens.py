@@ -22,6 +22,9 @@ class ScreenKind(enum.Enum):
     NOT_REGISTERED = "not-registered"
     UNAVAILABLE = "unavailable"
     HOLD_AGAIN = "hold-again"
+    CARD_UNRESPONSIVE = (
+        "card-unresponsive"  # it answered its ATR, then nothing: it must leave the field first
+    )
     NOT_MY_NUMBER_CARD = "not-my-number-card"
     READ_ERROR = "read-error"
     NO_CONSENT = "no-consent"
@@ -105,6 +108,13 @@ def unavailable(status: Status) -> Screen:
 
 def hold_again(status: Status) -> Screen:
     return Screen(ScreenKind.HOLD_AGAIN, "読取失敗", ("もう一度", "かざしてください"), status, True)
+
+
+def card_unresponsive(status: Status) -> Screen:
+    # The reader is held by the silent card until it leaves the field: "hold again" alone would not do.
+    return Screen(
+        ScreenKind.CARD_UNRESPONSIVE, "応答なし", ("カードを離して", "もう一度かざして"), status, True
+    )
 
 
 def not_my_number_card(status: Status) -> Screen:

@@ -28,6 +28,7 @@ def catalog() -> dict[str, Screen]:
         "not-registered": screens.not_registered(ok),
         "unavailable": screens.unavailable(ok),
         "hold-again": screens.hold_again(ok),
+        "card-unresponsive": screens.card_unresponsive(ok),
         "not-my-number-card": screens.not_my_number_card(ok),
         "read-error": screens.read_error(ok),
         "no-consent": screens.no_consent(ok),

@@ -47,6 +47,9 @@ class Faults:
     baud: int | None = None  # kbit/s on the air (106/212/424/848): bytes cost time both ways
     non_jpki: bool = False  # an ISO 7816 card without the JPKI AP
     mute: bool = False  # a card that never answers an APDU (e.g. FeliCa-only behind an ISO reader)
+    silent_after: int | None = None  # answers its ATR and this many APDUs, then never answers again
+    cert_ef_size: int | None = None  # EF 000A holds this many bytes: FF filler after the certificate
+    sfi_refused: int | None = None  # SW answering every READ BINARY by SFI (e.g. 6A86; 6B00 = P1 as offset)
 
 
 @dataclass
@@ -91,6 +94,7 @@ class VirtualMyNumberCard:
         self.atr = CONTACTLESS_ATR
         self.log: list[bytes] = []
         self.apdu_count = 0
+        self.air_bytes = 0  # command and response bytes of every exchange answered
         self.gone = self.faults.remove_after == 0
         self._dfs = self._build_files()
         self._pins: dict[tuple[bytes, int], _Pin] = {
@@ -117,12 +121,15 @@ class VirtualMyNumberCard:
             size = max(2048, -(-len(data) // 256) * 256) if len(data) > 256 else len(data)
             return _EF(data, size, protected_by)
 
+        auth_ef = ef(auth)
+        if self.faults.cert_ef_size is not None:
+            auth_ef.size = max(len(auth), self.faults.cert_ef_size)
         jpki = {
             0x01: ef(testca.sign_certificate(self.card_id), protected_by=0x1B),
             0x02: ef(testca.sign_ca_der()),
             0x06: _EF(token, 160),
             0x08: _EF(b"\x8f\x8f\x00", 3),
-            0x0A: ef(auth),
+            0x0A: auth_ef,
             0x0B: ef(testca.test_ca_der()),
             0x17: _EF(b"", 0, kind="key"),
             0x18: _EF(b"", 0, kind="pin"),
@@ -175,7 +182,10 @@ class VirtualMyNumberCard:
         self.apdu_count += 1
         if self.faults.mute:
             return None
+        if self.faults.silent_after is not None and self.apdu_count > self.faults.silent_after:
+            return None
         response = self._answer(command)
+        self.air_bytes += len(command) + len(response)
         if self.faults.remove_after is not None and self.apdu_count >= self.faults.remove_after:
             self.gone = True
         return response
@@ -234,6 +244,8 @@ class VirtualMyNumberCard:
         if cmd.cla != 0x00:
             return _sw(0x6E00)
         files = self._files()
+        if cmd.p1 & 0x80 and self.faults.sfi_refused is not None:
+            return _sw(self.faults.sfi_refused)
         if cmd.p1 & 0x80:
             sfi = cmd.p1 & 0x1F
             if cmd.p1 & 0x60 or files is None or sfi not in files:

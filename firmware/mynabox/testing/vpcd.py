@@ -116,7 +116,7 @@ class VpcdCardServer:
                 except CardGone:
                     self._pull_from_worker(sock)
                     return
-                if response is None:  # mute: never answers (unreachable: a mute card gets no ATR)
+                if response is None:  # silent (Faults.silent_after): the reader waits for an answer forever
                     continue
                 delay = self.card.delay_for(message, response)
                 if delay:
