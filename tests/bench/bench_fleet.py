@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import resource
 import statistics
 import sys
 import tempfile
@@ -48,6 +49,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 def main() -> None:
+    # A vehicle holds about 7 descriptors (its TLS socket, paho's socket pair, SQLite's db/wal/shm): 200 of
+    # them pass the default soft limit of 1024, and the last ones never connect.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     with tempfile.TemporaryDirectory(prefix="mynabox-fleet-") as tmp:
         run(Path(tmp))
 

@@ -33,7 +33,7 @@ tokens = st.from_regex(r"[a-z][a-z0-9_.:-]{0,10}", fullmatch=True)
 records = st.builds(
     AuditRecord,
     time=st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
-    device_id=st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,12}", fullmatch=True),
+    device_id=st.from_regex(r"[a-z0-9][a-z0-9-]{0,12}", fullmatch=True),
     unit_id=st.none() | tokens,
     crew_id=st.none() | tokens,
     consent=st.sampled_from(ConsentMode),

@@ -7,12 +7,30 @@ import pytest
 from mynabox.payload.envelope import Claims, EnvelopeError, Kind, Reason, SealError, encode_json, is_device_id
 
 
-@pytest.mark.parametrize("value", ["amb-01", "A", "x" * 64, "unit_3.b"])
+@pytest.mark.parametrize("value", ["amb-01", "a", "0", "x" * 32, "unit-3b"])
 def test_good_device_ids(value: str) -> None:
     assert is_device_id(value)
 
 
-@pytest.mark.parametrize("value", ["", "x" * 65, "amb/01", "amb+", "#", "-amb", ".amb", "amb 01", "救急1", 7])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "x" * 33,
+        "amb/01",
+        "amb+",
+        "#",
+        "-amb",
+        ".amb",
+        "amb 01",
+        "救急1",
+        "A",
+        "Amb-01",
+        "unit_3.b",
+        "a.b",
+        7,
+    ],
+)
 def test_bad_device_ids(value: object) -> None:
     assert not is_device_id(value)
 

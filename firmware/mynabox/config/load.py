@@ -45,14 +45,19 @@ from mynabox.config.model import (
     StorageConfig,
     SummaryConfig,
 )
-from mynabox.payload.envelope import MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES
+from mynabox.payload.envelope import (
+    DEVICE_ID_HINT,
+    DEVICE_ID_PATTERN,
+    MAX_MESSAGE_BYTES,
+    MIN_MESSAGE_BYTES,
+)
 from mynabox.payload.identity import IdentityFile, Kind, check_identity, check_permissions
 from mynabox.payload.keys import CREDENTIALS_ENV, KeyFileError, read_small_file
 
 DEFAULT_PATH = Path("/etc/mynabox/config.toml")
 CONFIG_ENV = "MYNABOX_CONFIG"
 DEV_CREDENTIALS_ENV = "MYNABOX_CREDENTIALS_DIR"
-_DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+_DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
 _SECTIONS = (
     "device",
     "reader",
@@ -221,7 +226,7 @@ def _find_secrets(table: object, dotted: str, shown: str, ctx: Context) -> None:
 def _build(fields: Callable[[str], Fields], source: Path, ctx: Context) -> Config:
     f = fields("device")
     device = DeviceConfig(
-        id=f.string("id", pattern=_DEVICE_ID, hint="lowercase letters, digits and '-', at most 32"),
+        id=f.string("id", pattern=_DEVICE_ID, hint=DEVICE_ID_HINT),
         unit_id=f.optional_string("unit_id"),
         crew_id=f.optional_string("crew_id"),
         test_mode=f.boolean("test_mode", False),

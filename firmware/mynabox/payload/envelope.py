@@ -52,8 +52,12 @@ MAX_MESSAGE_BYTES = 256 * 1024
 # the card session accepts (card.tlv.MAX_OBJECT, 16 kB) seals to about 41 kB.
 MIN_MESSAGE_BYTES = 64 * 1024
 
-# Device ids end up in MQTT topics and file names: no '/', '+', '#', spaces or dots at the start.
-_DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+# The one definition of a device id (config, topics, envelopes, certificate CNs, file names): lowercase
+# letters, digits and '-', 1-32, not starting with '-'. No '/', '+', '#', '.', case or spaces to confuse.
+DEVICE_ID_PATTERN = r"[a-z0-9][a-z0-9-]{0,31}"
+DEVICE_ID_HINT = "lowercase letters, digits and '-', at most 32, not starting with '-'"
+_DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
 _MESSAGE_ID = re.compile(r"[0-9a-f]{32}")
 
 

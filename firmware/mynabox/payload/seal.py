@@ -35,6 +35,7 @@ from mynabox.payload.envelope import (
     CLAIM_DEVICE,
     CLAIM_ID,
     CLAIM_KIND,
+    DEVICE_ID_HINT,
     JWE_ALG,
     JWE_CTY,
     JWE_ENC,
@@ -211,7 +212,7 @@ class Sealer:
         max_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         if not is_device_id(device_id):
-            raise SealError("device id must be 1-64 of A-Z a-z 0-9 _ . - (not starting with _ . -)")
+            raise SealError(f"device id must be {DEVICE_ID_HINT}")
         _require_p256(device_key, "device key")
         _require_p256(gateway_key, "gateway key")
         self._device_id = device_id
