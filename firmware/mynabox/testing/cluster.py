@@ -159,7 +159,11 @@ class NatsCluster:
             proc.wait(10)
 
     def __enter__(self) -> NatsCluster:
-        self.start()
+        try:
+            self.start()
+        except BaseException:  # a node that never got ready must not outlive the test
+            self.stop()
+            raise
         return self
 
     def __exit__(
