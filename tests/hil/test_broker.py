@@ -71,6 +71,7 @@ def test_sealed_message_acked_and_opened_by_the_gateway(
             {"bench": "hil", "device": cfg.device.id, "note": "bench test message, not an audit record"},
             now=datetime.now(UTC),
             clock_synced=clock_synced(),
+            seq=1,  # opened by this test's own fresh receiver; the vehicle's gateway never sees bench traffic
         )
         client.tls_set_context(tls_context(cfg.mqtt.ca_file, cfg.mqtt.client_cert, cfg.mqtt.client_key.path))
         connected, acked = threading.Event(), threading.Event()
