@@ -216,6 +216,7 @@ def test_kill_9_with_the_broker_down_loses_nothing(
     notify = NotifySocket(tmp_path / "notify.sock")
     log = tmp_path / "daemon.log"
     before = len(summaries(received))
+    audits_before = sum(o.kind is Kind.AUDIT for o in received)
     stack.broker.stop()
     daemon = start_daemon(stack, notify, log)
     keys = ("dialysis", "recent-surgery", "insulin-diabetic")
@@ -238,11 +239,14 @@ def test_kill_9_with_the_broker_down_loses_nothing(
         assert len(summaries(received)) - before == len(keys)  # exactly once each
         # A read after the restart is numbered after everything before the kill (the gateway's replay rule
         # would refuse a reused number): the sequence lives in the outbox on the state partition.
+        audits = lambda: sum(o.kind is Kind.AUDIT for o in received) - audits_before  # noqa: E731
+        assert wait_for(lambda: audits() >= len(keys), 30)
+        numbered_before = max(o.seq for o in received)  # the audit record of this read comes after it
         card = tap(stack, "warfarin-elderly")
         assert wait_for(lambda: len(summaries(received)) - before == len(keys) + 1, 30), log.read_text()
         card.remove()
         last = summaries(received)[-1]
-        assert last.seq > max(o.seq for o in received if o is not last)
+        assert last.seq > numbered_before
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=5) == 0
     finally:
