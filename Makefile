@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps lint test test-fast demo bench screens clean
+.PHONY: deps lint test test-fast demo bench screens clean image image-test image-reproducible
 
 deps:
 	@scripts/install-deps.sh
@@ -33,6 +33,13 @@ bench: deps
 	$(PY) tests/bench/bench_delivery.py
 	$(PY) tests/bench/bench_imports.py
 	$(PY) tests/bench/bench_daemon.py
+
+# The SD image (as root; 25+ min under qemu-user on 2 cores, so not part of `make test`): image-build/README.md.
+image:
+	image-build/build
+
+image-reproducible:
+	image-build/check-reproducible
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -12,6 +12,7 @@ APT_PACKAGES=(
   iproute2 util-linux procps                     # unshare, ss, pgrep for the test harness
   fuse3                                          # fusermount3 and libfuse3 for the power-cut tests
   python3-cryptography                           # bench_imports' peer: Debian's build on the system libcrypto
+  mtools dosfstools shellcheck                   # fleet ops: provisioning / first-boot tests on FAT images
 )
 
 missing=()
