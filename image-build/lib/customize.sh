@@ -33,10 +33,16 @@ systemctl enable mynabox.service mynabox-firstboot.service mynabox-grow-state.se
 ln -sfn ../run/systemd/resolve/stub-resolv.conf /etc/resolv.conf
 echo mynabox > /etc/hostname
 
-# No password login anywhere; SSH only on bench images (their host keys are the image's: bench only).
-usermod -p '!' root
+# No password login anywhere: root's password locked, no getty. SSH only on bench images (key login only;
+# their host keys are the image's, the same on every bench box).
+if [ -f /etc/shadow ]; then
+  sed -i 's/^root:[^:]*:/root:!*:/' /etc/shadow
+fi
 if [ "${BENCH_SSH:-0}" = 1 ]; then
   systemctl enable ssh.service
+  printf 'PasswordAuthentication no\nKbdInteractiveAuthentication no\n' > /etc/ssh/sshd_config.d/50-mynabox.conf
+else
+  systemctl mask getty@.service serial-getty@.service
 fi
 # A transient machine id on the read-only root.
 : > /etc/machine-id

@@ -155,3 +155,13 @@ def test_list_files_walks_subdirectories(vehicle: Vehicle, card: Path) -> None:
     assert "credentials/device-key" in names and MANIFEST in names and "credentials" not in names
     assert len(names) == 11
     assert fat.list_files(PurePosixPath("/nothing")) == []
+
+
+def test_bench_hardware_settings_pass_through_and_are_checked_by_the_firmware(vehicle: Vehicle) -> None:
+    vehicle.write(vehicle_text() + '\n[display]\ndriver = "dummy"\n\n[panel]\npin_factory = "mock"\n')
+    config = load_vehicle(vehicle.file).files["config.toml"].decode()
+    assert '[display]\ndriver = "dummy"' in config and '[panel]\npin_factory = "mock"' in config
+    vehicle.write(vehicle_text() + '\n[display]\ndriver = "crt"\n')
+    with pytest.raises(BundleError) as err:
+        load_vehicle(vehicle.file)
+    assert any(p.startswith("display.driver: 'crt' is not one of") for p in err.value.problems)

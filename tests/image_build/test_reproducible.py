@@ -3,8 +3,11 @@ time into a file fails and names that file."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "image-build" / "check-reproducible"
 # A miniature of the image build: a tree, its per-file hash list, and an archive of it.
@@ -42,3 +45,28 @@ def test_a_build_time_leak_is_found_and_named(tmp_path: Path) -> None:
     assert "output: image.tar" in done.stdout
     paths = done.stdout.split("first differing paths in image-files.sha256:", 1)[1].split()
     assert paths == ["usr/lib/stamp"]
+
+
+def test_the_card_file_systems_are_bit_identical(tmp_path: Path) -> None:
+    """lib/mkfs.sh (the build's file system step) on a small tree, through check-reproducible: times,
+    UUIDs, hash seeds and the FAT volume id are fixed, the inode ctimes mke2fs copies are reset."""
+    for tool in ("mke2fs", "debugfs", "e2fsck", "mkfs.vfat", "mcopy"):
+        if shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
+            pytest.skip(f"{tool} is not installed")
+    trees = tmp_path / "trees"
+    for rel, text in {"root/etc/hostname": "mynabox", "root/usr/lib/a b/c": "x", "boot/config.txt": "[all]",
+                      "boot/overlays/o.dtbo": "o", "state/.keep": ""}.items():  # fmt: skip
+        (trees / rel).parent.mkdir(parents=True, exist_ok=True)
+        (trees / rel).write_text(text)
+    mkfs = SCRIPT.parent / "lib" / "mkfs.sh"
+    argv = ["sh", str(mkfs), *(str(trees / t) for t in ("root", "boot", "state")), "$OUT", "16M", "40M", "8M"]
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "TMPDIR": str(tmp_path),
+        "SOURCE_DATE_EPOCH": "1796147446",
+    }
+    done = subprocess.run(
+        [str(SCRIPT), "--", *argv], capture_output=True, text=True, timeout=300, check=False, env=env
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "identical (3 outputs)" in done.stdout

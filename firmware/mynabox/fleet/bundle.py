@@ -55,8 +55,11 @@ _FIELDS: dict[str, dict[str, type]] = {
     "summary": {"url": str, "ca_file": str, "client_cert": str, "client_key": str},
     "sealing": {"gateway_public_key": str, "device_key": str},
     "audit": {"key": str},
+    # Bench and emulated boxes only (no OLED, no GPIO): e.g. driver = "dummy", pin_factory = "mock".
+    "display": {"driver": str},
+    "panel": {"pin_factory": str},
 }
-_OPTIONAL = {("device", "unit_id"), ("mqtt", "port")}
+_OPTIONAL = {("device", "unit_id"), ("mqtt", "port"), ("display", "driver"), ("panel", "pin_factory")}
 
 
 class BundleError(Exception):
@@ -247,6 +250,9 @@ def _config_text(values: Mapping[tuple[str, str], object]) -> str:
         'key = "audit-key"',
         "",
     ]
+    for section, key in (("display", "driver"), ("panel", "pin_factory")):
+        if (section, key) in values:
+            lines += [f"[{section}]", f"{key} = {_toml(values[(section, key)])}", ""]
     return "\n".join(lines)
 
 
