@@ -7,6 +7,11 @@ in=/mynabox-in
 out=/mynabox-out
 unset PIP_FIND_LINKS PIP_CONSTRAINT PIP_EXTRA_INDEX_URL PIP_INDEX_URL || true
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_CONFIG_FILE=/dev/null
+if [ -s "$in/ca.crt" ]; then
+  export PIP_CERT="$in/ca.crt"
+else
+  unset PIP_CERT || true
+fi
 python3 -m venv /opt/build-venv
 pip=/opt/build-venv/bin/pip
 mkdir -p "$out/wheels"
