@@ -41,5 +41,9 @@ image:
 image-reproducible:
 	image-build/check-reproducible
 
+# Boots the built image under qemu-system-aarch64 -M virt (TCG) and waits for the daemon's READY.
+image-test: deps
+	$(PY) image-build/boot-test.py
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

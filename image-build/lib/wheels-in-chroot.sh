@@ -8,7 +8,9 @@ out=/mynabox-out
 unset PIP_FIND_LINKS PIP_CONSTRAINT PIP_EXTRA_INDEX_URL PIP_INDEX_URL || true
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_CONFIG_FILE=/dev/null
 if [ -s "$in/ca.crt" ]; then
-  export PIP_CERT="$in/ca.crt"
+  # pip's truststore reads OpenSSL's default locations, which SSL_CERT_FILE overrides; --cert alone did not
+  # make the inspecting proxy's CA trusted here.
+  export PIP_CERT="$in/ca.crt" SSL_CERT_FILE="$in/ca.crt" REQUESTS_CA_BUNDLE="$in/ca.crt"
 else
   unset PIP_CERT || true
 fi
