@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps lint test test-fast demo bench bench-fleet hil fuzz screens clean
+.PHONY: deps lint test test-fast demo bench bench-fleet hil fuzz screens clean image image-test image-reproducible
 
 deps:
 	@scripts/install-deps.sh
@@ -49,6 +49,17 @@ hil: deps
 # (default 60), FUZZ_TARGETS to pick some; prints executions/s, coverage and crashes per target.
 fuzz: deps
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-60} $(PY) tests/fuzz/harness.py $(FUZZ_TARGETS)
+
+# The SD image (as root; 25+ min under qemu-user on 2 cores, so not part of `make test`): image-build/README.md.
+image:
+	image-build/build
+
+image-reproducible:
+	image-build/check-reproducible
+
+# Boots the built image under qemu-system-aarch64 -M virt (TCG) and waits for the daemon's READY.
+image-test: deps
+	$(PY) image-build/boot-test.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -15,6 +15,7 @@ APT_PACKAGES=(
   python3-cryptography                           # bench_imports' peer: Debian's build on the system libcrypto
   chromium chromium-driver fonts-ipafont-gothic  # the gateway page tests: a real browser, a Japanese font
   nats-server                                    # the central broker cluster of the fleet tests (JetStream, MQTT)
+  mtools dosfstools shellcheck                   # fleet ops: provisioning / first-boot tests on FAT images
 )
 
 missing=()

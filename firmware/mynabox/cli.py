@@ -39,6 +39,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mynabox.commands.check_config",
         "check the config file and print it with secrets masked",
     ),
+    "provision": ("mynabox.commands.provision", "write one vehicle's identity onto a flashed SD card"),
+    "firstboot": (
+        "mynabox.commands.firstboot",
+        "first boot: move the card's identity into the state partition",
+    ),
 }
 
 

@@ -1,0 +1,108 @@
+"""Writing a checked bundle onto a card's FAT partition, and generating a device's keys and CSRs."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from mynabox.fleet.bundle import CREDENTIALS, MANIFEST, Bundle
+from mynabox.fleet.fatimage import FatImage
+from mynabox.fleet.firstboot import BUNDLE_DIR
+from mynabox.payload.envelope import is_device_id  # the one rule for device ids
+from mynabox.payload.keys import AUDIT_KEY_MIN_BYTES, private_key_pem, public_key_pem
+
+
+def write_bundle(fat: FatImage, bundle: Bundle) -> None:
+    """Replace any bundle on the card: old files wiped first, the manifest last (it marks completeness)."""
+    for old in fat.list_files(BUNDLE_DIR):
+        fat.wipe(old)
+    fat.remove_tree(BUNDLE_DIR)
+    fat.mkdir(BUNDLE_DIR)
+    fat.mkdir(BUNDLE_DIR / CREDENTIALS)
+    for name, data in sorted(bundle.files.items()):
+        fat.write(BUNDLE_DIR / PurePosixPath(name), data)
+    fat.write(BUNDLE_DIR / MANIFEST, bundle.manifest())
+
+
+@dataclass(frozen=True)
+class DeviceKeys:
+    directory: Path
+    device_public: bytes
+    csrs: dict[str, bytes]  # "mqtt-client" / "summary-client" -> PEM CSR
+
+
+def valid_device_id(device_id: str) -> bool:
+    return is_device_id(device_id)
+
+
+def generate_keys(directory: Path, device_id: str) -> DeviceKeys:
+    """New P-256 keys (0600, never overwriting), an audit key, CSRs (CN = device id), a vehicle.toml stub."""
+    if not valid_device_id(device_id):
+        raise ValueError(f"{device_id!r}: not a device id (lowercase letters, digits and '-', at most 32)")
+    directory.mkdir(parents=True, exist_ok=True)
+    names = ["device-key.pem", "mqtt-client-key.pem", "summary-client-key.pem", "audit-key", "vehicle.toml"]
+    clash = [n for n in names if (directory / n).exists()]
+    if clash:
+        raise FileExistsError(f"{directory}: would overwrite {', '.join(clash)}")
+    device = ec.generate_private_key(ec.SECP256R1())
+    _write_new(directory / "device-key.pem", private_key_pem(device).reveal(), 0o600)
+    _write_new(directory / "device-key.pub.pem", public_key_pem(device), 0o644)
+    csrs = {}
+    for role in ("mqtt-client", "summary-client"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        _write_new(directory / f"{role}-key.pem", private_key_pem(key).reveal(), 0o600)
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
+            .sign(key, hashes.SHA256())
+            .public_bytes(serialization.Encoding.PEM)
+        )
+        _write_new(directory / f"{role}.csr", csr, 0o644)
+        csrs[role] = csr
+    _write_new(directory / "audit-key", secrets.token_bytes(max(AUDIT_KEY_MIN_BYTES, 32)), 0o600)
+    _write_new(directory / "vehicle.toml", _vehicle_stub(device_id).encode(), 0o644)
+    return DeviceKeys(directory, public_key_pem(device), csrs)
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), mode)
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _vehicle_stub(device_id: str) -> str:
+    return f"""# One vehicle's identity for `mynabox provision write`. Paths are relative to this file.
+[device]
+id = "{device_id}"
+# unit_id = "tokyo-12"
+
+[mqtt]
+host = "gateway.local"
+port = 8883
+ca_file = "mqtt-ca.pem"
+client_cert = "mqtt-client.pem"          # issued for mqtt-client.csr
+client_key = "mqtt-client-key.pem"
+
+[summary]
+url = "https://summary.example.jp/v1"
+ca_file = "summary-ca.pem"
+client_cert = "summary-client.pem"       # issued for summary-client.csr
+client_key = "summary-client-key.pem"
+
+[sealing]
+gateway_public_key = "gateway.pem"
+device_key = "device-key.pem"            # register device-key.pub.pem with the gateway
+
+[audit]
+key = "audit-key"
+"""

@@ -1,0 +1,49 @@
+#!/bin/sh
+# Runs inside the image's arm64 root (chroot, under qemu-user): the firmware layer on the Debian base.
+set -eu
+in=/mynabox-in
+venv=/opt/mynabox/venv
+
+# systemd files from the repo's systemd/ (the tmpfiles file is overridden by the image's /etc/tmpfiles.d).
+install -m 0644 "$in"/systemd/*.service /usr/lib/systemd/system/
+install -D -m 0644 "$in/systemd/mynabox.sysusers" /usr/lib/sysusers.d/mynabox.conf
+install -D -m 0644 "$in/systemd/mynabox.tmpfiles" /usr/lib/tmpfiles.d/mynabox.conf
+install -D -m 0644 "$in/systemd/udev/60-mynabox.rules" /usr/lib/udev/rules.d/60-mynabox.rules
+install -D -m 0644 "$in/systemd/polkit/50-mynabox-pcscd.rules" \
+  /usr/share/polkit-1/rules.d/50-mynabox-pcscd.rules
+# Users now: the root is read-only at run time.
+systemd-sysusers
+
+# The firmware and its dependencies, every file checked against the lock's hashes; no pip left behind.
+python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q --no-index --find-links "$in" --require-hashes --no-compile \
+  -r "$in/install.lock"
+"$venv/bin/python" -m pip uninstall -q -y pip
+# Byte-code without timestamps (reproducible; the read-only root never changes under it).
+"$venv/bin/python" -m compileall -q -j 0 --invalidation-mode unchecked-hash "$venv/lib"
+
+# The identity lives on the state partition (mynabox-firstboot.service puts it there).
+mkdir -p /etc/mynabox /var/lib/mynabox /boot/firmware
+chmod 0755 /etc/mynabox
+rm -rf /etc/mynabox/credentials
+ln -sfn /var/lib/mynabox/identity/credentials /etc/mynabox/credentials
+
+systemctl enable mynabox.service mynabox-firstboot.service mynabox-grow-state.service \
+  systemd-networkd.service systemd-resolved.service systemd-timesyncd.service
+ln -sfn ../run/systemd/resolve/stub-resolv.conf /etc/resolv.conf
+echo mynabox > /etc/hostname
+
+# No password login anywhere: root's password locked, no getty. SSH only on bench images (key login only;
+# their host keys are the image's, the same on every bench box).
+if [ -f /etc/shadow ]; then
+  sed -i 's/^root:[^:]*:/root:!*:/' /etc/shadow
+fi
+if [ "${BENCH_SSH:-0}" = 1 ]; then
+  systemctl enable ssh.service
+  printf 'PasswordAuthentication no\nKbdInteractiveAuthentication no\n' > /etc/ssh/sshd_config.d/50-mynabox.conf
+else
+  systemctl mask getty@.service serial-getty@.service
+fi
+# A transient machine id on the read-only root.
+: > /etc/machine-id
+rm -f /var/lib/dbus/machine-id

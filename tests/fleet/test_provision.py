@@ -1,0 +1,167 @@
+"""`mynabox provision`: a checked identity onto a card image's FAT partition, with mtools and without root;
+bad input refused before a byte is written."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import time
+from pathlib import Path, PurePosixPath
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from tests.fleet.conftest import DEVICE_ID, Vehicle, fragments, leaked, vehicle_text
+
+from mynabox.fleet.bundle import MANIFEST, BundleError, load_vehicle, parse_manifest
+from mynabox.fleet.fatimage import FatImage
+from mynabox.fleet.firstboot import BUNDLE_DIR
+from mynabox.fleet.provision import generate_keys, write_bundle
+from mynabox.payload.keys import save_private_key
+
+
+def provision(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mynabox.cli", "provision", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_write_puts_the_whole_bundle_on_the_card(vehicle: Vehicle, card: Path) -> None:
+    started = time.monotonic()
+    done = provision("write", str(vehicle.file), str(card))
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    fat = FatImage(card)
+    assert fat.offset == 2048 * 512
+    bundle_id, files = parse_manifest(fat.read(BUNDLE_DIR / MANIFEST))
+    for name, sha in files.items():
+        assert hashlib.sha256(fat.read(BUNDLE_DIR / name)).hexdigest() == sha
+    for name, data in vehicle.secrets.items():
+        assert fat.read(BUNDLE_DIR / "credentials" / name) == data
+    config = fat.read(BUNDLE_DIR / "config.toml").decode()
+    assert f'id = "{DEVICE_ID}"' in config and 'unit_id = "tokyo-12"' in config
+    assert bundle_id in done.stdout
+    print(f"provision write: {elapsed:.2f} s")
+
+
+def test_rewriting_replaces_the_old_bundle_and_wipes_its_secrets(vehicle: Vehicle, card: Path) -> None:
+    fat = FatImage(card)
+    write_bundle(fat, load_vehicle(vehicle.file))
+    old_key = vehicle.secrets["device-key"]
+    save_private_key(vehicle.dir / "device-key.pem", ec.generate_private_key(ec.SECP256R1()))
+    write_bundle(fat, load_vehicle(vehicle.file))
+    assert fat.read(BUNDLE_DIR / "credentials" / "device-key") != old_key
+    assert fragments(old_key) and leaked(card.read_bytes(), old_key) == []
+
+
+@pytest.mark.parametrize(
+    ("override", "reason"),
+    [
+        (
+            {"mqtt_client_key": '"summary/client-amb-0001.key"'},
+            "mqtt.client_key: does not match the certificate",
+        ),
+        ({"id": '"Amb_0001"'}, "device.id: 'Amb_0001' is not allowed"),
+        ({"extra": 'colour = "red"'}, "device.colour: unknown field"),
+        ({"summary_client_key": '"p384.pem"'}, "summary.client_key: not an EC P-256 private key"),
+        ({"id": "1"}, "device.id: expected a string"),
+        ({"mqtt_client_key": '"missing.pem"'}, "mqtt.client_key:"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_is_written(
+    vehicle: Vehicle, card: Path, override: dict[str, str], reason: str
+) -> None:
+    save_private_key_p384(vehicle.dir / "p384.pem")
+    vehicle.write(vehicle_text(**override))
+    before = digest(card)
+    done = provision("write", str(vehicle.file), str(card))
+    assert done.returncode == 2
+    assert reason in done.stderr
+    assert "nothing written" in done.stderr
+    assert digest(card) == before
+
+
+def save_private_key_p384(path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path.write_bytes(pem)
+
+
+def test_unknown_section_and_missing_field_are_named(vehicle: Vehicle) -> None:
+    text = vehicle_text().replace('host = "gateway.local"\n', "") + '\n[mqt]\nhost = "x"\n'
+    vehicle.write(text)
+    with pytest.raises(BundleError) as err:
+        load_vehicle(vehicle.file)
+    assert "mqtt.host: missing (required)" in err.value.problems
+    assert any(p.startswith("mqt: unknown section (did you mean 'mqtt'?)") for p in err.value.problems)
+
+
+def test_refusals_never_show_key_bytes(vehicle: Vehicle) -> None:
+    vehicle.write(vehicle_text(mqtt_client_key='"summary/client-amb-0001.key"'))
+    done = provision("check", str(vehicle.file))
+    assert done.returncode == 2
+    for secret in vehicle.secrets.values():
+        for line in secret.splitlines()[1:-1]:
+            assert line.decode() not in done.stderr + done.stdout
+
+
+def test_a_target_that_is_not_a_card_is_refused(vehicle: Vehicle, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.img"
+    junk.write_bytes(b"\0" * 4096)
+    done = provision("write", str(vehicle.file), str(junk))
+    assert done.returncode == 1
+    assert "no boot sector or MBR" in done.stderr
+
+
+def test_keys_generates_keys_and_csrs_that_provision_accepts(tmp_path: Path) -> None:
+    out = tmp_path / "keys"
+    done = provision("keys", "--device-id", DEVICE_ID, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "BEGIN PUBLIC KEY" in done.stdout and done.stdout.count("BEGIN CERTIFICATE REQUEST") == 2
+    assert "PRIVATE KEY" not in done.stdout
+    for name in ("device-key.pem", "mqtt-client-key.pem", "summary-client-key.pem", "audit-key"):
+        assert (out / name).stat().st_mode & 0o777 == 0o600
+    from cryptography import x509
+
+    csr = x509.load_pem_x509_csr((out / "mqtt-client.csr").read_bytes())
+    assert csr.is_signature_valid
+    assert csr.subject.rfc4514_string() == f"CN={DEVICE_ID}"
+    again = provision("keys", "--device-id", DEVICE_ID, "--out", str(out))
+    assert again.returncode == 2 and "would overwrite" in again.stderr
+
+
+def test_keys_refuses_a_device_id_the_firmware_refuses(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a device id"):
+        generate_keys(tmp_path, "AMB 1")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_list_files_walks_subdirectories(vehicle: Vehicle, card: Path) -> None:
+    fat = FatImage(card)
+    write_bundle(fat, load_vehicle(vehicle.file))
+    names = {str(p.relative_to(BUNDLE_DIR)) for p in fat.list_files(BUNDLE_DIR)}
+    assert "credentials/device-key" in names and MANIFEST in names and "credentials" not in names
+    assert len(names) == 11
+    assert fat.list_files(PurePosixPath("/nothing")) == []
+
+
+def test_bench_hardware_settings_pass_through_and_are_checked_by_the_firmware(vehicle: Vehicle) -> None:
+    vehicle.write(vehicle_text() + '\n[display]\ndriver = "dummy"\n\n[panel]\npin_factory = "mock"\n')
+    config = load_vehicle(vehicle.file).files["config.toml"].decode()
+    assert '[display]\ndriver = "dummy"' in config and '[panel]\npin_factory = "mock"' in config
+    vehicle.write(vehicle_text() + '\n[display]\ndriver = "crt"\n')
+    with pytest.raises(BundleError) as err:
+        load_vehicle(vehicle.file)
+    assert any(p.startswith("display.driver: 'crt' is not one of") for p in err.value.problems)

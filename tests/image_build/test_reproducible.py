@@ -1,0 +1,72 @@
+"""image-build/check-reproducible on a small input: a deterministic build passes, one that leaks the build
+time into a file fails and names that file."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "image-build" / "check-reproducible"
+# A miniature of the image build: a tree, its per-file hash list, and an archive of it.
+BUILD = """
+set -eu
+mkdir -p "$OUT/tree/etc" "$OUT/tree/usr/lib"
+echo fixed > "$OUT/tree/etc/config"
+echo "{stamp}" > "$OUT/tree/usr/lib/stamp"
+touch -d @1796147446 "$OUT"/tree/etc/config "$OUT"/tree/usr/lib/stamp
+(cd "$OUT/tree" && find . -type f -printf '%P\\n' | LC_ALL=C sort | xargs sha256sum) \\
+  > "$OUT/image-files.sha256"
+tar --sort=name --mtime=@1796147446 --owner=0 --group=0 --numeric-owner -C "$OUT/tree" -cf "$OUT/image.tar" .
+rm -rf "$OUT/tree"
+"""
+
+
+def check(tmp_path: Path, stamp: str) -> subprocess.CompletedProcess[str]:
+    build = tmp_path / "mini-build"
+    build.write_text(BUILD.format(stamp=stamp))
+    return subprocess.run(
+        [str(SCRIPT), "--", "sh", str(build)], capture_output=True, text=True, timeout=120, check=False,
+        env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)},
+    )  # fmt: skip
+
+
+def test_identical_builds_pass(tmp_path: Path) -> None:
+    done = check(tmp_path, "1.0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "identical (2 outputs)" in done.stdout
+
+
+def test_a_build_time_leak_is_found_and_named(tmp_path: Path) -> None:
+    done = check(tmp_path, "$(date +%s%N)")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "output: image.tar" in done.stdout
+    paths = done.stdout.split("first differing paths in image-files.sha256:", 1)[1].split()
+    assert paths == ["usr/lib/stamp"]
+
+
+def test_the_card_file_systems_are_bit_identical(tmp_path: Path) -> None:
+    """lib/mkfs.sh (the build's file system step) on a small tree, through check-reproducible: times,
+    UUIDs, hash seeds and the FAT volume id are fixed, the inode ctimes mke2fs copies are reset."""
+    for tool in ("mke2fs", "debugfs", "e2fsck", "mkfs.vfat", "mcopy"):
+        if shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
+            pytest.skip(f"{tool} is not installed")
+    trees = tmp_path / "trees"
+    for rel, text in {"root/etc/hostname": "mynabox", "root/usr/lib/a b/c": "x", "boot/config.txt": "[all]",
+                      "boot/overlays/o.dtbo": "o", "state/.keep": ""}.items():  # fmt: skip
+        (trees / rel).parent.mkdir(parents=True, exist_ok=True)
+        (trees / rel).write_text(text)
+    mkfs = SCRIPT.parent / "lib" / "mkfs.sh"
+    argv = ["sh", str(mkfs), *(str(trees / t) for t in ("root", "boot", "state")), "$OUT", "16M", "40M", "8M"]
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "TMPDIR": str(tmp_path),
+        "SOURCE_DATE_EPOCH": "1796147446",
+    }
+    done = subprocess.run(
+        [str(SCRIPT), "--", *argv], capture_output=True, text=True, timeout=300, check=False, env=env
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "identical (3 outputs)" in done.stdout

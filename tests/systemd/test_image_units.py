@@ -1,0 +1,95 @@
+"""The SD image's own units (first boot, state partition growth) and drop-ins: they verify, a typo shows,
+and the first-boot unit's sandbox stays within the project's exposure ceiling."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+UNITS = ("mynabox-firstboot.service", "mynabox-grow-state.service")
+OVERLAY = ROOT / "image-build" / "rootfs-overlay"
+# systemd-analyze's 0-100 scale: 20 is an exposure of 2.0, the project's ceiling.
+EXPOSURE_CEILING = 20
+
+
+def need(tool: str) -> None:
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed on this machine")
+
+
+def stage(tmp_path: Path, typo: bool = False) -> list[Path]:
+    """The units with their binaries swapped for /bin/true (verify wants them to exist), plus a stand-in for
+    the fstab mount they require (fstab is a generator's input, and verify runs without generators)."""
+    out = []
+    for name in UNITS:
+        text = (ROOT / "systemd" / name).read_text()
+        text = text.replace("/opt/mynabox/venv/bin/mynabox", "/bin/true").replace(
+            "/usr/lib/mynabox/grow-state", "/bin/true"
+        )
+        if typo:
+            text = text.replace("RemainAfterExit=", "RemainAfterExt=")
+        (tmp_path / name).write_text(text)
+        out.append(tmp_path / name)
+    (tmp_path / "var-lib-mynabox.mount").write_text(
+        "[Mount]\nWhat=LABEL=mynabox-state\nWhere=/var/lib/mynabox\nType=ext4\n"
+    )
+    return out
+
+
+def verify(units: list[Path]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", "--generators=no", *map(str, units)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"SYSTEMD_LOG_LEVEL": "warning", "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_image_units_verify(tmp_path: Path) -> None:
+    need("systemd-analyze")
+    done = verify(stage(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout + done.stderr == ""
+
+
+def test_verify_catches_a_typo_in_them(tmp_path: Path) -> None:
+    need("systemd-analyze")
+    done = verify(stage(tmp_path, typo=True))
+    assert done.stderr.count("Unknown key 'RemainAfterExt'") == len(UNITS)
+
+
+def test_firstboot_sandbox_within_the_ceiling(tmp_path: Path) -> None:
+    need("systemd-analyze")
+    unit = stage(tmp_path)[0]
+    done = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", f"--threshold={EXPOSURE_CEILING}", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+
+
+def test_mynabox_drop_in_reads_the_identity_from_the_state_partition() -> None:
+    drop_in = (OVERLAY / "etc/systemd/system/mynabox.service.d/50-image.conf").read_text()
+    assert "--config /var/lib/mynabox/identity/config.toml" in drop_in
+    assert "After=mynabox-firstboot.service" in drop_in
+    unit = (ROOT / "systemd" / "mynabox.service").read_text()
+    for line in unit.splitlines():
+        if line.startswith("LoadCredential="):  # reached through the /etc/mynabox/credentials symlink
+            assert line.split(":", 1)[1].startswith("/etc/mynabox/credentials/")
+
+
+def test_watchdog_within_bcm2835_wdt_maximum() -> None:
+    text = (OVERLAY / "etc/systemd/system.conf.d/50-mynabox-watchdog.conf").read_text()
+    value = next(
+        line.split("=", 1)[1] for line in text.splitlines() if line.startswith("RuntimeWatchdogSec=")
+    )
+    assert value.endswith("s") and 0 < int(value[:-1]) <= 15
