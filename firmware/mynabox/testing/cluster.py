@@ -32,7 +32,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mynabox.adapters.mqtt import LinkSettings, MqttLink, topic
+from mynabox.adapters.mqtt import LinkSettings, MqttLink, tls_context, topic
 from mynabox.adapters.outbox import Outbox
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Sealer
@@ -177,10 +177,8 @@ class NatsCluster:
 
 
 def client_context(ca: Path, files: CertFiles) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(str(files.cert), str(files.key))
-    return ctx
+    """The box's own client TLS context (adapters.mqtt.tls_context) for a test client's certificate."""
+    return tls_context(ca, files.cert, files.key)
 
 
 def bridge_config(cluster: NatsCluster, gateway_id: str, ca: Path, files: CertFiles) -> str:
