@@ -165,3 +165,36 @@ def test_bench_hardware_settings_pass_through_and_are_checked_by_the_firmware(ve
     with pytest.raises(BundleError) as err:
         load_vehicle(vehicle.file)
     assert any(p.startswith("display.driver: 'crt' is not one of") for p in err.value.problems)
+
+
+def test_gateway_keys_are_a_pair_stock_libraries_import_and_never_overwritten(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from mynabox.payload.envelope import Kind
+    from mynabox.payload.keys import load_private_key, load_public_key
+    from mynabox.payload.seal import Opener, Sealer
+
+    out = tmp_path / "gw"
+    done = provision("gateway-keys", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    private, public = out / "gateway-envelope-key.pem", out / "gateway-envelope.pub.pem"
+    assert private.stat().st_mode & 0o777 == 0o600 and public.read_text() in done.stdout
+    assert private.read_text().startswith("-----BEGIN PRIVATE KEY-----")  # PKCS#8
+    assert public.read_text().startswith("-----BEGIN PUBLIC KEY-----")  # SPKI
+    device = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    sealed = Sealer(DEVICE_ID, device, load_public_key(public)).seal(
+        Kind.AUDIT, {"n": 1}, now=now, clock_synced=True, seq=1
+    )
+    opener = Opener(
+        load_private_key(private),
+        {DEVICE_ID: device.public_key()},
+        max_age=timedelta(days=1),
+        max_skew=timedelta(minutes=5),
+        max_size=1 << 20,
+    )
+    assert opener.open(sealed.token, now=now).body == {"n": 1}
+    before = private.read_bytes()
+    again = provision("gateway-keys", "--out", str(out))
+    assert again.returncode != 0 and "would overwrite" in again.stderr
+    assert private.read_bytes() == before

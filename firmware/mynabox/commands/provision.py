@@ -1,6 +1,7 @@
 """`mynabox provision`: one vehicle's identity onto a flashed card or image file (offline, no root).
 
 mynabox provision keys --device-id amb-0001 --out DIR   new device keys; prints the public key and CSRs
+mynabox provision gateway-keys --out DIR                the gateway's envelope key pair (PKCS#8 / SPKI PEM)
 mynabox provision check VEHICLE.toml                    every check, nothing written
 mynabox provision write VEHICLE.toml TARGET             TARGET: image, card or FAT partition
 """
@@ -20,6 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     keys = sub.add_parser("keys", help="generate the device's keys and CSRs (and a vehicle.toml stub)")
     keys.add_argument("--device-id", required=True)
     keys.add_argument("--out", type=Path, required=True, help="directory for the keys (created, 0600 files)")
+    gateway = sub.add_parser(
+        "gateway-keys", help="generate the gateway's envelope key pair (once per gateway, not per box)"
+    )
+    gateway.add_argument("--out", type=Path, required=True, help="directory for the key pair")
     check = sub.add_parser("check", help="check a vehicle file and its keys; write nothing")
     check.add_argument("vehicle", type=Path)
     write = sub.add_parser("write", help="check, then write the identity onto the card's FAT partition")
@@ -30,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mynabox.fleet.bundle import BundleError, load_vehicle
     from mynabox.fleet.fatimage import FatError, FatImage
-    from mynabox.fleet.provision import generate_keys, write_bundle
+    from mynabox.fleet.provision import generate_gateway_keys, generate_keys, write_bundle
 
     started = time.monotonic()
     if args.action == "keys":
@@ -45,6 +50,18 @@ def run(args: argparse.Namespace) -> int:
         for role, csr in keys.csrs.items():
             print(f"# {role}.csr (have it signed into {role}.pem):")
             sys.stdout.write(csr.decode())
+        return 0
+    if args.action == "gateway-keys":
+        try:
+            public = generate_gateway_keys(args.out)
+        except OSError as err:
+            print(f"provision: refused: {err}", file=sys.stderr)
+            return EXIT_REFUSED
+        print(
+            f"# {args.out}: gateway-envelope-key.pem (0600: the gateway's only) and gateway-envelope.pub.pem"
+        )
+        print("# every box seals to this public key (the vehicle file's gateway key):")
+        sys.stdout.write(public.decode())
         return 0
     try:
         bundle = load_vehicle(args.vehicle)

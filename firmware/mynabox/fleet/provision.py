@@ -71,6 +71,20 @@ def generate_keys(directory: Path, device_id: str) -> DeviceKeys:
     return DeviceKeys(directory, public_key_pem(device), csrs)
 
 
+def generate_gateway_keys(directory: Path) -> bytes:
+    """The gateway's envelope key pair (P-256): ``gateway-envelope-key.pem`` (PKCS#8, 0600, for the gateway
+    only) and ``gateway-envelope.pub.pem`` (SPKI, for every box's vehicle file); returns the public PEM."""
+    directory.mkdir(parents=True, exist_ok=True)
+    names = ("gateway-envelope-key.pem", "gateway-envelope.pub.pem")
+    clash = [n for n in names if (directory / n).exists()]
+    if clash:
+        raise FileExistsError(f"{directory}: would overwrite {', '.join(clash)}")
+    key = ec.generate_private_key(ec.SECP256R1())
+    _write_new(directory / names[0], private_key_pem(key).reveal(), 0o600)
+    _write_new(directory / names[1], public_key_pem(key), 0o644)
+    return public_key_pem(key)
+
+
 def _write_new(path: Path, data: bytes, mode: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     with os.fdopen(fd, "wb") as f:
