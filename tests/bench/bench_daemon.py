@@ -110,6 +110,23 @@ def p50(values: list[float]) -> float:
     return round(statistics.median(values), 1) if values else float("nan")
 
 
+def tap(stack: BoxStack, timings: TimingLines, card_id: str) -> list[float]:
+    """One tap of a virtual card: [tap → result on the OLED, ms], or [] when no result came within 20 s."""
+    assert stack.pcscd is not None
+    stack.pcscd.wait_empty()
+    want = len(timings.of("result-shown")) + 1
+    tapped = time.perf_counter()
+    server = VpcdCardServer(VirtualMyNumberCard(card_id), port=stack.pcscd.vpcd_port).start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(timings.of("result-shown")) < want and time.monotonic() < deadline:
+            time.sleep(0.001)
+        shown = timings.of("result-shown")
+        return [(shown[-1][0] - tapped) * 1000] if len(shown) >= want else []
+    finally:
+        server.remove()
+
+
 def taps_over_link(stack: BoxStack, rtt_ms: int, *, warm: bool) -> dict[str, float]:
     """LINK_TAPS taps with both links behind an emulated link of `rtt_ms`; p50 figures in ms."""
     assert stack.refsvc is not None and stack.broker is not None and stack.pcscd is not None
@@ -135,18 +152,7 @@ def taps_over_link(stack: BoxStack, rtt_ms: int, *, warm: bool) -> dict[str, flo
             time.sleep(0.005)
         time.sleep(1 + 4 * rtt)  # the broker link and the summary connection come up
         for i in range(LINK_TAPS):
-            stack.pcscd.wait_empty()
-            want = len(timings.of("result-shown")) + 1
-            tapped = time.perf_counter()
-            card = VirtualMyNumberCard(registered[i % len(registered)].card_id)
-            server = VpcdCardServer(card, port=stack.pcscd.vpcd_port).start()
-            deadline = time.monotonic() + 20
-            while len(timings.of("result-shown")) < want and time.monotonic() < deadline:
-                time.sleep(0.001)
-            shown = timings.of("result-shown")
-            if len(shown) >= want:
-                tap_to_result.append((shown[-1][0] - tapped) * 1000)
-            server.remove()
+            tap_to_result.extend(tap(stack, timings, registered[i % len(registered)].card_id))
             time.sleep(0.5)  # the result screen clears (result_clear_s) before the next patient
         deadline = time.monotonic() + 10
         while len(timings.of("delivered")) < LINK_TAPS and time.monotonic() < deadline:
@@ -230,18 +236,7 @@ def main() -> int:
             time.sleep(1)  # let the start-up connections settle
             at_ready = memory_mb(daemon.pid)["rss_mb"]
             for i in range(READS):
-                card = VirtualMyNumberCard(registered[i % len(registered)].card_id)
-                stack.pcscd.wait_empty()
-                want = len(timings.of("result-shown")) + 1
-                tapped = time.perf_counter()
-                server = VpcdCardServer(card, port=stack.pcscd.vpcd_port).start()
-                deadline = time.monotonic() + 20
-                while len(timings.of("result-shown")) < want and time.monotonic() < deadline:
-                    time.sleep(0.001)
-                shown = timings.of("result-shown")
-                if len(shown) >= want:
-                    tap_to_result.append((shown[-1][0] - tapped) * 1000)
-                server.remove()
+                tap_to_result.extend(tap(stack, timings, registered[i % len(registered)].card_id))
             deadline = time.monotonic() + 10
             while len(timings.of("delivered")) < READS and time.monotonic() < deadline:
                 time.sleep(0.01)
