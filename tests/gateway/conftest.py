@@ -16,6 +16,17 @@ from mynabox.payload.seal import Opened, Opener, Sealer
 from mynabox.testing.patients import PATIENTS, SyntheticPatient, summary_for
 
 DAY = date(2026, 4, 1)
+# The 救急用サマリー sample form's sections in its order (after the flags and, when present, allergies).
+FORM_ORDER = [
+    "patient",
+    "visits",
+    "dispensings",
+    "medications",
+    "surgeries",
+    "treatments",
+    "dialyses",
+    "checkup",
+]
 NOW = datetime(2026, 4, 1, 1, 30, tzinfo=UTC)  # 10:30 JST
 DEVICE = "amb-tokyo-01"
 _DEVICE_KEY = ec.derive_private_key(0x2000_0001, ec.SECP256R1())

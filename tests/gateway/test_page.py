@@ -13,18 +13,7 @@ from mynabox.payload.seal import Opened
 from mynabox.summary.flags import derive_flags
 from mynabox.testing.patients import PATIENTS, patient, summary_for
 
-from .conftest import DAY, NOW, body_for, seal_and_open
-
-FORM_ORDER = [
-    "patient",
-    "visits",
-    "dispensings",
-    "medications",
-    "surgeries",
-    "treatments",
-    "dialyses",
-    "checkup",
-]
+from .conftest import DAY, FORM_ORDER, NOW, body_for, seal_and_open
 
 
 class _Ids(HTMLParser):
