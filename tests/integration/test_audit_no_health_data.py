@@ -8,7 +8,6 @@ what the OLED showed (``shown``) bound to the very entry the box chained.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -27,6 +26,8 @@ from mynabox.testing.notify import NotifySocket
 from mynabox.testing.patients import patient
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.wait import wait_for
+
+from .test_daemon import start_daemon
 
 pytestmark = pytest.mark.stack
 MYNABOX = str(Path(".venv/bin/mynabox").resolve())
@@ -51,9 +52,7 @@ def test_local_audit_chain_holds_no_flags_and_the_gateway_gets_them(stack: BoxSt
     assert receiver.subscribed.wait(10)
     notify = NotifySocket(tmp_path / "notify.sock")
     log = tmp_path / "daemon.log"
-    env = dict(os.environ, **stack.env(), NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="2000000")
-    with log.open("ab") as out:
-        daemon = subprocess.Popen([MYNABOX, "run", "--config", str(stack.config_path)], env=env, stderr=out)
+    daemon = start_daemon(stack, notify, log)
     try:
         assert wait_for(lambda: notify.seen("READY=1") == 1, 20), log.read_text()
         for n in range(1, READS + 1):

@@ -9,7 +9,6 @@ fix the lookup lasted as long as the server dripped (150 s in the attack; here 1
 from __future__ import annotations
 
 import itertools
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,6 +30,8 @@ from mynabox.testing.patients import patient
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
 from mynabox.testing.wait import wait_for
+
+from .test_daemon import start_daemon
 
 pytestmark = pytest.mark.stack
 MYNABOX = str(Path(".venv/bin/mynabox").resolve())
@@ -62,9 +63,7 @@ def test_a_dripping_service_ends_in_a_card_record_within_the_limit(
     assert receiver.subscribed.wait(10)
     notify = NotifySocket(tmp_path / "notify.sock")
     log = tmp_path / "daemon.log"
-    env = dict(os.environ, **stack.env(), NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="1000000")
-    with log.open("ab") as out:
-        daemon = subprocess.Popen([MYNABOX, "run", "--config", str(stack.config_path)], env=env, stderr=out)
+    daemon = start_daemon(stack, notify, log)
     card: VpcdCardServer | None = None
     try:
         assert wait_for(lambda: notify.seen("READY=1") == 1, 20), log.read_text()
@@ -123,9 +122,7 @@ def test_sigterm_during_a_dripping_lookup_still_queues_the_card_record(
     assert receiver.subscribed.wait(10)
     notify = NotifySocket(tmp_path / "notify.sock")
     log = tmp_path / "daemon.log"
-    env = dict(os.environ, **stack.env(), NOTIFY_SOCKET=str(notify.path))
-    with log.open("ab") as out:
-        daemon = subprocess.Popen([MYNABOX, "run", "--config", str(stack.config_path)], env=env, stderr=out)
+    daemon = start_daemon(stack, notify, log)
     card: VpcdCardServer | None = None
     try:
         assert wait_for(lambda: notify.seen("READY=1") == 1, 20), log.read_text()
@@ -153,6 +150,7 @@ def test_sigterm_during_a_dripping_lookup_still_queues_the_card_record(
     assert [e.record.outcome for e in audit.entries()] == [Outcome.CARD_RECORD], log.read_text()
     with Outbox(stack.state_dir / "outbox.db") as outbox:
         queued = [item.topic for item in outbox.next_batch(10)]
-    # Published before the link stopped, or waiting in the outbox for the next start: never lost.
+    # Published before the link stopped, or waiting in the outbox for the next start: never lost. Both at once
+    # is QoS 1 at work: the broker had it, the box stopped before its PUBACK; the gateway drops the resend.
     published = sum(1 for o in received if o.kind is Kind.CARD_RECORD)
-    assert queued.count("mynabox/amb-drip/summary") + published == 1, (queued, published)
+    assert published <= 1 and queued.count("mynabox/amb-drip/summary") + published >= 1, (queued, published)
