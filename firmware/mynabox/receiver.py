@@ -496,6 +496,10 @@ class Receiver:
         self._on_verdict = on_verdict
         self.subscribed = threading.Event()
         self.refused: str | None = None
+        # Held while a message is handled and acknowledged: stop() waits for it, so a message already handed
+        # to the sink has its PUBACK sent before DISCONNECT (else a clean stop makes the broker resend it).
+        self._handling = threading.Lock()
+        self._stopping = False
         try:
             ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(settings.ca))
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -522,7 +526,9 @@ class Receiver:
         self._client.loop_start()
 
     def stop(self) -> None:
-        self._client.disconnect()
+        with self._handling:
+            self._stopping = True
+            self._client.disconnect()
         self._client.loop_stop()
 
     def _cb_connect(self, client: paho.Client, _u: Any, flags: Any, code: ReasonCode, _p: Any) -> None:
@@ -541,6 +547,12 @@ class Receiver:
         self.subscribed.set()
 
     def _cb_message(self, client: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
+        with self._handling:
+            if self._stopping:
+                return  # not handled, not acknowledged: the persistent session gives it to the next run
+            self._handle(client, message)
+
+    def _handle(self, client: paho.Client, message: paho.MQTTMessage) -> None:
         try:
             topic = message.topic
         except UnicodeDecodeError:

@@ -427,6 +427,45 @@ def test_puback_no_subscribers_keeps_the_record_until_a_subscriber_comes(
     assert len(gw.accepted) == 3  # each once
 
 
+def test_a_stop_while_a_message_is_in_the_sink_still_acknowledges_it(
+    kit: DeliveryKit, broker: Mosquitto, tmp_path: Path
+) -> None:
+    in_sink, release = threading.Event(), threading.Event()
+
+    def slow_sink(_opened: object) -> None:
+        in_sink.set()
+        release.wait(10)  # SIGTERM arrives while the sink is writing the summary out
+
+    gw = Gateway(kit, broker, tmp_path)
+    slow = ReceiverCore(kit.opener(), gw.seen, slow_sink)
+    files = kit.pki.client(kit.gateway)
+    first = Receiver(ReceiverSettings("localhost", broker.port, kit.pki.ca_cert, files.cert, files.key), slow)
+    first.start()
+    with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        link = MqttLink(settings(kit, broker), outbox)
+        try:
+            assert first.subscribed.wait(10)
+            ids = queue(kit, outbox, 1)
+            link.start()
+            assert in_sink.wait(10)
+            stopper = threading.Thread(target=first.stop)
+            stopper.start()
+            time.sleep(0.3)  # stop() is under way; the sink then finishes and the message is acknowledged
+            release.set()
+            stopper.join(10)
+            # Same client id, persistent session: an unacknowledged message would come again, as a duplicate.
+            gw.receiver.start()
+            assert gw.receiver.subscribed.wait(10)
+            time.sleep(2)
+            assert (gw.accepted, gw.duplicates) == ([], 0), "the message came again after a clean stop"
+            assert ids[0] in gw.seen
+        finally:
+            release.set()
+            link.stop()
+            gw.receiver.stop()
+            gw.seen.close()
+
+
 def test_a_retained_summary_from_a_device_is_refused_and_not_retained(
     kit: DeliveryKit, broker: Mosquitto
 ) -> None:
