@@ -22,7 +22,7 @@ test-fast: deps
 	$(PY) -m pytest -q -m "not stack and not slow"
 
 demo: deps
-	$(PY) -m mynabox.demo
+	$(PY) -m mynabox.cli demo
 
 # Benchmarks print figures (last line JSON each); they are not tests and assert nothing about speed.
 bench: deps

@@ -61,7 +61,7 @@ import logging, threading
 from pathlib import Path
 import pytest
 
-log = logging.getLogger("mynabox.delivery")
+log = logging.getLogger("mynabox.app.delivery")
 
 def test_logs_a_name():
     log.info("lookup for %s", {P.name!r})

@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "check the config file and print it with secrets masked",
     ),
     "provision": ("mynabox.commands.provision", "write one vehicle's identity onto a flashed SD card"),
+    "demo": ("mynabox.commands.demo", "run the whole box on this machine with the virtual card (developers)"),
     "firstboot": (
         "mynabox.commands.firstboot",
         "first boot: move the card's identity into the state partition",

@@ -26,8 +26,11 @@ from mynabox.adapters.outbox import Outbox
 from mynabox.adapters.panel import Panel, load_pin_map
 from mynabox.adapters.pcsc import PcscReader
 from mynabox.adapters.systemd import Notifier
+from mynabox.app.cardread import READ_LIMIT_S
+from mynabox.app.delivery import Delivery, Identity
+from mynabox.app.readtiming import ReadTimings
+from mynabox.app.workers import CardWorker, DeliveryWorker
 from mynabox.card.certcheck import TrustStore
-from mynabox.cardread import READ_LIMIT_S
 from mynabox.config import Config
 from mynabox.core.effects import (
     Buzz,
@@ -52,14 +55,11 @@ from mynabox.core.events import (
     Tick,
 )
 from mynabox.core.machine import Controller, MachineConfig
-from mynabox.delivery import Delivery, Identity
 from mynabox.payload.audit import ConsentMode
 from mynabox.payload.keys import load_audit_key, load_private_key, load_public_key
 from mynabox.payload.seal import Sealer
-from mynabox.readtiming import ReadTimings
 from mynabox.render.draw import render
 from mynabox.summary.port import SummaryLookup
-from mynabox.workers import CardWorker, DeliveryWorker
 
 log = logging.getLogger(__name__)
 

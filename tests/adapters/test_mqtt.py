@@ -20,8 +20,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from mynabox.adapters.mqtt import LinkDownError, LinkSettings, LinkStateError, MqttLink, check_state, topic
 from mynabox.adapters.outbox import Outbox, SealedBytes
+from mynabox.gateway.receiver import (
+    Accepted,
+    Duplicate,
+    Receiver,
+    ReceiverCore,
+    ReceiverSettings,
+    SeenStore,
+    Verdict,
+)
 from mynabox.payload.envelope import Kind
-from mynabox.receiver import Accepted, Duplicate, Receiver, ReceiverCore, ReceiverSettings, SeenStore, Verdict
 from mynabox.testing.broker import DeliveryKit, Mosquitto
 from mynabox.testing.tlsfiles import make_test_pki
 from mynabox.testing.wait import wait_for

@@ -31,12 +31,12 @@ import time
 from collections.abc import Callable, Generator
 
 from mynabox.adapters.pcsc import PcscReader
+from mynabox.app.cardread import JpkiReader
 from mynabox.card import apdu
 from mynabox.card.certcheck import TrustStore
 from mynabox.card.jpki import AID_JPKI, EF_AUTH_CERT, ReaderCaps, read_auth_certificate
 from mynabox.card.session import run
 from mynabox.card.tlv import der_total_length
-from mynabox.cardread import JpkiReader
 from mynabox.testing import testca
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
 from mynabox.testing.pcscd import PrivatePcscd

@@ -8,7 +8,7 @@ reference summary service and mosquitto with TLS on loopback, default consent (n
   (written after the OLED was drawn) arriving here; includes pcscd's presence poll (≈ 400 ms with vpcd; a
   CCID reader reports a card by interrupt). present_to_oled_result_ms_p50 is the daemon's own share.
 - overhead_ms_p50: card present → PUBACK minus card I/O and lookup (and consent wait), from the daemon's
-  `read delivered` lines (mynabox.readtiming).
+  `read delivered` lines (mynabox.app.readtiming).
 - rss_mb after READS reads (with the anonymous / file-backed split), idle_cpu_percent over IDLE_S idle.
 
 - links: the same daemon with the summary service and the broker behind an emulated mobile link
@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 import mynabox
-from mynabox.readtiming import parse
+from mynabox.app.readtiming import parse
 from mynabox.testing.linkemu import LinkEmulator
 from mynabox.testing.mynacard import VirtualMyNumberCard
 from mynabox.testing.notify import NotifySocket

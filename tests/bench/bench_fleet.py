@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 from mynabox.adapters.mqtt import LinkSettings
+from mynabox.gateway.receiver import ReceiverCore, SeenStore
 from mynabox.payload.seal import Opened
-from mynabox.receiver import ReceiverCore, SeenStore
 from mynabox.testing.broker import DeliveryKit, Mosquitto
 from mynabox.testing.cluster import CentralConsumer, NatsCluster, SimVehicle, bridge_config
 from mynabox.testing.wait import wait_for

@@ -19,9 +19,9 @@ from harness import Reader, main
 
 
 def setup() -> Callable[[bytes], None]:
+    from mynabox.gateway.receiver import Accepted, Duplicate, ReceiverCore, Rejected, SeenStore, format_opened
     from mynabox.payload.envelope import Kind, SealError
     from mynabox.payload.seal import Opened, Sealer
-    from mynabox.receiver import Accepted, Duplicate, ReceiverCore, Rejected, SeenStore, format_opened
 
     seal = sealer()
     assert isinstance(seal, Sealer)

@@ -14,7 +14,7 @@ from harness import main
 
 def setup() -> Callable[[bytes], None]:
     from mynabox.adapters.mqtt import topic
-    from mynabox.receiver import parse_topic
+    from mynabox.gateway.receiver import parse_topic
 
     def one_input(data: bytes) -> None:
         text = data.decode("utf-8", "replace")

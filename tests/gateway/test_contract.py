@@ -13,8 +13,8 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from mynabox.adapters.mqtt import LEAVES, MAX_PACKET_BYTES, STATE_KEYS, TOPIC_ROOT
+from mynabox.gateway.receiver import SUBSCRIPTIONS
 from mynabox.payload import envelope
-from mynabox.receiver import SUBSCRIPTIONS
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 GATEWAY = DOCS / "gateway"

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
+from mynabox.app.readtiming import parse
 from mynabox.config import load_config
-from mynabox.readtiming import parse
 from mynabox.wiring import Box
 
 from .bench import Bench, environ_with
@@ -70,7 +70,7 @@ def test_start_ready_and_tap_to_result(
     bench: Bench, operator: Operator, measure: Callable[[str, float], Measurement]
 ) -> None:
     timings = _Timings()
-    logger = logging.getLogger("mynabox.readtiming")
+    logger = logging.getLogger("mynabox.app.readtiming")
     logger.addHandler(timings)
     old_level = logger.level
     logger.setLevel(logging.INFO)

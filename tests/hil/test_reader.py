@@ -9,10 +9,10 @@ from collections.abc import Callable
 import pytest
 
 from mynabox.adapters.pcsc import PcscCard, PcscReader
+from mynabox.app.cardread import CapsMemory, CardReport, read_card
 from mynabox.card.certcheck import TrustStore
 from mynabox.card.errors import NotMyNumberCard
 from mynabox.card.jpki import CardType
-from mynabox.cardread import CapsMemory, CardReport, read_card
 from mynabox.testing import testca
 
 from .bench import Bench

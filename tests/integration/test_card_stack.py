@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from mynabox.adapters.pcsc import PcscReader, stuck_exchanges
+from mynabox.app.cardread import CardReport, JpkiReader
 from mynabox.card.certcheck import CertStatus, TrustStore
 from mynabox.card.errors import CardRemoved, NotMyNumberCard, ReaderGone, ReadTimeout
 from mynabox.card.identity import card_key_hash
 from mynabox.card.jpki import CardType
-from mynabox.cardread import CardReport, JpkiReader
 from mynabox.testing import testca
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
 from mynabox.testing.pcscd import PrivatePcscd

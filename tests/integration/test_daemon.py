@@ -20,13 +20,13 @@ import pytest
 from PIL import Image
 
 from mynabox.adapters.audit import AuditLog
+from mynabox.app.readtiming import parse
 from mynabox.core import screens
 from mynabox.core.screens import Screen
 from mynabox.payload.audit import Outcome
 from mynabox.payload.envelope import Kind
 from mynabox.payload.keys import load_audit_key
 from mynabox.payload.seal import Opened
-from mynabox.readtiming import parse
 from mynabox.render.draw import render
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
 from mynabox.testing.notify import NotifySocket

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from mynabox.adapters.mqtt import LinkSettings
+from mynabox.gateway.receiver import Accepted, ReceiverCore, Rejected, SeenStore
 from mynabox.payload.seal import Opened
-from mynabox.receiver import Accepted, ReceiverCore, Rejected, SeenStore
 from mynabox.testing.broker import DeliveryKit, Mosquitto
 from mynabox.testing.cluster import CentralConsumer, NatsCluster, SimVehicle, bridge_config
 from mynabox.testing.wait import wait_for

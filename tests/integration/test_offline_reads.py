@@ -19,10 +19,10 @@ import pytest
 from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.mqtt import MqttLink
 from mynabox.adapters.outbox import Outbox
+from mynabox.app.delivery import ReadContext
 from mynabox.card.certcheck import TrustStore, check_certificate
 from mynabox.card.identity import card_key_hash
 from mynabox.config import load_config
-from mynabox.delivery import ReadContext
 from mynabox.payload.audit import ConsentMode, Outcome
 from mynabox.payload.envelope import Kind
 from mynabox.payload.keys import load_audit_key

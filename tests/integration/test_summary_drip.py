@@ -18,11 +18,11 @@ import pytest
 
 from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.outbox import Outbox
+from mynabox.app.readtiming import parse
 from mynabox.payload.audit import Outcome
 from mynabox.payload.envelope import Kind
 from mynabox.payload.keys import load_audit_key
 from mynabox.payload.seal import Opened
-from mynabox.readtiming import parse
 from mynabox.testing.hostile import DRIP_PLACES, HostileServer, drip
 from mynabox.testing.mynacard import VirtualMyNumberCard
 from mynabox.testing.notify import NotifySocket

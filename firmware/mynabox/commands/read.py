@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mynabox.cardread import CardReport
+    from mynabox.app.cardread import CardReport
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -89,6 +89,7 @@ def report_fields(report: CardReport, *, key_from_file: bool) -> dict[str, objec
 def run(args: argparse.Namespace) -> int:
     from mynabox.adapters.clock import clock_synced
     from mynabox.adapters.pcsc import PcscReader
+    from mynabox.app.cardread import READ_LIMIT_S, JpkiReader
     from mynabox.card.certcheck import TrustStore
     from mynabox.card.errors import (
         CardError,
@@ -98,7 +99,6 @@ def run(args: argparse.Namespace) -> int:
         ReadTimeout,
         ServiceGone,
     )
-    from mynabox.cardread import READ_LIMIT_S, JpkiReader
 
     try:
         key = _hash_key(args.key_file)

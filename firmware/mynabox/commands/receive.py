@@ -75,11 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
     from mynabox.gateway.pages import PageServer, PageStore
-    from mynabox.gateway.text import visible
-    from mynabox.payload.envelope import MAX_MESSAGE_BYTES
-    from mynabox.payload.keys import KeyFileError, load_private_key, load_public_keys
-    from mynabox.payload.seal import Opened, Opener
-    from mynabox.receiver import (
+    from mynabox.gateway.receiver import (
         Accepted,
         Receiver,
         ReceiverCore,
@@ -91,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
         format_quarantined,
         write_json,
     )
+    from mynabox.gateway.text import visible
+    from mynabox.payload.envelope import MAX_MESSAGE_BYTES
+    from mynabox.payload.keys import KeyFileError, load_private_key, load_public_keys
+    from mynabox.payload.seal import Opened, Opener
 
     if args.quarantined or args.forget_device is not None:
         try:

@@ -82,9 +82,9 @@ def _reader(config: Config, timeout: float) -> str | None:
     import secrets
 
     from mynabox.adapters.pcsc import PcscReader
+    from mynabox.app.cardread import JpkiReader
     from mynabox.card.certcheck import TrustStore
     from mynabox.card.errors import ProtocolError, ReadTimeout, TransportError
-    from mynabox.cardread import JpkiReader
 
     name_filter = config.reader.name_filter
     try:

@@ -11,7 +11,8 @@ to their gateway.
 
 Also here: the gateway's bridge config (``docs/gateway/bridge-central.conf``, the shipped file with its @…@
 values filled in) and :class:`CentralConsumer`, the reference consumer that opens, checks and dedupes every
-message by its signed ``jti`` (the same :class:`~mynabox.receiver.ReceiverCore` as ``mynabox receive``).
+message by its signed ``jti`` (the same :class:`~mynabox.gateway.receiver.ReceiverCore` as
+``mynabox receive``).
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from mynabox.adapters.mqtt import LinkSettings, MqttLink, tls_context, topic
 from mynabox.adapters.outbox import Outbox
+from mynabox.gateway.receiver import ReceiverCore, Verdict
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Sealer
-from mynabox.receiver import ReceiverCore, Verdict
 from mynabox.testing.broker import BrokerError, BrokerTls, free_port
 from mynabox.testing.tlsfiles import CertFiles
 

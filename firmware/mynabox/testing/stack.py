@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from mynabox.receiver import Receiver, ReceiverCore, ReceiverSettings, SeenStore
+from mynabox.gateway.receiver import Receiver, ReceiverCore, ReceiverSettings, SeenStore
 from mynabox.testing.broker import DeliveryKit, Mosquitto
 from mynabox.testing.pcscd import PrivatePcscd
 from mynabox.testing.refsvc import ReferenceService

@@ -62,7 +62,7 @@ from mynabox.payload.seal import Opened, Opener
 from mynabox.summary.flags import derive_flags
 from mynabox.summary.model import Summary, SummaryFormatError
 
-log = logging.getLogger("mynabox.receiver")
+log = logging.getLogger("mynabox.gateway.receiver")
 
 JST = timezone(timedelta(hours=9), "JST")
 SUBSCRIPTIONS = ("mynabox/+/summary", "mynabox/+/audit")

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 import pytest
 
 from mynabox.adapters.pcsc import PcscReader
+from mynabox.app.workers import CardWorker
 from mynabox.card.certcheck import TrustStore
 from mynabox.core.events import CardRead, Event
 from mynabox.testing import testca
 from mynabox.testing.mynacard import VirtualMyNumberCard
 from mynabox.testing.pcscd import PrivatePcscd
 from mynabox.testing.vpcd import VpcdCardServer
-from mynabox.workers import CardWorker
 
 pytestmark = pytest.mark.stack
 TRUST = TrustStore.jlis([testca.test_ca_pem()])

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import pytest
 
 from mynabox.adapters.pcsc import PcscReader
+from mynabox.app.cardread import CapsMemory, CardReport, JpkiReader, read_card
 from mynabox.card.certcheck import CertStatus, TrustStore
 from mynabox.card.errors import CardRemoved
 from mynabox.card.identity import card_key_hash
 from mynabox.card.jpki import CardType, ReaderCaps
-from mynabox.cardread import CapsMemory, CardReport, JpkiReader, read_card
 from mynabox.testing import testca
 from mynabox.testing.fakecard import FakeCardTransport
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard

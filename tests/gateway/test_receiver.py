@@ -10,10 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from mynabox.payload.envelope import Kind
-from mynabox.payload.keys import generate_device_key, load_private_key
-from mynabox.payload.seal import Opened
-from mynabox.receiver import (
+from mynabox.gateway.receiver import (
     REORDER_WINDOW,
     Accepted,
     Duplicate,
@@ -24,6 +21,9 @@ from mynabox.receiver import (
     parse_topic,
     write_json,
 )
+from mynabox.payload.envelope import Kind
+from mynabox.payload.keys import generate_device_key, load_private_key
+from mynabox.payload.seal import Opened
 from mynabox.testing.broker import DeliveryKit, NumberedSealer
 from mynabox.testing.envelopes import seal_claims
 from mynabox.testing.patients import patient, summary_for
@@ -192,8 +192,8 @@ def test_json_out_is_private_and_idempotent(kit: DeliveryKit, core: ReceiverCore
 
 
 def test_every_audit_outcome_has_a_japanese_label() -> None:
+    from mynabox.gateway.receiver import OUTCOME_LABELS
     from mynabox.payload.audit import Outcome
-    from mynabox.receiver import OUTCOME_LABELS
 
     assert set(OUTCOME_LABELS) == {o.value for o in Outcome}
 
@@ -283,7 +283,7 @@ def test_a_sink_failing_on_the_message_is_a_refusal_an_io_failure_is_not(
 def test_quarantine_is_bounded_and_survives_a_restart(
     kit: DeliveryKit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mynabox.receiver as receiver
+    import mynabox.gateway.receiver as receiver
 
     monkeypatch.setattr(receiver, "QUARANTINE_MAX_ROWS", 5)
     monkeypatch.setattr(receiver, "QUARANTINE_MAX_BYTES", 3000)
@@ -385,13 +385,13 @@ def test_old_format_is_refused_with_a_reason(kit: DeliveryKit, core: ReceiverCor
     ],
 )
 def test_visible(text: str, shown: str) -> None:
-    from mynabox.receiver import visible
+    from mynabox.gateway.receiver import visible
 
     assert visible(text) == shown
 
 
 def test_quarantine_listing_neutralises_the_topic(kit: DeliveryKit, core: ReceiverCore) -> None:
-    from mynabox.receiver import format_quarantined
+    from mynabox.gateway.receiver import format_quarantined
 
     core.handle("mynabox/\x1b]0;x\x07/summary", seal(kit), now=NOW)
     (entry,) = core._seen.quarantined()  # type: ignore[attr-defined]

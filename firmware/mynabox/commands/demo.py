@@ -1,4 +1,4 @@
-"""`make demo`: the whole box on one machine, through the real stack, with scripted taps.
+"""`mynabox demo` (`make demo`): the whole box on one machine, through the real stack, with scripted taps.
 
 A private pcscd with the vpcd virtual reader, mosquitto with TLS, the reference summary service, the
 daemon (in this process, with gpiozero's mock pins so the demo can press 同意 / 緊急), the OLED drawn
@@ -7,15 +7,15 @@ in the terminal, and the reference gateway receiver printing each summary it dec
 
 from __future__ import annotations
 
+import argparse
 import logging
-import sys
 import threading
 import time
 from datetime import UTC, date, datetime
 
 from mynabox.adapters.oled import to_terminal
+from mynabox.gateway.receiver import format_opened
 from mynabox.payload.seal import Opened
-from mynabox.receiver import format_opened
 from mynabox.testing.inprocess import running_box
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
 from mynabox.testing.patients import patient
@@ -107,8 +107,13 @@ def main() -> int:
     return 0 if received else 1
 
 
-if __name__ == "__main__":
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    del parser  # no options: the script above is the demo
+
+
+def run(args: argparse.Namespace) -> int:
+    del args
     started = datetime.now(UTC)
     code = main()
     print(f"(demo took {(datetime.now(UTC) - started).total_seconds():.1f} s)")
-    sys.exit(code)
+    return code

@@ -13,9 +13,9 @@ import pytest
 from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.outbox import Outbox
 from mynabox.adapters.summary_client import HttpsSummaryClient
+from mynabox.app.delivery import Delivery, Identity, ReadContext
 from mynabox.card.certcheck import TrustStore, check_certificate
 from mynabox.card.tlv import MAX_OBJECT
-from mynabox.delivery import Delivery, Identity, ReadContext
 from mynabox.payload.audit import ConsentMode, Outcome
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES, Kind
 from mynabox.payload.keys import load_private_key

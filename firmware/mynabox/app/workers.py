@@ -15,6 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mynabox.adapters.pcsc import PcscCard, PcscReader
+from mynabox.app.cardread import READ_LIMIT_S, CapsMemory, read_card
+from mynabox.app.delivery import Delivery, ReadContext
+from mynabox.app.readtiming import ReadTiming, ReadTimings
 from mynabox.card.certcheck import CertStatus, TrustStore
 from mynabox.card.errors import (
     CardRemoved,
@@ -26,7 +29,6 @@ from mynabox.card.errors import (
     TransportError,
 )
 from mynabox.card.jpki import ReaderCaps
-from mynabox.cardread import READ_LIMIT_S, CapsMemory, read_card
 from mynabox.core.effects import RecordOutcome, StartDelivery
 from mynabox.core.events import (
     CardPresent,
@@ -39,9 +41,7 @@ from mynabox.core.events import (
     ReaderPresent,
     ReadFailure,
 )
-from mynabox.delivery import Delivery, ReadContext
 from mynabox.payload.audit import Outcome
-from mynabox.readtiming import ReadTiming, ReadTimings
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""`make demo` still runs: scripted taps through the real stack, the receiver printing each summary."""
+"""`mynabox demo` (`make demo`) still runs: scripted taps through the real stack, the receiver printing
+each summary."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 def test_the_demo_taps_its_patients_and_the_receiver_prints_them() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "mynabox.demo"], capture_output=True, text=True, timeout=180, check=False
+        [sys.executable, "-m", "mynabox.cli", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     out = done.stdout
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
