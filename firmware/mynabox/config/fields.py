@@ -78,7 +78,8 @@ def looks_secret(value: str) -> bool:
 
 def may_be_secret(text: str) -> bool:
     """Broader than `looks_secret`: could `text` hold key material anywhere (16+ hex digits, plain or in equal
-    groups, or a run of base64 whose letters and digits change class about as often as random data does)?
+    groups, or a run of base64 whose letters and digits change class about as often as random data does, or
+    that holds all three classes)?
     Decides only what is *shown*: such text is never echoed in an error or printout."""
     if _PEM.search(text) or _HEX_RUN.search(text):
         return True
@@ -86,7 +87,17 @@ def may_be_secret(text: str) -> bool:
         if any(sum(c in string.hexdigits for c in m.group(0)) >= 16 for m in pattern.finditer(text)):
             return True
     joined = re.sub(r"[\r\n]+", "", text)  # a PEM body's lines are one key
-    return any(_mixed(run) for run in _RUN.findall(text) + _RUN.findall(joined))
+    return any(_mixed(run) or _all_classes(run) for run in _RUN.findall(text) + _RUN.findall(joined))
+
+
+def _all_classes(run: str) -> bool:
+    """16+ characters with digits, upper and lower case, or with five of each case: random base64 nearly
+    always is, and so this catches the pieces whose class changes happen to be few (1 in 120 of 16–24
+    characters before). Names rarely are (CamelCase has one capital a word); hiding one costs its echo."""
+    if len(run) < 16:
+        return False
+    upper, lower = sum(c.isupper() for c in run), sum(c.islower() for c in run)
+    return (upper >= 5 and lower >= 5) or (upper > 0 and lower > 0 and any(c.isdigit() for c in run))
 
 
 def _mixed(run: str) -> bool:
