@@ -96,7 +96,12 @@ def test_bench_imports_accounts_for_every_library() -> None:
 
 def test_bench_fleet_prints_the_fleet_figures() -> None:
     figures = last_json(
-        "bench_fleet.py", BENCH_VEHICLES="4", BENCH_GATEWAYS="2", BENCH_READS="2", BENCH_SPREAD_S="1"
+        "bench_fleet.py",
+        BENCH_VEHICLES="4",
+        BENCH_GATEWAYS="2",
+        BENCH_PER_PROCESS="2",
+        BENCH_READS="2",
+        BENCH_SPREAD_S="1",
     )
     finite(
         figures,
@@ -106,3 +111,20 @@ def test_bench_fleet_prints_the_fleet_figures() -> None:
         "rss_per_vehicle_kb",
     )
     assert figures["arrived"] == figures["messages"] == 8
+    assert figures["online"] == figures["vehicles"] == 4 and figures["worker_processes"] == 2
+
+
+def test_bench_fleet_fails_loudly_when_vehicles_stay_offline() -> None:
+    # each worker holds 1024 descriptors first: paho's select() loop can't run their vehicles' sockets
+    env = dict(BENCH_VEHICLES="2", BENCH_GATEWAYS="1", BENCH_RESERVE_FDS="1024", BENCH_ONLINE_TIMEOUT_S="5")
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "bench_fleet.py")],
+        env=dict(os.environ, **env),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "VEHICLES ONLINE: 0/2" in done.stdout
+    assert "FAIL: only 0 of 2 vehicles came online" in done.stderr and "FD_SETSIZE" in done.stderr

@@ -9,7 +9,9 @@ an Erlang runtime that starts in tens of seconds; NATS is one static binary that
 NATS' MQTT speaks 3.1.1 only: the gateway's bridge and the central consumer use 3.1.1, the boxes keep MQTT 5
 to their gateway.
 
-Also here: the gateway's bridge config (``docs/gateway/bridge-central.conf``, the shipped file with its @…@
+Also here: :class:`VehicleProcess`, simulated vehicles hosted in worker processes of their own (paho's
+network loop cannot use a descriptor ≥ :data:`FD_SETSIZE`, so one process holds only so many), the gateway's
+bridge config (``docs/gateway/bridge-central.conf``, the shipped file with its @…@
 values filled in) and :class:`CentralConsumer`, the reference consumer that opens, checks and dedupes every
 message by its signed ``jti`` (the same :class:`~mynabox.gateway.receiver.ReceiverCore` as
 ``mynabox receive``).
@@ -17,14 +19,17 @@ message by its signed ``jti`` (the same :class:`~mynabox.gateway.receiver.Receiv
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import resource
 import signal
 import ssl
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -38,8 +43,9 @@ from mynabox.adapters.outbox import Outbox
 from mynabox.gateway.receiver import ReceiverCore, Verdict
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Sealer
-from mynabox.testing.broker import BrokerError, BrokerTls, free_port
+from mynabox.testing.broker import BrokerError, BrokerTls, DeliveryKit, free_port
 from mynabox.testing.tlsfiles import CertFiles
+from mynabox.testing.wait import wait_for
 
 NATS = "nats-server"
 BRIDGE_TEMPLATE = Path(__file__).resolve().parents[3] / "docs" / "gateway" / "bridge-central.conf"
@@ -282,3 +288,178 @@ class SimVehicle:
             self.link.stop(timeout=2.0)
         finally:
             self.outbox.close()
+
+
+FD_SETSIZE = 1024
+"""paho's network loop waits in ``select()``, which takes no descriptor ≥ 1024: a client whose socket gets one
+fails inside paho, is taken for a lost connection and retried forever with no error reported (never online).
+At ≈ 6 descriptors a simulated vehicle (TLS socket, paho's socket pair, SQLite's db/wal/shm), one process
+reaches it at ≈ 168 vehicles."""
+VEHICLES_PER_PROCESS_MAX = 100
+
+
+@dataclass(frozen=True)
+class OnlineReport:
+    """One worker's vehicles after ``wait_online``: who is offline and why, its descriptors and memory."""
+
+    vehicles: int
+    offline: dict[str, str]  # device → reason
+    highest_fd: int
+    fds_before: int  # open descriptors before its vehicles started
+    fds: int
+    rss_before_kb: int  # after imports, before its vehicles started
+    rss_kb: int
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def _open_fds() -> list[int]:
+    return [int(name) for name in os.listdir("/proc/self/fd")]
+
+
+class VehicleProcess:
+    """Up to :data:`VEHICLES_PER_PROCESS_MAX` :class:`SimVehicle` in a spawned worker process (no fork of the
+    caller's threads), driven over a pipe. ``time.monotonic`` is CLOCK_MONOTONIC, one clock for every process
+    on the machine, so the worker's ``queued_at`` times compare with the caller's arrival times.
+
+    ``vehicles`` are (device, gateway port) pairs; ``reserve_fds`` holds that many descriptors open in the
+    worker before its vehicles start (a test pushes their sockets past :data:`FD_SETSIZE` with it).
+    """
+
+    def __init__(
+        self,
+        kit: DeliveryKit,
+        vehicles: Sequence[tuple[str, int]],
+        workdir: Path,
+        *,
+        reserve_fds: int = 0,
+    ) -> None:
+        if not 0 < len(vehicles) <= VEHICLES_PER_PROCESS_MAX:
+            raise ValueError(f"a worker hosts 1..{VEHICLES_PER_PROCESS_MAX} vehicles, not {len(vehicles)}")
+        self.devices = [device for device, _port in vehicles]
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(
+            target=_vehicle_worker,
+            args=(child, kit, list(vehicles), workdir, reserve_fds),
+            name="mynabox-vehicles",
+            daemon=True,
+        )
+        self._child = child
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Spawn the worker and return once its vehicles' links are started (not yet online)."""
+        self._proc.start()
+        self._child.close()
+        self.answer(timeout)
+
+    def post(self, *request: object) -> None:
+        self._conn.send(request)
+
+    def answer(self, timeout: float) -> Any:
+        if not self._conn.poll(timeout):
+            raise BrokerError(f"vehicle worker {self._proc.pid} did not answer within {timeout} s")
+        status, value = self._conn.recv()
+        if status != "ok":
+            raise BrokerError(f"vehicle worker {self._proc.pid} failed: {value}")
+        return value
+
+    def wait_online(self, timeout: float) -> OnlineReport:
+        self.post("online", timeout)
+        report: OnlineReport = self.answer(timeout + 60)
+        return report
+
+    def stop(self, timeout: float = 60.0) -> None:
+        try:
+            if self._proc.is_alive():
+                self.post("stop")
+                self.answer(timeout)
+        except (BrokerError, OSError):
+            pass  # it is ended below either way
+        finally:
+            self._proc.join(5)
+            if self._proc.is_alive():
+                self._proc.kill()
+                self._proc.join(5)
+            self._conn.close()
+
+
+def ask_all(workers: Sequence[VehicleProcess], timeout: float, *request: object) -> list[Any]:
+    """The same request to every worker at once (they work in parallel), then each one's answer."""
+    for worker in workers:
+        worker.post(*request)
+    return [worker.answer(timeout) for worker in workers]
+
+
+def _vehicle_worker(
+    conn: Any, kit: DeliveryKit, vehicles: list[tuple[str, int]], workdir: Path, reserve_fds: int
+) -> None:
+    sims: dict[str, SimVehicle] = {}
+    try:
+        if reserve_fds:  # room for them on a machine whose soft limit is 1024
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            wanted = reserve_fds + 1024
+            if soft != resource.RLIM_INFINITY and soft < wanted:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+        held = [os.open(os.devnull, os.O_RDONLY) for _ in range(reserve_fds)]
+        fds_before, rss_before = len(_open_fds()), _rss_kb()
+        for device, port in vehicles:
+            files = kit.pki.client(device)
+            settings = LinkSettings("127.0.0.1", port, device, kit.pki.ca_cert, files.cert, files.key)
+            sim = SimVehicle(device, kit.sealer(device), workdir / f"{device}.sqlite3", settings)
+            sims[device] = sim
+            sim.start()
+        conn.send(("ok", None))
+        while True:
+            op, *args = conn.recv()
+            if op == "online":
+                wait_for(lambda: all(s.link.online for s in sims.values()), float(args[0]), 0.1)
+                fds = _open_fds()
+                offline = {d: _offline_reason(s, max(fds)) for d, s in sims.items() if not s.link.online}
+                report = OnlineReport(
+                    len(sims), offline, max(fds), fds_before, len(fds), rss_before, _rss_kb()
+                )
+                conn.send(("ok", report))
+            elif op == "reads":  # (t0, [(seconds after t0, device)], body) → {message id: queued at}
+                t0, plan, body = args
+                for at, device in plan:
+                    delay = t0 + at - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    sims[device].read(body)
+                conn.send(("ok", {m: t for s in sims.values() for m, t in s.queued_at.items()}))
+            elif op == "depth":
+                conn.send(("ok", sum(s.outbox.depth() for s in sims.values())))
+            elif op == "stop":
+                break
+            else:
+                raise ValueError(f"unknown request {op!r}")
+        _stop_all(sims)
+        sims = {}
+        for fd in held:
+            os.close(fd)
+        conn.send(("ok", None))
+    except Exception as exc:  # the parent raises it with this text
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        _stop_all(sims)
+        conn.close()
+
+
+def _stop_all(sims: Mapping[str, SimVehicle]) -> None:
+    for sim in sims.values():
+        sim.stop()
+
+
+def _offline_reason(sim: SimVehicle, highest_fd: int) -> str:
+    if sim.link.last_error is not None:
+        return f"{type(sim.link.last_error).__name__}: {sim.link.last_error}"
+    if highest_fd >= FD_SETSIZE:
+        return (
+            f"no error, but this process holds descriptor {highest_fd} ≥ FD_SETSIZE {FD_SETSIZE}, which "
+            "paho's select() loop cannot wait on (host fewer vehicles per process)"
+        )
+    return "no CONNACK yet and no error reported"
