@@ -45,11 +45,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from mynabox.adapters.outbox import Outbox, OutboxError, OutboxItem
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES, is_device_id
+from mynabox.payload.topics import topic
 
 log = logging.getLogger("mynabox.mqtt")
 
-TOPIC_ROOT = "mynabox"
-LEAVES = ("availability", "state", "summary", "audit")
 STATE_KEYS = frozenset(
     {
         "version",
@@ -91,12 +90,6 @@ class LinkRefusedError(LinkError):
 
 class LinkStateError(ValueError):
     """A state document has a key or value that is not allowed (the state topic carries no personal data)."""
-
-
-def topic(device_id: str, leaf: str) -> str:
-    if not is_device_id(device_id) or leaf not in LEAVES:
-        raise ValueError("bad device id or topic leaf")
-    return f"{TOPIC_ROOT}/{device_id}/{leaf}"
 
 
 @dataclass(frozen=True)

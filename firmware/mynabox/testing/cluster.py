@@ -11,7 +11,7 @@ to their gateway.
 
 Also here: the gateway's bridge config (``docs/gateway/bridge-central.conf``, the shipped file with its @…@
 values filled in) and :class:`CentralConsumer`, the reference consumer that opens, checks and dedupes every
-message by its signed ``jti`` (the same :class:`~mynabox.gateway.receiver.ReceiverCore` as
+message by its signed ``jti`` (the same :class:`~mynabox.gateway.core.ReceiverCore` as
 ``mynabox receive``).
 """
 
@@ -33,11 +33,12 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mynabox.adapters.mqtt import LinkSettings, MqttLink, tls_context, topic
+from mynabox.adapters.mqtt import LinkSettings, MqttLink, tls_context
 from mynabox.adapters.outbox import Outbox
-from mynabox.gateway.receiver import ReceiverCore, Verdict
+from mynabox.gateway.core import ReceiverCore, Verdict
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Sealer
+from mynabox.payload.topics import topic
 from mynabox.testing.broker import BrokerError, BrokerTls, free_port
 from mynabox.testing.tlsfiles import CertFiles
 
