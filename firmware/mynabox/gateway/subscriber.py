@@ -7,7 +7,6 @@ sink ran: a receiver that dies mid-message gets it again.
 
 from __future__ import annotations
 
-import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from mynabox.adapters.mqtt import MAX_PACKET_BYTES
+from mynabox.adapters.tls import TlsFilesError, client_context
 from mynabox.gateway.core import ReceiverCore, ReceiverError, Verdict, log
 from mynabox.payload import topics
 
@@ -62,11 +62,9 @@ class Receiver:
         self._handling = threading.Lock()
         self._stopping = False
         try:
-            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(settings.ca))
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            ctx.load_cert_chain(str(settings.cert), str(settings.key))
-        except (OSError, ssl.SSLError, ValueError) as err:
-            raise ReceiverError(f"TLS files: cannot load ({type(err).__name__})") from err
+            ctx = client_context(settings.ca, settings.cert, settings.key)
+        except TlsFilesError as err:
+            raise ReceiverError(f"TLS files: cannot load ({type(err.cause).__name__})") from err.cause
         client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=paho.MQTTv5, manual_ack=True
         )
