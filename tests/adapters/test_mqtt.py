@@ -18,18 +18,13 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mynabox.adapters.mqtt import LinkDownError, LinkSettings, LinkStateError, MqttLink, check_state, topic
+from mynabox.adapters.mqtt import LinkDownError, LinkSettings, LinkStateError, MqttLink, check_state
 from mynabox.adapters.outbox import Outbox, SealedBytes
-from mynabox.gateway.receiver import (
-    Accepted,
-    Duplicate,
-    Receiver,
-    ReceiverCore,
-    ReceiverSettings,
-    SeenStore,
-    Verdict,
-)
+from mynabox.gateway.core import Accepted, Duplicate, ReceiverCore, Verdict
+from mynabox.gateway.store import SeenStore
+from mynabox.gateway.subscriber import Receiver, ReceiverSettings
 from mynabox.payload.envelope import Kind
+from mynabox.payload.topics import topic
 from mynabox.testing.broker import DeliveryKit, Mosquitto
 from mynabox.testing.tlsfiles import make_test_pki
 from mynabox.testing.wait import wait_for

@@ -30,7 +30,8 @@ import threading
 import time
 from pathlib import Path
 
-from mynabox.gateway.receiver import ReceiverCore, SeenStore
+from mynabox.gateway.core import ReceiverCore
+from mynabox.gateway.store import SeenStore
 from mynabox.payload.seal import Opened
 from mynabox.testing.broker import DeliveryKit, Mosquitto
 from mynabox.testing.cluster import (

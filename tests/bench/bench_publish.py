@@ -16,9 +16,10 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mynabox.adapters.mqtt import LinkSettings, MqttLink, tls_context, topic
+from mynabox.adapters.mqtt import LinkSettings, MqttLink, tls_context
 from mynabox.adapters.outbox import Outbox, SealedBytes
 from mynabox.payload.envelope import Kind
+from mynabox.payload.topics import topic
 from mynabox.testing.broker import DeliveryKit, Mosquitto
 
 DEV = "ambulance-01"

@@ -1,4 +1,4 @@
-"""Fuzz target: the gateway receiver's decision (receiver.ReceiverCore) and its operator rendering.
+"""Fuzz target: the gateway receiver's decision (gateway.core.ReceiverCore) and its operator rendering.
 
 Input: a mode byte, the topic (u16-length-prefixed, UTF-8 with replacement as paho hands it over), then
 either raw payload bytes or (mode bit 0) a JSON body that is sealed for real by the fixed device key as the
@@ -19,7 +19,9 @@ from harness import Reader, main
 
 
 def setup() -> Callable[[bytes], None]:
-    from mynabox.gateway.receiver import Accepted, Duplicate, ReceiverCore, Rejected, SeenStore, format_opened
+    from mynabox.gateway.core import Accepted, Duplicate, ReceiverCore, Rejected
+    from mynabox.gateway.formatting import format_opened
+    from mynabox.gateway.store import SeenStore
     from mynabox.payload.envelope import Kind, SealError
     from mynabox.payload.seal import Opened, Sealer
 

@@ -1,4 +1,4 @@
-"""Fuzz target: MQTT topic parsing (receiver.parse_topic) and building (adapters.mqtt.topic).
+"""Fuzz target: MQTT topic parsing and building (payload.topics.parse and topic).
 
 Input: the topic's bytes (UTF-8 with replacement). A parsed topic must rebuild to itself; building from
 arbitrary parts may only refuse with ValueError.
@@ -13,8 +13,8 @@ from harness import main
 
 
 def setup() -> Callable[[bytes], None]:
-    from mynabox.adapters.mqtt import topic
-    from mynabox.gateway.receiver import parse_topic
+    from mynabox.payload.topics import parse as parse_topic
+    from mynabox.payload.topics import topic
 
     def one_input(data: bytes) -> None:
         text = data.decode("utf-8", "replace")

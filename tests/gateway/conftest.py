@@ -6,13 +6,19 @@ The day is fixed so pages (and their screenshots) do not change with the calenda
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from gateway import receiving  # tests/ is on sys.path
+from mynabox.gateway.core import ReceiverCore
+from mynabox.gateway.store import SeenStore
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened, Opener, Sealer
+from mynabox.testing.broker import DeliveryKit
 from mynabox.testing.patients import PATIENTS, SyntheticPatient, summary_for
 
 DAY = date(2026, 4, 1)
@@ -68,3 +74,23 @@ def seal_and_open(kind: Kind, body: dict[str, object], *, at: datetime = NOW, se
 @pytest.fixture(scope="session")
 def opened_by_patient() -> dict[str, Opened]:
     return {p.key: seal_and_open(*body_for(p), seq=i) for i, p in enumerate(PATIENTS, 1)}
+
+
+# --- the receiver tests (test_core, test_formatting, test_sink) --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory: pytest.TempPathFactory) -> DeliveryKit:
+    return DeliveryKit.create(tmp_path_factory.mktemp("kit"), devices=(receiving.DEV, receiving.OTHER))
+
+
+@pytest.fixture
+def core(kit: DeliveryKit, tmp_path: Path) -> Iterator[ReceiverCore]:
+    seen = SeenStore(tmp_path / "seen.sqlite3")
+    sunk: list[Opened] = []
+    core = ReceiverCore(kit.opener(), seen, sunk.append)
+    core.sunk = sunk  # type: ignore[attr-defined]
+    try:
+        yield core
+    finally:
+        seen.close()

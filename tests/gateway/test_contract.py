@@ -12,9 +12,11 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator
 
-from mynabox.adapters.mqtt import LEAVES, MAX_PACKET_BYTES, STATE_KEYS, TOPIC_ROOT
-from mynabox.gateway.receiver import SUBSCRIPTIONS
+from mynabox.adapters.mqtt import MAX_PACKET_BYTES, STATE_KEYS
+from mynabox.gateway.subscriber import SUBSCRIPTIONS
 from mynabox.payload import envelope
+from mynabox.payload.topics import LEAVES
+from mynabox.payload.topics import ROOT as TOPIC_ROOT
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 GATEWAY = DOCS / "gateway"

@@ -20,7 +20,7 @@ from PIL import Image
 
 from mynabox.adapters.panel import PinMap, load_pin_map
 from mynabox.config import Config, load_config
-from mynabox.gateway.receiver import ReceiverSettings
+from mynabox.gateway.subscriber import ReceiverSettings
 from mynabox.payload.keys import load_private_key, load_public_keys
 from mynabox.payload.seal import Opener
 

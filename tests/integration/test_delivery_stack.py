@@ -19,9 +19,10 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mynabox.adapters.mqtt import LinkSettings, MqttLink, topic
+from mynabox.adapters.mqtt import LinkSettings, MqttLink
 from mynabox.adapters.outbox import Outbox, SealedBytes
 from mynabox.payload.envelope import Kind
+from mynabox.payload.topics import topic
 from mynabox.testing.broker import DeliveryKit, Mosquitto
 from mynabox.testing.patients import patient, summary_for
 from mynabox.testing.wait import wait_for

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from mynabox.adapters.mqtt import LinkSettings
-from mynabox.gateway.receiver import Accepted, ReceiverCore, Rejected, SeenStore
+from mynabox.gateway.core import Accepted, ReceiverCore, Rejected
+from mynabox.gateway.store import SeenStore
 from mynabox.payload.seal import Opened
 from mynabox.testing.broker import DeliveryKit, Mosquitto
 from mynabox.testing.cluster import CentralConsumer, NatsCluster, SimVehicle, bridge_config

@@ -17,10 +17,11 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mynabox.adapters.mqtt import LinkSettings, MqttLink, tls_context, topic
+from mynabox.adapters.mqtt import LinkSettings, MqttLink, tls_context
 from mynabox.adapters.outbox import Outbox, SealedBytes
 from mynabox.adapters.summary_client import HttpsSummaryClient
 from mynabox.payload.envelope import Kind
+from mynabox.payload.topics import topic
 from mynabox.summary.port import Found, Unavailable
 from mynabox.testing import patients
 from mynabox.testing.broker import DeliveryKit, Mosquitto

@@ -22,8 +22,8 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mynabox.adapters.mqtt import topic
 from mynabox.payload.envelope import Kind
+from mynabox.payload.topics import topic
 from mynabox.testing.broker import DeliveryKit, Mosquitto
 from mynabox.testing.envelopes import seal_claims
 from mynabox.testing.patients import patient, summary_for

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mynabox.gateway.receiver import ReceiverCore, SeenStore
+from mynabox.gateway.core import ReceiverCore
+from mynabox.gateway.store import SeenStore
 from mynabox.payload.seal import Opened
 from mynabox.testing.broker import DeliveryKit, Mosquitto
 from mynabox.testing.cluster import FD_SETSIZE, CentralConsumer, VehicleProcess, ask_all

@@ -44,12 +44,12 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from mynabox.adapters.outbox import Outbox, OutboxError, OutboxItem
+from mynabox.adapters.tls import TlsFilesError, client_context
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES, is_device_id
+from mynabox.payload.topics import topic
 
 log = logging.getLogger("mynabox.mqtt")
 
-TOPIC_ROOT = "mynabox"
-LEAVES = ("availability", "state", "summary", "audit")
 STATE_KEYS = frozenset(
     {
         "version",
@@ -93,12 +93,6 @@ class LinkStateError(ValueError):
     """A state document has a key or value that is not allowed (the state topic carries no personal data)."""
 
 
-def topic(device_id: str, leaf: str) -> str:
-    if not is_device_id(device_id) or leaf not in LEAVES:
-        raise ValueError("bad device id or topic leaf")
-    return f"{TOPIC_ROOT}/{device_id}/{leaf}"
-
-
 @dataclass(frozen=True)
 class LinkSettings:
     host: str
@@ -125,12 +119,10 @@ class LinkSettings:
 def tls_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
     """Verify the broker against our CA (name checked), present the client certificate, TLS 1.2 or later."""
     try:
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(str(cert), str(key))
-    except (OSError, ssl.SSLError, ValueError) as err:
-        raise LinkConfigError(f"TLS files {ca}, {cert}, {key}: cannot load ({type(err).__name__})") from err
-    return ctx
+        return client_context(ca, cert, key)
+    except TlsFilesError as err:
+        name = type(err.cause).__name__
+        raise LinkConfigError(f"TLS files {ca}, {cert}, {key}: cannot load ({name})") from err.cause
 
 
 def check_state(state: Mapping[str, object]) -> bytes:

@@ -51,6 +51,7 @@ from urllib3.connection import HTTPSConnection
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.wait import wait_for_read
 
+from mynabox.adapters.tls import TlsFilesError, client_context
 from mynabox.summary.model import Summary, SummaryFormatError
 from mynabox.summary.port import Found, LookupResult, NotRegistered, Unavailable
 
@@ -258,22 +259,18 @@ class _Context(ssl.SSLContext):
 
 
 def _context(ca_file: Path, client_cert: Path, client_key: Path, session_max_s: float | None) -> _Context:
-    ctx = _Context(ssl.PROTOCOL_TLS_CLIENT)  # verifies the server's chain and host name
-    ctx.setup(session_max_s)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        ctx.load_verify_locations(cafile=str(ca_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise SummaryClientConfigError(
-            f"cannot load the service CA from {ca_file}: {exc.strerror or exc}"
-        ) from None
-    try:
-        ctx.load_cert_chain(str(client_cert), str(client_key))
-    except (OSError, ssl.SSLError) as exc:
+        ctx = client_context(ca_file, client_cert, client_key, context_class=_Context)
+    except TlsFilesError as err:
+        exc = err.cause
+        if err.part == "ca":
+            shown = getattr(exc, "strerror", None) or exc
+            raise SummaryClientConfigError(f"cannot load the service CA from {ca_file}: {shown}") from exc
         # Never echo key material: name the files and the kind of failure only.
         raise SummaryClientConfigError(
             f"cannot load the client certificate {client_cert} / key {client_key}: {type(exc).__name__}"
-        ) from None
+        ) from exc
+    ctx.setup(session_max_s)
     return ctx
 
 

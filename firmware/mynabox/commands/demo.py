@@ -14,7 +14,7 @@ import time
 from datetime import UTC, date, datetime
 
 from mynabox.adapters.oled import to_terminal
-from mynabox.gateway.receiver import format_opened
+from mynabox.gateway.formatting import format_opened
 from mynabox.payload.seal import Opened
 from mynabox.testing.inprocess import running_box
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard

@@ -74,19 +74,12 @@ def _listen(text: str) -> tuple[str, int]:
 def run(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
+    from mynabox.gateway.core import Accepted, ReceiverCore, ReceiverError, Verdict
+    from mynabox.gateway.formatting import format_opened, format_quarantined
     from mynabox.gateway.pages import PageServer, PageStore
-    from mynabox.gateway.receiver import (
-        Accepted,
-        Receiver,
-        ReceiverCore,
-        ReceiverError,
-        ReceiverSettings,
-        SeenStore,
-        Verdict,
-        format_opened,
-        format_quarantined,
-        write_json,
-    )
+    from mynabox.gateway.sink import write_json
+    from mynabox.gateway.store import SeenStore
+    from mynabox.gateway.subscriber import Receiver, ReceiverSettings
     from mynabox.gateway.text import visible
     from mynabox.payload.envelope import MAX_MESSAGE_BYTES
     from mynabox.payload.keys import KeyFileError, load_private_key, load_public_keys

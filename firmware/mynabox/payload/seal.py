@@ -7,7 +7,7 @@ booted, and it keeps the vectors reproducible; any ES256 verifier accepts it.
 
 ``Opener`` is pure: replay protection is the receiver's job. Every message carries the device's sequence
 number (``seq``, signed), which the box's outbox assigns in the transaction that stores the sealed message, so
-a gateway needs one number per device, not a memory of every id (``mynabox.gateway.receiver``).
+a gateway needs one number per device, not a memory of every id (``mynabox.gateway.store``).
 """
 
 from __future__ import annotations

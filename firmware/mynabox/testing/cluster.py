@@ -13,7 +13,7 @@ Also here: :class:`VehicleProcess`, simulated vehicles hosted in worker processe
 network loop cannot use a descriptor ≥ :data:`FD_SETSIZE`, so one process holds only so many), the gateway's
 bridge config (``docs/gateway/bridge-central.conf``, the shipped file with its @…@
 values filled in) and :class:`CentralConsumer`, the reference consumer that opens, checks and dedupes every
-message by its signed ``jti`` (the same :class:`~mynabox.gateway.receiver.ReceiverCore` as
+message by its signed ``jti`` (the same :class:`~mynabox.gateway.core.ReceiverCore` as
 ``mynabox receive``).
 """
 
@@ -38,11 +38,12 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mynabox.adapters.mqtt import LinkSettings, MqttLink, tls_context, topic
+from mynabox.adapters.mqtt import LinkSettings, MqttLink, tls_context
 from mynabox.adapters.outbox import Outbox
-from mynabox.gateway.receiver import ReceiverCore, Verdict
+from mynabox.gateway.core import ReceiverCore, Verdict
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Sealer
+from mynabox.payload.topics import topic
 from mynabox.testing.broker import BrokerError, BrokerTls, DeliveryKit, free_port
 from mynabox.testing.tlsfiles import CertFiles
 from mynabox.testing.wait import wait_for

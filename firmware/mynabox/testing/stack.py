@@ -16,7 +16,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from mynabox.gateway.receiver import Receiver, ReceiverCore, ReceiverSettings, SeenStore
+from mynabox.gateway.core import ReceiverCore
+from mynabox.gateway.store import SeenStore
+from mynabox.gateway.subscriber import Receiver, ReceiverSettings
 from mynabox.testing.broker import DeliveryKit, Mosquitto
 from mynabox.testing.pcscd import PrivatePcscd
 from mynabox.testing.refsvc import ReferenceService

@@ -1,60 +1,25 @@
-"""The reference receiver's decisions (no broker): open, check topic and device, dedupe across restarts."""
+"""The reference receiver's decisions and its store (no broker): open, check topic and device, dedupe and
+refuse replays across restarts, quarantine what is refused."""
 
 from __future__ import annotations
 
-import stat
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from mynabox.gateway.receiver import (
-    REORDER_WINDOW,
-    Accepted,
-    Duplicate,
-    ReceiverCore,
-    Rejected,
-    SeenStore,
-    format_opened,
-    parse_topic,
-    write_json,
-)
+from gateway.receiving import DEV, NOW, OTHER, TODAY, seal  # tests/ is on sys.path
+from mynabox.gateway.core import Accepted, Duplicate, ReceiverCore, Rejected
+from mynabox.gateway.formatting import format_opened
+from mynabox.gateway.store import REORDER_WINDOW, SeenStore
 from mynabox.payload.envelope import Kind
 from mynabox.payload.keys import generate_device_key, load_private_key
 from mynabox.payload.seal import Opened
 from mynabox.testing.broker import DeliveryKit, NumberedSealer
 from mynabox.testing.envelopes import seal_claims
-from mynabox.testing.patients import patient, summary_for
 from payload.test_claims import hostile_claims  # tests/ is on sys.path (rootdir-relative imports)
-
-NOW = datetime(2026, 4, 1, 0, 30, tzinfo=UTC)
-TODAY = date(2026, 4, 1)
-DEV = "ambulance-01"
-OTHER = "ambulance-02"
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> DeliveryKit:
-    return DeliveryKit.create(tmp_path_factory.mktemp("kit"), devices=(DEV, OTHER))
-
-
-@pytest.fixture
-def core(kit: DeliveryKit, tmp_path: Path):
-    seen = SeenStore(tmp_path / "seen.sqlite3")
-    sunk: list[Opened] = []
-    core = ReceiverCore(kit.opener(), seen, sunk.append)
-    core.sunk = sunk  # type: ignore[attr-defined]
-    try:
-        yield core
-    finally:
-        seen.close()
-
-
-def seal(kit: DeliveryKit, device: str = DEV, kind: Kind = Kind.SUMMARY, body=None) -> bytes:
-    body = {"n": 1} if body is None else body
-    return kit.sealer(device).seal(kind, body, now=NOW, clock_synced=True).token
 
 
 def test_accepts_once_then_drops_the_duplicate(kit: DeliveryKit, core: ReceiverCore) -> None:
@@ -144,60 +109,6 @@ def test_unknown_device_expired_and_topic_checks(kit: DeliveryKit, core: Receive
     assert core.counts["rejected"] == 7
 
 
-def test_parse_topic() -> None:
-    assert parse_topic("mynabox/a-1/summary") == ("a-1", "summary")
-    assert parse_topic("mynabox/a-1/audit") == ("a-1", "audit")
-    for bad in ("mynabox/+/summary", "mynabox//summary", "mynabox/a/b/summary", "mynabox/a/availability"):
-        assert parse_topic(bad) is None
-
-
-def test_summary_prints_in_japanese_with_flags(kit: DeliveryKit, core: ReceiverCore) -> None:
-    person = patient("warfarin-elderly")
-    summary = summary_for(person, TODAY)
-    assert summary is not None
-    token = seal(kit, body={"summary": summary.to_json(), "consent": "oral-consent"})
-    verdict = core.handle(f"mynabox/{DEV}/summary", token, now=NOW)
-    assert isinstance(verdict, Accepted)
-    text = format_opened(verdict.opened, today=TODAY)
-    assert f"患者: {person.name}" in text
-    assert f"生年月日: {person.birth_date.isoformat()}" in text
-    assert "薬剤:" in text and "ワルファリン" in text
-    assert "⚠ 注意:" in text
-
-
-def test_card_record_and_audit_print(kit: DeliveryKit, core: ReceiverCore) -> None:
-    card = core.handle(
-        f"mynabox/{DEV}/summary", seal(kit, kind=Kind.CARD_RECORD, body={"certificate": "..."}), now=NOW
-    )
-    assert isinstance(card, Accepted)
-    assert "カード記録" in format_opened(card.opened, today=TODAY)
-    audit = core.handle(
-        f"mynabox/{DEV}/audit",
-        seal(kit, kind=Kind.AUDIT, body={"record": {"outcome": "card-record"}}),
-        now=NOW,
-    )
-    assert isinstance(audit, Accepted)
-    assert "監査記録: card-record（カード記録送信（照会失敗））" in format_opened(audit.opened, today=TODAY)
-
-
-def test_json_out_is_private_and_idempotent(kit: DeliveryKit, core: ReceiverCore, tmp_path: Path) -> None:
-    verdict = core.handle(f"mynabox/{DEV}/summary", seal(kit, body={"k": "値"}), now=NOW)
-    assert isinstance(verdict, Accepted)
-    first = write_json(tmp_path / "out", verdict.opened)
-    second = write_json(tmp_path / "out", verdict.opened)
-    assert first == second == tmp_path / "out" / DEV / f"{verdict.opened.message_id}.json"
-    assert stat.S_IMODE(first.stat().st_mode) == 0o600
-    assert '"k": "値"' in first.read_text(encoding="utf-8")
-    assert len(list((tmp_path / "out" / DEV).iterdir())) == 1
-
-
-def test_every_audit_outcome_has_a_japanese_label() -> None:
-    from mynabox.gateway.receiver import OUTCOME_LABELS
-    from mynabox.payload.audit import Outcome
-
-    assert set(OUTCOME_LABELS) == {o.value for o in Outcome}
-
-
 # --- no message stops the receiver: every refusal is acknowledged, counted and quarantined ---------------
 
 HOSTILE_CLAIMS: list[dict[str, object]] = [
@@ -283,10 +194,10 @@ def test_a_sink_failing_on_the_message_is_a_refusal_an_io_failure_is_not(
 def test_quarantine_is_bounded_and_survives_a_restart(
     kit: DeliveryKit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mynabox.gateway.receiver as receiver
+    import mynabox.gateway.store as store
 
-    monkeypatch.setattr(receiver, "QUARANTINE_MAX_ROWS", 5)
-    monkeypatch.setattr(receiver, "QUARANTINE_MAX_BYTES", 3000)
+    monkeypatch.setattr(store, "QUARANTINE_MAX_ROWS", 5)
+    monkeypatch.setattr(store, "QUARANTINE_MAX_BYTES", 3000)
     seen = SeenStore(tmp_path / "seen.sqlite3")
     core = ReceiverCore(kit.opener(), seen, lambda o: None)
     for n in range(8):
@@ -367,33 +278,3 @@ def test_old_format_is_refused_with_a_reason(kit: DeliveryKit, core: ReceiverCor
     old = {k: v for k, v in _claims(kit).items() if k != "seq"}
     token = seal_claims(kit.sealer(DEV), old)
     assert core.handle(f"mynabox/{DEV}/summary", token, now=NOW) == Rejected("no-sequence")
-
-
-# --- device text on the operator's terminal --------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "shown"),
-    [
-        ("ワルファリン錠　1mg", "ワルファリン錠　1mg"),  # Japanese and the ideographic space stay as they are
-        ("\x1b[2J\x1b]0;t\x07", "\\u001b[2J\\u001b]0;t\\u0007"),
-        ("a\nb\r\tc\x7f\x85\x9b", "a\\u000ab\\u000d\\u0009c\\u007f\\u0085\\u009b"),
-        ("\u202eabc\u202c\u2066\u2069\u200f\u061c", "\\u202eabc\\u202c\\u2066\\u2069\\u200f\\u061c"),
-        ("\u200b\u00ad\u2060\ufeff\u2028\u2029", "\\u200b\\u00ad\\u2060\\ufeff\\u2028\\u2029"),
-        ("\ud800\U000e0041\U000f0000", "\\ud800\\U000e0041\\U000f0000"),
-        ("C:\\u202e", "C:\\\\u202e"),  # a literal backslash is doubled, so it cannot fake an escape
-    ],
-)
-def test_visible(text: str, shown: str) -> None:
-    from mynabox.gateway.receiver import visible
-
-    assert visible(text) == shown
-
-
-def test_quarantine_listing_neutralises_the_topic(kit: DeliveryKit, core: ReceiverCore) -> None:
-    from mynabox.gateway.receiver import format_quarantined
-
-    core.handle("mynabox/\x1b]0;x\x07/summary", seal(kit), now=NOW)
-    (entry,) = core._seen.quarantined()  # type: ignore[attr-defined]
-    line = format_quarantined(entry)
-    assert "\x1b" not in line and "mynabox/\\u001b]0;x\\u0007/summary  topic" in line
