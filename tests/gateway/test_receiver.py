@@ -193,7 +193,7 @@ def test_json_out_is_private_and_idempotent(kit: DeliveryKit, core: ReceiverCore
 
 def test_every_audit_outcome_has_a_japanese_label() -> None:
     from mynabox.gateway.receiver import OUTCOME_LABELS
-    from mynabox.payload.audit import Outcome
+    from mynabox.vocab import Outcome
 
     assert set(OUTCOME_LABELS) == {o.value for o in Outcome}
 

@@ -19,11 +19,12 @@ from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.mqtt import topic
 from mynabox.adapters.outbox import Outbox
 from mynabox.card.certcheck import CertCheck
-from mynabox.payload.audit import AuditRecord, ConsentMode, Outcome, published_body
+from mynabox.payload.audit import AuditRecord, published_body
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import MessageTooLarge, Sealed, Sealer
 from mynabox.summary.flags import Flag, derive_flags
 from mynabox.summary.port import Found, NotRegistered, SummaryLookup, Unavailable
+from mynabox.vocab import ConsentMode, Outcome
 
 log = logging.getLogger(__name__)
 

@@ -52,12 +52,11 @@ from mynabox.core.events import (
     QueueDepth,
     ReaderMissing,
     ReaderPresent,
-    ReadFailure,
     ShutdownRequested,
     Tick,
 )
 from mynabox.core.screens import Screen, Status
-from mynabox.payload.audit import ConsentMode, Outcome
+from mynabox.vocab import ConsentMode, Outcome, ReadFailure
 
 
 class State(enum.Enum):
