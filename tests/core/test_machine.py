@@ -191,6 +191,20 @@ def test_broker_offline_shows_queue_and_reads_still_work() -> None:
     assert any(isinstance(e, PublishState) and e.queued == 0 and e.broker_online for e in effects)
 
 
+@pytest.mark.parametrize("count", [0, 1, 3, 4, 7])
+def test_a_status_change_redraws_the_result_with_the_same_flags(count: int) -> None:
+    flags = tuple(replace(WARFARIN, label=f"フラグ{i}") for i in range(count))
+    box = Controller(MachineConfig(default_consent=ConsentMode.ORAL_CONSENT))
+    box.handle(ev.CardPresent(1), at(0))
+    box.handle(READ, at(0.1))
+    box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, flags, queued=2), at(1))
+    shown = box.screen
+    box.handle(ev.QueueDepth(0), at(2))
+    assert box.state is State.RESULT and box.screen.header.endswith("送信済")
+    assert (box.screen.lines, box.screen.small) == (shown.lines, shown.small)
+    assert box.screen.lines == (tuple(f.label for f in flags[:6]) or ("重要フラグ", "なし"))
+
+
 def test_reader_missing_and_back() -> None:
     box = Controller(MachineConfig())
     assert screen_of(box.handle(ev.ReaderMissing(), at(0))) is ScreenKind.READER_MISSING
