@@ -55,11 +55,11 @@ from mynabox.core.events import (
     Tick,
 )
 from mynabox.core.machine import Controller, MachineConfig
-from mynabox.payload.audit import ConsentMode
 from mynabox.payload.keys import load_audit_key, load_private_key, load_public_key
 from mynabox.payload.seal import Sealer
 from mynabox.render.draw import render
 from mynabox.summary.port import SummaryLookup
+from mynabox.vocab import ConsentMode
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,9 @@ import pytest
 
 from mynabox.adapters.audit import AuditLog, AuditLogError, verify_file
 from mynabox.commands import audit as audit_command
-from mynabox.payload.audit import GENESIS, AuditRecord, ConsentMode, Outcome
+from mynabox.payload.audit import GENESIS, AuditRecord
 from mynabox.payload.keys import Secret
+from mynabox.vocab import ConsentMode, Outcome
 
 T0 = datetime(2026, 4, 1, 9, 0, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ from gpiozero.pins.mock import MockFactory
 from mynabox.adapters.panel import Panel, PanelError, load_pin_map
 from mynabox.core.effects import LedMode, Tone
 from mynabox.core.events import ClearRequested, ConsentPressed, Event
-from mynabox.payload.audit import ConsentMode
+from mynabox.vocab import ConsentMode
 
 
 @pytest.fixture

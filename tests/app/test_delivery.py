@@ -16,7 +16,6 @@ from mynabox.adapters.summary_client import HttpsSummaryClient
 from mynabox.app.delivery import Delivery, Identity, ReadContext
 from mynabox.card.certcheck import TrustStore, check_certificate
 from mynabox.card.tlv import MAX_OBJECT
-from mynabox.payload.audit import ConsentMode, Outcome
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES, Kind
 from mynabox.payload.keys import load_private_key
 from mynabox.payload.seal import Opener, Sealer
@@ -25,6 +24,7 @@ from mynabox.testing.broker import DeliveryKit
 from mynabox.testing.patients import OVERSIZE, patient
 from mynabox.testing.refsvc import ReferenceService
 from mynabox.testing.tlsfiles import certificate_with_cn
+from mynabox.vocab import ConsentMode, Outcome
 
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 DEVICE = "ambulance-01"

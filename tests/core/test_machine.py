@@ -22,8 +22,8 @@ from mynabox.core.effects import (
 )
 from mynabox.core.machine import TRANSITIONS, Controller, MachineConfig, State
 from mynabox.core.screens import ScreenKind
-from mynabox.payload.audit import ConsentMode, Outcome
 from mynabox.summary.flags import Flag, FlagCode
+from mynabox.vocab import ConsentMode, Outcome, ReadFailure
 
 T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 READ = ev.CardRead(read=1, card_hash="0123456789abcdef", cert_ok=True, certificate=b"\x30\x03\x02\x01\x01")
@@ -105,7 +105,7 @@ def test_a_press_survives_a_failed_read_and_shows_when_the_notice_clears() -> No
     box = Controller(MachineConfig(consent_window_s=30, error_clear_s=15))
     box.handle(ev.ConsentPressed(ConsentMode.LIFE_SAVING_EXCEPTION), at(0))
     box.handle(ev.CardPresent(1), at(1))
-    effects = box.handle(ev.CardReadFailed(ev.ReadFailure.REMOVED), at(1.2))
+    effects = box.handle(ev.CardReadFailed(ReadFailure.REMOVED), at(1.2))
     assert screen_of(effects) is ScreenKind.HOLD_AGAIN
     effects = box.handle(ev.Tick(), at(16.3))
     assert screen_of(effects) is ScreenKind.READY_CONSENTED and box.deadline == at(30)
@@ -118,7 +118,7 @@ def test_a_press_that_runs_out_during_a_notice_is_not_shown_after_it() -> None:
     box = Controller(MachineConfig(consent_window_s=10, error_clear_s=15))
     box.handle(ev.ConsentPressed(ConsentMode.ORAL_CONSENT), at(0))
     box.handle(ev.CardPresent(1), at(1))
-    box.handle(ev.CardReadFailed(ev.ReadFailure.REMOVED), at(1.2))
+    box.handle(ev.CardReadFailed(ReadFailure.REMOVED), at(1.2))
     effects = box.handle(ev.Tick(), at(16.3))
     assert screen_of(effects) is ScreenKind.READY and box.deadline is None
 
@@ -145,10 +145,10 @@ def test_consent_timeout_makes_no_lookup_and_is_audited() -> None:
 @pytest.mark.parametrize(
     ("kind", "screen", "outcome"),
     [
-        (ev.ReadFailure.REMOVED, ScreenKind.HOLD_AGAIN, Outcome.CARD_REMOVED),
-        (ev.ReadFailure.UNRESPONSIVE, ScreenKind.CARD_UNRESPONSIVE, Outcome.CARD_UNRESPONSIVE),
-        (ev.ReadFailure.NOT_MY_NUMBER_CARD, ScreenKind.NOT_MY_NUMBER_CARD, Outcome.NOT_MY_NUMBER_CARD),
-        (ev.ReadFailure.MALFORMED, ScreenKind.READ_ERROR, Outcome.READ_FAILED),
+        (ReadFailure.REMOVED, ScreenKind.HOLD_AGAIN, Outcome.CARD_REMOVED),
+        (ReadFailure.UNRESPONSIVE, ScreenKind.CARD_UNRESPONSIVE, Outcome.CARD_UNRESPONSIVE),
+        (ReadFailure.NOT_MY_NUMBER_CARD, ScreenKind.NOT_MY_NUMBER_CARD, Outcome.NOT_MY_NUMBER_CARD),
+        (ReadFailure.MALFORMED, ScreenKind.READ_ERROR, Outcome.READ_FAILED),
     ],
 )
 def test_read_failures_say_what_to_do_and_are_audited(
@@ -189,6 +189,20 @@ def test_broker_offline_shows_queue_and_reads_still_work() -> None:
     effects = box.handle(ev.QueueDepth(0), at(4))
     assert box.screen.header.endswith("送信済")
     assert any(isinstance(e, PublishState) and e.queued == 0 and e.broker_online for e in effects)
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 4, 7])
+def test_a_status_change_redraws_the_result_with_the_same_flags(count: int) -> None:
+    flags = tuple(replace(WARFARIN, label=f"フラグ{i}") for i in range(count))
+    box = Controller(MachineConfig(default_consent=ConsentMode.ORAL_CONSENT))
+    box.handle(ev.CardPresent(1), at(0))
+    box.handle(READ, at(0.1))
+    box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, flags, queued=2), at(1))
+    shown = box.screen
+    box.handle(ev.QueueDepth(0), at(2))
+    assert box.state is State.RESULT and box.screen.header.endswith("送信済")
+    assert (box.screen.lines, box.screen.small) == (shown.lines, shown.small)
+    assert box.screen.lines == (tuple(f.label for f in flags[:6]) or ("重要フラグ", "なし"))
 
 
 def test_reader_missing_and_back() -> None:
@@ -249,7 +263,7 @@ def test_a_card_read_while_a_lookup_runs_is_audited_not_used() -> None:
     assert effects == [RecordOutcome(Outcome.BUSY, ConsentMode.NONE, second.card_hash)]
     assert box.state is State.LOOKING_UP
     box.handle(ev.CardPresent(3), at(0.35))
-    effects = box.handle(ev.CardReadFailed(ev.ReadFailure.REMOVED), at(0.36))
+    effects = box.handle(ev.CardReadFailed(ReadFailure.REMOVED), at(0.36))
     assert effects == [RecordOutcome(Outcome.CARD_REMOVED, ConsentMode.NONE, None)]
     effects = box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, (WARFARIN,), queued=0), at(0.4))
     # The first card's flags must not appear while another card is on the reader.
@@ -319,7 +333,7 @@ def _sample(event_type: type) -> ev.Event:
     samples: dict[type, ev.Event] = {
         ev.CardPresent: ev.CardPresent(1),
         ev.CardRead: READ,
-        ev.CardReadFailed: ev.CardReadFailed(ev.ReadFailure.REMOVED),
+        ev.CardReadFailed: ev.CardReadFailed(ReadFailure.REMOVED),
         ev.ConsentPressed: ev.ConsentPressed(ConsentMode.ORAL_CONSENT),
         ev.LookupDone: ev.LookupDone(ev.LookupOutcome.FOUND, (WARFARIN,), 0),
         ev.QueueDepth: ev.QueueDepth(2),
@@ -347,7 +361,7 @@ def test_random_sequences_never_raise_and_return_to_idle(steps: list[tuple[ev.Ev
     if box.state is State.LOOKING_UP:  # a lookup in flight always ends with LookupDone
         box.handle(ev.LookupDone(ev.LookupOutcome.UNAVAILABLE, (), 0), now)
     if box.state is State.READING:  # so does a read
-        box.handle(ev.CardReadFailed(ev.ReadFailure.REMOVED), now)
+        box.handle(ev.CardReadFailed(ReadFailure.REMOVED), now)
     for _ in range(3):
         now += timedelta(seconds=61)
         box.handle(ev.Tick(), now)

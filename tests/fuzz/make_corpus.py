@@ -141,8 +141,9 @@ def config() -> None:
 def audit() -> None:
     from datetime import UTC, datetime
 
-    from mynabox.payload.audit import GENESIS, AuditRecord, ConsentMode, Outcome, chain, published_body
+    from mynabox.payload.audit import GENESIS, AuditRecord, chain, published_body
     from mynabox.payload.keys import Secret
+    from mynabox.vocab import ConsentMode, Outcome
 
     key = Secret(b"k" * 32)
     prev, lines = GENESIS, []

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from mynabox.adapters.audit import AuditLog
-from mynabox.payload.audit import Outcome, PublishedAudit
+from mynabox.payload.audit import PublishedAudit
 from mynabox.payload.envelope import Kind
 from mynabox.payload.keys import load_audit_key
 from mynabox.payload.seal import Opened
@@ -26,6 +26,7 @@ from mynabox.testing.notify import NotifySocket
 from mynabox.testing.patients import patient
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.wait import wait_for
+from mynabox.vocab import Outcome
 
 from .test_daemon import start_daemon
 

@@ -16,7 +16,6 @@ from PIL import ImageChops
 from mynabox.adapters.audit import AuditLog
 from mynabox.core import screens
 from mynabox.core.screens import Screen, ScreenKind
-from mynabox.payload.audit import ConsentMode, Outcome
 from mynabox.payload.keys import load_audit_key
 from mynabox.render.draw import render
 from mynabox.testing.inprocess import Buttons, running_box
@@ -25,6 +24,7 @@ from mynabox.testing.patients import patient
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
 from mynabox.testing.wait import wait_for
+from mynabox.vocab import ConsentMode, Outcome
 from mynabox.wiring import Box
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]

@@ -23,7 +23,6 @@ from mynabox.adapters.audit import AuditLog
 from mynabox.app.readtiming import parse
 from mynabox.core import screens
 from mynabox.core.screens import Screen
-from mynabox.payload.audit import Outcome
 from mynabox.payload.envelope import Kind
 from mynabox.payload.keys import load_audit_key
 from mynabox.payload.seal import Opened
@@ -34,6 +33,7 @@ from mynabox.testing.patients import patient
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
 from mynabox.testing.wait import wait_for
+from mynabox.vocab import Outcome
 
 pytestmark = pytest.mark.stack
 MYNABOX = str(Path(".venv/bin/mynabox").resolve())

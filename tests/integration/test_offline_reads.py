@@ -23,7 +23,6 @@ from mynabox.app.delivery import ReadContext
 from mynabox.card.certcheck import TrustStore, check_certificate
 from mynabox.card.identity import card_key_hash
 from mynabox.config import load_config
-from mynabox.payload.audit import ConsentMode, Outcome
 from mynabox.payload.envelope import Kind
 from mynabox.payload.keys import load_audit_key
 from mynabox.payload.seal import Opened
@@ -31,6 +30,7 @@ from mynabox.testing import testca
 from mynabox.testing.patients import PATIENTS
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.wait import wait_for
+from mynabox.vocab import ConsentMode, Outcome
 from mynabox.wiring import build_delivery
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]

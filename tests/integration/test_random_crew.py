@@ -32,7 +32,6 @@ from pathlib import Path
 import pytest
 
 from mynabox.adapters.audit import AuditLog
-from mynabox.payload.audit import Outcome
 from mynabox.payload.envelope import Kind
 from mynabox.payload.keys import load_audit_key
 from mynabox.payload.seal import Opened
@@ -42,6 +41,7 @@ from mynabox.testing.patients import PATIENTS, patient
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
 from mynabox.testing.wait import wait_for
+from mynabox.vocab import Outcome
 from mynabox.wiring import Box
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]

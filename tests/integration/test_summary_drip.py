@@ -19,7 +19,6 @@ import pytest
 from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.outbox import Outbox
 from mynabox.app.readtiming import parse
-from mynabox.payload.audit import Outcome
 from mynabox.payload.envelope import Kind
 from mynabox.payload.keys import load_audit_key
 from mynabox.payload.seal import Opened
@@ -30,6 +29,7 @@ from mynabox.testing.patients import patient
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
 from mynabox.testing.wait import wait_for
+from mynabox.vocab import Outcome
 
 from .test_daemon import start_daemon
 

@@ -15,8 +15,6 @@ from mynabox.payload.audit import (
     AuditFormatError,
     AuditRecord,
     ChainedAudit,
-    ConsentMode,
-    Outcome,
     PublishedAudit,
     chain,
     entry_hash,
@@ -25,6 +23,7 @@ from mynabox.payload.audit import (
     verify_lines,
 )
 from mynabox.payload.keys import Secret
+from mynabox.vocab import ConsentMode, Outcome
 
 KEY = Secret(b"k" * 32)
 T0 = datetime(2026, 4, 1, 9, 30, 0, 123456, tzinfo=UTC)

@@ -17,7 +17,7 @@ from typing import Any
 
 from mynabox.core.effects import LedMode, Tone
 from mynabox.core.events import ClearRequested, ConsentPressed, Event
-from mynabox.payload.audit import ConsentMode
+from mynabox.vocab import ConsentMode
 
 
 class PanelError(Exception):

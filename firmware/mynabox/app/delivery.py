@@ -18,12 +18,13 @@ from datetime import datetime, timedelta
 from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.outbox import Outbox
 from mynabox.card.certcheck import CertCheck
-from mynabox.payload.audit import AuditRecord, ConsentMode, Outcome, published_body
+from mynabox.payload.audit import AuditRecord, published_body
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import MessageTooLarge, Sealed, Sealer
 from mynabox.payload.topics import topic
 from mynabox.summary.flags import Flag, derive_flags
 from mynabox.summary.port import Found, NotRegistered, SummaryLookup, Unavailable
+from mynabox.vocab import ConsentMode, Outcome
 
 log = logging.getLogger(__name__)
 

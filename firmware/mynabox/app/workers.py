@@ -39,9 +39,8 @@ from mynabox.core.events import (
     LookupOutcome,
     ReaderMissing,
     ReaderPresent,
-    ReadFailure,
 )
-from mynabox.payload.audit import Outcome
+from mynabox.vocab import Outcome, ReadFailure
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mynabox.core.effects import LedMode, Tone
-from mynabox.payload.audit import ConsentMode
+from mynabox.vocab import ConsentMode
 
 if TYPE_CHECKING:
     from mynabox.adapters.panel import PinMap

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 
 from mynabox.core.screens import Screen
-from mynabox.payload.audit import ConsentMode, Outcome
+from mynabox.vocab import ConsentMode, Outcome
 
 
 class Tone(enum.Enum):

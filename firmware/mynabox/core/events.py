@@ -5,16 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from mynabox.payload.audit import ConsentMode
 from mynabox.summary.flags import Flag
-
-
-class ReadFailure(enum.Enum):
-    NOT_MY_NUMBER_CARD = "not-my-number-card"
-    REMOVED = "card-removed"
-    UNRESPONSIVE = "card-unresponsive"
-    MALFORMED = "read-failed"
-    READER_ERROR = "reader-error"
+from mynabox.vocab import ConsentMode, ReadFailure
 
 
 class LookupOutcome(enum.Enum):

@@ -52,12 +52,11 @@ from mynabox.core.events import (
     QueueDepth,
     ReaderMissing,
     ReaderPresent,
-    ReadFailure,
     ShutdownRequested,
     Tick,
 )
-from mynabox.core.screens import Screen, Status
-from mynabox.payload.audit import ConsentMode, Outcome
+from mynabox.core.screens import Screen, ScreenKind, Status
+from mynabox.vocab import ConsentMode, Outcome, ReadFailure
 
 
 class State(enum.Enum):
@@ -102,6 +101,7 @@ class Controller:
         self._superseded = False  # another card was read meanwhile: its result must not look like theirs
         self._cleared = False  # both buttons held during the lookup: its result is not shown at all
         self._screen: Screen = screens.ready(self.status)
+        self._labels: tuple[str, ...] = ()  # the result screen's flags, to redraw it when the status changes
 
     # -- the one entry point -----------------------------------------------------------------------
 
@@ -138,6 +138,8 @@ class Controller:
 
     def _show(self, screen: Screen) -> list[Effect]:
         self._screen = screen
+        if screen.kind is not ScreenKind.RESULT:  # the flags are health data: they go with their screen
+            self._labels = ()
         return [ShowScreen(screen)]
 
     def _redraw(self) -> list[Effect]:
@@ -271,10 +273,10 @@ class Controller:
             return self._notice(screens.other_card(self.status), Tone.HOLD_AGAIN, now)
         if event.outcome is LookupOutcome.FOUND:
             self._go(State.RESULT, self.config.result_clear_s, now)
-            labels = tuple(flag.label for flag in event.flags)
-            tone = Tone.ATTENTION if labels else Tone.OK
+            self._labels = tuple(flag.label for flag in event.flags)
+            tone = Tone.ATTENTION if self._labels else Tone.OK
             return [
-                *self._show(screens.result(labels, self.status)),
+                *self._show(screens.result(self._labels, self.status)),
                 Buzz(tone),
                 SetLed(LedMode.OK),
                 self._publish(),
@@ -301,8 +303,7 @@ class Controller:
         if self.state is State.IDLE:
             return [*self._show(self._idle_screen()), self._publish()]
         if self.state is State.RESULT:
-            labels = self._screen.lines if self._screen.lines != ("重要フラグ", "なし") else ()
-            return [*self._show(screens.result(labels, self.status)), self._publish()]
+            return [*self._show(screens.result(self._labels, self.status)), self._publish()]
         return [*self._redraw(), self._publish()]
 
     def _tick(self, now: datetime) -> list[Effect]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from mynabox.payload.audit import ConsentMode
+from mynabox.vocab import ConsentMode
 
 
 class ScreenKind(enum.Enum):

@@ -15,20 +15,21 @@ from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
 from mynabox.summary.flags import derive_flags
 from mynabox.summary.model import Summary, SummaryFormatError
+from mynabox.vocab import Outcome
 
 JST = timezone(timedelta(hours=9), "JST")
 _SEX = {1: "男", 2: "女", 9: "不明"}
-OUTCOME_LABELS = {  # mynabox.payload.audit.Outcome, for the operator; an unknown value is shown as it came
-    "delivered-summary": "サマリー送信",
-    "card-record": "カード記録送信（照会失敗）",
-    "not-registered": "カード記録送信（マイナ保険証未登録）",
-    "no-consent": "同意未選択・照会なし",
-    "busy": "照会中の再タッチ・照会なし",
-    "not-my-number-card": "マイナンバーカード以外",
-    "card-removed": "読取中にカードが離れた",
-    "card-unresponsive": "カード応答なし",
-    "read-failed": "読取失敗",
-    "purged": "保存期限切れで未送信のまま削除",
+OUTCOME_LABELS = {  # for the operator; an unknown value is shown as it came
+    Outcome.DELIVERED_SUMMARY: "サマリー送信",
+    Outcome.CARD_RECORD: "カード記録送信（照会失敗）",
+    Outcome.NOT_REGISTERED: "カード記録送信（マイナ保険証未登録）",
+    Outcome.NO_CONSENT: "同意未選択・照会なし",
+    Outcome.BUSY: "照会中の再タッチ・照会なし",
+    Outcome.NOT_MY_NUMBER_CARD: "マイナンバーカード以外",
+    Outcome.CARD_REMOVED: "読取中にカードが離れた",
+    Outcome.CARD_UNRESPONSIVE: "カード応答なし",
+    Outcome.READ_FAILED: "読取失敗",
+    Outcome.PURGED: "保存期限切れで未送信のまま削除",
 }
 
 
@@ -44,7 +45,8 @@ def format_opened(opened: Opened, *, today: date) -> str:
     if opened.kind == Kind.AUDIT:
         record = opened.body.get("record")
         outcome = record.get("outcome") if isinstance(record, dict) else None
-        label = OUTCOME_LABELS.get(outcome, "") if isinstance(outcome, str) else ""
+        known = isinstance(outcome, str) and outcome in OUTCOME_LABELS
+        label = OUTCOME_LABELS[Outcome(str(outcome))] if known else ""
         return _lines([head, f"  監査記録: {outcome}" + (f"（{label}）" if label else "")])
     summary = _summary_of(opened.body)
     rendered = None

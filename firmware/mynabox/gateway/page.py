@@ -21,14 +21,15 @@ from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
 from mynabox.summary.flags import Flag, derive_flags
 from mynabox.summary.model import AllergyCategory, DialysisKind, Summary, SummaryFormatError
+from mynabox.vocab import ConsentMode
 
 JST = timezone(timedelta(hours=9), "JST")
 
 _SEX = {1: "男", 2: "女", 9: "不明"}
 _CONSENT = {
-    "oral-consent": "同意あり",
-    "life-saving-exception": "同意取得困難（生命・身体保護のための例外）",
-    "none": "同意なし",
+    ConsentMode.ORAL_CONSENT: "同意あり",
+    ConsentMode.LIFE_SAVING_EXCEPTION: "同意取得困難（生命・身体保護のための例外）",
+    ConsentMode.NONE: "同意なし",
 }
 _CARD_REASON = {
     "not-registered": "マイナ保険証として登録されていません",
@@ -230,6 +231,12 @@ def summary_sections(summary: Summary) -> list[Section]:
     return sections
 
 
+def _consent_label(consent: object) -> str:
+    if not isinstance(consent, str):
+        return "不明"
+    return _CONSENT[ConsentMode(consent)] if consent in _CONSENT else consent
+
+
 def _read_rows(read: object) -> list[tuple[str, str]]:
     """The read's metadata (card hash, consent, certificate check): all device-supplied, all escaped."""
     if not isinstance(read, Mapping):
@@ -238,7 +245,7 @@ def _read_rows(read: object) -> list[tuple[str, str]]:
     check = read.get("certificate_check")
     status = check.get("status") if isinstance(check, Mapping) else None
     rows = [
-        ("同意", text(_CONSENT.get(consent, consent) if isinstance(consent, str) else "不明")),
+        ("同意", text(_consent_label(consent))),
         ("読取日時", _jst(read.get("read_at"))),
         ("カード識別子", text(read.get("card_hash", "不明"))),
     ]

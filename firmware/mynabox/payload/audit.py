@@ -20,7 +20,6 @@ keeps the latest hash as an anchor (``expected_head``), which also catches a tru
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import hmac
 import json
@@ -31,6 +30,7 @@ from datetime import UTC, datetime
 
 from mynabox.payload.envelope import is_device_id, is_message_id
 from mynabox.payload.keys import Secret
+from mynabox.vocab import ConsentMode, Outcome
 
 FORMAT_VERSION = 2
 _V1 = 1  # held ``items`` (the flags shown); read so an older log still verifies, never written
@@ -41,25 +41,6 @@ _CARD_HASH = re.compile(r"[A-Za-z0-9_:+/=.-]{1,128}")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _MAX_ITEMS = 64
-
-
-class ConsentMode(enum.StrEnum):
-    ORAL_CONSENT = "oral-consent"  # 同意あり
-    LIFE_SAVING_EXCEPTION = "life-saving-exception"  # 同意取得困難 (生命・身体の保護のための例外)
-    NONE = "none"  # no consent chosen (e.g. the card was not a My Number Card)
-
-
-class Outcome(enum.StrEnum):
-    DELIVERED_SUMMARY = "delivered-summary"
-    CARD_RECORD = "card-record"  # lookup failed: the sealed card record went out instead
-    NOT_MY_NUMBER_CARD = "not-my-number-card"
-    CARD_REMOVED = "card-removed"
-    CARD_UNRESPONSIVE = "card-unresponsive"
-    READ_FAILED = "read-failed"
-    NOT_REGISTERED = "not-registered"  # not registered as マイナ保険証
-    NO_CONSENT = "no-consent"  # the crew chose neither 同意 nor 緊急 in time: no lookup was made
-    BUSY = "busy"  # a card read while another read's lookup ran: not looked up (the crew taps again)
-    PURGED = "purged"  # an outbox message passed its retention limit undelivered
 
 
 class AuditFormatError(ValueError):

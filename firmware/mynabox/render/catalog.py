@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mynabox.core import screens
 from mynabox.core.screens import Screen, Status
-from mynabox.payload.audit import ConsentMode
+from mynabox.vocab import ConsentMode
 
 _OFFLINE = Status(broker_online=False, queued=3, clock_synced=False)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date
 from enum import Enum, IntEnum
 from typing import Any, TypeVar
@@ -171,79 +171,13 @@ class Summary:
     allergies: AllergySection | None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "as_of": self.as_of.isoformat(),
-            "patient": {
-                "name": self.patient.name,
-                "kana": self.patient.kana,
-                "birth_date": self.patient.birth_date.isoformat(),
-                "sex": int(self.patient.sex),
-                "insurer_number": self.patient.insurer_number,
-            },
-            "visits": [
-                {
-                    "date": v.date.isoformat(),
-                    "facility": v.facility,
-                    "department": v.department,
-                    "inpatient": v.inpatient,
-                }
-                for v in self.visits
-            ],
-            "dispensings": [
-                {
-                    "date": d.date.isoformat(),
-                    "drug_name": d.drug_name,
-                    "yj_code": d.yj_code,
-                    "dose": d.dose,
-                    "days": d.days,
-                    "pharmacy": d.pharmacy,
-                }
-                for d in self.dispensings
-            ],
-            "medications": [
-                {
-                    "date": m.date.isoformat(),
-                    "drug_name": m.drug_name,
-                    "yj_code": m.yj_code,
-                    "dose": m.dose,
-                    "days": m.days,
-                    "prescriber": m.prescriber,
-                    "pharmacy": m.pharmacy,
-                }
-                for m in self.medications
-            ],
-            "surgeries": [
-                {"date": s.date.isoformat(), "procedure": s.procedure, "facility": s.facility}
-                for s in self.surgeries
-            ],
-            "treatments": [
-                {"date": t.date.isoformat(), "description": t.description, "facility": t.facility}
-                for t in self.treatments
-            ],
-            "dialyses": [
-                {"date": d.date.isoformat(), "kind": d.kind.value, "facility": d.facility}
-                for d in self.dialyses
-            ],
-            "last_checkup": None if self.last_checkup is None else self.last_checkup.isoformat(),
-            "allergies": None if self.allergies is None else _allergies_to_json(self.allergies),
-        }
+        return {"schema_version": SCHEMA_VERSION, **_write(self)}
 
     @classmethod
     def from_json(cls, doc: object) -> Summary:
-        return _summary_from_json(doc)
-
-
-def _allergies_to_json(section: AllergySection) -> dict[str, Any]:
-    return {
-        "allergies": [
-            {"substance": a.substance, "category": a.category.value, "reaction": a.reaction}
-            for a in section.allergies
-        ],
-        "contraindications": [
-            {"drug_name": c.drug_name, "reason": c.reason} for c in section.contraindications
-        ],
-    }
+        d = _obj(doc, "$", _KEYS[Summary] | {"schema_version"})
+        _int(d["schema_version"], "$.schema_version", SCHEMA_VERSION, SCHEMA_VERSION)
+        return _build(Summary, d, "$")
 
 
 # --- strict reading --------------------------------------------------------------------------------------
@@ -276,10 +210,6 @@ def _text(value: object, path: str, max_len: int = MAX_TEXT) -> str:
     return value
 
 
-def _opt_text(value: object, path: str) -> str | None:
-    return None if value is None else _text(value, path)
-
-
 def _pattern(value: object, path: str, pattern: re.Pattern[str], what: str) -> str:
     if not isinstance(value, str) or not pattern.fullmatch(value):
         raise SummaryFormatError(path, f"expected {what}")
@@ -293,10 +223,6 @@ def _date(value: object, path: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise SummaryFormatError(path, "not a calendar date") from None
-
-
-def _opt_date(value: object, path: str) -> date | None:
-    return None if value is None else _date(value, path)
 
 
 def _int(value: object, path: str, low: int, high: int) -> int:
@@ -333,139 +259,108 @@ def _yj(value: object, path: str) -> str | None:
     return None if value is None else _pattern(value, path, YJ_CODE_RE, "a 12-character YJ code")
 
 
-_PATIENT_KEYS = frozenset({"name", "kana", "birth_date", "sex", "insurer_number"})
+# --- one field table per record: how each field is read (strictly) and written ---------------------------
 
 
-def _patient(value: object, path: str) -> Patient:
-    d = _obj(value, path, _PATIENT_KEYS)
-    return Patient(
-        name=_text(d["name"], f"{path}.name", 100),
-        kana=_text(d["kana"], f"{path}.kana", 100),
-        birth_date=_date(d["birth_date"], f"{path}.birth_date"),
-        sex=_enum(d["sex"], f"{path}.sex", Sex),
-        insurer_number=_pattern(d["insurer_number"], f"{path}.insurer_number", INSURER_RE, "6 or 8 digits"),
+@dataclass(frozen=True, slots=True)
+class _Codec:
+    read: Callable[[object, str], Any]
+    write: Callable[[Any], object] = lambda value: value
+
+
+def _bounded(low: int, high: int) -> _Codec:
+    return _Codec(lambda v, p: _int(v, p, low, high))
+
+
+def _short_text(max_len: int) -> _Codec:
+    return _Codec(lambda v, p: _text(v, p, max_len))
+
+
+def _choice(enum: type[Enum]) -> _Codec:
+    return _Codec(lambda v, p: _enum(v, p, enum), lambda member: member.value)
+
+
+def _record(cls: type[Any]) -> _Codec:
+    return _Codec(lambda v, p: _build(cls, _obj(v, p, _KEYS[cls]), p), _write)
+
+
+def _optional(codec: _Codec) -> _Codec:
+    return _Codec(
+        lambda v, p: None if v is None else codec.read(v, p),
+        lambda value: None if value is None else codec.write(value),
     )
 
 
-def _visit(value: object, path: str) -> Visit:
-    d = _obj(value, path, frozenset({"date", "facility", "department", "inpatient"}))
-    return Visit(
-        date=_date(d["date"], f"{path}.date"),
-        facility=_text(d["facility"], f"{path}.facility"),
-        department=_text(d["department"], f"{path}.department"),
-        inpatient=_bool(d["inpatient"], f"{path}.inpatient"),
-    )
+def _many(cls: type[Any]) -> _Codec:
+    item = _record(cls)
+    return _Codec(lambda v, p: _list(v, p, item.read), lambda values: [_write(x) for x in values])
 
 
-def _dispensing(value: object, path: str) -> Dispensing:
-    d = _obj(value, path, frozenset({"date", "drug_name", "yj_code", "dose", "days", "pharmacy"}))
-    return Dispensing(
-        date=_date(d["date"], f"{path}.date"),
-        drug_name=_text(d["drug_name"], f"{path}.drug_name"),
-        yj_code=_yj(d["yj_code"], f"{path}.yj_code"),
-        dose=_text(d["dose"], f"{path}.dose"),
-        days=_int(d["days"], f"{path}.days", 1, 366),
-        pharmacy=_text(d["pharmacy"], f"{path}.pharmacy"),
-    )
+def _build(cls: type[T], d: Mapping[str, object], path: str) -> T:
+    table = _FIELDS[cls]
+    return cls(**{name: codec.read(d[name], f"{path}.{name}") for name, codec in table.items()})
 
 
-def _medication(value: object, path: str) -> Medication:
-    keys = frozenset({"date", "drug_name", "yj_code", "dose", "days", "prescriber", "pharmacy"})
-    d = _obj(value, path, keys)
-    return Medication(
-        date=_date(d["date"], f"{path}.date"),
-        drug_name=_text(d["drug_name"], f"{path}.drug_name"),
-        yj_code=_yj(d["yj_code"], f"{path}.yj_code"),
-        dose=_text(d["dose"], f"{path}.dose"),
-        days=_int(d["days"], f"{path}.days", 1, 366),
-        prescriber=_text(d["prescriber"], f"{path}.prescriber"),
-        pharmacy=_opt_text(d["pharmacy"], f"{path}.pharmacy"),
-    )
+def _write(record: object) -> dict[str, Any]:
+    table = _FIELDS[type(record)]
+    return {name: codec.write(getattr(record, name)) for name, codec in table.items()}
 
 
-def _surgery(value: object, path: str) -> Surgery:
-    d = _obj(value, path, frozenset({"date", "procedure", "facility"}))
-    return Surgery(
-        date=_date(d["date"], f"{path}.date"),
-        procedure=_text(d["procedure"], f"{path}.procedure"),
-        facility=_text(d["facility"], f"{path}.facility"),
-    )
+_TEXT = _Codec(_text)
+_DATE = _Codec(_date, date.isoformat)
+_BOOL = _Codec(_bool)
+_DAYS = _bounded(1, 366)
+_YJ = _Codec(_yj)
+_INSURER = _Codec(lambda v, p: _pattern(v, p, INSURER_RE, "6 or 8 digits"))
 
-
-def _treatment(value: object, path: str) -> Treatment:
-    d = _obj(value, path, frozenset({"date", "description", "facility"}))
-    return Treatment(
-        date=_date(d["date"], f"{path}.date"),
-        description=_text(d["description"], f"{path}.description"),
-        facility=_text(d["facility"], f"{path}.facility"),
-    )
-
-
-def _dialysis(value: object, path: str) -> Dialysis:
-    d = _obj(value, path, frozenset({"date", "kind", "facility"}))
-    return Dialysis(
-        date=_date(d["date"], f"{path}.date"),
-        kind=_enum(d["kind"], f"{path}.kind", DialysisKind),
-        facility=_text(d["facility"], f"{path}.facility"),
-    )
-
-
-def _allergy(value: object, path: str) -> Allergy:
-    d = _obj(value, path, frozenset({"substance", "category", "reaction"}))
-    return Allergy(
-        substance=_text(d["substance"], f"{path}.substance"),
-        category=_enum(d["category"], f"{path}.category", AllergyCategory),
-        reaction=_opt_text(d["reaction"], f"{path}.reaction"),
-    )
-
-
-def _contraindication(value: object, path: str) -> Contraindication:
-    d = _obj(value, path, frozenset({"drug_name", "reason"}))
-    return Contraindication(
-        drug_name=_text(d["drug_name"], f"{path}.drug_name"),
-        reason=_text(d["reason"], f"{path}.reason"),
-    )
-
-
-def _allergy_section(value: object, path: str) -> AllergySection | None:
-    if value is None:
-        return None
-    d = _obj(value, path, frozenset({"allergies", "contraindications"}))
-    return AllergySection(
-        allergies=_list(d["allergies"], f"{path}.allergies", _allergy),
-        contraindications=_list(d["contraindications"], f"{path}.contraindications", _contraindication),
-    )
-
-
-_SUMMARY_KEYS = frozenset(
-    {
-        "schema_version",
-        "as_of",
-        "patient",
-        "visits",
-        "dispensings",
-        "medications",
-        "surgeries",
-        "treatments",
-        "dialyses",
-        "last_checkup",
-        "allergies",
-    }
-)
-
-
-def _summary_from_json(doc: object) -> Summary:
-    d = _obj(doc, "$", _SUMMARY_KEYS)
-    _int(d["schema_version"], "$.schema_version", SCHEMA_VERSION, SCHEMA_VERSION)
-    return Summary(
-        as_of=_date(d["as_of"], "$.as_of"),
-        patient=_patient(d["patient"], "$.patient"),
-        visits=_list(d["visits"], "$.visits", _visit),
-        dispensings=_list(d["dispensings"], "$.dispensings", _dispensing),
-        medications=_list(d["medications"], "$.medications", _medication),
-        surgeries=_list(d["surgeries"], "$.surgeries", _surgery),
-        treatments=_list(d["treatments"], "$.treatments", _treatment),
-        dialyses=_list(d["dialyses"], "$.dialyses", _dialysis),
-        last_checkup=_opt_date(d["last_checkup"], "$.last_checkup"),
-        allergies=_allergy_section(d["allergies"], "$.allergies"),
-    )
+# Written in the dataclass's field order (checked below): it is the order of the JSON keys and of the checks.
+_FIELDS: dict[type[Any], dict[str, _Codec]] = {
+    Patient: {
+        "name": _short_text(100),
+        "kana": _short_text(100),
+        "birth_date": _DATE,
+        "sex": _choice(Sex),
+        "insurer_number": _INSURER,
+    },
+    Visit: {"date": _DATE, "facility": _TEXT, "department": _TEXT, "inpatient": _BOOL},
+    Dispensing: {
+        "date": _DATE,
+        "drug_name": _TEXT,
+        "yj_code": _YJ,
+        "dose": _TEXT,
+        "days": _DAYS,
+        "pharmacy": _TEXT,
+    },
+    Medication: {
+        "date": _DATE,
+        "drug_name": _TEXT,
+        "yj_code": _YJ,
+        "dose": _TEXT,
+        "days": _DAYS,
+        "prescriber": _TEXT,
+        "pharmacy": _optional(_TEXT),
+    },
+    Surgery: {"date": _DATE, "procedure": _TEXT, "facility": _TEXT},
+    Treatment: {"date": _DATE, "description": _TEXT, "facility": _TEXT},
+    Dialysis: {"date": _DATE, "kind": _choice(DialysisKind), "facility": _TEXT},
+    Allergy: {"substance": _TEXT, "category": _choice(AllergyCategory), "reaction": _optional(_TEXT)},
+    Contraindication: {"drug_name": _TEXT, "reason": _TEXT},
+    AllergySection: {"allergies": _many(Allergy), "contraindications": _many(Contraindication)},
+    Summary: {
+        "as_of": _DATE,
+        "patient": _record(Patient),
+        "visits": _many(Visit),
+        "dispensings": _many(Dispensing),
+        "medications": _many(Medication),
+        "surgeries": _many(Surgery),
+        "treatments": _many(Treatment),
+        "dialyses": _many(Dialysis),
+        "last_checkup": _optional(_DATE),
+        # None: the section is not available for this patient (not the same as "no allergies recorded").
+        "allergies": _optional(_record(AllergySection)),
+    },
+}
+_KEYS = {cls: frozenset(table) for cls, table in _FIELDS.items()}
+for _cls, _table in _FIELDS.items():
+    if tuple(_table) != tuple(f.name for f in fields(_cls)):
+        raise TypeError(f"the field table of {_cls.__name__} does not match its dataclass")
