@@ -14,7 +14,7 @@ import pytest
 
 from mynabox.app.readtiming import parse
 from mynabox.config import load_config
-from mynabox.wiring import Box
+from mynabox.testing.inprocess import BoxThread
 
 from .bench import Bench, environ_with
 from .cards import wait_removed
@@ -74,13 +74,11 @@ def test_start_ready_and_tap_to_result(
     logger.addHandler(timings)
     old_level = logger.level
     logger.setLevel(logging.INFO)
-    box = Box(load_config(bench.config_path), pin_factory=bench.pin_factory)
-    runner = threading.Thread(target=box.run, name="box", daemon=True)
+    box = BoxThread(load_config(bench.config_path), pin_factory=bench.pin_factory)
     try:
         started = time.monotonic()
         box.start()
-        runner.start()
-        assert box.ready.wait(30), "the box did not get READY within 30 s"
+        assert box.wait_ready(30), "the box did not get READY within 30 s"
         measure("start_to_ready_ms", (time.monotonic() - started) * 1000)
         bench.display_view = box.parts.oled
         consent = " press 同意, then" if bench.config.consent.default == "none" else ""
@@ -96,7 +94,4 @@ def test_start_ready_and_tap_to_result(
         bench.display_view = None
         logger.removeHandler(timings)
         logger.setLevel(old_level)
-        box.request_stop()
-        if runner.ident is not None:
-            runner.join(timeout=10)
         box.stop()

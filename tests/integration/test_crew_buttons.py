@@ -18,21 +18,20 @@ from mynabox.core import screens
 from mynabox.core.screens import Screen, ScreenKind
 from mynabox.payload.keys import load_audit_key
 from mynabox.render.draw import render
-from mynabox.testing.inprocess import Buttons, running_box
+from mynabox.testing.inprocess import BoxThread, Buttons, running_box
 from mynabox.testing.mynacard import VirtualMyNumberCard
 from mynabox.testing.patients import patient
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
 from mynabox.testing.wait import wait_for
 from mynabox.vocab import ConsentMode, Outcome
-from mynabox.wiring import Box
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 
 @dataclass
 class Crew:
-    box: Box
+    box: BoxThread
     stack: BoxStack
     buttons: Buttons
 

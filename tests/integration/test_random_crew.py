@@ -35,14 +35,13 @@ from mynabox.adapters.audit import AuditLog
 from mynabox.payload.envelope import Kind
 from mynabox.payload.keys import load_audit_key
 from mynabox.payload.seal import Opened
-from mynabox.testing.inprocess import Buttons, running_box
+from mynabox.testing.inprocess import BoxThread, Buttons, running_box
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
 from mynabox.testing.patients import PATIENTS, patient
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
 from mynabox.testing.wait import wait_for
 from mynabox.vocab import Outcome
-from mynabox.wiring import Box
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 # A fixed crew in CI (the same story each run; timing still varies); MYNABOX_CREW_SEED=random explores.
@@ -101,7 +100,7 @@ def problems() -> Iterator[Problems]:
 
 
 class Crew:
-    def __init__(self, box: Box, buttons: Buttons, stack: BoxStack, rng: random.Random) -> None:
+    def __init__(self, box: BoxThread, buttons: Buttons, stack: BoxStack, rng: random.Random) -> None:
         assert stack.pcscd is not None
         self.box, self.stack, self.rng = box, stack, rng
         self.buttons = buttons

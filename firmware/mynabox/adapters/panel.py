@@ -2,7 +2,8 @@
 
 Pins come from a TOML pin map (data, not code). The pin factory is injected — the real one on a Pi,
 gpiozero's MockFactory in tests and the demo — and passed to every device, never set globally.
-Button presses are posted as events; LED and buzzer patterns follow the controller's effects.
+Button presses are posted as events; LED and buzzer patterns follow the controller's effects. A box without
+a panel gets the `NullPanel`, so the composition root never asks whether there is one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mynabox.core.effects import LedMode, Tone
 from mynabox.core.events import ClearRequested, ConsentPressed, Event
@@ -92,6 +93,27 @@ def load_pin_map(path: Path | None = None) -> PinMap:
     if problems:
         raise PanelError("pin map: " + "; ".join(problems))
     return PinMap(**values)
+
+
+class PanelPort(Protocol):
+    """What the loop drives on the panel; the buttons post their events themselves."""
+
+    def set_led(self, mode: LedMode) -> None: ...
+    def buzz(self, tone: Tone) -> None: ...
+    def close(self) -> None: ...
+
+
+class NullPanel:
+    """The panel of a box without one (panel.enabled = false): LED and buzzer effects go nowhere."""
+
+    def set_led(self, mode: LedMode) -> None:
+        del mode
+
+    def buzz(self, tone: Tone) -> None:
+        del tone
+
+    def close(self) -> None:
+        pass
 
 
 class Panel:

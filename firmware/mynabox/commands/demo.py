@@ -1,8 +1,8 @@
 """`mynabox demo` (`make demo`): the whole box on one machine, through the real stack, with scripted taps.
 
 A private pcscd with the vpcd virtual reader, mosquitto with TLS, the reference summary service, the
-daemon (in this process, with gpiozero's mock pins so the demo can press 同意 / 緊急), the OLED drawn
-in the terminal, and the reference gateway receiver printing each summary it decrypts.
+daemon (`run_box` in a thread of this process, with gpiozero's mock pins so the demo can press 同意 / 緊急),
+the OLED drawn in the terminal, and the reference gateway receiver printing each summary it decrypts.
 """
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ from datetime import UTC, date, datetime
 from mynabox.adapters.oled import to_terminal
 from mynabox.gateway.formatting import format_opened
 from mynabox.payload.seal import Opened
-from mynabox.testing.inprocess import running_box
+from mynabox.testing.inprocess import BoxThread, running_box
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
 from mynabox.testing.patients import patient
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
-from mynabox.wiring import Box
 
 # (patient, button to press after the tap: "consent" | "emergency" | None, card faults)
 SCRIPT: tuple[tuple[str, str | None, Faults], ...] = (
@@ -32,17 +31,17 @@ SCRIPT: tuple[tuple[str, str | None, Faults], ...] = (
 )
 
 
-def _show(box: Box, title: str) -> None:
+def _show(box: BoxThread, title: str) -> None:
     oled = box.parts.oled
-    if oled is not None and oled.last is not None:
+    if oled.last is not None:
         print(f"\n── OLED: {title} " + "─" * 40)
         print(to_terminal(oled.last))
 
 
-def _wait_state(box: Box, states: set[str], timeout: float = 15.0) -> None:
+def _wait_state(box: BoxThread, states: set[str], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     controller = box.parts.controller
-    while controller is not None and controller.state.value not in states:
+    while controller.state.value not in states:
         if time.monotonic() > deadline:
             raise TimeoutError(f"box stayed in {controller.state.value}")
         time.sleep(0.05)

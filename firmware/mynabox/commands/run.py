@@ -10,6 +10,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 
 
@@ -36,14 +37,13 @@ def run(args: argparse.Namespace) -> int:
     from mynabox.adapters.mqtt import LinkConfigError
     from mynabox.adapters.summary_client import SummaryClientConfigError
     from mynabox.payload.keys import KeyFileError
-    from mynabox.wiring import Box
+    from mynabox.wiring import run_box
 
-    box = Box(config)
-    signal.signal(signal.SIGTERM, lambda *_: box.request_stop())
-    signal.signal(signal.SIGINT, lambda *_: box.request_stop())
+    shutdown = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: shutdown.set())
+    signal.signal(signal.SIGINT, lambda *_: shutdown.set())
     try:
-        box.start()
-        return box.run()
+        return run_box(config, shutdown)
     except (KeyFileError, LinkConfigError, SummaryClientConfigError) as err:
         # The config check passed but a file changed since, or a library refused what we accepted.
         logging.getLogger("mynabox").error("the box could not start: %s", err)  # names files, never contents
@@ -51,5 +51,3 @@ def run(args: argparse.Namespace) -> int:
     except Exception:
         logging.getLogger("mynabox").exception("the box could not start")
         return 1
-    finally:
-        box.stop()

@@ -1,0 +1,176 @@
+"""The decision loop: the one thread that makes every decision of the box.
+
+Adapters and workers post events into one queue; the controller turns each event into effects; the loop
+hands them to `apply` (the composition root's, which knows the concrete parts). Between events the loop keeps
+two timers: the systemd watchdog ping, sent from here only so a hung loop gets the box restarted, and the
+housekeeping (clock sync, outbox depth, the hourly purge). A worker stuck in one read or one delivery stops
+the pings too: the loop is fine then, but the crew would watch 読取中 or 照会中 forever.
+
+Time comes in through `monotonic` and `now`, so a test drives the timers with a fake clock through `step`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from mynabox.adapters.systemd import Notifier
+from mynabox.core.effects import Effect, ShowScreen, Stop
+from mynabox.core.events import (
+    ClockSync,
+    ConsentPressed,
+    Event,
+    LookupDone,
+    QueueDepth,
+    ShutdownRequested,
+    Tick,
+)
+from mynabox.core.machine import Controller
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0  # the loop wakes at least this often (watchdog, housekeeping); sooner for a state's deadline
+HOUSEKEEPING_S = 1.0
+PURGE_EVERY_S = 3600.0
+
+
+class ClockWatch:
+    """Whether the system clock is synced, as the loop's housekeeping last saw it. The workers read this
+    (a call per read) instead of asking the system themselves; only the loop polls the probe."""
+
+    def __init__(self, probe: Callable[[], bool]) -> None:
+        self._probe = probe
+        self.synced = probe()
+
+    def __call__(self) -> bool:
+        return self.synced
+
+    def poll(self) -> bool:
+        """Ask the probe again; True when the answer changed."""
+        synced = self._probe()
+        changed, self.synced = synced != self.synced, synced
+        return changed
+
+
+@dataclass(frozen=True, slots=True)
+class Watched:
+    """A worker whose one job must end within `limit_s` (its `busy_s(now)`: how long the job has run)."""
+
+    what: str
+    busy_s: Callable[[float], float]
+    limit_s: float
+
+
+class Loop:
+    def __init__(
+        self,
+        controller: Controller,
+        events: queue.Queue[Event],
+        *,
+        apply: Callable[[Effect, float | None], None],
+        notifier: Notifier,
+        clock: ClockWatch,
+        depth: Callable[[], int],
+        purge: Callable[[], None],
+        watched: Sequence[Watched] = (),
+        result_shown: Callable[[], None] = lambda: None,
+        monotonic: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.controller = controller
+        self.events = events
+        self._apply = apply  # (effect, when the consent button was pressed, if this event is that press)
+        self._notifier = notifier
+        self._clock = clock
+        self._depth = depth
+        self._purge = purge
+        self._watched = tuple(watched)
+        self._result_shown = result_shown
+        self._monotonic = monotonic
+        self._now = now
+        self._interval = notifier.watchdog_interval()
+        self._last_ping = self._last_house = monotonic()
+        self._last_purge = 0.0
+        self._queued = -1
+        self._hung_logged = False
+
+    def run(self, ready_status: str, on_ready: Callable[[], None] = lambda: None) -> int:
+        """Show the first screen, tell systemd READY, then decide until Stop. Returns the exit code."""
+        self.apply_all(self.controller.start(clock_synced=self._clock.synced, queued=self._depth()), None)
+        self._notifier.ready(ready_status)
+        on_ready()
+        while not self.step(self.next_event()):
+            pass
+        return 0
+
+    def next_event(self) -> Event:
+        """The next posted event, or a Tick after TICK_S or at the current state's deadline if sooner."""
+        wait = TICK_S
+        deadline = self.controller.deadline
+        if deadline is not None:
+            wait = min(wait, max(0.01, (deadline - self._now()).total_seconds()))
+        try:
+            return self.events.get(timeout=wait)
+        except queue.Empty:
+            return Tick()
+
+    def step(self, event: Event) -> bool:
+        """Decide on one event, apply its effects, then run the timers that are due. True on Stop."""
+        consent_at = self._monotonic() if isinstance(event, ConsentPressed) else None
+        if isinstance(event, ShutdownRequested):
+            # the last retained state must count what is really left (housekeeping runs once a second)
+            self.apply_all(self.controller.handle(QueueDepth(self._depth()), self._now()), None)
+        effects = self.controller.handle(event, self._now())
+        if self.apply_all(effects, consent_at):
+            return True
+        if isinstance(event, LookupDone) and any(isinstance(e, ShowScreen) for e in effects):
+            self._result_shown()
+        now = self._monotonic()
+        hung = self._hung(now)
+        if self._interval is not None and now - self._last_ping >= self._interval and not hung:
+            self._notifier.watchdog()
+            self._last_ping = now
+        if now - self._last_house >= HOUSEKEEPING_S:
+            self._last_house = now
+            purge = now - self._last_purge >= PURGE_EVERY_S
+            if purge:
+                self._last_purge = now
+            self._housekeeping(purge)
+        return False
+
+    def apply_all(self, effects: list[Effect], consent_at: float | None) -> bool:
+        """Apply effects in order; True when one of them was Stop."""
+        for effect in effects:
+            if isinstance(effect, Stop):
+                return True
+            try:
+                self._apply(effect, consent_at)
+            except Exception:  # a failing display or buzzer must not stop the decisions
+                log.exception("applying %s failed", type(effect).__name__)
+        return False
+
+    def _hung(self, now: float) -> bool:
+        """A worker stuck in one job: no pings, so systemd's watchdog restarts the box."""
+        stuck = [(w.what, busy) for w in self._watched if (busy := w.busy_s(now)) > w.limit_s]
+        if stuck and not self._hung_logged:
+            what, busy = stuck[0]
+            log.error("%s under way for %.0f s: no watchdog pings, systemd restarts the box", what, busy)
+            self._notifier.status(f"hung: {what}")
+        elif not stuck and self._hung_logged:
+            log.warning("the hung worker recovered: watchdog pings resume")
+        self._hung_logged = bool(stuck)
+        return bool(stuck)
+
+    def _housekeeping(self, purge: bool) -> None:
+        if self._clock.poll():
+            self.events.put(ClockSync(self._clock.synced))
+        if purge:
+            self._purge()
+        depth = self._depth()
+        if depth != self._queued:
+            self.events.put(QueueDepth(depth))
+        self._queued = depth

@@ -1,0 +1,234 @@
+"""The decision loop on its own: the real controller, a real sd_notify socket, a fake clock driving the
+watchdog and housekeeping timers through `step`, and workers whose one job never ends."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from mynabox.adapters.systemd import Notifier
+from mynabox.app.loop import HOUSEKEEPING_S, PURGE_EVERY_S, TICK_S, ClockWatch, Loop, Watched
+from mynabox.core.effects import Effect, PublishState, SetLed, ShowScreen
+from mynabox.core.events import (
+    ClockSync,
+    ConsentPressed,
+    Event,
+    QueueDepth,
+    ShutdownRequested,
+    Tick,
+)
+from mynabox.core.machine import Controller, MachineConfig
+from mynabox.vocab import ConsentMode
+
+T0 = 10_000.0  # monotonic seconds at the start: past PURGE_EVERY_S, as on a box up for hours
+
+
+class Systemd:
+    """The other end of NOTIFY_SOCKET, in the abstract namespace."""
+
+    def __init__(self) -> None:
+        self.address = f"@mynabox-test-{uuid.uuid4().hex}"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(b"\0" + self.address[1:].encode())
+        self.sock.setblocking(False)
+
+    def messages(self) -> list[str]:
+        """Every datagram since the last call, one string each."""
+        got = []
+        while True:
+            try:
+                got.append(self.sock.recv(4096).decode())
+            except BlockingIOError:
+                return got
+
+
+@pytest.fixture
+def systemd() -> Iterator[Systemd]:
+    listener = Systemd()
+    try:
+        yield listener
+    finally:
+        listener.sock.close()
+
+
+@dataclass
+class Rig:
+    """What the loop is wired to in the daemon, with the clock and the workers in the test's hands."""
+
+    systemd: Systemd
+    t: float = T0
+    wall: datetime = datetime(2026, 4, 1, 9, 0, tzinfo=UTC)
+    synced: bool = True
+    depth: int = 0
+    card_busy_s: float = 0.0
+    purges: int = 0
+    applied: list[tuple[Effect, float | None]] = field(default_factory=list)
+    display_broken: bool = False
+    events: queue.Queue[Event] = field(default_factory=queue.Queue)
+
+    def loop(self, *, watchdog_usec: int | None = 2_000_000) -> Loop:
+        return Loop(
+            Controller(MachineConfig()),
+            self.events,
+            apply=self._apply,
+            notifier=Notifier(self.systemd.address, watchdog_usec=watchdog_usec),
+            clock=ClockWatch(lambda: self.synced),
+            depth=lambda: self.depth,
+            purge=self._purge,
+            watched=(Watched("card read", lambda now: self.card_busy_s, 20.0),),
+            monotonic=lambda: self.t,
+            now=lambda: self.wall,
+        )
+
+    def _apply(self, effect: Effect, consent_at: float | None) -> None:
+        if self.display_broken:
+            raise OSError("i2c bus gone")
+        self.applied.append((effect, consent_at))
+
+    def _purge(self) -> None:
+        self.purges += 1
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+        self.wall += timedelta(seconds=seconds)
+
+    def posted(self) -> list[Event]:
+        got = []
+        while not self.events.empty():
+            got.append(self.events.get_nowait())
+        return got
+
+
+@pytest.fixture
+def rig(systemd: Systemd) -> Rig:
+    return Rig(systemd)
+
+
+def test_the_watchdog_is_pinged_once_per_interval(rig: Rig) -> None:
+    loop = rig.loop(watchdog_usec=2_000_000)  # WatchdogSec=2: a ping every second
+    for _ in range(10):
+        rig.advance(0.25)
+        loop.step(Tick())
+    assert rig.systemd.messages() == ["WATCHDOG=1"] * 2
+
+
+def test_without_a_watchdog_nothing_is_pinged(rig: Rig) -> None:
+    loop = rig.loop(watchdog_usec=None)
+    for _ in range(5):
+        rig.advance(1.0)
+        loop.step(Tick())
+    assert rig.systemd.messages() == []
+
+
+def test_a_hung_worker_stops_the_pings_once_and_they_resume_when_it_recovers(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    loop = rig.loop()
+    rig.advance(1.0)
+    loop.step(Tick())
+    assert rig.systemd.messages() == ["WATCHDOG=1"]
+    rig.card_busy_s = 25.0  # past its 20 s limit
+    for _ in range(5):
+        rig.advance(1.0)
+        loop.step(Tick())
+    assert rig.systemd.messages() == ["STATUS=hung: card read"]  # said once, and no pings
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
+        "card read under way for 25 s: no watchdog pings, systemd restarts the box"
+    ]
+    rig.card_busy_s = 0.0
+    rig.advance(1.0)
+    loop.step(Tick())
+    assert rig.systemd.messages() == ["WATCHDOG=1"]
+    assert "the hung worker recovered: watchdog pings resume" in caplog.text
+
+
+def test_housekeeping_posts_what_changed_once_a_second(rig: Rig) -> None:
+    loop = rig.loop()
+    rig.advance(HOUSEKEEPING_S / 2)
+    loop.step(Tick())
+    assert rig.posted() == []  # not due yet
+    rig.advance(HOUSEKEEPING_S / 2)
+    loop.step(Tick())
+    assert rig.posted() == [QueueDepth(0)]  # the first depth is always told
+    rig.advance(HOUSEKEEPING_S)
+    loop.step(Tick())
+    assert rig.posted() == []  # nothing changed
+    rig.depth, rig.synced = 3, False
+    rig.advance(HOUSEKEEPING_S)
+    loop.step(Tick())
+    assert rig.posted() == [ClockSync(False), QueueDepth(3)]
+
+
+def test_the_outbox_is_purged_at_the_first_housekeeping_then_hourly(rig: Rig) -> None:
+    loop = rig.loop()
+    for _ in range(3):
+        rig.advance(HOUSEKEEPING_S)
+        loop.step(Tick())
+    assert rig.purges == 1
+    rig.advance(PURGE_EVERY_S - 3 * HOUSEKEEPING_S)
+    loop.step(Tick())
+    assert rig.purges == 1  # an hour after the first, less the steps between
+    rig.advance(3 * HOUSEKEEPING_S)
+    loop.step(Tick())
+    assert rig.purges == 2
+
+
+def test_effects_of_a_consent_press_carry_when_it_was_pressed(rig: Rig) -> None:
+    loop = rig.loop()
+    loop.step(ConsentPressed(ConsentMode.ORAL_CONSENT))
+    loop.step(Tick())
+    pressed = [at for _, at in rig.applied]
+    assert pressed and set(pressed) == {T0}
+    rig.applied.clear()
+    rig.advance(40.0)  # past consent_window_s: the ready screen drops the waiting press
+    loop.step(Tick())
+    assert rig.applied and {at for _, at in rig.applied} == {None}
+
+
+def test_the_loop_wakes_at_a_state_deadline_sooner_than_its_tick(rig: Rig) -> None:
+    loop = rig.loop()
+    loop.step(ConsentPressed(ConsentMode.ORAL_CONSENT))  # the press expires after consent_window_s
+    assert loop.controller.deadline is not None
+    rig.wall = loop.controller.deadline - timedelta(seconds=0.05)
+    started = time.monotonic()
+    assert loop.next_event() == Tick()
+    assert time.monotonic() - started < TICK_S / 2
+
+
+def test_run_starts_tells_ready_and_stops_with_the_real_queue_depth(rig: Rig) -> None:
+    rig.depth = 2
+    loop = rig.loop(watchdog_usec=None)
+    ready = threading.Event()
+    codes: list[int] = []
+    runner = threading.Thread(target=lambda: codes.append(loop.run("ready: test", ready.set)), daemon=True)
+    runner.start()
+    assert ready.wait(5)
+    assert rig.systemd.messages() == ["READY=1\nSTATUS=ready: test"]
+    first = [e for e, _ in rig.applied]
+    assert isinstance(first[0], ShowScreen) and SetLed in map(type, first)
+    assert [e.queued for e in first if isinstance(e, PublishState)] == [2]
+    rig.applied.clear()
+    rig.depth = 0  # delivered meanwhile: the last retained state must say so, not the 2 it last saw
+    rig.events.put(ShutdownRequested())
+    runner.join(5)
+    assert codes == [0]
+    assert [e.queued for e, _ in rig.applied if isinstance(e, PublishState)][-1] == 0
+
+
+def test_a_failing_effect_is_logged_and_the_decisions_go_on(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    loop = rig.loop()
+    rig.display_broken = True  # every effect fails to apply
+    assert loop.step(ConsentPressed(ConsentMode.ORAL_CONSENT)) is False
+    assert "applying ShowScreen failed" in caplog.text
+    assert loop.step(ShutdownRequested()) is True  # Stop still comes through

@@ -1,0 +1,108 @@
+"""The composition root on the real stack (pcscd + vpcd, mosquitto with TLS, the reference service, SQLite):
+`run_box` builds the parts, runs the loop until its Event is set and stops what started in reverse, also
+when a part cannot start; a box without a panel runs on the null panel."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mynabox.adapters.panel import NullPanel, PanelError
+from mynabox.adapters.systemd import Notifier
+from mynabox.config import load_config
+from mynabox.payload.envelope import Kind
+from mynabox.payload.seal import Opened
+from mynabox.testing.inprocess import BoxThread
+from mynabox.testing.mynacard import VirtualMyNumberCard
+from mynabox.testing.notify import NotifySocket
+from mynabox.testing.patients import patient
+from mynabox.testing.stack import BoxStack
+from mynabox.testing.vpcd import VpcdCardServer
+from mynabox.testing.wait import wait_for
+from mynabox.wiring import run_box
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture
+def notify(tmp_path: Path) -> Iterator[NotifySocket]:
+    sock = NotifySocket(tmp_path / "notify")
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+def lines(notify: NotifySocket) -> list[str]:
+    return [text for _, text in notify.messages]
+
+
+def test_a_box_without_a_panel_reads_a_card_to_its_result() -> None:
+    with BoxStack(device_id="amb-nopanel", consent_default="oral", panel=False) as stack:
+        assert stack.pcscd is not None
+        stack.pcscd.use_in_process()
+        opened: list[Opened] = []
+        receiver = stack.gateway_receiver(opened.append)
+        receiver.start()
+        assert receiver.subscribed.wait(10)
+        box = BoxThread(load_config(stack.config_path))
+        box.start()
+        try:
+            assert box.wait_ready(10)
+            assert isinstance(box.parts.panel, NullPanel)
+            card = VirtualMyNumberCard(patient("warfarin-elderly").card_id)
+            server = VpcdCardServer(card, port=stack.pcscd.vpcd_port).start()
+            try:  # the LED and buzzer effects on the way went nowhere, and nothing asked for a panel
+                assert wait_for(lambda: box.parts.controller.state.value == "result", 15)
+            finally:
+                server.remove()
+            assert wait_for(lambda: any(o.kind is Kind.SUMMARY for o in opened), 15)
+            assert wait_for(lambda: box.parts.outbox.depth() == 0, 15)
+        finally:
+            box.stop()
+            receiver.stop()
+        assert box.code == 0 and not box.running
+
+
+def test_a_part_that_cannot_start_stops_the_ones_before_it(tmp_path: Path, notify: NotifySocket) -> None:
+    bad_pins = tmp_path / "pins.toml"
+    bad_pins.write_text("[buttons]\nconsent = 99\n", encoding="utf-8")
+    extra: dict[str, dict[str, object]] = {"panel": {"pins_file": str(bad_pins)}}
+    with BoxStack(device_id="amb-badpins", with_pcscd=False, config_extra=extra) as stack:
+        config = load_config(stack.config_path)
+        with pytest.raises(PanelError, match="expected a BCM GPIO number"):
+            run_box(config, threading.Event(), notifier=Notifier(str(notify.path)))
+    assert wait_for(lambda: "STOPPING=1" in lines(notify), 5)
+    assert lines(notify) == [
+        "STATUS=started outbox",
+        "STATUS=started display",
+        "STOPPING=1",
+        "STATUS=stopping",
+    ]
+
+
+def test_shutdown_set_before_the_start_still_gets_ready_then_stops_cleanly(notify: NotifySocket) -> None:
+    with BoxStack(device_id="amb-quickstop") as stack:
+        assert stack.pcscd is not None
+        stack.pcscd.use_in_process()
+        shutdown = threading.Event()
+        shutdown.set()  # SIGTERM while the parts were starting
+        seen: list[object] = []
+        code = run_box(
+            load_config(stack.config_path),
+            shutdown,
+            notifier=Notifier(str(notify.path)),
+            on_ready=seen.append,
+        )
+        assert code == 0 and len(seen) == 1
+    assert wait_for(lambda: "STATUS=stopping" in lines(notify), 5)
+    got = lines(notify)
+    started = [text for text in got if text.startswith("STATUS=started ")]
+    assert started == [
+        f"STATUS=started {name}"
+        for name in ("outbox", "display", "panel", "link", "reader", "delivery", "summary link")
+    ]
+    assert got.index("READY=1") < got.index("STOPPING=1")
