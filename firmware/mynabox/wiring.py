@@ -32,6 +32,7 @@ from mynabox.app.readtiming import ReadTimings
 from mynabox.app.workers import CardWorker, DeliveryWorker
 from mynabox.card.certcheck import TrustStore
 from mynabox.config import Config
+from mynabox.config.model import PinFactory
 from mynabox.core.effects import (
     Buzz,
     Effect,
@@ -59,15 +60,12 @@ from mynabox.payload.keys import load_audit_key, load_private_key, load_public_k
 from mynabox.payload.seal import Sealer
 from mynabox.render.draw import render
 from mynabox.summary.port import SummaryLookup
-from mynabox.vocab import ConsentMode
 
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0  # the loop wakes at least this often (watchdog, housekeeping); sooner for a state's deadline
 HOUSEKEEPING_S = 1.0
 PURGE_EVERY_S = 3600.0
-_CONSENT = {"none": None, "oral": ConsentMode.ORAL_CONSENT, "emergency": ConsentMode.LIFE_SAVING_EXCEPTION}
-_EXTENDED = {"auto": None, "on": True, "off": False}
 
 
 @dataclass
@@ -143,7 +141,7 @@ class Box:
 
         if cfg.panel.enabled:
             factory = self._pin_factory
-            if factory is None and cfg.panel.pin_factory == "mock":
+            if factory is None and cfg.panel.pin_factory is PinFactory.MOCK:
                 from gpiozero.pins.mock import MockFactory
 
                 factory = MockFactory()
@@ -178,7 +176,7 @@ class Box:
             trust=TrustStore.jlis(extra_roots),
             hash_key=audit_key.reveal(),
             clock_synced=lambda: self._synced,
-            extended=_EXTENDED[cfg.reader.extended_apdu],
+            extended=cfg.reader.extended_apdu.forced,
             # Well inside the watchdog's hang limit, which stays the last resort.
             read_limit_s=min(READ_LIMIT_S, cfg.reader.hang_s / 2),
         )
@@ -198,7 +196,7 @@ class Box:
             MachineConfig(
                 consent_window_s=cfg.consent.window_s,
                 consent_timeout_s=cfg.consent.timeout_s,
-                default_consent=_CONSENT[cfg.consent.default],
+                default_consent=cfg.consent.default.mode,
                 result_clear_s=display.result_clear_s,
                 error_clear_s=display.error_clear_s,
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -15,11 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mynabox.config import Config, ConfigError, Credential, load_config, parse_config
+from mynabox.config.model import DisplayDriver, ExtendedApdu, PinFactory
 from mynabox.payload.keys import (
     CREDENTIALS_ENV,
     KeyFileError,
 )
 from mynabox.testing.boxfiles import AUDIT_BYTES, VALID, make_box
+from mynabox.vocab import ConsentMode
 
 EXAMPLE = resources.files("mynabox") / "data" / "config.example.toml"
 
@@ -64,6 +67,35 @@ def test_sections_map_onto_the_adapters(box: Path) -> None:
     assert link.key == box / "creds" / "mqtt-client-key"
     # The summary client builds its TLS context at once, from the files the config check accepted.
     config.summary.client()
+
+
+def test_choice_fields_load_as_typed_values(box: Path) -> None:
+    defaults = load_config(write(box, VALID), environ=env(box))
+    assert defaults.reader.extended_apdu.forced is None and defaults.consent.default.mode is None
+    assert defaults.log.level.number == logging.INFO
+    text = VALID + (
+        '[reader]\nextended_apdu = "off"\n[consent]\ndefault = "emergency"\n[display]\ndriver = "dummy"\n'
+        '[panel]\npin_factory = "mock"\n[log]\nlevel = "debug"\n'
+    )
+    config = load_config(write(box, text), environ=env(box))
+    assert config.reader.extended_apdu is ExtendedApdu.OFF and config.reader.extended_apdu.forced is False
+    assert config.consent.default.mode is ConsentMode.LIFE_SAVING_EXCEPTION
+    assert config.display.driver is DisplayDriver.DUMMY and config.panel.pin_factory is PinFactory.MOCK
+    assert config.log.level.number == logging.DEBUG
+    # Printed back as the words the file uses.
+    shown = config.masked_dict()
+    assert (shown["reader"]["extended_apdu"], shown["consent"]["default"]) == ("off", "emergency")
+    assert type(shown["log"]["level"]) is str
+    on = load_config(write(box, VALID + '[reader]\nextended_apdu = "on"\n'), environ=env(box))
+    assert on.reader.extended_apdu.forced is True
+    oral = load_config(write(box, VALID + '[consent]\ndefault = "oral"\n'), environ=env(box))
+    assert oral.consent.default.mode is ConsentMode.ORAL_CONSENT
+
+
+@pytest.mark.parametrize("value", ['"ON"', "true", "[1]", '"sh1107"'])
+def test_a_choice_outside_its_words_is_refused(box: Path, value: str) -> None:
+    found = issues_of(write(box, VALID + f"[display]\ndriver = {value}\n"), env(box))
+    assert len(found) == 1 and found[0].endswith("is not one of 'ssd1306', 'sh1106', 'dummy'")
 
 
 def test_every_problem_is_reported_at_once_with_hints(box: Path) -> None:

@@ -181,12 +181,13 @@ def _broker(config: Config, timeout: float) -> str | None:
 
 def _interactive_panel(config: Config) -> int:
     from mynabox.adapters.panel import load_pin_map
+    from mynabox.config.model import PinFactory
 
     if not config.panel.enabled:
         print("skip panel: disabled in the config (no buttons, LED or buzzer)")
         return 0
     factory = None
-    if config.panel.pin_factory == "mock":
+    if config.panel.pin_factory is PinFactory.MOCK:
         from gpiozero.pins.mock import MockFactory
 
         factory = MockFactory()

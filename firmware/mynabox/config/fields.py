@@ -11,6 +11,7 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from mynabox.config.model import Credential, Issue
 from mynabox.payload.keys import CREDENTIALS_ENV, KeyFileError, credential_path
@@ -28,6 +29,7 @@ _HEX_GROUPS = [
     for sep in (":", r"\s", "-")
     for n in (2, 4, 8)
 ]
+E = TypeVar("E", bound=enum.StrEnum)
 HIDDEN = "<hidden>"
 NOT_SHOWN = "(value not shown)"
 
@@ -204,16 +206,18 @@ class Fields:
             return default
         return value
 
-    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+    def choice(self, key: str, default: E) -> E:
+        """One of the words of `default`'s enum, as its member."""
         value = self._get(key)
         if value is REQUIRED:
             return default
         if not self._usable(key, value):
             return default
-        if value not in choices:
-            self._issue(key, f"{show(value)} is not one of {', '.join(map(repr, choices))}")
+        choices = type(default)
+        if not isinstance(value, str) or value not in {c.value for c in choices}:
+            self._issue(key, f"{show(value)} is not one of {', '.join(repr(c.value) for c in choices)}")
             return default
-        return str(value)
+        return choices(value)
 
     def integer(
         self, key: str, default: int | _Required, lo: int, hi: int, *, problem: str = "", hint: str = ""

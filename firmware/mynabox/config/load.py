@@ -34,12 +34,17 @@ from mynabox.config.model import (
     Config,
     ConfigError,
     ConsentConfig,
+    DefaultConsent,
     DeviceConfig,
     DisplayConfig,
+    DisplayDriver,
+    ExtendedApdu,
     Issue,
     LogConfig,
+    LogLevel,
     MqttConfig,
     PanelConfig,
+    PinFactory,
     ReaderConfig,
     SealingConfig,
     StorageConfig,
@@ -236,14 +241,14 @@ def _build(fields: Callable[[str], Fields], source: Path, ctx: Context) -> Confi
     f = fields("reader")
     reader = ReaderConfig(
         name_filter=f.optional_string("name_filter"),
-        extended_apdu=f.choice("extended_apdu", "auto", ("auto", "on", "off")),
+        extended_apdu=f.choice("extended_apdu", ExtendedApdu.AUTO),
         hang_s=f.number("hang_s", 20.0, 2.0, 600.0),
     )
     f.finish()
 
     f = fields("consent")
     consent = ConsentConfig(
-        default=f.choice("default", "none", ("none", "oral", "emergency")),
+        default=f.choice("default", DefaultConsent.NONE),
         window_s=f.number("window_s", 30.0, 0.0, 3600.0),
         timeout_s=f.number("timeout_s", 60.0, 1.0, 3600.0),
     )
@@ -251,7 +256,7 @@ def _build(fields: Callable[[str], Fields], source: Path, ctx: Context) -> Confi
 
     f = fields("display")
     display = DisplayConfig(
-        driver=f.choice("driver", "ssd1306", ("ssd1306", "sh1106", "dummy")),
+        driver=f.choice("driver", DisplayDriver.SSD1306),
         i2c_port=f.integer("i2c_port", 1, 0, 31),
         i2c_address=f.integer(
             "i2c_address",
@@ -266,7 +271,7 @@ def _build(fields: Callable[[str], Fields], source: Path, ctx: Context) -> Confi
         error_clear_s=f.number("error_clear_s", 15.0, 1.0, 3600.0),
         frames_dir=f.optional_path("frames_dir"),
     )
-    if display.frames_dir is not None and display.driver != "dummy":
+    if display.frames_dir is not None and display.driver is not DisplayDriver.DUMMY:
         ctx.issues.append(Issue("display.frames_dir", "only used with driver = 'dummy'", "remove it"))
     f.finish()
 
@@ -274,7 +279,7 @@ def _build(fields: Callable[[str], Fields], source: Path, ctx: Context) -> Confi
     panel = PanelConfig(
         enabled=f.boolean("enabled", True),
         pins_file=f.optional_path("pins_file", check="file"),
-        pin_factory=f.choice("pin_factory", "auto", ("auto", "mock")),
+        pin_factory=f.choice("pin_factory", PinFactory.AUTO),
     )
     f.finish()
 
@@ -330,7 +335,7 @@ def _build(fields: Callable[[str], Fields], source: Path, ctx: Context) -> Confi
     f.finish()
 
     f = fields("log")
-    log = LogConfig(level=f.choice("level", "info", ("debug", "info", "warning", "error")))
+    log = LogConfig(level=f.choice("level", LogLevel.INFO))
     f.finish()
 
     return Config(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES
 from mynabox.payload.keys import CREDENTIALS_ENV, Secret, credential_path, read_small_file
+from mynabox.vocab import ConsentMode
 
 if TYPE_CHECKING:
     from mynabox.adapters.mqtt import LinkSettings
@@ -58,6 +61,62 @@ class Credential:
         return f"credential {self.name!r} at {where} (contents {MASK})"
 
 
+# Choice fields: each enum's values are the words the file uses (check-config prints them back); what the
+# rest of the box needs is a property of the member, so no one outside the config maps strings.
+
+
+class ExtendedApdu(enum.StrEnum):
+    AUTO = "auto"  # probe the card
+    ON = "on"
+    OFF = "off"
+
+    @property
+    def forced(self) -> bool | None:
+        """Extended-length APDUs forced on or off; None: probe."""
+        return None if self is ExtendedApdu.AUTO else self is ExtendedApdu.ON
+
+
+class DefaultConsent(enum.StrEnum):
+    NONE = "none"  # wait for the crew
+    ORAL = "oral"
+    EMERGENCY = "emergency"
+
+    @property
+    def mode(self) -> ConsentMode | None:
+        """The consent recorded when no button is pressed; None: none is, the crew must choose."""
+        return _CONSENT_MODES[self]
+
+
+_CONSENT_MODES = {
+    DefaultConsent.NONE: None,
+    DefaultConsent.ORAL: ConsentMode.ORAL_CONSENT,
+    DefaultConsent.EMERGENCY: ConsentMode.LIFE_SAVING_EXCEPTION,
+}
+
+
+class DisplayDriver(enum.StrEnum):
+    SSD1306 = "ssd1306"
+    SH1106 = "sh1106"
+    DUMMY = "dummy"  # no hardware; optionally writes PNG frames
+
+
+class PinFactory(enum.StrEnum):
+    AUTO = "auto"  # gpiozero's choice: the real pins
+    MOCK = "mock"  # gpiozero's mock pins (bench, tests)
+
+
+class LogLevel(enum.StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+    @property
+    def number(self) -> int:
+        """The `logging` level."""
+        return logging.getLevelNamesMapping()[self.upper()]
+
+
 @dataclass(frozen=True)
 class DeviceConfig:
     id: str
@@ -69,20 +128,20 @@ class DeviceConfig:
 @dataclass(frozen=True)
 class ReaderConfig:
     name_filter: str | None = None
-    extended_apdu: str = "auto"
+    extended_apdu: ExtendedApdu = ExtendedApdu.AUTO
     hang_s: float = 20.0
 
 
 @dataclass(frozen=True)
 class ConsentConfig:
-    default: str = "none"
+    default: DefaultConsent = DefaultConsent.NONE
     window_s: float = 30.0
     timeout_s: float = 60.0
 
 
 @dataclass(frozen=True)
 class DisplayConfig:
-    driver: str = "ssd1306"
+    driver: DisplayDriver = DisplayDriver.SSD1306
     i2c_port: int = 1
     i2c_address: int = 0x3C
     rotate: int = 0
@@ -95,7 +154,7 @@ class DisplayConfig:
 class PanelConfig:
     enabled: bool = True
     pins_file: Path | None = None  # None: the pin map packaged with the firmware
-    pin_factory: str = "auto"
+    pin_factory: PinFactory = PinFactory.AUTO
 
 
 @dataclass(frozen=True)
@@ -169,7 +228,7 @@ class AuditConfig:
 
 @dataclass(frozen=True)
 class LogConfig:
-    level: str = "info"
+    level: LogLevel = LogLevel.INFO
 
 
 @dataclass(frozen=True)
@@ -202,4 +261,6 @@ def plain(value: object) -> Any:
         return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value  # the word the file uses
     return value
