@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import tomllib
 from importlib import resources
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mynabox.config import Config, ConfigError, Credential, load_config, parse_config
+from mynabox.config.fields import defaults
 from mynabox.config.model import DisplayDriver, ExtendedApdu, PinFactory
 from mynabox.payload.keys import (
     CREDENTIALS_ENV,
@@ -58,6 +60,10 @@ def test_valid_config_loads_with_defaults_and_credentials(box: Path) -> None:
     assert config.audit.key.read().reveal() == AUDIT_BYTES
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.device.id = "other"  # type: ignore[misc]
+    # Sections left out are their dataclass's defaults, which the loader reads from there.
+    for name in ("reader", "consent", "display", "panel", "storage", "log"):
+        section = getattr(config, name)
+        assert section == type(section)(), name
 
 
 def test_sections_map_onto_the_adapters(box: Path) -> None:
@@ -301,6 +307,28 @@ def test_example_config_loads() -> None:
     keys = {f.name for section in dataclasses.fields(config) for f in _subfields(config, section.name)}
     for key in keys:
         assert f"{key} =" in text, f"example config lacks {key}"
+
+
+def test_example_config_writes_the_dataclass_defaults() -> None:
+    """The example may spell a default out (it documents it), but only as the dataclass has it: the one
+    place defaults are written. Keys it leaves commented out are optional (no default value)."""
+    example = tomllib.loads(EXAMPLE.read_text())
+    with resources.as_file(EXAMPLE) as path:
+        config = load_config(path, environ={}, check_files=False)
+    checked = 0
+    for section in dataclasses.fields(config):
+        model = type(getattr(config, section.name))
+        if not dataclasses.is_dataclass(model):
+            continue
+        for name, default in defaults(model).items():
+            if default is None:
+                assert name not in example.get(section.name, {}) or section.name == "device", name
+                continue
+            assert name in example[section.name], f"example config lacks {section.name}.{name}"
+            # Read as the box reads it (relative paths, ints as floats, words as enum members).
+            assert getattr(getattr(config, section.name), name) == default, f"{section.name}.{name}"
+            checked += 1
+    assert checked >= 25
 
 
 def _subfields(config: Config, name: str) -> tuple[dataclasses.Field[object], ...]:

@@ -165,8 +165,8 @@ def parse_config(
         if name not in doc:
             ctx.issues.append(Issue(name, "missing section (required)", f"add a [{name}] table"))
 
-    def fields(name: str) -> Fields:
-        return Fields(name, tables.get(name, {}), ctx)
+    def fields(name: str, model: type) -> Fields:
+        return Fields(name, tables.get(name, {}), ctx, model)
 
     config = _build(fields, source, ctx)
     if check_files:
@@ -228,62 +228,61 @@ def _find_secrets(table: object, dotted: str, shown: str, ctx: Context) -> None:
             ctx.issues.append(Issue(key_shown, "looks like key material (value not shown)", _SECRET_HINT))
 
 
-def _build(fields: Callable[[str], Fields], source: Path, ctx: Context) -> Config:
-    f = fields("device")
+def _build(fields: Callable[[str, type], Fields], source: Path, ctx: Context) -> Config:
+    f = fields("device", DeviceConfig)
     device = DeviceConfig(
         id=f.string("id", pattern=_DEVICE_ID, hint=DEVICE_ID_HINT),
         unit_id=f.optional_string("unit_id"),
         crew_id=f.optional_string("crew_id"),
-        test_mode=f.boolean("test_mode", False),
+        test_mode=f.boolean("test_mode"),
     )
     f.finish()
 
-    f = fields("reader")
+    f = fields("reader", ReaderConfig)
     reader = ReaderConfig(
         name_filter=f.optional_string("name_filter"),
-        extended_apdu=f.choice("extended_apdu", ExtendedApdu.AUTO),
-        hang_s=f.number("hang_s", 20.0, 2.0, 600.0),
+        extended_apdu=f.choice("extended_apdu", ExtendedApdu),
+        hang_s=f.number("hang_s", 2.0, 600.0),
     )
     f.finish()
 
-    f = fields("consent")
+    f = fields("consent", ConsentConfig)
     consent = ConsentConfig(
-        default=f.choice("default", DefaultConsent.NONE),
-        window_s=f.number("window_s", 30.0, 0.0, 3600.0),
-        timeout_s=f.number("timeout_s", 60.0, 1.0, 3600.0),
+        default=f.choice("default", DefaultConsent),
+        window_s=f.number("window_s", 0.0, 3600.0),
+        timeout_s=f.number("timeout_s", 1.0, 3600.0),
     )
     f.finish()
 
-    f = fields("display")
+    f = fields("display", DisplayConfig)
     display = DisplayConfig(
-        driver=f.choice("driver", DisplayDriver.SSD1306),
-        i2c_port=f.integer("i2c_port", 1, 0, 31),
+        driver=f.choice("driver", DisplayDriver),
+        i2c_port=f.integer("i2c_port", 0, 31),
         i2c_address=f.integer(
             "i2c_address",
-            0x3C,
             0x03,
             0x77,
             problem="{value:#04x} is not a 7-bit I2C address (0x03–0x77)",
             hint="SSD1306/SH1106 use 0x3c or 0x3d",
         ),
-        rotate=f.integer("rotate", 0, 0, 3, hint="0-3 quarter turns"),
-        result_clear_s=f.number("result_clear_s", 60.0, 1.0, 3600.0),
-        error_clear_s=f.number("error_clear_s", 15.0, 1.0, 3600.0),
+        rotate=f.integer("rotate", 0, 3, hint="0-3 quarter turns"),
+        result_clear_s=f.number("result_clear_s", 1.0, 3600.0),
+        error_clear_s=f.number("error_clear_s", 1.0, 3600.0),
         frames_dir=f.optional_path("frames_dir"),
     )
     if display.frames_dir is not None and display.driver is not DisplayDriver.DUMMY:
         ctx.issues.append(Issue("display.frames_dir", "only used with driver = 'dummy'", "remove it"))
     f.finish()
 
-    f = fields("panel")
+    f = fields("panel", PanelConfig)
     panel = PanelConfig(
-        enabled=f.boolean("enabled", True),
+        enabled=f.boolean("enabled"),
         pins_file=f.optional_path("pins_file", check="file"),
-        pin_factory=f.choice("pin_factory", PinFactory.AUTO),
+        pin_factory=f.choice("pin_factory", PinFactory),
     )
     f.finish()
 
-    f = fields("summary")
+    f = fields("summary", SummaryConfig)
     url = f.string(
         "url", pattern=re.compile(r"https://[^\s/?#]+(/[^\s?#]*)?"), hint="https://host[:port][/prefix]"
     )
@@ -292,50 +291,48 @@ def _build(fields: Callable[[str], Fields], source: Path, ctx: Context) -> Confi
         ca_file=f.path("ca_file", check="ca"),
         client_cert=f.path("client_cert", check="cert"),
         client_key=f.credential("client_key", check="tls_key", matches="client_cert"),
-        timeout_s=f.number("timeout_s", 5.0, 0.1, 120.0),
-        retries=f.integer("retries", 2, 0, 10),
-        limit_s=f.number("limit_s", 10.0, 1.0, 120.0),
-        keepalive_s=f.number("keepalive_s", 50.0, 0.0, 3600.0),
+        timeout_s=f.number("timeout_s", 0.1, 120.0),
+        retries=f.integer("retries", 0, 10),
+        limit_s=f.number("limit_s", 1.0, 120.0),
+        keepalive_s=f.number("keepalive_s", 0.0, 3600.0),
     )
     f.finish()
 
-    f = fields("mqtt")
+    f = fields("mqtt", MqttConfig)
     mqtt = MqttConfig(
         host=f.string(
             "host", pattern=re.compile(r"[A-Za-z0-9.:_-]{1,253}"), hint="a host name or IP address"
         ),
-        port=f.integer("port", 8883, 1, 65535),
+        port=f.integer("port", 1, 65535),
         ca_file=f.path("ca_file", check="ca"),
         client_cert=f.path("client_cert", check="cert"),
         client_key=f.credential("client_key", check="tls_key", matches="client_cert"),
-        keepalive_s=f.integer("keepalive_s", 30, 5, 3600),
-        window=f.integer("window", 10, 1, 100),
+        keepalive_s=f.integer("keepalive_s", 5, 3600),
+        window=f.integer("window", 1, 100),
     )
     f.finish()
 
-    f = fields("sealing")
+    f = fields("sealing", SealingConfig)
     sealing = SealingConfig(
         device_key=f.credential("device_key", check="private_key"),
         gateway_public_key=f.path("gateway_public_key", check="public_key"),
-        max_message_bytes=f.integer(
-            "max_message_bytes", MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES
-        ),
+        max_message_bytes=f.integer("max_message_bytes", MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES),
     )
     f.finish()
 
-    f = fields("storage")
+    f = fields("storage", StorageConfig)
     storage = StorageConfig(
-        state_dir=f.path("state_dir", Path("/var/lib/mynabox")),
-        outbox_retention_h=f.integer("outbox_retention_h", 168, 1, 24 * 366),
+        state_dir=f.path("state_dir"),
+        outbox_retention_h=f.integer("outbox_retention_h", 1, 24 * 366),
     )
     f.finish()
 
-    f = fields("audit")
+    f = fields("audit", AuditConfig)
     audit = AuditConfig(key=f.credential("key", check="audit_key"))
     f.finish()
 
-    f = fields("log")
-    log = LogConfig(level=f.choice("level", LogLevel.INFO))
+    f = fields("log", LogConfig)
+    log = LogConfig(level=f.choice("level", LogLevel))
     f.finish()
 
     return Config(

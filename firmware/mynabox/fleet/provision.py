@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from mynabox.config.model import MqttConfig
 from mynabox.fleet.bundle import CREDENTIALS, MANIFEST, Bundle
 from mynabox.fleet.fatimage import FatImage
 from mynabox.fleet.firstboot import BUNDLE_DIR
@@ -102,7 +103,7 @@ id = "{device_id}"
 
 [mqtt]
 host = "gateway.local"
-port = 8883
+port = {MqttConfig.port}
 ca_file = "mqtt-ca.pem"
 client_cert = "mqtt-client.pem"          # issued for mqtt-client.csr
 client_key = "mqtt-client-key.pem"
