@@ -25,6 +25,7 @@ from mynabox.adapters.oled import DisplayError, Oled
 from mynabox.adapters.outbox import Outbox
 from mynabox.adapters.panel import Panel, load_pin_map
 from mynabox.adapters.pcsc import PcscReader
+from mynabox.adapters.summary_client import HttpsSummaryClient
 from mynabox.adapters.systemd import Notifier
 from mynabox.app.cardread import READ_LIMIT_S
 from mynabox.app.delivery import Delivery, Identity
@@ -32,7 +33,7 @@ from mynabox.app.readtiming import ReadTimings
 from mynabox.app.workers import CardWorker, DeliveryWorker
 from mynabox.card.certcheck import TrustStore
 from mynabox.config import Config
-from mynabox.config.model import PinFactory
+from mynabox.config.model import PinFactory, SummaryConfig
 from mynabox.core.effects import (
     Buzz,
     Effect,
@@ -150,7 +151,8 @@ class Box:
             self._started("panel", panel.close)
 
         link = MqttLink(
-            cfg.mqtt.link_settings(cfg.device.id),
+            cfg.mqtt,
+            cfg.device.id,
             outbox,
             on_link=lambda online: self.post(BrokerOnline() if online else BrokerOffline()),
             on_acked=self.timings.acked,
@@ -159,7 +161,7 @@ class Box:
         link.start()
         self._started("link", link.stop)
 
-        summary = cfg.summary.client()
+        summary = summary_client(cfg.summary)
         summary.start()  # connects now: the first tap's lookup finds the connection warm
         delivery = build_delivery(
             cfg, outbox, audit, notify=link.notify, clock_synced=lambda: self._synced, lookup=summary
@@ -331,6 +333,20 @@ class Box:
                 log.exception("stopping %s failed", name)
 
 
+def summary_client(cfg: SummaryConfig) -> HttpsSummaryClient:
+    """The lookup client the [summary] section describes (its TLS context built now, its key read now)."""
+    return HttpsSummaryClient(
+        cfg.url,
+        ca_file=cfg.ca_file,
+        client_cert=cfg.client_cert,
+        client_key=cfg.client_key.path,
+        timeout_s=cfg.timeout_s,
+        retries=cfg.retries,
+        limit_s=cfg.limit_s,
+        keepalive_s=cfg.keepalive_s or None,
+    )
+
+
 def build_delivery(
     cfg: Config,
     outbox: Outbox,
@@ -349,7 +365,7 @@ def build_delivery(
     )
     return Delivery(
         Identity(cfg.device.id, cfg.device.unit_id, cfg.device.crew_id),
-        lookup=lookup or cfg.summary.client(),
+        lookup=lookup or summary_client(cfg.summary),
         sealer=sealer,
         outbox=outbox,
         audit=audit,

@@ -66,15 +66,6 @@ def test_valid_config_loads_with_defaults_and_credentials(box: Path) -> None:
         assert section == type(section)(), name
 
 
-def test_sections_map_onto_the_adapters(box: Path) -> None:
-    config = load_config(write(box, VALID), environ=env(box))
-    link = config.mqtt.link_settings(config.device.id)
-    assert (link.host, link.port, link.device_id) == ("127.0.0.1", 8883, "amb-7")
-    assert link.key == box / "creds" / "mqtt-client-key"
-    # The summary client builds its TLS context at once, from the files the config check accepted.
-    config.summary.client()
-
-
 def test_choice_fields_load_as_typed_values(box: Path) -> None:
     defaults = load_config(write(box, VALID), environ=env(box))
     assert defaults.reader.extended_apdu.forced is None and defaults.consent.default.mode is None
@@ -121,6 +112,16 @@ def test_every_problem_is_reported_at_once_with_hints(box: Path) -> None:
     assert any(f.startswith("log.level: 'loud' is not one of") for f in found)
     assert "storage.outbox_retention_h: expected an integer, got a string" in found
     assert len(found) == 7
+
+
+@pytest.mark.parametrize("check_files", [True, False])
+@pytest.mark.parametrize("url", ["https://127.0.0.1:99999/v1", "https://127.0.0.1:x/v1", "https://[::1/v1"])
+def test_a_summary_url_without_a_usable_host_and_port_is_refused(
+    box: Path, url: str, *, check_files: bool
+) -> None:
+    text = VALID.replace('url = "https://127.0.0.1:8443/v1"', f'url = "{url}"')
+    found = issues_of(write(box, text), env(box), check_files=check_files)
+    assert found == [f"summary.url: {url!r} has a bad host or port — https://host[:port][/prefix]"]
 
 
 def test_missing_required_keys_and_sections(box: Path) -> None:

@@ -151,8 +151,10 @@ def _clock(_config: Config, _timeout: float) -> str | None:
 def _summary(config: Config, timeout: float) -> str | None:
     from dataclasses import replace
 
+    from mynabox.wiring import summary_client  # the daemon's own builder: the same client it would use
+
     summary = replace(config.summary, timeout_s=timeout, retries=0)
-    return summary.client().health()
+    return summary_client(summary).health()
 
 
 def _broker(config: Config, timeout: float) -> str | None:

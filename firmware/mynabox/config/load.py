@@ -17,6 +17,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from mynabox.config.fields import (
     Context,
@@ -58,6 +59,7 @@ from mynabox.payload.envelope import (
 )
 from mynabox.payload.identity import IdentityFile, Kind, check_identity, check_permissions
 from mynabox.payload.keys import CREDENTIALS_ENV, KeyFileError, read_small_file
+from mynabox.tls import TlsFilesError, client_context
 
 DEFAULT_PATH = Path("/etc/mynabox/config.toml")
 CONFIG_ENV = "MYNABOX_CONFIG"
@@ -283,9 +285,10 @@ def _build(fields: Callable[[str, type], Fields], source: Path, ctx: Context) ->
     f.finish()
 
     f = fields("summary", SummaryConfig)
-    url = f.string(
-        "url", pattern=re.compile(r"https://[^\s/?#]+(/[^\s?#]*)?"), hint="https://host[:port][/prefix]"
-    )
+    url_hint = "https://host[:port][/prefix]"
+    url = f.string("url", pattern=re.compile(r"https://[^\s/?#]+(/[^\s?#]*)?"), hint=url_hint)
+    if url and not _host_and_port(url):
+        ctx.issues.append(Issue("summary.url", f"{show(url)} has a bad host or port", url_hint))
     summary = SummaryConfig(
         url=url,
         ca_file=f.path("ca_file", check="ca"),
@@ -352,6 +355,16 @@ def _build(fields: Callable[[str, type], Fields], source: Path, ctx: Context) ->
     )
 
 
+def _host_and_port(url: str) -> bool:
+    """The URL splits into a host and a port (default or 1-65535) as the summary client will split it."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises for a port that is not a number in range
+    except ValueError:  # also an unclosed IPv6 bracket
+        return False
+    return bool(parts.hostname)
+
+
 def _check_files(ctx: Context) -> None:
     no_dir = ctx.credentials_dir is None
     if no_dir and any(c.credential is not None for c in ctx.file_checks):
@@ -377,28 +390,19 @@ def _check_files(ctx: Context) -> None:
 
 
 def _check_tls(config: Config, ctx: Context) -> None:
-    """Build the two TLS contexts as the daemon will, once their files passed: OpenSSL refuses some material
-    that parses (e.g. a chain certificate whose key is too small for its security level), and that must fail
-    here, not at the daemon's start."""
-    from mynabox.adapters.mqtt import LinkConfigError, tls_context
-    from mynabox.adapters.summary_client import SummaryClientConfigError
-
+    """Build the two TLS contexts as the daemon will (`mynabox.tls`, which the link and the summary client
+    use), once their files passed: OpenSSL refuses some material that parses (e.g. a chain certificate whose
+    key is too small for its security level), and that must fail here, not at the daemon's start."""
     if ctx.credentials_dir is None:
         return  # reported: the keys cannot be found
     flagged = {issue.key.split(".", 1)[0] for issue in ctx.issues}
-    mqtt = config.mqtt
-    builds: list[tuple[str, Callable[[], object]]] = [
-        ("mqtt", lambda: tls_context(mqtt.ca_file, mqtt.client_cert, mqtt.client_key.path)),
-        ("summary", config.summary.client),
-    ]
-    for section, build in builds:
+    for section, files in (("mqtt", config.mqtt), ("summary", config.summary)):
         if section in flagged:
             continue  # its files are refused already
         try:
-            build()
-        except (LinkConfigError, SummaryClientConfigError) as err:
-            cause = err.__cause__ or err.__context__
-            reason = getattr(cause, "reason", None) or type(cause).__name__  # an OpenSSL code, never contents
+            client_context(files.ca_file, files.client_cert, files.client_key.path)
+        except TlsFilesError as err:
+            reason = getattr(err.cause, "reason", None) or type(err.cause).__name__  # a code, never contents
             ctx.issues.append(
                 Issue(section, f"OpenSSL refuses its TLS files (ca_file, client_cert, client_key): {reason}")
             )

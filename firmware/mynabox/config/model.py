@@ -7,15 +7,11 @@ import enum
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES
 from mynabox.payload.keys import CREDENTIALS_ENV, Secret, credential_path, read_small_file
 from mynabox.vocab import ConsentMode
-
-if TYPE_CHECKING:
-    from mynabox.adapters.mqtt import LinkSettings
-    from mynabox.adapters.summary_client import HttpsSummaryClient
 
 MASK = "********"
 MAX_CREDENTIAL_BYTES = 64 * 1024
@@ -52,6 +48,11 @@ class Credential:
     def path(self) -> Path:
         env = {} if self.directory is None else {CREDENTIALS_ENV: str(self.directory)}
         return credential_path(self.name, env)
+
+    @classmethod
+    def at(cls, path: Path) -> Credential:
+        """A key file outside a credentials directory, named as one (harnesses, tests)."""
+        return cls(path.name, path.parent)
 
     def read(self) -> Secret[bytes]:
         return Secret(read_small_file(self.path, limit=MAX_CREDENTIAL_BYTES, what="a credential"))
@@ -168,20 +169,6 @@ class SummaryConfig:
     limit_s: float = 10.0
     keepalive_s: float = 50.0  # 0: a new connection per lookup
 
-    def client(self) -> HttpsSummaryClient:
-        from mynabox.adapters.summary_client import HttpsSummaryClient
-
-        return HttpsSummaryClient(
-            self.url,
-            ca_file=self.ca_file,
-            client_cert=self.client_cert,
-            client_key=self.client_key.path,
-            timeout_s=self.timeout_s,
-            retries=self.retries,
-            limit_s=self.limit_s,
-            keepalive_s=self.keepalive_s or None,
-        )
-
 
 @dataclass(frozen=True)
 class MqttConfig:
@@ -192,20 +179,6 @@ class MqttConfig:
     port: int = 8883
     keepalive_s: int = 30
     window: int = 10
-
-    def link_settings(self, device_id: str) -> LinkSettings:
-        from mynabox.adapters.mqtt import LinkSettings
-
-        return LinkSettings(
-            host=self.host,
-            port=self.port,
-            device_id=device_id,
-            ca=self.ca_file,
-            cert=self.client_cert,
-            key=self.client_key.path,
-            keepalive_s=self.keepalive_s,
-            window=self.window,
-        )
 
 
 @dataclass(frozen=True)
