@@ -19,10 +19,13 @@ from hypothesis import strategies as st
 from mynabox.config import Config, ConfigError, Credential, load_config, parse_config
 from mynabox.config.fields import defaults
 from mynabox.config.model import DisplayDriver, ExtendedApdu, PinFactory
+from mynabox.fleet.provision import generate_keys
+from mynabox.payload.envelope import is_device_id
 from mynabox.payload.keys import (
     CREDENTIALS_ENV,
     KeyFileError,
 )
+from mynabox.payload.topics import topic
 from mynabox.testing.boxfiles import AUDIT_BYTES, VALID, make_box
 from mynabox.vocab import ConsentMode
 
@@ -122,6 +125,31 @@ def test_a_summary_url_without_a_usable_host_and_port_is_refused(
     text = VALID.replace('url = "https://127.0.0.1:8443/v1"', f'url = "{url}"')
     found = issues_of(write(box, text), env(box), check_files=check_files)
     assert found == [f"summary.url: {url!r} has a bad host or port — https://host[:port][/prefix]"]
+
+
+@pytest.mark.parametrize(
+    "device_id", ["amb-01", "a", "0", "x" * 32, "x" * 33, "-amb", "Amb-01", "unit_3.b", "a.b", "amb/01", ""]
+)
+def test_one_device_id_rule_for_config_topics_and_provisioning(tmp_path: Path, device_id: str) -> None:
+    """The config accepts exactly the ids the envelope, the topic scheme and provisioning accept."""
+    good = is_device_id(device_id)
+    text = VALID.replace('id = "amb-7"', f"id = {json.dumps(device_id)}")
+    try:
+        parse_config(text, source=tmp_path / "config.toml", environ={}, check_files=False)
+        config_ok = True
+    except ConfigError as err:
+        config_ok = not any(str(i).startswith("device.id:") for i in err.issues)
+    try:
+        topic(device_id, "state")
+        topic_ok = True
+    except ValueError:
+        topic_ok = False
+    try:
+        generate_keys(tmp_path / "keys", device_id)
+        provision_ok = True
+    except ValueError:
+        provision_ok = False
+    assert config_ok is topic_ok is provision_ok is good
 
 
 def test_missing_required_keys_and_sections(box: Path) -> None:
