@@ -8,7 +8,7 @@ APT_PACKAGES=(
   pcscd libpcsclite-dev vsmartcard-vpcd opensc   # PC/SC stack, the virtual reader, OpenSC as a peer
   swig                                           # builds pyscard where no wheel fits
   mosquitto mosquitto-clients                    # the broker the tests start on loopback
-  mosquitto-dev gcc libc6-dev                    # builds the broker plugin mynabox_retain (data/broker)
+  mosquitto-dev libmosquitto-dev gcc libc6-dev   # builds the broker plugin mynabox_retain (data/broker)
   fonts-misaki fonts-unifont                     # the OLED's Japanese bitmap fonts
   iproute2 util-linux procps                     # unshare, ss, pgrep for the test harness
   fuse3                                          # fusermount3 and libfuse3 for the power-cut tests

@@ -1,4 +1,5 @@
 """The composition root on the real stack (pcscd + vpcd, mosquitto with TLS, the reference service, SQLite):
+the adapters made from the config's sections (the config imports none);
 `run_box` builds the parts, runs the loop until its Event is set and stops what started in reverse, also
 when a part cannot start; a box without a panel runs on the null panel."""
 
@@ -10,11 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from mynabox.adapters.mqtt import MqttLink
+from mynabox.adapters.outbox import Outbox
 from mynabox.adapters.panel import NullPanel, PanelError
 from mynabox.adapters.systemd import Notifier
 from mynabox.config import load_config
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
+from mynabox.testing.boxfiles import VALID, credentials_env, make_box, write_config
 from mynabox.testing.inprocess import BoxThread
 from mynabox.testing.mynacard import VirtualMyNumberCard
 from mynabox.testing.notify import NotifySocket
@@ -22,7 +26,7 @@ from mynabox.testing.patients import patient
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
 from mynabox.testing.wait import wait_for
-from mynabox.wiring import run_box
+from mynabox.wiring import run_box, summary_client
 
 pytestmark = pytest.mark.stack
 
@@ -106,3 +110,16 @@ def test_shutdown_set_before_the_start_still_gets_ready_then_stops_cleanly(notif
         for name in ("outbox", "display", "panel", "link", "reader", "delivery", "summary link")
     ]
     assert got.index("READY=1") < got.index("STOPPING=1")
+
+
+def test_sections_map_onto_the_adapters(tmp_path: Path) -> None:
+    box = make_box(tmp_path)
+    config = load_config(write_config(box, VALID), environ=credentials_env(box))
+    mqtt = config.mqtt
+    assert (mqtt.host, mqtt.port, config.device.id) == ("127.0.0.1", 8883, "amb-7")
+    assert mqtt.client_key.path == box / "creds" / "mqtt-client-key"
+    # Both build their TLS contexts at once, from the files the config check accepted.
+    with Outbox(tmp_path / "outbox.db") as outbox:
+        MqttLink(mqtt, config.device.id, outbox)
+    client = summary_client(config.summary)
+    client.close()

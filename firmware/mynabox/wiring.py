@@ -24,6 +24,7 @@ from mynabox.adapters.oled import DisplayError, Oled
 from mynabox.adapters.outbox import Outbox
 from mynabox.adapters.panel import NullPanel, Panel, PanelPort, load_pin_map
 from mynabox.adapters.pcsc import PcscReader
+from mynabox.adapters.summary_client import HttpsSummaryClient
 from mynabox.adapters.systemd import Notifier
 from mynabox.app.cardread import READ_LIMIT_S
 from mynabox.app.delivery import Delivery, Identity
@@ -32,6 +33,7 @@ from mynabox.app.readtiming import ReadTimings
 from mynabox.app.workers import CardWorker, DeliveryWorker
 from mynabox.card.certcheck import TrustStore
 from mynabox.config import Config
+from mynabox.config.model import PinFactory, SummaryConfig
 from mynabox.core.effects import (
     Buzz,
     Effect,
@@ -48,12 +50,9 @@ from mynabox.payload.keys import load_audit_key, load_private_key, load_public_k
 from mynabox.payload.seal import Sealer
 from mynabox.render.draw import render
 from mynabox.summary.port import SummaryLookup
-from mynabox.vocab import ConsentMode
 
 log = logging.getLogger(__name__)
 
-_CONSENT = {"none": None, "oral": ConsentMode.ORAL_CONSENT, "emergency": ConsentMode.LIFE_SAVING_EXCEPTION}
-_EXTENDED = {"auto": None, "on": True, "off": False}
 
 Started = Callable[[str, Callable[[], None]], None]
 """Told each part's name and its stop once the part is up, so what started is stopped in reverse."""
@@ -108,7 +107,7 @@ def build(
     panel: PanelPort = NullPanel()
     if cfg.panel.enabled:
         factory = pin_factory
-        if factory is None and cfg.panel.pin_factory == "mock":
+        if factory is None and cfg.panel.pin_factory is PinFactory.MOCK:
             from gpiozero.pins.mock import MockFactory
 
             factory = MockFactory()
@@ -116,7 +115,8 @@ def build(
         started("panel", panel.close)
 
     link = MqttLink(
-        cfg.mqtt.link_settings(cfg.device.id),
+        cfg.mqtt,
+        cfg.device.id,
         outbox,
         on_link=lambda online: events.put(BrokerOnline() if online else BrokerOffline()),
         on_acked=timings.acked,
@@ -124,7 +124,7 @@ def build(
     link.start()
     started("link", link.stop)
 
-    summary = cfg.summary.client()
+    summary = summary_client(cfg.summary)
     summary.start()  # connects now: the first tap's lookup finds the connection warm
     delivery = build_delivery(cfg, outbox, audit, notify=link.notify, clock_synced=clock, lookup=summary)
 
@@ -139,7 +139,7 @@ def build(
         trust=TrustStore.jlis(extra_roots),
         hash_key=audit_key.reveal(),
         clock_synced=clock,
-        extended=_EXTENDED[cfg.reader.extended_apdu],
+        extended=cfg.reader.extended_apdu.forced,
         # Well inside the watchdog's hang limit, which stays the last resort.
         read_limit_s=min(READ_LIMIT_S, cfg.reader.hang_s / 2),
     )
@@ -157,7 +157,7 @@ def build(
         MachineConfig(
             consent_window_s=cfg.consent.window_s,
             consent_timeout_s=cfg.consent.timeout_s,
-            default_consent=_CONSENT[cfg.consent.default],
+            default_consent=cfg.consent.default.mode,
             result_clear_s=display.result_clear_s,
             error_clear_s=display.error_clear_s,
         )
@@ -258,6 +258,20 @@ def run_box(
                 log.exception("stopping %s failed", name)
 
 
+def summary_client(cfg: SummaryConfig) -> HttpsSummaryClient:
+    """The lookup client the [summary] section describes (its TLS context built now, its key read now)."""
+    return HttpsSummaryClient(
+        cfg.url,
+        ca_file=cfg.ca_file,
+        client_cert=cfg.client_cert,
+        client_key=cfg.client_key.path,
+        timeout_s=cfg.timeout_s,
+        retries=cfg.retries,
+        limit_s=cfg.limit_s,
+        keepalive_s=cfg.keepalive_s or None,
+    )
+
+
 def build_delivery(
     cfg: Config,
     outbox: Outbox,
@@ -276,7 +290,7 @@ def build_delivery(
     )
     return Delivery(
         Identity(cfg.device.id, cfg.device.unit_id, cfg.device.crew_id),
-        lookup=lookup or cfg.summary.client(),
+        lookup=lookup or summary_client(cfg.summary),
         sealer=sealer,
         outbox=outbox,
         audit=audit,

@@ -13,13 +13,15 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mynabox.adapters.mqtt import LinkDownError, LinkSettings, LinkStateError, MqttLink, check_state
+from mynabox.adapters.mqtt import LinkDownError, LinkStateError, MqttLink, check_state
 from mynabox.adapters.outbox import Outbox, SealedBytes
+from mynabox.config.model import Credential, MqttConfig
 from mynabox.gateway.core import Accepted, Duplicate, ReceiverCore, Verdict
 from mynabox.gateway.store import SeenStore
 from mynabox.gateway.subscriber import Receiver, ReceiverSettings
@@ -83,11 +85,11 @@ def gateway(kit: DeliveryKit, broker: Mosquitto, tmp_path: Path) -> Iterator[Gat
         gw.seen.close()
 
 
-def settings(kit: DeliveryKit, broker: Mosquitto, device: str = DEV, **kw) -> LinkSettings:
+def make_link(kit: DeliveryKit, broker: Mosquitto, outbox: Outbox, device: str = DEV, **kw: Any) -> MqttLink:
+    """A link to the test broker as the daemon makes one: from an [mqtt] section (the key a credential)."""
     files = kit.pki.client(device)
-    return LinkSettings(
-        "localhost", broker.port, device, kit.pki.ca_cert, files.cert, files.key, reconnect_max_s=2, **kw
-    )
+    mqtt = MqttConfig("localhost", kit.pki.ca_cert, files.cert, Credential.at(files.key), port=broker.port)
+    return MqttLink(mqtt, device, outbox, reconnect_max_s=2, **kw)
 
 
 def queue(kit: DeliveryKit, outbox: Outbox, n: int, *, device: str = DEV, leaf: str = "summary") -> list[str]:
@@ -132,7 +134,7 @@ def test_publish_reaches_the_receiver_and_leaves_the_outbox(
     links: list[bool] = []
     with Outbox(tmp_path / "outbox.sqlite3") as outbox:
         ids = queue(kit, outbox, 3)
-        link = MqttLink(settings(kit, broker), outbox, on_link=links.append)
+        link = make_link(kit, broker, outbox, on_link=links.append)
         link.start()
         try:
             assert wait_for(lambda: sorted(gateway.accepted) == sorted(ids))
@@ -149,7 +151,7 @@ def test_publish_reaches_the_receiver_and_leaves_the_outbox(
 def test_availability_and_state_are_retained(kit: DeliveryKit, broker: Mosquitto, tmp_path: Path) -> None:
     avail, state = topic(DEV, "availability"), topic(DEV, "state")
     with Outbox(tmp_path / "outbox.sqlite3") as outbox:
-        link = MqttLink(settings(kit, broker), outbox)
+        link = make_link(kit, broker, outbox)
         link.publish_state(
             {"version": "0.1.0", "reader_present": True, "outbox_depth": 0, "clock_synced": False}
         )
@@ -181,7 +183,7 @@ def test_200_queued_while_broker_down_arrive_exactly_once(
 ) -> None:
     links: list[bool] = []
     with Outbox(tmp_path / "outbox.sqlite3") as outbox:
-        link = MqttLink(settings(kit, broker), outbox, on_link=links.append)
+        link = make_link(kit, broker, outbox, on_link=links.append)
         link.start()
         try:
             assert wait_for(lambda: link.online)
@@ -212,9 +214,7 @@ def test_acl_refuses_another_devices_topic_and_the_record_stays(
     with Outbox(tmp_path / "outbox.sqlite3") as outbox:
         # OTHER's certificate, messages for DEV's topic (sealed by DEV's key: only the ACL can stop them).
         ids = queue(kit, outbox, 2, device=DEV)
-        link = MqttLink(
-            settings(kit, broker, device=OTHER), outbox, on_rejected=lambda m, r: rejected.append((m, r))
-        )
+        link = make_link(kit, broker, outbox, device=OTHER, on_rejected=lambda m, r: rejected.append((m, r)))
         link.start()
         try:
             assert wait_for(lambda: len(rejected) == 2)
@@ -258,10 +258,11 @@ def test_clients_without_a_valid_certificate_are_refused(
     assert _raw_connect(broker.port, wrong_ca) != "connack"
 
     with Outbox(tmp_path / "outbox.sqlite3") as outbox:
-        rogue_settings = LinkSettings(
-            "localhost", broker.port, DEV, kit.pki.ca_cert, rogue.client(DEV).cert, rogue.client(DEV).key
+        rogue_key = Credential.at(rogue.client(DEV).key)
+        rogue_mqtt = MqttConfig(
+            "localhost", kit.pki.ca_cert, rogue.client(DEV).cert, rogue_key, port=broker.port
         )
-        link = MqttLink(rogue_settings, outbox)
+        link = MqttLink(rogue_mqtt, DEV, outbox)
         link.start()
         try:
             assert wait_for(lambda: link.last_error is not None)
@@ -274,11 +275,12 @@ def test_clients_without_a_valid_certificate_are_refused(
 _LINK_CHILD = r"""
 import sys, time
 from pathlib import Path
-from mynabox.adapters.mqtt import LinkSettings, MqttLink
+from mynabox.adapters.mqtt import MqttLink
 from mynabox.adapters.outbox import Outbox
+from mynabox.config.model import Credential, MqttConfig
 port, device, ca, cert, key, db = sys.argv[1:]
-settings = LinkSettings("localhost", int(port), device, Path(ca), Path(cert), Path(key))
-link = MqttLink(settings, Outbox(Path(db)))
+mqtt = MqttConfig("localhost", Path(ca), Path(cert), Credential.at(Path(key)), port=int(port))
+link = MqttLink(mqtt, device, Outbox(Path(db)))
 link.start()
 time.sleep(60)
 """
@@ -358,7 +360,7 @@ def test_a_device_certificate_cannot_wipe_the_gateways_session(
     gw.receiver.stop()  # offline: its persistent session keeps what arrives
     with Outbox(tmp_path / "outbox.sqlite3") as outbox:
         ids = queue(kit, outbox, 3)
-        link = MqttLink(settings(kit, broker), outbox)
+        link = make_link(kit, broker, outbox)
         link.start()
         try:
             assert wait_for(lambda: outbox.depth() == 0), "the broker did not take the messages"
@@ -384,7 +386,7 @@ def test_a_device_certificate_cannot_knock_another_box_off(
 ) -> None:
     links: list[bool] = []
     with Outbox(tmp_path / "outbox.sqlite3") as outbox:
-        link = MqttLink(settings(kit, broker), outbox, on_link=links.append)
+        link = make_link(kit, broker, outbox, on_link=links.append)
         link.start()
         try:
             assert wait_for(lambda: link.online)
@@ -404,7 +406,7 @@ def test_puback_no_subscribers_keeps_the_record_until_a_subscriber_comes(
     watcher = Watcher(kit, broker, state_topic)  # not a summary subscriber: fleet ops reading state
     with Outbox(tmp_path / "outbox.sqlite3") as outbox:
         ids = queue(kit, outbox, 3)
-        link = MqttLink(settings(kit, broker), outbox)
+        link = make_link(kit, broker, outbox)
         link.publish_state({"outbox_depth": 3})
         link.start()
         try:
@@ -445,7 +447,7 @@ def test_a_stop_while_a_message_is_in_the_sink_still_acknowledges_it(
     first = Receiver(ReceiverSettings("localhost", broker.port, kit.pki.ca_cert, files.cert, files.key), slow)
     first.start()
     with Outbox(tmp_path / "outbox.sqlite3") as outbox:
-        link = MqttLink(settings(kit, broker), outbox)
+        link = make_link(kit, broker, outbox)
         try:
             assert first.subscribed.wait(10)
             ids = queue(kit, outbox, 1)
@@ -614,7 +616,7 @@ def test_a_record_over_the_limit_is_not_sent_and_the_rest_still_go(
             now=datetime.now(UTC),
         )
         ids = queue(kit, outbox, 2)
-        link = MqttLink(settings(kit, broker), outbox, on_link=links.append)
+        link = make_link(kit, broker, outbox, on_link=links.append)
         link.start()
         try:
             assert wait_for(lambda: sorted(gateway.accepted) == sorted(ids))

@@ -23,8 +23,9 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mynabox.adapters.mqtt import LinkSettings, MqttLink, tls_context
+from mynabox.adapters.mqtt import MqttLink, tls_context
 from mynabox.adapters.outbox import Outbox, SealedBytes
+from mynabox.config.model import Credential, MqttConfig
 from mynabox.payload.envelope import Kind
 from mynabox.payload.topics import topic
 from mynabox.testing.broker import DeliveryKit, Mosquitto
@@ -77,10 +78,10 @@ def put(outbox: Outbox, link: MqttLink, message_id: str, token: bytes) -> None:
 
 def make_link(kit: DeliveryKit, port: int, outbox: Outbox, keepalive_s: int, acked: list) -> MqttLink:
     files = kit.pki.client(DEV)
-    settings = LinkSettings(
-        "127.0.0.1", port, DEV, kit.pki.ca_cert, files.cert, files.key, keepalive_s=keepalive_s
+    settings = MqttConfig(
+        "127.0.0.1", kit.pki.ca_cert, files.cert, Credential.at(files.key), port=port, keepalive_s=keepalive_s
     )
-    return MqttLink(settings, outbox, on_acked=lambda mid: acked.append((time.monotonic(), mid)))
+    return MqttLink(settings, DEV, outbox, on_acked=lambda mid: acked.append((time.monotonic(), mid)))
 
 
 def put_to_ack(kit: DeliveryKit, broker: Mosquitto, d: Path, rtt_ms: int) -> float:

@@ -16,8 +16,9 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mynabox.adapters.mqtt import LinkSettings, MqttLink, tls_context
+from mynabox.adapters.mqtt import MqttLink, tls_context
 from mynabox.adapters.outbox import Outbox, SealedBytes
+from mynabox.config.model import Credential, MqttConfig
 from mynabox.payload.envelope import Kind
 from mynabox.payload.topics import topic
 from mynabox.testing.broker import DeliveryKit, Mosquitto
@@ -51,7 +52,8 @@ def publish_to_puback(kit: DeliveryKit, port: int, payload: bytes, device: str =
 def put_to_ack(kit: DeliveryKit, port: int, tokens: list[tuple[str, bytes]], db: Path) -> list[float]:
     files = kit.pki.client(DEV)
     with Outbox(db) as outbox:
-        link = MqttLink(LinkSettings("localhost", port, DEV, kit.pki.ca_cert, files.cert, files.key), outbox)
+        mqtt = MqttConfig("localhost", kit.pki.ca_cert, files.cert, Credential.at(files.key), port=port)
+        link = MqttLink(mqtt, DEV, outbox)
         link.start()
         while not link.online:
             time.sleep(0.01)

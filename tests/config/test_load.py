@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
+import tomllib
 from importlib import resources
 from pathlib import Path
 
@@ -15,11 +17,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mynabox.config import Config, ConfigError, Credential, load_config, parse_config
+from mynabox.config.fields import defaults
+from mynabox.config.model import DisplayDriver, ExtendedApdu, PinFactory
+from mynabox.fleet.provision import generate_keys
+from mynabox.payload.envelope import is_device_id
 from mynabox.payload.keys import (
     CREDENTIALS_ENV,
     KeyFileError,
 )
+from mynabox.payload.topics import topic
 from mynabox.testing.boxfiles import AUDIT_BYTES, VALID, make_box
+from mynabox.vocab import ConsentMode
 
 EXAMPLE = resources.files("mynabox") / "data" / "config.example.toml"
 
@@ -55,15 +63,39 @@ def test_valid_config_loads_with_defaults_and_credentials(box: Path) -> None:
     assert config.audit.key.read().reveal() == AUDIT_BYTES
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.device.id = "other"  # type: ignore[misc]
+    # Sections left out are their dataclass's defaults, which the loader reads from there.
+    for name in ("reader", "consent", "display", "panel", "storage", "log"):
+        section = getattr(config, name)
+        assert section == type(section)(), name
 
 
-def test_sections_map_onto_the_adapters(box: Path) -> None:
-    config = load_config(write(box, VALID), environ=env(box))
-    link = config.mqtt.link_settings(config.device.id)
-    assert (link.host, link.port, link.device_id) == ("127.0.0.1", 8883, "amb-7")
-    assert link.key == box / "creds" / "mqtt-client-key"
-    # The summary client builds its TLS context at once, from the files the config check accepted.
-    config.summary.client()
+def test_choice_fields_load_as_typed_values(box: Path) -> None:
+    defaults = load_config(write(box, VALID), environ=env(box))
+    assert defaults.reader.extended_apdu.forced is None and defaults.consent.default.mode is None
+    assert defaults.log.level.number == logging.INFO
+    text = VALID + (
+        '[reader]\nextended_apdu = "off"\n[consent]\ndefault = "emergency"\n[display]\ndriver = "dummy"\n'
+        '[panel]\npin_factory = "mock"\n[log]\nlevel = "debug"\n'
+    )
+    config = load_config(write(box, text), environ=env(box))
+    assert config.reader.extended_apdu is ExtendedApdu.OFF and config.reader.extended_apdu.forced is False
+    assert config.consent.default.mode is ConsentMode.LIFE_SAVING_EXCEPTION
+    assert config.display.driver is DisplayDriver.DUMMY and config.panel.pin_factory is PinFactory.MOCK
+    assert config.log.level.number == logging.DEBUG
+    # Printed back as the words the file uses.
+    shown = config.masked_dict()
+    assert (shown["reader"]["extended_apdu"], shown["consent"]["default"]) == ("off", "emergency")
+    assert type(shown["log"]["level"]) is str
+    on = load_config(write(box, VALID + '[reader]\nextended_apdu = "on"\n'), environ=env(box))
+    assert on.reader.extended_apdu.forced is True
+    oral = load_config(write(box, VALID + '[consent]\ndefault = "oral"\n'), environ=env(box))
+    assert oral.consent.default.mode is ConsentMode.ORAL_CONSENT
+
+
+@pytest.mark.parametrize("value", ['"ON"', "true", "[1]", '"sh1107"'])
+def test_a_choice_outside_its_words_is_refused(box: Path, value: str) -> None:
+    found = issues_of(write(box, VALID + f"[display]\ndriver = {value}\n"), env(box))
+    assert len(found) == 1 and found[0].endswith("is not one of 'ssd1306', 'sh1106', 'dummy'")
 
 
 def test_every_problem_is_reported_at_once_with_hints(box: Path) -> None:
@@ -83,6 +115,41 @@ def test_every_problem_is_reported_at_once_with_hints(box: Path) -> None:
     assert any(f.startswith("log.level: 'loud' is not one of") for f in found)
     assert "storage.outbox_retention_h: expected an integer, got a string" in found
     assert len(found) == 7
+
+
+@pytest.mark.parametrize("check_files", [True, False])
+@pytest.mark.parametrize("url", ["https://127.0.0.1:99999/v1", "https://127.0.0.1:x/v1", "https://[::1/v1"])
+def test_a_summary_url_without_a_usable_host_and_port_is_refused(
+    box: Path, url: str, *, check_files: bool
+) -> None:
+    text = VALID.replace('url = "https://127.0.0.1:8443/v1"', f'url = "{url}"')
+    found = issues_of(write(box, text), env(box), check_files=check_files)
+    assert found == [f"summary.url: {url!r} has a bad host or port — https://host[:port][/prefix]"]
+
+
+@pytest.mark.parametrize(
+    "device_id", ["amb-01", "a", "0", "x" * 32, "x" * 33, "-amb", "Amb-01", "unit_3.b", "a.b", "amb/01", ""]
+)
+def test_one_device_id_rule_for_config_topics_and_provisioning(tmp_path: Path, device_id: str) -> None:
+    """The config accepts exactly the ids the envelope, the topic scheme and provisioning accept."""
+    good = is_device_id(device_id)
+    text = VALID.replace('id = "amb-7"', f"id = {json.dumps(device_id)}")
+    try:
+        parse_config(text, source=tmp_path / "config.toml", environ={}, check_files=False)
+        config_ok = True
+    except ConfigError as err:
+        config_ok = not any(str(i).startswith("device.id:") for i in err.issues)
+    try:
+        topic(device_id, "state")
+        topic_ok = True
+    except ValueError:
+        topic_ok = False
+    try:
+        generate_keys(tmp_path / "keys", device_id)
+        provision_ok = True
+    except ValueError:
+        provision_ok = False
+    assert config_ok is topic_ok is provision_ok is good
 
 
 def test_missing_required_keys_and_sections(box: Path) -> None:
@@ -269,6 +336,28 @@ def test_example_config_loads() -> None:
     keys = {f.name for section in dataclasses.fields(config) for f in _subfields(config, section.name)}
     for key in keys:
         assert f"{key} =" in text, f"example config lacks {key}"
+
+
+def test_example_config_writes_the_dataclass_defaults() -> None:
+    """The example may spell a default out (it documents it), but only as the dataclass has it: the one
+    place defaults are written. Keys it leaves commented out are optional (no default value)."""
+    example = tomllib.loads(EXAMPLE.read_text())
+    with resources.as_file(EXAMPLE) as path:
+        config = load_config(path, environ={}, check_files=False)
+    checked = 0
+    for section in dataclasses.fields(config):
+        model = type(getattr(config, section.name))
+        if not dataclasses.is_dataclass(model):
+            continue
+        for name, default in defaults(model).items():
+            if default is None:
+                assert name not in example.get(section.name, {}) or section.name == "device", name
+                continue
+            assert name in example[section.name], f"example config lacks {section.name}.{name}"
+            # Read as the box reads it (relative paths, ints as floats, words as enum members).
+            assert getattr(getattr(config, section.name), name) == default, f"{section.name}.{name}"
+            checked += 1
+    assert checked >= 25
 
 
 def _subfields(config: Config, name: str) -> tuple[dataclasses.Field[object], ...]:

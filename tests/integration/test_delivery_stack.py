@@ -19,8 +19,9 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mynabox.adapters.mqtt import LinkSettings, MqttLink
+from mynabox.adapters.mqtt import MqttLink
 from mynabox.adapters.outbox import Outbox, SealedBytes
+from mynabox.config.model import Credential, MqttConfig
 from mynabox.payload.envelope import Kind
 from mynabox.payload.topics import topic
 from mynabox.testing.broker import DeliveryKit, Mosquitto
@@ -110,10 +111,10 @@ def test_summary_travels_to_the_receiver_process_and_no_plaintext_stays_behind(
                     topic(DEV, "summary"), sealed.message_id, SealedBytes(sealed.token), now=datetime.now(UTC)
                 )
                 files_before_ack = {p.name: p.read_bytes() for p in box_dir.iterdir()}
-                link = MqttLink(
-                    LinkSettings("localhost", broker.port, DEV, kit.pki.ca_cert, files.cert, files.key),
-                    outbox,
+                mqtt = MqttConfig(
+                    "localhost", kit.pki.ca_cert, files.cert, Credential.at(files.key), port=broker.port
                 )
+                link = MqttLink(mqtt, DEV, outbox)
                 link.start()
                 try:
                     stdout, stderr = receiver.communicate(timeout=30)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from mynabox.adapters.mqtt import LinkSettings
+from mynabox.config.model import Credential, MqttConfig
 from mynabox.gateway.core import Accepted, ReceiverCore, Rejected
 from mynabox.gateway.store import SeenStore
 from mynabox.payload.seal import Opened
@@ -63,10 +63,10 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
             vehicles = []
             for device in DEVICES:
                 files = kit.pki.client(device)
-                settings = LinkSettings(
-                    "127.0.0.1", gateway.port, device, kit.pki.ca_cert, files.cert, files.key
+                mqtt = MqttConfig(
+                    "127.0.0.1", kit.pki.ca_cert, files.cert, Credential.at(files.key), port=gateway.port
                 )
-                vehicle = SimVehicle(device, kit.sealer(device), tmp_path / f"{device}.sqlite3", settings)
+                vehicle = SimVehicle(device, kit.sealer(device), tmp_path / f"{device}.sqlite3", mqtt)
                 vehicle.start()
                 vehicles.append(vehicle)
             try:

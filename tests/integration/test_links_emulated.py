@@ -17,9 +17,10 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mynabox.adapters.mqtt import LinkSettings, MqttLink, tls_context
+from mynabox.adapters.mqtt import MqttLink, tls_context
 from mynabox.adapters.outbox import Outbox, SealedBytes
 from mynabox.adapters.summary_client import HttpsSummaryClient
+from mynabox.config.model import Credential, MqttConfig
 from mynabox.payload.envelope import Kind
 from mynabox.payload.topics import topic
 from mynabox.summary.port import Found, Unavailable
@@ -107,10 +108,10 @@ def test_the_mqtt_link_delivers_everything_queued_in_a_stall(tmp_path: Path) -> 
     ):
         gateway = Gateway(kit, broker.port)
         assert gateway.subscribed.wait(10)
-        settings = LinkSettings(
-            "127.0.0.1", link.port, DEV, kit.pki.ca_cert, files.cert, files.key, keepalive_s=5
+        settings = MqttConfig(
+            "127.0.0.1", kit.pki.ca_cert, files.cert, Credential.at(files.key), port=link.port, keepalive_s=5
         )
-        mqtt = MqttLink(settings, outbox)
+        mqtt = MqttLink(settings, DEV, outbox)
         mqtt.start()
         try:
             assert wait_for(lambda: mqtt.online, 20)

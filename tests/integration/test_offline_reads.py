@@ -51,7 +51,7 @@ def test_200_reads_queued_while_the_broker_is_down_arrive_once(tmp_path: Path) -
         outcomes: Counter[Outcome] = Counter()
         with Outbox(stack.state_dir / "outbox.db") as outbox:
             audit = AuditLog(stack.state_dir / "audit.jsonl", key=audit_key)
-            link = MqttLink(cfg.mqtt.link_settings(cfg.device.id), outbox)
+            link = MqttLink(cfg.mqtt, cfg.device.id, outbox)
             delivery = build_delivery(cfg, outbox, audit, notify=link.notify, clock_synced=lambda: True)
             link.start()
             try:

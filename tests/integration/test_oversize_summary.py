@@ -52,7 +52,7 @@ def test_an_oversize_summary_arrives_as_a_card_record_the_receiver_opens(tmp_pat
         assert receiver.subscribed.wait(10)
         with Outbox(stack.state_dir / "outbox.db") as outbox:
             audit = AuditLog(stack.state_dir / "audit.jsonl", key=audit_key)
-            link = MqttLink(cfg.mqtt.link_settings(cfg.device.id), outbox)
+            link = MqttLink(cfg.mqtt, cfg.device.id, outbox)
             delivery = build_delivery(cfg, outbox, audit, notify=link.notify, clock_synced=lambda: True)
             link.start()
             try:

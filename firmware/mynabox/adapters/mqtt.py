@@ -44,9 +44,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from mynabox.adapters.outbox import Outbox, OutboxError, OutboxItem
-from mynabox.adapters.tls import TlsFilesError, client_context
+from mynabox.config.model import MqttConfig
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES, is_device_id
 from mynabox.payload.topics import topic
+from mynabox.tls import TlsFilesError, client_context
 
 log = logging.getLogger("mynabox.mqtt")
 
@@ -93,29 +94,6 @@ class LinkStateError(ValueError):
     """A state document has a key or value that is not allowed (the state topic carries no personal data)."""
 
 
-@dataclass(frozen=True)
-class LinkSettings:
-    host: str
-    port: int
-    device_id: str
-    ca: Path
-    cert: Path
-    key: Path
-    keepalive_s: int = 30
-    window: int = 10
-    reconnect_min_s: int = 1
-    reconnect_max_s: int = 60
-    connect_timeout_s: float = 10.0
-
-    def __post_init__(self) -> None:
-        if not is_device_id(self.device_id):
-            raise LinkConfigError("device id is not a valid topic segment")
-        if not 0 < self.port < 65536 or not 1 <= self.window <= 100:
-            raise LinkConfigError("port or window out of range")
-        if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
-            raise LinkConfigError("reconnect delays must satisfy 0 < min <= max")
-
-
 def tls_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
     """Verify the broker against our CA (name checked), present the client certificate, TLS 1.2 or later."""
     try:
@@ -149,14 +127,29 @@ class _Event:
 class MqttLink:
     def __init__(
         self,
-        settings: LinkSettings,
+        config: MqttConfig,
+        device_id: str,
         outbox: Outbox,
         *,
+        reconnect_min_s: int = 1,
+        reconnect_max_s: int = 60,
+        connect_timeout_s: float = 10.0,
         on_link: Callable[[bool], None] | None = None,
         on_rejected: Callable[[str, str], None] | None = None,
         on_acked: Callable[[str], None] | None = None,
     ) -> None:
-        self._s = settings
+        """`config` is the [mqtt] section as loaded (its client key a credential, resolved here); the
+        reconnect back-off and the connect timeout are not configurable, tests shorten them."""
+        if not is_device_id(device_id):
+            raise LinkConfigError("device id is not a valid topic segment")
+        if not 0 < config.port < 65536 or not 1 <= config.window <= 100:
+            raise LinkConfigError("port or window out of range")
+        if not 0 < reconnect_min_s <= reconnect_max_s:
+            raise LinkConfigError("reconnect delays must satisfy 0 < min <= max")
+        self._cfg = config
+        self._device_id = device_id
+        self._reconnect_min_s, self._reconnect_max_s = reconnect_min_s, reconnect_max_s
+        self._connect_timeout_s = connect_timeout_s
         self._outbox = outbox
         self._on_link = on_link
         self._on_rejected = on_rejected
@@ -170,20 +163,20 @@ class MqttLink:
         self._state: Mapping[str, object] | None = None
         self._no_subscriber = 0  # PUBACKs 0x10 since start (each record kept and sent again)
         self._paused_until = 0.0  # monotonic: no sending before this after a PUBACK 0x10
-        self._backoff_s = float(settings.reconnect_min_s)
-        self._client = self._make_client(tls_context(settings.ca, settings.cert, settings.key))
+        self._backoff_s = float(reconnect_min_s)
+        self._client = self._make_client(
+            tls_context(config.ca_file, config.client_cert, config.client_key.path)
+        )
         self._worker = threading.Thread(target=self._run, name="mqtt-link", daemon=True)
 
     def _make_client(self, ctx: ssl.SSLContext) -> paho.Client:
-        s = self._s
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"mynabox-{s.device_id}", protocol=paho.MQTTv5
-        )
+        device = self._device_id
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"mynabox-{device}", protocol=paho.MQTTv5)
         client.tls_set_context(ctx)
-        client.will_set(topic(s.device_id, "availability"), b"offline", qos=1, retain=True)
-        client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)
-        client.max_inflight_messages_set(s.window + 4)  # ours plus availability/state
-        client.connect_timeout = s.connect_timeout_s
+        client.will_set(topic(device, "availability"), b"offline", qos=1, retain=True)
+        client.reconnect_delay_set(self._reconnect_min_s, self._reconnect_max_s)
+        client.max_inflight_messages_set(self._cfg.window + 4)  # ours plus availability/state
+        client.connect_timeout = self._connect_timeout_s
         client.on_connect = self._cb_connect
         client.on_connect_fail = self._cb_connect_fail
         client.on_disconnect = self._cb_disconnect
@@ -215,7 +208,11 @@ class MqttLink:
         props.SessionExpiryInterval = 0
         try:
             self._client.connect_async(
-                self._s.host, self._s.port, keepalive=self._s.keepalive_s, clean_start=True, properties=props
+                self._cfg.host,
+                self._cfg.port,
+                keepalive=self._cfg.keepalive_s,
+                clean_start=True,
+                properties=props,
             )
         except (OSError, ValueError) as err:
             raise LinkConfigError(f"cannot set up the connection ({type(err).__name__})") from err
@@ -312,7 +309,7 @@ class MqttLink:
         self._last_error = None
         self._cursor = 0
         self._held.clear()
-        device = self._s.device_id
+        device = self._device_id
         self._client.publish(topic(device, "availability"), b"online", qos=1, retain=True)
         log.info("broker connected")
         self._set_online(True)
@@ -328,7 +325,7 @@ class MqttLink:
     def _publish_state(self) -> None:
         if self._online and self._state is not None:
             doc = check_state({**self._state, "no_subscriber": self._no_subscriber})
-            self._client.publish(topic(self._s.device_id, "state"), doc, qos=1, retain=True)
+            self._client.publish(topic(self._device_id, "state"), doc, qos=1, retain=True)
 
     def _puback(self, mid: int, code: ReasonCode | None) -> None:
         item = self._in_flight.pop(mid, None)
@@ -343,7 +340,7 @@ class MqttLink:
         if code is not None and code.value == NO_MATCHING_SUBSCRIBERS:
             self._nobody_listens(item)
             return
-        self._backoff_s = float(self._s.reconnect_min_s)
+        self._backoff_s = float(self._reconnect_min_s)
         self._outbox.ack(item.message_id)
         if self._on_acked is not None:
             self._on_acked(item.message_id)
@@ -362,15 +359,15 @@ class MqttLink:
             item.message_id,
             self._backoff_s,
         )
-        self._backoff_s = min(self._backoff_s * 2, float(self._s.reconnect_max_s))
+        self._backoff_s = min(self._backoff_s * 2, float(self._reconnect_max_s))
         self._publish_state()
 
     def _drain(self) -> None:
         if not self._online or time.monotonic() < self._paused_until:
             return
         pending = {item.message_id for item in self._in_flight.values()}
-        while len(self._in_flight) < self._s.window:
-            batch = self._outbox.next_batch(self._s.window - len(self._in_flight), after=self._cursor)
+        while len(self._in_flight) < self._cfg.window:
+            batch = self._outbox.next_batch(self._cfg.window - len(self._in_flight), after=self._cursor)
             if not batch:
                 return
             for item in batch:
@@ -395,7 +392,7 @@ class MqttLink:
     def _shutdown(self) -> None:
         if self._online:
             info = self._client.publish(
-                topic(self._s.device_id, "availability"), b"offline", qos=1, retain=True
+                topic(self._device_id, "availability"), b"offline", qos=1, retain=True
             )
             # If the connection is already gone, the broker sends the last will instead.
             with contextlib.suppress(RuntimeError, ValueError):

@@ -51,9 +51,9 @@ from urllib3.connection import HTTPSConnection
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.wait import wait_for_read
 
-from mynabox.adapters.tls import TlsFilesError, client_context
 from mynabox.summary.model import Summary, SummaryFormatError
 from mynabox.summary.port import Found, LookupResult, NotRegistered, Unavailable
+from mynabox.tls import TlsFilesError, client_context
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         print(err, file=sys.stderr)
         return EXIT_CONFIG
     logging.basicConfig(
-        level=config.log.level.upper(),
+        level=config.log.level.number,
         stream=sys.stderr,  # journald adds time and unit; no patient data is ever logged
         format="%(levelname)s %(name)s: %(message)s",
     )

@@ -151,8 +151,10 @@ def _clock(_config: Config, _timeout: float) -> str | None:
 def _summary(config: Config, timeout: float) -> str | None:
     from dataclasses import replace
 
+    from mynabox.wiring import summary_client  # the daemon's own builder: the same client it would use
+
     summary = replace(config.summary, timeout_s=timeout, retries=0)
-    return summary.client().health()
+    return summary_client(summary).health()
 
 
 def _broker(config: Config, timeout: float) -> str | None:
@@ -181,12 +183,13 @@ def _broker(config: Config, timeout: float) -> str | None:
 
 def _interactive_panel(config: Config) -> int:
     from mynabox.adapters.panel import load_pin_map
+    from mynabox.config.model import PinFactory
 
     if not config.panel.enabled:
         print("skip panel: disabled in the config (no buttons, LED or buzzer)")
         return 0
     factory = None
-    if config.panel.pin_factory == "mock":
+    if config.panel.pin_factory is PinFactory.MOCK:
         from gpiozero.pins.mock import MockFactory
 
         factory = MockFactory()

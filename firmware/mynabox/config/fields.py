@@ -11,6 +11,7 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from mynabox.config.model import Credential, Issue
 from mynabox.payload.keys import CREDENTIALS_ENV, KeyFileError, credential_path
@@ -28,6 +29,8 @@ _HEX_GROUPS = [
     for sep in (":", r"\s", "-")
     for n in (2, 4, 8)
 ]
+E = TypeVar("E", bound=enum.StrEnum)
+T = TypeVar("T")
 HIDDEN = "<hidden>"
 NOT_SHOWN = "(value not shown)"
 
@@ -136,18 +139,34 @@ def suggest(key: str, known: list[str]) -> str:
     return f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
 
 
-class Fields:
-    """Typed reads from one TOML table; problems go into a shared list instead of being raised."""
+def defaults(model: type) -> dict[str, object]:
+    """A config dataclass's defaults by field name: the one place they are written. A field without one is
+    required (a field with a default factory has none here: the config uses none)."""
+    return {f.name: f.default for f in dataclasses.fields(model) if f.default is not dataclasses.MISSING}
 
-    def __init__(self, section: str, table: Mapping[str, object], ctx: Context) -> None:
+
+class Fields:
+    """Typed reads from one TOML table into the fields of `model` (a config dataclass), whose defaults are
+    the values of keys left out; problems go into a shared list instead of being raised."""
+
+    def __init__(self, section: str, table: Mapping[str, object], ctx: Context, model: type) -> None:
         self._section = section
         self._table = table
         self._ctx = ctx
+        self._defaults = defaults(model)
         self._seen: list[str] = []
         self._absent = section not in ctx.present  # a missing section is reported once, not key by key
 
     def _issue(self, key: str, problem: str, hint: str = "") -> None:
         self._ctx.issues.append(Issue(f"{self._section}.{key}", problem, hint))
+
+    def _default(self, key: str, kind: type[T]) -> T | _Required:
+        value = self._defaults.get(key, REQUIRED)
+        if isinstance(value, kind):
+            return value
+        if value is REQUIRED or value is None:  # None: optional_*() handle the key's absence
+            return REQUIRED
+        raise TypeError(f"{self._section}.{key}: the dataclass default is not {kind.__name__}")
 
     def _get(self, key: str) -> object:
         self._seen.append(key)
@@ -168,14 +187,8 @@ class Fields:
             if key not in self._seen and f"{self._section}.{key}" not in self._ctx.poisoned:
                 self._issue(label(key), "unknown key", suggest(key, self._seen))
 
-    def string(
-        self,
-        key: str,
-        default: str | _Required = REQUIRED,
-        *,
-        pattern: re.Pattern[str] = _LABEL,
-        hint: str = "",
-    ) -> str:
+    def string(self, key: str, *, pattern: re.Pattern[str] = _LABEL, hint: str = "") -> str:
+        default = self._default(key, str)
         value = self._get(key)
         if value is REQUIRED and default is not REQUIRED:
             return default
@@ -195,7 +208,10 @@ class Fields:
             return None
         return self.string(key, pattern=pattern, hint=hint)
 
-    def boolean(self, key: str, default: bool) -> bool:
+    def boolean(self, key: str) -> bool:
+        default = self._default(key, bool)
+        if default is REQUIRED:
+            raise TypeError(f"{self._section}.{key}: a boolean needs a default")
         value = self._get(key)
         if value is REQUIRED or f"{self._section}.{key}" in self._ctx.poisoned:
             return default
@@ -204,20 +220,23 @@ class Fields:
             return default
         return value
 
-    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+    def choice(self, key: str, choices: type[E]) -> E:
+        """One of the words of the `choices` enum, as its member."""
+        default = self._default(key, choices)
+        if default is REQUIRED:
+            raise TypeError(f"{self._section}.{key}: a choice needs a default")
         value = self._get(key)
         if value is REQUIRED:
             return default
         if not self._usable(key, value):
             return default
-        if value not in choices:
-            self._issue(key, f"{show(value)} is not one of {', '.join(map(repr, choices))}")
+        if not isinstance(value, str) or value not in {c.value for c in choices}:
+            self._issue(key, f"{show(value)} is not one of {', '.join(repr(c.value) for c in choices)}")
             return default
-        return str(value)
+        return choices(value)
 
-    def integer(
-        self, key: str, default: int | _Required, lo: int, hi: int, *, problem: str = "", hint: str = ""
-    ) -> int:
+    def integer(self, key: str, lo: int, hi: int, *, problem: str = "", hint: str = "") -> int:
+        default = self._default(key, int)
         value = self._get(key)
         if value is REQUIRED and default is not REQUIRED:
             return default
@@ -233,7 +252,10 @@ class Fields:
             return lo
         return value
 
-    def number(self, key: str, default: float, lo: float, hi: float) -> float:
+    def number(self, key: str, lo: float, hi: float) -> float:
+        default = self._default(key, float)
+        if default is REQUIRED:
+            raise TypeError(f"{self._section}.{key}: a number needs a default")
         value = self._get(key)
         if value is REQUIRED or not self._usable(key, value):
             return default
@@ -245,7 +267,8 @@ class Fields:
             return default
         return float(value)
 
-    def path(self, key: str, default: Path | _Required = REQUIRED, *, check: str = "") -> Path:
+    def path(self, key: str, *, check: str = "") -> Path:
+        default = self._default(key, Path)
         value = self._get(key)
         if value is REQUIRED and default is not REQUIRED:
             return default

@@ -17,6 +17,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from mynabox.config.fields import (
     Context,
@@ -34,12 +35,17 @@ from mynabox.config.model import (
     Config,
     ConfigError,
     ConsentConfig,
+    DefaultConsent,
     DeviceConfig,
     DisplayConfig,
+    DisplayDriver,
+    ExtendedApdu,
     Issue,
     LogConfig,
+    LogLevel,
     MqttConfig,
     PanelConfig,
+    PinFactory,
     ReaderConfig,
     SealingConfig,
     StorageConfig,
@@ -53,6 +59,7 @@ from mynabox.payload.envelope import (
 )
 from mynabox.payload.identity import IdentityFile, Kind, check_identity, check_permissions
 from mynabox.payload.keys import CREDENTIALS_ENV, KeyFileError, read_small_file
+from mynabox.tls import TlsFilesError, client_context
 
 DEFAULT_PATH = Path("/etc/mynabox/config.toml")
 CONFIG_ENV = "MYNABOX_CONFIG"
@@ -160,8 +167,8 @@ def parse_config(
         if name not in doc:
             ctx.issues.append(Issue(name, "missing section (required)", f"add a [{name}] table"))
 
-    def fields(name: str) -> Fields:
-        return Fields(name, tables.get(name, {}), ctx)
+    def fields(name: str, model: type) -> Fields:
+        return Fields(name, tables.get(name, {}), ctx, model)
 
     config = _build(fields, source, ctx)
     if check_files:
@@ -223,114 +230,112 @@ def _find_secrets(table: object, dotted: str, shown: str, ctx: Context) -> None:
             ctx.issues.append(Issue(key_shown, "looks like key material (value not shown)", _SECRET_HINT))
 
 
-def _build(fields: Callable[[str], Fields], source: Path, ctx: Context) -> Config:
-    f = fields("device")
+def _build(fields: Callable[[str, type], Fields], source: Path, ctx: Context) -> Config:
+    f = fields("device", DeviceConfig)
     device = DeviceConfig(
         id=f.string("id", pattern=_DEVICE_ID, hint=DEVICE_ID_HINT),
         unit_id=f.optional_string("unit_id"),
         crew_id=f.optional_string("crew_id"),
-        test_mode=f.boolean("test_mode", False),
+        test_mode=f.boolean("test_mode"),
     )
     f.finish()
 
-    f = fields("reader")
+    f = fields("reader", ReaderConfig)
     reader = ReaderConfig(
         name_filter=f.optional_string("name_filter"),
-        extended_apdu=f.choice("extended_apdu", "auto", ("auto", "on", "off")),
-        hang_s=f.number("hang_s", 20.0, 2.0, 600.0),
+        extended_apdu=f.choice("extended_apdu", ExtendedApdu),
+        hang_s=f.number("hang_s", 2.0, 600.0),
     )
     f.finish()
 
-    f = fields("consent")
+    f = fields("consent", ConsentConfig)
     consent = ConsentConfig(
-        default=f.choice("default", "none", ("none", "oral", "emergency")),
-        window_s=f.number("window_s", 30.0, 0.0, 3600.0),
-        timeout_s=f.number("timeout_s", 60.0, 1.0, 3600.0),
+        default=f.choice("default", DefaultConsent),
+        window_s=f.number("window_s", 0.0, 3600.0),
+        timeout_s=f.number("timeout_s", 1.0, 3600.0),
     )
     f.finish()
 
-    f = fields("display")
+    f = fields("display", DisplayConfig)
     display = DisplayConfig(
-        driver=f.choice("driver", "ssd1306", ("ssd1306", "sh1106", "dummy")),
-        i2c_port=f.integer("i2c_port", 1, 0, 31),
+        driver=f.choice("driver", DisplayDriver),
+        i2c_port=f.integer("i2c_port", 0, 31),
         i2c_address=f.integer(
             "i2c_address",
-            0x3C,
             0x03,
             0x77,
             problem="{value:#04x} is not a 7-bit I2C address (0x03–0x77)",
             hint="SSD1306/SH1106 use 0x3c or 0x3d",
         ),
-        rotate=f.integer("rotate", 0, 0, 3, hint="0-3 quarter turns"),
-        result_clear_s=f.number("result_clear_s", 60.0, 1.0, 3600.0),
-        error_clear_s=f.number("error_clear_s", 15.0, 1.0, 3600.0),
+        rotate=f.integer("rotate", 0, 3, hint="0-3 quarter turns"),
+        result_clear_s=f.number("result_clear_s", 1.0, 3600.0),
+        error_clear_s=f.number("error_clear_s", 1.0, 3600.0),
         frames_dir=f.optional_path("frames_dir"),
     )
-    if display.frames_dir is not None and display.driver != "dummy":
+    if display.frames_dir is not None and display.driver is not DisplayDriver.DUMMY:
         ctx.issues.append(Issue("display.frames_dir", "only used with driver = 'dummy'", "remove it"))
     f.finish()
 
-    f = fields("panel")
+    f = fields("panel", PanelConfig)
     panel = PanelConfig(
-        enabled=f.boolean("enabled", True),
+        enabled=f.boolean("enabled"),
         pins_file=f.optional_path("pins_file", check="file"),
-        pin_factory=f.choice("pin_factory", "auto", ("auto", "mock")),
+        pin_factory=f.choice("pin_factory", PinFactory),
     )
     f.finish()
 
-    f = fields("summary")
-    url = f.string(
-        "url", pattern=re.compile(r"https://[^\s/?#]+(/[^\s?#]*)?"), hint="https://host[:port][/prefix]"
-    )
+    f = fields("summary", SummaryConfig)
+    url_hint = "https://host[:port][/prefix]"
+    url = f.string("url", pattern=re.compile(r"https://[^\s/?#]+(/[^\s?#]*)?"), hint=url_hint)
+    if url and not _host_and_port(url):
+        ctx.issues.append(Issue("summary.url", f"{show(url)} has a bad host or port", url_hint))
     summary = SummaryConfig(
         url=url,
         ca_file=f.path("ca_file", check="ca"),
         client_cert=f.path("client_cert", check="cert"),
         client_key=f.credential("client_key", check="tls_key", matches="client_cert"),
-        timeout_s=f.number("timeout_s", 5.0, 0.1, 120.0),
-        retries=f.integer("retries", 2, 0, 10),
-        limit_s=f.number("limit_s", 10.0, 1.0, 120.0),
-        keepalive_s=f.number("keepalive_s", 50.0, 0.0, 3600.0),
+        timeout_s=f.number("timeout_s", 0.1, 120.0),
+        retries=f.integer("retries", 0, 10),
+        limit_s=f.number("limit_s", 1.0, 120.0),
+        keepalive_s=f.number("keepalive_s", 0.0, 3600.0),
     )
     f.finish()
 
-    f = fields("mqtt")
+    f = fields("mqtt", MqttConfig)
     mqtt = MqttConfig(
         host=f.string(
             "host", pattern=re.compile(r"[A-Za-z0-9.:_-]{1,253}"), hint="a host name or IP address"
         ),
-        port=f.integer("port", 8883, 1, 65535),
+        port=f.integer("port", 1, 65535),
         ca_file=f.path("ca_file", check="ca"),
         client_cert=f.path("client_cert", check="cert"),
         client_key=f.credential("client_key", check="tls_key", matches="client_cert"),
-        keepalive_s=f.integer("keepalive_s", 30, 5, 3600),
-        window=f.integer("window", 10, 1, 100),
+        keepalive_s=f.integer("keepalive_s", 5, 3600),
+        window=f.integer("window", 1, 100),
     )
     f.finish()
 
-    f = fields("sealing")
+    f = fields("sealing", SealingConfig)
     sealing = SealingConfig(
         device_key=f.credential("device_key", check="private_key"),
         gateway_public_key=f.path("gateway_public_key", check="public_key"),
-        max_message_bytes=f.integer(
-            "max_message_bytes", MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES
-        ),
+        max_message_bytes=f.integer("max_message_bytes", MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES),
     )
     f.finish()
 
-    f = fields("storage")
+    f = fields("storage", StorageConfig)
     storage = StorageConfig(
-        state_dir=f.path("state_dir", Path("/var/lib/mynabox")),
-        outbox_retention_h=f.integer("outbox_retention_h", 168, 1, 24 * 366),
+        state_dir=f.path("state_dir"),
+        outbox_retention_h=f.integer("outbox_retention_h", 1, 24 * 366),
     )
     f.finish()
 
-    f = fields("audit")
+    f = fields("audit", AuditConfig)
     audit = AuditConfig(key=f.credential("key", check="audit_key"))
     f.finish()
 
-    f = fields("log")
-    log = LogConfig(level=f.choice("level", "info", ("debug", "info", "warning", "error")))
+    f = fields("log", LogConfig)
+    log = LogConfig(level=f.choice("level", LogLevel))
     f.finish()
 
     return Config(
@@ -348,6 +353,16 @@ def _build(fields: Callable[[str], Fields], source: Path, ctx: Context) -> Confi
         audit,
         log,
     )
+
+
+def _host_and_port(url: str) -> bool:
+    """The URL splits into a host and a port (default or 1-65535) as the summary client will split it."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises for a port that is not a number in range
+    except ValueError:  # also an unclosed IPv6 bracket
+        return False
+    return bool(parts.hostname)
 
 
 def _check_files(ctx: Context) -> None:
@@ -375,28 +390,19 @@ def _check_files(ctx: Context) -> None:
 
 
 def _check_tls(config: Config, ctx: Context) -> None:
-    """Build the two TLS contexts as the daemon will, once their files passed: OpenSSL refuses some material
-    that parses (e.g. a chain certificate whose key is too small for its security level), and that must fail
-    here, not at the daemon's start."""
-    from mynabox.adapters.mqtt import LinkConfigError, tls_context
-    from mynabox.adapters.summary_client import SummaryClientConfigError
-
+    """Build the two TLS contexts as the daemon will (`mynabox.tls`, which the link and the summary client
+    use), once their files passed: OpenSSL refuses some material that parses (e.g. a chain certificate whose
+    key is too small for its security level), and that must fail here, not at the daemon's start."""
     if ctx.credentials_dir is None:
         return  # reported: the keys cannot be found
     flagged = {issue.key.split(".", 1)[0] for issue in ctx.issues}
-    mqtt = config.mqtt
-    builds: list[tuple[str, Callable[[], object]]] = [
-        ("mqtt", lambda: tls_context(mqtt.ca_file, mqtt.client_cert, mqtt.client_key.path)),
-        ("summary", config.summary.client),
-    ]
-    for section, build in builds:
+    for section, files in (("mqtt", config.mqtt), ("summary", config.summary)):
         if section in flagged:
             continue  # its files are refused already
         try:
-            build()
-        except (LinkConfigError, SummaryClientConfigError) as err:
-            cause = err.__cause__ or err.__context__
-            reason = getattr(cause, "reason", None) or type(cause).__name__  # an OpenSSL code, never contents
+            client_context(files.ca_file, files.client_cert, files.client_key.path)
+        except TlsFilesError as err:
+            reason = getattr(err.cause, "reason", None) or type(err.cause).__name__  # a code, never contents
             ctx.issues.append(
                 Issue(section, f"OpenSSL refuses its TLS files (ca_file, client_cert, client_key): {reason}")
             )

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES
 from mynabox.payload.keys import CREDENTIALS_ENV, Secret, credential_path, read_small_file
-
-if TYPE_CHECKING:
-    from mynabox.adapters.mqtt import LinkSettings
-    from mynabox.adapters.summary_client import HttpsSummaryClient
+from mynabox.vocab import ConsentMode
 
 MASK = "********"
 MAX_CREDENTIAL_BYTES = 64 * 1024
@@ -50,12 +49,73 @@ class Credential:
         env = {} if self.directory is None else {CREDENTIALS_ENV: str(self.directory)}
         return credential_path(self.name, env)
 
+    @classmethod
+    def at(cls, path: Path) -> Credential:
+        """A key file outside a credentials directory, named as one (harnesses, tests)."""
+        return cls(path.name, path.parent)
+
     def read(self) -> Secret[bytes]:
         return Secret(read_small_file(self.path, limit=MAX_CREDENTIAL_BYTES, what="a credential"))
 
     def describe(self) -> str:
         where = "<no credentials directory>" if self.directory is None else str(self.directory / self.name)
         return f"credential {self.name!r} at {where} (contents {MASK})"
+
+
+# Choice fields: each enum's values are the words the file uses (check-config prints them back); what the
+# rest of the box needs is a property of the member, so no one outside the config maps strings.
+
+
+class ExtendedApdu(enum.StrEnum):
+    AUTO = "auto"  # probe the card
+    ON = "on"
+    OFF = "off"
+
+    @property
+    def forced(self) -> bool | None:
+        """Extended-length APDUs forced on or off; None: probe."""
+        return None if self is ExtendedApdu.AUTO else self is ExtendedApdu.ON
+
+
+class DefaultConsent(enum.StrEnum):
+    NONE = "none"  # wait for the crew
+    ORAL = "oral"
+    EMERGENCY = "emergency"
+
+    @property
+    def mode(self) -> ConsentMode | None:
+        """The consent recorded when no button is pressed; None: none is, the crew must choose."""
+        return _CONSENT_MODES[self]
+
+
+_CONSENT_MODES = {
+    DefaultConsent.NONE: None,
+    DefaultConsent.ORAL: ConsentMode.ORAL_CONSENT,
+    DefaultConsent.EMERGENCY: ConsentMode.LIFE_SAVING_EXCEPTION,
+}
+
+
+class DisplayDriver(enum.StrEnum):
+    SSD1306 = "ssd1306"
+    SH1106 = "sh1106"
+    DUMMY = "dummy"  # no hardware; optionally writes PNG frames
+
+
+class PinFactory(enum.StrEnum):
+    AUTO = "auto"  # gpiozero's choice: the real pins
+    MOCK = "mock"  # gpiozero's mock pins (bench, tests)
+
+
+class LogLevel(enum.StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+    @property
+    def number(self) -> int:
+        """The `logging` level."""
+        return logging.getLevelNamesMapping()[self.upper()]
 
 
 @dataclass(frozen=True)
@@ -69,20 +129,20 @@ class DeviceConfig:
 @dataclass(frozen=True)
 class ReaderConfig:
     name_filter: str | None = None
-    extended_apdu: str = "auto"
+    extended_apdu: ExtendedApdu = ExtendedApdu.AUTO
     hang_s: float = 20.0
 
 
 @dataclass(frozen=True)
 class ConsentConfig:
-    default: str = "none"
+    default: DefaultConsent = DefaultConsent.NONE
     window_s: float = 30.0
     timeout_s: float = 60.0
 
 
 @dataclass(frozen=True)
 class DisplayConfig:
-    driver: str = "ssd1306"
+    driver: DisplayDriver = DisplayDriver.SSD1306
     i2c_port: int = 1
     i2c_address: int = 0x3C
     rotate: int = 0
@@ -95,7 +155,7 @@ class DisplayConfig:
 class PanelConfig:
     enabled: bool = True
     pins_file: Path | None = None  # None: the pin map packaged with the firmware
-    pin_factory: str = "auto"
+    pin_factory: PinFactory = PinFactory.AUTO
 
 
 @dataclass(frozen=True)
@@ -109,20 +169,6 @@ class SummaryConfig:
     limit_s: float = 10.0
     keepalive_s: float = 50.0  # 0: a new connection per lookup
 
-    def client(self) -> HttpsSummaryClient:
-        from mynabox.adapters.summary_client import HttpsSummaryClient
-
-        return HttpsSummaryClient(
-            self.url,
-            ca_file=self.ca_file,
-            client_cert=self.client_cert,
-            client_key=self.client_key.path,
-            timeout_s=self.timeout_s,
-            retries=self.retries,
-            limit_s=self.limit_s,
-            keepalive_s=self.keepalive_s or None,
-        )
-
 
 @dataclass(frozen=True)
 class MqttConfig:
@@ -133,20 +179,6 @@ class MqttConfig:
     port: int = 8883
     keepalive_s: int = 30
     window: int = 10
-
-    def link_settings(self, device_id: str) -> LinkSettings:
-        from mynabox.adapters.mqtt import LinkSettings
-
-        return LinkSettings(
-            host=self.host,
-            port=self.port,
-            device_id=device_id,
-            ca=self.ca_file,
-            cert=self.client_cert,
-            key=self.client_key.path,
-            keepalive_s=self.keepalive_s,
-            window=self.window,
-        )
 
 
 @dataclass(frozen=True)
@@ -169,7 +201,7 @@ class AuditConfig:
 
 @dataclass(frozen=True)
 class LogConfig:
-    level: str = "info"
+    level: LogLevel = LogLevel.INFO
 
 
 @dataclass(frozen=True)
@@ -202,4 +234,6 @@ def plain(value: object) -> Any:
         return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value  # the word the file uses
     return value

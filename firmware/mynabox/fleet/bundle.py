@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from mynabox.config import ConfigError, parse_config
 from mynabox.config.fields import suggest
+from mynabox.config.model import MqttConfig
 from mynabox.payload.keys import KeyFileError, parse_private_key, parse_public_key, read_small_file
 
 MANIFEST = "bundle.json"
@@ -237,7 +238,7 @@ def _config_text(values: Mapping[tuple[str, str], object]) -> str:
         "",
         "[mqtt]",
         f"host = {_toml(values[('mqtt', 'host')])}",
-        f"port = {_toml(values.get(('mqtt', 'port'), 8883))}",
+        f"port = {_toml(values.get(('mqtt', 'port'), MqttConfig.port))}",
         'ca_file = "mqtt-ca.pem"',
         'client_cert = "mqtt-client.pem"',
         'client_key = "mqtt-client-key"',

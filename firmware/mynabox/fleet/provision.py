@@ -12,10 +12,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from mynabox.config.model import MqttConfig
 from mynabox.fleet.bundle import CREDENTIALS, MANIFEST, Bundle
 from mynabox.fleet.fatimage import FatImage
 from mynabox.fleet.firstboot import BUNDLE_DIR
-from mynabox.payload.envelope import is_device_id  # the one rule for device ids
+from mynabox.payload.envelope import DEVICE_ID_HINT, is_device_id  # the one rule for device ids
 from mynabox.payload.keys import AUDIT_KEY_MIN_BYTES, private_key_pem, public_key_pem
 
 
@@ -38,14 +39,10 @@ class DeviceKeys:
     csrs: dict[str, bytes]  # "mqtt-client" / "summary-client" -> PEM CSR
 
 
-def valid_device_id(device_id: str) -> bool:
-    return is_device_id(device_id)
-
-
 def generate_keys(directory: Path, device_id: str) -> DeviceKeys:
     """New P-256 keys (0600, never overwriting), an audit key, CSRs (CN = device id), a vehicle.toml stub."""
-    if not valid_device_id(device_id):
-        raise ValueError(f"{device_id!r}: not a device id (lowercase letters, digits and '-', at most 32)")
+    if not is_device_id(device_id):
+        raise ValueError(f"{device_id!r}: not a device id ({DEVICE_ID_HINT})")
     directory.mkdir(parents=True, exist_ok=True)
     names = ["device-key.pem", "mqtt-client-key.pem", "summary-client-key.pem", "audit-key", "vehicle.toml"]
     clash = [n for n in names if (directory / n).exists()]
@@ -102,7 +99,7 @@ id = "{device_id}"
 
 [mqtt]
 host = "gateway.local"
-port = 8883
+port = {MqttConfig.port}
 ca_file = "mqtt-ca.pem"
 client_cert = "mqtt-client.pem"          # issued for mqtt-client.csr
 client_key = "mqtt-client-key.pem"

@@ -21,9 +21,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from mynabox.adapters.mqtt import MAX_PACKET_BYTES
-from mynabox.adapters.tls import TlsFilesError, client_context
 from mynabox.gateway.core import ReceiverCore, ReceiverError, Verdict, log
 from mynabox.payload import topics
+from mynabox.tls import TlsFilesError, client_context
 
 SUBSCRIPTIONS = tuple(topics.subscription(leaf) for leaf in topics.KINDS)
 SESSION_EXPIRY_S = 7 * 24 * 3600

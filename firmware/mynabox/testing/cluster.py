@@ -38,8 +38,9 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mynabox.adapters.mqtt import LinkSettings, MqttLink, tls_context
+from mynabox.adapters.mqtt import MqttLink, tls_context
 from mynabox.adapters.outbox import Outbox
+from mynabox.config.model import Credential, MqttConfig
 from mynabox.gateway.core import ReceiverCore, Verdict
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Sealer
@@ -262,11 +263,11 @@ class SimVehicle:
     ``queued_at`` keeps each message's time so a benchmark can measure publish → central delivery.
     """
 
-    def __init__(self, device_id: str, sealer: Sealer, outbox_path: Path, settings: LinkSettings) -> None:
+    def __init__(self, device_id: str, sealer: Sealer, outbox_path: Path, mqtt: MqttConfig) -> None:
         self.device_id = device_id
         self._sealer = sealer
         self.outbox = Outbox(outbox_path)
-        self.link = MqttLink(settings, self.outbox)
+        self.link = MqttLink(mqtt, device_id, self.outbox)
         self.queued_at: dict[str, float] = {}
 
     def start(self) -> None:
@@ -409,8 +410,8 @@ def _vehicle_worker(
         fds_before, rss_before = len(_open_fds()), _rss_kb()
         for device, port in vehicles:
             files = kit.pki.client(device)
-            settings = LinkSettings("127.0.0.1", port, device, kit.pki.ca_cert, files.cert, files.key)
-            sim = SimVehicle(device, kit.sealer(device), workdir / f"{device}.sqlite3", settings)
+            mqtt = MqttConfig("127.0.0.1", kit.pki.ca_cert, files.cert, Credential.at(files.key), port=port)
+            sim = SimVehicle(device, kit.sealer(device), workdir / f"{device}.sqlite3", mqtt)
             sims[device] = sim
             sim.start()
         conn.send(("ok", None))

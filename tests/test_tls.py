@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mynabox.adapters.tls import TlsFilesError, client_context
 from mynabox.testing.tlsfiles import TestPki, make_test_pki
+from mynabox.tls import TlsFilesError, client_context
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""The one place that builds client TLS contexts (the MQTT link, the summary client, the gateway receiver).
+"""The one place that builds client TLS contexts (the MQTT link, the summary client, the gateway receiver,
+and the config check, which builds them as the daemon will: so it lives outside the adapters).
 
 Each verifies the server's chain against one CA file and its host name (``PROTOCOL_TLS_CLIENT``: required
 certificate, ``check_hostname``), presents a client certificate, and speaks TLS 1.2 or later. No system CAs
