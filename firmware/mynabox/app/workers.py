@@ -18,7 +18,7 @@ from mynabox.adapters.pcsc import PcscCard, PcscReader
 from mynabox.app.cardread import READ_LIMIT_S, CapsMemory, read_card
 from mynabox.app.delivery import Delivery, ReadContext
 from mynabox.app.readtiming import ReadTiming, ReadTimings
-from mynabox.card.certcheck import CertStatus, TrustStore
+from mynabox.card.certcheck import TrustStore
 from mynabox.card.errors import (
     CardRemoved,
     CardUnresponsive,
@@ -216,7 +216,7 @@ class CardWorker:
             self._contexts[read] = context
             while len(self._contexts) > MAX_HELD:  # only if the loop stopped deciding: keep the newest
                 del self._contexts[min(self._contexts)]
-        self._post(CardRead(read, report.card_hash, check.status is CertStatus.OK, report.certificate))
+        self._post(CardRead(read, report.card_hash))
 
 
 @dataclass(frozen=True, slots=True)
