@@ -18,6 +18,7 @@ from mynabox.testing.vpcd import VpcdCardServer
 
 pytestmark = pytest.mark.stack
 TRUST = TrustStore.jlis([testca.test_ca_pem()])
+FIRST, SECOND = "WORKERTESTCARD000000001", "WORKERTESTCARD000000002"
 
 
 @pytest.fixture
@@ -49,14 +50,14 @@ def test_a_late_forget_spares_reads_the_loop_has_not_handled(
     stack: tuple[PrivatePcscd, CardWorker, queue.Queue[Event]],
 ) -> None:
     pcscd, worker, events = stack
-    first = tap(pcscd, events, "WORKERTESTCARD000000001")
-    second = tap(pcscd, events, "WORKERTESTCARD000000002")  # tapped before the first was delivered
+    first = tap(pcscd, events, FIRST)
+    second = tap(pcscd, events, SECOND)  # tapped before the first was delivered
     assert second.read == first.read + 1
     worker.forget(first.read - 1)  # the loop clearing an older patient's screen
     held = worker.take(second.read, second.card_hash)
-    assert held is not None and held.certificate == second.certificate
+    assert held is not None and held.certificate == testca.auth_certificate(SECOND)
     held = worker.take(first.read, first.card_hash)  # the second tap did not overwrite the first
-    assert held is not None and held.certificate == first.certificate
+    assert held is not None and held.certificate == testca.auth_certificate(FIRST)
     assert worker.take(first.read, first.card_hash) is None  # handed over once
 
     third = tap(pcscd, events, "WORKERTESTCARD000000003")

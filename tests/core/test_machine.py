@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 from mynabox.core import events as ev
 from mynabox.core.effects import (
     Buzz,
+    Effect,
     ForgetPatient,
     PublishState,
     RecordOutcome,
@@ -26,7 +29,7 @@ from mynabox.summary.flags import Flag, FlagCode
 from mynabox.vocab import ConsentMode, Outcome, ReadFailure
 
 T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
-READ = ev.CardRead(read=1, card_hash="0123456789abcdef", cert_ok=True, certificate=b"\x30\x03\x02\x01\x01")
+READ = ev.CardRead(read=1, card_hash="0123456789abcdef")
 WARFARIN = Flag(FlagCode.ANTICOAGULANT, "抗凝固薬", ("ワルファリン",))
 
 
@@ -48,7 +51,7 @@ def test_happy_path_with_consent_after_the_tap() -> None:
     assert box.state is State.CONSENT and screen_of(effects) is ScreenKind.CONSENT
     effects = box.handle(ev.ConsentPressed(ConsentMode.ORAL_CONSENT), at(3))
     starts = [e for e in effects if isinstance(e, StartDelivery)]
-    assert starts == [StartDelivery(1, READ.certificate, READ.card_hash, ConsentMode.ORAL_CONSENT)]
+    assert starts == [StartDelivery(1, READ.card_hash, ConsentMode.ORAL_CONSENT)]
     assert box.state is State.LOOKING_UP
     effects = box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, (WARFARIN,), queued=0), at(4))
     assert box.state is State.RESULT
@@ -229,7 +232,7 @@ def test_a_new_tap_forgets_only_the_reads_before_it() -> None:
     box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, (), queued=0), at(0.2))
     effects = box.handle(ev.CardPresent(2), at(0.5))
     assert [e for e in effects if isinstance(e, ForgetPatient)] == [ForgetPatient(1)]
-    second = ev.CardRead(2, "fedcba9876543210", True, b"\x30\x00")
+    second = ev.CardRead(2, "fedcba9876543210")
     starts = [e for e in box.handle(second, at(0.6)) if isinstance(e, StartDelivery)]
     assert [(s.read, s.card_hash) for s in starts] == [(2, second.card_hash)]
     # The auto-clear tick ran before the loop heard of read 3: it forgets up to read 2 only.
@@ -246,7 +249,7 @@ def test_a_new_tap_while_asking_for_consent_starts_over_and_audits_the_waiting_r
     effects = box.handle(ev.CardPresent(2), at(5))
     assert RecordOutcome(Outcome.NO_CONSENT, ConsentMode.NONE, READ.card_hash) in effects
     assert ForgetPatient(1) in effects and screen_of(effects) is ScreenKind.READING
-    second = ev.CardRead(2, "fedcba9876543210", True, b"\x30\x00")
+    second = ev.CardRead(2, "fedcba9876543210")
     box.handle(second, at(5.1))
     effects = box.handle(ev.ConsentPressed(ConsentMode.ORAL_CONSENT), at(6))
     starts = [e for e in effects if isinstance(e, StartDelivery)]
@@ -258,7 +261,7 @@ def test_a_card_read_while_a_lookup_runs_is_audited_not_used() -> None:
     box.handle(ev.CardPresent(1), at(0))
     box.handle(READ, at(0.1))
     assert box.handle(ev.CardPresent(2), at(0.2)) == []  # the lookup's screen stays
-    second = ev.CardRead(2, "fedcba9876543210", True, b"\x30\x00")
+    second = ev.CardRead(2, "fedcba9876543210")
     effects = box.handle(second, at(0.3))
     assert effects == [RecordOutcome(Outcome.BUSY, ConsentMode.NONE, second.card_hash)]
     assert box.state is State.LOOKING_UP
@@ -278,14 +281,14 @@ def test_the_same_card_read_again_during_its_lookup_still_gets_its_result() -> N
     box.handle(ev.CardPresent(1), at(0))
     box.handle(READ, at(0.1))
     box.handle(ev.CardPresent(2), at(0.2))
-    again = ev.CardRead(2, READ.card_hash, True, READ.certificate)
+    again = ev.CardRead(2, READ.card_hash)
     assert box.handle(again, at(0.3)) == [RecordOutcome(Outcome.BUSY, ConsentMode.NONE, READ.card_hash)]
     box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, (WARFARIN,), queued=0), at(0.4))
     assert box.state is State.RESULT and box.screen.lines == ("抗凝固薬",)
     # The next lookup starts clean: a later different card does not inherit anything.
     box.handle(ev.Tick(), at(100))
     box.handle(ev.CardPresent(3), at(101))
-    box.handle(ev.CardRead(3, "fedcba9876543210", True, b"\x30\x00"), at(101.1))
+    box.handle(ev.CardRead(3, "fedcba9876543210"), at(101.1))
     box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, (), queued=0), at(101.2))
     assert box.state is State.RESULT
 
@@ -301,7 +304,7 @@ def test_clearing_during_the_lookup_keeps_its_result_off_the_screen() -> None:
     assert ForgetPatient(1) in effects and "未送信1件" in box.screen.status.text()
     # The next read shows its result as usual.
     box.handle(ev.CardPresent(2), at(5))
-    box.handle(ev.CardRead(2, READ.card_hash, True, READ.certificate), at(5.1))
+    box.handle(ev.CardRead(2, READ.card_hash), at(5.1))
     box.handle(ev.LookupDone(ev.LookupOutcome.FOUND, (WARFARIN,), queued=0), at(5.2))
     assert box.state is State.RESULT and box.screen.lines == ("抗凝固薬",)
 
@@ -378,3 +381,24 @@ def test_the_first_published_state_carries_the_clock_and_queue_as_they_are() -> 
 
 def screen_of_status(effects: list[object]) -> str:
     return next(e.screen.status.text() for e in effects if isinstance(e, ShowScreen))
+
+
+def _reachable_types(kind: object, seen: set[object]) -> set[object]:
+    """Every type a value of `kind` can hold, through unions, containers and nested dataclasses."""
+    if kind in seen:
+        return seen
+    seen.add(kind)
+    for arg in typing.get_args(kind):
+        _reachable_types(arg, seen)
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+        for hint in typing.get_type_hints(kind).values():
+            _reachable_types(hint, seen)
+    return seen
+
+
+@pytest.mark.parametrize("kind", [*ev.EVENT_TYPES, *typing.get_args(Effect)], ids=lambda k: k.__name__)
+def test_no_event_or_effect_carries_the_certificate(kind: type) -> None:
+    """The certificate stays with the card worker (taken by read number): nothing that flows through the
+    loop can hold raw bytes, so it cannot be logged, queued or kept there by mistake."""
+    reachable = _reachable_types(kind, set())
+    assert not reachable & {bytes, bytearray, memoryview}, kind

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -116,12 +116,46 @@ def check_state(state: Mapping[str, object]) -> bytes:
     return json.dumps(dict(state), sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
-@dataclass(frozen=True)
-class _Event:
-    kind: str  # connected | connect-failed | disconnected | puback | drain | state | stop
-    code: ReasonCode | None = None
-    mid: int = 0
-    state: Mapping[str, object] | None = None
+# What the worker is told (by paho's callbacks, the daemon, its own tick): typed like the core's events, so
+# each carries exactly its own fields and the worker's dispatch is checked by mypy.
+@dataclass(frozen=True, slots=True)
+class _Connected:
+    code: ReasonCode
+
+
+@dataclass(frozen=True, slots=True)
+class _ConnectFailed:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Disconnected:
+    code: ReasonCode
+
+
+@dataclass(frozen=True, slots=True)
+class _Puback:
+    mid: int
+    code: ReasonCode
+
+
+@dataclass(frozen=True, slots=True)
+class _Drain:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    state: Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class _Stop:
+    pass
+
+
+_Work = _Connected | _ConnectFailed | _Disconnected | _Puback | _Drain | _State
+_Event = _Work | _Stop
 
 
 class MqttLink:
@@ -221,19 +255,19 @@ class MqttLink:
 
     def notify(self) -> None:
         """The outbox has something new: drain it now rather than at the next tick."""
-        self._events.put(_Event("drain"))
+        self._events.put(_Drain())
 
     def publish_state(self, state: Mapping[str, object]) -> None:
         """Retained ``…/state``; kept and re-published on every connect, so the latest is always there.
 
         The link adds its own ``no_subscriber`` count."""
         check_state(state)  # refuse a bad document in the caller's thread
-        self._events.put(_Event("state", state=dict(state)))
+        self._events.put(_State(dict(state)))
 
     def stop(self, timeout: float = 5.0) -> None:
         """Publish ``offline``, disconnect cleanly (no last will), stop both threads."""
         if self._worker.is_alive():
-            self._events.put(_Event("stop"))
+            self._events.put(_Stop())
             self._worker.join(timeout)
         # paho's thread may be inside a TCP connect (up to connect_timeout_s) or a name lookup, which nothing
         # interrupts: in an underground car park SIGTERM took 7 s and systemd's TimeoutStopSec would kill us.
@@ -247,16 +281,16 @@ class MqttLink:
     # --- paho callbacks (paho's thread): only enqueue ---------------------------------------------------
 
     def _cb_connect(self, _c: paho.Client, _u: Any, _f: Any, code: ReasonCode, _p: Any) -> None:
-        self._events.put(_Event("connected", code=code))
+        self._events.put(_Connected(code))
 
     def _cb_connect_fail(self, _c: paho.Client, _u: Any) -> None:
-        self._events.put(_Event("connect-failed"))
+        self._events.put(_ConnectFailed())
 
     def _cb_disconnect(self, _c: paho.Client, _u: Any, _f: Any, code: ReasonCode, _p: Any) -> None:
-        self._events.put(_Event("disconnected", code=code))
+        self._events.put(_Disconnected(code))
 
     def _cb_publish(self, _c: paho.Client, _u: Any, mid: int, code: ReasonCode, _p: Any) -> None:
-        self._events.put(_Event("puback", code=code, mid=mid))
+        self._events.put(_Puback(mid, code))
 
     # --- the worker ---------------------------------------------------------------------------------------
 
@@ -265,8 +299,8 @@ class MqttLink:
             try:
                 event = self._events.get(timeout=_TICK_S)
             except queue.Empty:
-                event = _Event("drain")
-            if event.kind == "stop":
+                event = _Drain()
+            if isinstance(event, _Stop):
                 self._shutdown()
                 return
             try:
@@ -277,28 +311,30 @@ class MqttLink:
             except Exception:  # never let the worker die silently: the box would stop delivering
                 log.exception("unexpected error in the MQTT link worker")
 
-    def _handle(self, event: _Event) -> None:
-        if event.kind == "connected":
+    def _handle(self, event: _Work) -> None:
+        if isinstance(event, _Connected):
             self._connected(event.code)
-        elif event.kind == "connect-failed":
+        elif isinstance(event, _ConnectFailed):
             self._last_error = LinkDownError("cannot connect to the broker (network, TLS or certificate)")
             log.warning("%s", self._last_error)
             self._set_online(False)
-        elif event.kind == "disconnected":
+        elif isinstance(event, _Disconnected):
             if self._online:
                 self._last_error = LinkDownError(f"broker connection lost ({event.code})")
             else:  # with TLS 1.3 a refused client certificate shows only now, after our CONNECT
                 self._last_error = LinkDownError("broker closed the connection before accepting it")
             log.warning("%s", self._last_error)
             self._set_online(False)
-        elif event.kind == "puback":
+        elif isinstance(event, _Puback):
             self._puback(event.mid, event.code)
             self._drain()
-        elif event.kind == "state":
+        elif isinstance(event, _State):
             self._state = event.state
             self._publish_state()
-        else:
+        elif isinstance(event, _Drain):
             self._drain()
+        else:
+            assert_never(event)
 
     def _connected(self, code: ReasonCode | None) -> None:
         if code is not None and code.is_failure:

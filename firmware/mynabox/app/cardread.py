@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from mynabox.adapters.pcsc import PcscReader
+from mynabox.app.reader import Reader
 from mynabox.card.certcheck import CertCheck, TrustStore, check_certificate
 from mynabox.card.identity import card_key_hash
 from mynabox.card.jpki import CardRead, CardType, ReaderCaps, read_auth_certificate
@@ -91,10 +91,10 @@ def read_card(
 
 
 class JpkiReader:
-    """Reads My Number Cards tapped on a `PcscReader`, with the caps memory of its readers."""
+    """Reads My Number Cards tapped on a reader (`PcscReader`), with the caps memory of its readers."""
 
     def __init__(
-        self, pcsc: PcscReader, *, trust: TrustStore, hash_key: bytes, default_caps: ReaderCaps | None = None
+        self, pcsc: Reader, *, trust: TrustStore, hash_key: bytes, default_caps: ReaderCaps | None = None
     ) -> None:
         self.pcsc = pcsc
         self.caps = CapsMemory(default_caps)
@@ -117,6 +117,8 @@ class JpkiReader:
         card = self.pcsc.wait_for_card(timeout)
         if card is None:
             return None
-        with card:
+        try:
             card.deadline = None if limit_s is None else time.monotonic() + limit_s
             return self.read_present(card, clock_synced=clock_synced)
+        finally:
+            card.close()

@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mynabox.adapters.pcsc import PcscCard, PcscReader
 from mynabox.app.cardread import READ_LIMIT_S, CapsMemory, read_card
 from mynabox.app.delivery import Delivery, ReadContext
+from mynabox.app.reader import PresentedCard, Reader
 from mynabox.app.readtiming import ReadTiming, ReadTimings
-from mynabox.card.certcheck import CertStatus, TrustStore
+from mynabox.card.certcheck import TrustStore
 from mynabox.card.errors import (
     CardRemoved,
     CardUnresponsive,
@@ -74,7 +74,7 @@ class Stopwatch:
 class CardWorker:
     def __init__(
         self,
-        reader: PcscReader,
+        reader: Reader,
         post: Callable[[Event], None],
         *,
         trust: TrustStore,
@@ -164,7 +164,7 @@ class CardWorker:
                 with self._busy as present_at:
                     self._read(card, present_at)
 
-    def _read(self, card: PcscCard, present_at: float) -> None:
+    def _read(self, card: PresentedCard, present_at: float) -> None:
         read = self._next_read()
         self._post(CardPresent(read))
         failure: ReadFailure | None = None
@@ -216,7 +216,7 @@ class CardWorker:
             self._contexts[read] = context
             while len(self._contexts) > MAX_HELD:  # only if the loop stopped deciding: keep the newest
                 del self._contexts[min(self._contexts)]
-        self._post(CardRead(read, report.card_hash, check.status is CertStatus.OK, report.certificate))
+        self._post(CardRead(read, report.card_hash))
 
 
 @dataclass(frozen=True, slots=True)

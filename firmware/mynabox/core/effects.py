@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mynabox.core.screens import Screen
 from mynabox.vocab import ConsentMode, Outcome
@@ -41,10 +41,10 @@ class SetLed:
 
 @dataclass(frozen=True, slots=True)
 class StartDelivery:
-    """Look up, seal, queue and audit (on a worker); the worker posts LookupDone."""
+    """Look up, seal, queue and audit (on a worker); the worker posts LookupDone. The delivery takes the
+    read's certificate from the card worker by `read`, checked against `card_hash`."""
 
     read: int
-    certificate: bytes = field(repr=False)
     card_hash: str
     consent: ConsentMode
 

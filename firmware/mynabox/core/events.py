@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mynabox.summary.flags import Flag
 from mynabox.vocab import ConsentMode, ReadFailure
@@ -25,10 +25,11 @@ class CardPresent:
 
 @dataclass(frozen=True, slots=True)
 class CardRead:
+    """A read finished. Only its number and the card's keyed hash travel: the certificate (personal data)
+    stays with the card worker, which hands it to the delivery by this number."""
+
     read: int
     card_hash: str
-    cert_ok: bool
-    certificate: bytes = field(repr=False)  # personal data: held only until delivery starts
 
 
 @dataclass(frozen=True, slots=True)

@@ -190,7 +190,7 @@ class Controller:
         self._looking_up, self._superseded, self._cleared = card.card_hash, False, False
         self._go(State.LOOKING_UP, None, now)
         return [
-            StartDelivery(card.read, card.certificate, card.card_hash, consent),
+            StartDelivery(card.read, card.card_hash, consent),
             *self._show(screens.looking_up(self.status)),
         ]
 

@@ -1,0 +1,119 @@
+"""The card worker's take/forget bookkeeping on a pure fake reader (the reader port; no pcscd).
+
+The same story as `test_workers.py` on the real PC/SC stack, plus what is awkward to arrange there: the
+holding's bound when the loop stops deciding, and `held` counting what is still in memory.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Iterator
+
+import pytest
+
+from mynabox.app.reader import PresentedCard
+from mynabox.app.workers import MAX_HELD, CardWorker
+from mynabox.card.certcheck import TrustStore
+from mynabox.core.events import CardRead, Event
+from mynabox.testing import testca
+from mynabox.testing.fakecard import FakeCardTransport
+from mynabox.testing.mynacard import VirtualMyNumberCard
+
+TRUST = TrustStore.jlis([testca.test_ca_pem()])
+
+
+class FakeCard(FakeCardTransport):
+    reader_name = "fake reader 0"
+
+    def __init__(self, card: VirtualMyNumberCard) -> None:
+        super().__init__(card)
+        self.deadline: float | None = None
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeReader:
+    """Hands out the cards `tap` queues, one per wait; `cancel` ends a wait at once."""
+
+    def __init__(self) -> None:
+        self._cards: queue.Queue[FakeCard | None] = queue.Queue()
+        self.closed = False
+
+    def tap(self, card_id: str) -> FakeCard:
+        card = FakeCard(VirtualMyNumberCard(card_id))
+        self._cards.put(card)
+        return card
+
+    def wait_for_card(self, timeout: float | None = None) -> PresentedCard | None:
+        try:
+            return self._cards.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def cancel(self) -> None:
+        self._cards.put(None)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def rig() -> Iterator[tuple[FakeReader, CardWorker, queue.Queue[Event]]]:
+    events: queue.Queue[Event] = queue.Queue()
+    reader = FakeReader()  # a `Reader` (mynabox.app.reader)
+    worker = CardWorker(reader, events.put, trust=TRUST, hash_key=b"k", clock_synced=lambda: True)
+    worker.start()
+    try:
+        yield reader, worker, events
+    finally:
+        worker.stop()
+        assert reader.closed
+
+
+def tap(reader: FakeReader, events: queue.Queue[Event], card_id: str) -> CardRead:
+    """Present a card, wait for the worker's CardRead (the loop that would handle it is not running)."""
+    card = reader.tap(card_id)
+    while not isinstance(event := events.get(timeout=10), CardRead):
+        pass
+    assert card.closed  # the worker always closes the connection
+    return event
+
+
+def test_a_late_forget_spares_reads_the_loop_has_not_handled(
+    rig: tuple[FakeReader, CardWorker, queue.Queue[Event]],
+) -> None:
+    reader, worker, events = rig
+    first = tap(reader, events, "FAKEREADERCARD000000001")
+    second = tap(reader, events, "FAKEREADERCARD000000002")
+    assert second.read == first.read + 1 and worker.held == 2
+    worker.forget(first.read - 1)
+    held = worker.take(second.read, second.card_hash)
+    assert held is not None and held.certificate == testca.auth_certificate("FAKEREADERCARD000000002")
+    held = worker.take(first.read, first.card_hash)
+    assert held is not None and held.certificate == testca.auth_certificate("FAKEREADERCARD000000001")
+    assert worker.take(first.read, first.card_hash) is None  # handed over once
+    assert worker.held == 0
+
+    third = tap(reader, events, "FAKEREADERCARD000000003")
+    assert worker.take(third.read, first.card_hash) is None  # a number and a hash that do not match
+    assert worker.held == 0  # ... and the mismatched take still dropped it
+    third = tap(reader, events, "FAKEREADERCARD000000003")
+    worker.forget(third.read)
+    assert worker.take(third.read, third.card_hash) is None and worker.held == 0
+
+
+def test_the_holding_keeps_only_the_newest_reads_when_nothing_forgets(
+    rig: tuple[FakeReader, CardWorker, queue.Queue[Event]],
+) -> None:
+    reader, worker, events = rig
+    reads = [tap(reader, events, f"FAKEREADERCARD00000001{i}") for i in range(MAX_HELD + 2)]
+    assert worker.held == MAX_HELD
+    assert worker.take(reads[0].read, reads[0].card_hash) is None  # the oldest went first
+    assert worker.take(reads[1].read, reads[1].card_hash) is None
+    newest = reads[-1]
+    held = worker.take(newest.read, newest.card_hash)
+    assert held is not None and held.card_hash == newest.card_hash
+    worker.forget(newest.read)
+    assert worker.held == 0  # no certificate left in memory
