@@ -46,11 +46,10 @@ def generate_keys(directory: Path, device_id: str) -> DeviceKeys:
     """New P-256 keys (0600, never overwriting), an audit key, CSRs (CN = device id), a vehicle.toml stub."""
     if not valid_device_id(device_id):
         raise ValueError(f"{device_id!r}: not a device id (lowercase letters, digits and '-', at most 32)")
-    directory.mkdir(parents=True, exist_ok=True)
-    names = ["device-key.pem", "mqtt-client-key.pem", "summary-client-key.pem", "audit-key", "vehicle.toml"]
-    clash = [n for n in names if (directory / n).exists()]
-    if clash:
-        raise FileExistsError(f"{directory}: would overwrite {', '.join(clash)}")
+    _refuse_overwrite(
+        directory,
+        ("device-key.pem", "mqtt-client-key.pem", "summary-client-key.pem", "audit-key", "vehicle.toml"),
+    )
     device = ec.generate_private_key(ec.SECP256R1())
     write_new(directory / "device-key.pem", private_key_pem(device).reveal(), mode=0o600)
     write_new(directory / "device-key.pub.pem", public_key_pem(device), mode=0o644)
@@ -74,15 +73,21 @@ def generate_keys(directory: Path, device_id: str) -> DeviceKeys:
 def generate_gateway_keys(directory: Path) -> bytes:
     """The gateway's envelope key pair (P-256): ``gateway-envelope-key.pem`` (PKCS#8, 0600, for the gateway
     only) and ``gateway-envelope.pub.pem`` (SPKI, for every box's vehicle file); returns the public PEM."""
-    directory.mkdir(parents=True, exist_ok=True)
     names = ("gateway-envelope-key.pem", "gateway-envelope.pub.pem")
-    clash = [n for n in names if (directory / n).exists()]
-    if clash:
-        raise FileExistsError(f"{directory}: would overwrite {', '.join(clash)}")
+    _refuse_overwrite(directory, names)
     key = ec.generate_private_key(ec.SECP256R1())
     write_new(directory / names[0], private_key_pem(key).reveal(), mode=0o600)
     write_new(directory / names[1], public_key_pem(key), mode=0o644)
     return public_key_pem(key)
+
+
+def _refuse_overwrite(directory: Path, names: tuple[str, ...]) -> None:
+    """Create `directory` if need be; refuse before writing anything if one of `names` is there (write_new
+    would refuse it too, but only after the files before it were written)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    clash = [n for n in names if (directory / n).exists()]
+    if clash:
+        raise FileExistsError(f"{directory}: would overwrite {', '.join(clash)}")
 
 
 def _vehicle_stub(device_id: str) -> str:
