@@ -14,11 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mynabox.adapters.keyfiles import CREDENTIALS_ENV
 from mynabox.config import Config, ConfigError, Credential, load_config, parse_config
-from mynabox.payload.keys import (
-    CREDENTIALS_ENV,
-    KeyFileError,
-)
+from mynabox.payload.keys import KeyFileError
 from mynabox.testing.boxfiles import AUDIT_BYTES, VALID, make_box
 
 EXAMPLE = resources.files("mynabox") / "data" / "config.example.toml"
