@@ -23,7 +23,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mynabox.payload.keys import save_private_key, save_public_key
+from mynabox.adapters.keyfiles import save_private_key, save_public_key
 from mynabox.testing.tlsfiles import make_test_pki
 
 HERE = Path(__file__).resolve().parent

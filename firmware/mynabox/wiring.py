@@ -19,6 +19,7 @@ from typing import Any
 from mynabox import __version__
 from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.clock import clock_synced
+from mynabox.adapters.keyfiles import load_audit_key, load_private_key, load_public_key
 from mynabox.adapters.mqtt import MqttLink
 from mynabox.adapters.oled import DisplayError, Oled
 from mynabox.adapters.outbox import Outbox
@@ -46,7 +47,6 @@ from mynabox.core.effects import (
 )
 from mynabox.core.events import BrokerOffline, BrokerOnline, Event, ShutdownRequested
 from mynabox.core.machine import Controller, MachineConfig
-from mynabox.payload.keys import load_audit_key, load_private_key, load_public_key
 from mynabox.payload.seal import Sealer
 from mynabox.render.draw import render
 from mynabox.summary.port import SummaryLookup

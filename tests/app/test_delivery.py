@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from mynabox.adapters.audit import AuditLog
+from mynabox.adapters.keyfiles import load_private_key
 from mynabox.adapters.outbox import Outbox
 from mynabox.adapters.summary_client import HttpsSummaryClient
 from mynabox.app.delivery import Delivery, Identity, ReadContext
 from mynabox.card.certcheck import TrustStore, check_certificate
 from mynabox.card.tlv import MAX_OBJECT
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES, Kind
-from mynabox.payload.keys import load_private_key
 from mynabox.payload.seal import Opener, Sealer
 from mynabox.summary.flags import FlagCode
 from mynabox.testing.broker import DeliveryKit

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from mynabox.adapters.keyfiles import CREDENTIALS_ENV
 from mynabox.cli import EXIT_CONFIG
-from mynabox.payload.keys import CREDENTIALS_ENV
 from mynabox.testing.boxfiles import DAEMON_EXTRA, VALID, credentials_env, make_box, write_config
 
 

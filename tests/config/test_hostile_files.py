@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from mynabox.adapters.keyfiles import CREDENTIALS_ENV, save_private_key, save_public_key
 from mynabox.config import ConfigError, load_config, parse_config
-from mynabox.payload.keys import CREDENTIALS_ENV, generate_device_key, save_private_key, save_public_key
+from mynabox.payload.keys import generate_device_key
 from mynabox.testing.boxfiles import VALID, credentials_env, make_box, write_config
 from mynabox.testing.tlsfiles import make_test_pki
 

@@ -16,15 +16,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mynabox.adapters.keyfiles import CREDENTIALS_ENV
 from mynabox.config import Config, ConfigError, Credential, load_config, parse_config
 from mynabox.config.fields import defaults
 from mynabox.config.model import DisplayDriver, ExtendedApdu, PinFactory
 from mynabox.fleet.provision import generate_keys
 from mynabox.payload.envelope import is_device_id
-from mynabox.payload.keys import (
-    CREDENTIALS_ENV,
-    KeyFileError,
-)
+from mynabox.payload.keys import KeyFileError
 from mynabox.payload.topics import topic
 from mynabox.testing.boxfiles import AUDIT_BYTES, VALID, make_box
 from mynabox.vocab import ConsentMode

@@ -21,10 +21,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mynabox.adapters.keyfiles import CREDENTIALS_ENV
 from mynabox.commands import check_config
 from mynabox.config import ConfigError, parse_config
 from mynabox.config.fields import may_be_secret
-from mynabox.payload.keys import CREDENTIALS_ENV
 from mynabox.testing.boxfiles import VALID, credentials_env, make_box, write_config
 
 

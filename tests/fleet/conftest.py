@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mynabox.payload.keys import save_public_key
+from mynabox.adapters.keyfiles import save_public_key
 from mynabox.testing.tlsfiles import make_test_pki
 
 DEVICE_ID = "amb-0001"
@@ -77,7 +77,7 @@ def vehicle(tmp_path: Path) -> Vehicle:
     make_test_pki(d / "mqtt", clients=(DEVICE_ID,))
     make_test_pki(d / "summary", clients=(DEVICE_ID,))
     save_public_key(d / "gateway.pem", ec.generate_private_key(ec.SECP256R1()))
-    from mynabox.payload.keys import save_private_key
+    from mynabox.adapters.keyfiles import save_private_key
 
     save_private_key(d / "device-key.pem", ec.generate_private_key(ec.SECP256R1()))
     (d / "audit-key").write_bytes(secrets.token_bytes(32))

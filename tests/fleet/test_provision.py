@@ -13,11 +13,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from tests.fleet.conftest import DEVICE_ID, Vehicle, fragments, leaked, vehicle_text
 
+from mynabox.adapters.keyfiles import save_private_key
 from mynabox.fleet.bundle import MANIFEST, BundleError, load_vehicle, parse_manifest
 from mynabox.fleet.fatimage import FatImage
 from mynabox.fleet.firstboot import BUNDLE_DIR
 from mynabox.fleet.provision import generate_keys, write_bundle
-from mynabox.payload.keys import save_private_key
 
 
 def provision(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -170,8 +170,8 @@ def test_bench_hardware_settings_pass_through_and_are_checked_by_the_firmware(ve
 def test_gateway_keys_are_a_pair_stock_libraries_import_and_never_overwritten(tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
+    from mynabox.adapters.keyfiles import load_private_key, load_public_key
     from mynabox.payload.envelope import Kind
-    from mynabox.payload.keys import load_private_key, load_public_key
     from mynabox.payload.seal import Opener, Sealer
 
     out = tmp_path / "gw"

@@ -11,11 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from gateway.receiving import DEV, NOW, OTHER, TODAY, seal  # tests/ is on sys.path
+from mynabox.adapters.keyfiles import load_private_key
 from mynabox.gateway.core import Accepted, Duplicate, ReceiverCore, Rejected
 from mynabox.gateway.formatting import format_opened
 from mynabox.gateway.store import REORDER_WINDOW, SeenStore
 from mynabox.payload.envelope import Kind
-from mynabox.payload.keys import generate_device_key, load_private_key
+from mynabox.payload.keys import generate_device_key
 from mynabox.payload.seal import Opened
 from mynabox.testing.broker import DeliveryKit, NumberedSealer
 from mynabox.testing.envelopes import seal_claims

@@ -18,10 +18,10 @@ from typing import Any
 
 from PIL import Image
 
+from mynabox.adapters.keyfiles import load_private_key, load_public_keys
 from mynabox.adapters.panel import PinMap, load_pin_map
 from mynabox.config import Config, load_config
 from mynabox.gateway.subscriber import ReceiverSettings
-from mynabox.payload.keys import load_private_key, load_public_keys
 from mynabox.payload.seal import Opener
 
 from .prompts import Operator, ScriptedOperator, TtyOperator

@@ -14,13 +14,13 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from mynabox.adapters.clock import clock_synced
+from mynabox.adapters.keyfiles import load_private_key, load_public_key
 from mynabox.adapters.mqtt import tls_context
 from mynabox.commands.selftest import _broker, _summary
 from mynabox.gateway.core import ReceiverCore
 from mynabox.gateway.store import SeenStore
 from mynabox.gateway.subscriber import Receiver
 from mynabox.payload.envelope import Kind
-from mynabox.payload.keys import load_private_key, load_public_key
 from mynabox.payload.seal import Opened, Sealer
 
 from .bench import Bench

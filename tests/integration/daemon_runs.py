@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mynabox.adapters.audit import AuditLog
+from mynabox.adapters.keyfiles import load_audit_key
 from mynabox.payload.envelope import Kind
-from mynabox.payload.keys import load_audit_key
 from mynabox.payload.seal import Opened
 from mynabox.testing.notify import NotifySocket
 from mynabox.testing.stack import BoxStack

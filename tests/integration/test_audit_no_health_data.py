@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from mynabox.adapters.audit import AuditLog
+from mynabox.adapters.keyfiles import load_audit_key
 from mynabox.payload.audit import PublishedAudit
 from mynabox.payload.envelope import Kind
-from mynabox.payload.keys import load_audit_key
 from mynabox.payload.seal import Opened
 from mynabox.summary.flags import FlagCode, drug_classes
 from mynabox.testing.mynacard import VirtualMyNumberCard

@@ -14,9 +14,9 @@ import pytest
 from PIL import ImageChops
 
 from mynabox.adapters.audit import AuditLog
+from mynabox.adapters.keyfiles import load_audit_key
 from mynabox.core import screens
 from mynabox.core.screens import Screen, ScreenKind
-from mynabox.payload.keys import load_audit_key
 from mynabox.render.draw import render
 from mynabox.testing.inprocess import BoxThread, Buttons, running_box
 from mynabox.testing.mynacard import VirtualMyNumberCard

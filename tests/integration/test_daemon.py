@@ -20,11 +20,11 @@ import pytest
 from PIL import Image
 
 from mynabox.adapters.audit import AuditLog
+from mynabox.adapters.keyfiles import load_audit_key
 from mynabox.app.readtiming import parse
 from mynabox.core import screens
 from mynabox.core.screens import Screen
 from mynabox.payload.envelope import Kind
-from mynabox.payload.keys import load_audit_key
 from mynabox.payload.seal import Opened
 from mynabox.render.draw import render
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from mynabox.adapters.audit import AuditLog
+from mynabox.adapters.keyfiles import load_audit_key
 from mynabox.adapters.mqtt import MqttLink
 from mynabox.adapters.outbox import Outbox
 from mynabox.app.delivery import ReadContext
@@ -24,7 +25,6 @@ from mynabox.card.certcheck import TrustStore, check_certificate
 from mynabox.card.identity import card_key_hash
 from mynabox.config import load_config
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES, Kind
-from mynabox.payload.keys import load_audit_key
 from mynabox.payload.seal import Opened
 from mynabox.testing import testca
 from mynabox.testing.patients import OVERSIZE, summary_for

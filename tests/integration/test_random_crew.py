@@ -32,8 +32,8 @@ from pathlib import Path
 import pytest
 
 from mynabox.adapters.audit import AuditLog
+from mynabox.adapters.keyfiles import load_audit_key
 from mynabox.payload.envelope import Kind
-from mynabox.payload.keys import load_audit_key
 from mynabox.payload.seal import Opened
 from mynabox.testing.inprocess import BoxThread, Buttons, running_box
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard

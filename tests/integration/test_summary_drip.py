@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from mynabox.adapters.audit import AuditLog
+from mynabox.adapters.keyfiles import load_audit_key
 from mynabox.adapters.outbox import Outbox
 from mynabox.app.readtiming import parse
 from mynabox.payload.envelope import Kind
-from mynabox.payload.keys import load_audit_key
 from mynabox.payload.seal import Opened
 from mynabox.testing.hostile import DRIP_PLACES, HostileServer, drip
 from mynabox.testing.mynacard import VirtualMyNumberCard

@@ -15,6 +15,7 @@ import os
 import threading
 from pathlib import Path
 
+from mynabox.adapters import files
 from mynabox.payload.audit import (
     GENESIS,
     AuditFormatError,
@@ -63,17 +64,7 @@ class AuditLog:
             entry = chain(self._head, record, key=self._key)
             data = (entry.to_json_line() + "\n").encode("utf-8")
             try:
-                created = not self._path.exists()
-                fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                if created:
-                    _fsync_dir(self._path.parent)
+                files.append(self._path, data, mode=0o640)
             except OSError as err:
                 raise AuditLogError(f"audit log {self._path}: cannot append ({_os_reason(err)})") from err
             self._head = entry.hash
@@ -154,14 +145,6 @@ def verify_file(
     if verdict.ok and lines:
         head = ChainedAudit.from_json_line(lines[-1]).hash
     return verdict, head
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _os_reason(err: OSError) -> str:

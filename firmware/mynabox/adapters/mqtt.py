@@ -57,9 +57,7 @@ STATE_KEYS = frozenset(
         "state",
         "reader_present",
         "outbox_depth",
-        "oldest_queued_s",
         "clock_synced",
-        "link_error",
         "no_subscriber",
     }
 )
@@ -226,10 +224,6 @@ class MqttLink:
     @property
     def last_error(self) -> LinkError | None:
         return self._last_error
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)
 
     @property
     def no_subscriber(self) -> int:

@@ -6,14 +6,11 @@ with block characters. luma's and the OS's errors become DisplayError.
 
 from __future__ import annotations
 
-import logging
 import threading
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
-
-log = logging.getLogger(__name__)
 
 
 class DisplayError(Exception):
@@ -61,13 +58,6 @@ class Oled:
     def clear(self) -> None:
         with self._lock:
             self.device.clear()
-
-    def off(self) -> None:
-        with self._lock:
-            try:
-                self.device.hide()
-            except OSError as err:
-                log.warning("display off failed: %s", err)
 
     def close(self) -> None:
         with self._lock:

@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mynabox.adapters.audit import AuditLogError, verify_file
-    from mynabox.payload.keys import KeyFileError, load_audit_key
+    from mynabox.adapters.keyfiles import load_audit_key
+    from mynabox.payload.keys import KeyFileError
 
     try:
         key = None if args.key is None else load_audit_key(args.key)

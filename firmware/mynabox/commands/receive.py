@@ -74,6 +74,7 @@ def _listen(text: str) -> tuple[str, int]:
 def run(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
+    from mynabox.adapters.keyfiles import load_private_key, load_public_keys
     from mynabox.gateway.core import Accepted, ReceiverCore, ReceiverError, Verdict
     from mynabox.gateway.formatting import format_opened, format_quarantined
     from mynabox.gateway.pages import PageServer, PageStore
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from mynabox.gateway.subscriber import Receiver, ReceiverSettings
     from mynabox.gateway.text import visible
     from mynabox.payload.envelope import MAX_MESSAGE_BYTES
-    from mynabox.payload.keys import KeyFileError, load_private_key, load_public_keys
+    from mynabox.payload.keys import KeyFileError
     from mynabox.payload.seal import Opened, Opener
 
     if args.quarantined or args.forget_device is not None:

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from mynabox.adapters.keyfiles import CREDENTIALS_ENV, credential_path
 from mynabox.config.model import Credential, Issue
-from mynabox.payload.keys import CREDENTIALS_ENV, KeyFileError, credential_path
+from mynabox.payload.keys import KeyFileError
 
 _LABEL = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
 _PEM = re.compile(r"-----(BEGIN|END) [A-Z0-9 ]+-----|PRIVATE KEY|PUBLIC KEY|CERTIFICATE-----")

@@ -6,7 +6,7 @@ a file in ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``), or for devel
 ``$MYNABOX_CREDENTIALS_DIR`` or the top-level ``credentials_dir`` key. A value that looks like key material
 (PEM, long base64/hex) is an error, and its text is never echoed; nor is any value, key name or path that
 could hold key material (`fields.may_be_secret`). The file is read bounded and only if it is a regular file;
-the files it names are checked together by `payload.identity.check_identity` (permissions, parsed, each TLS
+the files it names are checked together by `adapters.identity.check_identity` (permissions, parsed, each TLS
 key matched to its certificate).
 """
 
@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mynabox.adapters.identity import IdentityFile, Kind, check_identity, check_permissions
+from mynabox.adapters.keyfiles import CREDENTIALS_ENV, read_small_file
 from mynabox.config.fields import (
     Context,
     Fields,
@@ -57,8 +59,7 @@ from mynabox.payload.envelope import (
     MAX_MESSAGE_BYTES,
     MIN_MESSAGE_BYTES,
 )
-from mynabox.payload.identity import IdentityFile, Kind, check_identity, check_permissions
-from mynabox.payload.keys import CREDENTIALS_ENV, KeyFileError, read_small_file
+from mynabox.payload.keys import KeyFileError
 from mynabox.tls import TlsFilesError, client_context
 
 DEFAULT_PATH = Path("/etc/mynabox/config.toml")

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mynabox.adapters.keyfiles import CREDENTIALS_ENV, credential_path, read_small_file
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES
-from mynabox.payload.keys import CREDENTIALS_ENV, Secret, credential_path, read_small_file
+from mynabox.payload.keys import Secret
 from mynabox.vocab import ConsentMode
 
 MASK = "********"

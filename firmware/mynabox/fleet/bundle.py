@@ -26,10 +26,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from mynabox.adapters.keyfiles import read_small_file
 from mynabox.config import ConfigError, parse_config
 from mynabox.config.fields import suggest
 from mynabox.config.model import MqttConfig
-from mynabox.payload.keys import KeyFileError, parse_private_key, parse_public_key, read_small_file
+from mynabox.payload.keys import KeyFileError, parse_private_key, parse_public_key
 
 MANIFEST = "bundle.json"
 BUNDLE_VERSION = 1

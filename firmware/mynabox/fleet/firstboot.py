@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from mynabox.adapters.files import fsync_dir, write_new
 from mynabox.fleet.bundle import CONFIG, CREDENTIALS, MANIFEST, BundleError, check_tree, parse_manifest
 from mynabox.fleet.fatimage import FatError, FatImage
 
@@ -111,16 +112,16 @@ def _install(  # noqa: PLR0917
             if hashlib.sha256(data).hexdigest() != digest:
                 shutil.rmtree(staging)
                 raise BundleError([f"{name}: does not match {MANIFEST} (damaged card?)"])
-            _write(staging / name, data, owner)
+            write_new(staging / name, data, mode=0o400, owner=(owner.uid, owner.gid))
             checkpoint(f"copied:{name}")
         problems = check_tree(staging)
         if problems:
             shutil.rmtree(staging)
             raise BundleError(problems)
-        _fsync(staging / CREDENTIALS)
-        _fsync(staging)
+        fsync_dir(staging / CREDENTIALS)
+        fsync_dir(staging)
         os.rename(staging, final)
-        _fsync(state)
+        fsync_dir(state)
         checkpoint("renamed")
     link_tmp = state / f".{IDENTITY}.tmp"
     with contextlib.suppress(FileNotFoundError):
@@ -128,7 +129,7 @@ def _install(  # noqa: PLR0917
     os.symlink(final.name, link_tmp)
     os.lchown(link_tmp, owner.uid, owner.gid)
     os.rename(link_tmp, state / IDENTITY)
-    _fsync(state)
+    fsync_dir(state)
     checkpoint("switched")
     for old in state.glob("identity-*"):
         if old != final:
@@ -141,27 +142,6 @@ def _mkdir(path: Path, owner: Owner) -> None:
     path.mkdir(mode=0o700)
     os.chown(path, owner.uid, owner.gid)
     path.chmod(0o700)
-
-
-def _write(path: Path, data: bytes, owner: Owner) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
-    try:
-        os.fchown(fd, owner.uid, owner.gid)
-        os.fchmod(fd, 0o400)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 __all__ = ["BUNDLE_DIR", "CONFIG", "CRASH_ENV", "Outcome", "Owner", "active_id", "run_firstboot"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -12,6 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from mynabox.adapters.files import write_new
 from mynabox.config.model import MqttConfig
 from mynabox.fleet.bundle import CREDENTIALS, MANIFEST, Bundle
 from mynabox.fleet.fatimage import FatImage
@@ -43,52 +43,48 @@ def generate_keys(directory: Path, device_id: str) -> DeviceKeys:
     """New P-256 keys (0600, never overwriting), an audit key, CSRs (CN = device id), a vehicle.toml stub."""
     if not is_device_id(device_id):
         raise ValueError(f"{device_id!r}: not a device id ({DEVICE_ID_HINT})")
-    directory.mkdir(parents=True, exist_ok=True)
-    names = ["device-key.pem", "mqtt-client-key.pem", "summary-client-key.pem", "audit-key", "vehicle.toml"]
-    clash = [n for n in names if (directory / n).exists()]
-    if clash:
-        raise FileExistsError(f"{directory}: would overwrite {', '.join(clash)}")
+    _refuse_overwrite(
+        directory,
+        ("device-key.pem", "mqtt-client-key.pem", "summary-client-key.pem", "audit-key", "vehicle.toml"),
+    )
     device = ec.generate_private_key(ec.SECP256R1())
-    _write_new(directory / "device-key.pem", private_key_pem(device).reveal(), 0o600)
-    _write_new(directory / "device-key.pub.pem", public_key_pem(device), 0o644)
+    write_new(directory / "device-key.pem", private_key_pem(device).reveal(), mode=0o600)
+    write_new(directory / "device-key.pub.pem", public_key_pem(device), mode=0o644)
     csrs = {}
     for role in ("mqtt-client", "summary-client"):
         key = ec.generate_private_key(ec.SECP256R1())
-        _write_new(directory / f"{role}-key.pem", private_key_pem(key).reveal(), 0o600)
+        write_new(directory / f"{role}-key.pem", private_key_pem(key).reveal(), mode=0o600)
         csr = (
             x509.CertificateSigningRequestBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
             .sign(key, hashes.SHA256())
             .public_bytes(serialization.Encoding.PEM)
         )
-        _write_new(directory / f"{role}.csr", csr, 0o644)
+        write_new(directory / f"{role}.csr", csr, mode=0o644)
         csrs[role] = csr
-    _write_new(directory / "audit-key", secrets.token_bytes(max(AUDIT_KEY_MIN_BYTES, 32)), 0o600)
-    _write_new(directory / "vehicle.toml", _vehicle_stub(device_id).encode(), 0o644)
+    write_new(directory / "audit-key", secrets.token_bytes(max(AUDIT_KEY_MIN_BYTES, 32)), mode=0o600)
+    write_new(directory / "vehicle.toml", _vehicle_stub(device_id).encode(), mode=0o644)
     return DeviceKeys(directory, public_key_pem(device), csrs)
 
 
 def generate_gateway_keys(directory: Path) -> bytes:
     """The gateway's envelope key pair (P-256): ``gateway-envelope-key.pem`` (PKCS#8, 0600, for the gateway
     only) and ``gateway-envelope.pub.pem`` (SPKI, for every box's vehicle file); returns the public PEM."""
-    directory.mkdir(parents=True, exist_ok=True)
     names = ("gateway-envelope-key.pem", "gateway-envelope.pub.pem")
-    clash = [n for n in names if (directory / n).exists()]
-    if clash:
-        raise FileExistsError(f"{directory}: would overwrite {', '.join(clash)}")
+    _refuse_overwrite(directory, names)
     key = ec.generate_private_key(ec.SECP256R1())
-    _write_new(directory / names[0], private_key_pem(key).reveal(), 0o600)
-    _write_new(directory / names[1], public_key_pem(key), 0o644)
+    write_new(directory / names[0], private_key_pem(key).reveal(), mode=0o600)
+    write_new(directory / names[1], public_key_pem(key), mode=0o644)
     return public_key_pem(key)
 
 
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "wb") as f:
-        os.fchmod(f.fileno(), mode)
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+def _refuse_overwrite(directory: Path, names: tuple[str, ...]) -> None:
+    """Create `directory` if need be; refuse before writing anything if one of `names` is there (write_new
+    would refuse it too, but only after the files before it were written)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    clash = [n for n in names if (directory / n).exists()]
+    if clash:
+        raise FileExistsError(f"{directory}: would overwrite {', '.join(clash)}")
 
 
 def _vehicle_stub(device_id: str) -> str:

@@ -4,9 +4,9 @@ gateway's encrypted storage."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from mynabox.adapters.files import write_atomic
 from mynabox.payload.seal import Opened
 
 
@@ -24,12 +24,7 @@ def write_json(directory: Path, opened: Opened) -> Path:
         "seq": opened.seq,
         "body": dict(opened.body),
     }
-    tmp = target.with_name(f".{target.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     # A lone surrogate (valid in JSON text, not in UTF-8) is written as its JSON escape.
-    with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
-        json.dump(doc, f, ensure_ascii=False, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    data = json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8", "backslashreplace")
+    write_atomic(target, data, mode=0o600)
     return target

@@ -36,15 +36,10 @@ from importlib import resources
 from pathlib import Path
 from types import TracebackType
 
+from mynabox.adapters.keyfiles import load_private_key, load_public_keys, save_private_key, save_public_key
 from mynabox.adapters.mqtt import MAX_PACKET_BYTES
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES, Kind
-from mynabox.payload.keys import (
-    generate_device_key,
-    load_private_key,
-    load_public_keys,
-    save_private_key,
-    save_public_key,
-)
+from mynabox.payload.keys import generate_device_key
 from mynabox.payload.seal import Opener, Sealed, Sealer
 from mynabox.testing.tlsfiles import TestPki, make_test_pki
 

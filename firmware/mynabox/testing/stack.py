@@ -164,7 +164,7 @@ class BoxStack:
         return self.config_path
 
     def _gateway_public(self) -> Path:
-        from mynabox.payload.keys import load_private_key, save_public_key
+        from mynabox.adapters.keyfiles import load_private_key, save_public_key
 
         kit = self._kit()
         path = self.dir / "gateway-public.pem"

@@ -1,7 +1,7 @@
 """The box's identity files checked together: TLS CAs, certificates and keys, envelope keys, the audit key.
 
 `check_identity(files, pairs)` reads each file the safe way (regular files only, bounded, see
-`keys.read_small_file`), checks who may read or replace it, parses it as what it must be (a CA bundle, a
+`keyfiles.read_small_file`), checks who may read or replace it, parses it as what it must be (a CA bundle, a
 certificate of an accepted key type, an unencrypted private key, a P-256 envelope key, an audit key), and
 checks each key against its certificate. It returns refusals as data, never raises on a bad file:
 check-config, the daemon's start and provisioning all use it. Refusals name the file (or the label given for
@@ -30,14 +30,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from mynabox.payload.keys import (
-    AUDIT_KEY_MIN_BYTES,
-    KeyFileError,
-    file_type,
-    parse_private_key,
-    parse_public_key,
-    read_small_file,
-)
+from mynabox.adapters.keyfiles import file_type, read_small_file
+from mynabox.payload.keys import AUDIT_KEY_MIN_BYTES, KeyFileError, parse_private_key, parse_public_key
 
 MAX_KEY_BYTES = 64 * 1024  # a PEM key or certificate chain is a few kB
 MAX_CA_BYTES = 1024 * 1024  # a CA bundle may hold the public roots (Debian's is ≈ 220 kB)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mynabox.payload import keys
-from mynabox.payload.identity import IdentityFile, Kind, Refusal, check_identity, check_permissions
-from mynabox.payload.keys import generate_device_key, save_private_key, save_public_key
+from mynabox.adapters.identity import IdentityFile, Kind, Refusal, check_identity, check_permissions
+from mynabox.adapters.keyfiles import save_private_key, save_public_key
+from mynabox.payload.keys import generate_device_key
 from mynabox.testing.tlsfiles import make_test_pki
 
 
@@ -80,7 +80,7 @@ def test_a_credential_granted_by_acl_as_systemd_does_is_accepted(tmp_path: Path)
     """systemd writes a credential 0400 and grants the service's user read by an ACL entry where it can
     (tmpfs): the mode then reads 0440, root-owned. That is the daemon's own key, not a leak."""
     key = tmp_path / "key"
-    keys.save_private_key(key, keys.generate_device_key())
+    save_private_key(key, generate_device_key())
     key.chmod(0o400)
     _set_acl(key, (0x02, 4, os.geteuid()))
     assert key.stat().st_mode & 0o777 == 0o440
