@@ -20,8 +20,8 @@ from cryptography.x509.oid import NameOID
 
 from mynabox.config import ConfigError, load_config, parse_config
 from mynabox.payload.keys import CREDENTIALS_ENV, generate_device_key, save_private_key, save_public_key
-from mynabox.testing.boxfiles import VALID, credentials_env, make_box, write_config
 from mynabox.testing.tlsfiles import make_test_pki
+from support.boxfiles import VALID, credentials_env, make_box, write_config
 
 EX_CONFIG = 78
 AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]

@@ -19,7 +19,7 @@ from mynabox.payload.keys import (
     CREDENTIALS_ENV,
     KeyFileError,
 )
-from mynabox.testing.boxfiles import AUDIT_BYTES, VALID, make_box
+from support.boxfiles import AUDIT_BYTES, VALID, make_box
 
 EXAMPLE = resources.files("mynabox") / "data" / "config.example.toml"
 
