@@ -18,15 +18,15 @@ from mynabox.adapters.systemd import Notifier
 from mynabox.config import load_config
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
-from mynabox.testing.boxfiles import VALID, credentials_env, make_box, write_config
 from mynabox.testing.inprocess import BoxThread
 from mynabox.testing.mynacard import VirtualMyNumberCard
-from mynabox.testing.notify import NotifySocket
 from mynabox.testing.patients import patient
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
-from mynabox.testing.wait import wait_for
 from mynabox.wiring import run_box, summary_client
+from support.boxfiles import VALID, credentials_env, make_box, write_config
+from support.notify import NotifySocket
+from support.wait import wait_for
 
 pytestmark = pytest.mark.stack
 

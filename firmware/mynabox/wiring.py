@@ -128,15 +128,10 @@ def build(
     summary.start()  # connects now: the first tap's lookup finds the connection warm
     delivery = build_delivery(cfg, outbox, audit, notify=link.notify, clock_synced=clock, lookup=summary)
 
-    extra_roots: list[bytes] = []
-    if cfg.device.test_mode:
-        from mynabox.testing.testca import test_ca_pem
-
-        extra_roots.append(test_ca_pem())
     cards = CardWorker(
         PcscReader(cfg.reader.name_filter),
         events.put,
-        trust=TrustStore.jlis(extra_roots),
+        trust=TrustStore.jlis(test_root=cfg.device.test_mode),
         hash_key=audit_key.reveal(),
         clock_synced=clock,
         extended=cfg.reader.extended_apdu.forced,

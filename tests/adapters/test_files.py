@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mynabox.adapters import files
-from mynabox.testing.lazyfs import LazyMount, fuse_available
+from support.lazyfs import LazyMount, fuse_available
 
 needs_fuse = pytest.mark.skipif(fuse_available() is not None, reason=f"FUSE: {fuse_available()}")
 

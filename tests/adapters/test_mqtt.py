@@ -29,7 +29,7 @@ from mynabox.payload.envelope import Kind
 from mynabox.payload.topics import topic
 from mynabox.testing.broker import DeliveryKit, Mosquitto
 from mynabox.testing.tlsfiles import make_test_pki
-from mynabox.testing.wait import wait_for
+from support.wait import wait_for
 
 pytestmark = pytest.mark.stack
 

@@ -25,10 +25,10 @@ import pytest
 from mynabox.adapters.summary_client import HttpsSummaryClient, SummaryClientConfigError
 from mynabox.summary.port import Found, LookupResult, NotRegistered, Unavailable
 from mynabox.testing import patients
-from mynabox.testing.hostile import DRIP_PLACES, Behaviour, HostileServer, answer, drip, http
 from mynabox.testing.refsvc import ReferenceService
 from mynabox.testing.tlsfiles import TestPki, certificate_with_cn, make_test_pki
-from mynabox.testing.wait import wait_for
+from support.hostile import DRIP_PLACES, Behaviour, HostileServer, answer, drip, http
+from support.wait import wait_for
 
 TODAY = date(2026, 11, 25)
 PATIENT = patients.patient("warfarin-elderly")

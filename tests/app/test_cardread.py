@@ -13,8 +13,8 @@ from mynabox.card.errors import CardRemoved
 from mynabox.card.identity import card_key_hash
 from mynabox.card.jpki import CardType, ReaderCaps
 from mynabox.testing import testca
-from mynabox.testing.fakecard import FakeCardTransport
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
+from support.fakecard import FakeCardTransport
 
 CARD = "CARDREADTESTCARD0000001"
 KEY = b"unit-test-key"

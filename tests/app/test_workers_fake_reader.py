@@ -16,8 +16,8 @@ from mynabox.app.workers import MAX_HELD, CardWorker
 from mynabox.card.certcheck import TrustStore
 from mynabox.core.events import CardRead, Event
 from mynabox.testing import testca
-from mynabox.testing.fakecard import FakeCardTransport
 from mynabox.testing.mynacard import VirtualMyNumberCard
+from support.fakecard import FakeCardTransport
 
 TRUST = TrustStore.jlis([testca.test_ca_pem()])
 

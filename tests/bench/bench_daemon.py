@@ -12,7 +12,7 @@ reference summary service and mosquitto with TLS on loopback, default consent (n
 - rss_mb after READS reads (with the anonymous / file-backed split), idle_cpu_percent over IDLE_S idle.
 
 - links: the same daemon with the summary service and the broker behind an emulated mobile link
-  (`mynabox.testing.linkemu`) at each RTT, with the kept-warm summary connection and with
+  (`support.linkemu`) at each RTT, with the kept-warm summary connection and with
   connection-per-lookup (the peer, summary.keepalive_s = 0): tap → flags on the OLED, card present →
   flags, the lookup, and publish → PUBACK (the daemon's overhead: sealing, outbox and audit fsyncs, then
   the publish's round trip to the broker).
@@ -37,13 +37,16 @@ import time
 from pathlib import Path
 
 import mynabox
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the support package
+
 from mynabox.app.readtiming import parse
-from mynabox.testing.linkemu import LinkEmulator
 from mynabox.testing.mynacard import VirtualMyNumberCard
-from mynabox.testing.notify import NotifySocket
 from mynabox.testing.patients import PATIENTS
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
+from support.linkemu import LinkEmulator
+from support.notify import NotifySocket
 
 READS = int(os.environ.get("BENCH_READS", "100"))
 IDLE_S = float(os.environ.get("BENCH_IDLE_S", "60"))

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the support package
 
 from bench_publish import publish_to_puback
 from bench_seal import measure
@@ -29,10 +30,10 @@ from bench_seal import measure
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
 from mynabox.testing.mynacard import VirtualMyNumberCard
-from mynabox.testing.notify import NotifySocket
 from mynabox.testing.patients import PATIENTS
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
+from support.notify import NotifySocket
 
 READS = int(os.environ.get("BENCH_READS", "30"))
 MYNABOX = str(Path(".venv/bin/mynabox").resolve())

@@ -8,7 +8,7 @@ Each box reads ``BENCH_READS`` times (default 5) at random moments over ``BENCH_
 
 Why worker processes: paho's network loop uses ``select()``, which cannot wait on a descriptor ≥ 1024; in one
 process the 169th vehicle's socket gets one and that vehicle silently never comes online
-(``mynabox.testing.cluster.FD_SETSIZE``).
+(``support.cluster.FD_SETSIZE``).
 
 Prints how many vehicles came online, messages/s at the central consumer, publish → central delivery p50/p99
 (a box queues a sealed message → the consumer has opened it), and the memory one simulated vehicle costs (RSS
@@ -30,11 +30,13 @@ import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the support package
+
 from mynabox.gateway.core import ReceiverCore
 from mynabox.gateway.store import SeenStore
 from mynabox.payload.seal import Opened
 from mynabox.testing.broker import DeliveryKit, Mosquitto
-from mynabox.testing.cluster import (
+from support.cluster import (
     FD_SETSIZE,
     CentralConsumer,
     NatsCluster,
@@ -43,7 +45,7 @@ from mynabox.testing.cluster import (
     ask_all,
     bridge_config,
 )
-from mynabox.testing.wait import wait_for
+from support.wait import wait_for
 
 VEHICLES = int(os.environ.get("BENCH_VEHICLES", "200"))
 GATEWAYS = int(os.environ.get("BENCH_GATEWAYS", "4"))

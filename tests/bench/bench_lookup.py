@@ -1,5 +1,5 @@
 """Summary lookup figures: HTTPS+mTLS round trip to the reference service on loopback, strict parsing and
-flag derivation; then the same lookups over an emulated mobile link (`mynabox.testing.linkemu`) at 30, 100
+flag derivation; then the same lookups over an emulated mobile link (`support.linkemu`) at 30, 100
 and 300 ms RTT, with the kept-warm connection and with connection-per-lookup (the peer, the old client):
 the first lookup of a new client (cold: TCP + TLS + request), the first after `start()` warmed it up,
 later lookups, and a reconnect after the service hung up (resumed TLS session). Round trips = (time on
@@ -13,19 +13,23 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the support package
 
 from mynabox.adapters.summary_client import HttpsSummaryClient
 from mynabox.summary.flags import derive_flags
 from mynabox.summary.model import Summary
 from mynabox.summary.port import Found
 from mynabox.testing import patients
-from mynabox.testing.linkemu import LinkEmulator
 from mynabox.testing.refsvc import ReferenceService
 from mynabox.testing.tlsfiles import TestPki, certificate_with_cn, make_test_pki
-from mynabox.testing.wait import wait_for
+from support.linkemu import LinkEmulator
+from support.wait import wait_for
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "200"))
 LINK_ROUNDS = int(os.environ.get("BENCH_LINK_ROUNDS", "20"))

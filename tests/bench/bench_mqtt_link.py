@@ -1,4 +1,4 @@
-"""The MQTT link on an emulated mobile link (`mynabox.testing.linkemu`): outbox put → PUBACK → ack at each
+"""The MQTT link on an emulated mobile link (`support.linkemu`): outbox put → PUBACK → ack at each
 RTT, then a stall (bytes held, as in a tunnel) while a read is queued every 0.5 s: how long after the link
 returns the first held message is acknowledged and the outbox is empty again, and how many messages the
 gateway's subscriber got twice (QoS 1 allows a duplicate for a publish whose PUBACK was lost). For each
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -24,13 +25,16 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from mynabox.adapters.mqtt import MqttLink, tls_context
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the support package
+
 from mynabox.adapters.outbox import Outbox, SealedBytes
 from mynabox.config.model import Credential, MqttConfig
 from mynabox.payload.envelope import Kind
 from mynabox.payload.topics import topic
 from mynabox.testing.broker import DeliveryKit, Mosquitto
-from mynabox.testing.linkemu import LinkEmulator
-from mynabox.testing.wait import wait_for
+from support.linkemu import LinkEmulator
+from support.wait import wait_for
 
 DEV = "ambulance-01"
 RTTS_MS = [int(v) for v in os.environ.get("BENCH_RTTS_MS", "30,100,300").split(",") if v]

@@ -33,8 +33,8 @@ from mynabox.card.jpki import (
 )
 from mynabox.card.session import run
 from mynabox.testing import testca
-from mynabox.testing.fakecard import FakeCardTransport
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
+from support.fakecard import FakeCardTransport
 
 SELECT_JPKI = "00A4040C0AD392F000260100000001"
 SELECT_CERT = "00A4020C02000A"

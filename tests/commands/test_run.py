@@ -14,7 +14,7 @@ import pytest
 
 from mynabox.adapters.keyfiles import CREDENTIALS_ENV
 from mynabox.cli import EXIT_CONFIG
-from mynabox.testing.boxfiles import DAEMON_EXTRA, VALID, credentials_env, make_box, write_config
+from support.boxfiles import DAEMON_EXTRA, VALID, credentials_env, make_box, write_config
 
 
 def run_daemon(config: Path | str, box: Path) -> subprocess.CompletedProcess[str]:

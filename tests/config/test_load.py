@@ -24,8 +24,8 @@ from mynabox.fleet.provision import generate_keys
 from mynabox.payload.envelope import is_device_id
 from mynabox.payload.keys import KeyFileError
 from mynabox.payload.topics import topic
-from mynabox.testing.boxfiles import AUDIT_BYTES, VALID, make_box
 from mynabox.vocab import ConsentMode
+from support.boxfiles import AUDIT_BYTES, VALID, make_box
 
 EXAMPLE = resources.files("mynabox") / "data" / "config.example.toml"
 

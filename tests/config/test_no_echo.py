@@ -25,7 +25,7 @@ from mynabox.adapters.keyfiles import CREDENTIALS_ENV
 from mynabox.commands import check_config
 from mynabox.config import ConfigError, parse_config
 from mynabox.config.fields import may_be_secret
-from mynabox.testing.boxfiles import VALID, credentials_env, make_box, write_config
+from support.boxfiles import VALID, credentials_env, make_box, write_config
 
 
 def shapes(raw: bytes) -> dict[str, str]:

@@ -19,8 +19,8 @@ from mynabox.payload.envelope import Kind
 from mynabox.payload.keys import generate_device_key
 from mynabox.payload.seal import Opened
 from mynabox.testing.broker import DeliveryKit, NumberedSealer
-from mynabox.testing.envelopes import seal_claims
 from payload.test_claims import hostile_claims  # tests/ is on sys.path (rootdir-relative imports)
+from support.envelopes import seal_claims
 
 
 def test_accepts_once_then_drops_the_duplicate(kit: DeliveryKit, core: ReceiverCore) -> None:

@@ -11,7 +11,7 @@ from gateway.receiving import DEV, NOW, seal  # tests/ is on sys.path
 from mynabox.gateway.core import Accepted, ReceiverCore
 from mynabox.gateway.sink import write_json
 from mynabox.testing.broker import DeliveryKit
-from mynabox.testing.lazyfs import LazyMount, fuse_available
+from support.lazyfs import LazyMount, fuse_available
 
 
 def test_json_out_is_private_and_idempotent(kit: DeliveryKit, core: ReceiverCore, tmp_path: Path) -> None:

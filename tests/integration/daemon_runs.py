@@ -14,10 +14,10 @@ from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.keyfiles import load_audit_key
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
-from mynabox.testing.notify import NotifySocket
 from mynabox.testing.stack import BoxStack
-from mynabox.testing.wait import wait_for
 from mynabox.vocab import Outcome
+from support.notify import NotifySocket
+from support.wait import wait_for
 
 MYNABOX = str(Path(".venv/bin/mynabox").resolve())
 PRODUCED = {Outcome.DELIVERED_SUMMARY, Outcome.CARD_RECORD, Outcome.NOT_REGISTERED}

@@ -7,8 +7,8 @@ import threading
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mynabox.testing.cluster import client_context
 from mynabox.testing.stack import BoxStack
+from support.cluster import client_context
 
 
 class Subscriber:

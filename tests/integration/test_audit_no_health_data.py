@@ -22,11 +22,11 @@ from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
 from mynabox.summary.flags import FlagCode, drug_classes
 from mynabox.testing.mynacard import VirtualMyNumberCard
-from mynabox.testing.notify import NotifySocket
 from mynabox.testing.patients import patient
 from mynabox.testing.stack import BoxStack
-from mynabox.testing.wait import wait_for
 from mynabox.vocab import Outcome
+from support.notify import NotifySocket
+from support.wait import wait_for
 
 from .test_daemon import start_daemon
 

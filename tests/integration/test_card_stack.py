@@ -25,7 +25,7 @@ from mynabox.testing import testca
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
 from mynabox.testing.pcscd import PrivatePcscd
 from mynabox.testing.vpcd import VpcdCardServer
-from mynabox.testing.wait import wait_for
+from support.wait import wait_for
 
 pytestmark = pytest.mark.stack
 CARD = "STACKTESTCARD0000000001"

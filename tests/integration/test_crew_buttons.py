@@ -23,8 +23,8 @@ from mynabox.testing.mynacard import VirtualMyNumberCard
 from mynabox.testing.patients import patient
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
-from mynabox.testing.wait import wait_for
 from mynabox.vocab import ConsentMode, Outcome
+from support.wait import wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

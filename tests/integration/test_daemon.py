@@ -28,12 +28,12 @@ from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
 from mynabox.render.draw import render
 from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
-from mynabox.testing.notify import NotifySocket
 from mynabox.testing.patients import patient
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
-from mynabox.testing.wait import wait_for
 from mynabox.vocab import Outcome
+from support.notify import NotifySocket
+from support.wait import wait_for
 
 pytestmark = pytest.mark.stack
 MYNABOX = str(Path(".venv/bin/mynabox").resolve())

@@ -18,11 +18,11 @@ import pytest
 
 from mynabox.payload.seal import Opened
 from mynabox.testing.mynacard import VirtualMyNumberCard
-from mynabox.testing.notify import NotifySocket
 from mynabox.testing.patients import PATIENTS
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
-from mynabox.testing.wait import wait_for
+from support.notify import NotifySocket
+from support.wait import wait_for
 
 from .daemon_runs import assert_received_once, clean_boot, start_daemon
 

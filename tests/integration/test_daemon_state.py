@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from mynabox.adapters.clock import clock_synced
-from mynabox.testing.notify import NotifySocket
 from mynabox.testing.stack import BoxStack
-from mynabox.testing.wait import wait_for
+from support.notify import NotifySocket
+from support.wait import wait_for
 
 from .subscriber import Subscriber
 from .test_daemon import start_daemon, tap

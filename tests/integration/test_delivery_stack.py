@@ -26,7 +26,7 @@ from mynabox.payload.envelope import Kind
 from mynabox.payload.topics import topic
 from mynabox.testing.broker import DeliveryKit, Mosquitto
 from mynabox.testing.patients import patient, summary_for
-from mynabox.testing.wait import wait_for
+from support.wait import wait_for
 
 pytestmark = pytest.mark.stack
 

@@ -22,8 +22,8 @@ from mynabox.gateway.core import Accepted, ReceiverCore, Rejected
 from mynabox.gateway.store import SeenStore
 from mynabox.payload.seal import Opened
 from mynabox.testing.broker import DeliveryKit, Mosquitto
-from mynabox.testing.cluster import CentralConsumer, NatsCluster, SimVehicle, bridge_config
-from mynabox.testing.wait import wait_for
+from support.cluster import CentralConsumer, NatsCluster, SimVehicle, bridge_config
+from support.wait import wait_for
 
 pytestmark = pytest.mark.stack
 

@@ -12,9 +12,9 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from gateway.browser import headless_chromium  # tests/gateway (tests/ is on sys.path)
-from mynabox.testing.notify import NotifySocket
 from mynabox.testing.stack import BoxStack
-from mynabox.testing.wait import wait_for
+from support.notify import NotifySocket
+from support.wait import wait_for
 
 from .test_daemon import MYNABOX, start_daemon, tap
 

@@ -19,9 +19,9 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 
 from mynabox.payload.envelope import Kind
-from mynabox.testing.notify import NotifySocket
 from mynabox.testing.stack import BoxStack
-from mynabox.testing.wait import wait_for
+from support.notify import NotifySocket
+from support.wait import wait_for
 
 from .subscriber import Subscriber
 from .test_daemon import start_daemon, tap

@@ -1,4 +1,4 @@
-"""Both network links of the box on an emulated mobile link (`mynabox.testing.linkemu`, 100 ms RTT): the
+"""Both network links of the box on an emulated mobile link (`support.linkemu`, 100 ms RTT): the
 summary lookup on its kept connection and the MQTT link to a real mosquitto, each through a stall as in a
 tunnel. What must hold is functional: the lookup ends at its limit during the stall, and the next one finds
 the summary once the link is back; every message queued during the stall arrives, with no duplicate beyond
@@ -26,10 +26,10 @@ from mynabox.payload.topics import topic
 from mynabox.summary.port import Found, Unavailable
 from mynabox.testing import patients
 from mynabox.testing.broker import DeliveryKit, Mosquitto
-from mynabox.testing.linkemu import LinkEmulator
 from mynabox.testing.refsvc import ReferenceService
 from mynabox.testing.tlsfiles import certificate_with_cn, make_test_pki
-from mynabox.testing.wait import wait_for
+from support.linkemu import LinkEmulator
+from support.wait import wait_for
 
 pytestmark = pytest.mark.stack
 RTT_S = 0.1

@@ -29,9 +29,9 @@ from mynabox.payload.seal import Opened
 from mynabox.testing import testca
 from mynabox.testing.patients import PATIENTS
 from mynabox.testing.stack import BoxStack
-from mynabox.testing.wait import wait_for
 from mynabox.vocab import ConsentMode, Outcome
 from mynabox.wiring import build_delivery
+from support.wait import wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 READS = 200

@@ -1,7 +1,7 @@
 """The daemon's power cut at random points, with reads under way: nothing promised is lost, nothing corrupt.
 
 Like test_daemon_crash.py, but the state directory (outbox.db with its WAL, audit.jsonl) lives on the
-power-cut file system (`mynabox.testing.lazyfs`): after each `kill -9` every write the daemon had not
+power-cut file system (`support.lazyfs`): after each `kill -9` every write the daemon had not
 fsynced is thrown away ("drop") or lands torn ("torn", a seeded subset of 512-byte sectors), as when the
 ambulance's power goes. Every third run the broker is down, so the cut hits records waiting in the outbox.
 Then the box boots cleanly, drains, and: SQLite's integrity check passes, the audit chain verifies, and
@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 
 from mynabox.payload.seal import Opened
-from mynabox.testing.lazyfs import LazyMount, fuse_available
 from mynabox.testing.mynacard import VirtualMyNumberCard
-from mynabox.testing.notify import NotifySocket
 from mynabox.testing.patients import PATIENTS
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
-from mynabox.testing.wait import wait_for
+from support.lazyfs import LazyMount, fuse_available
+from support.notify import NotifySocket
+from support.wait import wait_for
 
 from .daemon_runs import assert_received_once, clean_boot, start_daemon
 

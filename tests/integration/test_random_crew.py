@@ -40,8 +40,8 @@ from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
 from mynabox.testing.patients import PATIENTS, patient
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
-from mynabox.testing.wait import wait_for
 from mynabox.vocab import Outcome
+from support.wait import wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 # A fixed crew in CI (the same story each run; timing still varies); MYNABOX_CREW_SEED=random explores.

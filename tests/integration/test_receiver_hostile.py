@@ -25,9 +25,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from mynabox.payload.envelope import Kind
 from mynabox.payload.topics import topic
 from mynabox.testing.broker import DeliveryKit, Mosquitto
-from mynabox.testing.envelopes import seal_claims
 from mynabox.testing.patients import patient, summary_for
-from mynabox.testing.wait import wait_for
+from support.envelopes import seal_claims
+from support.wait import wait_for
 
 pytestmark = pytest.mark.stack
 

@@ -22,14 +22,14 @@ from mynabox.adapters.outbox import Outbox
 from mynabox.app.readtiming import parse
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
-from mynabox.testing.hostile import DRIP_PLACES, HostileServer, drip
 from mynabox.testing.mynacard import VirtualMyNumberCard
-from mynabox.testing.notify import NotifySocket
 from mynabox.testing.patients import patient
 from mynabox.testing.stack import BoxStack
 from mynabox.testing.vpcd import VpcdCardServer
-from mynabox.testing.wait import wait_for
 from mynabox.vocab import Outcome
+from support.hostile import DRIP_PLACES, HostileServer, drip
+from support.notify import NotifySocket
+from support.wait import wait_for
 
 from .test_daemon import start_daemon
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from mynabox.payload.envelope import MAX_IAT, EnvelopeError, Reason
 from mynabox.payload.seal import Opener, Sealer
-from mynabox.testing.envelopes import seal_claims
+from support.envelopes import seal_claims
 
 from .conftest import DEVICE, NOW
 

@@ -12,8 +12,8 @@ from mynabox.gateway.core import ReceiverCore
 from mynabox.gateway.store import SeenStore
 from mynabox.payload.seal import Opened
 from mynabox.testing.broker import DeliveryKit, Mosquitto
-from mynabox.testing.cluster import FD_SETSIZE, CentralConsumer, VehicleProcess, ask_all
-from mynabox.testing.wait import wait_for
+from support.cluster import FD_SETSIZE, CentralConsumer, VehicleProcess, ask_all
+from support.wait import wait_for
 
 pytestmark = pytest.mark.stack
 

@@ -18,8 +18,8 @@ from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.outbox import Outbox, SealedBytes
 from mynabox.payload.audit import AuditRecord
 from mynabox.payload.keys import Secret
-from mynabox.testing.lazyfs import LazyMount, LazyStore, fuse_available
 from mynabox.vocab import ConsentMode, Outcome
+from support.lazyfs import LazyMount, LazyStore, fuse_available
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 needs_fuse = pytest.mark.skipif(fuse_available() is not None, reason=f"FUSE: {fuse_available()}")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mynabox.testing.linkemu import Direction, LinkEmulator
+from support.linkemu import Direction, LinkEmulator
 
 
 class Echo:

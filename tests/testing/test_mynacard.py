@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from mynabox.card.errors import CardRemoved, CardUnresponsive
 from mynabox.testing import testca
-from mynabox.testing.fakecard import FakeCardTransport
 from mynabox.testing.mynacard import CardGone, Faults, VirtualMyNumberCard
+from support.fakecard import FakeCardTransport
 
 CARD = "TESTCARD0000000000000001"
 SELECT_JPKI = "00A4040C0AD392F000260100000001"

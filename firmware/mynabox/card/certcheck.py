@@ -60,13 +60,15 @@ class CertCheck:
 
 
 class TrustStore:
-    """The packaged J-LIS CA certificates, plus extra roots (the test CA, in test mode only)."""
+    """The packaged J-LIS CA certificates, plus the test CA (in test mode only) and extra roots."""
 
     def __init__(self, roots: Sequence[Root]) -> None:
         self.roots = tuple(roots)
 
     @classmethod
-    def jlis(cls, extra_roots: Sequence[bytes] = ()) -> TrustStore:
+    def jlis(cls, extra_roots: Sequence[bytes] = (), *, test_root: bool = False) -> TrustStore:
+        """`test_root` adds the virtual card's test CA (data/jpki-test-ca.pem, the certificate only: the box
+        needs neither the test keys nor the code that makes the test hierarchy)."""
         roots = [
             Root(
                 entry.name.removesuffix(".pem").replace("_ca_", "-"),
@@ -77,6 +79,9 @@ class TrustStore:
             )
             if entry.name.endswith(".pem")
         ]
+        if test_root:
+            pem = resources.files("mynabox").joinpath("data/jpki-test-ca.pem").read_bytes()
+            roots.append(Root("test", x509.load_pem_x509_certificate(pem)))
         roots += [Root("test", _load_any(pem)) for pem in extra_roots]
         return cls(roots)
 

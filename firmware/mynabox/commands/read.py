@@ -105,14 +105,9 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
         return _fail(args, EXIT_USAGE, "bad-key-file", f"cannot use the key file: {reason}")
-    extra = []
-    if args.test_ca:
-        from mynabox.testing.testca import test_ca_pem
-
-        extra.append(test_ca_pem())
     limit = args.read_timeout if args.read_timeout is not None else min(READ_LIMIT_S, max(1.0, args.timeout))
     with PcscReader(args.reader) as pcsc:
-        reader = JpkiReader(pcsc, trust=TrustStore.jlis(extra), hash_key=key)
+        reader = JpkiReader(pcsc, trust=TrustStore.jlis(test_root=args.test_ca), hash_key=key)
         try:
             report = reader.read(timeout=args.timeout, clock_synced=clock_synced(), limit_s=limit)
         except (ReaderGone, ServiceGone) as err:

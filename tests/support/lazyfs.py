@@ -13,7 +13,7 @@ Modes of a cut: "drop" loses every unsynced write; "torn" keeps a seeded random 
 writes, cut into 512-byte sectors, as a disk that reorders and tears writes between barriers would (WAL
 frames carry checksums for exactly this).
 
-Runs as `python -m mynabox.testing.lazyfs BACKING MOUNTPOINT CONTROL_SOCKET` (FUSE through mfusepy, single
+Runs as `python tests/support/lazyfs.py BACKING MOUNTPOINT CONTROL_SOCKET` (FUSE through mfusepy, single
 threaded); the test talks to it on the control socket: `stats`, `cut drop`, `cut torn SEED`.
 """
 
@@ -347,8 +347,7 @@ class LazyMount:
             self._proc = subprocess.Popen(
                 [
                     sys.executable,
-                    "-m",
-                    "mynabox.testing.lazyfs",
+                    str(Path(__file__).resolve()),  # a script: the child needs no sys.path for tests/
                     str(self.backing),
                     str(self.mountpoint),
                     str(self._control),

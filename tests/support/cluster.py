@@ -47,10 +47,10 @@ from mynabox.payload.seal import Sealer
 from mynabox.payload.topics import topic
 from mynabox.testing.broker import BrokerError, BrokerTls, DeliveryKit, free_port
 from mynabox.testing.tlsfiles import CertFiles
-from mynabox.testing.wait import wait_for
+from support.wait import wait_for
 
 NATS = "nats-server"
-BRIDGE_TEMPLATE = Path(__file__).resolve().parents[3] / "docs" / "gateway" / "bridge-central.conf"
+BRIDGE_TEMPLATE = Path(__file__).resolve().parents[2] / "docs" / "gateway" / "bridge-central.conf"
 TOPICS = ("mynabox/+/summary", "mynabox/+/audit")
 
 
