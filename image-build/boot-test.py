@@ -43,7 +43,8 @@ HERE = Path(__file__).resolve().parent
 DEVICE_ID = "amb-qemu"
 READY = "Started mynabox.service"
 FIRSTBOOT_OK = "Finished mynabox-firstboot.service"
-FAILED = ("Failed to start mynabox", "mynabox-firstboot.service: Failed", "Kernel panic", "end Kernel panic")
+# Matched on the journal's lines (forwarded to the console, no colour codes); not the grow-state unit's.
+FAILED = ("Failed to start mynabox.service", "Failed to start mynabox-firstboot.service", "end Kernel panic")
 VPCD_PORT = 0x8C7B  # the slot's port in Debian's /etc/reader.conf.d/vpcd
 
 
