@@ -1,65 +1,86 @@
 """`make image-test`: boots the built image under qemu-system-aarch64 -M virt -cpu cortex-a72 (TCG: no KVM for
 arm64 on this host), with the image's own kernel and initrd, its own root and state partitions, provisioned
-by `mynabox provision`. Checks, each with its time printed:
+by `mynabox provision`, against a broker (mosquitto, TLS) and the reference summary service on the host.
+Checks, each with its time printed:
   - the first boot takes the identity in (mynabox-firstboot.service succeeds);
-  - the daemon reaches READY (systemd prints "Started mynabox.service" only after READY=1 for Type=notify);
-  - afterwards no fragment of a provisioned secret can be read from the image's bytes.
-Run with the project's venv: .venv/bin/python image-build/boot-test.py [--timeout S] [--keep DIR]
+  - the daemon reaches READY (systemd logs "Started mynabox.service" only after READY=1 for Type=notify);
+  - the box connects to the broker on the host with its client certificate;
+  - a virtual card presented on the host (vpcd: the test copy of the image gets Debian's vsmartcard-vpcd
+    driver, hostfwd to its port) is read, the lookup goes to the reference service, and the sealed summary
+    that reaches the broker is opened by `mynabox receive`;
+  - the daemon stopped with SIGSTOP is killed and restarted by systemd's watchdog;
+  - afterwards no fragment of a provisioned secret can be read from the FAT partition's bytes.
+The test boot's kernel command line (the test's own: production boots from the FAT's cmdline.txt) adds a
+root shell on the serial console (systemd.debug_shell) for the SIGSTOP step and, on a failure, the unit's
+journal. Run as root (debugfs on the test copy) with the project's venv:
+  .venv/bin/python image-build/boot-test.py [--out DIR] [--timeout S] [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mynabox.adapters.keyfiles import save_private_key, save_public_key
+from mynabox.testing.broker import BrokerTls, Mosquitto, free_port
 from mynabox.testing.tlsfiles import make_test_pki
 
 HERE = Path(__file__).resolve().parent
 DEVICE_ID = "amb-qemu"
 READY = "Started mynabox.service"
 FIRSTBOOT_OK = "Finished mynabox-firstboot.service"
-FAILED = ("Failed to start mynabox", "mynabox-firstboot.service: Failed", "Kernel panic", "end Kernel panic")
+# Matched on the journal's lines (forwarded to the console, no colour codes); not the grow-state unit's.
+FAILED = ("Failed to start mynabox.service", "Failed to start mynabox-firstboot.service", "end Kernel panic")
+VPCD_PORT = 0x8C7B  # the slot's port in Debian's /etc/reader.conf.d/vpcd
 
 
-def artifacts() -> tuple[Path, Path, Path]:
-    out = HERE / "out"
+def artifacts(out: Path) -> tuple[Path, Path, Path]:
     images = sorted(out.glob("mynabox-*-arm64.img.xz"))
     if not images:
-        raise SystemExit("boot-test: no image in image-build/out (run `make image` first)")
+        raise SystemExit(f"boot-test: no image in {out} (run `make image` first)")
     name = images[-1].name.removesuffix(".img.xz")
     return images[-1], out / f"{name}.vmlinuz", out / f"{name}.initrd"
 
 
-def vehicle(work: Path) -> tuple[Path, list[bytes]]:
+def vehicle(work: Path, mqtt_port: int, summary_port: int) -> tuple[Path, list[bytes]]:
     d = work / "vehicle"
-    make_test_pki(d / "mqtt", server_names=("10.0.2.2", "localhost"), clients=(DEVICE_ID,))
+    make_test_pki(
+        d / "mqtt", server_names=("10.0.2.2", "localhost", "127.0.0.1"), clients=(DEVICE_ID, "gateway")
+    )
     make_test_pki(d / "summary", server_names=("10.0.2.2", "localhost"), clients=(DEVICE_ID,))
-    save_public_key(d / "gateway.pem", ec.generate_private_key(ec.SECP256R1()))
-    save_private_key(d / "device-key.pem", ec.generate_private_key(ec.SECP256R1()))
+    gateway = ec.generate_private_key(ec.SECP256R1())
+    save_public_key(d / "gateway.pem", gateway)
+    save_private_key(work / "gateway.key", gateway)
+    device = ec.generate_private_key(ec.SECP256R1())
+    save_private_key(d / "device-key.pem", device)
+    (work / "device-keys").mkdir(exist_ok=True)
+    save_public_key(work / "device-keys" / f"{DEVICE_ID}.pem", device)
     (d / "audit-key").write_bytes(secrets.token_bytes(32))
     (d / "vehicle.toml").write_text(
         f"""[device]
 id = "{DEVICE_ID}"
 [mqtt]
 host = "10.0.2.2"
-port = 8883
+port = {mqtt_port}
 ca_file = "mqtt/ca.pem"
 client_cert = "mqtt/client-{DEVICE_ID}.pem"
 client_key = "mqtt/client-{DEVICE_ID}.key"
 [summary]
-url = "https://10.0.2.2:8443/v1"
+url = "https://10.0.2.2:{summary_port}/v1"
 ca_file = "summary/ca.pem"
 client_cert = "summary/client-{DEVICE_ID}.pem"
 client_key = "summary/client-{DEVICE_ID}.key"
@@ -95,24 +116,149 @@ def fragments(secret: bytes) -> list[bytes]:
     return [secret[i : i + 16] for i in range(0, len(secret) - 15, 8)]
 
 
+def partition(image: Path, index: int) -> tuple[int, int]:
+    """(offset, size) in bytes of MBR partition `index` (0-based)."""
+    with image.open("rb") as f:
+        mbr = f.read(512)
+    start, count = struct.unpack_from("<II", mbr, 446 + 16 * index + 8)
+    return start * 512, count * 512
+
+
 def leaked(image: Path, keys: list[bytes]) -> int:
     """Key fragments found in the FAT partition's bytes (the state partition holds the keys by design)."""
     wanted = [f for k in keys for f in fragments(k)]
+    offset, size = partition(image, 0)
     with image.open("rb") as f:
-        mbr = f.read(512)
-        start, count = struct.unpack_from("<II", mbr, 446 + 8)
-        f.seek(start * 512)
-        fat = f.read(count * 512)
+        f.seek(offset)
+        fat = f.read(size)
     return sum(1 for w in wanted if w in fat)
+
+
+def add_vpcd(image: Path, work: Path, replace: list[tuple[Path, str]]) -> None:
+    """The test copy only: Debian's vpcd driver for pcscd (the virtual reader) into root A, with debugfs on
+    the partition cut out of the copy and put back. The production image never has it. `replace` swaps
+    files of root A for local ones (to try a unit's fix without a rebuild)."""
+    extract = work / "vpcd-root"
+    driver = extract / "usr/lib/pcsc/drivers/serial/libifdvpcd.so.0.8"
+    if not driver.exists():
+        subprocess.run(
+            ["mmdebstrap", "--quiet", "--arch=arm64", "--variant=extract", "--include=vsmartcard-vpcd",
+             "trixie", str(extract)],
+            check=True,
+        )  # fmt: skip
+    offset, size = partition(image, 1)
+    part = work / "root-a.ext4"
+    dd = ["dd", "bs=1M", "status=none", "iflag=skip_bytes,count_bytes", "oflag=seek_bytes"]
+    subprocess.run(
+        [*dd, f"if={image}", f"of={part}", f"skip={offset}", f"count={size}", "conv=sparse"], check=True
+    )
+    script = work / "vpcd.debugfs"
+    script.write_text(
+        "mkdir /usr/lib/pcsc/drivers/serial\n"
+        "cd /usr/lib/pcsc/drivers/serial\n"
+        f"write {driver} libifdvpcd.so.0.8\n"
+        "symlink libifdvpcd.so libifdvpcd.so.0.8\n"
+        "cd /etc/reader.conf.d\n"
+        f"write {extract}/etc/reader.conf.d/vpcd vpcd\n"
+        + "".join(
+            f"cd {os.path.dirname(g)}\nrm {os.path.basename(g)}\nwrite {local} {os.path.basename(g)}\n"
+            for local, g in replace
+        )
+    )
+    subprocess.run(["debugfs", "-w", "-f", str(script), str(part)], check=True, capture_output=True)
+    fsck = subprocess.run(["e2fsck", "-fn", str(part)], capture_output=True, text=True, check=False)
+    if fsck.returncode != 0:
+        raise SystemExit(f"boot-test: root A damaged by the vpcd addition: {fsck.stdout[-500:]}")
+    subprocess.run([*dd, f"if={part}", f"of={image}", f"seek={offset}", "conv=notrunc,sparse"], check=True)
+    part.unlink()
+
+
+class Console:
+    """The guest's serial console: all it prints goes to console.log and is searched here; lines written to it
+    go to the test boot's root shell (systemd.debug_shell on the same serial port)."""
+
+    def __init__(self, vm: subprocess.Popen[bytes], log: Path, t0: float) -> None:
+        self._vm = vm
+        self._log = log.open("wb")
+        self._data = bytearray()
+        self._lock = threading.Lock()
+        self._n = 0
+        self.t0 = t0
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self._vm.stdout is not None
+        fd = self._vm.stdout.fileno()
+        while chunk := os.read(fd, 65536):
+            self._log.write(chunk)
+            self._log.flush()
+            with self._lock:
+                self._data += chunk
+
+    def mark(self) -> int:
+        with self._lock:
+            return len(self._data)
+
+    def text(self, since: int = 0) -> str:
+        with self._lock:
+            return self._data[since:].decode(errors="replace")
+
+    def elapsed(self) -> float:
+        return round(time.monotonic() - self.t0, 1)
+
+    def wait(self, wanted: str, timeout: float, since: int = 0, fail: tuple[str, ...] = ()) -> int | None:
+        """Offset just past the first `wanted` after `since`, or None at a `fail` string or the timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._vm.poll() is None:
+            text = self.text(since)
+            if (i := text.find(wanted)) >= 0:
+                return since + len(text[: i + len(wanted)].encode(errors="replace"))
+            if any(bad in text for bad in fail):
+                return None
+            time.sleep(0.2)
+        return None
+
+    def sh(self, command: str, timeout: float = 180.0) -> str | None:
+        """Runs `command` in the guest's root shell; its output (mixed with console messages) or None."""
+        self._n += 1
+        n = self._n
+        since = self.mark()
+        assert self._vm.stdin is not None
+        # The tty echoes "@@$((n+0))@@" as typed; only the shell's output reads "@@n@@".
+        self._vm.stdin.write(f"{command}; echo @@$(({n}+0))@@\n".encode())
+        self._vm.stdin.flush()
+        end = self.wait(f"@@{n}@@", timeout, since)
+        return None if end is None else self.text(since)[: end - since]
+
+
+def diagnose(console: Console) -> None:
+    print("boot-test: the daemon's unit and journal, from the guest:")
+    out = console.sh(
+        "systemctl status --no-pager -l mynabox.service pcscd.service | cat; "
+        "journalctl -b --no-pager -o short-monotonic -u mynabox.service -u pcscd.service | tail -n 80",
+        timeout=300,
+    )
+    print(out if out is not None else "(the guest's shell did not answer)")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, default=HERE / "out", help="the build's output directory")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for READY")
+    parser.add_argument("--step-timeout", type=float, default=600.0, help="seconds for each later check")
     parser.add_argument("--keep", type=Path, help="keep the work files (image, console log) here")
+    parser.add_argument(
+        "--replace",
+        action="append",
+        default=[],
+        metavar="LOCAL=GUEST",
+        help="put a local file in place of one in the test copy's root (try a fix without a rebuild)",
+    )
     args = parser.parse_args()
+    # SIGTERM (a killed run) must still end qemu and the host's services: turn it into an exception.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     figures: dict[str, float | int | str] = {}
-    img_xz, kernel, initrd = artifacts()
+    img_xz, kernel, initrd = artifacts(args.out)
     qemu = shutil.which("qemu-system-aarch64")
     if qemu is None:
         raise SystemExit("boot-test: qemu-system-aarch64 missing (apt-get install qemu-system-arm)")
@@ -133,8 +279,13 @@ def main() -> int:
             raise SystemExit("boot-test: xz failed")
     os.truncate(image, image.stat().st_size + 512 * 1024 * 1024)  # a bigger "card": the state partition grows
     figures["unpack_s"] = round(time.monotonic() - t0, 1)
+    t0 = time.monotonic()
+    add_vpcd(image, work, [(Path(a).resolve(), b) for a, b in (r.split("=", 1) for r in args.replace)])
+    figures["vpcd_added_s"] = round(time.monotonic() - t0, 1)
 
-    vehicle_file, keys = vehicle(work)
+    mqtt_port, summary_port, vpcd_port = free_port(), free_port(), free_port()
+    vehicle_file, keys = vehicle(work, mqtt_port, summary_port)
+    v = vehicle_file.parent
     t0 = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "mynabox.cli", "provision", "write", str(vehicle_file), str(image)],
@@ -148,59 +299,113 @@ def main() -> int:
         return 1
     figures["fat_fragments_before"] = leaked(image, keys)
 
-    console = work / "console.log"
-    cmdline = "root=LABEL=mynabox-root-a ro rootwait console=ttyAMA0 systemd.journald.forward_to_console=1"
+    # The fleet's side on the host: the broker, the reference summary service, the gateway's receiver.
+    broker = Mosquitto(BrokerTls(v / "mqtt/ca.pem", v / "mqtt/server.pem", v / "mqtt/server.key"),
+                       work / "broker", port=mqtt_port)  # fmt: skip
+    broker.start()
+    py = [sys.executable, "-m", "mynabox.cli"]
+    refsvc_log = (work / "refsvc.log").open("wb")
+    refsvc = subprocess.Popen(
+        [*py, "refsvc", "--port", str(summary_port), "--cert", str(v / "summary/server.pem"),
+         "--key", str(v / "summary/server.key"), "--client-ca", str(v / "summary/ca.pem")],
+        stdout=refsvc_log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    (work / "received").mkdir(exist_ok=True)
+    receive_log = (work / "receive.log").open("wb")
+    receive = subprocess.Popen(
+        [*py, "receive", "--broker", f"127.0.0.1:{mqtt_port}", "--ca", str(v / "mqtt/ca.pem"),
+         "--cert", str(v / "mqtt/client-gateway.pem"), "--key", str(v / "mqtt/client-gateway.key"),
+         "--gateway-key", str(work / "gateway.key"), "--device-keys", str(work / "device-keys"),
+         "--json-out", str(work / "received"), "--state-dir", str(work), "--once"],
+        stdout=receive_log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    helpers: list[subprocess.Popen[bytes]] = [refsvc, receive]
+
+    cmdline = (
+        "root=LABEL=mynabox-root-a ro rootwait console=ttyAMA0 systemd.show_status=1 "
+        "systemd.journald.forward_to_console=1 systemd.debug_shell=ttyAMA0"
+    )
     argv = [
         qemu, "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1024", "-nographic", "-no-reboot",
         "-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline,
         "-drive", f"file={image},format=raw,if=virtio",
-        "-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0",
+        "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{vpcd_port}-:{VPCD_PORT}",
+        "-device", "virtio-net-pci,netdev=net0",
         "-device", "i6300esb",
     ]  # fmt: skip
-    print("boot-test:", " ".join(argv))
-    t_boot = time.monotonic()
+    print("boot-test:", " ".join(argv), flush=True)
     result = 1
-    with console.open("wb") as log:
-        vm = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    vm = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    console = Console(vm, work / "console.log", time.monotonic())
+
+    def check(name: str, ok: bool) -> bool:
+        figures[name] = console.elapsed() if ok else "failed"
+        print(f"boot-test: {name}: {'ok at ' + str(figures[name]) + ' s' if ok else 'FAILED'}", flush=True)
+        return ok
+
+    try:
+        ready = console.wait(READY, args.timeout, fail=FAILED)
+        if console.wait(FIRSTBOOT_OK, 0.1) is not None:
+            print("boot-test: the first boot took the identity in")
+        if not check("boot_to_ready_s", ready is not None):
+            diagnose(console)
+            print("boot-test: last console lines:")
+            print("\n".join(console.text().splitlines()[-60:]))
+            return 1
+        assert ready is not None
+        ok = True
+        deadline = time.monotonic() + args.step_timeout
+        while f"as {DEVICE_ID}" not in broker.log() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        ok &= check("broker_connected_s", f"as {DEVICE_ID}" in broker.log())
+
+        # A tap: the virtual card on the host, through hostfwd to vpcd in the guest's pcscd.
+        t_tap = time.monotonic()
+        vcard_log = (work / "vcard.log").open("wb")
+        vcard = subprocess.Popen(
+            [*py, "vcard", "--port", str(vpcd_port), "--patient", "healthy"],
+            stdout=vcard_log,
+            stderr=subprocess.STDOUT,
         )
-        assert vm.stdout is not None
-        os.set_blocking(vm.stdout.fileno(), False)
-        buffer = b""
-        try:
-            while time.monotonic() - t_boot < args.timeout and vm.poll() is None:
-                chunk = vm.stdout.read(65536) or b""
-                if not chunk:
-                    time.sleep(0.2)
-                    continue
-                log.write(chunk)
-                log.flush()
-                buffer = (buffer + chunk)[-65536:]
-                text = buffer.decode(errors="replace")
-                elapsed = round(time.monotonic() - t_boot, 1)
-                if FIRSTBOOT_OK in text and "firstboot_s" not in figures:
-                    figures["firstboot_s"] = elapsed
-                    print(f"boot-test: first boot took the identity in at {elapsed} s")
-                if any(bad in text for bad in FAILED):
-                    print(f"boot-test: failure on the console at {elapsed} s (see {console})")
-                    break
-                if READY in text:
-                    figures["boot_to_ready_s"] = elapsed
-                    print(f"boot-test: the daemon is READY at {elapsed} s")
-                    result = 0
-                    time.sleep(5)  # let the journal settle before the power is cut
-                    break
-        finally:
-            vm.kill()
-            vm.wait()
-    if result == 0:
-        figures["fat_fragments_after"] = leaked(image, keys)
-        if figures["fat_fragments_after"]:
-            print("boot-test: provisioning secrets can still be read from the image")
-            result = 1
-    if result and "boot_to_ready_s" not in figures:
-        print(f"boot-test: no READY within {args.timeout:.0f} s; last console lines:")
-        print("\n".join(console.read_text(errors="replace").splitlines()[-40:]))
+        helpers.append(vcard)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            receive.wait(args.step_timeout)
+        received = sorted((work / "received").rglob("*.json"))
+        if check("tap_received_s", receive.returncode == 0 and bool(received)):
+            figures["tap_to_receiver_s"] = round(time.monotonic() - t_tap, 1)
+            body = received[0].read_text()
+            looked_up = "unavailable" not in body.lower() and len(body) > 200
+            ok &= check("lookup_from_refsvc_s", looked_up)
+        else:
+            ok = False
+            print((work / "vcard.log").read_text(errors="replace")[-800:])
+            print((work / "receive.log").read_text(errors="replace")[-800:])
+            diagnose(console)
+        vcard.terminate()
+
+        # The watchdog: a stopped daemon stops pinging; systemd kills it (SIGABRT) and starts it again.
+        since = console.mark()
+        t_stop = time.monotonic()
+        console.sh("kill -STOP $(systemctl show -P MainPID mynabox.service)")
+        timeout_at = console.wait("mynabox.service: Watchdog timeout", args.step_timeout, since)
+        back = None if timeout_at is None else console.wait(READY, args.step_timeout, timeout_at)
+        if check("watchdog_restart_s", back is not None):
+            figures["sigstop_to_ready_again_s"] = round(time.monotonic() - t_stop, 1)
+        else:
+            ok = False
+            diagnose(console)
+        time.sleep(5)  # let the journal settle before the power is cut
+        result = 0 if ok else 1
+    finally:
+        vm.kill()
+        vm.wait()
+        for proc in helpers:
+            proc.terminate()
+        broker.stop()
+    figures["fat_fragments_after"] = leaked(image, keys)
+    if figures["fat_fragments_after"]:
+        print("boot-test: provisioning secrets can still be read from the image")
+        result = 1
     print(json.dumps(figures))
     if args.keep is None and result == 0:
         shutil.rmtree(work)

@@ -14,13 +14,12 @@ install -D -m 0644 "$in/systemd/polkit/50-mynabox-pcscd.rules" \
 # Users now: the root is read-only at run time.
 systemd-sysusers
 
-# The firmware and its dependencies, every file checked against the lock's hashes; no pip left behind.
-python3 -m venv "$venv"
-"$venv/bin/python" -m pip install -q --no-index --find-links "$in" --require-hashes --no-compile \
-  -r "$in/install.lock"
-"$venv/bin/python" -m pip uninstall -q -y pip
-# Byte-code without timestamps (reproducible; the read-only root never changes under it).
-"$venv/bin/python" -m compileall -q -j 0 --invalidation-mode unchecked-hash "$venv/lib"
+# The firmware on the dependencies' venv (lib/venv-deps.sh, or its cached copy): its wheel checked against
+# the lock's hash, pip run from Debian's pip wheel so none is left in the venv, byte code without timestamps.
+pip_whl=$(ls /usr/share/python-wheels/pip-*.whl)
+"$venv/bin/python" "$pip_whl/pip" install -q --no-index --find-links "$in" --require-hashes --no-compile \
+  --no-deps --disable-pip-version-check -r "$in/firmware.lock"
+"$venv/bin/python" -m compileall -q -j 0 --invalidation-mode unchecked-hash "$venv"/lib/python3*/site-packages/mynabox
 
 # The identity lives on the state partition (mynabox-firstboot.service puts it there).
 mkdir -p /etc/mynabox /var/lib/mynabox /boot/firmware
