@@ -2,14 +2,19 @@
 arm64 on this host), with the image's own kernel and initrd, its own root and state partitions, provisioned
 by `mynabox provision`, against a broker (mosquitto, TLS) and the reference summary service on the host.
 Checks, each with its time printed:
+  - the initramfs grows the state partition to the end of the bigger "card" and systemd grows its ext4;
   - the first boot takes the identity in (mynabox-firstboot.service succeeds);
-  - the daemon reaches READY (systemd logs "Started mynabox.service" only after READY=1 for Type=notify);
+  - the daemon reaches READY (systemd logs "Started mynabox.service" only after READY=1 for Type=notify),
+    with the root mounted read-only (and writes to it refused);
   - the box connects to the broker on the host with its client certificate;
   - a virtual card presented on the host (vpcd: the test copy of the image gets Debian's vsmartcard-vpcd
     driver, hostfwd to its port) is read, the lookup goes to the reference service, and the sealed summary
     that reaches the broker is opened by `mynabox receive`;
   - the daemon stopped with SIGSTOP is killed and restarted by systemd's watchdog;
+  - PID 1 drives the hardware watchdog (qemu's i6300esb): a crashed kernel is reset by it (qemu exits);
   - afterwards no fragment of a provisioned secret can be read from the FAT partition's bytes.
+The vpcd tap needs the test copy's config in test mode (the virtual card's certificate is from the test CA):
+`provision` refuses `device.test_mode`, so the test sets it in the guest after the first boot and restarts.
 The test boot's kernel command line (the test's own: production boots from the FAT's cmdline.txt) adds a
 root shell on the serial console (systemd.debug_shell) for the SIGSTOP step and, on a failure, the unit's
 journal. Run as root (debugfs on the test copy) with the project's venv:
@@ -22,6 +27,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -31,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -43,7 +50,8 @@ HERE = Path(__file__).resolve().parent
 DEVICE_ID = "amb-qemu"
 READY = "Started mynabox.service"
 FIRSTBOOT_OK = "Finished mynabox-firstboot.service"
-# Matched on the journal's lines (forwarded to the console, no colour codes); not the grow-state unit's.
+# Matched on the journal's lines (forwarded to the console, no colour codes).
+GROWN = "mynabox: grow-state: "
 FAILED = ("Failed to start mynabox.service", "Failed to start mynabox-firstboot.service", "end Kernel panic")
 VPCD_PORT = 0x8C7B  # the slot's port in Debian's /etc/reader.conf.d/vpcd
 
@@ -241,6 +249,48 @@ def diagnose(console: Console) -> None:
     print(out if out is not None else "(the guest's shell did not answer)")
 
 
+Check = Callable[[str, bool], bool]
+
+
+def check_layout(console: Console, check: Check, state_before: int, card: int) -> bool:
+    """The initramfs grew partition 4 to the card's end, the ext4 on it followed, the root is read-only."""
+    grown = console.wait(GROWN, 0.1)
+    line = console.text(grown or 0).splitlines()[0] if grown else "(no line)"
+    print(f"boot-test: initramfs: {GROWN}{line.strip()}")
+    out = console.sh(
+        "echo part=$(( $(cat /sys/class/block/vda4/size) * 512 )); "
+        "echo fs=$(( $(stat -f -c '%b * %S' /var/lib/mynabox) )); "
+        "echo root=$(findmnt -n -o OPTIONS /); "
+        "touch /usr/.mynabox-probe 2>&1 | tail -n 1"
+    )
+    values = dict(re.findall(r"^(part|fs|root)=(\S+)\r?$", out or "", re.MULTILINE))
+    part, fs = int(values.get("part", "0")), int(values.get("fs", "0"))
+    print(f"boot-test: state partition {state_before >> 20} -> {part >> 20} MiB (card {card >> 20} MiB), "
+          f"its ext4 {fs >> 20} MiB; root mounted {values.get('root', '?')}")  # fmt: skip
+    ok = check("state_grown_s", part >= state_before + (500 << 20) and fs >= part * 9 // 10)
+    root_ro = values.get("root", "").split(",")[0] == "ro" and "Read-only file system" in (out or "")
+    return check("root_read_only_s", root_ro) and ok
+
+
+def check_hardware_watchdog(
+    console: Console, vm: subprocess.Popen[bytes], check: Check, timeout: float
+) -> bool:
+    """PID 1 holds the hardware watchdog; a crashed kernel (sysrq c; Debian's kernel does not reboot on a
+    panic) stops its pings, and the i6300esb resets the machine: with -no-reboot, qemu exits."""
+    out = console.sh("cat /sys/class/watchdog/watchdog0/identity /sys/class/watchdog/watchdog0/state") or ""
+    print("boot-test: hardware watchdog:", " ".join(out.split()[-3:]))
+    time.sleep(5)  # let the journal settle before the crash
+    console.sh("echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger", timeout=5)
+    t_crash = time.monotonic()
+    try:
+        vm.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return check("hardware_watchdog_reset_s", False)
+    ok = check("hardware_watchdog_reset_s", "sysrq" in console.text().lower())
+    print(f"boot-test: the crash to qemu's exit took {time.monotonic() - t_crash:.1f} s")
+    return ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=HERE / "out", help="the build's output directory")
@@ -277,6 +327,7 @@ def main() -> int:
         f.truncate()
         if xz.wait() != 0:
             raise SystemExit("boot-test: xz failed")
+    state_before = partition(image, 3)[1]
     os.truncate(image, image.stat().st_size + 512 * 1024 * 1024)  # a bigger "card": the state partition grows
     figures["unpack_s"] = round(time.monotonic() - t0, 1)
     t0 = time.monotonic()
@@ -353,7 +404,14 @@ def main() -> int:
             print("\n".join(console.text().splitlines()[-60:]))
             return 1
         assert ready is not None
-        ok = True
+        ok = check_layout(console, check, state_before, image.stat().st_size)
+        # Test mode (the test CA) for the virtual card, in the state partition's config; then a restart.
+        since = console.mark()
+        console.sh(
+            "sed -i 's/^\\[device\\]$/[device]\\ntest_mode = true/' /var/lib/mynabox/identity/config.toml"
+            " && systemctl restart mynabox.service"
+        )
+        ok &= check("test_mode_ready_s", console.wait(READY, args.step_timeout, since) is not None)
         deadline = time.monotonic() + args.step_timeout
         while f"as {DEVICE_ID}" not in broker.log() and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -394,7 +452,7 @@ def main() -> int:
         else:
             ok = False
             diagnose(console)
-        time.sleep(5)  # let the journal settle before the power is cut
+        ok &= check_hardware_watchdog(console, vm, check, args.step_timeout)
         result = 0 if ok else 1
     finally:
         vm.kill()

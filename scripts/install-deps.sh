@@ -16,6 +16,7 @@ APT_PACKAGES=(
   chromium chromium-driver fonts-ipafont-gothic  # the gateway page tests: a real browser, a Japanese font
   nats-server                                    # the central broker cluster of the fleet tests (JetStream, MQTT)
   mtools dosfstools shellcheck                   # fleet ops: provisioning / first-boot tests on FAT images
+  fdisk e2fsprogs                                # the state partition grower's test on a loop device
 )
 
 missing=()

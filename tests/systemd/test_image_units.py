@@ -1,4 +1,4 @@
-"""The SD image's own units (first boot, state partition growth) and drop-ins: they verify, a typo shows,
+"""The SD image's own unit (first boot) and drop-ins: they verify, a typo shows,
 and the first-boot unit's sandbox stays within the project's exposure ceiling."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-UNITS = ("mynabox-firstboot.service", "mynabox-grow-state.service")
+UNITS = ("mynabox-firstboot.service",)
 OVERLAY = ROOT / "image-build" / "rootfs-overlay"
 # systemd-analyze's 0-100 scale: 20 is an exposure of 2.0, the project's ceiling.
 EXPOSURE_CEILING = 20
@@ -27,9 +27,7 @@ def stage(tmp_path: Path, typo: bool = False) -> list[Path]:
     out = []
     for name in UNITS:
         text = (ROOT / "systemd" / name).read_text()
-        text = text.replace("/opt/mynabox/venv/bin/mynabox", "/bin/true").replace(
-            "/usr/lib/mynabox/grow-state", "/bin/true"
-        )
+        text = text.replace("/opt/mynabox/venv/bin/mynabox", "/bin/true")
         if typo:
             text = text.replace("RemainAfterExit=", "RemainAfterExt=")
         (tmp_path / name).write_text(text)
