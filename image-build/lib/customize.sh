@@ -14,10 +14,6 @@ install -D -m 0644 "$in/systemd/polkit/50-mynabox-pcscd.rules" \
 # Users now: the root is read-only at run time.
 systemd-sysusers
 
-# The initramfs again, with the state partition's grower (rootfs-overlay/etc/initramfs-tools); raspi-firmware's
-# post-update hook copies it to the FAT partition. Reproducible: mkinitramfs takes SOURCE_DATE_EPOCH.
-update-initramfs -u -k all
-
 # The firmware on the dependencies' venv (lib/venv-deps.sh, or its cached copy): its wheel checked against
 # the lock's hash, pip run from Debian's pip wheel so none is left in the venv, byte code without timestamps.
 pip_whl=$(ls /usr/share/python-wheels/pip-*.whl)
