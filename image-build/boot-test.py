@@ -234,8 +234,11 @@ class Console:
         since = self.mark()
         assert self._vm.stdin is not None
         # The tty echoes "@@$((n+0))@@" as typed; only the shell's output reads "@@n@@".
-        self._vm.stdin.write(f"{command}; echo @@$(({n}+0))@@\n".encode())
-        self._vm.stdin.flush()
+        try:
+            self._vm.stdin.write(f"{command}; echo @@$(({n}+0))@@\n".encode())
+            self._vm.stdin.flush()
+        except BrokenPipeError:  # qemu has exited
+            return None
         end = self.wait(f"@@{n}@@", timeout, since)
         return None if end is None else self.text(since)[: end - since]
 
@@ -387,7 +390,7 @@ def main() -> int:
         "-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline,
         "-drive", f"file={image},format=raw,if=virtio",
         "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{vpcd_port}-:{VPCD_PORT}",
-        "-device", "virtio-net-pci,netdev=net0",
+        "-device", "virtio-net-pci,netdev=net0,romfile=",  # no option ROM: direct kernel boot needs none
         "-device", "i6300esb",
     ]  # fmt: skip
     print("boot-test:", " ".join(argv), flush=True)

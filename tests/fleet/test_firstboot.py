@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import getpass
 import os
+import pwd
+import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from tests.fleet.conftest import Vehicle, fragments, leaked
@@ -19,8 +23,12 @@ from mynabox.fleet.fatimage import FatImage
 from mynabox.fleet.firstboot import BUNDLE_DIR, CRASH_ENV, active_id
 from mynabox.fleet.provision import write_bundle
 
+T = TypeVar("T")
 
-def firstboot(card: Path, state: Path, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
+
+def firstboot(
+    card: Path, state: Path, crash_at: str | None = None, owner: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
     if crash_at is not None:
         env[CRASH_ENV] = crash_at
@@ -35,7 +43,7 @@ def firstboot(card: Path, state: Path, crash_at: str | None = None) -> subproces
             "--state",
             str(state),
             "--owner",
-            getpass.getuser(),
+            owner or getpass.getuser(),
         ],
         capture_output=True,
         text=True,
@@ -55,17 +63,29 @@ def provisioned(vehicle: Vehicle, card: Path) -> str:
     return bundle.id
 
 
-def assert_installed(state: Path, bundle_id: str, vehicle: Vehicle) -> None:
+def as_user(uid: int | None, call: Callable[[], T]) -> T:
+    """`call()` with `uid` as the effective user (None: as we are)."""
+    if uid is None or uid == os.geteuid():
+        return call()
+    os.seteuid(uid)
+    try:
+        return call()
+    finally:
+        os.seteuid(0)
+
+
+def assert_installed(state: Path, bundle_id: str, vehicle: Vehicle, uid: int | None = None) -> None:
     assert active_id(state) == bundle_id
     identity = state / "identity"
-    assert check_tree(identity) == []
+    assert as_user(uid, lambda: check_tree(identity)) == []  # the firmware's check, as the service user
     for name, secret in vehicle.secrets.items():
         path = identity / "credentials" / name
         assert path.read_bytes() == secret
         st = path.stat()
-        assert stat.S_IMODE(st.st_mode) == 0o400 and st.st_uid == os.getuid()
+        assert stat.S_IMODE(st.st_mode) == 0o400 and st.st_uid == (os.getuid() if uid is None else uid)
     for d in (identity.resolve(), identity / "credentials"):
         assert stat.S_IMODE(d.stat().st_mode) == 0o700
+        assert d.stat().st_uid == (os.getuid() if uid is None else uid)
     assert sorted(p.name for p in state.iterdir()) == ["identity", f"identity-{bundle_id}"]
 
 
@@ -90,6 +110,26 @@ def test_first_boot_installs_and_wipes(
     again = firstboot(card, state)  # the second boot does nothing
     assert again.returncode == 0 and again.stdout == "" and again.stderr == ""
     assert_installed(state, provisioned, vehicle)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root hands the identity to another user (as in the image)")
+def test_root_installs_the_identity_for_the_service_user(
+    provisioned: str, vehicle: Vehicle, card: Path, tmp_path: Path
+) -> None:
+    # As mynabox-firstboot.service does: root, --owner the service user. The files are checked before
+    # they are handed over (the image's first boot once refused every file as "owned by uid 986").
+    nobody = pwd.getpwnam("nobody")
+    # Under /tmp with a fixed name, so that the service user can reach it (tmp_path's parents are 0700).
+    state = Path(f"/tmp/mynabox-firstboot-{os.getpid()}")
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(mode=0o755)
+    try:
+        done = firstboot(card, state, owner="nobody")
+        assert done.returncode == 0, done.stderr
+        assert_installed(state, provisioned, vehicle, uid=nobody.pw_uid)
+        assert_fat_clean(card, vehicle)
+    finally:
+        shutil.rmtree(state)
 
 
 def checkpoints() -> list[str]:

@@ -105,19 +105,25 @@ def _install(  # noqa: PLR0917
     staging = state / f".identity-{bundle_id}.tmp"
     if not final.is_dir():
         shutil.rmtree(staging, ignore_errors=True)
-        _mkdir(staging, owner)
-        _mkdir(staging / CREDENTIALS, owner)
+        _mkdir(staging)
+        _mkdir(staging / CREDENTIALS)
         for name, digest in sorted(digests.items()):
             data = fat.read(BUNDLE_DIR / name)
             if hashlib.sha256(data).hexdigest() != digest:
                 shutil.rmtree(staging)
                 raise BundleError([f"{name}: does not match {MANIFEST} (damaged card?)"])
-            write_new(staging / name, data, mode=0o400, owner=(owner.uid, owner.gid))
+            write_new(staging / name, data, mode=0o400)
             checkpoint(f"copied:{name}")
+        # Checked while still ours: the loader's permission check accepts files owned by root or by the
+        # user running it, and this runs as root for the service user (who then reads its own files).
         problems = check_tree(staging)
         if problems:
             shutil.rmtree(staging)
             raise BundleError(problems)
+        for name in digests:
+            os.chown(staging / name, owner.uid, owner.gid)
+        os.chown(staging / CREDENTIALS, owner.uid, owner.gid)
+        os.chown(staging, owner.uid, owner.gid)
         fsync_dir(staging / CREDENTIALS)
         fsync_dir(staging)
         os.rename(staging, final)
@@ -138,9 +144,8 @@ def _install(  # noqa: PLR0917
         shutil.rmtree(old)
 
 
-def _mkdir(path: Path, owner: Owner) -> None:
+def _mkdir(path: Path) -> None:
     path.mkdir(mode=0o700)
-    os.chown(path, owner.uid, owner.gid)
     path.chmod(0o700)
 
 
