@@ -10,7 +10,7 @@ Checks, each with its time printed:
   - a virtual card presented on the host (vpcd: the test copy of the image gets Debian's vsmartcard-vpcd
     driver, hostfwd to its port) is read, the lookup goes to the reference service, and the sealed summary
     that reaches the broker is opened by `mynabox receive`;
-  - the daemon stopped with SIGSTOP is killed and restarted by systemd's watchdog;
+  - the daemon stopped with SIGSTOP is killed and restarted by systemd's watchdog, and it logged no error;
   - PID 1 drives the hardware watchdog (qemu's i6300esb): a crashed kernel is reset by it, and the box
     comes back to READY (a second boot: nothing to grow, no identity left to take);
   - afterwards no fragment of a provisioned secret can be read from the FAT partition's bytes.
@@ -53,6 +53,7 @@ READY = "Started mynabox.service"
 FIRSTBOOT_OK = "Finished mynabox-firstboot.service"
 # Matched on the journal's lines (forwarded to the console, no colour codes).
 GROWN = "mynabox: grow-state: "
+DAEMON_ERROR = re.compile(r"\b(ERROR|CRITICAL|Traceback)\b")
 FAILED = ("Failed to start mynabox.service", "Failed to start mynabox-firstboot.service", "end Kernel panic")
 VPCD_PORT = 0x8C7B  # the slot's port in Debian's /etc/reader.conf.d/vpcd
 
@@ -267,7 +268,8 @@ def check_layout(console: Console, check: Check, state_before: int, card: int) -
         "echo root=$(findmnt -n -o OPTIONS /); "
         "touch /usr/.mynabox-probe 2>&1 | tail -n 1"
     )
-    values = dict(re.findall(r"^(part|fs|root)=(\S+)\r?$", out or "", re.MULTILINE))
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out or "")  # the shell's bracketed-paste toggles
+    values = dict(re.findall(r"^(part|fs|root)=(\S+)\r?$", plain, re.MULTILINE))
     part, fs = int(values.get("part", "0")), int(values.get("fs", "0"))
     print(f"boot-test: state partition {state_before >> 20} -> {part >> 20} MiB (card {card >> 20} MiB), "
           f"its ext4 {fs >> 20} MiB; root mounted {values.get('root', '?')}")  # fmt: skip
@@ -280,8 +282,11 @@ def check_hardware_watchdog(console: Console, check: Check, timeout: float) -> b
     """PID 1 holds the hardware watchdog; a crashed kernel (sysrq c; Debian's kernel does not reboot on a
     panic: CONFIG_PANIC_TIMEOUT=0) stops its pings, the i6300esb resets the machine, and the box comes back:
     the second boot grows nothing, takes no identity (the FAT has none left) and the daemon is READY again."""
-    out = console.sh("cat /sys/class/watchdog/watchdog0/identity /sys/class/watchdog/watchdog0/state") or ""
-    print("boot-test: hardware watchdog:", " ".join(out.split()[-3:]))
+    out = console.sh(
+        "echo wd=$(cat /sys/class/watchdog/watchdog0/identity),$(cat /sys/class/watchdog/watchdog0/state)"
+    )
+    held = re.findall(r"wd=([^\r\n]*)", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out or ""))
+    print("boot-test: hardware watchdog:", held[-1] if held else "(none)")
     time.sleep(5)  # let the journal settle before the crash
     since = console.mark()
     console.sh("echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger", timeout=5)
@@ -461,6 +466,11 @@ def main() -> int:
         else:
             ok = False
             diagnose(console)
+        # The daemon logged no error through the boot, the tap and the watchdog restart.
+        errors = [ln for ln in console.text().splitlines() if "mynabox[" in ln and DAEMON_ERROR.search(ln)]
+        for line in errors[:20]:
+            print("boot-test: daemon:", line.strip())
+        ok &= check("no_daemon_errors_s", not errors)
         ok &= check_hardware_watchdog(console, check, args.step_timeout)
         result = 0 if ok else 1
     finally:
