@@ -25,7 +25,6 @@ journal. Run as root (debugfs on the test copy) with the project's venv:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -40,11 +39,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mynabox.adapters.keyfiles import save_private_key, save_public_key
 from mynabox.testing.broker import BrokerTls, Mosquitto, free_port
+from mynabox.testing.patients import patient
 from mynabox.testing.tlsfiles import make_test_pki
 
 HERE = Path(__file__).resolve().parent
@@ -257,6 +258,20 @@ def diagnose(console: Console) -> None:
 Check = Callable[[str, bool], bool]
 
 
+def wait_for_summary(
+    received: Path, receive: subprocess.Popen[bytes], timeout: float
+) -> dict[str, Any] | None:
+    """The first opened message of kind summary the receiver wrote (the tap's audit record comes too)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and receive.poll() is None:
+        for path in sorted(received.rglob("*.json")):
+            doc: dict[str, Any] = json.loads(path.read_text())
+            if doc.get("kind") == "summary":
+                return doc
+        time.sleep(0.5)
+    return None
+
+
 def check_layout(console: Console, check: Check, state_before: int, card: int) -> bool:
     """The initramfs grew partition 4 to the card's end, the ext4 on it followed, the root is read-only."""
     grown = console.wait(GROWN, 0.1)
@@ -381,7 +396,7 @@ def main() -> int:
         [*py, "receive", "--broker", f"127.0.0.1:{mqtt_port}", "--ca", str(v / "mqtt/ca.pem"),
          "--cert", str(v / "mqtt/client-gateway.pem"), "--key", str(v / "mqtt/client-gateway.key"),
          "--gateway-key", str(work / "gateway.key"), "--device-keys", str(work / "device-keys"),
-         "--json-out", str(work / "received"), "--state-dir", str(work), "--once"],
+         "--json-out", str(work / "received"), "--state-dir", str(work)],
         stdout=receive_log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     helpers: list[subprocess.Popen[bytes]] = [refsvc, receive]
@@ -419,10 +434,13 @@ def main() -> int:
             return 1
         assert ready is not None
         ok = check_layout(console, check, state_before, image.stat().st_size)
-        # Test mode (the test CA) for the virtual card, in the state partition's config; then a restart.
+        # Test mode (the test CA) for the virtual card, and oral consent by default (a box without buttons:
+        # the mock pins cannot be pressed from here), in the state partition's config; then a restart.
         since = console.mark()
+        config = "/var/lib/mynabox/identity/config.toml"
         console.sh(
-            "sed -i 's/^\\[device\\]$/[device]\\ntest_mode = true/' /var/lib/mynabox/identity/config.toml"
+            f"sed -i 's/^\\[device\\]$/[device]\\ntest_mode = true/' {config}"
+            f" && printf '\\n[consent]\\ndefault = \"oral\"\\n' >> {config}"
             " && systemctl restart mynabox.service"
         )
         ok &= check("test_mode_ready_s", console.wait(READY, args.step_timeout, since) is not None)
@@ -440,14 +458,13 @@ def main() -> int:
             stderr=subprocess.STDOUT,
         )
         helpers.append(vcard)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            receive.wait(args.step_timeout)
-        received = sorted((work / "received").rglob("*.json"))
-        if check("tap_received_s", receive.returncode == 0 and bool(received)):
+        summary = wait_for_summary(work / "received", receive, args.step_timeout)
+        if check("tap_received_s", summary is not None):
             figures["tap_to_receiver_s"] = round(time.monotonic() - t_tap, 1)
-            body = received[0].read_text()
-            looked_up = "unavailable" not in body.lower() and len(body) > 200
-            ok &= check("lookup_from_refsvc_s", looked_up)
+            assert summary is not None
+            # The reference service's record of this patient, opened at the receiver: the lookup went there.
+            drug = patient("healthy").prescriptions[0].drug_name
+            ok &= check("lookup_from_refsvc_s", drug in json.dumps(summary["body"], ensure_ascii=False))
         else:
             ok = False
             print((work / "vcard.log").read_text(errors="replace")[-800:])
