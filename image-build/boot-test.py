@@ -258,6 +258,11 @@ def diagnose(console: Console) -> None:
 Check = Callable[[str, bool], bool]
 
 
+def plain(out: str | None) -> str:
+    """The shell's output as lines: without its escape sequences (bracketed paste) and carriage returns."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out or "").replace("\r", "\n")
+
+
 def wait_for_summary(
     received: Path, receive: subprocess.Popen[bytes], timeout: float
 ) -> dict[str, Any] | None:
@@ -283,8 +288,7 @@ def check_layout(console: Console, check: Check, state_before: int, card: int) -
         "echo root=$(findmnt -n -o OPTIONS /); "
         "touch /usr/.mynabox-probe 2>&1 | tail -n 1"
     )
-    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out or "")  # the shell's bracketed-paste toggles
-    values = dict(re.findall(r"^(part|fs|root)=(\S+)\r?$", plain, re.MULTILINE))
+    values = dict(re.findall(r"^(part|fs|root)=(\S+)$", plain(out), re.MULTILINE))
     part, fs = int(values.get("part", "0")), int(values.get("fs", "0"))
     print(f"boot-test: state partition {state_before >> 20} -> {part >> 20} MiB (card {card >> 20} MiB), "
           f"its ext4 {fs >> 20} MiB; root mounted {values.get('root', '?')}")  # fmt: skip
@@ -300,7 +304,7 @@ def check_hardware_watchdog(console: Console, check: Check, timeout: float) -> b
     out = console.sh(
         "echo wd=$(cat /sys/class/watchdog/watchdog0/identity),$(cat /sys/class/watchdog/watchdog0/state)"
     )
-    held = re.findall(r"wd=([^\r\n]*)", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out or ""))
+    held = re.findall(r"^wd=(.*)$", plain(out), re.MULTILINE)
     print("boot-test: hardware watchdog:", held[-1] if held else "(none)")
     time.sleep(5)  # let the journal settle before the crash
     since = console.mark()
