@@ -91,7 +91,7 @@ ca_file = "mqtt/ca.pem"
 client_cert = "mqtt/client-{DEVICE_ID}.pem"
 client_key = "mqtt/client-{DEVICE_ID}.key"
 [summary]
-url = "https://10.0.2.2:{summary_port}/v1"
+url = "https://10.0.2.2:{summary_port}"
 ca_file = "summary/ca.pem"
 client_cert = "summary/client-{DEVICE_ID}.pem"
 client_key = "summary/client-{DEVICE_ID}.key"
