@@ -54,6 +54,7 @@ READY = "Started mynabox.service"
 FIRSTBOOT_OK = "Finished mynabox-firstboot.service"
 # Matched on the journal's lines (forwarded to the console, no colour codes).
 GROWN = "mynabox: grow-state: "
+PROBE = "/usr/.mynabox-probe"  # check_layout's write to the read-only root, which must fail
 DAEMON_ERROR = re.compile(r"\b(ERROR|CRITICAL|Traceback)\b")
 FAILED = ("Failed to start mynabox.service", "Failed to start mynabox-firstboot.service", "end Kernel panic")
 VPCD_PORT = 0x8C7B  # the slot's port in Debian's /etc/reader.conf.d/vpcd
@@ -286,7 +287,7 @@ def check_layout(console: Console, check: Check, state_before: int, card: int) -
         "echo part=$(( $(cat /sys/class/block/vda4/size) * 512 )); "
         "echo fs=$(( $(stat -f -c '%b * %S' /var/lib/mynabox) )); "
         "echo root=$(findmnt -n -o OPTIONS /); "
-        "touch /usr/.mynabox-probe 2>&1 | tail -n 1"
+        f"touch {PROBE} 2>&1 | tail -n 1"
     )
     values = dict(re.findall(r"^(part|fs|root)=(\S+)$", plain(out), re.MULTILINE))
     part, fs = int(values.get("part", "0")), int(values.get("fs", "0"))
@@ -492,6 +493,11 @@ def main() -> int:
         for line in errors[:20]:
             print("boot-test: daemon:", line.strip())
         ok &= check("no_daemon_errors_s", not errors)
+        # Nothing tried to write to the read-only root (our own probe aside).
+        ro = [ln for ln in console.text().splitlines() if "Read-only file system" in ln and PROBE not in ln]
+        for line in ro[:20]:
+            print("boot-test: wrote to the root:", line.strip())
+        ok &= check("no_root_writes_s", not ro)
         ok &= check_hardware_watchdog(console, check, args.step_timeout)
         result = 0 if ok else 1
     finally:
