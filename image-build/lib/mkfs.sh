@@ -14,11 +14,13 @@ mkext4() {  # label uuid-suffix tree image size
   mke2fs -q -t ext4 -b 4096 -I 256 -L "$1" -U "6d796e61-626f-4178-8000-00000000000$2" \
     -E "hash_seed=6d796e61-626f-4178-8000-0000000000a$2,root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0" \
     -d "$3" "$4" "$5"
-  # mke2fs -d copies each inode's ctime, which no one can set on the host: reset them all.
-  (cd "$3" && find . -printf '%P\n') | sed "s|.*|sif \"/&\" ctime $SOURCE_DATE_EPOCH|" > "$4.debugfs"
+  # mke2fs -d copies each inode's ctime, which no one can set on the host: reset them all. The "@" matters:
+  # debugfs reads a bare number as a date (YYYYMMDDHHMM) whenever it parses as one, e.g. 1796213000.
+  (cd "$3" && find . -printf '%P\n') | sed "s|.*|sif \"/&\" ctime @$SOURCE_DATE_EPOCH|" > "$4.debugfs"
   debugfs -w -f "$4.debugfs" "$4" >/dev/null 2>"$4.debugfs.err" || { cat "$4.debugfs.err" >&2; exit 1; }
   rm -f "$4.debugfs" "$4.debugfs.err"
-  e2fsck -fp "$4" >/dev/null
+  e2fsck -fp "$4" >"$4.fsck" 2>&1 || { echo "mkfs.sh: e2fsck found errors in $4:" >&2; head -n 20 "$4.fsck" >&2; exit 1; }
+  rm -f "$4.fsck"
 }
 mkext4 mynabox-root-a 1 "$root" "$out/root-a.ext4" "$root_size"
 mkext4 mynabox-state 4 "$state" "$out/state.ext4" "$state_size"

@@ -3,6 +3,7 @@ time into a file fails and names that file."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -47,21 +48,53 @@ def test_a_build_time_leak_is_found_and_named(tmp_path: Path) -> None:
     assert paths == ["usr/lib/stamp"]
 
 
-def test_the_card_file_systems_are_bit_identical(tmp_path: Path) -> None:
-    """lib/mkfs.sh (the build's file system step) on a small tree, through check-reproducible: times,
-    UUIDs, hash seeds and the FAT volume id are fixed, the inode ctimes mke2fs copies are reset."""
+MKFS = SCRIPT.parent / "lib" / "mkfs.sh"
+SBIN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def small_trees(tmp_path: Path) -> Path:
+    """The three trees lib/mkfs.sh takes, small; skips where the file system tools are missing."""
     for tool in ("mke2fs", "debugfs", "e2fsck", "mkfs.vfat", "mcopy"):
-        if shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
+        if shutil.which(tool, path=SBIN_PATH) is None:
             pytest.skip(f"{tool} is not installed")
     trees = tmp_path / "trees"
     for rel, text in {"root/etc/hostname": "mynabox", "root/usr/lib/a b/c": "x", "boot/config.txt": "[all]",
                       "boot/overlays/o.dtbo": "o", "state/.keep": ""}.items():  # fmt: skip
         (trees / rel).parent.mkdir(parents=True, exist_ok=True)
         (trees / rel).write_text(text)
-    mkfs = SCRIPT.parent / "lib" / "mkfs.sh"
-    argv = ["sh", str(mkfs), *(str(trees / t) for t in ("root", "boot", "state")), "$OUT", "16M", "40M", "8M"]
+    return trees
+
+
+# debugfs also reads 1796213000 as a date (its YYYYMMDDHHMM form) unless written "@1796213000": that put every
+# ctime in the year 2340 and failed the build's e2fsck.
+@pytest.mark.parametrize("epoch", [1796147446, 1796213000])
+def test_every_inode_time_is_the_source_date_epoch(tmp_path: Path, epoch: int) -> None:
+    trees = small_trees(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    done = subprocess.run(
+        ["sh", str(MKFS), *(str(trees / t) for t in ("root", "boot", "state")), str(out), "16M", "40M", "8M"],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={"PATH": SBIN_PATH, "TMPDIR": str(tmp_path), "SOURCE_DATE_EPOCH": str(epoch)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    for path in ("/", "/etc/hostname", "/usr/lib/a b/c"):
+        stat = subprocess.run(
+            ["debugfs", "-R", f'stat "{path}"', str(out / "root-a.ext4")],
+            capture_output=True, text=True, timeout=60, check=True, env={"PATH": SBIN_PATH},
+        ).stdout  # fmt: skip
+        times = dict(re.findall(r"^\s*(\w+): (0x[0-9a-f]+:[0-9a-f]+)", stat, re.MULTILINE))
+        assert set(times) >= {"ctime", "atime", "mtime"}, stat
+        assert all(value == f"0x{epoch:08x}:00000000" for value in times.values()), (path, times)
+
+
+def test_the_card_file_systems_are_bit_identical(tmp_path: Path) -> None:
+    """lib/mkfs.sh (the build's file system step) on a small tree, through check-reproducible: times,
+    UUIDs, hash seeds and the FAT volume id are fixed, the inode ctimes mke2fs copies are reset."""
+    trees = small_trees(tmp_path)
+    argv = ["sh", str(MKFS), *(str(trees / t) for t in ("root", "boot", "state")), "$OUT", "16M", "40M", "8M"]
     env = {
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "PATH": SBIN_PATH,
         "TMPDIR": str(tmp_path),
         "SOURCE_DATE_EPOCH": "1796147446",
     }
