@@ -15,7 +15,7 @@ mkext4() {  # label uuid-suffix tree image size
     -E "hash_seed=6d796e61-626f-4178-8000-0000000000a$2,root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0" \
     -d "$3" "$4" "$5"
   # mke2fs -d copies each inode's ctime, which no one can set on the host: reset them all. The "@" matters:
-  # debugfs reads a bare number as a date (YYYYMMDDHHMM) whenever it parses as one, e.g. 1796213000.
+  # debugfs tries date formats on a bare number before seconds (1796213000 became a time in 2340).
   (cd "$3" && find . -printf '%P\n') | sed "s|.*|sif \"/&\" ctime @$SOURCE_DATE_EPOCH|" > "$4.debugfs"
   debugfs -w -f "$4.debugfs" "$4" >/dev/null 2>"$4.debugfs.err" || { cat "$4.debugfs.err" >&2; exit 1; }
   rm -f "$4.debugfs" "$4.debugfs.err"

@@ -65,7 +65,7 @@ def small_trees(tmp_path: Path) -> Path:
     return trees
 
 
-# debugfs also reads 1796213000 as a date (its YYYYMMDDHHMM form) unless written "@1796213000": that put every
+# debugfs tries date formats on a bare number first: 1796213000 unless written "@1796213000" put every
 # ctime in the year 2340 and failed the build's e2fsck.
 @pytest.mark.parametrize("epoch", [1796147446, 1796213000])
 def test_every_inode_time_is_the_source_date_epoch(tmp_path: Path, epoch: int) -> None:
