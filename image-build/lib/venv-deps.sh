@@ -11,5 +11,6 @@ python3 -m venv --without-pip "$venv"
 pip_whl=$(ls /usr/share/python-wheels/pip-*.whl)
 "$venv/bin/python" "$pip_whl/pip" install -q --no-index --find-links "$in" --require-hashes --no-compile \
   --disable-pip-version-check -r "$in/deps.lock"
-# Byte-code without timestamps (reproducible; the read-only root never changes under it).
-"$venv/bin/python" -m compileall -q -j 0 --invalidation-mode unchecked-hash "$venv/lib"
+# Byte-code without timestamps (reproducible; the read-only root never changes under it). -f: pip's own run
+# already imported setuptools' _distutils_hack (its .pth) and left a timestamp pyc that compileall would keep.
+"$venv/bin/python" -m compileall -q -f -j 0 --invalidation-mode unchecked-hash "$venv/lib"
