@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 UNCHECKED_HASH = 0b01
-# Written for the image's Python by the host's: any 3.7+ pyc keeps its flags in bytes 4-8.
+# The host's Python reads the image's byte code: since 3.7 every pyc keeps its flags in bytes 4-8.
 MIN_HEADER = 16
 
 

@@ -65,6 +65,11 @@ def small_trees(tmp_path: Path) -> Path:
     return trees
 
 
+def mkfs_argv(trees: Path, out: str) -> list[str]:
+    """lib/mkfs.sh on the small trees, into OUT (a directory, or "$OUT" for check-reproducible)."""
+    return ["sh", str(MKFS), *(str(trees / t) for t in ("root", "boot", "state")), out, "16M", "40M", "8M"]
+
+
 # debugfs tries date formats on a bare number first: 1796213000 unless written "@1796213000" put every
 # ctime in the year 2340 and failed the build's e2fsck.
 @pytest.mark.parametrize("epoch", [1796147446, 1796213000])
@@ -73,7 +78,7 @@ def test_every_inode_time_is_the_source_date_epoch(tmp_path: Path, epoch: int) -
     out = tmp_path / "out"
     out.mkdir()
     done = subprocess.run(
-        ["sh", str(MKFS), *(str(trees / t) for t in ("root", "boot", "state")), str(out), "16M", "40M", "8M"],
+        mkfs_argv(trees, str(out)),
         capture_output=True, text=True, timeout=300, check=False,
         env={"PATH": SBIN_PATH, "TMPDIR": str(tmp_path), "SOURCE_DATE_EPOCH": str(epoch)},
     )  # fmt: skip
@@ -92,7 +97,7 @@ def test_the_card_file_systems_are_bit_identical(tmp_path: Path) -> None:
     """lib/mkfs.sh (the build's file system step) on a small tree, through check-reproducible: times,
     UUIDs, hash seeds and the FAT volume id are fixed, the inode ctimes mke2fs copies are reset."""
     trees = small_trees(tmp_path)
-    argv = ["sh", str(MKFS), *(str(trees / t) for t in ("root", "boot", "state")), "$OUT", "16M", "40M", "8M"]
+    argv = mkfs_argv(trees, "$OUT")
     env = {
         "PATH": SBIN_PATH,
         "TMPDIR": str(tmp_path),
