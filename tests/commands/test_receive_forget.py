@@ -1,0 +1,53 @@
+"""`mynabox receive --forget-device` as a real subprocess: it retires the key a box signed with (issue 23
+item 6), so the box's messages, replays included, stay refused; it no longer drops the numbers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mynabox.gateway.store import SeenStore
+
+DEV = "amb-tokyo-01"
+KEY = "DUBpRCeGU2VaWW6L1rRf4BI4jVbiJROkx2o8GogZeh4"  # a thumbprint as Opened.key holds it
+
+
+def forget(state: Path, device: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mynabox.cli",
+            "receive",
+            "--forget-device",
+            device,
+            "--state-dir",
+            f"{state}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_forget_device_retires_the_key_and_keeps_the_numbers(tmp_path: Path) -> None:
+    store = SeenStore(tmp_path / "receiver-seen.sqlite3")
+    store.remember("a" * 32, DEV, now=datetime.now(UTC), seq=7, key=KEY)
+    store.close()
+
+    done = forget(tmp_path, DEV)
+    assert done.returncode == 0, done.stderr
+    assert f"retired the key of {DEV} (thumbprint {KEY})" in done.stdout
+    store = SeenStore(tmp_path / "receiver-seen.sqlite3")
+    try:
+        assert store.retired(KEY)
+        assert store.highest(DEV) == 7  # kept: a replay of the old life is still stale by number
+        assert store.check_sequence(DEV, 8, "b" * 32, KEY) == "key-retired"
+    finally:
+        store.close()
+
+    unknown = forget(tmp_path, "amb-other-02")
+    assert unknown.returncode == 0 and "no key recorded for amb-other-02" in unknown.stdout
