@@ -24,9 +24,9 @@ import pytest
 
 from mynabox.adapters.summary_client import HttpsSummaryClient, SummaryClientConfigError
 from mynabox.summary.port import Found, LookupResult, NotRegistered, Unavailable
-from mynabox.testing import patients
-from mynabox.testing.refsvc import ReferenceService
-from mynabox.testing.tlsfiles import TestPki, certificate_with_cn, make_test_pki
+from mynabox_testkit import patients
+from mynabox_testkit.refsvc import ReferenceService
+from mynabox_testkit.tlsfiles import TestPki, certificate_with_cn, make_test_pki
 from support.hostile import DRIP_PLACES, Behaviour, HostileServer, answer, drip, http
 from support.wait import wait_for
 
@@ -362,7 +362,7 @@ IN_NAMESPACE = 'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.co
 LOOKUP_SCRIPT = """
 import json, sys, time
 from mynabox.adapters.summary_client import HttpsSummaryClient
-from mynabox.testing.tlsfiles import certificate_with_cn
+from mynabox_testkit.tlsfiles import certificate_with_cn
 a = json.loads(sys.argv[1])
 c = HttpsSummaryClient(a["url"], ca_file=a["ca"], client_cert=a["cert"], client_key=a["key"],
                        timeout_s=5.0, retries=2, limit_s=a["limit_s"])

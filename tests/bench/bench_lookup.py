@@ -25,9 +25,9 @@ from mynabox.adapters.summary_client import HttpsSummaryClient
 from mynabox.summary.flags import derive_flags
 from mynabox.summary.model import Summary
 from mynabox.summary.port import Found
-from mynabox.testing import patients
-from mynabox.testing.refsvc import ReferenceService
-from mynabox.testing.tlsfiles import TestPki, certificate_with_cn, make_test_pki
+from mynabox_testkit import patients
+from mynabox_testkit.refsvc import ReferenceService
+from mynabox_testkit.tlsfiles import TestPki, certificate_with_cn, make_test_pki
 from support.linkemu import LinkEmulator
 from support.wait import wait_for
 
