@@ -535,7 +535,7 @@ def test_a_session_is_resumed_only_within_its_lifetime(refsvc: ReferenceService,
     c, _ = client(refsvc.base_url, pki, session_max_s=0.5)
     assert isinstance(lookup(c), Found)
     refsvc.hang_up_all()
-    assert wait_for(lambda: c._idle is None or not c._idle.clean(), 5)
+    assert wait_for(lambda: c._pool.idle is None or not c._pool.idle.clean(), 5)
     assert isinstance(lookup(c), Found)  # within 0.5 s: resumed
     refsvc.hang_up_all()
     time.sleep(0.6)
@@ -601,7 +601,7 @@ def test_no_patient_data_stays_in_the_kept_connection(refsvc: ReferenceService, 
     secrets = [PATIENT.name, PATIENT.kana, "ワルファリン", PATIENT.card_id]
     # The walk finds a secret where one is held (here, the result itself) ...
     assert any(s in t for t in strings_reachable_from(result) for s in secrets if isinstance(t, str))
-    conn = c._idle
+    conn = c._pool.idle
     assert conn is not None and conn.sock is not None and conn.sock.pending() == 0
     # ... and nothing of the patient in the connection that waits for the next lookup.
     encoded = [s.encode() for s in secrets] + [s.encode("unicode_escape") for s in secrets]
@@ -630,7 +630,7 @@ def test_the_service_address_is_cached_within_its_ttl(
             c, _ = client(f"https://localhost:{service.port}", named, dns_ttl_s=ttl)
             assert isinstance(lookup(c), Found)
             service.hang_up_all()  # the next lookup needs a new connection, hence an address
-            assert wait_for(lambda c=c: c._idle is None or not c._idle.clean(), 5)
+            assert wait_for(lambda c=c: c._pool.idle is None or not c._pool.idle.clean(), 5)
             assert isinstance(lookup(c), Found)
             assert calls.count("localhost") == expected
             c.close()

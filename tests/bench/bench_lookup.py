@@ -76,13 +76,13 @@ def over_link(service: ReferenceService, pki: TestPki, cert: bytes, rtt_ms: int,
             if warm:
                 service.hang_up_all()  # the service restarts: a new connection, the TLS session resumed
                 resumed_before = service.stats["resumed"]
-                wait_for(lambda c=client: c._idle is None or not c._idle.clean(), 5)
+                wait_for(lambda c=client: c._pool.idle is None or not c._pool.idle.clean(), 5)
                 figures["warm_reconnect_ms"] = round(timed(client, cert), 1)
                 figures["warm_reconnect_resumed"] = service.stats["resumed"] - resumed_before
                 client.close()
                 started = make_client(url, pki, warm=True)
                 started.start()  # the daemon's start: connected before the first tap
-                wait_for(lambda c=started: c._idle is not None, 10)
+                wait_for(lambda c=started: c._pool.idle is not None, 10)
                 figures["warm_first_after_start_ms"] = round(timed(started, cert), 1)
                 started.close()
             else:
