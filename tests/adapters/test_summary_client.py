@@ -312,6 +312,24 @@ def test_silent_server_times_out(hostile: Callable[..., HostileServer], pki: Tes
     assert assert_clean(lookup(c)) == "timed out waiting for the service (after 2 attempts)"
 
 
+def test_close_ends_a_lookup_waiting_on_a_silent_service(
+    hostile: Callable[..., HostileServer], pki: TestPki
+) -> None:
+    """The daemon's stop: close() wakes the lookup's read at once, instead of leaving it to its timeout."""
+    server = hostile(lambda tls, attempt, stopping: stopping.wait(60) and None)
+    c, _ = client(f"https://127.0.0.1:{server.port}", pki, timeout_s=60.0, retries=2)
+    results: list[LookupResult] = []
+    worker = threading.Thread(target=lambda: results.append(lookup(c)))
+    worker.start()
+    assert wait_for(lambda: len(server.requests) == 1, 10)
+    c.close()
+    worker.join(timeout=20)  # a third of the timeout: close() ended it, not the clock
+    assert not worker.is_alive()
+    reason = assert_clean(results[0])
+    assert "timed out waiting" not in reason and reason.endswith("the box is stopping (after 1 attempt)")
+    assert server.connections == 1
+
+
 def test_slow_drip_is_cut_by_the_overall_deadline(
     hostile: Callable[..., HostileServer], pki: TestPki
 ) -> None:

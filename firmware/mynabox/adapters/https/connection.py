@@ -22,7 +22,7 @@ class Connection(HTTPSConnection):
         self._addresses = addresses
         self.budget = budget
         self.last_used = time.monotonic()
-        self.raw: socket.socket | None = None  # the TCP socket under the TLS one, for abort()
+        self.raw: TcpSocket | None = None  # the TCP socket under the TLS one, for abort()
 
     def _new_conn(self) -> socket.socket:
         timeout = self.timeout if isinstance(self.timeout, float | int) else None
@@ -35,10 +35,14 @@ class Connection(HTTPSConnection):
         return sock
 
     def abort(self) -> None:
-        """Wake whatever thread waits on this connection (from any thread): its read or write fails."""
-        if self.raw is not None:
+        """Wake whatever thread waits on this connection (from any thread): its read or write fails. Once
+        wrapped, the TLS socket holds the descriptor (shutting the detached TCP socket did nothing, so close()
+        left a lookup waiting on a silent service until its timeout)."""
+        raw = self.raw
+        if raw is not None:
+            live = raw if raw.tls is None else raw.tls
             with contextlib.suppress(OSError):
-                socket.socket.shutdown(self.raw, socket.SHUT_RDWR)  # the fd's, not the TLS layer's
+                socket.socket.shutdown(live, socket.SHUT_RDWR)  # the fd's, not the TLS layer's
 
     def clean(self) -> bool:
         """Connected, and nothing unread in it (no response bytes left behind, no unsolicited data).

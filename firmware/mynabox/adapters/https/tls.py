@@ -22,9 +22,11 @@ class SummaryClientConfigError(ValueError):
 
 
 class TcpSocket(socket.socket):
-    """A TCP socket that carries its connection's budget to the TLS socket made from it."""
+    """A TCP socket that carries its connection's budget to the TLS socket made from it, and knows that TLS
+    socket: wrapping hands it the file descriptor (this one is detached, before the handshake)."""
 
     budget: Budget | None = None
+    tls: ssl.SSLSocket | None = None
 
 
 class DeadlineSocket(ssl.SSLSocket):
@@ -88,7 +90,8 @@ class Context(ssl.SSLContext):
                 session=session,
             ),
         )
-        wrapped.budget = getattr(sock, "budget", None)
+        if isinstance(sock, TcpSocket):
+            wrapped.budget, sock.tls = sock.budget, wrapped
         if do_handshake_on_connect:
             try:
                 wrapped.do_handshake()
