@@ -33,7 +33,7 @@ def frame(chunks: list[bytes]) -> bytes:
 def card_session() -> None:
     from mynabox.card import session
     from mynabox.card.jpki import ReaderCaps, read_auth_certificate
-    from mynabox.testing.mynacard import VirtualMyNumberCard
+    from mynabox_testkit.mynacard import VirtualMyNumberCard
 
     for name, extended, caps_byte, caps in [
         ("extended", True, 0, ReaderCaps()),
@@ -59,7 +59,7 @@ def card_session() -> None:
 
 
 def certcheck() -> None:
-    from mynabox.testing import testca
+    from mynabox_testkit import testca
 
     der = testca.auth_certificate("fuzz-seed-0001")
     write("certcheck", "test-card", b"\x01" + der)
@@ -74,7 +74,7 @@ def envelopes() -> None:
 
     from mynabox.payload.envelope import Kind
     from mynabox.payload.seal import Sealer
-    from mynabox.testing.patients import patient, summary_for
+    from mynabox_testkit.patients import patient, summary_for
 
     s = sealer()
     assert isinstance(s, Sealer)
@@ -125,7 +125,7 @@ def envelopes() -> None:
 def summaries() -> None:
     from fuzzkeys import NOW
 
-    from mynabox.testing.patients import PATIENTS, summary_for
+    from mynabox_testkit.patients import PATIENTS, summary_for
 
     for p in PATIENTS:
         s = summary_for(p, NOW.date())

@@ -18,8 +18,8 @@ from mynabox.gateway.core import ReceiverCore
 from mynabox.gateway.store import SeenStore
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened, Opener, Sealer
-from mynabox.testing.broker import DeliveryKit
-from mynabox.testing.patients import PATIENTS, SyntheticPatient, summary_for
+from mynabox_testkit.broker import DeliveryKit
+from mynabox_testkit.patients import PATIENTS, SyntheticPatient, summary_for
 
 DAY = date(2026, 4, 1)
 # The 救急用サマリー sample form's sections in its order (after the flags and, when present, allergies).

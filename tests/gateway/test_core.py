@@ -20,7 +20,7 @@ from mynabox.gateway.store import REORDER_WINDOW, SeenStore
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES, Kind
 from mynabox.payload.keys import generate_device_key
 from mynabox.payload.seal import Opened, Opener, Sealer
-from mynabox.testing.broker import DeliveryKit, NumberedSealer
+from mynabox_testkit.broker import DeliveryKit, NumberedSealer
 from payload.test_claims import hostile_claims  # tests/ is on sys.path (rootdir-relative imports)
 from support.envelopes import seal_claims
 

@@ -9,8 +9,8 @@ from gateway.receiving import DEV, NOW, TODAY, seal  # tests/ is on sys.path
 from mynabox.gateway.core import Accepted, ReceiverCore
 from mynabox.gateway.formatting import format_opened
 from mynabox.payload.envelope import Kind
-from mynabox.testing.broker import DeliveryKit
-from mynabox.testing.patients import patient, summary_for
+from mynabox_testkit.broker import DeliveryKit
+from mynabox_testkit.patients import patient, summary_for
 
 
 def test_summary_prints_in_japanese_with_flags(kit: DeliveryKit, core: ReceiverCore) -> None:

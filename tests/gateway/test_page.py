@@ -11,7 +11,7 @@ from mynabox.gateway.page import entry_for, render_index, render_page, summary_s
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
 from mynabox.summary.flags import derive_flags
-from mynabox.testing.patients import PATIENTS, patient, summary_for
+from mynabox_testkit.patients import PATIENTS, patient, summary_for
 
 from .conftest import DAY, FORM_ORDER, NOW, body_for, seal_and_open
 

@@ -25,7 +25,7 @@ from selenium.webdriver.common.print_page_options import PrintOptions
 from mynabox.gateway.pages import PageServer, PageStore
 from mynabox.payload.seal import Opened
 from mynabox.summary.flags import derive_flags
-from mynabox.testing.patients import PATIENTS, patient, summary_for
+from mynabox_testkit.patients import PATIENTS, patient, summary_for
 
 from .browser import headless_chromium
 from .conftest import DAY, FORM_ORDER, NOW

@@ -166,7 +166,7 @@ def test_no_terminal_is_a_clear_failure() -> None:
 
 
 def test_the_suite_refuses_to_send_verify() -> None:
-    from mynabox.testing.mynacard import VirtualMyNumberCard
+    from mynabox_testkit.mynacard import VirtualMyNumberCard
     from support.fakecard import FakeCardTransport
 
     from .cards import RecordingTransport

@@ -12,7 +12,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from gateway.browser import headless_chromium  # tests/gateway (tests/ is on sys.path)
-from mynabox.testing.stack import BoxStack
+from mynabox_testkit.stack import BoxStack
 from support.notify import NotifySocket
 from support.wait import wait_for
 

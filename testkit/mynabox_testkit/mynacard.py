@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mynabox.testing import testca
+from mynabox_testkit import testca
 
 AID_JPKI = bytes.fromhex("D392F000260100000001")
 AID_TEXT = bytes.fromhex("D3921000310001010408")

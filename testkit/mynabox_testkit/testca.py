@@ -37,7 +37,7 @@ OID_ADDRESS = ObjectIdentifier("1.2.392.200149.8.5.5.5")
 
 @cache
 def _pool_key(name: str) -> rsa.RSAPrivateKey:
-    pem = resources.files("mynabox.testing").joinpath(f"data/test-{name}.pem").read_bytes()
+    pem = resources.files("mynabox_testkit").joinpath(f"data/test-{name}.pem").read_bytes()
     key = serialization.load_pem_private_key(pem, password=None)
     if not isinstance(key, rsa.RSAPrivateKey):
         raise TypeError("test key pool holds a non-RSA key")

@@ -41,7 +41,7 @@ from mynabox.adapters.mqtt import MAX_PACKET_BYTES
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES, Kind
 from mynabox.payload.keys import generate_device_key
 from mynabox.payload.seal import Opener, Sealed, Sealer
-from mynabox.testing.tlsfiles import TestPki, make_test_pki
+from mynabox_testkit.tlsfiles import TestPki, make_test_pki
 
 MOSQUITTO = "mosquitto"
 CC = "cc"

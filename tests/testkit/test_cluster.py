@@ -11,7 +11,7 @@ import pytest
 from mynabox.gateway.core import ReceiverCore
 from mynabox.gateway.store import SeenStore
 from mynabox.payload.seal import Opened
-from mynabox.testing.broker import DeliveryKit, Mosquitto
+from mynabox_testkit.broker import DeliveryKit, Mosquitto
 from support.cluster import FD_SETSIZE, CentralConsumer, VehicleProcess, ask_all
 from support.wait import wait_for
 

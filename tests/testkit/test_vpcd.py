@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from mynabox.adapters.pcsc import PcscReader
 from mynabox.card.jpki import read_auth_certificate
 from mynabox.card.session import run
-from mynabox.testing import testca
-from mynabox.testing.mynacard import VirtualMyNumberCard
-from mynabox.testing.pcscd import PrivatePcscd
-from mynabox.testing.vpcd import VpcdCardServer
+from mynabox_testkit import testca
+from mynabox_testkit.mynacard import VirtualMyNumberCard
+from mynabox_testkit.pcscd import PrivatePcscd
+from mynabox_testkit.vpcd import VpcdCardServer
 
 CARD = "VPCDTESTCARD00000000001"
 pytestmark = pytest.mark.stack
@@ -80,7 +80,7 @@ def test_vcard_command_serves_a_patient_card(pcscd: PrivatePcscd) -> None:
             assert connected is not None
             with connected:
                 result = run(read_auth_certificate(), connected)
-        from mynabox.testing.patients import patient
+        from mynabox_testkit.patients import patient
 
         assert result.certificate == testca.auth_certificate(patient("dialysis").card_id)
     finally:

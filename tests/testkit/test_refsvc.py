@@ -23,9 +23,9 @@ from cryptography.x509.oid import NameOID
 
 from mynabox.summary.model import Summary
 from mynabox.summary.port import Found, NotRegistered, Unavailable
-from mynabox.testing import patients
-from mynabox.testing.refsvc import HEALTH_PATH, LOOKUP_PATH, InProcessLookup, ReferenceService
-from mynabox.testing.tlsfiles import TestPki, certificate_with_cn, make_test_pki
+from mynabox_testkit import patients
+from mynabox_testkit.refsvc import HEALTH_PATH, LOOKUP_PATH, InProcessLookup, ReferenceService
+from mynabox_testkit.tlsfiles import TestPki, certificate_with_cn, make_test_pki
 
 TODAY = date(2026, 11, 30)  # for the services these tests start themselves
 SERVICE_TODAY = date(2026, 11, 25)  # the `refsvc` fixture's date

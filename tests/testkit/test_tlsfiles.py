@@ -12,7 +12,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from mynabox.testing.tlsfiles import certificate_with_cn, make_test_pki
+from mynabox_testkit.tlsfiles import certificate_with_cn, make_test_pki
 
 
 def test_files_and_permissions(tmp_path: Path) -> None:

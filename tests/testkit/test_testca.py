@@ -7,7 +7,7 @@ from importlib import resources
 from cryptography import x509
 
 from mynabox.card.certcheck import CertStatus, TrustStore, check_certificate
-from mynabox.testing import testca
+from mynabox_testkit import testca
 
 
 def test_committed_test_root_is_the_virtual_cards_root() -> None:

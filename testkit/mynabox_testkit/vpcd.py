@@ -19,7 +19,7 @@ import struct
 import threading
 import time
 
-from mynabox.testing.mynacard import CardGone, VirtualMyNumberCard
+from mynabox_testkit.mynacard import CardGone, VirtualMyNumberCard
 
 log = logging.getLogger(__name__)
 

@@ -74,7 +74,7 @@ class SyntheticPatient:
 
     @property
     def card_id(self) -> str:
-        """The opaque CN of this patient's JPKI user-auth certificate (made by mynabox.testing.testca)."""
+        """The opaque CN of this patient's JPKI user-auth certificate (made by mynabox_testkit.testca)."""
         return card_id_for(self.key)
 
 

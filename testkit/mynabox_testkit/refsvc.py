@@ -39,7 +39,7 @@ from cryptography.x509.oid import NameOID
 
 from mynabox.summary.model import Summary
 from mynabox.summary.port import Found, LookupResult, NotRegistered, Unavailable
-from mynabox.testing import patients
+from mynabox_testkit import patients
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from gpiozero.pins.mock import MockFactory, MockPin
 
 from mynabox.adapters.panel import Panel
 from mynabox.config import Config, load_config
-from mynabox.testing.stack import BoxStack
 from mynabox.wiring import Parts, run_box
+from mynabox_testkit.stack import BoxStack
 
 
 class BoxThread:

@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from mynabox.card.errors import CardRemoved, CardUnresponsive
-from mynabox.testing import testca
-from mynabox.testing.mynacard import CardGone, Faults, VirtualMyNumberCard
+from mynabox_testkit import testca
+from mynabox_testkit.mynacard import CardGone, Faults, VirtualMyNumberCard
 from support.fakecard import FakeCardTransport
 
 CARD = "TESTCARD0000000000000001"

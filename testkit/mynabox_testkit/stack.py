@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 from mynabox.gateway.core import ReceiverCore
 from mynabox.gateway.store import SeenStore
 from mynabox.gateway.subscriber import Receiver, ReceiverSettings
-from mynabox.testing.broker import DeliveryKit, Mosquitto
-from mynabox.testing.pcscd import PrivatePcscd
-from mynabox.testing.refsvc import ReferenceService
+from mynabox_testkit.broker import DeliveryKit, Mosquitto
+from mynabox_testkit.pcscd import PrivatePcscd
+from mynabox_testkit.refsvc import ReferenceService
 
 if TYPE_CHECKING:
     from collections.abc import Callable
