@@ -11,7 +11,7 @@ _ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _MARKS = frozenset({"Mn", "Mc", "Me"})
 # Combining marks kept on one character after NFC (Japanese composes to none; Vietnamese and Thai need up
 # to 3). A stack beyond them is drawn above the line, over whatever is there (a page's flags), so the rest
-# of the stack is shown as escapes.
+# of the stack is left out and counted: "[+N]".
 MAX_MARKS = 3
 
 
@@ -21,16 +21,23 @@ def _escape(char: str) -> str:
 
 
 def visible(text: str) -> str:
-    """``text`` safe for a terminal: NFC, invisible or controlling characters and combining marks past
-    ``MAX_MARKS`` on one character as ``\\uXXXX``, ``\\`` doubled."""
+    """``text`` safe for a terminal: NFC, invisible or controlling characters as ``\\uXXXX``, ``\\`` doubled,
+    combining marks past ``MAX_MARKS`` on one character left out and counted."""
     out = []
     marks = 0
+
+    def close_stack() -> None:
+        if marks > MAX_MARKS:
+            out.append(f"[+{marks - MAX_MARKS}]")
+
     for char in unicodedata.normalize("NFC", text):
         category = unicodedata.category(char)
         if category in _MARKS:
             marks += 1
-            out.append(char if marks <= MAX_MARKS else _escape(char))
+            if marks <= MAX_MARKS:
+                out.append(char)
             continue
+        close_stack()
         marks = 0
         if char == "\\":
             out.append("\\\\")
@@ -38,6 +45,7 @@ def visible(text: str) -> str:
             out.append(_escape(char))
         else:
             out.append(char)
+    close_stack()
     return "".join(out)
 
 
