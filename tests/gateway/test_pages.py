@@ -165,6 +165,14 @@ def test_only_configured_host_names(server: PageServer, host: str | None, status
     assert (b"amb-tokyo-01" in body) == (status == 200)
 
 
+def test_host_names_on_loopback_by_address_or_name() -> None:
+    from mynabox.gateway.pages import host_names
+
+    for listen in ("127.0.0.1", "localhost", "::1"):
+        assert {"localhost", "127.0.0.1", "::1"} <= host_names(listen)
+    assert host_names("192.0.2.7", ["Gateway.Local."]) == {"192.0.2.7", "gateway.local"}
+
+
 def _idle(port: int, n: int) -> list[socket.socket]:
     socks = []
     for _ in range(n):

@@ -220,10 +220,11 @@ def host_names(listen: str, names: Iterable[str] = ()) -> frozenset[str]:
     given (a DNS name an attacker's page rebinds to our address is not among them)."""
     allowed = {listen.lower(), *(n.lower().rstrip(".") for n in names)}
     try:
-        if ipaddress.ip_address(listen).is_loopback:
-            allowed |= {"localhost", "127.0.0.1", "::1"}
+        loopback = ipaddress.ip_address(listen).is_loopback
     except ValueError:
-        pass
+        loopback = listen.lower() == "localhost"
+    if loopback:
+        allowed |= {"localhost", "127.0.0.1", "::1"}
     return frozenset(allowed)
 
 
