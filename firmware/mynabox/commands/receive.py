@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pages",
         metavar="[HOST:]PORT",
-        help="serve the day's summaries as pages for a tablet or printer (HOST defaults to 127.0.0.1)",
+        help="serve the received summaries as pages for a tablet or printer (HOST defaults to 127.0.0.1)",
     )
     parser.add_argument(
         "--page-retention-hours",

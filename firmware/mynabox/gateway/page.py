@@ -323,7 +323,7 @@ def _card_record_parts(
 
 @dataclass(frozen=True)
 class IndexEntry:
-    """One row of the day's list."""
+    """One row of the list (what came in the retention window)."""
 
     message_id: str
     device_id: str
