@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import copy
 import io
+import unicodedata
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,12 +17,13 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 
 from mynabox.gateway.pages import PageServer, PageStore
+from mynabox.gateway.text import visible
 from mynabox.payload.envelope import Kind
 from mynabox.summary.model import Summary
 from mynabox.testing.patients import patient, summary_for
 
 from .browser import headless_chromium
-from .conftest import DAY, body_for, seal_and_open
+from .conftest import DAY, NOW, body_for, seal_and_open
 
 pytestmark = pytest.mark.stack
 
@@ -141,3 +143,41 @@ def test_unbroken_words_keep_the_page_inside_the_tablet(
     browser.get(pages[0] + "/")
     width = browser.execute_script("return document.documentElement.scrollWidth")
     assert width <= TABLET_WIDTH, f"the list is {width} px wide"
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_stacked_marks_in_the_list_leave_the_row_above_as_it_was(browser: webdriver.Chrome) -> None:
+    """In the list (newest first) an older patient's name sits under a newer one's flags: its marks stay in
+    their cell."""
+    _, body = body_for(patient("warfarin-elderly"))
+    newer = seal_and_open(Kind.SUMMARY, {**body, "summary": _warfarin_doc()}, seq=10)
+    hostile = STACKS[:92]
+    # the same text as shown, without its marks: the columns come out as wide, only the marks differ
+    plain = "".join(c for c in unicodedata.normalize("NFD", visible(hostile)) if not unicodedata.combining(c))
+    shots = []
+    for name in (plain, hostile):
+        doc = _warfarin_doc()
+        doc["patient"]["name"] = doc["patient"]["kana"] = name
+        older = seal_and_open(Kind.SUMMARY, {**body, "summary": doc}, seq=11)
+        clock = Clock(NOW)
+        store = PageStore(retention=timedelta(hours=24), clock=clock)
+        store.add(older)
+        clock.now = NOW + timedelta(minutes=5)
+        store.add(newer)
+        server = PageServer(store)
+        server.start()
+        try:
+            browser.get(f"http://127.0.0.1:{server.port}/")
+            shots.append(_shot(browser, "tbody tr:first-child"))
+        finally:
+            server.stop()
+    (rect, row), (hostile_rect, hostile_row) = shots
+    assert hostile_rect == rect
+    assert _differing(hostile_row, row) == 0, "an older row paints over the newer one's flags"
