@@ -318,10 +318,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.rfile = _Capped(self.rfile, limits.max_request_bytes)  # type: ignore[assignment]
 
     def parse_request(self) -> bool:
-        if not super().parse_request():
-            return False
-        self.server.answering(self.request)
-        return True
+        # A connection hung up mid-request reads an end of file: what it sent is not a request to answer.
+        return super().parse_request() and self.server.answering(self.request)
 
     def do_GET(self) -> None:
         if not _host_allowed(self.headers.get("Host"), self.server.hosts, self.server.wildcard):
@@ -395,7 +393,8 @@ class _Server(ThreadingHTTPServer):
         """At the cap, a new connection takes the place of the oldest one that has sent no request (an idle
         or slow client); when every one is being answered, the new one is closed."""
         now = time.monotonic()
-        evicted = refused = False
+        victim: socket.socket | None = None
+        refused = False
         with self._lock:
             self._open += 1
             if len(self._conns) >= self.cap:
@@ -403,24 +402,25 @@ class _Server(ThreadingHTTPServer):
                 if waiting and self._open <= self.cap + 8:  # hung-up ones close at once; never many more
                     victim = min(waiting, key=lambda w: w[0])[1]
                     del self._conns[victim]
-                    _hang_up(victim)
-                    evicted = True
                 else:
                     refused = True
             self._conns[request] = _Conn(now)
-        if evicted:
+        if victim is not None:
             self.notes.note("connection cap reached: closed the oldest connection with no request")
+            _hang_up(victim)
         if refused:
             self.notes.note("connection cap reached: refused a connection")
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
 
-    def answering(self, request: socket.socket) -> None:
+    def answering(self, request: socket.socket) -> bool:
+        """Marks a connection's request as complete; False if the connection was hung up meanwhile."""
         with self._lock:
             conn = self._conns.get(request)
             if conn is not None:
                 conn.answering = True
+            return conn is not None
 
     def service_actions(self) -> None:
         """Runs between accepts (every 0.5 s at most): ends connections past their deadlines."""
@@ -437,8 +437,8 @@ class _Server(ThreadingHTTPServer):
                     continue
                 del self._conns[sock]
         for sock, why in late:
-            _hang_up(sock)
             self.notes.note(why)
+            _hang_up(sock)
 
     def shutdown_request(self, request: Any) -> None:
         with self._lock:
