@@ -133,6 +133,37 @@ def summaries() -> None:
             write("summary", p.key, json.dumps(s.to_json(), ensure_ascii=False).encode())
 
 
+def pages() -> None:
+    from fuzzkeys import NOW
+
+    from mynabox_testkit.patients import PATIENTS, summary_for
+
+    read = {
+        "card_hash": "0123456789abcdef",
+        "card_type": "my-number-card",
+        "certificate_check": {"status": "ok"},
+        "read_at": NOW.isoformat(),
+        "consent": "oral-consent",
+    }
+    for p in PATIENTS:
+        s = summary_for(p, NOW.date())
+        if s is not None:
+            body = {"summary": s.to_json(), "read": read}
+            write("page", p.key, b"\x02" + json.dumps(body, ensure_ascii=False).encode())
+    record = {"card_record": {"certificate": "AAAA", "reason": "lookup-unavailable"}, "read": read}
+    write("page", "card-record", b"\x03" + json.dumps(record).encode())
+    allergy = next(p for p in PATIENTS if p.key == "allergy")
+    s = summary_for(allergy, NOW.date())
+    assert s is not None
+    doc = s.to_json()
+    doc["allergies"]["allergies"][0]["substance"] = ("a" + "\u0301" * 45) * 4
+    doc["medications"][0]["drug_name"] = "W" * 200
+    doc["patient"]["name"] = '<img src=x onerror="alert(1)">'
+    odd_read = {**read, "consent": "\u202e<b>", "read_at": "9999-12-31T23:59:59+14:00"}
+    hostile = {"summary": doc, "read": odd_read}
+    write("page", "hostile", b"\x00" + json.dumps(hostile, ensure_ascii=False).encode())
+
+
 def config() -> None:
     text = resources.files("mynabox").joinpath("data", "config.example.toml").read_bytes()
     write("config", "example", text)
@@ -202,7 +233,7 @@ if __name__ == "__main__":
     for old in CORPUS.glob("*/*"):
         if not old.name.startswith("crash-"):  # regression inputs stay
             old.unlink()
-    for make in (card_session, certcheck, envelopes, summaries, config, audit, rig, topics):
+    for make in (card_session, certcheck, envelopes, summaries, pages, config, audit, rig, topics):
         make()
     for d in sorted(CORPUS.iterdir()):
         print(d.name, len(list(d.iterdir())), sum(f.stat().st_size for f in d.iterdir()))

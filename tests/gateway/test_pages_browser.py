@@ -1,4 +1,4 @@
-"""The day's pages in a real browser: Debian's headless Chromium, driven by selenium, against the page server.
+"""The pages in a real browser: Debian's headless Chromium, driven by selenium, against the page server.
 
 DOM checks (sections, flags, every medication), screenshot goldens at a tablet's width
 (``MYNABOX_UPDATE_GOLDEN=1`` rewrites them), A4 printing, and the retention that makes a page disappear.
