@@ -25,6 +25,7 @@ from mynabox.config.model import Credential, MqttConfig
 from mynabox.payload.envelope import Kind
 from mynabox.payload.topics import topic
 from mynabox.testing.broker import DeliveryKit, Mosquitto
+from mynabox.testing.messages import patient_body
 from mynabox.testing.patients import patient, summary_for
 from support.wait import wait_for
 
@@ -53,7 +54,7 @@ def test_summary_travels_to_the_receiver_process_and_no_plaintext_stays_behind(
     assert summary is not None
     doc = summary.to_json()
     doc["patient"]["kana"] = MARKER  # a string that appears nowhere else
-    body = {"summary": doc, "consent": "oral-consent"}
+    body = {**patient_body(person, datetime.now(UTC))[1], "summary": doc}  # as the box sends it
     box_dir = tmp_path / "box"
     box_dir.mkdir()
 

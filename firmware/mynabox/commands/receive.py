@@ -165,7 +165,9 @@ def run(args: argparse.Namespace) -> int:
 
     settings = ReceiverSettings(host, port, args.ca, args.cert, args.key, client_id=args.client_id)
     try:
-        receiver = Receiver(settings, ReceiverCore(opener, seen, sink), on_verdict=on_verdict)
+        receiver = Receiver(
+            settings, ReceiverCore(opener, seen, sink, check_bodies=True), on_verdict=on_verdict
+        )
     except ReceiverError as err:
         print(f"mynabox receive: {err}", file=sys.stderr)
         return 2

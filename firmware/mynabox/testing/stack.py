@@ -193,7 +193,7 @@ class BoxStack:
             client_id=client_id,
         )
         seen = SeenStore(self.dir / f"seen-{client_id}.db")
-        return Receiver(settings, ReceiverCore(kit.opener(), seen, sink))
+        return Receiver(settings, ReceiverCore(kit.opener(), seen, sink, check_bodies=True))
 
     def env(self) -> dict[str, str]:
         """Environment for a `mynabox run` subprocess: the private pcscd's socket."""
