@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator
 
 from gateway.contract import BODY_SCHEMA, validator  # tests/ is on sys.path
 from mynabox.adapters.mqtt import MAX_PACKET_BYTES, STATE_KEYS
-from mynabox.gateway.subscriber import SUBSCRIPTIONS
+from mynabox.gateway.subscriber import SESSION_EXPIRY_S, SUBSCRIPTIONS
 from mynabox.payload import envelope
 from mynabox.payload.bodies import body_problem
 from mynabox.payload.envelope import Claims, EnvelopeError, Kind
@@ -188,3 +188,24 @@ def test_the_schemas_and_the_receiver_refuse_the_same_damaged_bodies(damage) -> 
     damage(body)
     assert not validator("summary-message").is_valid(body)
     assert body_problem(kind, "amb-1", body) == "body"
+
+
+def test_the_prose_closes_the_rule_gaps() -> None:
+    """What an integrator could not find before (issue 21), each named where the rules are."""
+    text = (DOCS / "gateway.md").read_text()
+    for phrase in (
+        f"{SESSION_EXPIRY_S:,} s",  # the session expiry's value
+        "**hex text**",  # the audit hash input
+        "**raw bytes**",  # the audit key's format
+        "32 random bytes",
+        "device-body",  # the forgery
+        "message-id-reused",  # a jti under a new seq
+        "before the PUBACK",  # stored before the acknowledgement
+        "survive a restart",
+        "does not use up",  # a refused body and its seq
+        "**topic's**",  # which device a refusal log names
+        "`record.message` = that summary's",  # the audit <-> summary link
+        "`state` is never",
+        "`kty` = `EC`",
+    ):
+        assert phrase in text, phrase
