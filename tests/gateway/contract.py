@@ -8,13 +8,17 @@ number with a fraction where the contract says integer (``5.0``): JSON Schema's 
 
 from __future__ import annotations
 
+import functools
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.validators import extend
 from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 GATEWAY = Path(__file__).resolve().parents[2] / "docs" / "gateway"
 SCHEMAS = GATEWAY / "schemas"
@@ -27,7 +31,9 @@ def _retrieve(uri: str) -> Resource[Any]:
     name = uri.removeprefix(prefix)
     if not uri.startswith(prefix) or "/" in name or not (SCHEMAS / name).is_file():
         raise LookupError(f"not a schema of the contract: {uri}")
-    return Resource.from_contents(load(name.removesuffix(".schema.json")))
+    # Without its $schema: jsonschema would check that file with the stock integer type (5.0 passes).
+    doc = {k: v for k, v in load(name.removesuffix(".schema.json")).items() if k != "$schema"}
+    return Resource.from_contents(doc, default_specification=DRAFT202012)
 
 
 def load(name: str) -> dict[str, Any]:
@@ -55,3 +61,67 @@ def validator(name: str, *, strict: bool = True) -> Draft202012Validator:
     cls = _STRICT if strict else Draft202012Validator
     out: Draft202012Validator = cls(doc, registry=registry, format_checker=FormatChecker())
     return out
+
+
+# --- the AsyncAPI document, as the stock parser reads it -------------------------------------------------
+
+NODE_DIR = Path(__file__).resolve().parents[1] / "interop" / "node"
+
+
+def strict(schema: dict[str, Any]) -> Draft202012Validator:
+    """A validator for a dereferenced schema (no $ref left), integers strict. The inlined files' ``$schema``
+    and ``$id`` go: with them jsonschema would validate those parts with the stock integer type again."""
+    out: Draft202012Validator = _STRICT(_bare(schema), format_checker=FormatChecker())
+    return out
+
+
+def _bare(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _bare(v) for k, v in node.items() if k not in ("$schema", "$id")}
+    if isinstance(node, list):
+        return [_bare(v) for v in node]
+    return node
+
+
+@functools.cache
+def asyncapi() -> dict[str, Any]:
+    """docs/gateway/asyncapi.yaml parsed by @asyncapi/parser (offline): per message its channel addresses,
+    content type and the dereferenced schemas of its wire payload and opened claims."""
+    node = shutil.which("node")
+    assert node and (NODE_DIR / "node_modules" / "@asyncapi" / "parser").is_dir(), (
+        "scripts/install-deps.sh runs npm ci in tests/interop/node"
+    )
+    done = subprocess.run(
+        [node, str(NODE_DIR / "asyncapi.mjs"), str(GATEWAY / "asyncapi.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    doc: dict[str, Any] = json.loads(done.stdout)
+    return doc
+
+
+def wire_problems(leaf: str, payload: bytes, claims: dict[str, Any] | None = None) -> list[str]:
+    """Why ``payload`` as sent on ``mynabox/<device>/<leaf>`` (and, for a sealed one, its opened ``claims``)
+    fits no message of that channel in the AsyncAPI document; [] when one fits."""
+    address = f"mynabox/{{device}}/{leaf}"
+    candidates = [m for m in asyncapi()["messages"].values() if address in m["channels"]]
+    if not candidates:
+        return [f"no message on {address}"]
+    problems = []
+    for message in candidates:
+        try:
+            text = payload.decode("utf-8")
+            value = json.loads(text) if message["contentType"] == "application/json" else text
+        except ValueError as err:
+            problems.append(f"{message['contentType']}: {err}")
+            continue
+        errors = [e.message for e in strict(message["payload"]).iter_errors(value)]
+        if claims is not None and message["opened"] is not None:
+            errors += [e.message[:200] for e in strict(message["opened"]).iter_errors(claims)]
+        if not errors:
+            return []
+        problems += errors
+    return problems

@@ -38,10 +38,11 @@ def test_asyncapi_channels_are_the_topics_the_box_publishes() -> None:
     assert api["asyncapi"].startswith("3.")
     addresses = {ch["address"] for ch in api["channels"].values()}
     assert addresses == {f"{TOPIC_ROOT}/{{device}}/{leaf}" for leaf in LEAVES}
-    for message in api["components"]["messages"].values():
+    for name, message in api["components"]["messages"].items():
         ref = message["payload"].get("$ref")
-        if ref is not None:
-            assert (GATEWAY / ref).is_file(), ref
+        sealed = message["contentType"] == "application/jose"
+        assert (ref == "#/components/schemas/compactJwe") == sealed, name  # the wire, not the opened body
+        assert ("x-opened-claims" in message) == sealed, name
     qos = {op["bindings"]["mqtt"]["qos"] for op in api["operations"].values()}
     assert qos == {1}
     device = api["components"]["parameters"]["device"]["description"]
@@ -131,6 +132,10 @@ def _claims(**override: object) -> dict[str, object]:
 def test_integers_refuse_fractions_with_a_parser_that_keeps_them_apart() -> None:
     """JSON Schema's integer admits 5.0 (a stock validator passes it); the contract does not, and the
     receiver, parsing with Python's json, refuses it."""
+    sessions = _claims(body=patient_body(patient("dialysis"), NOW)[1])
+    dialysis = next(f for f in sessions["body"]["flags"] if f["code"] == "dialysis")  # type: ignore[index]
+    dialysis["items"][0]["sessions"] = float(dialysis["items"][0]["sessions"])
+    assert not validator("claims").is_valid(json.loads(json.dumps(sessions)))  # in a referenced file too
     for override in ({"seq": 5.0}, {"iat": float(int(NOW.timestamp()))}):
         text = json.dumps(_claims(**override))
         assert ".0" in text

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.contract import BODY_SCHEMA, validator
+from gateway.contract import BODY_SCHEMA, validator, wire_problems
 from mynabox.payload.envelope import Kind
 from mynabox.testing.stack import BoxStack
 from support.notify import NotifySocket
@@ -95,6 +95,22 @@ def test_node_jose_opens_what_the_daemon_published(stack: BoxStack, tmp_path: Pa
     for state in states:
         validator("state").validate(json.loads(state))
     assert set(sub.payloads("availability")) <= {b"online", b"offline"}
+
+    # Every captured message as sent fits the AsyncAPI document the stock parser read (offline), and each
+    # sealed one's opened claims fit its x-opened-claims.
+    for token, claims in zip(tokens, theirs, strict=True):
+        leaf = "audit" if claims["kind"] == "audit" else "summary"
+        assert wire_problems(leaf, token, claims) == [], claims["kind"]
+    for leaf in ("state", "availability"):
+        for payload in sub.payloads(leaf):
+            assert wire_problems(leaf, payload) == [], leaf
+    # The summary carries the flags the box showed; the audit record links to it.
+    summary = next(c for c in theirs if c["kind"] == "summary")
+    audit = next(
+        c for c in theirs if c["kind"] == "audit" and c["body"]["record"]["message"] == summary["jti"]
+    )
+    assert [f["code"] for f in summary["body"]["flags"]] == audit["body"]["shown"] == ["anticoagulant"]
+    assert audit["body"]["record"]["card"] == summary["body"]["read"]["card_hash"]
 
     # The same checks refuse what they must: a swapped ciphertext byte, another device's routing header.
     tampered = bytearray(tokens[0])
