@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mynabox.commands.receive",
         "reference gateway receiver: verify, decrypt, dedupe, print the summary in Japanese",
     ),
+    "gateway-vectors": (
+        "mynabox.commands.vectors",
+        "write the gateway contract's test vectors (keys, sealed messages, expected outcomes)",
+    ),
     "audit": ("mynabox.commands.audit", "check the audit log's hash chain (audit verify)"),
     "selftest": (
         "mynabox.commands.selftest",

@@ -1,0 +1,139 @@
+"""docs/gateway/vectors/: the checked-in vectors are what `mynabox gateway-vectors` writes, the reference
+receiver meets every one of them in order, and the JavaScript opener (tests/interop/node, stock jose) refuses
+every envelope-layer one and opens the rest to the same claims."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.contract import GATEWAY, NODE_DIR, validator  # tests/ is on sys.path
+from mynabox.adapters.keyfiles import load_private_key, load_public_key
+from mynabox.cli import main
+from mynabox.gateway.core import Accepted, Duplicate, ReceiverCore, Rejected
+from mynabox.gateway.store import SeenStore
+from mynabox.payload.envelope import MAX_MESSAGE_BYTES, Reason
+from mynabox.payload.seal import Opener
+
+VECTORS = GATEWAY / "vectors"
+RECEIVER_REASONS = {
+    "topic",
+    "device-topic",
+    "kind-topic",
+    "device-body",
+    "body",
+    "message-id-reused",
+    "sequence-reused",
+    "sequence-stale",
+}
+
+
+def _doc() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((VECTORS / "vectors.json").read_text(encoding="utf-8"))
+    return doc
+
+
+def _payload(vector: dict[str, Any]) -> bytes:
+    if "payload_repeat" in vector:
+        repeat = vector["payload_repeat"]
+        return str(repeat["text"]).encode("ascii") * int(repeat["times"])
+    return str(vector["payload"]).encode("ascii")
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_the_checked_in_vectors_are_what_the_command_writes(tmp_path: Path) -> None:
+    assert main(["gateway-vectors", "--out", str(tmp_path)]) == 0
+    assert _files(tmp_path) == _files(VECTORS)
+
+
+def test_every_refusal_reason_has_a_vector() -> None:
+    doc = _doc()
+    reasons = {v["expect"]["reason"] for v in doc["vectors"] if v["expect"]["outcome"] == "refused"}
+    assert reasons == {r.value for r in Reason} | RECEIVER_REASONS
+    outcomes = {v["expect"]["outcome"] for v in doc["vectors"]}
+    assert outcomes == {"accepted", "duplicate", "refused"}
+    size = next(v for v in doc["vectors"] if v["name"] == "size")
+    assert len(_payload(size)) == MAX_MESSAGE_BYTES + 1
+
+
+def _receiver(doc: dict[str, Any], state: Path) -> ReceiverCore:
+    opener = Opener(
+        load_private_key(VECTORS / doc["gateway_key"]),
+        {device: load_public_key(VECTORS / path) for device, path in doc["device_keys"].items()},
+        max_age=timedelta(seconds=doc["max_age_s"]),
+        max_skew=timedelta(seconds=doc["max_skew_s"]),
+        max_size=MAX_MESSAGE_BYTES,
+    )
+    return ReceiverCore(opener, SeenStore(state), lambda _o: None, check_bodies=True)
+
+
+def test_the_reference_receiver_meets_every_vector(tmp_path: Path) -> None:
+    doc = _doc()
+    core = _receiver(doc, tmp_path / "seen.sqlite3")
+    now = datetime.fromisoformat(doc["now"])
+    for vector in doc["vectors"]:
+        verdict = core.handle(vector["topic"], _payload(vector), now=now)
+        expect = vector["expect"]
+        if expect["outcome"] == "accepted":
+            assert isinstance(verdict, Accepted), (vector["name"], verdict)
+            o, claims = verdict.opened, expect["claims"]
+            opened = {
+                "jti": o.message_id,
+                "kind": o.kind.value,
+                "device": o.device_id,
+                "iat": int(o.created_at.timestamp()),
+                "clock_synced": o.clock_synced,
+                "seq": o.seq,
+                "body": dict(o.body),
+            }
+            assert opened == claims, vector["name"]
+            validator("claims").validate(claims)
+        elif expect["outcome"] == "duplicate":
+            assert isinstance(verdict, Duplicate), (vector["name"], verdict)
+        else:
+            assert verdict == Rejected(expect["reason"]), vector["name"]
+
+
+def test_the_javascript_opener_meets_the_envelope_vectors() -> None:
+    node = shutil.which("node")
+    assert node and (NODE_DIR / "node_modules" / "jose").is_dir(), "scripts/install-deps.sh runs npm ci there"
+    doc = _doc()
+    request = {
+        "gateway_key": (VECTORS / doc["gateway_key"]).read_text(),
+        "device_keys": {d: (VECTORS / p).read_text() for d, p in doc["device_keys"].items()},
+        "tokens": [_payload(v).decode("ascii") for v in doc["vectors"]],
+    }
+    done = subprocess.run(
+        [node, str(NODE_DIR / "open.mjs")],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(results) == len(doc["vectors"])
+    for vector, result in zip(doc["vectors"], results, strict=True):
+        expect = vector["expect"]
+        if expect.get("layer") == "envelope":
+            assert "refused" in result, vector["name"]
+        else:
+            assert "refused" not in result, (vector["name"], result)
+        if "claims" in expect:
+            assert result == expect["claims"], vector["name"]
+
+
+@pytest.mark.parametrize("leaf", ["summary", "audit"])
+def test_accepted_vectors_fit_the_schemas(leaf: str) -> None:
+    for vector in _doc()["vectors"]:
+        if vector["expect"]["outcome"] == "accepted" and vector["topic"].endswith(leaf):
+            validator("claims").validate(vector["expect"]["claims"])
