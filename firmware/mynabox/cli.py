@@ -44,6 +44,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "check the config file and print it with secrets masked",
     ),
     "provision": ("mynabox.commands.provision", "write one vehicle's identity onto a flashed SD card"),
+    "devbox": (
+        "mynabox.commands.devbox",
+        "a box to point a gateway at: daemon, virtual reader, summary service, broker; kept running",
+    ),
     "demo": ("mynabox.commands.demo", "run the whole box on this machine with the virtual card (developers)"),
     "firstboot": (
         "mynabox.commands.firstboot",
