@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fhir.resources.R4B.bundle import Bundle
 
 from support.wait import wait_for
 
@@ -62,6 +63,7 @@ def test_devbox_start_tap_receive_stop(tmp_path: Path) -> None:
                 ),
                 *("--gateway-key", gw["gateway_key"], "--device-keys", gw["device_keys"]),
                 *("--state-dir", str(tmp_path / "gw-state"), "--json-out", str(received)),
+                *("--fhir-out", str(tmp_path / "fhir")),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -81,6 +83,11 @@ def test_devbox_start_tap_receive_stop(tmp_path: Path) -> None:
         audit = next(b for b in bodies if b["kind"] == "audit")
         assert [f["code"] for f in summary["body"]["flags"]] == audit["body"]["shown"] == ["anticoagulant"]
         assert audit["body"]["record"]["message"] == summary["message_id"]
+        # The hospital's copy: the summary as a FHIR R4 Bundle, with the flag.
+        fhir = tmp_path / "fhir" / state["device_id"] / f"{summary['message_id']}.fhir.json"
+        assert wait_for(fhir.exists, 10)
+        bundle = Bundle.model_validate_json(fhir.read_bytes())
+        assert any(e.resource.get_resource_type() == "Flag" for e in bundle.entry or [])
     finally:
         if receiver is not None:
             receiver.send_signal(signal.SIGTERM)
