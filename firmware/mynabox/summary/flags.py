@@ -146,6 +146,52 @@ def flags_json(flags: Iterable[Flag]) -> list[dict[str, object]]:
     return [f.to_json() for f in flags]
 
 
+def flags_from_json(doc: object) -> tuple[Flag, ...]:
+    """The receiving side's copy of what the box showed, from a message's ``flags`` (``ValueError`` if it
+    is not the shape ``flags_json`` writes: check the body first)."""
+    if not isinstance(doc, list):
+        raise ValueError("flags must be a list")
+    out = []
+    for flag in doc:
+        try:
+            code, label = FlagCode(flag["code"]), str(flag["label"])
+            items = tuple(_item_from_json(item) for item in flag["items"])
+        except (KeyError, TypeError) as err:
+            raise ValueError("malformed flag") from err
+        out.append(Flag.of(code, label, items))
+    return tuple(out)
+
+
+def _item_from_json(item: dict[str, object]) -> FlagItem:
+    section = item["section"]
+    if section in ("medications", "dispensings"):
+        yj = item["yj_code"]
+        return DrugItem(
+            str(section), str(item["drug_name"]), None if yj is None else str(yj), _day(item["date"])
+        )
+    if section == "dialyses":
+        return DialysisItem(
+            DialysisKind(item["kind"]),
+            str(item["facility"]),
+            _day(item["last_date"]),
+            int(str(item["sessions"])),
+        )
+    if section == "allergies":
+        reaction = item["reaction"]
+        return AllergyItem(
+            str(item["substance"]),
+            AllergyCategory(item["category"]),
+            None if reaction is None else str(reaction),
+        )
+    if section == "surgeries":
+        return SurgeryItem(str(item["procedure"]), str(item["facility"]), _day(item["date"]))
+    raise ValueError("unknown flag item section")
+
+
+def _day(value: object) -> date:
+    return date.fromisoformat(str(value))
+
+
 class DrugTableError(ValueError):
     """The drug classification table is malformed."""
 
