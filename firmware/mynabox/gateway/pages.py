@@ -7,6 +7,7 @@ record). The server logs status codes and nothing of the request beyond its rout
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -18,6 +19,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from mynabox.gateway.fhir import export
 from mynabox.gateway.page import JST, IndexEntry, entry_for, render_index, render_page
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
@@ -25,6 +27,7 @@ from mynabox.payload.seal import Opened
 log = logging.getLogger("mynabox.gateway.pages")
 
 _PAGE_PATH = re.compile(r"/m/([0-9a-f]{32})")
+_FHIR_PATH = re.compile(r"/m/([0-9a-f]{32})\.fhir\.json")  # a summary as a FHIR R4 Bundle
 # No script, no remote anything: the pages are plain HTML with one inline style sheet.
 _HEADERS = {
     "Content-Security-Policy": (
@@ -40,6 +43,7 @@ _HEADERS = {
 class _Stored:
     entry: IndexEntry
     html: bytes
+    fhir: bytes | None = None  # summaries only
 
 
 class PageStore:
@@ -65,7 +69,10 @@ class PageStore:
         if opened.kind not in (Kind.SUMMARY, Kind.CARD_RECORD):
             return
         now = self._clock()
-        stored = _Stored(entry_for(opened, now), render_page(opened).encode("utf-8"))
+        fhir = None
+        if opened.kind == Kind.SUMMARY:
+            fhir = json.dumps(export(opened), ensure_ascii=False).encode("utf-8", "backslashreplace")
+        stored = _Stored(entry_for(opened, now), render_page(opened).encode("utf-8"), fhir)
         with self._lock:
             self._pages[opened.message_id] = stored
             self._pages.move_to_end(opened.message_id)
@@ -76,6 +83,12 @@ class PageStore:
             self._expire(self._clock())
             stored = self._pages.get(message_id)
         return None if stored is None else stored.html
+
+    def fhir(self, message_id: str) -> bytes | None:
+        with self._lock:
+            self._expire(self._clock())
+            stored = self._pages.get(message_id)
+        return None if stored is None else stored.fhir
 
     def index(self) -> bytes:
         now = self._clock()
@@ -111,6 +124,11 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/":
             self._send(HTTPStatus.OK, self.server.store.index())
             return
+        fhir = _FHIR_PATH.fullmatch(path)
+        bundle = self.server.store.fhir(fhir.group(1)) if fhir else None
+        if bundle is not None:
+            self._send(HTTPStatus.OK, bundle, "application/fhir+json; charset=utf-8")
+            return
         match = _PAGE_PATH.fullmatch(path)
         html = self.server.store.page(match.group(1)) if match else None
         if html is None:
@@ -118,9 +136,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(HTTPStatus.OK, html)
 
-    def _send(self, status: HTTPStatus, body: bytes) -> None:
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str = "text/html; charset=utf-8") -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for name, value in _HEADERS.items():
             self.send_header(name, value)
