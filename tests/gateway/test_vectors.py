@@ -1,6 +1,7 @@
 """docs/gateway/vectors/: the checked-in vectors are what `mynabox gateway-vectors` writes, the reference
 receiver meets every one of them in order, and the JavaScript opener (tests/interop/node, stock jose) refuses
-every envelope-layer one and opens the rest to the same claims."""
+every envelope- and claims-layer one (the claims ones by the same reason) and opens the rest to the same
+claims."""
 
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ def test_the_reference_receiver_meets_every_vector(tmp_path: Path) -> None:
             assert verdict == Rejected(expect["reason"]), vector["name"]
 
 
-def test_the_javascript_opener_meets_the_envelope_vectors() -> None:
+def test_the_javascript_opener_meets_the_envelope_and_claims_vectors() -> None:
     node = shutil.which("node")
     assert node and (NODE_DIR / "node_modules" / "jose").is_dir(), "scripts/install-deps.sh runs npm ci there"
     doc = _doc()
@@ -109,6 +110,9 @@ def test_the_javascript_opener_meets_the_envelope_vectors() -> None:
         "gateway_key": (VECTORS / doc["gateway_key"]).read_text(),
         "device_keys": {d: (VECTORS / p).read_text() for d, p in doc["device_keys"].items()},
         "tokens": [_payload(v).decode("ascii") for v in doc["vectors"]],
+        "now": doc["now"],
+        "max_age_s": doc["max_age_s"],
+        "max_skew_s": doc["max_skew_s"],
     }
     done = subprocess.run(
         [node, str(NODE_DIR / "open.mjs")],
@@ -124,6 +128,8 @@ def test_the_javascript_opener_meets_the_envelope_vectors() -> None:
         expect = vector["expect"]
         if expect.get("layer") == "envelope":
             assert "refused" in result, vector["name"]
+        elif expect.get("layer") == "claims":  # the claim checks, written from the prose: the same reason
+            assert result == {"refused": expect["reason"]}, vector["name"]
         else:
             assert "refused" not in result, (vector["name"], result)
         if "claims" in expect:
