@@ -5,6 +5,7 @@ each body is what its kind says, and a refused body uses up nothing; a message i
 from __future__ import annotations
 
 import logging
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,3 +137,30 @@ def test_a_refusal_log_names_the_topic_device_not_the_envelope_one(
     with caplog.at_level(logging.INFO, logger="mynabox.gateway.receiver"):
         assert core.handle(f"mynabox/{OTHER}/summary", token, now=NOW) == Rejected("device-topic")
     assert f"on {OTHER}: device-topic" in caplog.text and DEV not in caplog.text
+
+
+def test_what_must_be_remembered_is_committed_before_the_acknowledgement(
+    kit: DeliveryKit, tmp_path: Path
+) -> None:
+    """The store cannot write (SQLite refuses: query_only): handle raises, so the subscriber sends no PUBACK
+    and the broker redelivers; nothing was remembered, and the redelivery is accepted once it can be."""
+    seen = SeenStore(tmp_path / "seen.sqlite3")
+    core = ReceiverCore(kit.opener(), seen, lambda _o: None, check_bodies=True)
+    kind, body, _ = patient_body(patient("healthy"), NOW)
+    token = kit.sealer(DEV).seal(kind, body, now=NOW, clock_synced=True, seq=3).token
+    try:
+        seen._db.execute("PRAGMA query_only = ON")  # type: ignore[attr-defined]
+        with pytest.raises(sqlite3.OperationalError):
+            core.handle(f"mynabox/{DEV}/summary", token, now=NOW)
+        seen._db.execute("PRAGMA query_only = OFF")  # type: ignore[attr-defined]
+        assert seen.highest(DEV) == 0 and len(seen) == 0
+        assert isinstance(core.handle(f"mynabox/{DEV}/summary", token, now=NOW), Accepted)
+    finally:
+        seen.close()
+    reopened = SeenStore(tmp_path / "seen.sqlite3")  # and it survives a restart of the receiver
+    try:
+        assert reopened.highest(DEV) == 3 and len(reopened) == 1
+        again = ReceiverCore(kit.opener(), reopened, lambda _o: None, check_bodies=True)
+        assert isinstance(again.handle(f"mynabox/{DEV}/summary", token, now=NOW), Duplicate)
+    finally:
+        reopened.close()
