@@ -5,6 +5,8 @@ claims."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import shutil
 import subprocess
@@ -141,3 +143,22 @@ def test_accepted_vectors_fit_the_asyncapi_document_as_sent_and_opened() -> None
         if vector["expect"]["outcome"] == "accepted":
             leaf = vector["topic"].rsplit("/", 1)[1]
             assert wire_problems(leaf, _payload(vector), vector["expect"]["claims"]) == [], vector["name"]
+
+
+def test_the_audit_hash_as_the_prose_spells_it() -> None:
+    """HMAC-SHA-256 keyed with the key file's raw bytes over the ASCII hex text of prev followed by the
+    record's canonical JSON (sorted keys, no whitespace, UTF-8): computed here from gateway.md alone."""
+    doc = _doc()
+    key = (VECTORS / doc["audit_key"]).read_bytes()
+    assert len(key) == 32
+    audits = [v for v in doc["vectors"] if v["expect"].get("claims", {}).get("kind") == "audit"]
+    assert audits
+    for vector in audits:
+        body = vector["expect"]["claims"]["body"]
+        canonical = json.dumps(body["record"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        message = body["prev"].encode("ascii") + canonical.encode("utf-8")
+        assert hmac.new(key, message, hashlib.sha256).hexdigest() == body["hash"]
+        assert (
+            hmac.new(key, bytes.fromhex(body["prev"]) + canonical.encode(), hashlib.sha256).hexdigest()
+            != body["hash"]
+        )

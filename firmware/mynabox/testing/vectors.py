@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES, Kind
-from mynabox.payload.keys import private_key_pem, public_key_pem
+from mynabox.payload.keys import Secret, private_key_pem, public_key_pem
 from mynabox.payload.seal import Sealer, _Parts
 from mynabox.testing.messages import audit_body, patient_body
 from mynabox.testing.patients import patient
@@ -157,7 +157,14 @@ def build() -> dict[str, bytes]:
     b.add("summary-again", "the same message again (QoS 1 redelivery)", s_a, first, outcome="duplicate")
     token, claims = b.seal("card-record", A, card_kind, card, seq=2)
     b.accepted("card-record", "a card record: the patient is not registered", s_a, token, claims)
-    audit = audit_body(A, time=NOW, message_id=first_claims["jti"], shown=shown)  # type: ignore[arg-type]
+    audit_key = hashlib.sha256(b"mynabox test vector audit key").digest()  # 32 raw bytes, as provisioned
+    audit = audit_body(
+        A,
+        time=NOW,
+        message_id=first_claims["jti"],  # type: ignore[arg-type]
+        shown=shown,
+        key=Secret(audit_key),
+    )
     token, claims = b.seal("audit", A, Kind.AUDIT, audit, seq=3)
     b.accepted(
         "audit",
@@ -273,6 +280,7 @@ def build() -> dict[str, bytes]:
         "max_age_s": int(MAX_AGE.total_seconds()),
         "max_skew_s": int(MAX_SKEW.total_seconds()),
         "gateway_key": "keys/gateway-envelope-key.pem",
+        "audit_key": "keys/audit-key",
         "device_keys": {d: f"keys/devices/{d}.pem" for d in (A, B)},
         "vectors": [v.to_json() for v in b.vectors],
     }
@@ -280,6 +288,7 @@ def build() -> dict[str, bytes]:
         "vectors.json": (json.dumps(doc_out, ensure_ascii=False, indent=1) + "\n").encode("utf-8"),
         "keys/gateway-envelope-key.pem": private_key_pem(b.gateway).reveal(),
         "keys/gateway-envelope.pub.pem": public_key_pem(b.gateway),
+        "keys/audit-key": audit_key,
     }
     for device in (A, B):
         files[f"keys/devices/{device}.pem"] = public_key_pem(b.devices[device])
