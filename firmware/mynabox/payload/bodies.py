@@ -74,7 +74,9 @@ def device_problem(kind: Kind, device_id: str, body: Mapping[str, object]) -> st
 
 
 def body_problem(kind: Kind, device_id: str, body: Mapping[str, object]) -> str | None:
-    """``None``, or why the receiver refuses this body (``body`` or ``device-body``)."""
+    """``None``, or why the receiver refuses this body (``device-body`` first, then ``body``)."""
+    if device_problem(kind, device_id, body) is not None:
+        return DEVICE_BODY
     try:
         if kind is Kind.SUMMARY:
             _summary_body(body)
@@ -107,7 +109,7 @@ def _card_record_body(body: Mapping[str, object]) -> None:
     assert isinstance(record, dict)
     cert, reason = record["certificate"], record["reason"]
     if not (
-        isinstance(cert, str) and 0 < len(cert) <= _MAX_CERTIFICATE_CHARS and reason in CARD_RECORD_REASONS
+        isinstance(cert, str) and 0 < len(cert) <= _MAX_CERTIFICATE_CHARS and _in(reason, CARD_RECORD_REASONS)
     ):
         raise _Bad
     try:
@@ -136,10 +138,10 @@ def _read(read: object) -> None:
     if not (
         isinstance(read["card_hash"], str)
         and _CARD_HASH.fullmatch(read["card_hash"])
-        and read["card_type"] in CARD_TYPES
-        and read["consent"] in CONSENTS
+        and _in(read["card_type"], CARD_TYPES)
+        and _in(read["consent"], CONSENTS)
         and _is_time(read["read_at"])
-        and check["status"] in CERT_STATUSES
+        and _in(check["status"], CERT_STATUSES)
         and (check["issuer_generation"] is None or _is_text(check["issuer_generation"]))
         and (check["not_before"] is None or _is_time(check["not_before"]))
         and (check["not_after"] is None or _is_time(check["not_after"]))
@@ -175,7 +177,7 @@ def _drug_item(item: object) -> None:
     assert isinstance(item, dict)
     yj = item["yj_code"]
     if not (
-        item["section"] in {"medications", "dispensings"}
+        _in(item["section"], {"medications", "dispensings"})
         and _is_text(item["drug_name"])
         and (yj is None or (isinstance(yj, str) and YJ_CODE_RE.match(yj)))
         and _is_date(item["date"])
@@ -189,7 +191,7 @@ def _dialysis_item(item: object) -> None:
     sessions = item["sessions"]
     if not (
         item["section"] == "dialyses"
-        and item["kind"] in {"hemodialysis", "peritoneal"}
+        and _in(item["kind"], {"hemodialysis", "peritoneal"})
         and _is_text(item["facility"])
         and _is_date(item["last_date"])
         and type(sessions) is int
@@ -204,7 +206,7 @@ def _allergy_item(item: object) -> None:
     if not (
         item["section"] == "allergies"
         and _is_text(item["substance"])
-        and item["category"] in {"drug", "food", "other"}
+        and _in(item["category"], {"drug", "food", "other"})
         and (item["reaction"] is None or _is_text(item["reaction"]))
     ):
         raise _Bad
@@ -228,6 +230,11 @@ _ITEM_CHECKS: dict[str, Callable[[object], None]] = {
     FlagCode.ALLERGY.value: _allergy_item,
     FlagCode.SURGERY.value: _surgery_item,
 }
+
+
+def _in(value: object, options: frozenset[str] | set[str]) -> bool:
+    """Membership without a TypeError for an unhashable value (a list where a string belongs)."""
+    return isinstance(value, str) and value in options
 
 
 def _keys(value: object, keys: frozenset[str]) -> None:
