@@ -48,21 +48,21 @@ SUMMARY_PATHS = _paths(_SUMMARY)
 AUDIT_PATHS = _paths(_AUDIT)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(kind=st.sampled_from(list(Kind)), body=st.dictionaries(st.text(max_size=12), JSON, max_size=5))
 def test_any_body_gets_a_reason_or_none(kind: Kind, body: dict[str, object]) -> None:
     assert body_problem(kind, "amb-1", body) in (None, BODY, DEVICE_BODY)
     assert device_problem(kind, "amb-1", body) in (None, DEVICE_BODY)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(index=st.integers(min_value=1, max_value=len(SUMMARY_PATHS) - 1), value=JSON)
 def test_any_value_anywhere_in_a_real_summary_body(index: int, value: object) -> None:
     damaged = _replace(_SUMMARY, SUMMARY_PATHS[index], value)
     assert body_problem(Kind.SUMMARY, "amb-1", damaged) in (None, BODY)  # type: ignore[arg-type]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(index=st.integers(min_value=1, max_value=len(AUDIT_PATHS) - 1), value=JSON)
 def test_any_value_anywhere_in_a_real_audit_body(index: int, value: object) -> None:
     damaged = _replace(_AUDIT, AUDIT_PATHS[index], value)
