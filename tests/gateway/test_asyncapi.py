@@ -5,11 +5,14 @@ holds once opened. Sealed by the box's own sealer here; the daemon's real messag
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import uuid
 
 import pytest
 
-from gateway.contract import asyncapi, wire_problems  # tests/ is on sys.path
+from gateway.contract import GATEWAY, NODE_DIR, asyncapi, wire_problems  # tests/ is on sys.path
 from gateway.receiving import DEV, NOW
 from mynabox.payload.seal import Opened
 from mynabox.testing.broker import DeliveryKit
@@ -73,3 +76,20 @@ def test_what_the_document_refuses(kit: DeliveryKit) -> None:
     }
     assert wire_problems("state", json.dumps(state).encode()) == []
     assert wire_problems("state", json.dumps({**state, "outbox_depth": 1.0}).encode())
+
+
+def test_the_parser_needs_no_network() -> None:
+    """In a network namespace of its own (no interface but a down loopback) the document still parses."""
+    unshare, node = shutil.which("unshare"), shutil.which("node")
+    if unshare is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare(1) for a network namespace")
+    assert node is not None
+    done = subprocess.run(
+        [unshare, "--net", "--", node, str(NODE_DIR / "asyncapi.mjs"), str(GATEWAY / "asyncapi.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["messages"].keys() == asyncapi()["messages"].keys()
