@@ -1,7 +1,8 @@
 """`mynabox receive`: the reference gateway receiver (verify, decrypt, dedupe, print in Japanese).
 
 ``--quarantined`` lists the refused messages kept in the state directory's store and exits;
-``--forget-device ID`` clears a re-enrolled box's sequence numbers and exits.
+``--forget-device ID`` retires the key a box signed with (a box lost or out of service) and exits; a
+re-enrolled box needs nothing but its new key file (docs/gateway.md, "Replay").
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--forget-device",
         metavar="ID",
-        help="forget a re-enrolled box's sequence numbers (its new outbox starts at 1), then exit",
+        help="retire the key box ID signed with (lost, or out of service): its messages are refused from"
+        " then on, then exit; re-enrolling a box needs only its new key in --device-keys",
     )
     parser.add_argument(
         "--pages",
@@ -100,9 +102,12 @@ def run(args: argparse.Namespace) -> int:
         try:
             if args.forget_device is not None:
                 device = visible(args.forget_device)
-                known = store.forget_device(args.forget_device)
+                key = store.forget_device(args.forget_device, now=datetime.now(UTC))
                 print(
-                    f"forgot the sequence numbers of {device}" if known else f"no numbers kept for {device}"
+                    f"retired the key of {device} (thumbprint {key}): its messages are refused from now on;"
+                    f" a re-enrolled box signs with a new key ({device}.pem), its numbers start again at 1"
+                    if key
+                    else f"no key recorded for {device}: nothing retired (none of its messages was accepted)"
                 )
             else:
                 for entry in store.quarantined():
@@ -129,6 +134,13 @@ def run(args: argparse.Namespace) -> int:
         args.state_dir.mkdir(parents=True, exist_ok=True)
         seen = SeenStore(args.state_dir / "receiver-seen.sqlite3")
         seen.prune(max_age * 2, now=datetime.now(UTC))
+        for device_id, key in sorted(opener.thumbprints.items()):
+            if seen.retired(key):  # every message would be refused: say so now, not per message
+                print(
+                    f"mynabox receive: the key of {device_id} is retired (--forget-device):"
+                    " its messages are refused; install the key of its re-enrolled box",
+                    file=sys.stderr,
+                )
     except (ValueError, KeyFileError, ReceiverError, OSError) as err:
         print(f"mynabox receive: {err}", file=sys.stderr)
         return 2

@@ -11,7 +11,8 @@ For every message on ``mynabox/+/summary`` and ``mynabox/+/audit``:
    ``check_bodies``);
 5. a message id already seen with the same device and ``seq`` is a duplicate (at-least-once delivery makes
    them): dropped, counted; the same id under another ``seq`` or device is refused (``message-id-reused``);
-6. the device's signed sequence number must pass the replay rule (``mynabox.gateway.store``);
+6. the device's signed sequence number must pass the replay rule, kept per device key, and the key must not
+   be retired (``mynabox.gateway.store``);
 7. otherwise it is handed to the sink (print, write JSON) and only then remembered as seen (committed to
    disk) and acknowledged.
 
@@ -116,7 +117,9 @@ class ReceiverCore:
                 verdict = Rejected(f"sink:{type(err).__name__}")
             else:
                 opened = verdict.opened
-                self._seen.remember(opened.message_id, opened.device_id, now=now, seq=opened.seq)
+                self._seen.remember(
+                    opened.message_id, opened.device_id, now=now, seq=opened.seq, key=opened.key
+                )
                 self.counts["accepted"] += 1
                 log.info(
                     "accepted %s %s #%d from %s", opened.kind, opened.message_id, opened.seq, _dev(topic)
@@ -150,9 +153,10 @@ class ReceiverCore:
             problem = body_problem(opened.kind, opened.device_id, opened.body)
         if problem is not None:
             return Rejected(problem)
-        sequence = self._seen.check_sequence(opened.device_id, opened.seq, opened.message_id)
+        sequence = self._seen.check_sequence(opened.device_id, opened.seq, opened.message_id, opened.key)
         if opened.message_id in self._seen:
-            if sequence in ("duplicate", "sequence-stale"):  # stale: accepted long ago, redelivered
+            # Accepted long ago (stale), or under a key since retired: a redelivery, dropped as before.
+            if sequence in ("duplicate", "sequence-stale", "key-retired"):
                 return Duplicate(opened.message_id, opened.device_id)
             return Rejected("message-id-reused")  # a box never sends one id under two numbers
         if sequence == "duplicate":
