@@ -15,12 +15,16 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 STATE_FILE = "devbox.json"
+READY_TIMEOUT_S = 60.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +37,19 @@ def _copy(source: Path, target: Path, mode: int) -> str:
     shutil.copyfile(source, target)
     target.chmod(mode)
     return str(target)
+
+
+def _ready(notify: socket.socket, daemon: subprocess.Popen[bytes], stop: threading.Event) -> bool:
+    """Wait up to READY_TIMEOUT_S for READY=1 from the daemon, while it runs and nobody stopped us."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    notify.settimeout(0.5)
+    while time.monotonic() < deadline and daemon.poll() is None and not stop.is_set():
+        try:
+            if b"READY=1" in notify.recv(4096).split(b"\n"):
+                return True
+        except TimeoutError:
+            continue
+    return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,14 +90,23 @@ def run(args: argparse.Namespace) -> int:
             kit.device_keys_dir / f"{args.device_id}.pem", gw_dir / "devices" / f"{args.device_id}.pem", 0o644
         )
         log_path = base / "box.log"
+        notify_dir = Path(tempfile.mkdtemp(prefix="mynabox-devbox-"))  # a socket path has at most 107 bytes
+        notify_path = notify_dir / "notify.sock"
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(str(notify_path))
+        env = dict(os.environ, **stack.env(), NOTIFY_SOCKET=str(notify_path))
+        env.pop("WATCHDOG_USEC", None)
         with log_path.open("ab") as log:
             daemon = subprocess.Popen(
                 [sys.executable, "-m", "mynabox.cli", "run", "--config", str(stack.config_path)],
-                env=dict(os.environ, **stack.env()),
+                env=env,
                 stdout=log,
                 stderr=log,
             )
         try:
+            if not _ready(notify, daemon, stop):  # as systemd would: the box says READY=1 (sd_notify)
+                print(f"mynabox devbox: the box did not get ready; see {log_path}", file=sys.stderr)
+                return 1
             state = {
                 "device_id": args.device_id,
                 "broker": {"host": "127.0.0.1", "port": broker.port},
@@ -124,5 +150,7 @@ def run(args: argparse.Namespace) -> int:
                 except subprocess.TimeoutExpired:
                     daemon.kill()
                     daemon.wait()
+            notify.close()  # after the daemon: it says STOPPING=1 on its way out
+            shutil.rmtree(notify_dir, ignore_errors=True)
     print("mynabox devbox: stopped", flush=True)
     return 0
