@@ -32,12 +32,18 @@ RECEIVER_REASONS = {
     "message-id-reused",
     "sequence-reused",
     "sequence-stale",
+    "key-retired",
 }
 
 
 def _doc() -> dict[str, Any]:
     doc: dict[str, Any] = json.loads((VECTORS / "vectors.json").read_text(encoding="utf-8"))
     return doc
+
+
+def _messages(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The vectors that are messages (not an operator's action)."""
+    return [v for v in doc["vectors"] if "action" not in v]
 
 
 def _payload(vector: dict[str, Any]) -> bytes:
@@ -58,11 +64,11 @@ def test_the_checked_in_vectors_are_what_the_command_writes(tmp_path: Path) -> N
 
 def test_every_refusal_reason_has_a_vector() -> None:
     doc = _doc()
-    reasons = {v["expect"]["reason"] for v in doc["vectors"] if v["expect"]["outcome"] == "refused"}
+    reasons = {v["expect"]["reason"] for v in _messages(doc) if v["expect"]["outcome"] == "refused"}
     assert reasons == {r.value for r in Reason} | RECEIVER_REASONS
-    outcomes = {v["expect"]["outcome"] for v in doc["vectors"]}
+    outcomes = {v["expect"]["outcome"] for v in _messages(doc)}
     assert outcomes == {"accepted", "duplicate", "refused"}
-    size = next(v for v in doc["vectors"] if v["name"] == "size")
+    size = next(v for v in _messages(doc) if v["name"] == "size")
     assert len(_payload(size)) == MAX_MESSAGE_BYTES + 1
 
 
@@ -82,6 +88,9 @@ def test_the_reference_receiver_meets_every_vector(tmp_path: Path) -> None:
     core = _receiver(doc, tmp_path / "seen.sqlite3")
     now = datetime.fromisoformat(doc["now"])
     for vector in doc["vectors"]:
+        if "action" in vector:
+            assert core._seen.forget_device(vector["action"]["forget_device"], now=now)  # type: ignore[attr-defined]
+            continue
         verdict = core.handle(vector["topic"], _payload(vector), now=now)
         expect = vector["expect"]
         if expect["outcome"] == "accepted":
@@ -111,7 +120,7 @@ def test_the_javascript_opener_meets_the_envelope_and_claims_vectors() -> None:
     request = {
         "gateway_key": (VECTORS / doc["gateway_key"]).read_text(),
         "device_keys": {d: (VECTORS / p).read_text() for d, p in doc["device_keys"].items()},
-        "tokens": [_payload(v).decode("ascii") for v in doc["vectors"]],
+        "tokens": [_payload(v).decode("ascii") for v in _messages(doc)],
         "now": doc["now"],
         "max_age_s": doc["max_age_s"],
         "max_skew_s": doc["max_skew_s"],
@@ -125,8 +134,8 @@ def test_the_javascript_opener_meets_the_envelope_and_claims_vectors() -> None:
         check=True,
     )
     results = [json.loads(line) for line in done.stdout.splitlines()]
-    assert len(results) == len(doc["vectors"])
-    for vector, result in zip(doc["vectors"], results, strict=True):
+    assert len(results) == len(_messages(doc))
+    for vector, result in zip(_messages(doc), results, strict=True):
         expect = vector["expect"]
         if expect.get("layer") == "envelope":
             assert "refused" in result, vector["name"]
@@ -139,7 +148,7 @@ def test_the_javascript_opener_meets_the_envelope_and_claims_vectors() -> None:
 
 
 def test_accepted_vectors_fit_the_asyncapi_document_as_sent_and_opened() -> None:
-    for vector in _doc()["vectors"]:
+    for vector in _messages(_doc()):
         if vector["expect"]["outcome"] == "accepted":
             leaf = vector["topic"].rsplit("/", 1)[1]
             assert wire_problems(leaf, _payload(vector), vector["expect"]["claims"]) == [], vector["name"]
@@ -151,7 +160,7 @@ def test_the_audit_hash_as_the_prose_spells_it() -> None:
     doc = _doc()
     key = (VECTORS / doc["audit_key"]).read_bytes()
     assert len(key) == 32
-    audits = [v for v in doc["vectors"] if v["expect"].get("claims", {}).get("kind") == "audit"]
+    audits = [v for v in _messages(doc) if v["expect"].get("claims", {}).get("kind") == "audit"]
     assert audits
     for vector in audits:
         body = vector["expect"]["claims"]["body"]

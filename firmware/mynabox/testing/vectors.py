@@ -65,6 +65,8 @@ class Vector:
     repeat: int = field(default=0)  # >0: the payload is ``payload`` repeated this many times
 
     def to_json(self) -> dict[str, object]:
+        if self.topic == "":  # an operator's step, not a message
+            return {"name": self.name, "description": self.description, "action": self.expect}
         out: dict[str, object] = {"name": self.name, "description": self.description, "topic": self.topic}
         if self.repeat:
             out["payload_repeat"] = {"text": self.payload.decode("ascii"), "times": self.repeat}
@@ -245,6 +247,25 @@ def build() -> dict[str, bytes]:
         token,
         "device-body",
     )
+    token, claims = b.seal("b-summary", B, healthy_kind, healthy, seq=1)
+    b.accepted(
+        "b-summary",
+        "amb-vec-02's first message (its device-body forgery used up nothing)",
+        s_b,
+        token,
+        claims,
+    )
+    b.vectors.append(
+        Vector(
+            "forget-b",
+            "the operator retires amb-vec-02's key (mynabox receive --forget-device amb-vec-02): box lost",
+            "",
+            b"",
+            {"forget_device": B},
+        )
+    )
+    token, _ = b.seal("key-retired", B, healthy_kind, healthy, seq=2)
+    b.refused("key-retired", "amb-vec-02 signs with its retired key", s_b, token, "key-retired")
     no_flags = {k: v for k, v in summary.items() if k != "flags"}
     token, _ = b.seal("body", A, summary_kind, no_flags, seq=57)
     b.refused("body", "a summary body without its flags", s_a, token, "body")
@@ -273,7 +294,8 @@ def build() -> dict[str, bytes]:
                 "`text` repeated `times` times. expect: accepted (with the opened claims), duplicate (drop,",
                 "acknowledge), or refused with the reason's name; layer says where the refusal is decided",
                 "(envelope: a bare JOSE opener refuses; claims: the claim checks; receiver: topic, body and",
-                "replay rules).",
+                "replay rules). An entry with `action` instead of a message is an operator's step:",
+                "forget_device retires the key the device's accepted messages were signed with.",
             )
         ),
         "now": NOW.isoformat().replace("+00:00", "Z"),
