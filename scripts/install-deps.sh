@@ -48,6 +48,7 @@ if ! command -v npm >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 node_dir=tests/interop/node
-if [ ! -d "$node_dir/node_modules/jose" ] || [ "$node_dir/package-lock.json" -nt "$node_dir/node_modules" ]; then
+if [ ! -d "$node_dir/node_modules/jose" ] || [ ! -d "$node_dir/node_modules/@asyncapi/parser" ] \
+  || [ "$node_dir/package-lock.json" -nt "$node_dir/node_modules" ]; then
   (cd "$node_dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null)
 fi

@@ -19,7 +19,7 @@ EXIT_CONFIG = 78
 # EX_UNAVAILABLE: the command runs the test kit (testkit/, the distribution mynabox-testkit), which developers
 # and integrators install beside the firmware and the box's image never carries (it holds test CA keys).
 EXIT_NO_TESTKIT = 69
-NEEDS_TESTKIT = frozenset({"demo", "vcard", "refsvc"})
+NEEDS_TESTKIT = frozenset({"demo", "vcard", "refsvc", "devbox", "gateway-vectors"})
 
 # name -> (module, one-line help). The order is the order of `mynabox --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mynabox.commands.receive",
         "reference gateway receiver: verify, decrypt, dedupe, print the summary in Japanese",
     ),
+    "gateway-vectors": (
+        "mynabox.commands.vectors",
+        "write the gateway contract's test vectors (keys, sealed messages, expected outcomes)",
+    ),
     "audit": ("mynabox.commands.audit", "check the audit log's hash chain (audit verify)"),
     "selftest": (
         "mynabox.commands.selftest",
@@ -45,6 +49,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "check the config file and print it with secrets masked",
     ),
     "provision": ("mynabox.commands.provision", "write one vehicle's identity onto a flashed SD card"),
+    "devbox": (
+        "mynabox.commands.devbox",
+        "a box to point a gateway at: daemon, virtual reader, summary service, broker; kept running",
+    ),
     "demo": ("mynabox.commands.demo", "run the whole box on this machine with the virtual card (developers)"),
     "firstboot": (
         "mynabox.commands.firstboot",

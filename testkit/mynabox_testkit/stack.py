@@ -26,6 +26,7 @@ from mynabox_testkit.refsvc import ReferenceService
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from mynabox.gateway.core import Verdict
     from mynabox.payload.seal import Opened
 
 REFSVC_CLIENT = "refsvc-client"
@@ -178,7 +179,11 @@ class BoxStack:
         return self.kit
 
     def gateway_receiver(
-        self, sink: Callable[[Opened], None], *, client_id: str = "mynabox-gateway"
+        self,
+        sink: Callable[[Opened], None],
+        *,
+        client_id: str = "mynabox-gateway",
+        on_raw: Callable[[str, bytes, Verdict], None] | None = None,
     ) -> Receiver:
         """The reference gateway receiver subscribed to this stack's broker (not started)."""
         kit = self._kit()
@@ -193,7 +198,7 @@ class BoxStack:
             client_id=client_id,
         )
         seen = SeenStore(self.dir / f"seen-{client_id}.db")
-        return Receiver(settings, ReceiverCore(kit.opener(), seen, sink))
+        return Receiver(settings, ReceiverCore(kit.opener(), seen, sink, check_bodies=True), on_raw=on_raw)
 
     def env(self) -> dict[str, str]:
         """Environment for a `mynabox run` subprocess: the private pcscd's socket."""

@@ -49,7 +49,7 @@ def test_the_firmware_wheel_holds_no_test_kit_and_no_key(unpacked: Path) -> None
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("command", ["demo", "vcard", "refsvc"])
+@pytest.mark.parametrize("command", ["demo", "vcard", "refsvc", "devbox", "gateway-vectors"])
 def test_without_the_test_kit_its_commands_say_so(unpacked: Path, command: str) -> None:
     # -S: no site-packages (the dev venv has the kit); the firmware wheel's files alone, as on the box.
     code = (

@@ -32,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device-keys", type=Path, help="directory of <device id>.pem device public keys")
     parser.add_argument("--json-out", type=Path, help="also write each message as <dir>/<device>/<id>.json")
     parser.add_argument(
+        "--fhir-out",
+        type=Path,
+        help="also write each summary as a FHIR R4 Bundle, <dir>/<device>/<id>.fhir.json",
+    )
+    parser.add_argument(
         "--state-dir", type=Path, default=Path("."), help="where the seen-id store lives (default: .)"
     )
     parser.add_argument(
@@ -136,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from mynabox.gateway.core import Accepted, ReceiverCore, ReceiverError, Verdict
     from mynabox.gateway.formatting import format_opened, format_quarantined
     from mynabox.gateway.pages import MIB, PageStore
-    from mynabox.gateway.sink import write_json
+    from mynabox.gateway.sink import write_fhir, write_json
     from mynabox.gateway.store import SeenStore
     from mynabox.gateway.subscriber import Receiver, ReceiverSettings
     from mynabox.gateway.text import visible
@@ -228,6 +233,8 @@ def run(args: argparse.Namespace) -> int:
             )  # renders its page: a message that cannot be shown fails here, before the file
         if args.json_out is not None:
             write_json(args.json_out, opened)
+        if args.fhir_out is not None:
+            write_fhir(args.fhir_out, opened)
         print(text, flush=True)
 
     def on_verdict(verdict: Verdict) -> None:
@@ -239,7 +246,9 @@ def run(args: argparse.Namespace) -> int:
 
     settings = ReceiverSettings(host, port, args.ca, args.cert, args.key, client_id=args.client_id)
     try:
-        receiver = Receiver(settings, ReceiverCore(opener, seen, sink), on_verdict=on_verdict)
+        receiver = Receiver(
+            settings, ReceiverCore(opener, seen, sink, check_bodies=True), on_verdict=on_verdict
+        )
     except ReceiverError as err:
         print(f"mynabox receive: {err}", file=sys.stderr)
         return 2

@@ -16,10 +16,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
+from mynabox.gateway.formatting import shown_flags
 from mynabox.gateway.text import html_text as text
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
-from mynabox.summary.flags import Flag, derive_flags
+from mynabox.summary.flags import Flag
 from mynabox.summary.model import AllergyCategory, DialysisKind, Summary, SummaryFormatError
 from mynabox.vocab import ConsentMode
 
@@ -285,7 +286,7 @@ def render_page(opened: Opened) -> str:
             summary = None
     read = _read_rows(opened.body.get("read"))
     if summary is not None:
-        flags = derive_flags(summary, today=summary.as_of)
+        flags = shown_flags(opened.body, summary)  # what the crew saw, from the message
         title = f"救急用サマリー（{summary.as_of.isoformat()} 時点）"
         parts = [f"<header><h1>{title}</h1>{head}</header>", _flags_block(flags)]
         parts += [s.html() for s in summary_sections(summary)]
@@ -340,7 +341,7 @@ def entry_for(opened: Opened, received_at: datetime) -> IndexEntry:
         summary = None
     if summary is None:
         return IndexEntry(opened.message_id, opened.device_id, received_at, "カード記録", ())
-    flags = tuple(f.label for f in derive_flags(summary, today=summary.as_of))
+    flags = tuple(f.label for f in shown_flags(opened.body, summary))
     p = summary.patient
     title = f"{text(p.name)}（{_age(p.birth_date, summary.as_of)}歳・{_SEX.get(int(p.sex), '不明')}）"
     return IndexEntry(opened.message_id, opened.device_id, received_at, title, flags)

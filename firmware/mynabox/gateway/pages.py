@@ -18,7 +18,9 @@ import contextlib
 import errno
 import io
 import ipaddress
+import json
 import logging
+import re
 import resource
 import socket
 import ssl
@@ -33,6 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from mynabox.gateway.fhir import export
 from mynabox.gateway.page import IndexEntry, entry_for, render_index, render_page
 from mynabox.gateway.text import visible
 from mynabox.payload.envelope import Kind
@@ -41,6 +44,8 @@ from mynabox.payload.seal import Opened
 log = logging.getLogger("mynabox.gateway.pages")
 
 MIB = 1024 * 1024
+_PAGE_PATH = re.compile(r"/m/([0-9a-f]{32})")
+_FHIR_PATH = re.compile(r"/m/([0-9a-f]{32})\.fhir\.json")  # a summary as a FHIR R4 Bundle
 # No script, no remote anything: the pages are plain HTML with one inline style sheet.
 _HEADERS = {
     "Content-Security-Policy": (
@@ -57,6 +62,7 @@ _OVERHEAD = 512  # bytes counted per page beyond its HTML (its list entry, the m
 class _Stored:
     entry: IndexEntry
     html: bytes
+    fhir: bytes | None = None  # summaries only
 
     @property
     def size(self) -> int:
@@ -100,7 +106,10 @@ class PageStore:
         if opened.kind not in (Kind.SUMMARY, Kind.CARD_RECORD):
             return
         now = self._clock()
-        stored = _Stored(entry_for(opened, now), render_page(opened).encode("utf-8"))
+        fhir = None
+        if opened.kind == Kind.SUMMARY:
+            fhir = json.dumps(export(opened), ensure_ascii=False).encode("utf-8", "backslashreplace")
+        stored = _Stored(entry_for(opened, now), render_page(opened).encode("utf-8"), fhir)
         with self._lock:
             self._drop(opened.message_id)
             self._pages[opened.message_id] = stored
@@ -125,6 +134,12 @@ class PageStore:
             self._expire(self._clock())
             stored = self._pages.get(message_id)
         return None if stored is None else stored.html
+
+    def fhir(self, message_id: str) -> bytes | None:
+        with self._lock:
+            self._expire(self._clock())
+            stored = self._pages.get(message_id)
+        return None if stored is None else stored.fhir
 
     def index(self) -> bytes:
         with self._lock:
@@ -330,16 +345,21 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/":
             self._send(HTTPStatus.OK, self.server.store.index())
             return
-        match = path.startswith("/m/") and len(path) == 35 and all(c in "0123456789abcdef" for c in path[3:])
-        html = self.server.store.page(path[3:]) if match else None
+        fhir = _FHIR_PATH.fullmatch(path)
+        bundle = self.server.store.fhir(fhir.group(1)) if fhir else None
+        if bundle is not None:
+            self._send(HTTPStatus.OK, bundle, "application/fhir+json; charset=utf-8")
+            return
+        match = _PAGE_PATH.fullmatch(path)
+        html = self.server.store.page(match.group(1)) if match else None
         if html is None:
             self._send(HTTPStatus.NOT_FOUND, "<!DOCTYPE html><title>404</title><p>ありません</p>".encode())
             return
         self._send(HTTPStatus.OK, html)
 
-    def _send(self, status: HTTPStatus, body: bytes) -> None:
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str = "text/html; charset=utf-8") -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for name, value in _HEADERS.items():
             self.send_header(name, value)
