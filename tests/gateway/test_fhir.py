@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
-from mynabox.testing.messages import patient_body
-from mynabox.testing.patients import PATIENTS, patient, summary_for
 
 from gateway.conftest import seal_and_open  # tests/ is on sys.path
 from gateway.receiving import NOW
 from mynabox.gateway.fhir import FLAG_DETAIL, JP, YJ_SYSTEM, FhirExportError, export
 from mynabox.gateway.sink import write_fhir
 from mynabox.payload.envelope import Kind
+from mynabox_testkit.messages import patient_body
+from mynabox_testkit.patients import PATIENTS, patient, summary_for
 
 SUMMARY_PATIENTS = [p.key for p in PATIENTS if p.registered]
 

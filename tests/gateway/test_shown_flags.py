@@ -3,14 +3,13 @@ differ: another drug table, another day for the 5-year surgery window)."""
 
 from __future__ import annotations
 
-from mynabox.testing.messages import patient_body
-from mynabox.testing.patients import PATIENTS, patient
-
 from gateway.conftest import DAY, NOW, seal_and_open  # tests/ is on sys.path
 from mynabox.gateway.formatting import format_opened, shown_flags
 from mynabox.gateway.page import entry_for, render_page
 from mynabox.summary.flags import derive_flags, flags_from_json, flags_json
 from mynabox.summary.model import Summary
+from mynabox_testkit.messages import patient_body
+from mynabox_testkit.patients import PATIENTS, patient
 
 
 def test_flags_read_back_from_the_message_are_the_ones_derived() -> None:

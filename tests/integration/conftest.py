@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from mynabox.testing.stack import BoxStack
 
 from gateway.contract import wire_problems  # tests/ is on sys.path
 from mynabox.gateway.core import Accepted, Duplicate, Verdict
+from mynabox_testkit.stack import BoxStack
 
 
 @pytest.fixture(autouse=True)

@@ -17,9 +17,6 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
-from mynabox.testing.broker import DeliveryKit, Mosquitto
-from mynabox.testing.messages import patient_body
-from mynabox.testing.patients import patient, summary_for
 from paho.mqtt.enums import CallbackAPIVersion
 
 from mynabox.adapters.mqtt import MqttLink
@@ -27,6 +24,9 @@ from mynabox.adapters.outbox import Outbox, SealedBytes
 from mynabox.config.model import Credential, MqttConfig
 from mynabox.payload.envelope import Kind
 from mynabox.payload.topics import topic
+from mynabox_testkit.broker import DeliveryKit, Mosquitto
+from mynabox_testkit.messages import patient_body
+from mynabox_testkit.patients import patient, summary_for
 from support.wait import wait_for
 
 pytestmark = pytest.mark.stack

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
-from mynabox.testing.broker import DeliveryKit, Mosquitto
-from mynabox.testing.messages import patient_body
-from mynabox.testing.patients import patient, summary_for
 from paho.mqtt.enums import CallbackAPIVersion
 
 from mynabox.payload.envelope import Kind
 from mynabox.payload.topics import topic
+from mynabox_testkit.broker import DeliveryKit, Mosquitto
+from mynabox_testkit.messages import patient_body
+from mynabox_testkit.patients import patient, summary_for
 from support.envelopes import seal_claims
 from support.wait import wait_for
 

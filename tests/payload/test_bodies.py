@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mynabox.testing.messages import audit_body, patient_body
-from mynabox.testing.patients import patient
 
 from mynabox.payload.bodies import BODY, DEVICE_BODY, body_problem, device_problem
 from mynabox.payload.envelope import Kind
+from mynabox_testkit.messages import audit_body, patient_body
+from mynabox_testkit.patients import patient
 
 NOW = datetime(2026, 4, 1, 1, 30, tzinfo=UTC)
 JSON = st.recursive(
