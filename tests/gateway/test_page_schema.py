@@ -11,7 +11,6 @@ import copy
 import json
 from collections.abc import Iterator
 from html.parser import HTMLParser
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +27,14 @@ Path_ = tuple[str | int, ...]
 
 
 def _registry() -> dict[str, Any]:
-    docs = [json.loads(p.read_text()) for p in SCHEMAS.glob("*.schema.json")]
-    docs.append(json.loads(resources.files("mynabox").joinpath("data", "summary.schema.json").read_text()))
-    return {d["$id"]: d for d in docs}
+    """The contract's schemas by file name: their $refs are relative to the schema directory."""
+    return {p.name: json.loads(p.read_text()) for p in SCHEMAS.glob("*.schema.json")}
 
 
 REGISTRY = _registry()
 BODIES = {
-    Kind.SUMMARY: "https://mynabox.example/schemas/summary-message.schema.json",
-    Kind.CARD_RECORD: "https://mynabox.example/schemas/card-record.schema.json",
+    Kind.SUMMARY: "summary-message.schema.json",
+    Kind.CARD_RECORD: "card-record.schema.json",
 }
 
 
@@ -49,6 +47,22 @@ def _resolve(node: dict[str, Any], root: dict[str, Any]) -> tuple[dict[str, Any]
         for part in filter(None, fragment.split("/")):
             node = node[part]
     return node, root
+
+
+def _then(node: dict[str, Any]) -> dict[str, Any]:
+    """An object whose item types hang on a code (``allOf`` of ``if``/``then``, the flags): the branch of the
+    code that ``example`` picks (the first), its ``then`` merged into the properties."""
+    props = node.get("properties", {})
+    code = props.get("code", {})
+    chosen = code.get("enum", [code.get("const")])[0]
+    for cond in node.get("allOf", []):
+        want = cond.get("if", {}).get("properties", {}).get("code", {})
+        if chosen in want.get("enum", [want.get("const")]):
+            merged = dict(props)
+            for key, extra in cond.get("then", {}).get("properties", {}).items():
+                merged[key] = {**merged.get(key, {}), **extra}
+            return {**node, "properties": merged}
+    return node
 
 
 def _types(node: dict[str, Any]) -> set[str]:
@@ -90,9 +104,9 @@ def example(node: dict[str, Any], root: dict[str, Any]) -> Any:
         return example(branches[0], root)
     types = _types(node) - {"null"}
     if "object" in types:
-        return {k: example(v, root) for k, v in node.get("properties", {}).items()}
+        return {k: example(v, root) for k, v in _then(node).get("properties", {}).items()}
     if "array" in types:
-        return [example(node["items"], root)]
+        return [example(node["items"], root)] if "items" in node else []
     if "string" in types:
         return _string_example(node)
     if "integer" in types:
@@ -111,9 +125,9 @@ def string_paths(node: dict[str, Any], root: dict[str, Any], at: Path_ = ()) -> 
     if "string" in types:
         yield at
     if "object" in types:
-        for key, child in node.get("properties", {}).items():
+        for key, child in _then(node).get("properties", {}).items():
             yield from string_paths(child, root, (*at, key))
-    if "array" in types:
+    if "array" in types and "items" in node:
         yield from string_paths(node["items"], root, (*at, 0))
 
 

@@ -74,9 +74,13 @@ def _summary_of(body: Mapping[str, object]) -> Summary | None:
 
 def shown_flags(body: Mapping[str, object], summary: Summary) -> tuple[Flag, ...]:
     """The flags the box showed the crew, as its message carries them. A message from firmware before
-    ``flags`` has none: derived here then (the box's date is the summary's ``as_of``)."""
+    ``flags`` has none, and a receiver that does not check bodies may pass malformed ones: derived here then
+    (the box's date is the summary's ``as_of``), so a page never fails on them."""
     if "flags" in body:
-        return flags_from_json(body["flags"])
+        try:
+            return flags_from_json(body["flags"])
+        except ValueError:
+            pass
     return derive_flags(summary, today=summary.as_of)
 
 
