@@ -18,9 +18,10 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from gateway.browser import headless_chromium  # tests/gateway (tests/ is on sys.path)
-from mynabox.payload.envelope import Kind
 from mynabox.payload.topics import topic
 from mynabox_testkit.broker import DeliveryKit, Mosquitto
+from mynabox_testkit.messages import patient_body
+from mynabox_testkit.patients import patient
 from mynabox_testkit.stack import BoxStack
 from support.notify import NotifySocket
 from support.wait import wait_for
@@ -180,9 +181,11 @@ def test_idle_page_connections_do_not_cut_the_receiver_off(tmp_path: Path) -> No
 
             broker.restart()
             idle += _idle_sockets(port, IDLE)  # and more while it reconnects
-            sealed = kit.sealer(IDLE_DEVICE).seal(
-                Kind.SUMMARY, {"n": 1}, now=datetime.now(UTC), clock_synced=True
-            )
+            now = datetime.now(UTC)
+            kind, body, _ = patient_body(
+                patient("warfarin-elderly"), now
+            )  # what a box sends: the receiver checks bodies
+            sealed = kit.sealer(IDLE_DEVICE).seal(kind, body, now=now, clock_synced=True)
             _publish(kit, broker.port, IDLE_DEVICE, sealed.token, tmp_path / "token")
             assert wait_for(lambda: "accepted summary" in err.read_text(), 40), err.read_text()[-2000:]
             log = err.read_text()
