@@ -119,6 +119,10 @@ HOSTILE_VALUES = {
         VALID.replace('gateway_public_key = "gateway.pem"', 'gateway_public_key = "gate\\u0000way.pem"'),
         "sealing.gateway_public_key: holds a control character (e.g. NUL): not a usable path",
     ),
+    "nul-in-url": (
+        VALID.replace("https://127.0.0.1:8443/v1", "https://127.0.0.1:8443/v\\u00001"),
+        "summary.url: 'https://127.0.0.1:8443/v\\x001' is not allowed — https://host[:port][/prefix]",
+    ),
     "nul-in-credentials-dir": (
         'credentials_dir = "creds\\u0000x"\n' + VALID,
         "credentials_dir: holds a control character (e.g. NUL): not a usable path",

@@ -68,6 +68,7 @@ DEFAULT_PATH = Path("/etc/mynabox/config.toml")
 CONFIG_ENV = "MYNABOX_CONFIG"
 DEV_CREDENTIALS_ENV = "MYNABOX_CREDENTIALS_DIR"
 _DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
+_URL = re.compile(r"https://[^\s/?#\x00-\x1f\x7f]+(/[^\s?#\x00-\x1f\x7f]*)?")  # no NUL or other controls
 _SECTIONS = (
     "device",
     "reader",
@@ -295,7 +296,7 @@ def _build(fields: Callable[[str, type], Fields], source: Path, ctx: Context) ->
 
     f = fields("summary", SummaryConfig)
     url_hint = "https://host[:port][/prefix]"
-    url = f.string("url", pattern=re.compile(r"https://[^\s/?#]+(/[^\s?#]*)?"), hint=url_hint)
+    url = f.string("url", pattern=_URL, hint=url_hint)
     if url and not _host_and_port(url):
         ctx.issues.append(Issue("summary.url", f"{show(url)} has a bad host or port", url_hint))
     summary = SummaryConfig(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import struct
 import subprocess
 from dataclasses import dataclass
@@ -23,6 +24,10 @@ _RANGE = re.compile(r"<(\d+)(?:-(\d+))?>")
 
 class FatError(Exception):
     """The target is not a usable FAT file system, or an mtools step failed."""
+
+
+class NotATarget(FatError):
+    """The target is neither an image file nor a block device (a FIFO, a directory, a terminal...)."""
 
 
 @dataclass(frozen=True)
@@ -53,12 +58,26 @@ def _looks_like_fat_boot_sector(sector: bytes) -> bool:
 
 
 def _read_at(path: Path, offset: int, size: int) -> bytes:
+    """Never blocks: opened non-blocking and read only if it is a regular file or a block device (a FIFO
+    would wait for a writer forever, a character device could stream without end)."""
     try:
-        with path.open("rb") as f:
-            f.seek(offset)
-            return f.read(size)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as err:
         raise FatError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from err
+    try:
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
+            raise NotATarget(f"{path}: {_kind(mode)}, not an image file or a block device")
+        return os.pread(fd, size, offset)
+    except OSError as err:
+        raise FatError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from err
+    finally:
+        os.close(fd)
+
+
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"))
+    return next((name for test, name in kinds if test(mode)), "a socket")
 
 
 class FatImage:
