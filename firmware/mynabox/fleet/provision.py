@@ -23,9 +23,11 @@ from mynabox.payload.keys import AUDIT_KEY_MIN_BYTES, private_key_pem, public_ke
 
 def write_bundle(fat: FatImage, bundle: Bundle) -> None:
     """Replace any bundle on the card: old files wiped first, the manifest last (it marks completeness)."""
-    for old in fat.list_files(BUNDLE_DIR):
-        fat.wipe(old)
-    fat.remove_tree(BUNDLE_DIR)
+    kind = fat.kind(BUNDLE_DIR)
+    if kind == "file":
+        fat.wipe(BUNDLE_DIR)
+    elif kind == "dir":
+        fat.wipe_tree(BUNDLE_DIR)  # by clusters: the names on the card may be anything
     fat.mkdir(BUNDLE_DIR)
     fat.mkdir(BUNDLE_DIR / CREDENTIALS)
     for name, data in sorted(bundle.files.items()):
