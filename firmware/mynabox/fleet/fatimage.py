@@ -41,9 +41,9 @@ class Geometry:
     cluster_bytes: int
     data_start: int  # byte offset of cluster 2 within the partition
     clusters: int
-    fat_start: int = 0  # byte offset of the first FAT within the partition
-    fat_bytes: int = 0
-    fat_bits: int = 16  # 12, 16 or 32: FAT12/16/32, decided by the count of clusters alone
+    fat_start: int  # byte offset of the first FAT within the partition
+    fat_bytes: int
+    fat_bits: int  # 12, 16 or 32
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ class FatImage:
         )
 
     def kind(self, path: PurePosixPath) -> str | None:
-        """ "dir", "file" or None (nothing there)."""
+        """Whether `path` is a "dir" or a "file"; None when nothing is there."""
         if not self.exists(path):
             return None
         try:
