@@ -299,3 +299,18 @@ def test_provisioning_over_a_hostile_bundle_wipes_it(vehicle: Vehicle, card: Pat
     )
     raw = card.read_bytes()
     assert raw.count(vehicle.secrets["audit-key"][:16]) == 1  # the new bundle's copy, not the old one
+
+
+def test_a_failure_nobody_foresaw_still_wipes(
+    provisioned: str, vehicle: Vehicle, card: Path, tmp_path: Path
+) -> None:
+    # A real failure outside the named refusals: the state "partition" is a file (NotADirectoryError while
+    # copying). Before the fix any such exception skipped the wipe, and the keys stayed on the FAT.
+    state = tmp_path / "state"
+    state.write_bytes(b"")
+    done = firstboot(card, state)
+    assert (done.returncode, "Traceback" in done.stderr) == (1, False), done.stderr
+    assert (
+        f"provisioning bundle refused (NotADirectoryError: Not a directory: {state}/.identity-" in done.stderr
+    )
+    assert_fat_clean(card, vehicle)

@@ -76,8 +76,10 @@ def run_firstboot(
     try:
         installed, problem = _take_in(fat, state, owner, checkpoint)
     except Exception as err:  # hostile input: whatever it raises, the wipe below runs
-        log.warning("provisioning bundle refused: %s", type(err).__name__)
-        problem = f"provisioning bundle refused ({type(err).__name__})"
+        # The type, and for the OS's errors what and where (no text of the bundle: it holds keys).
+        where = f": {err.strerror}: {err.filename}" if isinstance(err, OSError) and err.strerror else ""
+        log.warning("provisioning bundle refused: %s%s", type(err).__name__, where)
+        problem = f"provisioning bundle refused ({type(err).__name__}{where})"
     checkpoint("before-wipe")
     wiped = fat.wipe_tree(BUNDLE_DIR, last=MANIFEST, step=checkpoint)
     return Outcome(installed, wiped, problem)
