@@ -314,3 +314,21 @@ def test_a_failure_nobody_foresaw_still_wipes(
         f"provisioning bundle refused (NotADirectoryError: Not a directory: {state}/.identity-" in done.stderr
     )
     assert_fat_clean(card, vehicle)
+
+
+@pytest.mark.parametrize("cut", ["before-wipe", "zeroed", f"zeroed:{MANIFEST}"])
+def test_a_cut_while_wiping_a_hostile_bundle_completes_on_the_next_boot(
+    cut: str, provisioned: str, vehicle: Vehicle, card: Path, tmp_path: Path
+) -> None:
+    HOSTILE["manifest-100000-brackets"](card, vehicle)
+    FatImage(card).write(BUNDLE_DIR / "credentials" / "[x]", vehicle.secrets["audit-key"])
+    state = tmp_path / "state"
+    state.mkdir()
+    killed = firstboot(card, state, crash_at=cut)
+    assert killed.returncode == -9, (cut, killed.stdout, killed.stderr)
+    done = firstboot(card, state)
+    # bundle.json is zeroed last: until then the next boot refuses the bundle again; after, it finishes quietly
+    quiet = cut == f"zeroed:{MANIFEST}"
+    assert (done.returncode, "Traceback" in done.stderr) == (0 if quiet else 1, False), done.stderr
+    assert_fat_clean(card, vehicle)
+    assert list(state.iterdir()) == []
