@@ -327,7 +327,7 @@ def test_a_cut_while_wiping_a_hostile_bundle_completes_on_the_next_boot(
     killed = firstboot(card, state, crash_at=cut)
     assert killed.returncode == -9, (cut, killed.stdout, killed.stderr)
     done = firstboot(card, state)
-    # bundle.json is zeroed last: until then the next boot refuses the bundle again; after, it finishes quietly
+    # bundle.json is zeroed last: until then the next boot refuses the bundle again; then it ends quietly
     quiet = cut == f"zeroed:{MANIFEST}"
     assert (done.returncode, "Traceback" in done.stderr) == (0 if quiet else 1, False), done.stderr
     assert_fat_clean(card, vehicle)
