@@ -25,7 +25,7 @@ def vehicle_dir(d: Path) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from mynabox.adapters.keyfiles import save_private_key, save_public_key
-    from mynabox.testing.tlsfiles import make_test_pki
+    from mynabox_testkit.tlsfiles import make_test_pki
 
     make_test_pki(d / "mqtt", clients=(DEVICE_ID,))
     make_test_pki(d / "summary", clients=(DEVICE_ID,))
