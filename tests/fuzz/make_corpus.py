@@ -229,11 +229,100 @@ def topics() -> None:
         write("topic", t.replace("/", "_").replace("+", "plus"), t.encode())
 
 
+VEHICLE = """[device]
+id = "amb-0001"
+unit_id = "tokyo-12"
+
+[mqtt]
+host = "gateway.local"
+port = 8883
+ca_file = "mqtt/ca.pem"
+client_cert = "mqtt/client-amb-0001.pem"
+client_key = "mqtt/client-amb-0001.key"
+
+[summary]
+url = "https://summary.example.jp/v1"
+ca_file = "summary/ca.pem"
+client_cert = "summary/client-amb-0001.pem"
+client_key = "summary/client-amb-0001.key"
+
+[sealing]
+gateway_public_key = "gateway.pem"
+device_key = "device-key.pem"
+
+[audit]
+key = "audit-key"
+"""
+
+
+def vehicle() -> None:
+    write("vehicle", "valid", VEHICLE.encode())
+    write(
+        "vehicle",
+        "bench",
+        (VEHICLE + '[display]\ndriver = "dummy"\n[panel]\npin_factory = "mock"\n').encode(),
+    )
+    write(
+        "vehicle",
+        "swapped-keys",
+        VEHICLE.replace("mqtt/client-amb-0001.key", "summary/client-amb-0001.key").encode(),
+    )
+    write("vehicle", "unknown-section", (VEHICLE + '[mqt]\nhost = "x"\n').encode())
+
+
+def bundle() -> None:
+    """A real bundle.json, and /mynabox/credentials as mkfs.vfat and mcopy lay it out (FAT16)."""
+    import subprocess
+    import tempfile
+    from pathlib import Path, PurePosixPath
+
+    from fuzz_vehicle import vehicle_dir
+
+    from mynabox.fleet.bundle import load_vehicle
+    from mynabox.fleet.fatimage import FatImage
+    from mynabox.fleet.provision import write_bundle
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        vehicle_dir(d)
+        (d / "vehicle.toml").write_text(VEHICLE)
+        made = load_vehicle(d / "vehicle.toml")
+        image = d / "fat.img"
+        with image.open("wb") as f:
+            f.truncate(8 << 20)
+        subprocess.run(["mkfs.vfat", "-F", "16", "-s", "1", str(image)], check=True, capture_output=True)
+        fat = FatImage(image, offset=0)
+        write_bundle(fat, made)
+        g = fat.geometry
+        raw = image.read_bytes()
+        table = raw[g.fat_start : g.fat_start + 1024]
+        for name in ("/mynabox", "/mynabox/credentials"):
+            first = fat.clusters(PurePosixPath(name))[0]
+            at = g.data_start + (first - 2) * g.cluster_bytes
+            directory = raw[at : at + g.cluster_bytes][:4096]
+            seed = bytes([1]) + frame([directory, table]) + made.manifest()
+            write("bundle", name.strip("/").replace("/", "-"), seed)
+    write("bundle", "manifest-only", bytes([1]) + frame([b"", b""]) + made.manifest())
+    write("bundle", "not-json", bytes([0]) + frame([b"", b""]) + b"[" * 64)
+
+
 if __name__ == "__main__":
     for old in CORPUS.glob("*/*"):
         if not old.name.startswith("crash-"):  # regression inputs stay
             old.unlink()
-    for make in (card_session, certcheck, envelopes, summaries, pages, config, audit, rig, topics):
+    for make in (
+        card_session,
+        certcheck,
+        envelopes,
+        summaries,
+        pages,
+        config,
+        audit,
+        rig,
+        topics,
+        vehicle,
+        bundle,
+    ):
         make()
     for d in sorted(CORPUS.iterdir()):
         print(d.name, len(list(d.iterdir())), sum(f.stat().st_size for f in d.iterdir()))
