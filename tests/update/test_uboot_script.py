@@ -1,0 +1,181 @@
+"""boot.scr under Debian's U-Boot itself (qemu_arm64 as qemu's -bios): the slot it picks and the state it
+writes back, on small disks holding each boot-state case. No kernel: each slot's /boot holds markers of
+different sizes, so the initramfs size U-Boot prints proves which partition it loaded from; `booti` refuses
+the marker and the script resets, which ends qemu (-no-reboot).
+
+Each run's expectation comes from mynabox.update.bootstate (the box's reader and writer), so this also
+proves the two sides agree byte for byte. The seconds each U-Boot run takes are printed (`-s` shows them).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from mynabox.update import bootstate as bs
+from support.bootdisk import Disk, make_boot_script, make_disk, missing_tools, run_uboot
+
+BOOT_CMD = Path(__file__).resolve().parents[2] / "image-build" / "boot" / "boot.cmd"
+INITRD_SIZE = {"A": 5, "B": 9}
+PARTUUID_SUFFIX = {"A": "02", "B": "03"}
+RUN_SECONDS: list[float] = []
+
+pytestmark = pytest.mark.skipif(bool(missing_tools()), reason=f"missing: {', '.join(missing_tools())}")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("bootdisk")
+    for slot in ("A", "B"):
+        boot = work / f"slot-{slot}" / "boot"
+        boot.mkdir(parents=True)
+        (boot / "Image").write_bytes(f"kernel-{slot}\n".encode())
+        (boot / "initrd.img").write_bytes(b"i" * INITRD_SIZE[slot])
+    make_boot_script(BOOT_CMD, work / "boot.scr")
+    disk = make_disk(
+        work / "template.img",
+        work,
+        {"boot.scr": (work / "boot.scr").read_bytes()},
+        {"A": work / "slot-A", "B": work / "slot-B"},
+    )
+    return disk.path
+
+
+@pytest.fixture
+def disk(template: Path, tmp_path: Path) -> Disk:
+    path = tmp_path / "disk.img"
+    shutil.copyfile(template, path)
+    return Disk(path)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_times() -> object:
+    yield
+    if RUN_SECONDS:
+        print(
+            f"\nU-Boot runs: {len(RUN_SECONDS)}, each {min(RUN_SECONDS):.2f}-{max(RUN_SECONDS):.2f} s, "
+            f"total {sum(RUN_SECONDS):.1f} s"
+        )
+
+
+def put(disk: Disk, tmp: Path, copy0: bytes | None, copy1: bytes | None) -> None:
+    for index, blob in ((0, copy0), (1, copy1)):
+        if blob is not None:
+            disk.write_fat(f"bootstate.{index}", blob, tmp)
+
+
+def power_on(disk: Disk) -> tuple[str | None, str]:
+    """One U-Boot run; returns the slot it booted (None when it reset without one) and its console."""
+    run = run_uboot(disk)
+    RUN_SECONDS.append(run.seconds)
+    assert "Found U-Boot script /boot.scr" in run.console, run.console
+    assert "resetting" in run.console, run.console  # the script ran to its end
+    found = re.search(r"mynabox: slot ([AB]): kernel, initramfs 0x[0-9a-f]+:([0-9a-f]+), .*", run.console)
+    if found is None:
+        assert "mynabox: booting slot" not in run.console, run.console
+        return None, run.console
+    slot, size = found.group(1), int(found.group(2), 16)
+    assert size == INITRD_SIZE[slot], f"slot {slot}'s initramfs came from another partition: {run.console}"
+    line = found.group(0)
+    assert f"rauc.slot={slot}" in line
+    assert f"root=PARTUUID=6d796e61-{PARTUUID_SUFFIX[slot]}" in line
+    return slot, run.console
+
+
+def expect_boot(disk: Disk) -> tuple[str | None, bs.Reading, bs.BootState, str]:
+    """Runs U-Boot and checks it against the model: slot, damage on the command line, and the exact bytes
+    written into the other copy (the copy read stays as it was)."""
+    before = (disk.read_fat("bootstate.0"), disk.read_fat("bootstate.1"))
+    reading = bs.read(*before)
+    want_slot, after = bs.boot(reading.state)
+    want = bs.successor(reading, after)
+    slot, console = power_on(disk)
+    assert slot == want_slot, console
+    if slot is not None:
+        assert f"mynabox.bootstate={reading.damage.value}" in console
+    written = disk.read_fat(f"bootstate.{reading.write_to}")
+    assert written == bs.encode(want), console
+    if reading.source is not None:
+        assert disk.read_fat(f"bootstate.{reading.source}") == before[reading.source]
+    return slot, reading, want, console
+
+
+def test_fresh_card_boots_a_and_writes_copy_1(disk: Disk, tmp_path: Path) -> None:
+    put(disk, tmp_path, bs.encode(bs.INITIAL), bs.encode(replace(bs.INITIAL, seq=0)))
+    slot, reading, written, _ = expect_boot(disk)
+    assert (slot, reading.damage, reading.write_to) == ("A", bs.Damage.OK, 1)
+    assert (written.a_left, written.seq) == (2, 2)
+
+
+def test_a_good_spends_one_try(disk: Disk, tmp_path: Path) -> None:
+    good = bs.BootState(("A", "B"), 3, 3, seq=0x41)
+    put(disk, tmp_path, bs.encode(replace(good, seq=0x40)), bs.encode(good))
+    slot, reading, written, _ = expect_boot(disk)
+    assert (slot, reading.source, reading.write_to) == ("A", 1, 0)
+    assert (written.a_left, written.b_left, written.seq) == (2, 3, 0x42)
+
+
+def test_b_trying_counts_down_then_falls_back_to_a(disk: Disk, tmp_path: Path) -> None:
+    trying = bs.set_primary(bs.BootState(("A", "B"), 3, 3, seq=7), "B")
+    put(disk, tmp_path, bs.encode(trying), bs.encode(replace(trying, seq=6)))
+    seen = []
+    for _ in range(4):
+        slot, reading, written, _ = expect_boot(disk)
+        seen.append((slot, reading.write_to, written.b_left, written.a_left))
+    # B's three tries land alternately in copy 1, 0, 1; then A boots and B stays at 0 tries.
+    assert seen == [("B", 1, 2, 3), ("B", 0, 1, 3), ("B", 1, 0, 3), ("A", 0, 0, 2)]
+
+
+def test_newest_copy_truncated_boots_from_the_older(disk: Disk, tmp_path: Path) -> None:
+    old = bs.BootState(("A", "B"), 3, 3, seq=6)
+    new = bs.set_primary(replace(old, seq=7), "B")
+    put(disk, tmp_path, bs.encode(old), bs.encode(new)[:100])
+    slot, reading, written, _ = expect_boot(disk)
+    assert (slot, reading.damage, reading.write_to) == ("A", bs.Damage.COPY1_BAD, 1)
+    assert written.seq == 7
+
+
+def test_one_copy_zeroed_is_reported_and_rewritten(disk: Disk, tmp_path: Path) -> None:
+    state = bs.set_primary(bs.BootState(("A", "B"), 3, 3, seq=3), "B")
+    put(disk, tmp_path, bytes(bs.SIZE), bs.encode(state))
+    slot, reading, _, console = expect_boot(disk)
+    assert (slot, reading.damage, reading.write_to) == ("B", bs.Damage.COPY0_BAD, 0)
+    assert "mynabox.bootstate=copy0-bad" in console
+
+
+def test_both_copies_damaged_boot_the_default_order_and_say_so(disk: Disk, tmp_path: Path) -> None:
+    state = bs.set_primary(bs.BootState(("A", "B"), 3, 3, seq=3), "B")
+    broken = bytearray(bs.encode(state))
+    broken[20] ^= 0x01
+    put(disk, tmp_path, bytes(broken), bs.encode(state)[:300])
+    slot, reading, written, console = expect_boot(disk)
+    assert (slot, reading.damage, reading.write_to) == ("A", bs.Damage.BOTH_BAD, 0)
+    assert written == replace(bs.DEFAULT, a_left=2, seq=1)
+    assert "mynabox.bootstate=both-bad" in console
+
+
+def test_both_copies_missing_count_as_damaged(disk: Disk) -> None:
+    slot, reading, _, _ = expect_boot(disk)
+    assert (slot, reading.damage) == ("A", bs.Damage.BOTH_BAD)
+
+
+def test_older_valid_copy_beats_newer_damaged_copy(disk: Disk, tmp_path: Path) -> None:
+    older = bs.set_primary(bs.BootState(("A", "B"), 3, 3, seq=9), "B")
+    newer = bytearray(bs.encode(bs.BootState(("A", "B"), 3, 3, seq=10)))
+    newer[-1] ^= 0xFF  # one byte in the padding: the checksum still catches it
+    put(disk, tmp_path, bs.encode(older), bytes(newer))
+    slot, reading, _, _ = expect_boot(disk)
+    assert (slot, reading.source, reading.damage) == ("B", 0, bs.Damage.COPY1_BAD)
+
+
+def test_no_tries_left_resets_every_slot_and_boots_nothing(disk: Disk, tmp_path: Path) -> None:
+    spent = bs.BootState(("A",), 0, 0, seq=4)
+    put(disk, tmp_path, bs.encode(spent), bs.encode(replace(spent, seq=3)))
+    slot, _, written, console = expect_boot(disk)
+    assert slot is None
+    assert "no slot has tries left" in console
+    assert (written.a_left, written.b_left) == (3, 3)
