@@ -170,6 +170,26 @@ def set_state(state: BootState, slot: str, good: bool) -> BootState:
     return replace(state.with_left(slot, 0), order=tuple(s for s in state.order if s != slot))
 
 
+def booted_slot(cmdline: str) -> str | None:
+    """The slot U-Boot booted, from `rauc.slot=` on the kernel command line."""
+    return _param(cmdline, "rauc.slot")
+
+
+def boot_damage(cmdline: str) -> Damage | None:
+    """What boot.scr found damaged in the boot state at this boot (None: booted without boot.scr)."""
+    value = _param(cmdline, "mynabox.bootstate")
+    return next((d for d in Damage if d.value == value), None)
+
+
+def _param(cmdline: str, name: str) -> str | None:
+    found = None
+    for word in cmdline.split():
+        key, sep, value = word.partition("=")
+        if sep and key == name:
+            found = value  # the last one wins, as for the kernel
+    return found
+
+
 def _check_slot(slot: str) -> None:
     if slot not in SLOTS:
         raise BootStateError(f"unknown slot {slot[:8]!r}: expected A or B")

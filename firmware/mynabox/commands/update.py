@@ -1,0 +1,144 @@
+"""`mynabox update`: the box's side of field updates.
+
+- `bootloader-backend ACTION [SLOT [good|bad]]`: RAUC's `bootloader=custom` backend (system.conf's
+  `[handlers] bootloader-custom-backend=`), on the two boot-state copies boot.scr reads (see
+  mynabox.update.bootstate). RAUC runs `get-primary`, `set-primary SLOT`, `get-state SLOT`,
+  `set-state SLOT good|bad` and, where it cannot tell from `rauc.slot=`, `get-current`; answers go to
+  stdout, a failure exits 1 with its reason on stderr.
+- `init-bootstate DIR`: both copies of a new card's state (slot A only), for the image build.
+- `status`: the booted slot, what boot.scr found damaged, the slots' versions and state from
+  `rauc status --output-format=json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_BOOT_DIR = Path("/boot/firmware")
+BACKEND_ACTIONS = ("get-primary", "set-primary", "get-state", "set-state", "get-current")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="update_command", metavar="ACTION", required=True)
+    backend = sub.add_parser("bootloader-backend", help="RAUC's custom bootloader backend")
+    backend.add_argument("action", choices=BACKEND_ACTIONS)
+    backend.add_argument("slot", nargs="?")
+    backend.add_argument("value", nargs="?", choices=("good", "bad"))
+    backend.add_argument("--dir", type=Path, default=DEFAULT_BOOT_DIR, help="where bootstate.0/1 are")
+    backend.add_argument("--cmdline", type=Path, default=Path("/proc/cmdline"))
+    init = sub.add_parser("init-bootstate", help="write a new card's boot state (both copies) into DIR")
+    init.add_argument("dir", type=Path)
+    status = sub.add_parser("status", help="booted slot, boot-state damage, the slots' versions")
+    status.add_argument("--rauc-json", type=Path, help="read this instead of running rauc status")
+    status.add_argument("--cmdline", type=Path, default=Path("/proc/cmdline"))
+    status.add_argument("--dir", type=Path, default=DEFAULT_BOOT_DIR, help="where bootstate.0/1 are")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.update_command == "bootloader-backend":
+        return _backend(args)
+    if args.update_command == "init-bootstate":
+        return _init(args.dir)
+    return _status(args)
+
+
+def _backend(args: argparse.Namespace) -> int:
+    from mynabox.adapters.bootfiles import BootFiles
+    from mynabox.update import bootstate as bs
+
+    files = BootFiles(args.dir)
+    action, slot = args.action, args.slot
+    try:
+        if action == "get-current":
+            current = bs.booted_slot(_read_small(args.cmdline))
+            if current is None:
+                raise bs.BootStateError("no rauc.slot= on the kernel command line")
+            print(current)
+        elif action == "get-primary":
+            primary = bs.get_primary(files.read().state)
+            if primary is None:
+                raise bs.BootStateError("no slot has tries left")
+            print(primary)
+        elif slot is None or (action == "set-state") != (args.value is not None):
+            raise bs.BootStateError(
+                f"{action}: expected {'SLOT good|bad' if action == 'set-state' else 'SLOT'}"
+            )
+        elif action == "get-state":
+            bs.set_primary(files.read().state, slot)  # checks the slot's name
+            print("good" if bs.get_state(files.read().state, slot) else "bad")
+        elif action == "set-primary":
+            files.change(lambda state: bs.set_primary(state, slot))
+        else:
+            files.change(lambda state: bs.set_state(state, slot, args.value == "good"))
+    except (bs.BootStateError, OSError) as err:
+        print(f"bootloader-backend {action}: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _init(directory: Path) -> int:
+    from dataclasses import replace
+
+    from mynabox.adapters.bootfiles import BootFiles
+    from mynabox.update import bootstate as bs
+
+    files = BootFiles(directory)
+    # Copy 0 is the newer: the first boot reads it and writes its decrement into copy 1.
+    files.write(1, replace(bs.INITIAL, seq=bs.INITIAL.seq - 1))
+    files.write(0, bs.INITIAL)
+    print(f"init-bootstate: {files.path(0)} and {files.path(1)}: order A, A 3 tries, B 0")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from mynabox.adapters.bootfiles import BootFiles
+    from mynabox.update import bootstate as bs
+    from mynabox.update import raucstatus
+
+    cmdline = _read_small(args.cmdline)
+    print(f"booted slot: {bs.booted_slot(cmdline) or 'unknown (no rauc.slot=)'}")
+    damage = bs.boot_damage(cmdline)
+    print(f"boot state at boot: {damage.value if damage else 'unknown (not booted by boot.scr)'}")
+    try:
+        reading = BootFiles(args.dir).read()
+        state = reading.state
+        print(
+            f"boot state now: order {' '.join(state.order) or '-'}, tries A {state.a_left} B {state.b_left}, "
+            f"seq {state.seq} (copy {reading.source}, {reading.damage.value})"
+        )
+    except OSError as err:
+        print(f"boot state now: unreadable ({err.strerror})")
+    try:
+        if args.rauc_json is not None:
+            raw = _read_small(args.rauc_json, raucstatus.MAX_BYTES + 1)
+        else:
+            done = subprocess.run(
+                ["rauc", "status", "--detailed", "--output-format=json"],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+            if done.returncode != 0:
+                reason = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no reason"]
+                print(f"rauc status failed: {raucstatus.printable(reason[0])}", file=sys.stderr)
+                return 1
+            raw = done.stdout.decode("utf-8", "replace")
+        status = raucstatus.parse(raw)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        print(f"rauc status: {err}", file=sys.stderr)
+        return 1
+    except raucstatus.StatusError as err:
+        print(f"rauc status: {err}", file=sys.stderr)
+        return 1
+    for line in raucstatus.describe(status):
+        print(line)
+    return 0
+
+
+def _read_small(path: Path, limit: int = 64 * 1024) -> str:
+    with path.open("rb") as f:
+        return f.read(limit).decode("utf-8", "replace")
