@@ -6,6 +6,8 @@
   `set-state SLOT good|bad` and, where it cannot tell from `rauc.slot=`, `get-current`; answers go to
   stdout, a failure exits 1 with its reason on stderr.
 - `init-bootstate DIR`: both copies of a new card's state (slot A only), for the image build.
+- `check-bundle FILE`: RAUC's signature check (`rauc info` with the box's system.conf) and ours: the box's
+  compatible, no older version than the running firmware unless `--force-older`. `install` will run it first.
 - `status`: the booted slot, what boot.scr found damaged, the slots' versions and state from
   `rauc status --output-format=json`.
 """
@@ -30,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     backend.add_argument("--cmdline", type=Path, default=Path("/proc/cmdline"))
     init = sub.add_parser("init-bootstate", help="write a new card's boot state (both copies) into DIR")
     init.add_argument("dir", type=Path)
+    check = sub.add_parser("check-bundle", help="would this bundle be installed? (signature, board, version)")
+    check.add_argument("bundle", type=Path)
+    check.add_argument("--conf", type=Path, default=Path("/etc/rauc/system.conf"))
+    check.add_argument("--force-older", action="store_true", help="allow a downgrade (fleet ops only)")
+    check.add_argument("--running", help="the running firmware's version (default: this firmware's)")
     status = sub.add_parser("status", help="booted slot, boot-state damage, the slots' versions")
     status.add_argument("--rauc-json", type=Path, help="read this instead of running rauc status")
     status.add_argument("--cmdline", type=Path, default=Path("/proc/cmdline"))
@@ -41,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         return _backend(args)
     if args.update_command == "init-bootstate":
         return _init(args.dir)
+    if args.update_command == "check-bundle":
+        return _check_bundle(args)
     return _status(args)
 
 
@@ -136,6 +145,48 @@ def _status(args: argparse.Namespace) -> int:
         return 1
     for line in raucstatus.describe(status):
         print(line)
+    return 0
+
+
+def _check_bundle(args: argparse.Namespace) -> int:
+    import configparser
+    import subprocess
+
+    import mynabox
+    from mynabox.update import bundle
+    from mynabox.update.raucstatus import printable
+
+    try:
+        conf = configparser.ConfigParser(interpolation=None, strict=False)
+        conf.read_string(_read_small(args.conf))
+        compatible = conf.get("system", "compatible")
+        done = subprocess.run(
+            ["rauc", "-c", str(args.conf), "info", "--output-format=json", str(args.bundle)],
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+        if done.returncode != 0:
+            lines = [
+                line
+                for line in done.stderr.decode("utf-8", "replace").splitlines()
+                if line.strip() and not line.startswith("rauc-Message")
+            ]
+            raise bundle.BundleRefused(f"RAUC refused it: {printable(lines[-1] if lines else 'no reason')}")
+        info = bundle.parse_info(done.stdout.decode("utf-8", "replace"))
+        verdict = bundle.check(
+            info,
+            compatible=compatible,
+            running=args.running or mynabox.__version__,
+            force_older=args.force_older,
+        )
+    except bundle.BundleRefused as err:
+        print(f"check-bundle: refused: {err}", file=sys.stderr)
+        return 1
+    except (OSError, subprocess.TimeoutExpired, configparser.Error) as err:
+        print(f"check-bundle: {err}", file=sys.stderr)
+        return 1
+    print(f"check-bundle: ok: {verdict} ({info.compatible}, build {info.build or '-'})")
     return 0
 
 
