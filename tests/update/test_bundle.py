@@ -4,6 +4,7 @@ RAUC's checks under the image's own system.conf (signature, signer's purpose) an
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -28,7 +29,8 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tree = work / "tree"
     (tree / "etc").mkdir(parents=True)
     (tree / "etc" / "mynabox-release").write_text("slot root of a test bundle\n")
-    (tree / "etc" / "blob").write_bytes(bytes(range(256)) * 512)  # a payload RAUC accepts (> 4 KiB squashed)
+    # Random bytes do not compress: a payload of > 128 blocks, so the hash tree has two levels.
+    (tree / "etc" / "blob").write_bytes(random.Random(20).randbytes(700 * 1024))
     return work
 
 
@@ -126,6 +128,29 @@ def test_a_truncated_bundle_is_refused(
     cut.write_bytes(data[:keep] if keep >= 0 else data[: len(data) + keep])
     assert check(cut, conf) == 1
     assert "refused: RAUC refused it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["payload", "hash-tree"])
+def test_a_damaged_payload_is_refused_before_install(
+    work: Path, signer: Signer, conf: Path, where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`rauc info` passes a verity bundle with a damaged block (dm-verity would find it during the install);
+    check-bundle reads the whole payload against the signed tree first."""
+    big = make(work, signer, "big", version="0.3.0", keyring=str(signer.ca))
+    data = bytearray(big.read_bytes())
+    squashfs = int.from_bytes(data[40:48], "little")
+    at = squashfs // 2 if where == "payload" else (squashfs + 4095) // 4096 * 4096 + 10
+    data[at] ^= 0x01
+    damaged = work / f"damaged-{where}.raucb"
+    damaged.write_bytes(bytes(data))
+    assert (
+        subprocess.run(
+            ["rauc", "-c", str(conf), "info", str(damaged)], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
+    assert check(damaged, conf) == 1
+    assert "do not match its hash tree" in capsys.readouterr().err
 
 
 def test_another_boards_bundle_is_refused(

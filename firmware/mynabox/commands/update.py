@@ -6,8 +6,9 @@
   `set-state SLOT good|bad` and, where it cannot tell from `rauc.slot=`, `get-current`; answers go to
   stdout, a failure exits 1 with its reason on stderr.
 - `init-bootstate DIR`: both copies of a new card's state (slot A only), for the image build.
-- `check-bundle FILE`: RAUC's signature check (`rauc info` with the box's system.conf) and ours: the box's
-  compatible, no older version than the running firmware unless `--force-older`. `install` will run it first.
+- `check-bundle FILE`: RAUC's signature check (`rauc info` with the box's system.conf) and ours: the whole
+  payload against its signed hash tree, the box's compatible, no older version than the running firmware
+  unless `--force-older`. `install` will run it first.
 - `status`: the booted slot, what boot.scr found damaged, the slots' versions and state from
   `rauc status --output-format=json`.
 """
@@ -174,6 +175,7 @@ def _check_bundle(args: argparse.Namespace) -> int:
             ]
             raise bundle.BundleRefused(f"RAUC refused it: {printable(lines[-1] if lines else 'no reason')}")
         info = bundle.parse_info(done.stdout.decode("utf-8", "replace"))
+        _check_payload(args.bundle)
         verdict = bundle.check(
             info,
             compatible=compatible,
@@ -188,6 +190,27 @@ def _check_bundle(args: argparse.Namespace) -> int:
         return 1
     print(f"check-bundle: ok: {verdict} ({info.compatible}, build {info.build or '-'})")
     return 0
+
+
+def _check_payload(path: Path) -> None:
+    """The whole payload against the signed hash tree (rauc info checked the signature just before)."""
+    from mynabox.update import bundle, verity
+
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - 8))
+            offset, length = verity.signature_span(size, f.read(8))
+            f.seek(offset)
+            lay = verity.layout(verity.signed_manifest(f.read(length)), size, offset)
+
+            def read(at: int, count: int) -> bytes:
+                f.seek(at)
+                return f.read(count)
+
+            verity.verify(read, lay)
+    except verity.VerityError as err:
+        raise bundle.BundleRefused(str(err)) from None
 
 
 def _read_small(path: Path, limit: int = 64 * 1024) -> str:
