@@ -3,7 +3,7 @@
 A verity bundle is the squashfs payload (4 KiB blocks), its dm-verity hash tree, the CMS signature and the
 signature's size (8 bytes, big endian). The signed manifest inside the CMS holds the tree's root hash, salt
 and size. `rauc info` checks the signature only, so a damaged payload byte is found by dm-verity while
-`rauc install` reads the image — after slot B was marked bad and partly overwritten. Checking the tree here
+`rauc install` reads the image, with slot B already partly overwritten. Checking the tree here
 first refuses such a bundle with nothing changed. The tree is dm-verity's format 1 as RAUC writes it:
 SHA-256 of salt + block, 128 digests per 4 KiB hash block, the top level first.
 
