@@ -51,6 +51,14 @@ class Disk:
         subprocess.run(["mcopy", "-o", "-i", self.fat, str(src), f"::{name}"], check=True, timeout=30)
         src.unlink()
 
+    def fat_image(self, work: Path) -> str:
+        """The FAT partition copied out, for fsck.vfat."""
+        out = work / "p1.check.vfat"
+        with self.path.open("rb") as src, out.open("wb") as dst:
+            src.seek(FAT_START * SECTOR)
+            dst.write(src.read(FAT_SECTORS * SECTOR))
+        return str(out)
+
     def delete_fat(self, name: str) -> None:
         subprocess.run(["mdel", "-i", self.fat, f"::{name}"], check=True, timeout=30)
 
@@ -121,16 +129,43 @@ class UbootRun:
     exit_code: int
 
 
-def run_uboot(disk: Disk, timeout: float = 60.0) -> UbootRun:
-    """One power-on: U-Boot's distro boot finds boot.scr on p1 and runs it; the script's `reset` ends qemu."""
-    cmd = [
+def _qemu(disk: Disk) -> list[str]:
+    return [
         "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-m", "256", "-smp", "1",
         "-bios", str(UBOOT_BIN), "-nic", "none", "-no-reboot", "-display", "none",
         "-serial", "stdio", "-monitor", "none",
         "-drive", f"if=virtio,format=raw,file={disk.path}",
     ]  # fmt: skip
+
+
+def run_uboot(disk: Disk, timeout: float = 60.0) -> UbootRun:
+    """One power-on: U-Boot's distro boot finds boot.scr on p1 and runs it; the script's `reset` ends qemu."""
     start = time.monotonic()
-    out = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
+    out = subprocess.run(
+        _qemu(disk), stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
+    )
     seconds = time.monotonic() - start
     text = out.stdout.decode("utf-8", "replace").replace("\r", "")
     return UbootRun(text, seconds, out.returncode)
+
+
+def cut_uboot(disk: Disk, marker: bytes, delay: float, timeout: float = 60.0) -> str:
+    """A power cut: qemu is killed `delay` seconds after `marker` appears on the console (the disk image
+    keeps the sectors U-Boot's writes had reached). Returns the console up to the cut."""
+    proc = subprocess.Popen(
+        _qemu(disk), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    assert proc.stdout is not None
+    seen = b""
+    end = time.monotonic() + timeout
+    try:
+        while marker not in seen:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk or time.monotonic() > end:
+                break
+            seen += chunk
+        time.sleep(delay)
+    finally:
+        proc.kill()
+        proc.wait()
+    return seen.decode("utf-8", "replace").replace("\r", "")
