@@ -47,11 +47,18 @@ def test_change_writes_the_other_copy_only(tmp_path: Path) -> None:
 def test_a_damaged_copy_is_rewritten_even_without_a_change(tmp_path: Path) -> None:
     files = BootFiles(tmp_path)
     files.write(0, bs.INITIAL)
-    files.path(1).write_bytes(b"torn" * 300)  # too long: damaged, and the write must cut it to size
+    files.path(1).write_bytes(b"torn" * 300)  # a bad checksum, and too long: the write cuts it to size
     assert files.read().damage is bs.Damage.COPY1_BAD
     files.change(lambda s: s)
     assert files.read().damage is bs.Damage.OK
     assert files.path(1).stat().st_size == bs.SIZE
+
+
+def test_a_copy_is_its_first_512_bytes_as_u_boot_loads_it(tmp_path: Path) -> None:
+    files = BootFiles(tmp_path)
+    files.path(0).write_bytes(bs.encode(bs.INITIAL) + b"trailing")
+    files.path(1).write_bytes(bs.encode(replace(bs.INITIAL, seq=9))[:511])
+    assert files.read() == bs.Reading(bs.INITIAL, 0, bs.Damage.COPY1_BAD)
 
 
 def test_both_missing_start_from_the_default_in_copy_0(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ class BootFiles:
     def _read_copy(self, index: int) -> bytes | None:
         try:
             with self.path(index).open("rb") as f:
-                return f.read(bs.SIZE + 1)  # one byte more: a longer file is damaged too
+                return f.read(bs.SIZE)  # as boot.scr loads it: the first 512 bytes, a shorter file is damaged
         except FileNotFoundError:
             return None
 
