@@ -175,6 +175,13 @@ def test_older_valid_copy_beats_newer_damaged_copy(disk: Disk, tmp_path: Path) -
     assert (slot, reading.source, reading.damage) == ("B", 0, bs.Damage.COPY1_BAD)
 
 
+def test_a_longer_copy_is_read_by_its_first_512_bytes_on_both_sides(disk: Disk, tmp_path: Path) -> None:
+    newer = bs.set_primary(bs.BootState(("A", "B"), 3, 3, seq=5), "B")
+    put(disk, tmp_path, bs.encode(replace(newer, seq=4, order=("A", "B"))), bs.encode(newer) + b"x" * 100)
+    slot, reading, _, _ = expect_boot(disk)
+    assert (slot, reading.source, reading.damage) == ("B", 1, bs.Damage.OK)
+
+
 def test_no_tries_left_resets_every_slot_and_boots_nothing(disk: Disk, tmp_path: Path) -> None:
     spent = bs.BootState(("A",), 0, 0, seq=4)
     put(disk, tmp_path, bs.encode(spent), bs.encode(replace(spent, seq=3)))

@@ -115,11 +115,12 @@ def decode(blob: bytes) -> BootState:
 
 
 def read(copy0: bytes | None, copy1: bytes | None) -> Reading:
-    """The newest valid copy (copy 0 on a tie); DEFAULT when both are damaged or missing."""
+    """The newest valid copy (copy 0 on a tie); DEFAULT when both are damaged or missing. A copy is its
+    first SIZE bytes, as boot.scr loads it: a shorter file is damaged, bytes past SIZE are not read."""
     states: list[BootState | None] = []
     for blob in (copy0, copy1):
         try:
-            states.append(None if blob is None else decode(blob))
+            states.append(None if blob is None else decode(blob[:SIZE]))
         except BootStateError:
             states.append(None)
     s0, s1 = states
