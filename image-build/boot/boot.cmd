@@ -120,9 +120,10 @@ else
 fi
 setenv bootargs "${mb_console} root=PARTUUID=${mb_partuuid} ro rootwait rauc.slot=${mb_slot} mynabox.bootstate=${mb_state}"
 
-# The chosen slot's own kernel (uncompressed Image), initramfs and, where the board names one, device tree;
-# qemu's own device tree otherwise.
-if load ${mb_dev}:${mb_part} ${kernel_addr_r} /boot/Image; then
+# The chosen slot's own kernel, initramfs and, where the board names one, device tree; qemu's own device
+# tree otherwise. /boot/vmlinuz and /boot/initrd.img are Debian's symbolic links (kernel-img.conf
+# link_in_boot = yes: kept by the kernel package itself); Debian's arm64 vmlinuz is an uncompressed Image.
+if load ${mb_dev}:${mb_part} ${kernel_addr_r} /boot/vmlinuz; then
   if load ${mb_dev}:${mb_part} ${ramdisk_addr_r} /boot/initrd.img; then
     setenv mb_initrd ${ramdisk_addr_r}:${filesize}
     setenv mb_fdt ${fdtcontroladdr}

@@ -20,7 +20,6 @@ UBOOT_BIN = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
 SECTOR = 512
 FAT_START = 2048  # sectors, as genimage.cfg
 FAT_SECTORS = 40 * 2048  # 40 MiB: FAT32 needs >= 65525 clusters of 512 bytes
-SLOT_SECTORS = 4 * 2048
 TOOLS = ("qemu-system-aarch64", "mkimage", "mkfs.vfat", "mcopy", "mke2fs", "sfdisk")
 
 
@@ -72,18 +71,21 @@ def make_boot_script(cmd: Path, out: Path) -> None:
     )
 
 
-def make_disk(path: Path, work: Path, fat_files: dict[str, bytes], slots: dict[str, Path]) -> Disk:
+def make_disk(
+    path: Path, work: Path, fat_files: dict[str, bytes], slots: dict[str, Path], slot_mib: int = 4
+) -> Disk:
     """`slots` maps "A"/"B" to a directory tree for `mke2fs -d` (a slot left out stays zeroed)."""
+    slot_sectors = slot_mib * 2048
     a_start = FAT_START + FAT_SECTORS
-    b_start = a_start + SLOT_SECTORS
-    total = b_start + SLOT_SECTORS + 2048
+    b_start = a_start + slot_sectors
+    total = b_start + slot_sectors + 2048
     with path.open("wb") as f:
         f.truncate(total * SECTOR)
     table = (
         "label: dos\nlabel-id: 0x6d796e61\n"
         f"start={FAT_START}, size={FAT_SECTORS}, type=c, bootable\n"
-        f"start={a_start}, size={SLOT_SECTORS}, type=83\n"
-        f"start={b_start}, size={SLOT_SECTORS}, type=83\n"
+        f"start={a_start}, size={slot_sectors}, type=83\n"
+        f"start={b_start}, size={slot_sectors}, type=83\n"
     )
     subprocess.run(["sfdisk", "-q", str(path)], input=table.encode(), check=True, timeout=30)
     fat = work / "p1.vfat"
@@ -106,7 +108,18 @@ def make_disk(path: Path, work: Path, fat_files: dict[str, bytes], slots: dict[s
         img = work / f"slot-{slot}.ext4"
         img.unlink(missing_ok=True)
         subprocess.run(
-            ["mke2fs", "-q", "-t", "ext4", "-L", f"root-{slot.lower()}", "-d", str(tree), str(img), "4M"],
+            [
+                "mke2fs",
+                "-q",
+                "-t",
+                "ext4",
+                "-L",
+                f"root-{slot.lower()}",
+                "-d",
+                str(tree),
+                str(img),
+                f"{slot_mib}M",
+            ],
             check=True,
             capture_output=True,
             timeout=60,

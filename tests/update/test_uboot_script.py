@@ -36,8 +36,11 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for slot in ("A", "B"):
         boot = work / f"slot-{slot}" / "boot"
         boot.mkdir(parents=True)
-        (boot / "Image").write_bytes(f"kernel-{slot}\n".encode())
-        (boot / "initrd.img").write_bytes(b"i" * INITRD_SIZE[slot])
+        # As Debian's kernel-img.conf link_in_boot = yes makes them: U-Boot follows ext4 symbolic links.
+        (boot / "vmlinuz-test").write_bytes(f"kernel-{slot}\n".encode())
+        (boot / "initrd.img-test").write_bytes(b"i" * INITRD_SIZE[slot])
+        (boot / "vmlinuz").symlink_to("vmlinuz-test")
+        (boot / "initrd.img").symlink_to("initrd.img-test")
     make_boot_script(BOOT_CMD, work / "boot.scr")
     disk = make_disk(
         work / "template.img",
@@ -219,3 +222,34 @@ def test_power_cuts_while_u_boot_writes_the_state_leave_a_valid_copy(disk: Disk,
     print(f"\nU-Boot cut {CUTS} times during its state write: {outcomes}")
     slot, _ = power_on(disk)
     assert slot in ("A", "B")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("MYNABOX_TEST_KERNEL"), reason="set MYNABOX_TEST_KERNEL to a Debian arm64 vmlinuz"
+)
+def test_a_real_debian_kernel_starts_from_the_chosen_slot(tmp_path: Path) -> None:
+    """boot.scr's booti of Debian's own kernel from slot B's /boot, with the slot's root and rauc.slot."""
+    kernel = Path(os.environ["MYNABOX_TEST_KERNEL"])
+    for slot in ("A", "B"):
+        boot = tmp_path / f"slot-{slot}" / "boot"
+        boot.mkdir(parents=True)
+        (boot / "initrd.img").write_bytes(b"not an initramfs")
+    shutil.copyfile(kernel, tmp_path / "slot-B" / "boot" / kernel.name)
+    (tmp_path / "slot-B" / "boot" / "vmlinuz").symlink_to(kernel.name)
+    make_boot_script(BOOT_CMD, tmp_path / "boot.scr")
+    state = bs.set_primary(bs.INITIAL, "B")
+    disk = make_disk(
+        tmp_path / "disk.img",
+        tmp_path,
+        {"boot.scr": (tmp_path / "boot.scr").read_bytes(), "bootstate.0": bs.encode(state)},
+        {"A": tmp_path / "slot-A", "B": tmp_path / "slot-B"},
+        slot_mib=kernel.stat().st_size // (1 << 20) + 16,
+    )
+    console = cut_uboot(disk, b"Kernel command line:", 0.5, timeout=240)
+    line = next(x for x in console.splitlines() if "Kernel command line:" in x)
+    assert (
+        "root=PARTUUID=6d796e61-03" in line
+        and "rauc.slot=B" in line
+        and "mynabox.bootstate=copy1-bad" in line
+    )
