@@ -118,7 +118,15 @@ if test "${board}" = qemu-arm; then
 else
   setenv mb_console "console=ttyS1,115200 console=tty1"
 fi
-setenv bootargs "${mb_console} root=PARTUUID=${mb_partuuid} ro rootwait rauc.slot=${mb_slot} mynabox.bootstate=${mb_state}"
+# Extra words for the kernel from an optional cmdline-extra.env on this partition, one line
+# "mb_extra=WORDS" (the boot test's debug shell; a card without it boots as built).
+setenv mb_extra
+if test -e ${mb_dev}:${distro_bootpart} cmdline-extra.env; then
+  if load ${mb_dev}:${distro_bootpart} ${mb_waddr} cmdline-extra.env 0x200; then
+    env import -t ${mb_waddr} ${filesize} mb_extra
+  fi
+fi
+setenv bootargs "${mb_console} root=PARTUUID=${mb_partuuid} ro rootwait rauc.slot=${mb_slot} mynabox.bootstate=${mb_state} ${mb_extra}"
 
 # The chosen slot's own kernel, initramfs and, where the board names one, device tree; qemu's own device
 # tree otherwise. /boot/vmlinuz and /boot/initrd.img are Debian's symbolic links (kernel-img.conf

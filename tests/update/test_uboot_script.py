@@ -185,6 +185,14 @@ def test_a_longer_copy_is_read_by_its_first_512_bytes_on_both_sides(disk: Disk, 
     assert (slot, reading.source, reading.damage) == ("B", 1, bs.Damage.OK)
 
 
+def test_extra_kernel_words_come_from_an_optional_file(disk: Disk, tmp_path: Path) -> None:
+    put(disk, tmp_path, bs.encode(bs.INITIAL), None)
+    disk.write_fat("cmdline-extra.env", b"mb_extra=systemd.debug_shell=ttyAMA0 quiet\n", tmp_path)
+    slot, _, _, console = expect_boot(disk)
+    assert slot == "A"
+    assert "rauc.slot=A mynabox.bootstate=copy1-bad systemd.debug_shell=ttyAMA0 quiet" in console
+
+
 def test_no_tries_left_resets_every_slot_and_boots_nothing(disk: Disk, tmp_path: Path) -> None:
     spent = bs.BootState(("A",), 0, 0, seq=4)
     put(disk, tmp_path, bs.encode(spent), bs.encode(replace(spent, seq=3)))
