@@ -23,15 +23,30 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM_CONF = REPO / "image-build" / "rauc" / "system.conf"
 
+DBUS_POLICY = REPO / "image-build" / "rauc" / "de.pengutronix.rauc.conf"
+# A system bus as Debian's dbus configures it (deny by default), with the image's policy for RAUC's name.
 _BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>system</type>
-  <listen>unix:path={sock}</listen>
+  <listen>unix:abstract={name}</listen>
   <auth>EXTERNAL</auth>
   <policy context="default">
-    <allow user="*"/><allow own="*"/><allow send_destination="*"/><allow receive_sender="*"/>
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
   </policy>
+  <include>{policy}</include>
 </busconfig>
 """
 
@@ -158,9 +173,9 @@ def rauc_service(tmp: Path, keyring: Path, booted: str = "A") -> Iterator[RaucBo
         with slot.open("wb") as f:
             f.truncate(8 << 20)
     conf = system_conf_for_test(tmp, keyring, backend, slots)
-    sock = tmp / "bus.sock"
-    (tmp / "bus.conf").write_text(_BUS_CONF.format(sock=sock))
-    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={sock}"}
+    name = f"mynabox-test-bus-{os.getpid()}-{time.monotonic_ns()}"
+    (tmp / "bus.conf").write_text(_BUS_CONF.format(name=name, policy=DBUS_POLICY))
+    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": f"unix:abstract={name}"}
     bus = subprocess.Popen(
         ["dbus-daemon", "--config-file", str(tmp / "bus.conf"), "--nofork", "--nopidfile"],
         stdout=subprocess.DEVNULL,
@@ -168,7 +183,7 @@ def rauc_service(tmp: Path, keyring: Path, booted: str = "A") -> Iterator[RaucBo
     )
     service = None
     try:
-        _wait_for(sock.exists, "the private bus")
+        _wait_for(lambda: _bus_up(env), "the private bus")
         log = (tmp / "service.log").open("wb")
         service = subprocess.Popen(
             [
@@ -189,6 +204,24 @@ def rauc_service(tmp: Path, keyring: Path, booted: str = "A") -> Iterator[RaucBo
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+def _bus_up(env: dict[str, str]) -> bool:
+    probe = subprocess.run(
+        [
+            "dbus-send",
+            "--system",
+            "--print-reply",
+            "--dest=org.freedesktop.DBus",
+            "/",
+            "org.freedesktop.DBus.GetId",
+        ],
+        env=env,
+        capture_output=True,
+        timeout=10,
+        check=False,
+    )
+    return probe.returncode == 0
 
 
 def _wait_for(ready: object, what: str, timeout: float = 20.0) -> None:

@@ -43,6 +43,10 @@ def test_rauc_files_go_into_the_root_tree(tmp_path: Path, signer: Signer) -> Non
     assert (root / "etc/rauc/keyring.pem").read_bytes() == signer.ca.read_bytes()
     assert os.access(root / "usr/lib/mynabox/rauc-bootloader-backend", os.X_OK)
     assert "dm-verity" in (root / "etc/modules-load.d/mynabox-rauc.conf").read_text()
+    assert (root / "etc/systemd/system/multi-user.target.wants/rauc.service").resolve() == (
+        root / "etc/systemd/system/rauc.service"
+    )
+    assert (root / "usr/share/dbus-1/system.d/de.pengutronix.rauc.conf").is_file()
     assert os.readlink(root / "boot/vmlinuz") == "vmlinuz-6.12.0-test-arm64"
     assert os.readlink(root / "boot/dtbs") == "../usr/lib/linux-image-6.12.0-test-arm64"
     subprocess.run([script, str(root), str(signer.ca)], check=True, capture_output=True, timeout=60)

@@ -4,6 +4,8 @@ what `rauc status`, `mark-good`, `mark-bad` and `mark-active` ask and what lands
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from mynabox.cli import main
 from mynabox.update import bootstate as bs
 from mynabox.update import raucstatus
 
-from .conftest import Signer, rauc_service, rauc_service_missing
+from .conftest import REPO, Signer, rauc_service, rauc_service_missing
 
 pytestmark = pytest.mark.skipif(rauc_service_missing() is not None, reason=str(rauc_service_missing()))
 
@@ -73,3 +75,31 @@ def test_damaged_copies_still_answer_and_the_status_says_so(
     assert "boot state at boot: both-bad" in out
     assert "(copy None, both-bad)" in out
     assert json.loads(raw)["booted"] == "A"
+
+
+def test_only_root_may_talk_to_rauc(tmp_path: Path, signer: Signer) -> None:
+    """The image's D-Bus policy for RAUC's name, on a deny-by-default system bus: the daemon's user cannot
+    install or mark slots."""
+    with rauc_service(tmp_path, signer.ca) as box:
+        BootFiles(tmp_path / "boot").write(0, bs.INITIAL)
+        assert box.rauc("status", check=False).returncode == 0
+        stranger = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             "rauc", "status", "mark-active", "other"],
+            env=box.env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert stranger.returncode != 0
+    assert "Rejected send message" in stranger.stderr, stranger.stderr
+    assert BootFiles(tmp_path / "boot").read().state == bs.INITIAL
+
+
+def test_the_service_unit_verifies() -> None:
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    unit = REPO / "image-build" / "rauc" / "rauc.service"
+    done = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", "--generators=no", str(unit)],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={"SYSTEMD_LOG_LEVEL": "warning", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == 0 and "rauc.service" not in done.stdout + done.stderr, done.stderr
