@@ -229,6 +229,8 @@ def test_power_cuts_while_u_boot_writes_the_state_leave_a_valid_copy(disk: Disk,
         assert fsck.returncode == 0, fsck.stdout
     print(f"\nU-Boot cut {CUTS} times during its state write: {outcomes}")
     slot, _ = power_on(disk)
+    if slot is None:  # the cuts spent every try: this boot gave them back and reset, the next one boots
+        slot, _ = power_on(disk)
     assert slot in ("A", "B")
 
 
