@@ -9,8 +9,8 @@ deps:
 	@scripts/install-deps.sh
 
 lint: deps
-	$(VENV)/bin/ruff check firmware tests
-	$(VENV)/bin/ruff format --check firmware tests
+	$(VENV)/bin/ruff check firmware testkit tests
+	$(VENV)/bin/ruff format --check firmware testkit tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

@@ -37,9 +37,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.mynabox-deps
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ testkit/pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[dev]'
+  # The firmware and its test kit (testkit/: the demo, vcard, refsvc and the tests need it; the image does not).
+  .venv/bin/pip install -q -e '.[dev]' -e ./testkit
   touch "$stamp"
 fi
 

@@ -20,11 +20,11 @@ from mynabox.card.tlv import MAX_OBJECT
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES, Kind
 from mynabox.payload.seal import Opener, Sealer
 from mynabox.summary.flags import FlagCode
-from mynabox.testing.broker import DeliveryKit
-from mynabox.testing.patients import OVERSIZE, patient
-from mynabox.testing.refsvc import ReferenceService
-from mynabox.testing.tlsfiles import certificate_with_cn
 from mynabox.vocab import ConsentMode, Outcome
+from mynabox_testkit.broker import DeliveryKit
+from mynabox_testkit.patients import OVERSIZE, patient
+from mynabox_testkit.refsvc import ReferenceService
+from mynabox_testkit.tlsfiles import certificate_with_cn
 
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 DEVICE = "ambulance-01"

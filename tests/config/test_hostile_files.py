@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 from mynabox.adapters.keyfiles import CREDENTIALS_ENV, save_private_key, save_public_key
 from mynabox.config import ConfigError, load_config, parse_config
 from mynabox.payload.keys import generate_device_key
-from mynabox.testing.tlsfiles import make_test_pki
+from mynabox_testkit.tlsfiles import make_test_pki
 from support.boxfiles import VALID, credentials_env, make_box, write_config
 
 EX_CONFIG = 78

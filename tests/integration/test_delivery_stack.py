@@ -24,8 +24,8 @@ from mynabox.adapters.outbox import Outbox, SealedBytes
 from mynabox.config.model import Credential, MqttConfig
 from mynabox.payload.envelope import Kind
 from mynabox.payload.topics import topic
-from mynabox.testing.broker import DeliveryKit, Mosquitto
-from mynabox.testing.patients import patient, summary_for
+from mynabox_testkit.broker import DeliveryKit, Mosquitto
+from mynabox_testkit.patients import patient, summary_for
 from support.wait import wait_for
 
 pytestmark = pytest.mark.stack

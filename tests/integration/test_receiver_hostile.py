@@ -24,8 +24,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from mynabox.payload.envelope import Kind
 from mynabox.payload.topics import topic
-from mynabox.testing.broker import DeliveryKit, Mosquitto
-from mynabox.testing.patients import patient, summary_for
+from mynabox_testkit.broker import DeliveryKit, Mosquitto
+from mynabox_testkit.patients import patient, summary_for
 from support.envelopes import seal_claims
 from support.wait import wait_for
 

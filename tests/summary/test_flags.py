@@ -21,7 +21,7 @@ from mynabox.summary.flags import (
     parse_drug_classes,
 )
 from mynabox.summary.model import Summary, Surgery
-from mynabox.testing import patients
+from mynabox_testkit import patients
 
 TODAY = date(2026, 11, 25)
 

@@ -15,8 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from mynabox.adapters.audit import AuditLog
-from mynabox.adapters.outbox import Outbox
+from mynabox.app.ports import AuditPort, OutboxPort
 from mynabox.card.certcheck import CertCheck
 from mynabox.payload.audit import AuditRecord, published_body
 from mynabox.payload.envelope import Kind
@@ -68,8 +67,8 @@ class Delivery:
         *,
         lookup: SummaryLookup,
         sealer: Sealer,
-        outbox: Outbox,
-        audit: AuditLog,
+        outbox: OutboxPort,
+        audit: AuditPort,
         notify: Callable[[], None],
         clock: Callable[[], datetime],
         clock_synced: Callable[[], bool],

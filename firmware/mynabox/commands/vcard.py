@@ -23,9 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
-    from mynabox.testing.patients import patient
-    from mynabox.testing.vpcd import VpcdCardServer
+    from mynabox_testkit.mynacard import Faults, VirtualMyNumberCard
+    from mynabox_testkit.patients import patient
+    from mynabox_testkit.vpcd import VpcdCardServer
 
     card_id = args.card_id or patient(args.patient or "healthy").card_id
     faults = Faults(

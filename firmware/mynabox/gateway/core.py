@@ -7,7 +7,8 @@ For every message on ``mynabox/+/summary`` and ``mynabox/+/audit``:
 3. the device in the topic (the broker's ACL ties it to the client certificate's CN) must be the device that
    signed, and the kind must belong on that topic;
 4. a message id already seen is a duplicate (at-least-once delivery makes them): dropped, counted;
-5. the device's signed sequence number must pass the replay rule (``mynabox.gateway.store``);
+5. the device's signed sequence number must pass the replay rule, kept per device key, and the key must not
+   be retired (``mynabox.gateway.store``);
 6. otherwise it is handed to the sink (print, write JSON) and only then remembered as seen and acknowledged.
 
 No message stops the receiver: every refusal (any exception while deciding, or a sink failure that is not
@@ -92,7 +93,9 @@ class ReceiverCore:
                 verdict = Rejected(f"sink:{type(err).__name__}")
             else:
                 opened = verdict.opened
-                self._seen.remember(opened.message_id, opened.device_id, now=now, seq=opened.seq)
+                self._seen.remember(
+                    opened.message_id, opened.device_id, now=now, seq=opened.seq, key=opened.key
+                )
                 self.counts["accepted"] += 1
                 log.info(
                     "accepted %s %s #%d from %s", opened.kind, opened.message_id, opened.seq, _dev(topic)
@@ -123,7 +126,7 @@ class ReceiverCore:
             return Rejected("kind-topic")
         if opened.message_id in self._seen:
             return Duplicate(opened.message_id, opened.device_id)
-        sequence = self._seen.check_sequence(opened.device_id, opened.seq, opened.message_id)
+        sequence = self._seen.check_sequence(opened.device_id, opened.seq, opened.message_id, opened.key)
         if sequence == "duplicate":
             return Duplicate(opened.message_id, opened.device_id)
         if sequence != "new":
