@@ -148,7 +148,7 @@ class RaucBox:
 def rauc_service_missing() -> str | None:
     if os.geteuid() != 0:
         return "needs root (a mount namespace with its own /proc/cmdline)"
-    for tool in ("rauc", "dbus-daemon", "unshare"):
+    for tool in ("rauc", "dbus-daemon", "dbus-send", "unshare", "setpriv"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (scripts/install-deps.sh installs it)"
     return None
