@@ -17,6 +17,8 @@ APT_PACKAGES=(
   nats-server                                    # the central broker cluster of the fleet tests (JetStream, MQTT)
   mtools dosfstools shellcheck                   # fleet ops: provisioning / first-boot tests on FAT images
   fdisk e2fsprogs                                # the state partition grower's test on a loop device
+  u-boot-qemu u-boot-tools qemu-system-arm       # updates: boot.scr under Debian's U-Boot in qemu (tests/update)
+  rauc dbus-daemon dbus-bin squashfs-tools       # updates: RAUC with our bootloader backend, signed bundles
 )
 
 missing=()

@@ -58,6 +58,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mynabox.commands.firstboot",
         "first boot: move the card's identity into the state partition",
     ),
+    "update": ("mynabox.commands.update", "field updates: RAUC's bootloader backend, boot state, status"),
 }
 
 
