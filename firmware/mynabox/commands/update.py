@@ -9,6 +9,12 @@
 - `check-bundle FILE`: RAUC's signature check (`rauc info` with the box's system.conf) and ours: the whole
   payload against its signed hash tree, the box's compatible, no older version than the running firmware
   unless `--force-older`. `install` will run it first.
+- `install FILE|URL`: check-bundle's checks, then RAUC (its service, over D-Bus, through `rauc install`)
+  writes the other slot and makes it primary. The service runs at idle CPU and I/O priority (rauc.service);
+  the daemon switches to the new slot only when the box is idle (mynabox.update.policy). A URL is fetched
+  over HTTPS with the box's client certificate into the state partition first (RAUC's streaming needs the
+  nbd module; see the README), then checked like a file. The result and its time go to
+  `update-result.json` in the state directory, which the daemon publishes on its `state` topic.
 - `status`: the booted slot, what boot.scr found damaged, the slots' versions and state from
   `rauc status --output-format=json`.
 """
@@ -18,8 +24,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 DEFAULT_BOOT_DIR = Path("/boot/firmware")
+DEFAULT_STATE_DIR = Path("/var/lib/mynabox")
+MAX_BUNDLE_BYTES = 1 << 30  # system.conf's max-bundle-download-size
 BACKEND_ACTIONS = ("get-primary", "set-primary", "get-state", "set-state", "get-current")
 
 
@@ -38,6 +47,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--conf", type=Path, default=Path("/etc/rauc/system.conf"))
     check.add_argument("--force-older", action="store_true", help="allow a downgrade (fleet ops only)")
     check.add_argument("--running", help="the running firmware's version (default: this firmware's)")
+    install = sub.add_parser(
+        "install", help="check a bundle (file or https URL) and install it into the other slot"
+    )
+    install.add_argument("source", help="a bundle file or an https:// URL of the fleet's update server")
+    install.add_argument("--conf", type=Path, default=Path("/etc/rauc/system.conf"))
+    install.add_argument("--force-older", action="store_true", help="allow a downgrade (fleet ops only)")
+    install.add_argument("--running", help="the running firmware's version (default: this firmware's)")
+    install.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="where the result goes")
+    install.add_argument("--ca", type=Path, help="the update server's CA (https URL)")
+    install.add_argument("--cert", type=Path, help="the box's client certificate (https URL)")
+    install.add_argument("--key", type=Path, help="the box's client key (https URL)")
+    install.add_argument("--max-bytes", type=int, default=MAX_BUNDLE_BYTES, help="refuse a larger download")
+    install.add_argument("--timeout", type=float, default=3600.0, help="seconds for RAUC's install")
     status = sub.add_parser("status", help="booted slot, boot-state damage, the slots' versions")
     status.add_argument("--rauc-json", type=Path, help="read this instead of running rauc status")
     status.add_argument("--cmdline", type=Path, default=Path("/proc/cmdline"))
@@ -51,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         return _init(args.dir)
     if args.update_command == "check-bundle":
         return _check_bundle(args)
+    if args.update_command == "install":
+        return _install(args)
     return _status(args)
 
 
@@ -153,35 +177,10 @@ def _check_bundle(args: argparse.Namespace) -> int:
     import configparser
     import subprocess
 
-    import mynabox
     from mynabox.update import bundle
-    from mynabox.update.raucstatus import printable
 
     try:
-        conf = configparser.ConfigParser(interpolation=None, strict=False)
-        conf.read_string(_read_small(args.conf))
-        compatible = conf.get("system", "compatible")
-        done = subprocess.run(
-            ["rauc", "-c", str(args.conf), "info", "--output-format=json", str(args.bundle)],
-            capture_output=True,
-            timeout=300,
-            check=False,
-        )
-        if done.returncode != 0:
-            lines = [
-                line
-                for line in done.stderr.decode("utf-8", "replace").splitlines()
-                if line.strip() and not line.startswith("rauc-Message")
-            ]
-            raise bundle.BundleRefused(f"RAUC refused it: {printable(lines[-1] if lines else 'no reason')}")
-        info = bundle.parse_info(done.stdout.decode("utf-8", "replace"))
-        _check_payload(args.bundle)
-        verdict = bundle.check(
-            info,
-            compatible=compatible,
-            running=args.running or mynabox.__version__,
-            force_older=args.force_older,
-        )
+        info, verdict = _verdict(args.bundle, args.conf, args.running, args.force_older)
     except bundle.BundleRefused as err:
         print(f"check-bundle: refused: {err}", file=sys.stderr)
         return 1
@@ -190,6 +189,122 @@ def _check_bundle(args: argparse.Namespace) -> int:
         return 1
     print(f"check-bundle: ok: {verdict} ({info.compatible}, build {info.build or '-'})")
     return 0
+
+
+def _verdict(path: Path, conf_path: Path, running: str | None, force_older: bool) -> tuple[Any, str]:
+    """RAUC's signature check, the payload against its hash tree, board and version: (info, verdict) or
+    BundleRefused with the reason. Nothing is written."""
+    import configparser
+    import subprocess
+
+    import mynabox
+    from mynabox.update import bundle
+    from mynabox.update.raucstatus import printable
+
+    conf = configparser.ConfigParser(interpolation=None, strict=False)
+    conf.read_string(_read_small(conf_path))
+    compatible = conf.get("system", "compatible")
+    done = subprocess.run(
+        ["rauc", "-c", str(conf_path), "info", "--output-format=json", str(path)],
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise bundle.BundleRefused(f"RAUC refused it: {printable(_last_line(done.stderr))}")
+    info = bundle.parse_info(done.stdout.decode("utf-8", "replace"))
+    _check_payload(path)
+    verdict = bundle.check(
+        info, compatible=compatible, running=running or mynabox.__version__, force_older=force_older
+    )
+    return info, verdict
+
+
+def _last_line(stderr: bytes) -> str:
+    lines = [
+        line
+        for line in stderr.decode("utf-8", "replace").splitlines()
+        if line.strip() and not line.startswith("rauc-Message")
+    ]
+    return lines[-1] if lines else "no reason"
+
+
+def _install(args: argparse.Namespace) -> int:
+    import configparser
+    import subprocess
+
+    from mynabox.adapters import download
+    from mynabox.update import bundle, lastresult
+    from mynabox.update.raucstatus import printable
+
+    source: str = args.source
+    version = "-"
+    fetched: Path | None = None
+    try:
+        if source.startswith("https://"):
+            if args.ca is None or args.cert is None or args.key is None:
+                raise bundle.BundleRefused(
+                    "an https URL needs --ca, --cert and --key (the box's TLS identity)"
+                )
+            path = fetched = args.state_dir / "incoming.raucb"
+            size = download.fetch(
+                source, path, ca=args.ca, cert=args.cert, key=args.key, max_bytes=args.max_bytes
+            )
+            print(f"install: fetched {size} bytes from the update server")
+        elif "://" in source:
+            raise bundle.BundleRefused("only a file or an https:// URL is accepted")
+        else:
+            path = Path(source)
+        info, verdict = _verdict(path, args.conf, args.running, args.force_older)
+        version = info.version
+        print(f"install: {verdict}: RAUC installs it into the other slot (at idle priority)")
+        done = subprocess.run(
+            ["rauc", "install", str(path.resolve())],
+            capture_output=True,
+            timeout=args.timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            # The client prints the service's reason as "LastError: …" on stdout.
+            errors = [
+                line.removeprefix("LastError:").strip()
+                for line in done.stdout.decode("utf-8", "replace").splitlines()
+                if line.startswith("LastError:")
+            ]
+            reason = errors[-1] if errors else _last_line(done.stderr)
+            raise _InstallFailed(f"RAUC's install failed: {printable(reason, 200)}")
+    except bundle.BundleRefused as err:
+        return _result(args, lastresult.REFUSED, version, f"refused: {err}")
+    except download.DownloadError as err:
+        return _result(args, lastresult.REFUSED, version, f"refused: {err}")
+    except _InstallFailed as err:
+        return _result(args, lastresult.FAILED, version, str(err))
+    except (OSError, subprocess.TimeoutExpired, configparser.Error) as err:
+        return _result(args, lastresult.FAILED, version, printable(str(err), 200))
+    finally:
+        if fetched is not None:  # installed or refused, the state partition does not keep it
+            fetched.unlink(missing_ok=True)
+    _result(args, lastresult.INSTALLED, version, "installed; the box switches when idle or at power-on")
+    return 0
+
+
+class _InstallFailed(Exception):
+    pass
+
+
+def _result(args: argparse.Namespace, result: str, version: str, detail: str) -> int:
+    from datetime import UTC, datetime
+
+    from mynabox.adapters import updatefiles
+    from mynabox.update import lastresult
+
+    stream = sys.stdout if result == lastresult.INSTALLED else sys.stderr
+    print(f"install: {detail}", file=stream)
+    try:
+        updatefiles.write(args.state_dir, lastresult.Result(result, version, datetime.now(UTC), detail))
+    except OSError as err:
+        print(f"install: the result could not be kept ({err.strerror})", file=sys.stderr)
+    return 0 if result == lastresult.INSTALLED else 1
 
 
 def _check_payload(path: Path) -> None:
