@@ -27,6 +27,7 @@ from mynabox.adapters.panel import NullPanel, Panel, PanelPort, load_pin_map
 from mynabox.adapters.pcsc import PcscReader
 from mynabox.adapters.summary_client import HttpsSummaryClient
 from mynabox.adapters.systemd import Notifier
+from mynabox.adapters.updater import Reboot, SlotWatch
 from mynabox.app.cardread import READ_LIMIT_S
 from mynabox.app.delivery import Delivery, Identity
 from mynabox.app.loop import ClockWatch, Loop, Watched
@@ -40,6 +41,7 @@ from mynabox.core.effects import (
     Effect,
     ForgetPatient,
     PublishState,
+    RebootForUpdate,
     RecordOutcome,
     SetLed,
     ShowScreen,
@@ -72,6 +74,8 @@ class Parts:
     cards: CardWorker
     deliveries: DeliveryWorker
     controller: Controller
+    slots: SlotWatch
+    reboot: Reboot
 
 
 def build(
@@ -155,9 +159,14 @@ def build(
             default_consent=cfg.consent.default.mode,
             result_clear_s=display.result_clear_s,
             error_clear_s=display.error_clear_s,
+            update_idle_s=cfg.update.idle_min * 60.0,
         )
     )
-    return Parts(events, clock, timings, outbox, oled, panel, link, cards, deliveries, controller)
+    slots = SlotWatch(cfg.update.boot_dir, cfg.update.cmdline)
+    reboot = Reboot(cfg.update.reboot_command.split())
+    return Parts(
+        events, clock, timings, outbox, oled, panel, link, cards, deliveries, controller, slots, reboot
+    )
 
 
 def apply(parts: Parts, effect: Effect, consent_at: float | None) -> None:
@@ -175,6 +184,8 @@ def apply(parts: Parts, effect: Effect, consent_at: float | None) -> None:
         parts.deliveries.submit(effect, consent_at=consent_at)
     elif isinstance(effect, ForgetPatient):
         parts.cards.forget(effect.upto)
+    elif isinstance(effect, RebootForUpdate):
+        parts.reboot(effect.reason)
     elif isinstance(effect, PublishState):
         parts.link.publish_state(
             {
@@ -204,6 +215,7 @@ def loop(config: Config, parts: Parts, notifier: Notifier) -> Loop:
             Watched("delivery", parts.deliveries.busy_s, config.summary.limit_s + 30.0),
         ),
         result_shown=parts.timings.result_shown,
+        update_pending=parts.slots.pending,
     )
 
 

@@ -3,8 +3,9 @@
 Adapters and workers post events into one queue; the controller turns each event into effects; the loop
 hands them to `apply` (the composition root's, which knows the concrete parts). Between events the loop keeps
 two timers: the systemd watchdog ping, sent from here only so a hung loop gets the box restarted, and the
-housekeeping (clock sync, outbox depth, the hourly purge). A worker stuck in one read or one delivery stops
-the pings too: the loop is fine then, but the crew would watch 読取中 or 照会中 forever.
+housekeeping (clock sync, outbox depth, the hourly purge, an installed update waiting for the switch). A
+worker stuck in one read or one delivery stops the pings too: the loop is fine then, but the crew would watch
+読取中 or 照会中 forever.
 
 Time comes in through `monotonic` and `now`, so a test drives the timers with a fake clock through `step`.
 """
@@ -28,6 +29,7 @@ from mynabox.core.events import (
     QueueDepth,
     ShutdownRequested,
     Tick,
+    UpdatePending,
 )
 from mynabox.core.machine import Controller
 
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 TICK_S = 1.0  # the loop wakes at least this often (watchdog, housekeeping); sooner for a state's deadline
 HOUSEKEEPING_S = 1.0
 PURGE_EVERY_S = 3600.0
+UPDATE_POLL_S = 5.0  # how often the boot state is looked at for an installed update (two 512-byte reads)
 
 
 class ClockWatch:
@@ -78,6 +81,7 @@ class Loop:
         purge: Callable[[], None],
         watched: Sequence[Watched] = (),
         result_shown: Callable[[], None] = lambda: None,
+        update_pending: Callable[[], bool] = lambda: False,
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -90,6 +94,9 @@ class Loop:
         self._purge = purge
         self._watched = tuple(watched)
         self._result_shown = result_shown
+        self._update_pending = update_pending
+        self._last_update_poll: float | None = None
+        self._update_posted = False
         self._monotonic = monotonic
         self._now = now
         self._interval = notifier.watchdog_interval()
@@ -174,3 +181,11 @@ class Loop:
         if depth != self._queued:
             self.events.put(QueueDepth(depth))
         self._queued = depth
+        now = self._monotonic()
+        if not self._update_posted and (
+            self._last_update_poll is None or now - self._last_update_poll >= UPDATE_POLL_S
+        ):
+            self._last_update_poll = now
+            if self._update_pending():
+                self._update_posted = True  # the controller decides when; once told, it remembers
+                self.events.put(UpdatePending())
