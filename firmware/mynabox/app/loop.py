@@ -97,6 +97,7 @@ class Loop:
         self._update_pending = update_pending
         self._last_update_poll: float | None = None
         self._update_posted = False
+        self._update_wait_kind: list[str] | None = None
         self._monotonic = monotonic
         self._now = now
         self._interval = notifier.watchdog_interval()
@@ -131,6 +132,10 @@ class Loop:
         if isinstance(event, ShutdownRequested):
             # the last retained state must count what is really left (housekeeping runs once a second)
             self.apply_all(self.controller.handle(QueueDepth(self._depth()), self._now()), None)
+        if isinstance(event, LookupDone | QueueDepth):
+            # The controller now counts what the event says: housekeeping must compare against that, or a
+            # depth that went 0 -> 2 -> 0 between two looks would leave the status (and the switch) at 2.
+            self._queued = event.queued
         effects = self.controller.handle(event, self._now())
         if self.apply_all(effects, consent_at):
             return True
@@ -182,10 +187,17 @@ class Loop:
             self.events.put(QueueDepth(depth))
         self._queued = depth
         now = self._monotonic()
-        if not self._update_posted and (
-            self._last_update_poll is None or now - self._last_update_poll >= UPDATE_POLL_S
-        ):
-            self._last_update_poll = now
+        if self._last_update_poll is not None and now - self._last_update_poll < UPDATE_POLL_S:
+            return
+        self._last_update_poll = now
+        if not self._update_posted:
             if self._update_pending():
+                log.info("update: an installed update waits for the box to be idle")
                 self._update_posted = True  # the controller decides when; once told, it remembers
                 self.events.put(UpdatePending())
+            return
+        waits = self.controller.update_waits(self._now())
+        kind = None if waits is None else waits.split(" ", 2)[:2]  # logged when the kind of wait changes
+        if kind != self._update_wait_kind and waits is not None:
+            log.info("update: the switch waits: %s", waits)
+        self._update_wait_kind = kind
