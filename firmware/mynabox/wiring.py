@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from mynabox import __version__
+from mynabox.adapters import updatefiles
 from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.clock import clock_synced
 from mynabox.adapters.keyfiles import load_audit_key, load_private_key, load_public_key
@@ -54,6 +57,7 @@ from mynabox.render.draw import render
 from mynabox.summary.port import SummaryLookup
 
 log = logging.getLogger(__name__)
+_TOKEN = re.compile(r"[A-Za-z0-9_.:+-]{1,64}")  # what the state topic carries (adapters.mqtt.check_state)
 
 
 Started = Callable[[str, Callable[[], None]], None]
@@ -76,6 +80,7 @@ class Parts:
     controller: Controller
     slots: SlotWatch
     reboot: Reboot
+    state_dir: Path
 
 
 def build(
@@ -165,7 +170,19 @@ def build(
     slots = SlotWatch(cfg.update.boot_dir, cfg.update.cmdline)
     reboot = Reboot(cfg.update.reboot_command.split())
     return Parts(
-        events, clock, timings, outbox, oled, panel, link, cards, deliveries, controller, slots, reboot
+        events,
+        clock,
+        timings,
+        outbox,
+        oled,
+        panel,
+        link,
+        cards,
+        deliveries,
+        controller,
+        slots,
+        reboot,
+        state_dir,
     )
 
 
@@ -194,8 +211,21 @@ def apply(parts: Parts, effect: Effect, consent_at: float | None) -> None:
                 "reader_present": effect.reader_present,
                 "outbox_depth": effect.queued,
                 "clock_synced": effect.clock_synced,
+                **update_state(parts),
             }
         )
+
+
+def update_state(parts: Parts) -> dict[str, str | None]:
+    """The state topic's update keys: the booted slot and the last update's result (read each time: an
+    install runs beside the daemon). A value that is not a plain token is left out as null."""
+    kept = updatefiles.read(parts.state_dir)
+    last = kept.published() if kept else {}
+    published: dict[str, str | None] = {"slot": parts.slots.booted()}
+    for key in ("result", "version", "at"):
+        value = last.get(key)
+        published[f"update_{key}"] = value if value is not None and _TOKEN.fullmatch(value) else None
+    return published
 
 
 def loop(config: Config, parts: Parts, notifier: Notifier) -> Loop:

@@ -7,25 +7,34 @@ the two copies our RAUC backend writes, the kernel command line a file naming th
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
 
+import mynabox
+from mynabox.adapters import updatefiles
 from mynabox.adapters.bootfiles import BootFiles
 from mynabox.payload.seal import Opened
 from mynabox.update import bootstate as bs
+from mynabox.update import lastresult
 from mynabox_testkit.stack import BoxStack
 from support.notify import NotifySocket
 from support.wait import wait_for
 
-from .test_daemon import start_daemon, summaries, tap
+from .subscriber import Subscriber
+from .test_daemon import MYNABOX, start_daemon, summaries, tap
 
 pytestmark = pytest.mark.stack
 IDLE_MIN = 0.1  # 6 s
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +141,52 @@ def test_a_box_started_with_an_update_waiting_switches_when_idle(
         if daemon.poll() is None:
             daemon.kill()
         notify.close()
+
+
+def test_fleet_versions_lists_the_slot_version_and_update_result_from_the_retained_state(
+    stack: BoxStack, where: Path, tmp_path: Path
+) -> None:
+    """The daemon publishes its slot and last update result on its retained state (the schema's keys); a
+    fleet-ops `mynabox fleet versions` against the real broker lists them."""
+    assert stack.kit is not None and stack.broker is not None
+    boot_state(where, ("A",))
+    at = datetime(2026, 12, 7, 0, 5, 0, tzinfo=UTC)
+    updatefiles.write(stack.state_dir, lastresult.Result(lastresult.INSTALLED, "0.3.0", at, "installed"))
+    notify = NotifySocket(tmp_path / "notify.sock")
+    log = tmp_path / "daemon.log"
+    gateway = stack.kit.pki.client(stack.kit.gateway)
+    states = Subscriber(stack, "gw-versions", "mynabox/amb-upd/state")
+    daemon = start_daemon(stack, notify, log)
+    try:
+        assert wait_for(lambda: notify.seen("READY=1") == 1, 20), log.read_text()
+        assert wait_for(lambda: len(states.payloads("state")) >= 1, 10)
+        document = json.loads(states.payloads("state")[-1])
+        schema = json.loads((REPO / "docs/gateway/schemas/state.schema.json").read_text())
+        Draft202012Validator(schema).validate(document)
+        assert {k: document[k] for k in ("slot", "update_result", "update_version", "update_at")} == {
+            "slot": "A",
+            "update_result": "installed",
+            "update_version": "0.3.0",
+            "update_at": "2026-12-07T00:05:00+00:00",
+        }
+        listed = subprocess.run(
+            [MYNABOX, "fleet", "versions", "--host", "127.0.0.1", "--port", str(stack.broker.port),
+             "--ca", str(stack.kit.pki.ca_cert), "--cert", str(gateway.cert), "--key", str(gateway.key),
+             "--wait", "2"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        lines = listed.stdout.splitlines()
+        assert lines[0].split() == ["device", "version", "slot", "update_result", "update_version",
+                                    "update_at", "state"]  # fmt: skip
+        row = next(line.split() for line in lines if line.startswith("amb-upd "))
+        assert row == ["amb-upd", mynabox.__version__, "A", "installed", "0.3.0", "2026-12-07T00:05:00+00:00",
+                       "idle"]  # fmt: skip
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=10) == 0
+    finally:
+        states.close()
+        if daemon.poll() is None:
+            daemon.kill()
+        notify.close()
+        (stack.state_dir / updatefiles.NAME).unlink(missing_ok=True)
