@@ -15,6 +15,11 @@
   over HTTPS with the box's client certificate into the state partition first (RAUC's streaming needs the
   nbd module; see the README), then checked like a file. The result and its time go to
   `update-result.json` in the state directory, which the daemon publishes on its `state` topic.
+- `health`: after every boot of a slot (mynabox-health.service, as root): waits until the daemon is READY
+  and its self-test passes (mynabox.update.health) within [update] health_limit_min, then `rauc status
+  mark-good booted` (U-Boot's tries back); otherwise `mark-bad booted`, and a reboot now when the daemon never
+  got READY, or, when it is READY (it may be reading cards), the daemon's own switch once idle (the other
+  slot is now primary). mynabox.update.policy.HealthCheck decides.
 - `status`: the booted slot, what boot.scr found damaged, the slots' versions and state from
   `rauc status --output-format=json`.
 """
@@ -60,6 +65,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     install.add_argument("--key", type=Path, help="the box's client key (https URL)")
     install.add_argument("--max-bytes", type=int, default=MAX_BUNDLE_BYTES, help="refuse a larger download")
     install.add_argument("--timeout", type=float, default=3600.0, help="seconds for RAUC's install")
+    health = sub.add_parser("health", help="after a boot: mark the slot good, or go back to the other one")
+    health.add_argument("--config", type=Path, help="read [update] from this config (else its defaults)")
+    health.add_argument("--limit-s", type=float, help="seconds to become healthy (default: health_limit_min)")
+    health.add_argument("--interval", type=float, default=5.0, help="seconds between looks")
+    health.add_argument("--ready-command", default="systemctl is-active --quiet mynabox.service")
+    health.add_argument("--selftest-command", help="default: this firmware's `mynabox selftest`")
+    health.add_argument("--state-dir", type=Path, help="where update-result.json is (default: the config's)")
+    health.add_argument("--boot-dir", type=Path, help="bootstate.0/1 (default: the config's)")
+    health.add_argument("--cmdline", type=Path, help="the kernel command line (default: /proc/cmdline)")
+    health.add_argument("--reboot-command", help="default: the config's (systemctl reboot)")
     status = sub.add_parser("status", help="booted slot, boot-state damage, the slots' versions")
     status.add_argument("--rauc-json", type=Path, help="read this instead of running rauc status")
     status.add_argument("--cmdline", type=Path, default=Path("/proc/cmdline"))
@@ -75,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         return _check_bundle(args)
     if args.update_command == "install":
         return _install(args)
+    if args.update_command == "health":
+        return _health(args)
     return _status(args)
 
 
@@ -326,6 +343,116 @@ def _check_payload(path: Path) -> None:
             verity.verify(read, lay)
     except verity.VerityError as err:
         raise bundle.BundleRefused(str(err)) from None
+
+
+def _health(args: argparse.Namespace) -> int:
+    import shlex
+    import subprocess
+    import time
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    import mynabox
+    from mynabox.adapters import updatefiles
+    from mynabox.adapters.bootfiles import BootFiles
+    from mynabox.adapters.updater import Reboot, SlotWatch
+    from mynabox.config import ConfigError, load_config
+    from mynabox.config.model import StorageConfig, UpdateConfig
+    from mynabox.update import bootstate as bs
+    from mynabox.update import lastresult, policy
+    from mynabox.update.health import selftest_verdict
+
+    update, state_dir = UpdateConfig(), StorageConfig().state_dir
+    if args.config is not None:
+        try:
+            config = load_config(args.config)
+        except ConfigError as err:
+            print(f"health: {err}", file=sys.stderr)
+            return 2
+        update, state_dir = config.update, config.storage.state_dir
+    state_dir = args.state_dir or state_dir
+    update = replace(
+        update,
+        boot_dir=args.boot_dir or update.boot_dir,
+        cmdline=args.cmdline or Path("/proc/cmdline"),  # root, unsandboxed: the kernel's own
+        reboot_command=args.reboot_command or update.reboot_command,
+    )
+    slots = SlotWatch(update.boot_dir, update.cmdline)
+    booted = slots.booted()
+    if booted is None:
+        print("health: not booted by boot.scr (no rauc.slot=): nothing to mark")
+        return 0
+    other = "B" if booted == "A" else "A"
+    config_args = ["--config", str(args.config)] if args.config else []
+    selftest = (
+        shlex.split(args.selftest_command)
+        if args.selftest_command
+        else [sys.executable, "-m", "mynabox.cli", "selftest", *config_args]
+    )
+    limit_s = args.limit_s if args.limit_s is not None else update.health_limit_min * 60.0
+    check = policy.HealthCheck(booted_at=time.monotonic(), limit_s=limit_s)
+    print(f"health: slot {booted} booted; healthy within {limit_s:.0f} s or back to slot {other}", flush=True)
+
+    def run(command: list[str]) -> tuple[int, str]:
+        try:
+            done = subprocess.run(command, capture_output=True, timeout=120, check=False)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            return 127, str(err)
+        return done.returncode, done.stdout.decode("utf-8", "replace")
+
+    def other_bootable() -> bool:
+        try:
+            return bs.get_state(BootFiles(update.boot_dir).read().state, other)
+        except (OSError, bs.BootStateError):
+            return False
+
+    def keep(result: str, detail: str) -> None:
+        try:
+            updatefiles.write(
+                state_dir, lastresult.Result(result, mynabox.__version__, datetime.now(UTC), detail)
+            )
+        except OSError as err:
+            print(f"health: the result could not be kept ({err.strerror})", file=sys.stderr)
+
+    action = policy.Action.NONE
+    while action is policy.Action.NONE:
+        if not check.ready and run(shlex.split(args.ready_command))[0] == 0:
+            check, action = check.on_ready()
+        if check.ready and not check.selftest_passed:
+            code, output = run(selftest)
+            check, action = check.on_selftest(*selftest_verdict(output, code))
+        if action is policy.Action.NONE:
+            check, action = check.on_tick(time.monotonic(), other_bootable())
+        if action is policy.Action.NONE:
+            time.sleep(args.interval)
+
+    kept = updatefiles.read(state_dir)
+    first_boot = (
+        kept is not None and kept.result == lastresult.INSTALLED and kept.version == mynabox.__version__
+    )
+    if action is policy.Action.MARK_GOOD:
+        code, _ = run(["rauc", "status", "mark-good", "booted"])
+        if code != 0:
+            print("health: healthy, but RAUC could not mark the slot good", file=sys.stderr)
+            return 1
+        if first_boot:
+            keep(lastresult.GOOD, f"slot {booted} healthy")
+        print(f"health: slot {booted} is healthy: marked good")
+        return 0
+    print(f"health: slot {booted} is not healthy: {check.reason}", file=sys.stderr)
+    if action is policy.Action.STAY:
+        print(f"health: slot {other} is not bootable either: staying on {booted}", file=sys.stderr)
+        return 1
+    code, _ = run(["rauc", "status", "mark-bad", "booted"])
+    if code != 0:
+        print("health: RAUC could not mark the slot bad", file=sys.stderr)
+    keep(lastresult.ROLLED_BACK, f"slot {booted}: {check.reason}")
+    if action is policy.Action.ROLLBACK_NOW:
+        print(f"health: rebooting into slot {other} now (the daemon never got READY)", file=sys.stderr)
+        Reboot(update.reboot_command.split())(f"slot {booted} failed its health check")
+    else:
+        print(f"health: slot {other} is primary: the daemon switches when idle", file=sys.stderr)
+    return 1
 
 
 def _read_small(path: Path, limit: int = 64 * 1024) -> str:
