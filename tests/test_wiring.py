@@ -13,7 +13,7 @@ import pytest
 
 from mynabox.adapters.mqtt import MqttLink
 from mynabox.adapters.outbox import Outbox
-from mynabox.adapters.panel import NullPanel, PanelError
+from mynabox.adapters.panel import NullPanel, PinMapError
 from mynabox.adapters.systemd import Notifier
 from mynabox.config import load_config
 from mynabox.payload.envelope import Kind
@@ -73,11 +73,11 @@ def test_a_box_without_a_panel_reads_a_card_to_its_result() -> None:
 
 def test_a_part_that_cannot_start_stops_the_ones_before_it(tmp_path: Path, notify: NotifySocket) -> None:
     bad_pins = tmp_path / "pins.toml"
-    bad_pins.write_text("[buttons]\nconsent = 99\n", encoding="utf-8")
+    bad_pins.write_text("[buttons]\nconsent = 999\n", encoding="utf-8")  # a config error: it stops the box
     extra: dict[str, dict[str, object]] = {"panel": {"pins_file": str(bad_pins)}}
     with BoxStack(device_id="amb-badpins", with_pcscd=False, config_extra=extra) as stack:
         config = load_config(stack.config_path)
-        with pytest.raises(PanelError, match="expected a BCM GPIO number"):
+        with pytest.raises(PinMapError, match="consent: expected a line name"):
             run_box(config, threading.Event(), notifier=Notifier(str(notify.path)))
     assert wait_for(lambda: "STOPPING=1" in lines(notify), 5)
     assert lines(notify) == [

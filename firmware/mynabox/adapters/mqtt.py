@@ -58,6 +58,7 @@ STATE_KEYS = frozenset(
         "reader_present",
         "outbox_depth",
         "clock_synced",
+        "failed_parts",  # "display+buttons": the parts the box works without now ("" when none)
         "no_subscriber",
     }
 )

@@ -20,7 +20,7 @@ from mynabox.core.effects import LedMode, Tone
 from mynabox.vocab import ConsentMode
 
 if TYPE_CHECKING:
-    from mynabox.adapters.panel import PinMap
+    from mynabox.adapters.panel import Line, PinMap
     from mynabox.config import Config
 
 MIN_FREE_MB = 200
@@ -276,7 +276,7 @@ class PanelSteps:
         answer = ask(f"did you hear the '{tone.value}' pattern ({heard})? [y/n] ")
         return None if _yes(answer) else f"the buzzer did not sound the '{tone.value}' pattern ({heard})"
 
-    def _pin_of(self, mode: ConsentMode) -> int:
+    def _pin_of(self, mode: ConsentMode) -> Line:
         return self.pins.consent if mode is ConsentMode.ORAL_CONSENT else self.pins.emergency
 
 
