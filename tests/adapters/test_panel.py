@@ -8,13 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gpiozero.pins.mock import MockFactory, MockPin
+from gpiozero.pins.mock import MockFactory
 
 from mynabox.adapters.gpiochip import board_info, chip_factory, find_chip
 from mynabox.adapters.panel import Panel, PanelError, PinMapError, bcm_number, load_pin_map
 from mynabox.core.effects import LedMode, Tone
 from mynabox.core.events import ClearRequested, ConsentPressed, Event, PartHealth
 from mynabox.vocab import ConsentMode, Part
+from support.flakypins import FlakyFactory
 
 
 @pytest.fixture
@@ -134,32 +135,6 @@ def test_led_and_buzzer_patterns(factory: MockFactory, panel: tuple[Panel, list[
 
 
 # -- degrade, never die ------------------------------------------------------------------------------
-
-
-class FlakyPin(MockPin):  # type: ignore[misc]
-    """A mock pin whose line fails like a chip that went away: every access raises EIO while broken."""
-
-    def _check(self) -> None:
-        if self.info.name in self.factory.broken:
-            raise OSError(5, "Input/output error")
-
-    def _set_function(self, value: str) -> None:
-        self._check()
-        super()._set_function(value)
-
-    def _get_state(self) -> bool:
-        self._check()
-        return bool(super()._get_state())
-
-    def _set_state(self, value: bool) -> None:
-        self._check()
-        super()._set_state(value)
-
-
-class FlakyFactory(MockFactory):  # type: ignore[misc]
-    def __init__(self) -> None:
-        super().__init__(pin_class=FlakyPin)
-        self.broken: set[str] = set()
 
 
 @pytest.fixture

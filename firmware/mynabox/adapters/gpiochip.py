@@ -107,3 +107,32 @@ def chip_factory(pins: PinMap) -> Any:
         return ChipFactory()
     except lgpio.error as err:
         raise PanelError(f"gpiochip{number}: {err}") from err
+
+
+def check_lines(pins: PinMap, dev: Path = Path("/dev")) -> tuple[list[str], list[str]]:
+    """(what was found, problems) for the pin map on this machine's chip, without claiming a line: the
+    running daemon holds them (its consumer label is lgpio's "lg"), and selftest must not take them away."""
+    import lgpio
+
+    number = find_chip(pins.chips, dev)
+    handle = lgpio.gpiochip_open(number)
+    try:
+        _status, count, _name, label = lgpio.gpio_get_chip_info(handle)
+        lines = [lgpio.gpio_get_line_info(handle, n) for n in range(min(int(count), MAX_LINES))]
+    finally:
+        lgpio.gpiochip_close(handle)
+    found, problems = [f"gpiochip{number} {label!r}, {count} lines"], []
+    for what, line in (
+        ("consent", pins.consent),
+        ("emergency", pins.emergency),
+        ("led", pins.led),
+        ("buzzer", pins.buzzer),
+    ):
+        match = [info for info in lines if line in (info[1], info[3])]
+        if not match:
+            problems.append(f"{what}: no line {line!r} on gpiochip{number}")
+            continue
+        _s, offset, flags, _n, user = match[0]
+        used = f", in use by {user!r}" if flags & 1 else ""  # LG_GPIO_IS_KERNEL: claimed by someone
+        found.append(f"{what} {line!r} = line {offset}{used}")
+    return found, problems

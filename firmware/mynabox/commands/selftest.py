@@ -1,7 +1,9 @@
 """`mynabox selftest`: one line per check, exit 0 only when every check passes.
 
-Checks: config, reader present, OLED answers, outbox healthy, free disk, clock synced, summary service
-reachable with our certificate, broker reachable with our certificate. `--interactive` then walks a bench
+Checks: config, reader present, OLED answers, panel (the pin map's GPIO chip and lines, not claimed: the
+running daemon holds them), outbox healthy, free disk, clock synced, summary service reachable with our
+certificate, broker reachable with our certificate. A failed display or panel does not stop the daemon (it
+reads and delivers without them) but fails selftest, so the workshop sees it. `--interactive` then walks a bench
 technician through the buttons, the LED and the buzzer.
 """
 
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     checks: list[tuple[str, Callable[[Config, float], str | None]]] = [
         ("reader", _reader),
         ("display", _display),
+        ("panel", _panel),
         ("outbox", _outbox),
         ("disk", _disk),
         ("clock", _clock),
@@ -119,6 +122,28 @@ def _display(config: Config, _timeout: float) -> str | None:
     except DisplayError as err:
         return str(err)
     return None
+
+
+def _panel(config: Config, _timeout: float) -> str | None:
+    from mynabox.adapters.panel import PanelError, load_pin_map
+    from mynabox.config.model import PinFactory
+
+    if not config.panel.enabled:
+        print("     panel: disabled in the config")
+        return None
+    pins = load_pin_map(config.panel.pins_file)
+    if config.panel.pin_factory is PinFactory.MOCK:
+        print("     panel: mock pins (no hardware)")
+        return None
+    from mynabox.adapters.gpiochip import check_lines
+
+    try:
+        found, problems = check_lines(pins)
+    except PanelError as err:
+        return str(err)
+    for line in found:
+        print(f"     panel: {line}")
+    return "; ".join(problems) or None
 
 
 def _outbox(config: Config, _timeout: float) -> str | None:
