@@ -1,5 +1,5 @@
-"""Degrade, never die (issue 24): a display, buttons, LED or buzzer that fails at start or mid-run leaves a box
-that still reads cards and delivers, says so on its retained state and in selftest, and takes the part back
+"""Degrade, never die (issue 24): a display, buttons, LED or buzzer that fails at start or mid-run leaves a
+box that still reads cards and delivers, says so on its retained state and in selftest, and takes the part back
 when it works again. On the real stack (pcscd + vpcd, mosquitto with TLS, the reference service).
 
 Failures are real, not mocked: an I2C bus that does not exist (luma's real ssd1306 driver opens
@@ -167,7 +167,7 @@ def test_a_display_lost_mid_run_comes_back_without_a_restart(
         # It comes back: within a retry (5 s) it is opened again and shows the screen the box is on.
         frames.unlink()
         assert wait_for(lambda: last_state(states).get("failed_parts") == "", 15), log.read_text()
-        assert wait_for(lambda: (frames / "current.png").is_file(), 5)
+        assert wait_for((frames / "current.png").is_file, 5)
         assert "display works again" in log.read_text()
         tap_and_deliver(stack, states, log)
         assert daemon.poll() is None

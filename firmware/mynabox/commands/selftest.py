@@ -2,9 +2,9 @@
 
 Checks: config, reader present, OLED answers, panel (the pin map's GPIO chip and lines, not claimed: the
 running daemon holds them), outbox healthy, free disk, clock synced, summary service reachable with our
-certificate, broker reachable with our certificate. A failed display or panel does not stop the daemon (it
-reads and delivers without them) but fails selftest, so the workshop sees it. `--interactive` then walks a bench
-technician through the buttons, the LED and the buzzer.
+certificate, broker reachable with our certificate. A failed display or panel does not stop the daemon
+(it reads and delivers without them) but fails selftest, so the workshop sees it. `--interactive` then walks
+a bench technician through the buttons, the LED and the buzzer.
 """
 
 from __future__ import annotations
