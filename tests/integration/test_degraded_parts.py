@@ -1,6 +1,6 @@
 """Degrade, never die (issue 24): a display, buttons, LED or buzzer that fails at start or mid-run leaves a
-box that still reads cards and delivers, says so on its retained state and in selftest, and takes the part back
-when it works again. On the real stack (pcscd + vpcd, mosquitto with TLS, the reference service).
+box that still reads cards and delivers, says so on its retained state and in selftest, and takes the part
+back when it works again. On the real stack (pcscd + vpcd, mosquitto with TLS, the reference service).
 
 Failures are real, not mocked: an I2C bus that does not exist (luma's real ssd1306 driver opens
 /dev/i2c-29), the lgpio factory on a machine without the pin map's GPIO chip, the dummy display's frame
