@@ -35,7 +35,9 @@ class Oled:
         i2c_address: int = 0x3C,
         rotate: int = 0,
         frames_dir: Path | None = None,
+        bus: Any = None,
     ) -> None:
+        """`bus`: an smbus2-like object for luma's I2C interface instead of /dev/i2c-`i2c_port`."""
         from luma.core.error import Error as LumaError
 
         self.driver = driver
@@ -44,7 +46,7 @@ class Oled:
         self.last: Image.Image | None = None
         self._lock = threading.Lock()
         try:
-            self.device = _open(driver, i2c_port, i2c_address, rotate)
+            self.device = _open(driver, i2c_port, i2c_address, rotate, bus)
             if frames_dir is not None:
                 frames_dir.mkdir(parents=True, exist_ok=True)
         except (LumaError, OSError) as err:
@@ -100,7 +102,7 @@ class Display:
         self.kept.close()
 
 
-def _open(driver: str, port: int, address: int, rotate: int) -> Any:
+def _open(driver: str, port: int, address: int, rotate: int, bus: Any = None) -> Any:
     if driver == "dummy":
         from luma.core.device import dummy
 
@@ -108,7 +110,7 @@ def _open(driver: str, port: int, address: int, rotate: int) -> Any:
     from luma.core.interface.serial import i2c
     from luma.oled.device import sh1106, ssd1306
 
-    serial = i2c(port=port, address=address)
+    serial = i2c(port=port, address=address) if bus is None else i2c(bus=bus, address=address)
     device_class = {"ssd1306": ssd1306, "sh1106": sh1106}.get(driver)
     if device_class is None:
         raise DisplayError(f"unknown display driver {driver!r}")
