@@ -83,7 +83,8 @@ def build(
     pin_factory: Any = None,
     clock_synced_fn: Callable[[], bool] = clock_synced,
 ) -> Parts:
-    """Make and start every part. A part that fails raises; the ones before it are already in `started`."""
+    """Make and start every part, each one's stop given to `started` right after its start: a part that
+    fails raises, and every part that runs is already in `started`."""
     cfg = config
     events: queue.Queue[Event] = queue.Queue()
     clock = ClockWatch(clock_synced_fn)
@@ -131,8 +132,7 @@ def build(
     link.start()
     started("link", link.stop)
 
-    summary = summary_client(cfg.summary)
-    summary.start()  # connects now: the first tap's lookup finds the connection warm
+    summary = summary_client(cfg.summary)  # started last, below: nothing runs until then
     delivery = build_delivery(cfg, outbox, audit, notify=link.notify, clock_synced=clock, lookup=summary)
 
     cards = CardWorker(
@@ -151,8 +151,11 @@ def build(
     deliveries = DeliveryWorker(delivery, cards, events.put, timings)
     deliveries.start()
     started("delivery", deliveries.stop)
-    # Stopped before the delivery worker (stops run in reverse): a lookup under way ends at once and its
-    # card record is queued, where waiting it out (up to limit_s) would pass systemd's TimeoutStopSec.
+    # Started last, so stopped first (stops run in reverse): a lookup under way ends at once and its card
+    # record is queued, where waiting it out (up to limit_s) would pass systemd's TimeoutStopSec. Its stop is
+    # registered right after its start, so no failure in between (a bad key file) leaves the keeper thread
+    # and its TLS connection running. No lookup can come before: the loop starts after `build`.
+    summary.start()  # connects now: the first tap's lookup finds the connection warm
     started("summary link", summary.close)
 
     controller = Controller(
