@@ -37,7 +37,8 @@ fi
 stamp=.venv/.mynabox-deps
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[dev]'
+  # PYPI=1: where lgpio has no wheel, its sdist then builds a self-contained module (else it wants liblgpio)
+  PYPI=1 .venv/bin/pip install -q -e '.[dev]'
   touch "$stamp"
 fi
 
