@@ -335,8 +335,14 @@ class Panel:
         return tuple(p.part for p in self._parts if not p.working)
 
     def close(self) -> None:
-        for part in self._parts:
-            part.close()
+        errors = []
+        for part in self._parts:  # each, even if another's line fails
+            try:
+                part.close()
+            except Exception as err:
+                errors.append(err)
         factory, self._factory = self._factory, None
         if factory is not None and self._make_factory is not None:  # ours, not the caller's
             factory.close()
+        if errors:
+            raise errors[0]
