@@ -211,9 +211,13 @@ def test_no_gpio_chip_leaves_every_part_failed_and_retries_the_chip(tmp_path: Pa
 
 
 def test_the_chip_board_finds_lines_by_name_and_offset() -> None:
-    """Line "GPIO17" at offset 20 (a chip numbered differently) is line 20, never line 17."""
+    """Line "GPIO17" at offset 20 (a chip numbered differently) is line 20, never line 17; an unnamed line
+    is "GPIO<offset>" too (a SoC chip whose device tree gives no gpio-line-names)."""
     board = board_info("test-chip", [(17, "GPIO4"), (20, "GPIO17"), (21, "")])
-    by_name = [pin.name for _header, pin in board.find_pin("GPIO17")]
-    assert by_name == ["GPIO20"]  # gpiozero's Pi pins take the offset from this primary name
-    assert [pin.name for _h, pin in board.find_pin(21)] == ["GPIO21"]
-    assert list(board.find_pin("GPIO21")) == []
+
+    def found(name: object) -> list[str]:
+        return [pin.name for _header, pin in board.find_pin(name)]  # gpiozero takes the offset from it
+
+    assert found("GPIO17") == ["GPIO20"] and found("GPIO4") == ["GPIO17"]
+    assert found(21) == found("21") == found("GPIO21") == ["GPIO21"]
+    assert found("GPIO22") == []

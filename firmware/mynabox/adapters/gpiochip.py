@@ -70,13 +70,17 @@ def find_chip(labels: tuple[str, ...], dev: Path = Path("/dev")) -> int:
 def board_info(label: str, lines: list[tuple[int, str]]) -> Any:
     """A gpiozero BoardInfo whose one "header" is the chip's lines: found by offset or line name.
 
-    gpiozero's Pi pins take the line offset from the primary name `GPIO<offset>`; a line is *found* only by
-    its offset and its own name, so a chip whose line "GPIO17" is not at offset 17 is still read right."""
+    gpiozero's Pi pins take the line offset from the primary name `GPIO<offset>`. A line is found by its
+    offset, its own name, and `GPIO<offset>` unless another line has that name: a chip whose line "GPIO17"
+    is not at offset 17 is still read right, and on a SoC chip whose device tree names no lines (offset =
+    BCM number) "GPIO17" still means line 17."""
     from gpiozero.pins import BoardInfo, HeaderInfo, PinInfo
 
+    named = {name for _offset, name in lines if name}
     pins = {}
     for row, (offset, name) in enumerate(lines, start=1):
-        names = frozenset({offset, str(offset), *([name] if name else [])})
+        by_offset = [] if f"GPIO{offset}" in named else [f"GPIO{offset}"]
+        names = frozenset({offset, str(offset), *([name] if name else []), *by_offset})
         pins[offset] = PinInfo(offset, f"GPIO{offset}", names, "", row, 1, frozenset({"gpio"}))
     header = HeaderInfo(label, len(lines), 1, pins)
     blank: dict[str, Any] = {f: None for f in BoardInfo._fields}
