@@ -17,6 +17,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 from mynabox.adapters.panel import TONES, PinMap
 from mynabox.commands.selftest import interactive
 from mynabox.core.effects import Tone
+from support.flakypins import FlakyFactory
 
 PINS = PinMap(consent=5, emergency=6, led=13, buzzer=19, debounce_s=0.0, clear_hold_s=0.3)
 
@@ -112,3 +113,16 @@ def test_swapped_buttons_and_a_dead_led_fail(capsys: pytest.CaptureFixture[str])
     assert lines["LED off"] == "ok" and lines["both-buttons clear"] == "ok"
     assert all(lines[f"buzzer {t.value}"] == "ok" for t in Tone)
     assert failed == 4
+
+
+def test_a_part_that_cannot_be_set_up_is_named_before_any_step(capsys: pytest.CaptureFixture[str]) -> None:
+    """Its line fails (held by the running daemon, or gone): no step asks the technician about it."""
+    factory = FlakyFactory()
+    factory.broken = {f"GPIO{PINS.buzzer}"}
+    asked: list[str] = []
+    failed = interactive(PINS, ask=lambda prompt: asked.append(prompt) or "", pin_factory=factory)
+    out = capsys.readouterr().out
+    assert failed == 1 and asked == []
+    assert "FAIL buzzer: cannot be set up: OSError: [Errno 5] Input/output error" in out
+    factory.broken.clear()
+    factory.reset()

@@ -213,18 +213,30 @@ def _interactive_panel(config: Config) -> int:
     if not config.panel.enabled:
         print("skip panel: disabled in the config (no buttons, LED or buzzer)")
         return 0
-    factory = None
+    pins = load_pin_map(config.panel.pins_file)
     if config.panel.pin_factory is PinFactory.MOCK:
         from gpiozero.pins.mock import MockFactory
 
-        factory = MockFactory()
-    return interactive(load_pin_map(config.panel.pins_file), pin_factory=factory)
+        return interactive(pins, pin_factory=MockFactory())
+    from mynabox.adapters.gpiochip import chip_factory
+
+    factory = chip_factory(pins)  # the panel check above found the chip
+    try:
+        return interactive(pins, pin_factory=factory)
+    finally:
+        factory.close()
 
 
 def interactive(pins: PinMap, *, ask: Callable[[str], str] = input, pin_factory: Any = None) -> int:
     """Walk a technician through the panel: each button must post its own consent mode (a swapped pair
     fails), both held must clear, then the LED patterns and every buzzer tone are confirmed by the person."""
     steps = PanelSteps(pins, pin_factory=pin_factory)
+    broken = [kept for kept in (steps.panel.buttons, steps.panel.led, steps.panel.buzzer) if not kept.working]
+    for kept in broken:  # e.g. its lines are held by the running daemon (stop it first), or unwired
+        print(f"FAIL {kept.part.value}: cannot be set up: {kept.problem}")
+    if broken:
+        steps.close()
+        return len(broken)
     failed = 0
     try:
         for name, step in steps.all():
