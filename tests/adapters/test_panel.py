@@ -189,8 +189,11 @@ def test_parts_failing_mid_run_are_reported_and_the_rest_works(flaky: FlakyFacto
         box.close()
 
 
-def test_no_gpio_chip_leaves_every_part_failed_and_retries_the_chip(tmp_path: Path) -> None:
+def test_no_gpio_chip_leaves_every_part_failed_and_retries_the_chip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The lgpio factory on a machine without the pin map's chip (this one has no /dev/gpiochip*)."""
+    monkeypatch.chdir(tmp_path)  # importing lgpio leaves its .lgd-nfy* FIFO in the working directory
     with pytest.raises(PanelError, match=r"no GPIO chip labelled pinctrl-bcm2711 or pinctrl-bcm2835"):
         find_chip(("pinctrl-bcm2711", "pinctrl-bcm2835"), dev=tmp_path)
     made: list[object] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPin
@@ -126,3 +127,16 @@ def test_a_part_that_cannot_be_set_up_is_named_before_any_step(capsys: pytest.Ca
     assert "FAIL buzzer: cannot be set up: OSError: [Errno 5] Input/output error" in out
     factory.broken.clear()
     factory.reset()
+
+
+def test_without_a_factory_the_steps_use_the_boxs_lgpio_chip(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bench (`make hil` on a real rig) gives no factory: the box's own lgpio factory on the pin map's
+    chip, never gpiozero's automatic choice (which needs a Pi revision Debian's kernel may not give). This
+    machine has no GPIO chip, so every part is named as failed, with the chip labels it looked for."""
+    monkeypatch.chdir(tmp_path)  # importing lgpio leaves its .lgd-nfy* FIFO in the working directory
+    failed = interactive(PINS, ask=lambda _prompt: "")
+    out = capsys.readouterr().out
+    assert failed == 3
+    assert "FAIL buttons: cannot be set up: PanelError: no GPIO chip labelled pinctrl-bcm2711" in out

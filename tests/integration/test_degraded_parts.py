@@ -133,16 +133,19 @@ def test_no_display_and_no_gpio_chip_at_start_still_reads_and_delivers(
         notify.close()
     assert last_state(states)["state"] == "stopped"
 
-    # selftest names both; the daemon ran anyway.
+    # selftest names both; the daemon ran anyway. lgpio's FIFO stays out of the technician's directory.
+    technician = tmp_path / "technician"
+    technician.mkdir()
     out = subprocess.run(
         [MYNABOX, "selftest", "--config", str(config), "--timeout", "2"],
         env=dict(os.environ, **stack.env()),
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=tmp_path,
+        cwd=technician,
         check=False,
     ).stdout
+    assert not list(technician.iterdir())
     assert "FAIL display: ssd1306 on i2c-29" in out, out
     assert "FAIL panel: no GPIO chip labelled pinctrl-bcm2711 or pinctrl-bcm2835" in out, out
 

@@ -135,6 +135,7 @@ def _panel(config: Config, _timeout: float) -> str | None:
     if config.panel.pin_factory is PinFactory.MOCK:
         print("     panel: mock pins (no hardware)")
         return None
+    _import_lgpio()
     from mynabox.adapters.gpiochip import check_lines
 
     try:
@@ -144,6 +145,22 @@ def _panel(config: Config, _timeout: float) -> str | None:
     for line in found:
         print(f"     panel: {line}")
     return "; ".join(problems) or None
+
+
+def _import_lgpio() -> None:
+    """Import lgpio in a directory of its own: on import it makes a `.lgd-nfy*` FIFO in the working
+    directory and fails if it cannot (the daemon's is its RuntimeDirectory); a technician's may be
+    read-only."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mynabox-lgpio-") as fifo_dir:
+        cwd = os.getcwd()
+        os.chdir(fifo_dir)
+        try:
+            import lgpio  # noqa: F401 - imported for its side effect, here and not in the caller's directory
+        finally:
+            os.chdir(cwd)
 
 
 def _outbox(config: Config, _timeout: float) -> str | None:
@@ -218,13 +235,8 @@ def _interactive_panel(config: Config) -> int:
         from gpiozero.pins.mock import MockFactory
 
         return interactive(pins, pin_factory=MockFactory())
-    from mynabox.adapters.gpiochip import chip_factory
-
-    factory = chip_factory(pins)  # the panel check above found the chip
-    try:
-        return interactive(pins, pin_factory=factory)
-    finally:
-        factory.close()
+    _import_lgpio()
+    return interactive(pins)  # the lgpio factory on the pin map's chip (the panel check above found it)
 
 
 def interactive(pins: PinMap, *, ask: Callable[[str], str] = input, pin_factory: Any = None) -> int:
@@ -258,12 +270,15 @@ class PanelSteps:
     suite (tests/hil), which asks through its own operator channel with a timeout."""
 
     def __init__(self, pins: PinMap, *, pin_factory: Any = None) -> None:
+        from mynabox.adapters.gpiochip import chip_factory
         from mynabox.adapters.panel import Panel
         from mynabox.core.events import Event
 
         self.pins = pins
         self.events: list[Event] = []
-        self.panel = Panel(pins, self.events.append, pin_factory=pin_factory)
+        # No factory given: the box's own, lgpio on the pin map's chip (never gpiozero's automatic choice).
+        make = chip_factory if pin_factory is None else None
+        self.panel = Panel(pins, self.events.append, pin_factory=pin_factory, make_factory=make)
 
     def close(self) -> None:
         self.panel.close()
