@@ -224,3 +224,25 @@ def test_the_chip_board_finds_lines_by_name_and_offset() -> None:
     assert found("GPIO17") == ["GPIO20"] and found("GPIO4") == ["GPIO17"]
     assert found(21) == found("21") == found("GPIO21") == ["GPIO21"]
     assert found("GPIO22") == []
+
+
+def test_both_pressed_together_clear_once(factory: MockFactory, tmp_path: Path) -> None:
+    """On a kernel gpiochip both edges of a two-finger press can arrive after both lines are low: each
+    edge's handler then sees both down. One clear, not two (the VM run on gpio-sim posted two)."""
+    path = tmp_path / "pins.toml"
+    path.write_text("[buttons]\nconsent = 17\nemergency = 27\nclear_hold_s = 0.3\n" + REST)
+    posted: list[Event] = []
+    box = Panel(load_pin_map(path), posted.append, pin_factory=factory)
+    try:
+        buttons = box.buttons.device
+        assert buttons is not None
+        buttons.consent.when_activated = None  # hold the edge handlers back, as a busy kernel queue does
+        buttons.emergency.when_activated = None
+        factory.pin(17).drive_low()
+        factory.pin(27).drive_low()
+        buttons._pressed(ConsentMode.ORAL_CONSENT)  # then both edges are handled, both lines down
+        buttons._pressed(ConsentMode.LIFE_SAVING_EXCEPTION)
+        time.sleep(0.6)
+        assert posted == [ClearRequested()]
+    finally:
+        box.close()

@@ -210,10 +210,12 @@ class Buttons:
     def _pressed(self, mode: ConsentMode) -> None:
         with self._lock:
             if self.consent.is_active and self.emergency.is_active:
-                # Both down: a clear gesture, not a consent; fires only if held long enough.
-                self._both_timer = threading.Timer(self._pins.clear_hold_s, self._both_held)
-                self._both_timer.daemon = True
-                self._both_timer.start()
+                # Both down: a clear gesture, not a consent; fires only if held long enough. Pressed
+                # together, both edges can find both down (seen on a kernel gpiochip): one timer, one clear.
+                if self._both_timer is None:
+                    self._both_timer = threading.Timer(self._pins.clear_hold_s, self._both_held)
+                    self._both_timer.daemon = True
+                    self._both_timer.start()
                 return
         self._post(ConsentPressed(mode))
 
