@@ -3,7 +3,8 @@
 # does not build: compiled here out of tree from Debian's kernel source, irq_sim included) configured as a
 # chip labelled pinctrl-bcm2835 whose lines are named GPIO2/3/17/22/23/27 like a Pi's device tree gives them.
 # The guest mounts this machine's root read-only over 9p and runs tests/hw/gpiosim_guest.py with the
-# project's venv: lgpio through gpiozero, the chip found by its label, presses driven from gpio-sim's sysfs.
+# project's venv: lgpio through gpiozero, the chip found by its label, presses driven from gpio-sim's sysfs;
+# and luma's ssd1306 on a kernel I2C bus (i2c-stub, also Debian's) for the display's degrade path.
 # Downloads Debian's kernel image and source packages once (~210 MB, cached); then ~1 min a run (TCG).
 # Usage: tests/hw/gpiosim_vm.sh   (make gpio-vm). Exit 0 when every guest check passed.
 set -euo pipefail
@@ -42,13 +43,15 @@ fi
 rm -rf initrd && mkdir -p initrd/{bin,proc,sys,dev,host,mods}
 cp /bin/busybox initrd/bin/
 for tool in sh mount insmod mkdir cat chroot poweroff ls; do ln -s busybox "initrd/bin/$tool"; done
-mods=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci 9pnet 9pnet_virtio netfs fscache 9p configfs)
+mods=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci 9pnet 9pnet_virtio netfs fscache 9p configfs
+  i2c-dev)
 for m in "${mods[@]}"; do cp "$(find "kernel/lib/modules/$kver" -name "$m.ko")" initrd/mods/; done
-cp src/gpio_sim_oot.ko initrd/mods/
+cp src/gpio_sim_oot.ko "$(find "kernel/lib/modules/$kver" -name i2c-stub.ko)" initrd/mods/
 cat > initrd/init <<INIT
 #!/bin/sh
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 for m in ${mods[*]} gpio_sim_oot; do insmod /mods/\$m.ko || echo "insmod \$m failed"; done
+insmod /mods/i2c-stub.ko chip_addr=0x3c  # a kernel I2C bus answering SMBus writes at the OLED's address
 mount -t configfs none /sys/kernel/config
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 host /host
 G=/sys/kernel/config/gpio-sim/box
