@@ -212,3 +212,15 @@ def test_the_decoder_catches_a_wrong_stream() -> None:
     oled.show(drawn)
     shifted.feed([t for t in bus.transfers if t[2] != bytes([0x21, 0, 127, 0x22, 0, 7])])
     assert shifted.glass().tobytes() != drawn.convert("1").tobytes()
+
+
+def test_a_display_lost_while_the_screen_stands_still_is_found_by_the_probe() -> None:
+    """No frame is drawn while the box waits; the retry's probe ("display on") finds the NACK."""
+    bus = RecordingBus()
+    posted: list[Event] = []
+    display = Display(lambda: Oled("ssd1306", i2c_address=ADDRESS, bus=bus), posted.append)
+    display.retry()
+    assert display.failed() == () and bus.transfers[-1] == (ADDRESS, 0x00, bytes([0xAF]))
+    bus.gone = True
+    display.retry()
+    assert display.failed() == (Part.DISPLAY,) and posted == [PartHealth(Part.DISPLAY, working=False)]

@@ -66,6 +66,19 @@ class Oled:
             self.last = image
             self.frames += 1
 
+    def probe(self) -> None:
+        """Send "display on" (no change on a working display): one that went away NACKs it, so a loose
+        cable is found while the screen stands still, not at the next tap."""
+        from luma.core.error import Error as LumaError
+
+        with self._lock:
+            try:
+                self.device.show()
+                if self.frames_dir is not None and not self.frames_dir.is_dir():  # the dummy's "glass"
+                    raise FileNotFoundError(f"frames directory {self.frames_dir} is gone")
+            except (LumaError, OSError) as err:
+                raise DisplayError(f"display does not answer: {err}") from err
+
     def clear(self) -> None:
         with self._lock:
             self.device.clear()
@@ -81,7 +94,7 @@ class Display:
     """The OLED as a kept part: `show` draws if it works, `retry` opens it again if it does not."""
 
     def __init__(self, opener: Callable[[], Oled], post: Callable[[Event], None]) -> None:
-        self.kept: Kept[Oled] = Kept(Part.DISPLAY, opener, post, Oled.close)
+        self.kept: Kept[Oled] = Kept(Part.DISPLAY, opener, post, Oled.close, probe=Oled.probe)
         self.kept.start()
         self.last: Image.Image | None = None  # the last frame that reached the display
 
