@@ -3,14 +3,14 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps lint test test-fast demo bench bench-fleet hil gpio-vm fuzz screens clean image image-test image-reproducible
+.PHONY: deps lint test test-fast demo bench bench-fleet hil gpio-vm fuzz screens clean image image-test image-reproducible bundle
 
 deps:
 	@scripts/install-deps.sh
 
 lint: deps
-	$(VENV)/bin/ruff check firmware tests
-	$(VENV)/bin/ruff format --check firmware tests
+	$(VENV)/bin/ruff check firmware testkit tests
+	$(VENV)/bin/ruff format --check firmware testkit tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
@@ -65,6 +65,13 @@ image-reproducible:
 # Boots the built image under qemu-system-aarch64 -M virt (TCG) and waits for the daemon's READY.
 image-test: deps
 	$(PY) image-build/boot-test.py
+
+# A signed verity bundle of one root slot: make bundle ROOTFS=root-a.ext4 CERT=… KEY=… [KEYRING=ca.pem]
+# (CERT/KEY: files or PKCS#11 URIs; never in this repository). Output: image-build/out/mynabox-<version>.raucb
+bundle:
+	image-build/make-bundle --rootfs "$(ROOTFS)" --cert "$(CERT)" --key "$(KEY)" \
+	  $(if $(KEYRING),--keyring "$(KEYRING)") \
+	  --out image-build/out/mynabox-$$(sed -n 's/^__version__ = "\(.*\)"$$/\1/p' firmware/mynabox/__init__.py).raucb
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

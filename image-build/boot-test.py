@@ -44,9 +44,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mynabox.adapters.keyfiles import save_private_key, save_public_key
-from mynabox.testing.broker import BrokerTls, Mosquitto, free_port
-from mynabox.testing.patients import patient
-from mynabox.testing.tlsfiles import make_test_pki
+from mynabox_testkit.broker import BrokerTls, Mosquitto, free_port
+from mynabox_testkit.patients import patient
+from mynabox_testkit.tlsfiles import make_test_pki
 
 HERE = Path(__file__).resolve().parent
 DEVICE_ID = "amb-qemu"

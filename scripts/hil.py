@@ -28,11 +28,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
     rig = args.rig.resolve()
-    if not rig.is_file():
+    if not rig.exists():
         print(
-            f"no rig file {rig}: copy hw/bench/rig.example.toml to hw/bench/rig.toml and edit it",
+            f"no rig file {rig}: copy hw/bench/rig.toml, edit it, and name it with `make hil RIG=FILE`",
             file=sys.stderr,
         )
+        return 2
+    # The whole file is checked here, before pytest starts: a rig file is outside input, and a problem
+    # found inside pytest's start-up ended as an INTERNALERROR (exit 1, "a check failed").
+    sys.path.insert(0, str(ROOT / "tests"))  # as pytest imports it (tests/hil is the package "hil")
+    from hil.rig import RigError, load_rig
+
+    try:
+        load_rig(rig)
+    except RigError as err:
+        print(f"make hil: rig file {rig} refused (nothing was run):", file=sys.stderr)
+        for problem in err.problems:
+            print(f"  - {problem}", file=sys.stderr)
         return 2
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     reports = args.reports or ROOT / "reports/hil" / f"{stamp}-{re.sub(r'[^A-Za-z0-9_.-]', '_', rig.stem)}"

@@ -17,6 +17,8 @@ APT_PACKAGES=(
   nats-server                                    # the central broker cluster of the fleet tests (JetStream, MQTT)
   mtools dosfstools shellcheck                   # fleet ops: provisioning / first-boot tests on FAT images
   fdisk e2fsprogs                                # the state partition grower's test on a loop device
+  u-boot-qemu u-boot-tools qemu-system-arm       # updates: boot.scr under Debian's U-Boot in qemu (tests/update)
+  rauc dbus-daemon dbus-bin squashfs-tools       # updates: RAUC with our bootloader backend, signed bundles
 )
 
 missing=()
@@ -35,10 +37,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.mynabox-deps
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ testkit/pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
+  # The firmware and its test kit (testkit/: the demo, vcard, refsvc and the tests need it; the image does not).
   # PYPI=1: where lgpio has no wheel, its sdist then builds a self-contained module (else it wants liblgpio)
-  PYPI=1 .venv/bin/pip install -q -e '.[dev]'
+  PYPI=1 .venv/bin/pip install -q -e '.[dev]' -e ./testkit
   touch "$stamp"
 fi
 
@@ -48,6 +51,7 @@ if ! command -v npm >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 node_dir=tests/interop/node
-if [ ! -d "$node_dir/node_modules/jose" ] || [ "$node_dir/package-lock.json" -nt "$node_dir/node_modules" ]; then
+if [ ! -d "$node_dir/node_modules/jose" ] || [ ! -d "$node_dir/node_modules/@asyncapi/parser" ] \
+  || [ "$node_dir/package-lock.json" -nt "$node_dir/node_modules" ]; then
   (cd "$node_dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null)
 fi

@@ -2,7 +2,7 @@
 
 Every log record of the test process (all loggers, all threads; ``mynabox.*`` at DEBUG for the session) and
 every ``*.log`` file a test leaves in its ``tmp_path`` (the daemon's stderr, mosquitto's log) is searched for
-what would identify a synthetic patient of ``mynabox.testing.patients``: names and kana (with or without the
+what would identify a synthetic patient of ``mynabox_testkit.patients``: names and kana (with or without the
 space), birth dates (ISO, compact, slashed, 年月日), insurer numbers, the drug names of their prescriptions,
 allergy substances, the card's certificate (its CN and pieces of its DER in base64 and hex) and the test CA's
 signature-certificate attributes. A hit fails the test that was running, naming the kind of data, not the
@@ -33,8 +33,8 @@ def _variants(text: str) -> set[str]:
 @cache
 def markers() -> dict[str, str]:
     """Marker text -> what it is (``name of warfarin-elderly``); built once, from the shipped fakes."""
-    from mynabox.testing import testca
-    from mynabox.testing.patients import PATIENTS
+    from mynabox_testkit import testca
+    from mynabox_testkit.patients import PATIENTS
 
     found: dict[str, str] = {}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from logguard import leaks, markers
-from mynabox.testing.patients import patient
+from mynabox_testkit.patients import patient
 
 pytest_plugins = ("pytester",)
 TESTS = Path(__file__).resolve().parent
@@ -44,7 +44,7 @@ def test_ordinary_log_lines_pass(text: str) -> None:
 
 
 def test_every_patient_contributes_markers() -> None:
-    from mynabox.testing.patients import PATIENTS
+    from mynabox_testkit.patients import PATIENTS
 
     kinds = set(markers().values())
     for p in PATIENTS:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mynabox.testing.tlsfiles import TestPki, make_test_pki
 from mynabox.tls import TlsFilesError, client_context
+from mynabox_testkit.tlsfiles import TestPki, make_test_pki
 
 
 @pytest.fixture(scope="module")

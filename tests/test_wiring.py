@@ -18,12 +18,12 @@ from mynabox.adapters.systemd import Notifier
 from mynabox.config import load_config
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
-from mynabox.testing.inprocess import BoxThread
-from mynabox.testing.mynacard import VirtualMyNumberCard
-from mynabox.testing.patients import patient
-from mynabox.testing.stack import BoxStack
-from mynabox.testing.vpcd import VpcdCardServer
 from mynabox.wiring import run_box, summary_client
+from mynabox_testkit.inprocess import BoxThread
+from mynabox_testkit.mynacard import VirtualMyNumberCard
+from mynabox_testkit.patients import patient
+from mynabox_testkit.stack import BoxStack
+from mynabox_testkit.vpcd import VpcdCardServer
 from support.boxfiles import VALID, credentials_env, make_box, write_config
 from support.notify import NotifySocket
 from support.wait import wait_for

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mynabox.testing.pcscd import PrivatePcscd
+from mynabox_testkit.pcscd import PrivatePcscd
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,8 @@ from mynabox.card.errors import (
 from mynabox.card.jpki import CardRead, CardType, ReaderCaps, read_auth_certificate
 from mynabox.card.session import run
 from mynabox.card.transport import Transport
-from mynabox.testing import testca
-from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
+from mynabox_testkit import testca
+from mynabox_testkit.mynacard import Faults, VirtualMyNumberCard
 
 CARD = "CONTRACTCARD00000000001"
 UNKNOWN = ReaderCaps()  # a reader nothing is known about yet

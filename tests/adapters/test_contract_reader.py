@@ -8,9 +8,9 @@ import pytest
 
 from mynabox.adapters.pcsc import PcscCard, PcscReader
 from mynabox.card.transport import Transport
-from mynabox.testing.mynacard import VirtualMyNumberCard
-from mynabox.testing.pcscd import PrivatePcscd
-from mynabox.testing.vpcd import VpcdCardServer
+from mynabox_testkit.mynacard import VirtualMyNumberCard
+from mynabox_testkit.pcscd import PrivatePcscd
+from mynabox_testkit.vpcd import VpcdCardServer
 from support.fakecard import FakeCardTransport
 
 from .contract_reader import NotAnnounced, Present, ReaderContract

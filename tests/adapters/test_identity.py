@@ -12,7 +12,7 @@ import pytest
 from mynabox.adapters.identity import IdentityFile, Kind, Refusal, check_identity, check_permissions
 from mynabox.adapters.keyfiles import save_private_key, save_public_key
 from mynabox.payload.keys import generate_device_key
-from mynabox.testing.tlsfiles import make_test_pki
+from mynabox_testkit.tlsfiles import make_test_pki
 
 
 def identity(tmp_path: Path) -> list[IdentityFile]:

@@ -27,8 +27,8 @@ from mynabox.gateway.store import SeenStore
 from mynabox.gateway.subscriber import Receiver, ReceiverSettings
 from mynabox.payload.envelope import Kind
 from mynabox.payload.topics import topic
-from mynabox.testing.broker import DeliveryKit, Mosquitto
-from mynabox.testing.tlsfiles import make_test_pki
+from mynabox_testkit.broker import DeliveryKit, Mosquitto
+from mynabox_testkit.tlsfiles import make_test_pki
 from support.wait import wait_for
 
 pytestmark = pytest.mark.stack
@@ -557,7 +557,7 @@ def test_a_50_mb_packet_is_cut_off_before_the_broker_reads_it_in(kit: DeliveryKi
 def test_the_queue_of_an_offline_subscriber_is_bounded(
     kit: DeliveryKit, broker: Mosquitto, tmp_path: Path
 ) -> None:
-    from mynabox.testing.broker import MAX_QUEUED_BYTES
+    from mynabox_testkit.broker import MAX_QUEUED_BYTES
 
     gw = Gateway(kit, broker, tmp_path)
     gw.receiver.start()

@@ -15,7 +15,7 @@ from smartcard import scard
 
 from mynabox.adapters.pcsc import PcscCard, PcscReader, error_name, translate
 from mynabox.card.errors import CardRemoved, CardUnresponsive, ReaderGone, ServiceGone
-from mynabox.testing.pcscd import PrivatePcscd
+from mynabox_testkit.pcscd import PrivatePcscd
 
 
 @pytest.mark.parametrize(
@@ -141,7 +141,7 @@ class _WireCard:
     """The card side of vpcd's protocol at its simplest: an ATR, then 9000 to every APDU.
 
     Only for adapter mechanics (connect, transmit, removal); the My Number Card simulator lives in
-    mynabox.testing. `drop_after=n` closes the connection instead of answering APDU n: the card
+    mynabox_testkit. `drop_after=n` closes the connection instead of answering APDU n: the card
     leaves the field mid-exchange.
     """
 

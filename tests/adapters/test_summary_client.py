@@ -24,9 +24,9 @@ import pytest
 
 from mynabox.adapters.summary_client import HttpsSummaryClient, SummaryClientConfigError
 from mynabox.summary.port import Found, LookupResult, NotRegistered, Unavailable
-from mynabox.testing import patients
-from mynabox.testing.refsvc import ReferenceService
-from mynabox.testing.tlsfiles import TestPki, certificate_with_cn, make_test_pki
+from mynabox_testkit import patients
+from mynabox_testkit.refsvc import ReferenceService
+from mynabox_testkit.tlsfiles import TestPki, certificate_with_cn, make_test_pki
 from support.hostile import DRIP_PLACES, Behaviour, HostileServer, answer, drip, http
 from support.wait import wait_for
 
@@ -312,6 +312,24 @@ def test_silent_server_times_out(hostile: Callable[..., HostileServer], pki: Tes
     assert assert_clean(lookup(c)) == "timed out waiting for the service (after 2 attempts)"
 
 
+def test_close_ends_a_lookup_waiting_on_a_silent_service(
+    hostile: Callable[..., HostileServer], pki: TestPki
+) -> None:
+    """The daemon's stop: close() wakes the lookup's read at once, instead of leaving it to its timeout."""
+    server = hostile(lambda tls, attempt, stopping: stopping.wait(60) and None)
+    c, _ = client(f"https://127.0.0.1:{server.port}", pki, timeout_s=60.0, retries=2)
+    results: list[LookupResult] = []
+    worker = threading.Thread(target=lambda: results.append(lookup(c)))
+    worker.start()
+    assert wait_for(lambda: len(server.requests) == 1, 10)
+    c.close()
+    worker.join(timeout=20)  # a third of the timeout: close() ended it, not the clock
+    assert not worker.is_alive()
+    reason = assert_clean(results[0])
+    assert "timed out waiting" not in reason and reason.endswith("the box is stopping (after 1 attempt)")
+    assert server.connections == 1
+
+
 def test_slow_drip_is_cut_by_the_overall_deadline(
     hostile: Callable[..., HostileServer], pki: TestPki
 ) -> None:
@@ -362,7 +380,7 @@ IN_NAMESPACE = 'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.co
 LOOKUP_SCRIPT = """
 import json, sys, time
 from mynabox.adapters.summary_client import HttpsSummaryClient
-from mynabox.testing.tlsfiles import certificate_with_cn
+from mynabox_testkit.tlsfiles import certificate_with_cn
 a = json.loads(sys.argv[1])
 c = HttpsSummaryClient(a["url"], ca_file=a["ca"], client_cert=a["cert"], client_key=a["key"],
                        timeout_s=5.0, retries=2, limit_s=a["limit_s"])
@@ -535,7 +553,7 @@ def test_a_session_is_resumed_only_within_its_lifetime(refsvc: ReferenceService,
     c, _ = client(refsvc.base_url, pki, session_max_s=0.5)
     assert isinstance(lookup(c), Found)
     refsvc.hang_up_all()
-    assert wait_for(lambda: c._idle is None or not c._idle.clean(), 5)
+    assert wait_for(lambda: c._pool.idle is None or not c._pool.idle.clean(), 5)
     assert isinstance(lookup(c), Found)  # within 0.5 s: resumed
     refsvc.hang_up_all()
     time.sleep(0.6)
@@ -601,7 +619,7 @@ def test_no_patient_data_stays_in_the_kept_connection(refsvc: ReferenceService, 
     secrets = [PATIENT.name, PATIENT.kana, "ワルファリン", PATIENT.card_id]
     # The walk finds a secret where one is held (here, the result itself) ...
     assert any(s in t for t in strings_reachable_from(result) for s in secrets if isinstance(t, str))
-    conn = c._idle
+    conn = c._pool.idle
     assert conn is not None and conn.sock is not None and conn.sock.pending() == 0
     # ... and nothing of the patient in the connection that waits for the next lookup.
     encoded = [s.encode() for s in secrets] + [s.encode("unicode_escape") for s in secrets]
@@ -630,7 +648,7 @@ def test_the_service_address_is_cached_within_its_ttl(
             c, _ = client(f"https://localhost:{service.port}", named, dns_ttl_s=ttl)
             assert isinstance(lookup(c), Found)
             service.hang_up_all()  # the next lookup needs a new connection, hence an address
-            assert wait_for(lambda c=c: c._idle is None or not c._idle.clean(), 5)
+            assert wait_for(lambda c=c: c._pool.idle is None or not c._pool.idle.clean(), 5)
             assert isinstance(lookup(c), Found)
             assert calls.count("localhost") == expected
             c.close()

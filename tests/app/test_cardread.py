@@ -12,8 +12,8 @@ from mynabox.card.certcheck import CertStatus, TrustStore
 from mynabox.card.errors import CardRemoved
 from mynabox.card.identity import card_key_hash
 from mynabox.card.jpki import CardType, ReaderCaps
-from mynabox.testing import testca
-from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
+from mynabox_testkit import testca
+from mynabox_testkit.mynacard import Faults, VirtualMyNumberCard
 from support.fakecard import FakeCardTransport
 
 CARD = "CARDREADTESTCARD0000001"

@@ -17,14 +17,15 @@ from mynabox.adapters.summary_client import HttpsSummaryClient
 from mynabox.app.delivery import Delivery, Identity, ReadContext
 from mynabox.card.certcheck import TrustStore, check_certificate
 from mynabox.card.tlv import MAX_OBJECT
+from mynabox.payload.bodies import body_problem
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES, Kind
 from mynabox.payload.seal import Opener, Sealer
 from mynabox.summary.flags import FlagCode
-from mynabox.testing.broker import DeliveryKit
-from mynabox.testing.patients import OVERSIZE, patient
-from mynabox.testing.refsvc import ReferenceService
-from mynabox.testing.tlsfiles import certificate_with_cn
 from mynabox.vocab import ConsentMode, Outcome
+from mynabox_testkit.broker import DeliveryKit
+from mynabox_testkit.patients import OVERSIZE, patient
+from mynabox_testkit.refsvc import ReferenceService
+from mynabox_testkit.tlsfiles import certificate_with_cn
 
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 DEVICE = "ambulance-01"
@@ -124,6 +125,20 @@ def test_found_summary_is_sealed_queued_and_audited(rig: Rig) -> None:
     assert b"anticoagulant" not in rig.audit.path.read_bytes()  # the box's own chain keeps no flags
     assert rig.audit.verify().ok
     assert rig.notified  # the link was told to drain
+
+
+@pytest.mark.parametrize("key", ["warfarin-elderly", "dialysis", "insulin-diabetic", "allergy", "healthy"])
+def test_the_summary_message_carries_the_flags_the_box_showed(rig: Rig, key: str) -> None:
+    """Each flag with the items that raised it, in the OLED's order; linked to the audit record by id."""
+    result = rig.delivery.deliver(read_of(key), ConsentMode.ORAL_CONSENT)
+    (_, _, summary_body), (_, _, audit_body) = opened_bodies(rig)
+    assert summary_body["flags"] == [f.to_json() for f in result.flags]
+    assert [f["code"] for f in summary_body["flags"]] == list(result.items) == audit_body["shown"]  # type: ignore[index]
+    for flag, shown in zip(summary_body["flags"], result.flags, strict=True):  # type: ignore[call-overload]
+        assert flag["items"] and len(flag["items"]) == len(shown.evidence)  # the OLED's lines, one each
+    record = audit_body["record"]
+    assert record["message"] == result.message_id and record["card"] == summary_body["read"]["card_hash"]  # type: ignore[index]
+    assert body_problem(Kind.SUMMARY, DEVICE, summary_body) is None
 
 
 def test_not_registered_sends_a_card_record(rig: Rig) -> None:

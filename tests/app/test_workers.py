@@ -11,10 +11,10 @@ from mynabox.adapters.pcsc import PcscReader
 from mynabox.app.workers import CardWorker
 from mynabox.card.certcheck import TrustStore
 from mynabox.core.events import CardRead, Event
-from mynabox.testing import testca
-from mynabox.testing.mynacard import VirtualMyNumberCard
-from mynabox.testing.pcscd import PrivatePcscd
-from mynabox.testing.vpcd import VpcdCardServer
+from mynabox_testkit import testca
+from mynabox_testkit.mynacard import VirtualMyNumberCard
+from mynabox_testkit.pcscd import PrivatePcscd
+from mynabox_testkit.vpcd import VpcdCardServer
 
 pytestmark = pytest.mark.stack
 TRUST = TrustStore.jlis([testca.test_ca_pem()])

@@ -15,8 +15,8 @@ from mynabox.app.reader import PresentedCard
 from mynabox.app.workers import MAX_HELD, CardWorker
 from mynabox.card.certcheck import TrustStore
 from mynabox.core.events import CardRead, Event
-from mynabox.testing import testca
-from mynabox.testing.mynacard import VirtualMyNumberCard
+from mynabox_testkit import testca
+from mynabox_testkit.mynacard import VirtualMyNumberCard
 from support.fakecard import FakeCardTransport
 
 TRUST = TrustStore.jlis([testca.test_ca_pem()])

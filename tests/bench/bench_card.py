@@ -37,10 +37,10 @@ from mynabox.card.certcheck import TrustStore
 from mynabox.card.jpki import AID_JPKI, EF_AUTH_CERT, ReaderCaps, read_auth_certificate
 from mynabox.card.session import run
 from mynabox.card.tlv import der_total_length
-from mynabox.testing import testca
-from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
-from mynabox.testing.pcscd import PrivatePcscd
-from mynabox.testing.vpcd import VpcdCardServer
+from mynabox_testkit import testca
+from mynabox_testkit.mynacard import Faults, VirtualMyNumberCard
+from mynabox_testkit.pcscd import PrivatePcscd
+from mynabox_testkit.vpcd import VpcdCardServer
 
 CARD = "BENCHCARD00000000000001"
 MODEL = Faults(latency_s=0.003, baud=424)  # 3 ms turnaround per APDU, 424 kbit/s on the air

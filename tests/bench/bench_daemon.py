@@ -41,10 +41,10 @@ import mynabox
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the support package
 
 from mynabox.app.readtiming import parse
-from mynabox.testing.mynacard import VirtualMyNumberCard
-from mynabox.testing.patients import PATIENTS
-from mynabox.testing.stack import BoxStack
-from mynabox.testing.vpcd import VpcdCardServer
+from mynabox_testkit.mynacard import VirtualMyNumberCard
+from mynabox_testkit.patients import PATIENTS
+from mynabox_testkit.stack import BoxStack
+from mynabox_testkit.vpcd import VpcdCardServer
 from support.linkemu import LinkEmulator
 from support.notify import NotifySocket
 

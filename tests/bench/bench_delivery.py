@@ -29,10 +29,10 @@ from bench_seal import measure
 
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
-from mynabox.testing.mynacard import VirtualMyNumberCard
-from mynabox.testing.patients import PATIENTS
-from mynabox.testing.stack import BoxStack
-from mynabox.testing.vpcd import VpcdCardServer
+from mynabox_testkit.mynacard import VirtualMyNumberCard
+from mynabox_testkit.patients import PATIENTS
+from mynabox_testkit.stack import BoxStack
+from mynabox_testkit.vpcd import VpcdCardServer
 from support.notify import NotifySocket
 
 READS = int(os.environ.get("BENCH_READS", "30"))

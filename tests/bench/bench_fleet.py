@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the supp
 from mynabox.gateway.core import ReceiverCore
 from mynabox.gateway.store import SeenStore
 from mynabox.payload.seal import Opened
-from mynabox.testing.broker import DeliveryKit, Mosquitto
+from mynabox_testkit.broker import DeliveryKit, Mosquitto
 from support.cluster import (
     FD_SETSIZE,
     CentralConsumer,

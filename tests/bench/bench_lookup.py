@@ -25,9 +25,9 @@ from mynabox.adapters.summary_client import HttpsSummaryClient
 from mynabox.summary.flags import derive_flags
 from mynabox.summary.model import Summary
 from mynabox.summary.port import Found
-from mynabox.testing import patients
-from mynabox.testing.refsvc import ReferenceService
-from mynabox.testing.tlsfiles import TestPki, certificate_with_cn, make_test_pki
+from mynabox_testkit import patients
+from mynabox_testkit.refsvc import ReferenceService
+from mynabox_testkit.tlsfiles import TestPki, certificate_with_cn, make_test_pki
 from support.linkemu import LinkEmulator
 from support.wait import wait_for
 
@@ -76,13 +76,13 @@ def over_link(service: ReferenceService, pki: TestPki, cert: bytes, rtt_ms: int,
             if warm:
                 service.hang_up_all()  # the service restarts: a new connection, the TLS session resumed
                 resumed_before = service.stats["resumed"]
-                wait_for(lambda c=client: c._idle is None or not c._idle.clean(), 5)
+                wait_for(lambda c=client: c._pool.idle is None or not c._pool.idle.clean(), 5)
                 figures["warm_reconnect_ms"] = round(timed(client, cert), 1)
                 figures["warm_reconnect_resumed"] = service.stats["resumed"] - resumed_before
                 client.close()
                 started = make_client(url, pki, warm=True)
                 started.start()  # the daemon's start: connected before the first tap
-                wait_for(lambda c=started: c._idle is not None, 10)
+                wait_for(lambda c=started: c._pool.idle is not None, 10)
                 figures["warm_first_after_start_ms"] = round(timed(started, cert), 1)
                 started.close()
             else:

@@ -21,7 +21,7 @@ from mynabox.adapters.outbox import Outbox, SealedBytes
 from mynabox.config.model import Credential, MqttConfig
 from mynabox.payload.envelope import Kind
 from mynabox.payload.topics import topic
-from mynabox.testing.broker import DeliveryKit, Mosquitto
+from mynabox_testkit.broker import DeliveryKit, Mosquitto
 
 DEV = "ambulance-01"
 N = 200

@@ -32,8 +32,8 @@ from mynabox.card.jpki import (
     read_auth_certificate,
 )
 from mynabox.card.session import run
-from mynabox.testing import testca
-from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
+from mynabox_testkit import testca
+from mynabox_testkit.mynacard import Faults, VirtualMyNumberCard
 from support.fakecard import FakeCardTransport
 
 SELECT_JPKI = "00A4040C0AD392F000260100000001"
@@ -542,7 +542,7 @@ def test_first_answer_shorter_than_the_der_header() -> None:
     assert drive(read_auth_certificate(ReaderCaps(extended=False)), transcript).certificate == CERT
 
 
-# -- against the independent virtual card (mynabox.testing), through its in-memory transport -------------
+# -- against the independent virtual card (mynabox_testkit), through its in-memory transport -------------
 
 CARD_ID = "H1-CARD-0001"
 

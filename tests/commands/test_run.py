@@ -93,3 +93,25 @@ def test_unreadable_config_exits_78(box: Path) -> None:
     done = run_daemon("/dev/zero", box)
     assert (done.returncode, "Traceback" in done.stderr) == (EXIT_CONFIG, False), done.stderr
     assert "/dev/zero: 1 problem(s)\n  <file>: a character device, not a regular file" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            VALID.replace('host = "127.0.0.1"', 'host = "127.0.0.1"\nport = ' + "9" * 5000),
+            "<toml>: a number too long to convert (more than 4300 digits)",
+        ),
+        (
+            VALID.replace('ca_file = "ca.pem"', 'ca_file = "c\\u0000a.pem"', 1),
+            "summary.ca_file: holds a control character (e.g. NUL): not a usable path",
+        ),
+    ],
+    ids=["long-integer", "nul-in-path"],
+)
+def test_a_long_integer_or_a_nul_path_exits_78(box: Path, text: str, expected: str) -> None:
+    # Issue 23 item 5: these were a traceback and exit 1, restarted every second by Restart=always.
+    done = run_daemon(write_config(box, text + DAEMON_EXTRA), box)
+    assert (done.returncode, "Traceback" in done.stderr) == (EXIT_CONFIG, False), done.stderr
+    assert expected in done.stderr, done.stderr
+    assert not (box / "state").exists()

@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 from mynabox.adapters.keyfiles import CREDENTIALS_ENV, save_private_key, save_public_key
 from mynabox.config import ConfigError, load_config, parse_config
 from mynabox.payload.keys import generate_device_key
-from mynabox.testing.tlsfiles import make_test_pki
+from mynabox_testkit.tlsfiles import make_test_pki
 from support.boxfiles import VALID, credentials_env, make_box, write_config
 
 EX_CONFIG = 78
@@ -106,6 +106,45 @@ def test_deeply_nested_toml_is_a_config_error(box: Path, text: str) -> None:
 def test_deeply_nested_toml_through_check_config(box: Path) -> None:
     path = write_config(box, VALID + "x = " + "[" * 50000 + "]" * 50000 + "\n")
     assert_refused(check_config(path, credentials_env(box)), "<toml>: nested more than 8 levels deep")
+
+
+# Issue 23 item 5: tomllib's int() refuses more than 4300 digits with a ValueError, and the OS refuses a
+# path with NUL with one; both were tracebacks (check-config) and exit 1 (run) before.
+HOSTILE_VALUES = {
+    "long-integer": (
+        VALID.replace('host = "127.0.0.1"', 'host = "127.0.0.1"\nport = ' + "9" * 5000),
+        "<toml>: a number too long to convert (more than 4300 digits)",
+    ),
+    "nul-in-path": (
+        VALID.replace('gateway_public_key = "gateway.pem"', 'gateway_public_key = "gate\\u0000way.pem"'),
+        "sealing.gateway_public_key: holds a control character (e.g. NUL): not a usable path",
+    ),
+    "nul-in-url": (
+        VALID.replace("https://127.0.0.1:8443/v1", "https://127.0.0.1:8443/v\\u00001"),
+        "summary.url: 'https://127.0.0.1:8443/v\\x001' is not allowed — https://host[:port][/prefix]",
+    ),
+    "nul-in-credentials-dir": (
+        'credentials_dir = "creds\\u0000x"\n' + VALID,
+        "credentials_dir: holds a control character (e.g. NUL): not a usable path",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_VALUES, ids=list(HOSTILE_VALUES))
+@pytest.mark.parametrize("file_checks", [True, False], ids=["file-checks", "no-file-checks"])
+def test_a_long_integer_or_a_nul_in_a_path_is_a_config_error(box: Path, case: str, file_checks: bool) -> None:
+    text, expected = HOSTILE_VALUES[case]
+    env = {} if case == "nul-in-credentials-dir" else credentials_env(box)
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source=box / "c.toml", environ=env, check_files=file_checks)
+    assert expected in [str(i) for i in info.value.issues]
+
+
+@pytest.mark.parametrize("case", HOSTILE_VALUES, ids=list(HOSTILE_VALUES))
+def test_a_long_integer_or_a_nul_in_a_path_through_check_config(box: Path, case: str) -> None:
+    text, expected = HOSTILE_VALUES[case]
+    env = {} if case == "nul-in-credentials-dir" else credentials_env(box)
+    assert_refused(check_config(write_config(box, text), env), expected)
 
 
 def test_config_writable_by_others_is_refused(box: Path) -> None:

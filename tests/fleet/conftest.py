@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mynabox.adapters.keyfiles import save_public_key
-from mynabox.testing.tlsfiles import make_test_pki
+from mynabox_testkit.tlsfiles import make_test_pki
 
 DEVICE_ID = "amb-0001"
 FAT_START_SECTOR = 2048

@@ -4,9 +4,11 @@ bad input refused before a byte is written."""
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -20,12 +22,12 @@ from mynabox.fleet.firstboot import BUNDLE_DIR
 from mynabox.fleet.provision import generate_keys, write_bundle
 
 
-def provision(*argv: str) -> subprocess.CompletedProcess[str]:
+def provision(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mynabox.cli", "provision", *argv],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
 
@@ -198,3 +200,87 @@ def test_gateway_keys_are_a_pair_stock_libraries_import_and_never_overwritten(tm
     again = provision("gateway-keys", "--out", str(out))
     assert again.returncode != 0 and "would overwrite" in again.stderr
     assert private.read_bytes() == before
+
+
+# -- issue 23 items 5 and 8: hostile vehicle files and targets, keys all or nothing ------------------------
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (
+            lambda t: t.replace('"mqtt/ca.pem"', '"mqtt/\\u0000ca.pem"'),
+            "mqtt.ca_file: holds a control character",
+        ),
+        (lambda t: t.replace("port = 8883", "port = " + "[" * 5000 + "]" * 5000), "nested too deep"),
+        (lambda t: t + "x = " + "{a = " * 5000 + "1" + "}" * 5000 + "\n", "nested too deep"),
+        (lambda t: t.replace("port = 8883", "port = " + "9" * 5000), "a number too long to convert"),
+    ],
+    ids=["nul-in-path", "arrays-5000-deep", "tables-5000-deep", "5000-digit-port"],
+)
+@pytest.mark.parametrize("action", ["check", "write"])
+def test_hostile_vehicle_files_are_refused_with_reasons(
+    vehicle: Vehicle, card: Path, edit: Callable[[str], str], reason: str, action: str
+) -> None:
+    vehicle.write(edit(vehicle_text()))
+    before = digest(card)
+    done = provision(action, str(vehicle.file), *([str(card)] if action == "write" else []))
+    assert (done.returncode, "Traceback" in done.stderr) == (2, False), done.stderr
+    assert reason in done.stderr and "refused, nothing written" in done.stderr
+    assert digest(card) == before
+
+
+def test_writing_onto_a_fifo_is_refused_at_once(vehicle: Vehicle, tmp_path: Path) -> None:
+    fifo = tmp_path / "card.fifo"
+    os.mkfifo(fifo)
+    done = provision("write", str(vehicle.file), str(fifo), timeout=30)  # before: blocked
+    assert (done.returncode, "Traceback" in done.stderr) == (2, False), done.stderr
+    assert f"{fifo}: a FIFO, not an image file or a block device" in done.stderr
+
+
+def test_a_directory_or_a_character_device_as_target_is_refused(vehicle: Vehicle, tmp_path: Path) -> None:
+    for target, kind in ((tmp_path, "a directory"), (Path("/dev/zero"), "a character device")):
+        done = provision("write", str(vehicle.file), str(target))
+        assert (done.returncode, "Traceback" in done.stderr) == (2, False), done.stderr
+        assert f"{target}: {kind}, not an image file or a block device" in done.stderr
+
+
+@pytest.mark.parametrize("stale", ["mqtt-client.csr", "summary-client.csr", "device-key.pub.pem"])
+def test_keys_refuses_a_stale_file_before_writing_any_key(tmp_path: Path, stale: str) -> None:
+    out = tmp_path / "keys"
+    out.mkdir()
+    (out / stale).write_text("left from an earlier run\n")
+    done = provision("keys", "--device-id", DEVICE_ID, "--out", str(out))
+    assert done.returncode == 2 and f"would overwrite {stale}" in done.stderr, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == [stale]  # before the fix: three private keys beside it
+    (out / stale).unlink()
+    assert provision("keys", "--device-id", DEVICE_ID, "--out", str(out)).returncode == 0
+
+
+def test_keys_refuses_a_dangling_symlink_in_the_way(tmp_path: Path) -> None:
+    out = tmp_path / "keys"
+    out.mkdir()
+    (out / "audit-key").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(FileExistsError, match="would overwrite audit-key"):
+        generate_keys(out, DEVICE_ID)
+    assert [p.name for p in out.iterdir()] == ["audit-key"] and not (tmp_path / "elsewhere").exists()
+
+
+def test_keys_that_fail_halfway_leave_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another run takes the last name between the check and the write: write_new's O_EXCL refuses it, and
+    # the files this call wrote before are removed (no private key left without its vehicle file).
+    out = tmp_path / "keys"
+    out.mkdir()
+    from mynabox.fleet import provision as prov
+
+    real = prov.write_new
+
+    def racing(path: Path, data: bytes, *, mode: int) -> None:
+        if path.name == "vehicle.toml":
+            path.write_text("another run's file\n")
+        real(path, data, mode=mode)
+
+    monkeypatch.setattr(prov, "write_new", racing)
+    with pytest.raises(FileExistsError):
+        generate_keys(out, DEVICE_ID)
+    assert [p.name for p in out.iterdir()] == ["vehicle.toml"]

@@ -86,11 +86,12 @@ def _signature(err: BaseException) -> str:
     return f"{type(err).__name__} at {where}"
 
 
-def main(setup: Callable[[], Callable[[bytes], None]]) -> None:
-    """Fuzz one target with atheris (called from a target module's ``__main__``)."""
+def main(setup: Callable[[], Callable[[bytes], None]], *, include: tuple[str, ...] = ("mynabox",)) -> None:
+    """Fuzz one target with atheris (called from a target module's ``__main__``); ``include``: the packages
+    to instrument (the bench's rig files are parsed in ``tests/hil``, the package ``hil``)."""
     import atheris
 
-    with atheris.instrument_imports(include=["mynabox"]):
+    with atheris.instrument_imports(include=list(include)):
         one_input = setup()
     strict = os.environ.get("MYNABOX_FUZZ_STRICT") == "1"
     crashes = Path(os.environ.get("MYNABOX_FUZZ_CRASHES", OUT / "crashes"))

@@ -4,7 +4,8 @@ Files named ``crash-*`` are regression inputs from fuzzing and are kept.
 
 Seeds are real inputs each target's parser accepts - a transcript of the virtual card, a test card's
 certificate, sealed messages of every kind, a synthetic patient's summary, the example config, an audit
-log - plus a few near misses, so the fuzzer starts deep. No seed holds a real person's data.
+log, the bench's rig files - plus a few near misses, so the fuzzer starts deep. No seed holds a real
+person's data.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def frame(chunks: list[bytes]) -> bytes:
 def card_session() -> None:
     from mynabox.card import session
     from mynabox.card.jpki import ReaderCaps, read_auth_certificate
-    from mynabox.testing.mynacard import VirtualMyNumberCard
+    from mynabox_testkit.mynacard import VirtualMyNumberCard
 
     for name, extended, caps_byte, caps in [
         ("extended", True, 0, ReaderCaps()),
@@ -58,7 +59,7 @@ def card_session() -> None:
 
 
 def certcheck() -> None:
-    from mynabox.testing import testca
+    from mynabox_testkit import testca
 
     der = testca.auth_certificate("fuzz-seed-0001")
     write("certcheck", "test-card", b"\x01" + der)
@@ -73,7 +74,7 @@ def envelopes() -> None:
 
     from mynabox.payload.envelope import Kind
     from mynabox.payload.seal import Sealer
-    from mynabox.testing.patients import patient, summary_for
+    from mynabox_testkit.patients import patient, summary_for
 
     s = sealer()
     assert isinstance(s, Sealer)
@@ -124,12 +125,43 @@ def envelopes() -> None:
 def summaries() -> None:
     from fuzzkeys import NOW
 
-    from mynabox.testing.patients import PATIENTS, summary_for
+    from mynabox_testkit.patients import PATIENTS, summary_for
 
     for p in PATIENTS:
         s = summary_for(p, NOW.date())
         if s is not None:
             write("summary", p.key, json.dumps(s.to_json(), ensure_ascii=False).encode())
+
+
+def pages() -> None:
+    from fuzzkeys import NOW
+
+    from mynabox_testkit.patients import PATIENTS, summary_for
+
+    read = {
+        "card_hash": "0123456789abcdef",
+        "card_type": "my-number-card",
+        "certificate_check": {"status": "ok"},
+        "read_at": NOW.isoformat(),
+        "consent": "oral-consent",
+    }
+    for p in PATIENTS:
+        s = summary_for(p, NOW.date())
+        if s is not None:
+            body = {"summary": s.to_json(), "read": read}
+            write("page", p.key, b"\x02" + json.dumps(body, ensure_ascii=False).encode())
+    record = {"card_record": {"certificate": "AAAA", "reason": "lookup-unavailable"}, "read": read}
+    write("page", "card-record", b"\x03" + json.dumps(record).encode())
+    allergy = next(p for p in PATIENTS if p.key == "allergy")
+    s = summary_for(allergy, NOW.date())
+    assert s is not None
+    doc = s.to_json()
+    doc["allergies"]["allergies"][0]["substance"] = ("a" + "\u0301" * 45) * 4
+    doc["medications"][0]["drug_name"] = "W" * 200
+    doc["patient"]["name"] = '<img src=x onerror="alert(1)">'
+    odd_read = {**read, "consent": "\u202e<b>", "read_at": "9999-12-31T23:59:59+14:00"}
+    hostile = {"summary": doc, "read": odd_read}
+    write("page", "hostile", b"\x00" + json.dumps(hostile, ensure_ascii=False).encode())
 
 
 def config() -> None:
@@ -167,16 +199,130 @@ def audit() -> None:
     write("audit", "published", b"\x01" + json.dumps(published_body(entry, ("anticoagulant",))).encode())
 
 
+def rig() -> None:
+    """The committed rig files, one like the terminal test's, and the refusals of issue 23 item 11."""
+    from harness import ROOT
+
+    for name in ("rig", "virtual"):
+        write("rig", name, (ROOT / f"hw/bench/{name}.toml").read_bytes())
+    write(
+        "rig",
+        "hardware-bench",
+        b'[rig]\nname = "t"\nmode = "hardware"\ntechnician = "T-1"\n[box]\nconfig = "box/config.toml"\n'
+        b'[reader]\nname = "vpcd"\nread_timeout_s = 5\n[oled]\naddress = 0x3d\nport = 0\n'
+        b"[parts]\noled = false\nwatchdog = true\n"
+        b'[bench]\nbroker = "127.0.0.1:8883"\nsummary_url = "https://127.0.0.1:8443"\ngateway_ca = "ca.pem"\n'
+        b'gateway_cert = "g.pem"\ngateway_key = "g.key"\ngateway_envelope_key = "e.key"\n'
+        b'device_keys_dir = "keys"\n[operator]\ntimeout_s = 3\n'
+        b"[limits.card_read_ms]\nhigh = 900\nmarginal_high = 500\n[limits.apdus_per_read]\nlow = 1\n"
+        b'[virtual]\ndevice_id = "amb-virtual-02"\nfaults = ["dead-led", "silent-card"]\n',
+    )
+    virtual = b'[rig]\nmode = "virtual"\ntechnician = "T-1"\n'
+    write("rig", "rig-not-a-table", b"rig = 5\n")
+    write("rig", "port-a-string", virtual + b'[oled]\nport = "one"\n')
+    write("rig", "port-inf", virtual + b"[oled]\nport = inf\n")
+    write("rig", "limits-not-a-table", b"limits = 3\n" + virtual)
+
+
 def topics() -> None:
     for t in ["mynabox/amb-fuzz-01/summary", "mynabox/amb-fuzz-01/audit", "mynabox/+/summary", "amb-1/state"]:
         write("topic", t.replace("/", "_").replace("+", "plus"), t.encode())
+
+
+VEHICLE = """[device]
+id = "amb-0001"
+unit_id = "tokyo-12"
+
+[mqtt]
+host = "gateway.local"
+port = 8883
+ca_file = "mqtt/ca.pem"
+client_cert = "mqtt/client-amb-0001.pem"
+client_key = "mqtt/client-amb-0001.key"
+
+[summary]
+url = "https://summary.example.jp/v1"
+ca_file = "summary/ca.pem"
+client_cert = "summary/client-amb-0001.pem"
+client_key = "summary/client-amb-0001.key"
+
+[sealing]
+gateway_public_key = "gateway.pem"
+device_key = "device-key.pem"
+
+[audit]
+key = "audit-key"
+"""
+
+
+def vehicle() -> None:
+    write("vehicle", "valid", VEHICLE.encode())
+    write(
+        "vehicle",
+        "bench",
+        (VEHICLE + '[display]\ndriver = "dummy"\n[panel]\npin_factory = "mock"\n').encode(),
+    )
+    write(
+        "vehicle",
+        "swapped-keys",
+        VEHICLE.replace("mqtt/client-amb-0001.key", "summary/client-amb-0001.key").encode(),
+    )
+    write("vehicle", "unknown-section", (VEHICLE + '[mqt]\nhost = "x"\n').encode())
+
+
+def bundle() -> None:
+    """A real bundle.json, and /mynabox/credentials as mkfs.vfat and mcopy lay it out (FAT16)."""
+    import subprocess
+    import tempfile
+    from pathlib import Path, PurePosixPath
+
+    from fuzz_vehicle import vehicle_dir
+
+    from mynabox.fleet.bundle import load_vehicle
+    from mynabox.fleet.fatimage import FatImage
+    from mynabox.fleet.provision import write_bundle
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        vehicle_dir(d)
+        (d / "vehicle.toml").write_text(VEHICLE)
+        made = load_vehicle(d / "vehicle.toml")
+        image = d / "fat.img"
+        with image.open("wb") as f:
+            f.truncate(8 << 20)
+        subprocess.run(["mkfs.vfat", "-F", "16", "-s", "1", str(image)], check=True, capture_output=True)
+        fat = FatImage(image, offset=0)
+        write_bundle(fat, made)
+        g = fat.geometry
+        raw = image.read_bytes()
+        table = raw[g.fat_start : g.fat_start + 1024]
+        for name in ("/mynabox", "/mynabox/credentials"):
+            first = fat.clusters(PurePosixPath(name))[0]
+            at = g.data_start + (first - 2) * g.cluster_bytes
+            directory = raw[at : at + g.cluster_bytes][:4096]
+            seed = bytes([1]) + frame([directory, table]) + made.manifest()
+            write("bundle", name.strip("/").replace("/", "-"), seed)
+    write("bundle", "manifest-only", bytes([1]) + frame([b"", b""]) + made.manifest())
+    write("bundle", "not-json", bytes([0]) + frame([b"", b""]) + b"[" * 64)
 
 
 if __name__ == "__main__":
     for old in CORPUS.glob("*/*"):
         if not old.name.startswith("crash-"):  # regression inputs stay
             old.unlink()
-    for make in (card_session, certcheck, envelopes, summaries, config, audit, topics):
+    for make in (
+        card_session,
+        certcheck,
+        envelopes,
+        summaries,
+        pages,
+        config,
+        audit,
+        rig,
+        topics,
+        vehicle,
+        bundle,
+    ):
         make()
     for d in sorted(CORPUS.iterdir()):
         print(d.name, len(list(d.iterdir())), sum(f.stat().st_size for f in d.iterdir()))

@@ -18,8 +18,8 @@ from mynabox.gateway.core import ReceiverCore
 from mynabox.gateway.store import SeenStore
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened, Opener, Sealer
-from mynabox.testing.broker import DeliveryKit
-from mynabox.testing.patients import PATIENTS, SyntheticPatient, summary_for
+from mynabox_testkit.broker import DeliveryKit
+from mynabox_testkit.patients import PATIENTS, SyntheticPatient, summary_for
 
 DAY = date(2026, 4, 1)
 # The 救急用サマリー sample form's sections in its order (after the flags and, when present, allergies).
@@ -35,7 +35,11 @@ FORM_ORDER = [
 ]
 NOW = datetime(2026, 4, 1, 1, 30, tzinfo=UTC)  # 10:30 JST
 DEVICE = "amb-tokyo-01"
-_DEVICE_KEY = ec.derive_private_key(0x2000_0001, ec.SECP256R1())
+OTHER_DEVICE = "amb-tokyo-02"
+_DEVICE_KEYS = {
+    DEVICE: ec.derive_private_key(0x2000_0001, ec.SECP256R1()),
+    OTHER_DEVICE: ec.derive_private_key(0x2000_0003, ec.SECP256R1()),
+}
 _GATEWAY_KEY = ec.derive_private_key(0x2000_0002, ec.SECP256R1())
 _READ = {
     "card_hash": "0123456789abcdef",
@@ -58,12 +62,14 @@ def body_for(p: SyntheticPatient) -> tuple[Kind, dict[str, object]]:
     return Kind.SUMMARY, {"summary": summary.to_json(), "read": _READ}
 
 
-def seal_and_open(kind: Kind, body: dict[str, object], *, at: datetime = NOW, seq: int = 1) -> Opened:
-    sealer = Sealer(DEVICE, _DEVICE_KEY, _GATEWAY_KEY.public_key())
+def seal_and_open(
+    kind: Kind, body: dict[str, object], *, at: datetime = NOW, seq: int = 1, device: str = DEVICE
+) -> Opened:
+    sealer = Sealer(device, _DEVICE_KEYS[device], _GATEWAY_KEY.public_key())
     sealed = sealer.seal(kind, body, now=at, clock_synced=True, seq=seq)
     opener = Opener(
         _GATEWAY_KEY,
-        {DEVICE: _DEVICE_KEY.public_key()},
+        {d: k.public_key() for d, k in _DEVICE_KEYS.items()},
         max_age=timedelta(days=7),
         max_skew=timedelta(minutes=5),
         max_size=1024 * 1024,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from mynabox.payload.envelope import Kind
-from mynabox.testing.broker import DeliveryKit
+from mynabox_testkit.broker import DeliveryKit
 
 NOW = datetime(2026, 4, 1, 0, 30, tzinfo=UTC)
 TODAY = date(2026, 4, 1)

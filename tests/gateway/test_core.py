@@ -3,11 +3,13 @@ refuse replays across restarts, quarantine what is refused."""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 
 from gateway.receiving import DEV, NOW, OTHER, TODAY, seal  # tests/ is on sys.path
@@ -15,10 +17,10 @@ from mynabox.adapters.keyfiles import load_private_key
 from mynabox.gateway.core import Accepted, Duplicate, ReceiverCore, Rejected
 from mynabox.gateway.formatting import format_opened
 from mynabox.gateway.store import REORDER_WINDOW, SeenStore
-from mynabox.payload.envelope import Kind
+from mynabox.payload.envelope import MAX_MESSAGE_BYTES, Kind
 from mynabox.payload.keys import generate_device_key
-from mynabox.payload.seal import Opened
-from mynabox.testing.broker import DeliveryKit, NumberedSealer
+from mynabox.payload.seal import Opened, Opener, Sealer
+from mynabox_testkit.broker import DeliveryKit, NumberedSealer
 from payload.test_claims import hostile_claims  # tests/ is on sys.path (rootdir-relative imports)
 from support.envelopes import seal_claims
 
@@ -267,12 +269,133 @@ def test_sequence_acceptance_rule(kit: DeliveryKit, core: ReceiverCore) -> None:
     assert core.counts["accepted"] == 5
 
 
-def test_a_re_enrolled_box_is_forgotten_by_number(kit: DeliveryKit, core: ReceiverCore) -> None:
+def test_the_boundary_of_the_window_is_stale_once_its_id_is_pruned(kit: DeliveryKit, tmp_path: Path) -> None:
+    """``seq`` exactly H - W: its number has left the window and its id the seen table, so only the rule's
+    ``<=`` refuses it (``<`` let it through: issue 23 item 13)."""
     topic = f"mynabox/{DEV}/summary"
-    assert isinstance(core.handle(topic, _unsynced(kit, 5000), now=NOW), Accepted)
-    assert core.handle(topic, _unsynced(kit, 1), now=NOW) == Rejected("sequence-stale")
-    assert core._seen.forget_device(DEV) == 1  # type: ignore[attr-defined]
-    assert isinstance(core.handle(topic, _unsynced(kit, 1), now=NOW), Accepted)
+    seen = SeenStore(tmp_path / "seen.sqlite3")
+    try:
+        core = ReceiverCore(kit.opener(), seen, lambda o: None)
+        boundary = _unsynced(kit, 2)
+        assert isinstance(core.handle(topic, boundary, now=NOW), Accepted)
+        for seq in (REORDER_WINDOW + 1, REORDER_WINDOW + 2):
+            assert isinstance(core.handle(topic, _unsynced(kit, seq), now=NOW), Accepted)
+        later = NOW + timedelta(days=15)
+        assert seen.prune(timedelta(days=14), now=later) == 3
+        assert seen.highest(DEV) - REORDER_WINDOW == 2
+        assert core.handle(topic, boundary, now=later) == Rejected("sequence-stale")
+        # One above the boundary is still inside the window: a number never accepted is new there.
+        assert isinstance(core.handle(topic, _unsynced(kit, 3), now=later), Accepted)
+    finally:
+        seen.close()
+
+
+class _Box:
+    """One life of box DEV: its own envelope key (a re-enrolled box gets a new one)."""
+
+    def __init__(self, gateway: ec.EllipticCurvePrivateKey) -> None:
+        self.key = generate_device_key()
+        self._sealer = Sealer(DEV, self.key, gateway.public_key())
+
+    def send(self, seq: int) -> bytes:
+        return self._sealer.seal(Kind.SUMMARY, {"n": seq}, now=NOW, clock_synced=False, seq=seq).token
+
+
+def _gateway(
+    gateway: ec.EllipticCurvePrivateKey, box: _Box, seen: SeenStore, sunk: list[Opened]
+) -> ReceiverCore:
+    """The receiver with ``box``'s public key installed as DEV's."""
+    opener = Opener(
+        gateway,
+        {DEV: box.key.public_key()},
+        max_age=timedelta(days=7),
+        max_skew=timedelta(minutes=5),
+        max_size=MAX_MESSAGE_BYTES,
+    )
+    return ReceiverCore(opener, seen, sunk.append)
+
+
+def test_a_re_enrolled_box_starts_again_at_1_and_its_old_life_stays_refused(tmp_path: Path) -> None:
+    """Issue 23 item 6: re-enrolment is a new key. Its numbers start again at 1 with nothing to run at the
+    receiver, and the old life's messages, whose ids the store no longer holds, are never accepted again,
+    not even with the old public key put back."""
+    topic = f"mynabox/{DEV}/summary"
+    gateway = generate_device_key()
+    seen = SeenStore(tmp_path / "seen.sqlite3")
+    sunk: list[Opened] = []
+    try:
+        old = _Box(gateway)
+        core = _gateway(gateway, old, seen, sunk)
+        old_life = [old.send(seq) for seq in range(1, 6)]
+        for token in old_life:
+            assert isinstance(core.handle(topic, token, now=NOW), Accepted)
+        later = NOW + timedelta(days=15)
+        assert seen.prune(timedelta(days=14), now=later) == 5  # the old life's ids are gone
+
+        new = _Box(gateway)  # new SD card, new keys, its public key installed as DEV.pem
+        core = _gateway(gateway, new, seen, sunk)
+        for seq in range(1, 8):
+            assert isinstance(core.handle(topic, new.send(seq), now=later), Accepted), seq
+        assert seen.highest(DEV) == 7
+        assert isinstance(core.handle(topic, old_life[2], now=later), Rejected)  # the old key is unknown
+
+        restored = _gateway(gateway, old, seen, sunk)  # the old public key put back by mistake
+        for token in old_life:
+            assert restored.handle(topic, token, now=later) == Rejected("key-retired")
+        assert restored.handle(topic, old.send(6), now=later) == Rejected("key-retired")
+        assert len(sunk) == 5 + 7
+    finally:
+        seen.close()
+
+
+def test_forget_device_retires_the_key_and_keeps_replays_out(tmp_path: Path) -> None:
+    topic = f"mynabox/{DEV}/summary"
+    gateway = generate_device_key()
+    seen = SeenStore(tmp_path / "seen.sqlite3")
+    sunk: list[Opened] = []
+    try:
+        assert seen.forget_device(DEV, now=NOW) is None  # nothing accepted: no key known
+        box = _Box(gateway)
+        core = _gateway(gateway, box, seen, sunk)
+        first = box.send(1)
+        assert isinstance(core.handle(topic, first, now=NOW), Accepted)
+        key = seen.forget_device(DEV, now=NOW)
+        assert key == core._opener.thumbprints[DEV]  # type: ignore[attr-defined]
+        assert seen.retired(key)
+        seen.prune(timedelta(days=14), now=NOW + timedelta(days=15))
+        assert core.handle(topic, first, now=NOW) == Rejected("key-retired")
+        assert core.handle(topic, box.send(2), now=NOW) == Rejected("key-retired")
+        new = _Box(gateway)
+        core = _gateway(gateway, new, seen, sunk)
+        assert isinstance(core.handle(topic, new.send(1), now=NOW), Accepted)
+        assert [e.reason for e in seen.quarantined()] == ["key-retired", "key-retired"]
+    finally:
+        seen.close()
+
+
+def test_numbers_kept_before_keys_were_recorded_stay_with_the_first_key(tmp_path: Path) -> None:
+    """A store from before this change (no ``key`` column): its numbers are not dropped by the upgrade."""
+    path = tmp_path / "seen.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE device_seq (device_id TEXT PRIMARY KEY, high INTEGER NOT NULL)")
+        db.execute("INSERT INTO device_seq VALUES (?, ?)", (DEV, 5000))
+    db.close()
+    topic = f"mynabox/{DEV}/summary"
+    gateway = generate_device_key()
+    seen = SeenStore(path)
+    sunk: list[Opened] = []
+    try:
+        box = _Box(gateway)
+        core = _gateway(gateway, box, seen, sunk)
+        assert core.handle(topic, box.send(1), now=NOW) == Rejected("sequence-stale")
+        assert seen.forget_device(DEV, now=NOW) is None  # no key recorded yet: nothing to retire
+        assert isinstance(core.handle(topic, box.send(5001), now=NOW), Accepted)  # the key adopts them
+        assert core.handle(topic, box.send(2), now=NOW) == Rejected("sequence-stale")
+        new = _Box(gateway)
+        core = _gateway(gateway, new, seen, sunk)
+        assert isinstance(core.handle(topic, new.send(1), now=NOW), Accepted)
+    finally:
+        seen.close()
 
 
 def test_old_format_is_refused_with_a_reason(kit: DeliveryKit, core: ReceiverCore) -> None:

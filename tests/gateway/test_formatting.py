@@ -9,8 +9,8 @@ from gateway.receiving import DEV, NOW, TODAY, seal  # tests/ is on sys.path
 from mynabox.gateway.core import Accepted, ReceiverCore
 from mynabox.gateway.formatting import format_opened
 from mynabox.payload.envelope import Kind
-from mynabox.testing.broker import DeliveryKit
-from mynabox.testing.patients import patient, summary_for
+from mynabox_testkit.broker import DeliveryKit
+from mynabox_testkit.patients import patient, summary_for
 
 
 def test_summary_prints_in_japanese_with_flags(kit: DeliveryKit, core: ReceiverCore) -> None:
@@ -62,6 +62,10 @@ def test_every_audit_outcome_has_a_japanese_label() -> None:
         ("\u200b\u00ad\u2060\ufeff\u2028\u2029", "\\u200b\\u00ad\\u2060\\ufeff\\u2028\\u2029"),
         ("\ud800\U000e0041\U000f0000", "\\ud800\\U000e0041\\U000f0000"),
         ("C:\\u202e", "C:\\\\u202e"),  # a literal backslash is doubled, so it cannot fake an escape
+        ("ガ", "ガ"),  # NFC: カ + U+3099 composes
+        ("tiếng Việt", "tiếng Việt"),  # up to 3 marks on a character stay
+        ("a" + "\u0301\u0300" * 20 + "b", "á\u0300\u0301\u0300[+36]b"),  # a stack is cut and counted
+        ("\u0301" * 5, "\u0301" * 3 + "[+2]"),
     ],
 )
 def test_visible(text: str, shown: str) -> None:

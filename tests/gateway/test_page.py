@@ -11,7 +11,7 @@ from mynabox.gateway.page import entry_for, render_index, render_page, summary_s
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
 from mynabox.summary.flags import derive_flags
-from mynabox.testing.patients import PATIENTS, patient, summary_for
+from mynabox_testkit.patients import PATIENTS, patient, summary_for
 
 from .conftest import DAY, FORM_ORDER, NOW, body_for, seal_and_open
 
@@ -99,7 +99,7 @@ def test_device_text_is_escaped_and_made_visible(value: str) -> None:
         (Kind.CARD_RECORD, {"card_record": {"reason": value}, "read": body["read"]}),
     ):
         opened = seal_and_open(kind, b)
-        for html in (render_page(opened), render_index([entry_for(opened, NOW)], day=DAY)):
+        for html in (render_page(opened), render_index([entry_for(opened, NOW)], hours=24)):
             parsed = _parse(html)
             assert "script" not in parsed.tags and "img" not in parsed.tags
             assert not any((ord(c) < 0x20 and c not in "\n") or c in "\u202e\u200b\u2028" for c in html)
@@ -114,8 +114,8 @@ def test_index_lists_newest_first_with_flags(opened_by_patient: dict[str, Opened
     from datetime import timedelta
 
     entries = [entry_for(o, NOW + timedelta(minutes=i)) for i, o in enumerate(opened_by_patient.values())]
-    html = render_index(entries, day=DAY)
+    html = render_index(entries, hours=24)
     links = re.findall(r'href="m/([0-9a-f]{32})"', html)
     assert links == [e.message_id for e in reversed(entries)]
     assert "抗凝固薬" in html
-    assert "本日の受信はありません" in render_index([], day=DAY)
+    assert "直近24時間の受信はありません" in render_index([], hours=24)

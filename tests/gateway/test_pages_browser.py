@@ -1,4 +1,4 @@
-"""The day's pages in a real browser: Debian's headless Chromium, driven by selenium, against the page server.
+"""The pages in a real browser: Debian's headless Chromium, driven by selenium, against the page server.
 
 DOM checks (sections, flags, every medication), screenshot goldens at a tablet's width
 (``MYNABOX_UPDATE_GOLDEN=1`` rewrites them), A4 printing, and the retention that makes a page disappear.
@@ -25,7 +25,7 @@ from selenium.webdriver.common.print_page_options import PrintOptions
 from mynabox.gateway.pages import PageServer, PageStore
 from mynabox.payload.seal import Opened
 from mynabox.summary.flags import derive_flags
-from mynabox.testing.patients import PATIENTS, patient, summary_for
+from mynabox_testkit.patients import PATIENTS, patient, summary_for
 
 from .browser import headless_chromium
 from .conftest import DAY, FORM_ORDER, NOW

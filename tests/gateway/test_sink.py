@@ -10,7 +10,7 @@ import pytest
 from gateway.receiving import DEV, NOW, seal  # tests/ is on sys.path
 from mynabox.gateway.core import Accepted, ReceiverCore
 from mynabox.gateway.sink import write_json
-from mynabox.testing.broker import DeliveryKit
+from mynabox_testkit.broker import DeliveryKit
 from support.lazyfs import LazyMount, fuse_available
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from mynabox.app.readtiming import parse
 from mynabox.config import load_config
-from mynabox.testing.inprocess import BoxThread
+from mynabox_testkit.inprocess import BoxThread
 
 from .bench import Bench, environ_with
 from .cards import wait_removed

@@ -13,7 +13,7 @@ from mynabox.app.cardread import CapsMemory, CardReport, read_card
 from mynabox.card.certcheck import TrustStore
 from mynabox.card.errors import NotMyNumberCard
 from mynabox.card.jpki import CardType
-from mynabox.testing import testca
+from mynabox_testkit import testca
 
 from .bench import Bench
 from .cards import Overrun, RecordingTransport, bounded, wait_removed

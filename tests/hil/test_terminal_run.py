@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
-from mynabox.testing.patients import card_id_for
-from mynabox.testing.stack import REFSVC_CLIENT, BoxStack
-from mynabox.testing.vpcd import VpcdCardServer
+from mynabox_testkit.mynacard import Faults, VirtualMyNumberCard
+from mynabox_testkit.patients import card_id_for
+from mynabox_testkit.stack import REFSVC_CLIENT, BoxStack
+from mynabox_testkit.vpcd import VpcdCardServer
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,10 +22,10 @@ from mynabox.config import load_config
 from mynabox.core.effects import Tone
 from mynabox.render.catalog import catalog
 from mynabox.render.draw import render
-from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
-from mynabox.testing.patients import card_id_for
-from mynabox.testing.stack import BoxStack
-from mynabox.testing.vpcd import VpcdCardServer
+from mynabox_testkit.mynacard import Faults, VirtualMyNumberCard
+from mynabox_testkit.patients import card_id_for
+from mynabox_testkit.stack import BoxStack
+from mynabox_testkit.vpcd import VpcdCardServer
 
 from .bench import Bench, scripted
 from .patterns import test_pattern

@@ -14,8 +14,8 @@ from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.keyfiles import load_audit_key
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
-from mynabox.testing.stack import BoxStack
 from mynabox.vocab import Outcome
+from mynabox_testkit.stack import BoxStack
 from support.notify import NotifySocket
 from support.wait import wait_for
 

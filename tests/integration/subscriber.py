@@ -7,7 +7,7 @@ import threading
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mynabox.testing.stack import BoxStack
+from mynabox_testkit.stack import BoxStack
 from support.cluster import client_context
 
 

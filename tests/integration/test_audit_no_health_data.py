@@ -21,10 +21,10 @@ from mynabox.payload.audit import PublishedAudit
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
 from mynabox.summary.flags import FlagCode, drug_classes
-from mynabox.testing.mynacard import VirtualMyNumberCard
-from mynabox.testing.patients import patient
-from mynabox.testing.stack import BoxStack
 from mynabox.vocab import Outcome
+from mynabox_testkit.mynacard import VirtualMyNumberCard
+from mynabox_testkit.patients import patient
+from mynabox_testkit.stack import BoxStack
 from support.notify import NotifySocket
 from support.wait import wait_for
 
@@ -44,7 +44,7 @@ def stack() -> Iterator[BoxStack]:
 
 
 def test_local_audit_chain_holds_no_flags_and_the_gateway_gets_them(stack: BoxStack, tmp_path: Path) -> None:
-    from mynabox.testing.vpcd import VpcdCardServer
+    from mynabox_testkit.vpcd import VpcdCardServer
 
     assert stack.pcscd is not None
     opened: list[Opened] = []

@@ -21,10 +21,10 @@ from mynabox.card.certcheck import CertStatus, TrustStore
 from mynabox.card.errors import CardRemoved, NotMyNumberCard, ReaderGone, ReadTimeout
 from mynabox.card.identity import card_key_hash
 from mynabox.card.jpki import CardType
-from mynabox.testing import testca
-from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
-from mynabox.testing.pcscd import PrivatePcscd
-from mynabox.testing.vpcd import VpcdCardServer
+from mynabox_testkit import testca
+from mynabox_testkit.mynacard import Faults, VirtualMyNumberCard
+from mynabox_testkit.pcscd import PrivatePcscd
+from mynabox_testkit.vpcd import VpcdCardServer
 from support.wait import wait_for
 
 pytestmark = pytest.mark.stack

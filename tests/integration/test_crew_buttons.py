@@ -18,12 +18,12 @@ from mynabox.adapters.keyfiles import load_audit_key
 from mynabox.core import screens
 from mynabox.core.screens import Screen, ScreenKind
 from mynabox.render.draw import render
-from mynabox.testing.inprocess import BoxThread, Buttons, running_box
-from mynabox.testing.mynacard import VirtualMyNumberCard
-from mynabox.testing.patients import patient
-from mynabox.testing.stack import BoxStack
-from mynabox.testing.vpcd import VpcdCardServer
 from mynabox.vocab import ConsentMode, Outcome
+from mynabox_testkit.inprocess import BoxThread, Buttons, running_box
+from mynabox_testkit.mynacard import VirtualMyNumberCard
+from mynabox_testkit.patients import patient
+from mynabox_testkit.stack import BoxStack
+from mynabox_testkit.vpcd import VpcdCardServer
 from support.wait import wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]

@@ -27,11 +27,11 @@ from mynabox.core.screens import Screen
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
 from mynabox.render.draw import render
-from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
-from mynabox.testing.patients import patient
-from mynabox.testing.stack import BoxStack
-from mynabox.testing.vpcd import VpcdCardServer
 from mynabox.vocab import Outcome
+from mynabox_testkit.mynacard import Faults, VirtualMyNumberCard
+from mynabox_testkit.patients import patient
+from mynabox_testkit.stack import BoxStack
+from mynabox_testkit.vpcd import VpcdCardServer
 from support.notify import NotifySocket
 from support.wait import wait_for
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mynabox.adapters.clock import clock_synced
-from mynabox.testing.stack import BoxStack
+from mynabox_testkit.stack import BoxStack
 from support.notify import NotifySocket
 from support.wait import wait_for
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from mynabox.config import load_config
-from mynabox.testing.inprocess import BoxThread
-from mynabox.testing.stack import BoxStack
+from mynabox_testkit.inprocess import BoxThread
+from mynabox_testkit.stack import BoxStack
 from support.flakypins import FlakyFactory
 from support.notify import NotifySocket
 from support.wait import wait_for

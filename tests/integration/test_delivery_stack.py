@@ -24,8 +24,9 @@ from mynabox.adapters.outbox import Outbox, SealedBytes
 from mynabox.config.model import Credential, MqttConfig
 from mynabox.payload.envelope import Kind
 from mynabox.payload.topics import topic
-from mynabox.testing.broker import DeliveryKit, Mosquitto
-from mynabox.testing.patients import patient, summary_for
+from mynabox_testkit.broker import DeliveryKit, Mosquitto
+from mynabox_testkit.messages import patient_body
+from mynabox_testkit.patients import patient, summary_for
 from support.wait import wait_for
 
 pytestmark = pytest.mark.stack
@@ -53,7 +54,7 @@ def test_summary_travels_to_the_receiver_process_and_no_plaintext_stays_behind(
     assert summary is not None
     doc = summary.to_json()
     doc["patient"]["kana"] = MARKER  # a string that appears nowhere else
-    body = {"summary": doc, "consent": "oral-consent"}
+    body = {**patient_body(person, datetime.now(UTC))[1], "summary": doc}  # as the box sends it
     box_dir = tmp_path / "box"
     box_dir.mkdir()
 

@@ -21,7 +21,7 @@ from mynabox.config.model import Credential, MqttConfig
 from mynabox.gateway.core import Accepted, ReceiverCore, Rejected
 from mynabox.gateway.store import SeenStore
 from mynabox.payload.seal import Opened
-from mynabox.testing.broker import DeliveryKit, Mosquitto
+from mynabox_testkit.broker import DeliveryKit, Mosquitto
 from support.cluster import CentralConsumer, NatsCluster, SimVehicle, bridge_config
 from support.wait import wait_for
 

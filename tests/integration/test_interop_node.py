@@ -11,15 +11,13 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from importlib.resources import files
 from pathlib import Path
 
 import pytest
-from jsonschema import Draft202012Validator, FormatChecker
-from referencing import Registry, Resource
 
+from gateway.contract import BODY_SCHEMA, validator, wire_problems
 from mynabox.payload.envelope import Kind
-from mynabox.testing.stack import BoxStack
+from mynabox_testkit.stack import BoxStack
 from support.notify import NotifySocket
 from support.wait import wait_for
 
@@ -28,21 +26,6 @@ from .test_daemon import start_daemon, tap
 
 pytestmark = pytest.mark.stack
 NODE_DIR = Path(__file__).resolve().parents[1] / "interop" / "node"
-SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "gateway" / "schemas"
-BODY_SCHEMA = {"summary": "summary-message", "card-record": "card-record", "audit": "audit-message"}
-
-
-def validators() -> dict[str, Draft202012Validator]:
-    """docs/gateway/schemas plus the summary API's schema, resolved by their $id."""
-    docs = [json.loads(p.read_text()) for p in SCHEMAS.glob("*.schema.json")]
-    docs.append(json.loads(files("mynabox").joinpath("data", "summary.schema.json").read_text()))
-    registry: Registry = Registry().with_resources((d["$id"], Resource.from_contents(d)) for d in docs)
-    out = {}
-    for doc in docs:
-        Draft202012Validator.check_schema(doc)
-        name = doc["$id"].rsplit("/", 1)[1].removesuffix(".schema.json")
-        out[name] = Draft202012Validator(doc, registry=registry, format_checker=FormatChecker())
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -104,15 +87,30 @@ def test_node_jose_opens_what_the_daemon_published(stack: BoxStack, tmp_path: Pa
     assert {o.kind for o in ours} == {Kind.SUMMARY, Kind.CARD_RECORD, Kind.AUDIT}
 
     # The written contract holds for what the daemon really sent: claims, each body, the retained state.
-    check = validators()
     for claims in theirs:
-        check["claims"].validate(claims)
-        check[BODY_SCHEMA[str(claims["kind"])]].validate(claims["body"])
+        validator("claims").validate(claims)  # the body too: tied to the kind
+        validator(BODY_SCHEMA[str(claims["kind"])]).validate(claims["body"])
     states = sub.payloads("state")
     assert states
     for state in states:
-        check["state"].validate(json.loads(state))
+        validator("state").validate(json.loads(state))
     assert set(sub.payloads("availability")) <= {b"online", b"offline"}
+
+    # Every captured message as sent fits the AsyncAPI document the stock parser read (offline), and each
+    # sealed one's opened claims fit its x-opened-claims.
+    for token, claims in zip(tokens, theirs, strict=True):
+        leaf = "audit" if claims["kind"] == "audit" else "summary"
+        assert wire_problems(leaf, token, claims) == [], claims["kind"]
+    for leaf in ("state", "availability"):
+        for payload in sub.payloads(leaf):
+            assert wire_problems(leaf, payload) == [], leaf
+    # The summary carries the flags the box showed; the audit record links to it.
+    summary = next(c for c in theirs if c["kind"] == "summary")
+    audit = next(
+        c for c in theirs if c["kind"] == "audit" and c["body"]["record"]["message"] == summary["jti"]
+    )
+    assert [f["code"] for f in summary["body"]["flags"]] == audit["body"]["shown"] == ["anticoagulant"]
+    assert audit["body"]["record"]["card"] == summary["body"]["read"]["card_hash"]
 
     # The same checks refuse what they must: a swapped ciphertext byte, another device's routing header.
     tampered = bytearray(tokens[0])

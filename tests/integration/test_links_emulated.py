@@ -24,10 +24,10 @@ from mynabox.config.model import Credential, MqttConfig
 from mynabox.payload.envelope import Kind
 from mynabox.payload.topics import topic
 from mynabox.summary.port import Found, Unavailable
-from mynabox.testing import patients
-from mynabox.testing.broker import DeliveryKit, Mosquitto
-from mynabox.testing.refsvc import ReferenceService
-from mynabox.testing.tlsfiles import certificate_with_cn, make_test_pki
+from mynabox_testkit import patients
+from mynabox_testkit.broker import DeliveryKit, Mosquitto
+from mynabox_testkit.refsvc import ReferenceService
+from mynabox_testkit.tlsfiles import certificate_with_cn, make_test_pki
 from support.linkemu import LinkEmulator
 from support.wait import wait_for
 

@@ -26,11 +26,11 @@ from mynabox.card.identity import card_key_hash
 from mynabox.config import load_config
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES, Kind
 from mynabox.payload.seal import Opened
-from mynabox.testing import testca
-from mynabox.testing.patients import OVERSIZE, summary_for
-from mynabox.testing.stack import BoxStack
 from mynabox.vocab import ConsentMode, Outcome
 from mynabox.wiring import build_delivery
+from mynabox_testkit import testca
+from mynabox_testkit.patients import OVERSIZE, summary_for
+from mynabox_testkit.stack import BoxStack
 from support.wait import wait_for
 
 pytestmark = pytest.mark.stack

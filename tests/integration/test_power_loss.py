@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from mynabox.payload.seal import Opened
-from mynabox.testing.mynacard import VirtualMyNumberCard
-from mynabox.testing.patients import PATIENTS
-from mynabox.testing.stack import BoxStack
-from mynabox.testing.vpcd import VpcdCardServer
+from mynabox_testkit.mynacard import VirtualMyNumberCard
+from mynabox_testkit.patients import PATIENTS
+from mynabox_testkit.stack import BoxStack
+from mynabox_testkit.vpcd import VpcdCardServer
 from support.lazyfs import LazyMount, fuse_available
 from support.notify import NotifySocket
 from support.wait import wait_for

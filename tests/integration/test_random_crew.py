@@ -35,12 +35,12 @@ from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.keyfiles import load_audit_key
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
-from mynabox.testing.inprocess import BoxThread, Buttons, running_box
-from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
-from mynabox.testing.patients import PATIENTS, patient
-from mynabox.testing.stack import BoxStack
-from mynabox.testing.vpcd import VpcdCardServer
 from mynabox.vocab import Outcome
+from mynabox_testkit.inprocess import BoxThread, Buttons, running_box
+from mynabox_testkit.mynacard import Faults, VirtualMyNumberCard
+from mynabox_testkit.patients import PATIENTS, patient
+from mynabox_testkit.stack import BoxStack
+from mynabox_testkit.vpcd import VpcdCardServer
 from support.wait import wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]

@@ -24,8 +24,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from mynabox.payload.envelope import Kind
 from mynabox.payload.topics import topic
-from mynabox.testing.broker import DeliveryKit, Mosquitto
-from mynabox.testing.patients import patient, summary_for
+from mynabox_testkit.broker import DeliveryKit, Mosquitto
+from mynabox_testkit.messages import patient_body
+from mynabox_testkit.patients import patient, summary_for
 from support.envelopes import seal_claims
 from support.wait import wait_for
 
@@ -182,7 +183,8 @@ def test_hostile_signed_messages_do_not_stall_the_receiver_for_other_boxes(gatew
     assert len(messages) > 45
     publish(gateway, BAD, messages)
 
-    good = kit.sealer(GOOD).seal(Kind.SUMMARY, {"note": "ok"}, now=datetime.now(UTC), clock_synced=True)
+    kind, body, _ = patient_body(patient("healthy"), datetime.now(UTC))
+    good = kit.sealer(GOOD).seal(kind, body, now=datetime.now(UTC), clock_synced=True)
     publish(gateway, GOOD, [("summary", good.token)])
     assert wait_for(lambda: good.message_id in gateway.output(), 30), gateway.log()
     assert gateway.stop() == 0
@@ -234,22 +236,19 @@ def test_device_text_reaches_the_terminal_neutralised(gateway: Gateway) -> None:
         clock_synced=True,
         seq=2,
     )
-    summ = sealer.seal(Kind.SUMMARY, {"summary": doc}, now=now, clock_synced=True, seq=3)
+    body = {**patient_body(person, now)[1], "summary": doc}  # read and flags as the box sends them
+    summ = sealer.seal(Kind.SUMMARY, body, now=now, clock_synced=True, seq=3)
     publish(gateway, BAD, [("summary", card_token), ("audit", audit.token), ("summary", summ.token)])
     assert wait_for(lambda: summ.message_id in gateway.output(), 30), gateway.log()
     assert gateway.stop() == 0
 
     out = gateway.output()
-    assert gateway.quarantined() == []  # all three were shown, none refused
+    # The card record and the audit record are off their schemas: refused before anything prints them.
+    assert [line.split()[4] for line in gateway.quarantined()] == ["body", "body"]
     raw = {ch for ch in out if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp")}
     assert not raw, f"raw control/format characters printed: {sorted(map(hex, map(ord, raw)))}"
+    assert "pwned" not in out and "title" not in out
     for shown in (
-        "\\u001b[2J\\u001b[H",
-        "\\u001b]0;pwned\\u0007",
-        "\\u009b31m",
-        "\\u202etxt.exe",
-        "lone\\ud800",
-        "監査記録: \\u001b[2J\\u001b]2;title\\u0007ok\\u000d\\u0085",
         f"患者: \\u202e{person.name}\\u2066x\\u2069",
         "ワルファリン\\u200b\\u2028K錠",
         "病院\\u061c\\ufeff\\U000e0041",

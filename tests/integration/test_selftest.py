@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
-from mynabox.testing.patients import patient
-from mynabox.testing.stack import BoxStack
-from mynabox.testing.vpcd import VpcdCardServer
+from mynabox_testkit.mynacard import Faults, VirtualMyNumberCard
+from mynabox_testkit.patients import patient
+from mynabox_testkit.stack import BoxStack
+from mynabox_testkit.vpcd import VpcdCardServer
 
 pytestmark = pytest.mark.stack
 MYNABOX = str(Path(".venv/bin/mynabox").resolve())

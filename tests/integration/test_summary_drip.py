@@ -22,11 +22,11 @@ from mynabox.adapters.outbox import Outbox
 from mynabox.app.readtiming import parse
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
-from mynabox.testing.mynacard import VirtualMyNumberCard
-from mynabox.testing.patients import patient
-from mynabox.testing.stack import BoxStack
-from mynabox.testing.vpcd import VpcdCardServer
 from mynabox.vocab import Outcome
+from mynabox_testkit.mynacard import VirtualMyNumberCard
+from mynabox_testkit.patients import patient
+from mynabox_testkit.stack import BoxStack
+from mynabox_testkit.vpcd import VpcdCardServer
 from support.hostile import DRIP_PLACES, HostileServer, drip
 from support.notify import NotifySocket
 from support.wait import wait_for

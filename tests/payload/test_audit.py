@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mynabox.payload.audit import (
@@ -29,18 +30,20 @@ KEY = Secret(b"k" * 32)
 T0 = datetime(2026, 4, 1, 9, 30, 0, 123456, tzinfo=UTC)
 
 tokens = st.from_regex(r"[a-z][a-z0-9_.:-]{0,10}", fullmatch=True)
-records = st.builds(
-    AuditRecord,
-    time=st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
-    device_id=st.from_regex(r"[a-z0-9][a-z0-9-]{0,12}", fullmatch=True),
-    unit_id=st.none() | tokens,
-    crew_id=st.none() | tokens,
-    consent=st.sampled_from(ConsentMode),
-    outcome=st.sampled_from(Outcome),
-    card_hash=st.none() | st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
-    clock_synced=st.booleans(),
-    message_id=st.none() | st.from_regex(r"[0-9a-f]{32}", fullmatch=True),
-)
+RECORD_FIELDS: dict[str, st.SearchStrategy[object]] = {
+    "time": st.datetimes(
+        min_value=datetime(1970, 1, 2), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    ),
+    "device_id": st.from_regex(r"[a-z0-9][a-z0-9-]{0,12}", fullmatch=True),
+    "unit_id": st.none() | tokens,
+    "crew_id": st.none() | tokens,
+    "consent": st.sampled_from(ConsentMode),
+    "outcome": st.sampled_from(Outcome),
+    "card_hash": st.none() | st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
+    "clock_synced": st.booleans(),
+    "message_id": st.none() | st.from_regex(r"[0-9a-f]{32}", fullmatch=True),
+}
+records = st.builds(AuditRecord, **RECORD_FIELDS)  # format 2 records, as the box writes them
 
 
 def record(n: int = 0, **override: object) -> AuditRecord:
@@ -99,12 +102,27 @@ def test_keyed_and_unkeyed_hashes_differ() -> None:
     assert not verify_chain(build([r], key=KEY), key=None).ok
 
 
-@given(recs=st.lists(records, min_size=2, max_size=6), data=st.data())
-def test_any_single_edit_is_detected(recs: list[AuditRecord], data: st.DataObject) -> None:
+# One strategy per field of AuditRecord (a test fails when a field has none: a new field is covered).
+FIELD_VALUES: dict[str, st.SearchStrategy[object]] = {
+    **RECORD_FIELDS,
+    "v1_items": st.none() | st.lists(tokens, max_size=3).map(tuple),
+}
+
+
+def test_every_record_field_has_values_to_edit() -> None:
+    assert set(FIELD_VALUES) == {f.name for f in dataclasses.fields(AuditRecord)}
+
+
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(AuditRecord)])
+@settings(max_examples=30)  # per field: 300 edits in all
+@given(recs=st.lists(records, min_size=1, max_size=6), data=st.data())
+def test_any_single_edit_is_detected(field: str, recs: list[AuditRecord], data: st.DataObject) -> None:
+    """One field of one record changed, the rest kept: a hash that skipped that field would pass."""
     entries = build(recs)
     i = data.draw(st.integers(0, len(entries) - 1))
-    replacement = data.draw(records.filter(lambda r: r != entries[i].record))
-    entries[i] = dataclasses.replace(entries[i], record=replacement)
+    original = entries[i].record
+    value = data.draw(FIELD_VALUES[field].filter(lambda v: v != getattr(original, field)))
+    entries[i] = dataclasses.replace(entries[i], record=dataclasses.replace(original, **{field: value}))
     verdict = verify_chain(entries, key=KEY)
     assert (verdict.ok, verdict.first_bad_index, verdict.checked) == (False, i, i)
 
@@ -177,6 +195,69 @@ def test_verify_lines_reports_a_malformed_line_and_skips_blanks() -> None:
     verdict = verify_lines(broken, key=KEY)
     assert (verdict.ok, verdict.first_bad_index, verdict.checked) == (False, 2, 2)
     assert "malformed" in verdict.reason
+
+
+def _forge(line: str, how: str) -> str:
+    """Bytes a reader that parses leniently takes for ``line``: the record it hashes is the real one."""
+    if how == "duplicated outcome":  # the real key last: json keeps the last value
+        return line.replace('"outcome":', '"outcome":"busy","outcome":', 1)
+    if how == "forged first record":
+        forged = json.dumps(record(9, outcome="busy").to_dict(), sort_keys=True, separators=(",", ":"))
+        return line.replace('"record":', f'"record":{forged},"record":', 1)
+    if how == "padding":
+        return f" {line}\t"
+    if how == "spaced separators":
+        return json.dumps(json.loads(line), sort_keys=True, ensure_ascii=False)
+    if how == "keys unsorted":
+        raw = json.loads(line)
+        return json.dumps({k: raw[k] for k in reversed(raw)}, separators=(",", ":"), ensure_ascii=False)
+    if how == "escaped ascii":
+        return line.replace('"prev"', '"\\u0070rev"', 1)
+    raise AssertionError(how)
+
+
+FORGERIES = [
+    "duplicated outcome",
+    "forged first record",
+    "padding",
+    "spaced separators",
+    "keys unsorted",
+    "escaped ascii",
+]
+
+
+@pytest.mark.parametrize("how", FORGERIES)
+def test_a_line_must_be_the_bytes_the_hash_covers(how: str) -> None:
+    """Issue 23 item 7: each forgery parses to an entry whose hash verifies, so only comparing the line with
+    its canonical form (and refusing duplicated keys) refuses it."""
+    lines = [e.to_json_line() for e in build([record(n) for n in range(3)])]
+    forged = _forge(lines[1], how)
+    assert forged != lines[1]
+    assert json.loads(forged)["hash"] == json.loads(lines[1])["hash"]
+    with pytest.raises(AuditFormatError):
+        ChainedAudit.from_json_line(forged)
+    with pytest.raises(AuditFormatError):
+        ChainedAudit.from_json_line(forged.encode("utf-8"))
+    verdict = verify_lines([lines[0], forged, lines[2]], key=KEY)
+    assert (verdict.ok, verdict.first_bad_index, verdict.checked) == (False, 1, 1)
+    assert "malformed" in verdict.reason
+
+
+def test_audit_verify_refuses_a_line_the_hash_does_not_cover(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command an operator runs, on a log whose second line holds a duplicated ``outcome``."""
+    from mynabox.cli import main
+
+    lines = [e.to_json_line() for e in build([record(n) for n in range(3)], key=None)]
+    log = tmp_path / "audit.jsonl"
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["audit", "verify", "--path", str(log)]) == 0
+    lines[1] = _forge(lines[1], "duplicated outcome")
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["audit", "verify", "--path", str(log)]) == 1
+    assert capsys.readouterr().out.startswith("FAIL at entry 1 after 1 good: malformed entry")
 
 
 @pytest.mark.parametrize(

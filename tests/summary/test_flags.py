@@ -18,10 +18,11 @@ from mynabox.summary.flags import (
     classify,
     derive_flags,
     drug_classes,
+    flags_json,
     parse_drug_classes,
 )
 from mynabox.summary.model import Summary, Surgery
-from mynabox.testing import patients
+from mynabox_testkit import patients
 
 TODAY = date(2026, 11, 25)
 
@@ -316,3 +317,22 @@ def test_invisible_character_in_a_service_summary_still_raises_the_flag_on_the_o
             d["yj_code"] = None
     parsed = Summary.from_json(json.loads(json.dumps(doc)))
     assert FlagCode.ANTICOAGULANT in [f.code for f in derive_flags(parsed, today=TODAY)]
+
+
+def test_each_flag_carries_the_items_that_raised_it_and_the_oled_text_is_theirs() -> None:
+    """One derivation: the evidence the OLED shows is the text of the items the summary message carries."""
+    flags = derive_flags(summary("dialysis"), today=TODAY)
+    for f in flags:
+        assert f.items and f.evidence == tuple(i.text() for i in f.items)
+    drug = next(f for f in flags if f.code is FlagCode.ANTIPLATELET).to_json()
+    assert drug["code"] == "antiplatelet" and drug["label"]
+    item = drug["items"][0]  # type: ignore[index]
+    assert set(item) == {"section", "drug_name", "yj_code", "date"}
+    assert item["section"] in {"medications", "dispensings"} and len(item["yj_code"]) == 12
+    date.fromisoformat(item["date"])
+    dialysis = next(f for f in flags if f.code is FlagCode.DIALYSIS).to_json()["items"][0]  # type: ignore[index]
+    assert dialysis["kind"] == "hemodialysis" and dialysis["sessions"] > 1
+    surgery = next(f for f in flags if f.code is FlagCode.SURGERY).to_json()["items"][0]  # type: ignore[index]
+    assert set(surgery) == {"section", "procedure", "facility", "date"}
+    assert flags_json(flags) == [f.to_json() for f in flags]
+    json.dumps(flags_json(flags))  # plain JSON

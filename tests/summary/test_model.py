@@ -30,7 +30,7 @@ from mynabox.summary.model import (
     Treatment,
     Visit,
 )
-from mynabox.testing import patients
+from mynabox_testkit import patients
 
 TODAY = date(2026, 11, 25)
 

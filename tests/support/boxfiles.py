@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mynabox.adapters.keyfiles import CREDENTIALS_ENV, save_private_key, save_public_key
 from mynabox.payload.keys import generate_device_key
-from mynabox.testing.tlsfiles import make_test_pki
+from mynabox_testkit.tlsfiles import make_test_pki
 
 AUDIT_BYTES = b"audit-key-bytes-THAT-MUST-NOT-LEAK-0123456789abcdef"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from mynabox.card.errors import CardRemoved, CardUnresponsive
-from mynabox.testing.mynacard import CardGone, VirtualMyNumberCard
+from mynabox_testkit.mynacard import CardGone, VirtualMyNumberCard
 
 
 class FakeCardTransport:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-from mynabox.testing.tlsfiles import TestPki
+from mynabox_testkit.tlsfiles import TestPki
 
 # (the connection, its number from 1, the server's stop flag)
 Behaviour = Callable[[ssl.SSLSocket, int, threading.Event], None]

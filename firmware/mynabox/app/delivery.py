@@ -7,7 +7,6 @@ When the lookup fails the box still sends a sealed card record so the receiving 
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 import time
@@ -15,10 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from mynabox.adapters.audit import AuditLog
-from mynabox.adapters.outbox import Outbox
+from mynabox.app.ports import AuditPort, OutboxPort
 from mynabox.card.certcheck import CertCheck
 from mynabox.payload.audit import AuditRecord, published_body
+from mynabox.payload.bodies import card_record_body, summary_body
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import MessageTooLarge, Sealed, Sealer
 from mynabox.payload.topics import topic
@@ -68,8 +67,8 @@ class Delivery:
         *,
         lookup: SummaryLookup,
         sealer: Sealer,
-        outbox: Outbox,
-        audit: AuditLog,
+        outbox: OutboxPort,
+        audit: AuditPort,
         notify: Callable[[], None],
         clock: Callable[[], datetime],
         clock_synced: Callable[[], bool],
@@ -99,10 +98,12 @@ class Delivery:
         flags: tuple[Flag, ...] = ()
         sealed: Sealed | None = None
         if isinstance(result, Found):
-            body: dict[str, object] = {"summary": result.summary.to_json(), "read": meta}
+            # One derivation: the flags the OLED shows are the ones the message carries, with their items.
+            shown = derive_flags(result.summary, today=now.date())
+            body: dict[str, object] = summary_body(result.summary, meta, shown)
             try:
                 sealed = self._queue("summary", Kind.SUMMARY, body, now)  # rolled back if too large
-                flags = derive_flags(result.summary, today=now.date())
+                flags = shown
                 outcome = Outcome.DELIVERED_SUMMARY
             except MessageTooLarge as err:
                 # Sent, it would be refused by the receiver after the broker's PUBACK: the read would end
@@ -116,13 +117,7 @@ class Delivery:
             outcome = Outcome.NOT_REGISTERED if isinstance(result, NotRegistered) else Outcome.CARD_RECORD
         if sealed is None:
             # The receiving side needs the certificate to repeat the lookup itself.
-            body = {
-                "card_record": {
-                    "certificate": base64.b64encode(read.certificate).decode("ascii"),
-                    "reason": reason,
-                },
-                "read": meta,
-            }
+            body = card_record_body(read.certificate, reason, meta)
             sealed = self._queue("summary", Kind.CARD_RECORD, body, now)
         del body, result  # nothing patient-related outlives this call in plaintext
         items = tuple(f.code.value for f in flags)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from mynabox.adapters.systemd import Notifier
+from mynabox.app.ports import NotifierPort
 from mynabox.core.effects import Effect, ShowScreen, Stop
 from mynabox.core.events import (
     ClockSync,
@@ -76,7 +76,7 @@ class Loop:
         events: queue.Queue[Event],
         *,
         apply: Callable[[Effect, float | None], None],
-        notifier: Notifier,
+        notifier: NotifierPort,
         clock: ClockWatch,
         depth: Callable[[], int],
         purge: Callable[[], None],

@@ -16,11 +16,11 @@ from datetime import UTC, date, datetime
 from mynabox.adapters.oled import to_terminal
 from mynabox.gateway.formatting import format_opened
 from mynabox.payload.seal import Opened
-from mynabox.testing.inprocess import BoxThread, running_box
-from mynabox.testing.mynacard import Faults, VirtualMyNumberCard
-from mynabox.testing.patients import patient
-from mynabox.testing.stack import BoxStack
-from mynabox.testing.vpcd import VpcdCardServer
+from mynabox_testkit.inprocess import BoxThread, running_box
+from mynabox_testkit.mynacard import Faults, VirtualMyNumberCard
+from mynabox_testkit.patients import patient
+from mynabox_testkit.stack import BoxStack
+from mynabox_testkit.vpcd import VpcdCardServer
 
 # (patient, button to press after the tap: "consent" | "emergency" | None, card faults)
 SCRIPT: tuple[tuple[str, str | None, Faults], ...] = (

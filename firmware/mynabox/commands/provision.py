@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mynabox.fleet.bundle import BundleError, load_vehicle
-    from mynabox.fleet.fatimage import FatError, FatImage
+    from mynabox.fleet.fatimage import FatError, FatImage, NotATarget
     from mynabox.fleet.provision import generate_gateway_keys, generate_keys, write_bundle
 
     started = time.monotonic()
@@ -76,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         fat = FatImage(args.target)
         write_bundle(fat, bundle)
+    except NotATarget as err:
+        print(f"provision: refused, nothing written: {err}", file=sys.stderr)
+        return EXIT_REFUSED
     except FatError as err:
         print(f"provision: {args.target}: {err}", file=sys.stderr)
         return 1

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import ssl
 
-    from mynabox.testing.refsvc import ReferenceService
+    from mynabox_testkit.refsvc import ReferenceService
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

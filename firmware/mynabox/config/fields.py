@@ -30,6 +30,8 @@ _HEX_GROUPS = [
     for sep in (":", r"\s", "-")
     for n in (2, 4, 8)
 ]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_IN_PATH = "holds a control character (e.g. NUL): not a usable path"
 E = TypeVar("E", bound=enum.StrEnum)
 T = TypeVar("T")
 HIDDEN = "<hidden>"
@@ -57,6 +59,11 @@ def expand_home(value: str) -> Path | None:
         return Path(value).expanduser()
     except RuntimeError:
         return None
+
+
+def has_control(value: str) -> bool:
+    """NUL (the OS refuses such a path with a ValueError) and the other C0 controls (typos at best)."""
+    return _CONTROL.search(value) is not None
 
 
 def type_name(value: object) -> str:
@@ -277,6 +284,9 @@ class Fields:
             return Path()
         if not isinstance(value, str) or not value:
             self._issue(key, f"expected a path string, got {type_name(value)}")
+            return Path()
+        if has_control(value):
+            self._issue(key, CONTROL_IN_PATH)
             return Path()
         expanded = expand_home(value)
         if expanded is None:

@@ -22,9 +22,11 @@ from urllib.parse import urlsplit
 from mynabox.adapters.identity import IdentityFile, Kind, check_identity, check_permissions
 from mynabox.adapters.keyfiles import CREDENTIALS_ENV, read_small_file
 from mynabox.config.fields import (
+    CONTROL_IN_PATH,
     Context,
     Fields,
     expand_home,
+    has_control,
     label,
     looks_secret,
     may_be_secret,
@@ -66,6 +68,7 @@ DEFAULT_PATH = Path("/etc/mynabox/config.toml")
 CONFIG_ENV = "MYNABOX_CONFIG"
 DEV_CREDENTIALS_ENV = "MYNABOX_CREDENTIALS_DIR"
 _DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
+_URL = re.compile(r"https://[^\s/?#\x00-\x1f\x7f]+(/[^\s?#\x00-\x1f\x7f]*)?")  # no NUL or other controls
 _SECTIONS = (
     "device",
     "reader",
@@ -133,6 +136,8 @@ def parse_config(
         raise ConfigError(str(source), [Issue("<toml>", f"syntax error: {_syntax(err)}")]) from None
     except RecursionError:
         raise ConfigError(str(source), [_TOO_DEEP]) from None
+    except ValueError:  # tomllib's int() of more digits than Python converts (sys.get_int_max_str_digits())
+        raise ConfigError(str(source), [_TOO_LONG_NUMBER]) from None
     if _depth(doc) > MAX_DEPTH:
         raise ConfigError(str(source), [_TOO_DEEP])
     ctx = Context(base_dir=source.parent, credentials_dir=None)
@@ -141,6 +146,9 @@ def parse_config(
     dev_dir = None if "credentials_dir" in ctx.poisoned else doc.get("credentials_dir")
     if dev_dir is not None and not isinstance(dev_dir, str):
         ctx.issues.append(Issue("credentials_dir", f"expected a path string, got {type_name(dev_dir)}"))
+        dev_dir = None
+    if isinstance(dev_dir, str) and has_control(dev_dir):
+        ctx.issues.append(Issue("credentials_dir", CONTROL_IN_PATH))
         dev_dir = None
     chosen = env.get(CREDENTIALS_ENV) or env.get(DEV_CREDENTIALS_ENV) or dev_dir
     expanded = expand_home(chosen) if chosen else None
@@ -181,6 +189,7 @@ def parse_config(
 
 
 _TOO_DEEP = Issue("<toml>", f"nested more than {MAX_DEPTH} levels deep (tables or arrays inside each other)")
+_TOO_LONG_NUMBER = Issue("<toml>", "a number too long to convert (more than 4300 digits)")
 _SECRET_HINT = "secrets go in files named by credential (LoadCredential=), never in the config"  # noqa: S105
 
 
@@ -287,7 +296,7 @@ def _build(fields: Callable[[str, type], Fields], source: Path, ctx: Context) ->
 
     f = fields("summary", SummaryConfig)
     url_hint = "https://host[:port][/prefix]"
-    url = f.string("url", pattern=re.compile(r"https://[^\s/?#]+(/[^\s?#]*)?"), hint=url_hint)
+    url = f.string("url", pattern=_URL, hint=url_hint)
     if url and not _host_and_port(url):
         ctx.issues.append(Issue("summary.url", f"{show(url)} has a bad host or port", url_hint))
     summary = SummaryConfig(

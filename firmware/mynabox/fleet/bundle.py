@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from mynabox.adapters.keyfiles import read_small_file
 from mynabox.config import ConfigError, parse_config
-from mynabox.config.fields import suggest
+from mynabox.config.fields import CONTROL_IN_PATH, has_control, suggest
 from mynabox.config.model import MqttConfig
 from mynabox.payload.keys import KeyFileError, parse_private_key, parse_public_key
 
@@ -99,6 +99,10 @@ def parse_manifest(data: bytes) -> tuple[str, dict[str, str]]:
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BundleError([f"{MANIFEST}: not JSON ({type(err).__name__})"]) from None
+    except RecursionError:
+        raise BundleError([f"{MANIFEST}: nested too deep"]) from None
+    except ValueError:  # int() of more digits than Python converts
+        raise BundleError([f"{MANIFEST}: a number too long to convert"]) from None
     files = doc.get("files") if isinstance(doc, dict) else None
     if (
         not isinstance(doc, dict)
@@ -127,6 +131,10 @@ def load_vehicle(path: Path) -> Bundle:
         raise BundleError([str(err)]) from None
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise BundleError([f"{path}: not a TOML file ({err})"]) from None
+    except RecursionError:
+        raise BundleError([f"{path}: nested too deep (tables or arrays inside each other)"]) from None
+    except ValueError:  # tomllib's int() of more digits than Python converts
+        raise BundleError([f"{path}: a number too long to convert (more than 4300 digits)"]) from None
     return build_bundle(doc, base=path.parent)
 
 
@@ -136,7 +144,9 @@ def build_bundle(doc: Mapping[str, object], *, base: Path) -> Bundle:
     files: dict[str, bytes] = {}
     for name, (section, key) in {**PUBLIC, **{f"{CREDENTIALS}/{n}": v for n, v in SECRETS.items()}}.items():
         ref = values.get((section, key))
-        if isinstance(ref, str):
+        if isinstance(ref, str) and has_control(ref):
+            problems.append(f"{section}.{key}: {CONTROL_IN_PATH}")
+        elif isinstance(ref, str):
             try:
                 files[name] = read_small_file(base / ref, what=f"{section}.{key}")
             except KeyFileError as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -22,14 +23,29 @@ from mynabox.payload.keys import AUDIT_KEY_MIN_BYTES, private_key_pem, public_ke
 
 def write_bundle(fat: FatImage, bundle: Bundle) -> None:
     """Replace any bundle on the card: old files wiped first, the manifest last (it marks completeness)."""
-    for old in fat.list_files(BUNDLE_DIR):
-        fat.wipe(old)
-    fat.remove_tree(BUNDLE_DIR)
+    kind = fat.kind(BUNDLE_DIR)
+    if kind == "file":
+        fat.wipe(BUNDLE_DIR)
+    elif kind == "dir":
+        fat.wipe_tree(BUNDLE_DIR)  # by clusters: the names on the card may be anything
     fat.mkdir(BUNDLE_DIR)
     fat.mkdir(BUNDLE_DIR / CREDENTIALS)
     for name, data in sorted(bundle.files.items()):
         fat.write(BUNDLE_DIR / PurePosixPath(name), data)
     fat.write(BUNDLE_DIR / MANIFEST, bundle.manifest())
+
+
+# Every file `generate_keys` writes: all are checked before the first is written.
+KEY_FILES = (
+    "device-key.pem",
+    "device-key.pub.pem",
+    "mqtt-client-key.pem",
+    "mqtt-client.csr",
+    "summary-client-key.pem",
+    "summary-client.csr",
+    "audit-key",
+    "vehicle.toml",
+)
 
 
 @dataclass(frozen=True)
@@ -40,31 +56,44 @@ class DeviceKeys:
 
 
 def generate_keys(directory: Path, device_id: str) -> DeviceKeys:
-    """New P-256 keys (0600, never overwriting), an audit key, CSRs (CN = device id), a vehicle.toml stub."""
+    """New P-256 keys (0600, never overwriting), an audit key, CSRs (CN = device id), a vehicle.toml stub.
+    All or nothing: every name is checked first, and a write that fails removes what this call wrote."""
     if not is_device_id(device_id):
         raise ValueError(f"{device_id!r}: not a device id ({DEVICE_ID_HINT})")
-    _refuse_overwrite(
-        directory,
-        ("device-key.pem", "mqtt-client-key.pem", "summary-client-key.pem", "audit-key", "vehicle.toml"),
-    )
+    _refuse_overwrite(directory, KEY_FILES)
     device = ec.generate_private_key(ec.SECP256R1())
-    write_new(directory / "device-key.pem", private_key_pem(device).reveal(), mode=0o600)
-    write_new(directory / "device-key.pub.pem", public_key_pem(device), mode=0o644)
+    files: dict[str, tuple[bytes, int]] = {
+        "device-key.pem": (private_key_pem(device).reveal(), 0o600),
+        "device-key.pub.pem": (public_key_pem(device), 0o644),
+    }
     csrs = {}
     for role in ("mqtt-client", "summary-client"):
         key = ec.generate_private_key(ec.SECP256R1())
-        write_new(directory / f"{role}-key.pem", private_key_pem(key).reveal(), mode=0o600)
-        csr = (
+        csrs[role] = (
             x509.CertificateSigningRequestBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
             .sign(key, hashes.SHA256())
             .public_bytes(serialization.Encoding.PEM)
         )
-        write_new(directory / f"{role}.csr", csr, mode=0o644)
-        csrs[role] = csr
-    write_new(directory / "audit-key", secrets.token_bytes(max(AUDIT_KEY_MIN_BYTES, 32)), mode=0o600)
-    write_new(directory / "vehicle.toml", _vehicle_stub(device_id).encode(), mode=0o644)
+        files[f"{role}-key.pem"] = (private_key_pem(key).reveal(), 0o600)
+        files[f"{role}.csr"] = (csrs[role], 0o644)
+    files["audit-key"] = (secrets.token_bytes(max(AUDIT_KEY_MIN_BYTES, 32)), 0o600)
+    files["vehicle.toml"] = (_vehicle_stub(device_id).encode(), 0o644)
+    assert set(files) == set(KEY_FILES)
+    _write_all(directory, files)
     return DeviceKeys(directory, public_key_pem(device), csrs)
+
+
+def _write_all(directory: Path, files: dict[str, tuple[bytes, int]]) -> None:
+    written: list[Path] = []
+    try:
+        for name, (data, mode) in files.items():
+            write_new(directory / name, data, mode=mode)
+            written.append(directory / name)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
 
 
 def generate_gateway_keys(directory: Path) -> bytes:
@@ -73,8 +102,9 @@ def generate_gateway_keys(directory: Path) -> bytes:
     names = ("gateway-envelope-key.pem", "gateway-envelope.pub.pem")
     _refuse_overwrite(directory, names)
     key = ec.generate_private_key(ec.SECP256R1())
-    write_new(directory / names[0], private_key_pem(key).reveal(), mode=0o600)
-    write_new(directory / names[1], public_key_pem(key), mode=0o644)
+    _write_all(
+        directory, {names[0]: (private_key_pem(key).reveal(), 0o600), names[1]: (public_key_pem(key), 0o644)}
+    )
     return public_key_pem(key)
 
 
@@ -82,7 +112,7 @@ def _refuse_overwrite(directory: Path, names: tuple[str, ...]) -> None:
     """Create `directory` if need be; refuse before writing anything if one of `names` is there (write_new
     would refuse it too, but only after the files before it were written)."""
     directory.mkdir(parents=True, exist_ok=True)
-    clash = [n for n in names if (directory / n).exists()]
+    clash = [n for n in names if os.path.lexists(directory / n)]  # a dangling symlink too
     if clash:
         raise FileExistsError(f"{directory}: would overwrite {', '.join(clash)}")
 

@@ -13,7 +13,7 @@ from mynabox.gateway.store import QuarantineEntry
 from mynabox.gateway.text import visible
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
-from mynabox.summary.flags import derive_flags
+from mynabox.summary.flags import Flag, derive_flags, flags_from_json
 from mynabox.summary.model import Summary, SummaryFormatError
 from mynabox.vocab import Outcome
 
@@ -52,7 +52,7 @@ def format_opened(opened: Opened, *, today: date) -> str:
     rendered = None
     if summary is not None:
         try:
-            rendered = format_summary(summary, today=today)
+            rendered = format_summary(summary, today=today, body=opened.body)
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError):
             rendered = None  # schema-valid but unrenderable: the operator still sees the message's keys
     if rendered is None:
@@ -72,14 +72,26 @@ def _summary_of(body: Mapping[str, object]) -> Summary | None:
         return None
 
 
-def format_summary(summary: Summary, *, today: date) -> str:
+def shown_flags(body: Mapping[str, object], summary: Summary) -> tuple[Flag, ...]:
+    """The flags the box showed the crew, as its message carries them. A message from firmware before
+    ``flags`` has none, and a receiver that does not check bodies may pass malformed ones: derived here then
+    (the box's date is the summary's ``as_of``), so a page never fails on them."""
+    if "flags" in body:
+        try:
+            return flags_from_json(body["flags"])
+        except ValueError:
+            pass
+    return derive_flags(summary, today=summary.as_of)
+
+
+def format_summary(summary: Summary, *, today: date, body: Mapping[str, object] | None = None) -> str:
     p = summary.patient
     lines = [
         f"  救急用サマリー（{summary.as_of.isoformat()} 時点）",
         f"  患者: {p.name}（{p.kana}）  性別: {_SEX.get(int(p.sex), '不明')}",
         f"  生年月日: {p.birth_date.isoformat()}  保険者番号: {p.insurer_number}",
     ]
-    flags = derive_flags(summary, today=today)
+    flags = derive_flags(summary, today=today) if body is None else shown_flags(body, summary)
     if flags:
         lines.append("  ⚠ 注意: " + " / ".join(f"{f.label}（{'、'.join(f.evidence)}）" for f in flags))
     else:

@@ -16,10 +16,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
+from mynabox.gateway.formatting import shown_flags
 from mynabox.gateway.text import html_text as text
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
-from mynabox.summary.flags import Flag, derive_flags
+from mynabox.summary.flags import Flag
 from mynabox.summary.model import AllergyCategory, DialysisKind, Summary, SummaryFormatError
 from mynabox.vocab import ConsentMode
 
@@ -46,14 +47,18 @@ _CERT = {
 _DIALYSIS = {DialysisKind.HEMODIALYSIS: "血液透析", DialysisKind.PERITONEAL: "腹膜透析"}
 _ALLERGY = {AllergyCategory.DRUG: "薬剤", AllergyCategory.FOOD: "食物", AllergyCategory.OTHER: "その他"}
 
+# Device text may be anything the schema allows (200-character words, stacks of combining marks): it wraps
+# anywhere, and every box holding it clips what it draws (overflow, paint containment), so no text can widen
+# the page past a tablet's screen or paint over the flags.
 _CSS = """
 *{box-sizing:border-box}
 body{margin:0;padding:12px;font-family:"IPAexGothic","IPAGothic","Noto Sans CJK JP",sans-serif;
-font-size:18px;line-height:1.45;color:#000;background:#fff}
+font-size:18px;line-height:1.45;color:#000;background:#fff;overflow-wrap:anywhere}
 header{border-bottom:3px solid #000;margin-bottom:8px}
 h1{font-size:26px;margin:0 0 4px}
 h2{font-size:20px;margin:14px 0 4px;border-left:6px solid #333;padding-left:6px}
 .meta{font-size:15px;color:#333}
+.meta,.flag,.todo,td,th{overflow:hidden;contain:paint}
 .flags{border:4px solid #c00;padding:6px 10px;margin:8px 0}
 .flags h2{border:none;padding:0;margin:0 0 4px;color:#c00}
 .flag{margin:4px 0}
@@ -80,6 +85,7 @@ class Section:
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     counted: bool = True  # a list of records (its title says how many), not a fixed set of fields
+    keyed: bool = True  # the first column is ours (a date or a label), kept on one line; else device text
 
     def html(self) -> str:
         if not self.rows:
@@ -88,7 +94,8 @@ class Section:
         body = "".join(
             "<tr>"
             + "".join(
-                f'<td class="d">{cell}</td>' if i == 0 else f"<td>{cell}</td>" for i, cell in enumerate(r)
+                f'<td class="d">{cell}</td>' if i == 0 and self.keyed else f"<td>{cell}</td>"
+                for i, cell in enumerate(r)
             )
             + "</tr>"
             for r in self.rows
@@ -151,7 +158,13 @@ def summary_sections(summary: Summary) -> list[Section]:
         ]
         rows += [(text(c.drug_name), "禁忌", text(c.reason)) for c in summary.allergies.contraindications]
         sections.append(
-            Section("allergies", "アレルギー・禁忌", ("物質・薬剤", "分類", "症状・理由"), tuple(rows))
+            Section(
+                "allergies",
+                "アレルギー・禁忌",
+                ("物質・薬剤", "分類", "症状・理由"),
+                tuple(rows),
+                keyed=False,
+            )
         )
     patient_rows = (
         ("氏名", f"{text(p.name)}（{text(p.kana)}）"),
@@ -273,7 +286,7 @@ def render_page(opened: Opened) -> str:
             summary = None
     read = _read_rows(opened.body.get("read"))
     if summary is not None:
-        flags = derive_flags(summary, today=summary.as_of)
+        flags = shown_flags(opened.body, summary)  # what the crew saw, from the message
         title = f"救急用サマリー（{summary.as_of.isoformat()} 時点）"
         parts = [f"<header><h1>{title}</h1>{head}</header>", _flags_block(flags)]
         parts += [s.html() for s in summary_sections(summary)]
@@ -311,7 +324,7 @@ def _card_record_parts(
 
 @dataclass(frozen=True)
 class IndexEntry:
-    """One row of the day's list."""
+    """One row of the list (what came in the retention window)."""
 
     message_id: str
     device_id: str
@@ -328,15 +341,18 @@ def entry_for(opened: Opened, received_at: datetime) -> IndexEntry:
         summary = None
     if summary is None:
         return IndexEntry(opened.message_id, opened.device_id, received_at, "カード記録", ())
-    flags = tuple(f.label for f in derive_flags(summary, today=summary.as_of))
+    flags = tuple(f.label for f in shown_flags(opened.body, summary))
     p = summary.patient
     title = f"{text(p.name)}（{_age(p.birth_date, summary.as_of)}歳・{_SEX.get(int(p.sex), '不明')}）"
     return IndexEntry(opened.message_id, opened.device_id, received_at, title, flags)
 
 
-def render_index(entries: Sequence[IndexEntry], *, day: date) -> str:
+def render_index(entries: Sequence[IndexEntry], *, hours: float) -> str:
+    """The list of what was received in the last ``hours`` (a window, not a calendar day: a transport
+    crosses midnight)."""
+    window = f"直近{hours:g}時間"
     rows = "".join(
-        f'<tr><td class="d">{e.received_at.astimezone(JST).strftime("%H:%M:%S")}</td>'
+        f'<tr><td class="d">{e.received_at.astimezone(JST).strftime("%m-%d %H:%M:%S")}</td>'
         f"<td>{text(e.device_id)}</td>"
         f'<td><a href="m/{text(e.message_id)}">{e.title}</a></td>'
         f"<td>{'、'.join(text(f) for f in e.flags) or '―'}</td></tr>"
@@ -346,9 +362,9 @@ def render_index(entries: Sequence[IndexEntry], *, day: date) -> str:
         "<table><thead><tr><th>受信</th><th>救急車</th><th>患者</th><th>注意事項</th></tr></thead>"
         f"<tbody>{rows}</tbody></table>"
         if entries
-        else '<p class="none">本日の受信はありません</p>'
+        else f'<p class="none">{window}の受信はありません</p>'
     )
     return _document(
-        "本日の救急用サマリー",
-        [f"<header><h1>本日の救急用サマリー（{day.isoformat()}）</h1></header>", table],
+        "救急用サマリー 受信一覧",
+        [f"<header><h1>救急用サマリー 受信一覧（{window}）</h1></header>", table],
     )

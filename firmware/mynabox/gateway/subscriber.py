@@ -50,11 +50,15 @@ class Receiver:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_verdict: Callable[[Verdict], None] | None = None,
+        on_raw: Callable[[str, bytes, Verdict], None] | None = None,
     ) -> None:
         self._s = settings
         self._core = core
         self._clock = clock
         self._on_verdict = on_verdict
+        self._on_raw = (
+            on_raw  # the message as it came and its verdict (tests check the wire against the docs)
+        )
         self.subscribed = threading.Event()
         self.refused: str | None = None
         # Held while a message is handled and acknowledged: stop() waits for it, so a message already handed
@@ -124,3 +128,5 @@ class Receiver:
         client.ack(message.mid, message.qos)
         if self._on_verdict is not None:
             self._on_verdict(verdict)
+        if self._on_raw is not None:
+            self._on_raw(topic, bytes(message.payload), verdict)

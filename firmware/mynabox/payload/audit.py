@@ -180,13 +180,22 @@ class ChainedAudit:
 
     @classmethod
     def from_json_line(cls, line: str | bytes) -> ChainedAudit:
+        """Parse one log line, which must be byte for byte the canonical form ``to_json_line`` writes: the
+        hash covers only that form, so a duplicated key, a second ``record`` or padding would be accepted
+        bytes the chain does not vouch for."""
         try:
-            raw = json.loads(line, parse_float=_no_float, parse_constant=_no_float)
-        except (ValueError, RecursionError) as err:
-            raise AuditFormatError("line is not JSON (or holds a float)") from err
+            data = line.encode("utf-8") if isinstance(line, str) else bytes(line)
+            raw = json.loads(
+                data, parse_float=_no_float, parse_constant=_no_float, object_pairs_hook=_unique_keys
+            )
+        except (ValueError, RecursionError) as err:  # UnicodeError is a ValueError
+            raise AuditFormatError("line is not JSON (or holds a float or a duplicated key)") from err
         if not isinstance(raw, dict):
             raise AuditFormatError("line is not a JSON object")
-        return cls.from_dict(raw)
+        entry = cls.from_dict(raw)
+        if entry.to_json_line().encode("utf-8") != data:
+            raise AuditFormatError("line is not in canonical form (the bytes the hash covers)")
+        return entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +312,13 @@ def _str(value: object) -> str:
 
 def _opt_str(value: object) -> str | None:
     return None if value is None else _str(value)
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicated key")
+    return out
 
 
 def _no_float(text: str) -> object:

@@ -44,7 +44,7 @@ MAX_IAT = 2**32 - 1
 MAX_SEQ = 2**63 - 1  # SQLite's INTEGER
 
 # The one size limit of a sealed message (the MQTT payload), shared by the box (sealing refuses past it),
-# the receiver (the opener's size check) and the broker configs (mynabox.testing.broker and
+# the receiver (the opener's size check) and the broker configs (mynabox_testkit.broker and
 # docs/gateway/mosquitto.conf). Sealing costs about 16/9 (base64 twice), so summary JSON up to about
 # 145 kB fits; a larger summary is sent as a card record instead. A box may configure a lower limit.
 MAX_MESSAGE_BYTES = 256 * 1024

@@ -112,6 +112,7 @@ class Opened:
     clock_synced: bool
     body: Mapping[str, object] = field(repr=False)  # patient data: never in a log line
     seq: int
+    key: str = ""  # RFC 7638 thumbprint of the device key that verified it: replay numbers are kept per key
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +317,7 @@ class Opener:
             raise ValueError("max_size must be positive, max_age and max_skew not negative")
         self._gateway_key = ECKey.import_key(gateway_key)
         self._device_keys = {d: ECKey.import_key(k) for d, k in device_keys.items()}
+        self._thumbprints = {d: k.thumbprint() for d, k in self._device_keys.items()}
         self._max_age, self._max_skew, self._max_size = max_age, max_skew, max_size
         self._jwe_registry = jwe.JWERegistry(header_registry=_ROUTING_HEADERS, algorithms=[JWE_ALG, JWE_ENC])
         self._jwe_registry.max_ciphertext_length = max_size
@@ -325,6 +327,11 @@ class Opener:
 
     def __repr__(self) -> str:
         return f"Opener(devices={len(self._device_keys)}, max_size={self._max_size})"
+
+    @property
+    def thumbprints(self) -> dict[str, str]:
+        """Each known device's key as its RFC 7638 thumbprint (``Opened.key``)."""
+        return dict(self._thumbprints)
 
     def open(self, token: bytes, *, now: datetime) -> Opened:
         now = require_aware(now)
@@ -366,6 +373,7 @@ class Opener:
             claims.clock_synced,
             claims.body,
             claims.seq,
+            self._thumbprints[device_id],
         )
 
     def _decrypt(self, token: bytes) -> bytes:

@@ -42,10 +42,154 @@ _CATEGORY_JA = {AllergyCategory.DRUG: "薬剤", AllergyCategory.FOOD: "食物", 
 
 
 @dataclass(frozen=True)
+class DrugItem:
+    """A drug that raised a drug flag: named once, from its latest record (medications or dispensings)."""
+
+    section: str  # "medications" (claims) or "dispensings" (電子処方箋)
+    drug_name: str
+    yj_code: str | None
+    date: date
+
+    def text(self) -> str:
+        return f"{self.drug_name} ({self.date.isoformat()})"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "section": self.section,
+            "drug_name": self.drug_name,
+            "yj_code": self.yj_code,
+            "date": self.date.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class DialysisItem:
+    """Dialysis sessions of one kind at one facility."""
+
+    kind: DialysisKind
+    facility: str
+    last_date: date
+    sessions: int
+
+    def text(self) -> str:
+        last = self.last_date.isoformat()
+        return f"{_DIALYSIS_JA[self.kind]} {self.facility} (最終 {last}, {self.sessions}回)"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "section": "dialyses",
+            "kind": self.kind.value,
+            "facility": self.facility,
+            "last_date": self.last_date.isoformat(),
+            "sessions": self.sessions,
+        }
+
+
+@dataclass(frozen=True)
+class AllergyItem:
+    substance: str
+    category: AllergyCategory
+    reaction: str | None
+
+    def text(self) -> str:
+        reaction = "" if self.reaction is None else ": " + self.reaction
+        return f"{self.substance} ({_CATEGORY_JA[self.category]}{reaction})"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "section": "allergies",
+            "substance": self.substance,
+            "category": self.category.value,
+            "reaction": self.reaction,
+        }
+
+
+@dataclass(frozen=True)
+class SurgeryItem:
+    procedure: str
+    facility: str
+    date: date
+
+    def text(self) -> str:
+        return f"{self.procedure} {self.facility} ({self.date.isoformat()})"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "section": "surgeries",
+            "procedure": self.procedure,
+            "facility": self.facility,
+            "date": self.date.isoformat(),
+        }
+
+
+FlagItem = DrugItem | DialysisItem | AllergyItem | SurgeryItem
+
+
+@dataclass(frozen=True)
 class Flag:
     code: FlagCode
     label: str  # short Japanese for the OLED
-    evidence: tuple[str, ...]  # what raised it, most recent first
+    evidence: tuple[str, ...]  # what raised it, most recent first (the items' text)
+    items: tuple[FlagItem, ...] = ()  # the same, as records: what the summary message carries
+
+    @classmethod
+    def of(cls, code: FlagCode, label: str, items: tuple[FlagItem, ...]) -> Flag:
+        """One derivation: the OLED's evidence is the text of the items the message carries."""
+        return cls(code, label, tuple(i.text() for i in items), items)
+
+    def to_json(self) -> dict[str, object]:
+        return {"code": self.code.value, "label": self.label, "items": [i.to_json() for i in self.items]}
+
+
+def flags_json(flags: Iterable[Flag]) -> list[dict[str, object]]:
+    """The ``flags`` of a summary message: exactly the flags the OLED showed, in its order, with items."""
+    return [f.to_json() for f in flags]
+
+
+def flags_from_json(doc: object) -> tuple[Flag, ...]:
+    """The receiving side's copy of what the box showed, from a message's ``flags`` (``ValueError`` if it
+    is not the shape ``flags_json`` writes: check the body first)."""
+    if not isinstance(doc, list):
+        raise ValueError("flags must be a list")
+    out = []
+    for flag in doc:
+        try:
+            code, label = FlagCode(flag["code"]), str(flag["label"])
+            items = tuple(_item_from_json(item) for item in flag["items"])
+        except (KeyError, TypeError) as err:
+            raise ValueError("malformed flag") from err
+        out.append(Flag.of(code, label, items))
+    return tuple(out)
+
+
+def _item_from_json(item: dict[str, object]) -> FlagItem:
+    section = item["section"]
+    if section in ("medications", "dispensings"):
+        yj = item["yj_code"]
+        return DrugItem(
+            str(section), str(item["drug_name"]), None if yj is None else str(yj), _day(item["date"])
+        )
+    if section == "dialyses":
+        return DialysisItem(
+            DialysisKind(item["kind"]),
+            str(item["facility"]),
+            _day(item["last_date"]),
+            int(str(item["sessions"])),
+        )
+    if section == "allergies":
+        reaction = item["reaction"]
+        return AllergyItem(
+            str(item["substance"]),
+            AllergyCategory(item["category"]),
+            None if reaction is None else str(reaction),
+        )
+    if section == "surgeries":
+        return SurgeryItem(str(item["procedure"]), str(item["facility"]), _day(item["date"]))
+    raise ValueError("unknown flag item section")
+
+
+def _day(value: object) -> date:
+    return date.fromisoformat(str(value))
 
 
 class DrugTableError(ValueError):
@@ -181,18 +325,18 @@ def _years_before(day: date, years: int) -> date:
 
 def _drug_flags(summary: Summary, classes: tuple[DrugClass, ...]) -> list[Flag]:
     # Medications (claims, 3 months) and dispensings (電子処方箋, 45 days) overlap; evidence names each drug
-    # once, with its latest date.
-    records = [(m.date, m.drug_name, m.yj_code) for m in summary.medications]
-    records += [(d.date, d.drug_name, d.yj_code) for d in summary.dispensings]
+    # once, with its latest date (and that record's YJ code).
+    records = [("medications", m.date, m.drug_name, m.yj_code) for m in summary.medications]
+    records += [("dispensings", d.date, d.drug_name, d.yj_code) for d in summary.dispensings]
     flags = []
     for cls in classes:
-        latest: dict[str, date] = {}
-        for day, name, yj in records:
-            if cls.matches(name, yj) and (name not in latest or latest[name] < day):
-                latest[name] = day
+        latest: dict[str, DrugItem] = {}
+        for section, day, name, yj in records:
+            if cls.matches(name, yj) and (name not in latest or latest[name].date < day):
+                latest[name] = DrugItem(section, name, yj, day)
         if latest:
-            ordered = sorted(latest.items(), key=lambda kv: (-kv[1].toordinal(), kv[0]))
-            flags.append(Flag(cls.code, cls.label, tuple(f"{n} ({d.isoformat()})" for n, d in ordered)))
+            ordered = sorted(latest.values(), key=lambda i: (-i.date.toordinal(), i.drug_name))
+            flags.append(Flag.of(cls.code, cls.label, tuple(ordered)))
     return flags
 
 
@@ -203,22 +347,16 @@ def _dialysis_flag(summary: Summary) -> Flag | None:
     if not groups:
         return None
     ordered = sorted(groups.items(), key=lambda kv: -max(kv[1]).toordinal())
-    evidence = tuple(
-        f"{_DIALYSIS_JA[kind]} {facility} (最終 {max(days).isoformat()}, {len(days)}回)"
-        for (kind, facility), days in ordered
-    )
-    return Flag(FlagCode.DIALYSIS, _LABELS[FlagCode.DIALYSIS], evidence)
+    items = tuple(DialysisItem(kind, facility, max(days), len(days)) for (kind, facility), days in ordered)
+    return Flag.of(FlagCode.DIALYSIS, _LABELS[FlagCode.DIALYSIS], items)
 
 
 def _allergy_flag(summary: Summary) -> Flag | None:
     # Contraindications stay in the summary for the receiving side; the flag is for allergies.
     if summary.allergies is None or not summary.allergies.allergies:
         return None
-    evidence = tuple(
-        f"{a.substance} ({_CATEGORY_JA[a.category]}{'' if a.reaction is None else ': ' + a.reaction})"
-        for a in summary.allergies.allergies
-    )
-    return Flag(FlagCode.ALLERGY, _LABELS[FlagCode.ALLERGY], evidence)
+    items = tuple(AllergyItem(a.substance, a.category, a.reaction) for a in summary.allergies.allergies)
+    return Flag.of(FlagCode.ALLERGY, _LABELS[FlagCode.ALLERGY], items)
 
 
 def _surgery_flag(summary: Summary, today: date) -> Flag | None:
@@ -226,8 +364,8 @@ def _surgery_flag(summary: Summary, today: date) -> Flag | None:
     recent = sorted((s for s in summary.surgeries if s.date >= cutoff), key=lambda s: -s.date.toordinal())
     if not recent:
         return None
-    evidence = tuple(f"{s.procedure} {s.facility} ({s.date.isoformat()})" for s in recent)
-    return Flag(FlagCode.SURGERY, _LABELS[FlagCode.SURGERY], evidence)
+    items = tuple(SurgeryItem(s.procedure, s.facility, s.date) for s in recent)
+    return Flag.of(FlagCode.SURGERY, _LABELS[FlagCode.SURGERY], items)
 
 
 def derive_flags(

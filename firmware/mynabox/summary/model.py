@@ -7,7 +7,7 @@ problem but never the offending value (it may be patient data).
 
 Windows as the national service defines them: 受診歴 3 months, 電子処方箋 dispensing 45 days, 薬剤 3 months,
 手術 5 years, 診療 3 months, 透析 3 months. The model carries whatever the service sent; the windows are
-the service's business (and the synthetic patients', see mynabox.testing.patients).
+the service's business (and the synthetic patients', see mynabox_testkit.patients).
 """
 
 from __future__ import annotations

@@ -1,0 +1,212 @@
+"""The A/B boot state shared with U-Boot's boot.scr: two checksummed copies, the newest valid one wins.
+
+Each copy is 512 bytes in U-Boot's `env export -c -s 0x200` form: CRC32 (little endian) of the 508 bytes
+after it, then `name=value` entries each ended by a NUL, sorted by name, then NULs. It holds RAUC's U-Boot
+contract (BOOT_ORDER, BOOT_A_LEFT, BOOT_B_LEFT, numbers in hex as U-Boot's setexpr writes them) and BOOT_SEQ,
+a 32-bit hex sequence number (U-Boot's `itest` compares 32 bits). A writer reads both copies, takes the
+newest valid one and writes the next state with BOOT_SEQ + 1 into the *other* copy, so a power cut at any
+byte damages at most the copy being written and the state before it survives in the other. The rules here
+are the ones image-build/boot/boot.cmd runs under U-Boot; tests run both on the same cases.
+
+Pure: bytes in, bytes out; no I/O.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, replace
+from enum import Enum
+
+SIZE = 512
+SLOTS = ("A", "B")
+TRIES = 3  # boot attempts a slot gets when made primary or marked good (RAUC's default)
+SEQ_MASK = 0xFFFFFFFF
+_NAMES = ("BOOT_ORDER", "BOOT_A_LEFT", "BOOT_B_LEFT", "BOOT_SEQ")
+_MAX_DIGITS = 8
+
+
+class BootStateError(Exception):
+    """A copy is damaged (size, checksum, sequence number) or an operation names an unknown slot."""
+
+
+class Damage(Enum):
+    """What the reader found; anything but OK is logged and published by the box (and U-Boot puts it on
+    the kernel command line as mynabox.bootstate=…)."""
+
+    OK = "ok"
+    COPY0_BAD = "copy0-bad"
+    COPY1_BAD = "copy1-bad"
+    BOTH_BAD = "both-bad"
+
+
+@dataclass(frozen=True)
+class BootState:
+    order: tuple[str, ...]
+    a_left: int
+    b_left: int
+    seq: int
+
+    def left(self, slot: str) -> int:
+        _check_slot(slot)
+        return self.a_left if slot == "A" else self.b_left
+
+    def with_left(self, slot: str, tries: int) -> BootState:
+        _check_slot(slot)
+        return replace(self, a_left=tries) if slot == "A" else replace(self, b_left=tries)
+
+
+DEFAULT = BootState(order=("A", "B"), a_left=TRIES, b_left=TRIES, seq=0)  # RAUC's, for both copies bad
+# What a new card holds in both copies: slot B is empty, so it is not in the order and has no tries.
+INITIAL = BootState(order=("A",), a_left=TRIES, b_left=0, seq=1)
+
+
+@dataclass(frozen=True)
+class Reading:
+    state: BootState
+    source: int | None  # the copy read, None when both are damaged (DEFAULT then)
+    damage: Damage
+
+    @property
+    def write_to(self) -> int:
+        """The copy the next state goes to: never the one just read."""
+        return 1 if self.source == 0 else 0
+
+
+def encode(state: BootState) -> bytes:
+    fields = {
+        "BOOT_ORDER": " ".join(state.order),
+        "BOOT_A_LEFT": f"{state.a_left:x}",
+        "BOOT_B_LEFT": f"{state.b_left:x}",
+        "BOOT_SEQ": f"{state.seq & SEQ_MASK:x}",
+    }
+    body = b"".join(f"{k}={v}".encode("ascii") + b"\0" for k, v in sorted(fields.items()))
+    data = body + b"\0" * (SIZE - 4 - len(body))
+    return zlib.crc32(data).to_bytes(4, "little") + data
+
+
+def decode(blob: bytes) -> BootState:
+    """A copy as U-Boot's `env import -c` and boot.scr take it: whole, checksum right, BOOT_SEQ present.
+
+    Values are read as leniently as U-Boot does (a missing field gets RAUC's default, an unreadable count
+    is 0 tries, an unknown slot name is skipped): a copy whose checksum holds was written by one of our two
+    writers, and both sides must pick the same copy."""
+    if len(blob) != SIZE:
+        raise BootStateError(f"boot state copy is {len(blob)} bytes, not {SIZE}")
+    data = blob[4:]
+    if zlib.crc32(data) != int.from_bytes(blob[:4], "little"):
+        raise BootStateError("boot state copy fails its checksum")
+    fields: dict[str, str] = {}
+    for entry in data.split(b"\0\0", 1)[0].split(b"\0"):
+        name, sep, value = entry.partition(b"=")
+        if sep and name.decode("ascii", "replace") in _NAMES:
+            fields[name.decode("ascii")] = value.decode("ascii", "replace")
+    seq = _hex(fields.get("BOOT_SEQ", ""))
+    if seq is None:
+        raise BootStateError("boot state copy has no readable BOOT_SEQ")
+    order = tuple(s for s in fields.get("BOOT_ORDER", "").split() if s in SLOTS) or (
+        DEFAULT.order if not fields.get("BOOT_ORDER", "").strip() else ()
+    )
+    return BootState(
+        order=order,
+        a_left=_left(fields.get("BOOT_A_LEFT")),
+        b_left=_left(fields.get("BOOT_B_LEFT")),
+        seq=seq & SEQ_MASK,
+    )
+
+
+def read(copy0: bytes | None, copy1: bytes | None) -> Reading:
+    """The newest valid copy (copy 0 on a tie); DEFAULT when both are damaged or missing. A copy is its
+    first SIZE bytes, as boot.scr loads it: a shorter file is damaged, bytes past SIZE are not read."""
+    states: list[BootState | None] = []
+    for blob in (copy0, copy1):
+        try:
+            states.append(None if blob is None else decode(blob[:SIZE]))
+        except BootStateError:
+            states.append(None)
+    s0, s1 = states
+    if s0 is not None and s1 is not None:
+        return Reading(s1, 1, Damage.OK) if s1.seq > s0.seq else Reading(s0, 0, Damage.OK)
+    if s0 is not None:
+        return Reading(s0, 0, Damage.COPY1_BAD)
+    if s1 is not None:
+        return Reading(s1, 1, Damage.COPY0_BAD)
+    return Reading(DEFAULT, None, Damage.BOTH_BAD)
+
+
+def successor(reading: Reading, state: BootState) -> BootState:
+    """`state` as the next write after `reading`: one more than the sequence number read."""
+    return replace(state, seq=(reading.state.seq + 1) & SEQ_MASK)
+
+
+def boot(state: BootState) -> tuple[str | None, BootState]:
+    """What boot.scr does with a state: the first slot in BOOT_ORDER with tries left spends one; with none
+    left every slot gets TRIES again and U-Boot resets. Sequence number unchanged (see `successor`)."""
+    for slot in state.order:
+        if state.left(slot) > 0:
+            return slot, state.with_left(slot, state.left(slot) - 1)
+    return None, replace(state, a_left=TRIES, b_left=TRIES)
+
+
+# RAUC's bootloader interface, with the semantics of RAUC's own U-Boot backend (src/bootloaders/uboot.c).
+
+
+def get_primary(state: BootState) -> str | None:
+    return next((s for s in state.order if state.left(s) > 0), None)
+
+
+def get_state(state: BootState, slot: str) -> bool:
+    return slot in state.order and state.left(slot) > 0
+
+
+def set_primary(state: BootState, slot: str) -> BootState:
+    _check_slot(slot)
+    order = (slot, *(s for s in state.order if s != slot))
+    return replace(state.with_left(slot, TRIES), order=order)
+
+
+def set_state(state: BootState, slot: str, good: bool) -> BootState:
+    _check_slot(slot)
+    if good:
+        return state.with_left(slot, TRIES)
+    return replace(state.with_left(slot, 0), order=tuple(s for s in state.order if s != slot))
+
+
+def booted_slot(cmdline: str) -> str | None:
+    """The slot U-Boot booted, from `rauc.slot=` on the kernel command line."""
+    return _param(cmdline, "rauc.slot")
+
+
+def boot_damage(cmdline: str) -> Damage | None:
+    """What boot.scr found damaged in the boot state at this boot (None: booted without boot.scr)."""
+    value = _param(cmdline, "mynabox.bootstate")
+    return next((d for d in Damage if d.value == value), None)
+
+
+def _param(cmdline: str, name: str) -> str | None:
+    found = None
+    for word in cmdline.split():
+        key, sep, value = word.partition("=")
+        if sep and key == name:
+            found = value  # the last one wins, as for the kernel
+    return found
+
+
+def _check_slot(slot: str) -> None:
+    if slot not in SLOTS:
+        raise BootStateError(f"unknown slot {slot[:8]!r}: expected A or B")
+
+
+def _hex(text: str) -> int | None:
+    text = text.strip()
+    if text.lower().startswith("0x"):
+        text = text[2:]
+    if not text or len(text) > _MAX_DIGITS or any(c not in "0123456789abcdefABCDEF" for c in text):
+        return None
+    return int(text, 16)
+
+
+def _left(text: str | None) -> int:
+    if text is None or not text.strip():
+        return TRIES  # U-Boot's default for a missing (or empty, which env import drops) count
+    value = _hex(text)
+    return 0 if value is None else value

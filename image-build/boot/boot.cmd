@@ -1,0 +1,146 @@
+# mynabox boot script (U-Boot hush; `mkimage -A arm64 -T script -C none -d boot.cmd boot.scr`).
+#
+# RAUC's U-Boot contract (BOOT_ORDER, BOOT_A_LEFT, BOOT_B_LEFT; every boot spends one try of the slot it
+# boots, `rauc status mark-good` gives the tries back) on a boot state kept in TWO copies on this FAT
+# partition, bootstate.0 and bootstate.1: each 512 bytes in `env export -c` form (CRC32, then name=value
+# pairs) holding BOOT_SEQ, a hex sequence number. The newest copy whose CRC holds wins; the new state is
+# always written into the OTHER copy, so a power cut tears at most the copy being written and the previous
+# state survives in the one read. The same format and rule are in firmware/mynabox/update/bootstate.py.
+# What was damaged goes on the kernel command line (mynabox.bootstate=ok|copy0-bad|copy1-bad|both-bad) so
+# the box reports it after boot. Kernel, initramfs and device tree come from the chosen slot's own /boot.
+
+setenv mb_dev "${devtype} ${devnum}"
+setenv mb_size 0x200
+setexpr mb_addr0 ${kernel_addr_r} + 0
+setexpr mb_addr1 ${kernel_addr_r} + 0x1000
+
+# Read both copies: a copy counts only when all 512 bytes load and its CRC holds.
+setenv mb_ok0 0
+setenv mb_ok1 0
+mw.b ${mb_addr0} 0 ${mb_size}
+setenv BOOT_SEQ
+if load ${mb_dev}:${distro_bootpart} ${mb_addr0} bootstate.0 ${mb_size}; then
+  if test "${filesize}" = "200"; then
+    if env import -c ${mb_addr0} ${mb_size} BOOT_SEQ; then
+      if test -n "${BOOT_SEQ}"; then setenv mb_ok0 1; setenv mb_seq0 ${BOOT_SEQ}; fi
+    fi
+  fi
+fi
+mw.b ${mb_addr1} 0 ${mb_size}
+setenv BOOT_SEQ
+if load ${mb_dev}:${distro_bootpart} ${mb_addr1} bootstate.1 ${mb_size}; then
+  if test "${filesize}" = "200"; then
+    if env import -c ${mb_addr1} ${mb_size} BOOT_SEQ; then
+      if test -n "${BOOT_SEQ}"; then setenv mb_ok1 1; setenv mb_seq1 ${BOOT_SEQ}; fi
+    fi
+  fi
+fi
+
+# The newest valid copy wins (itest reads hex); its state is written to the other copy below.
+setenv BOOT_ORDER
+setenv BOOT_A_LEFT
+setenv BOOT_B_LEFT
+setenv BOOT_SEQ
+setenv mb_state ok
+if test ${mb_ok0} = 1; then
+  if test ${mb_ok1} = 1; then
+    if itest ${mb_seq1} -gt ${mb_seq0}; then setenv mb_use 1; else setenv mb_use 0; fi
+  else
+    setenv mb_use 0
+    setenv mb_state copy1-bad
+  fi
+elif test ${mb_ok1} = 1; then
+  setenv mb_use 1
+  setenv mb_state copy0-bad
+else
+  setenv mb_use none
+  setenv mb_state both-bad
+fi
+if test ${mb_use} = 0; then
+  env import -c ${mb_addr0} ${mb_size} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT BOOT_SEQ
+  setenv mb_write 1
+elif test ${mb_use} = 1; then
+  env import -c ${mb_addr1} ${mb_size} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT BOOT_SEQ
+  setenv mb_write 0
+else
+  setenv BOOT_SEQ 0
+  setenv mb_write 0
+fi
+echo "mynabox: boot state copy ${mb_use} (${mb_state}), seq ${BOOT_SEQ}"
+
+# RAUC's defaults for what is missing.
+test -n "${BOOT_ORDER}" || setenv BOOT_ORDER "A B"
+test -n "${BOOT_A_LEFT}" || setenv BOOT_A_LEFT 3
+test -n "${BOOT_B_LEFT}" || setenv BOOT_B_LEFT 3
+
+# The first slot of BOOT_ORDER with tries left spends one.
+setenv mb_slot
+for mb_try in ${BOOT_ORDER}; do
+  if test -z "${mb_slot}"; then
+    if test "${mb_try}" = A; then
+      if test ${BOOT_A_LEFT} -gt 0; then
+        setexpr BOOT_A_LEFT ${BOOT_A_LEFT} - 1
+        setenv mb_slot A
+        setenv mb_part 2
+      fi
+    elif test "${mb_try}" = B; then
+      if test ${BOOT_B_LEFT} -gt 0; then
+        setexpr BOOT_B_LEFT ${BOOT_B_LEFT} - 1
+        setenv mb_slot B
+        setenv mb_part 3
+      fi
+    fi
+  fi
+done
+
+# Write the new state into the other copy before booting anything.
+setexpr BOOT_SEQ ${BOOT_SEQ} + 1
+if test -z "${mb_slot}"; then
+  echo "mynabox: no slot has tries left: every slot gets 3 again, reset"
+  setenv BOOT_A_LEFT 3
+  setenv BOOT_B_LEFT 3
+fi
+setexpr mb_waddr ${kernel_addr_r} + 0x2000
+env export -c -s ${mb_size} ${mb_waddr} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT BOOT_SEQ
+if fatwrite ${mb_dev}:${distro_bootpart} ${mb_waddr} bootstate.${mb_write} ${mb_size}; then
+  echo "mynabox: wrote bootstate.${mb_write}: order ${BOOT_ORDER}, A ${BOOT_A_LEFT}, B ${BOOT_B_LEFT}, seq ${BOOT_SEQ}"
+else
+  echo "mynabox: writing bootstate.${mb_write} failed"
+fi
+if test -z "${mb_slot}"; then
+  reset
+fi
+
+echo "mynabox: booting slot ${mb_slot} from ${mb_dev}:${mb_part}"
+part uuid ${mb_dev}:${mb_part} mb_partuuid
+if test "${board}" = qemu-arm; then
+  setenv mb_console "console=ttyAMA0"
+else
+  setenv mb_console "console=ttyS1,115200 console=tty1"
+fi
+# Extra words for the kernel from an optional cmdline-extra.env on this partition, one line
+# "mb_extra=WORDS" (the boot test's debug shell; a card without it boots as built).
+setenv mb_extra
+if test -e ${mb_dev}:${distro_bootpart} cmdline-extra.env; then
+  if load ${mb_dev}:${distro_bootpart} ${mb_waddr} cmdline-extra.env 0x200; then
+    env import -t ${mb_waddr} ${filesize} mb_extra
+  fi
+fi
+setenv bootargs "${mb_console} root=PARTUUID=${mb_partuuid} ro rootwait rauc.slot=${mb_slot} mynabox.bootstate=${mb_state} ${mb_extra}"
+
+# The chosen slot's own kernel, initramfs and, where the board names one, device tree; qemu's own device
+# tree otherwise. /boot/vmlinuz and /boot/initrd.img are Debian's symbolic links (kernel-img.conf
+# link_in_boot = yes: kept by the kernel package itself); Debian's arm64 vmlinuz is an uncompressed Image.
+if load ${mb_dev}:${mb_part} ${kernel_addr_r} /boot/vmlinuz; then
+  if load ${mb_dev}:${mb_part} ${ramdisk_addr_r} /boot/initrd.img; then
+    setenv mb_initrd ${ramdisk_addr_r}:${filesize}
+    setenv mb_fdt ${fdtcontroladdr}
+    if test -n "${fdtfile}"; then
+      if load ${mb_dev}:${mb_part} ${fdt_addr_r} /boot/dtbs/${fdtfile}; then setenv mb_fdt ${fdt_addr_r}; fi
+    fi
+    echo "mynabox: slot ${mb_slot}: kernel, initramfs ${mb_initrd}, device tree ${mb_fdt}; ${bootargs}"
+    booti ${kernel_addr_r} ${mb_initrd} ${mb_fdt}
+  fi
+fi
+echo "mynabox: slot ${mb_slot} did not boot: reset (its try is spent)"
+reset

@@ -1,0 +1,1 @@
+"""mynabox_testkit."""

@@ -1,0 +1,55 @@
+"""`mynabox update`: the bootloader backend's answers and refusals, init-bootstate, status without RAUC."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mynabox.adapters.bootfiles import BootFiles
+from mynabox.cli import main
+from mynabox.update import bootstate as bs
+
+
+def backend(tmp_path: Path, *args: str) -> int:
+    cmdline = str(tmp_path / "cmdline")
+    return main(["update", "bootloader-backend", "--dir", str(tmp_path), "--cmdline", cmdline, *args])
+
+
+def test_init_then_rauc_calls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["update", "init-bootstate", str(tmp_path)]) == 0
+    assert BootFiles(tmp_path).read() == bs.Reading(bs.INITIAL, 0, bs.Damage.OK)
+    capsys.readouterr()
+    assert backend(tmp_path, "get-primary") == 0
+    assert backend(tmp_path, "get-state", "B") == 0
+    assert capsys.readouterr().out.split() == ["A", "bad"]
+    assert backend(tmp_path, "set-primary", "B") == 0
+    assert backend(tmp_path, "get-primary") == 0
+    assert backend(tmp_path, "get-state", "B") == 0
+    assert capsys.readouterr().out.split() == ["B", "good"]
+    assert backend(tmp_path, "set-state", "B", "bad") == 0
+    assert BootFiles(tmp_path).read().state.order == ("A",)
+    (tmp_path / "cmdline").write_text("root=x rauc.slot=B quiet\n")
+    assert backend(tmp_path, "get-current") == 0
+    assert capsys.readouterr().out.strip() == "B"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("get-state", "C"), ("set-primary", "../x"), ("set-state", "A"), ("set-primary",), ("get-current",)],
+)
+def test_bad_calls_fail_with_a_reason_and_change_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...]
+) -> None:
+    main(["update", "init-bootstate", str(tmp_path)])
+    before = [p.read_bytes() for p in sorted(tmp_path.glob("bootstate.*"))]
+    (tmp_path / "cmdline").write_text("root=x\n")
+    assert backend(tmp_path, *args) == 1
+    assert "bootloader-backend" in capsys.readouterr().err
+    assert [p.read_bytes() for p in sorted(tmp_path.glob("bootstate.*"))] == before
+
+
+def test_no_slot_with_tries_fails_get_primary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    BootFiles(tmp_path).write(0, bs.BootState(("A",), 0, 0, 1))
+    assert backend(tmp_path, "get-primary") == 1
+    assert "no slot has tries left" in capsys.readouterr().err

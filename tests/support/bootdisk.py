@@ -1,0 +1,184 @@
+"""Small A/B boot disks for U-Boot under qemu, made without root: MBR by sfdisk, FAT by mkfs.vfat + mtools,
+ext4 slots by `mke2fs -d`, each made in its own file and copied into place.
+
+Layout as the image's: p1 FAT32 (boot.scr, the two boot-state copies), p2 slot A, p3 slot B (ext4).
+`run_uboot` boots Debian's u-boot-qemu on it (`-M virt -cpu cortex-a72 -bios …/qemu_arm64/u-boot.bin
+-nic none -no-reboot`) and returns its console once the script resets (no kernel is needed: the slots hold
+markers, `booti` refuses them and the script resets, which ends qemu).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+UBOOT_BIN = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
+SECTOR = 512
+FAT_START = 2048  # sectors, as genimage.cfg
+FAT_SECTORS = 40 * 2048  # 40 MiB: FAT32 needs >= 65525 clusters of 512 bytes
+TOOLS = ("qemu-system-aarch64", "mkimage", "mkfs.vfat", "mcopy", "mke2fs", "sfdisk")
+
+
+def missing_tools() -> list[str]:
+    found = [t for t in TOOLS if shutil.which(t) is None]
+    if not UBOOT_BIN.is_file():
+        found.append(str(UBOOT_BIN) + " (u-boot-qemu)")
+    return found
+
+
+@dataclass(frozen=True)
+class Disk:
+    path: Path
+
+    @property
+    def fat(self) -> str:
+        return f"{self.path}@@{FAT_START * SECTOR}"
+
+    def read_fat(self, name: str) -> bytes | None:
+        out = subprocess.run(
+            ["mtype", "-i", self.fat, f"::{name}"], capture_output=True, check=False, timeout=30
+        )
+        return out.stdout if out.returncode == 0 else None
+
+    def write_fat(self, name: str, data: bytes, work: Path) -> None:
+        src = work / f".{name}.tmp"
+        src.write_bytes(data)
+        subprocess.run(["mcopy", "-o", "-i", self.fat, str(src), f"::{name}"], check=True, timeout=30)
+        src.unlink()
+
+    def fat_image(self, work: Path) -> str:
+        """The FAT partition copied out, for fsck.vfat."""
+        out = work / "p1.check.vfat"
+        with self.path.open("rb") as src, out.open("wb") as dst:
+            src.seek(FAT_START * SECTOR)
+            dst.write(src.read(FAT_SECTORS * SECTOR))
+        return str(out)
+
+    def delete_fat(self, name: str) -> None:
+        subprocess.run(["mdel", "-i", self.fat, f"::{name}"], check=True, timeout=30)
+
+
+def make_boot_script(cmd: Path, out: Path) -> None:
+    subprocess.run(
+        ["mkimage", "-A", "arm64", "-O", "linux", "-T", "script", "-C", "none", "-d", str(cmd), str(out)],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+
+
+def make_disk(
+    path: Path, work: Path, fat_files: dict[str, bytes], slots: dict[str, Path], slot_mib: int = 4
+) -> Disk:
+    """`slots` maps "A"/"B" to a directory tree for `mke2fs -d` (a slot left out stays zeroed)."""
+    slot_sectors = slot_mib * 2048
+    a_start = FAT_START + FAT_SECTORS
+    b_start = a_start + slot_sectors
+    total = b_start + slot_sectors + 2048
+    with path.open("wb") as f:
+        f.truncate(total * SECTOR)
+    table = (
+        "label: dos\nlabel-id: 0x6d796e61\n"
+        f"start={FAT_START}, size={FAT_SECTORS}, type=c, bootable\n"
+        f"start={a_start}, size={slot_sectors}, type=83\n"
+        f"start={b_start}, size={slot_sectors}, type=83\n"
+    )
+    subprocess.run(["sfdisk", "-q", str(path)], input=table.encode(), check=True, timeout=30)
+    fat = work / "p1.vfat"
+    fat.unlink(missing_ok=True)
+    subprocess.run(
+        ["mkfs.vfat", "-F", "32", "-n", "MYNA-BOOT", "-i", "6d796e61", "-C", str(fat), str(FAT_SECTORS // 2)],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    for name, data in fat_files.items():
+        src = work / name
+        src.write_bytes(data)
+        subprocess.run(["mcopy", "-i", str(fat), str(src), f"::{name}"], check=True, timeout=30)
+    _place(path, fat, FAT_START)
+    for slot, start in (("A", a_start), ("B", b_start)):
+        tree = slots.get(slot)
+        if tree is None:
+            continue
+        img = work / f"slot-{slot}.ext4"
+        img.unlink(missing_ok=True)
+        subprocess.run(
+            [
+                "mke2fs",
+                "-q",
+                "-t",
+                "ext4",
+                "-L",
+                f"root-{slot.lower()}",
+                "-d",
+                str(tree),
+                str(img),
+                f"{slot_mib}M",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+            env={**os.environ, "E2FSPROGS_FAKE_TIME": "1700000000"},
+        )
+        _place(path, img, start)
+    return Disk(path)
+
+
+def _place(disk: Path, part: Path, start_sector: int) -> None:
+    with disk.open("r+b") as out, part.open("rb") as src:
+        out.seek(start_sector * SECTOR)
+        shutil.copyfileobj(src, out, 1 << 20)
+
+
+@dataclass(frozen=True)
+class UbootRun:
+    console: str
+    seconds: float
+    exit_code: int
+
+
+def _qemu(disk: Disk) -> list[str]:
+    return [
+        "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-m", "256", "-smp", "1",
+        "-bios", str(UBOOT_BIN), "-nic", "none", "-no-reboot", "-display", "none",
+        "-serial", "stdio", "-monitor", "none",
+        "-drive", f"if=virtio,format=raw,file={disk.path}",
+    ]  # fmt: skip
+
+
+def run_uboot(disk: Disk, timeout: float = 60.0) -> UbootRun:
+    """One power-on: U-Boot's distro boot finds boot.scr on p1 and runs it; the script's `reset` ends qemu."""
+    start = time.monotonic()
+    out = subprocess.run(
+        _qemu(disk), stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
+    )
+    seconds = time.monotonic() - start
+    text = out.stdout.decode("utf-8", "replace").replace("\r", "")
+    return UbootRun(text, seconds, out.returncode)
+
+
+def cut_uboot(disk: Disk, marker: bytes, delay: float, timeout: float = 60.0) -> str:
+    """A power cut: qemu is killed `delay` seconds after `marker` appears on the console (the disk image
+    keeps the sectors U-Boot's writes had reached). Returns the console up to the cut."""
+    proc = subprocess.Popen(
+        _qemu(disk), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    assert proc.stdout is not None
+    seen = b""
+    end = time.monotonic() + timeout
+    try:
+        while marker not in seen:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk or time.monotonic() > end:
+                break
+            seen += chunk
+        time.sleep(delay)
+    finally:
+        proc.kill()
+        proc.wait()
+    return seen.decode("utf-8", "replace").replace("\r", "")

@@ -1,0 +1,119 @@
+"""The boot state's codec, reader and RAUC operations, and the power-cut argument byte by byte."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import replace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mynabox.update import bootstate as bs
+
+GOOD = bs.BootState(("A", "B"), 3, 3, seq=0x10)
+
+
+def test_encode_is_u_boots_env_export_form() -> None:
+    blob = bs.encode(GOOD)
+    assert len(blob) == bs.SIZE
+    assert blob[4:].startswith(b"BOOT_A_LEFT=3\0BOOT_B_LEFT=3\0BOOT_ORDER=A B\0BOOT_SEQ=10\0\0")
+    assert int.from_bytes(blob[:4], "little") == zlib.crc32(blob[4:])
+    assert bs.decode(blob) == GOOD
+
+
+@given(
+    order=st.lists(st.sampled_from(bs.SLOTS), unique=True, max_size=2),
+    a=st.integers(0, 3),
+    b=st.integers(0, 3),
+    seq=st.integers(0, bs.SEQ_MASK),
+)
+def test_round_trip(order: list[str], a: int, b: int, seq: int) -> None:
+    state = bs.BootState(tuple(order) or ("A", "B"), a, b, seq)
+    assert bs.decode(bs.encode(state)) == state
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [b"", bytes(bs.SIZE), bs.encode(GOOD)[:-1], bs.encode(GOOD) + b"\0", b"\xff" * bs.SIZE],
+    ids=["empty", "zeroed", "short", "long", "erased"],
+)
+def test_damaged_copies_are_refused(blob: bytes) -> None:
+    with pytest.raises(bs.BootStateError):
+        bs.decode(blob)
+
+
+def _sealed(body: bytes) -> bytes:
+    data = body + b"\0" * (bs.SIZE - 4 - len(body))
+    return zlib.crc32(data).to_bytes(4, "little") + data
+
+
+def test_a_copy_without_a_sequence_number_is_damaged() -> None:
+    with pytest.raises(bs.BootStateError):
+        bs.decode(_sealed(b"BOOT_ORDER=B A\0\0"))
+    with pytest.raises(bs.BootStateError):
+        bs.decode(_sealed(b"BOOT_SEQ=nothex\0\0"))
+
+
+def test_values_are_read_as_u_boot_reads_them() -> None:
+    # Missing fields take RAUC's defaults, unknown slots and names are skipped, an unreadable count is 0.
+    assert bs.decode(_sealed(b"BOOT_SEQ=5\0\0")) == replace(bs.DEFAULT, seq=5)
+    state = bs.decode(_sealed(b"BOOT_A_LEFT=zz\0BOOT_ORDER=C B\0BOOT_SEQ=5\0X=1\0\0"))
+    assert (state.order, state.a_left, state.b_left) == (("B",), 0, 3)
+
+
+def test_newest_valid_copy_wins_and_the_next_write_goes_to_the_other() -> None:
+    older, newer = bs.encode(replace(GOOD, seq=4)), bs.encode(replace(GOOD, seq=5))
+    assert (bs.read(older, newer).source, bs.read(older, newer).write_to) == (1, 0)
+    assert (bs.read(newer, older).source, bs.read(newer, older).write_to) == (0, 1)
+    assert bs.read(newer, newer).source == 0  # a tie reads copy 0
+    assert bs.read(None, None) == bs.Reading(bs.DEFAULT, None, bs.Damage.BOTH_BAD)
+    assert bs.read(None, None).write_to == 0
+    assert bs.read(older, b"junk").damage is bs.Damage.COPY1_BAD
+    assert bs.read(None, newer).damage is bs.Damage.COPY0_BAD
+
+
+@pytest.mark.parametrize("target", [0, 1])
+def test_a_write_torn_at_any_byte_leaves_the_old_or_the_new_state(target: int) -> None:
+    """A power cut during a write leaves the copy being written as a mix of new bytes up to the cut and
+    whatever was there (old bytes, zeros, erased flash) after it, or the file cut short: the reader then
+    finds the state before the write or the one written, never anything else and never nothing."""
+    copies = [bs.encode(replace(GOOD, seq=8)), bs.encode(replace(GOOD, seq=7))]
+    if target == 0:
+        copies.reverse()
+    reading = bs.read(*copies)
+    assert reading.write_to == target
+    old_state = reading.state
+    new_state = bs.successor(reading, bs.set_primary(old_state, "B"))
+    new = bs.encode(new_state)
+    old_target = copies[reading.write_to]
+    for cut in range(bs.SIZE + 1):
+        for rest in (old_target[cut:], bytes(bs.SIZE - cut), b"\xff" * (bs.SIZE - cut), b""):
+            torn = list(copies)
+            torn[reading.write_to] = new[:cut] + rest
+            got = bs.read(*torn)
+            assert got.state in (old_state, new_state), cut
+            assert got.damage is not bs.Damage.BOTH_BAD
+            if got.state == new_state:
+                assert torn[reading.write_to] == new
+
+
+def test_rauc_operations_follow_raucs_u_boot_backend() -> None:
+    trying = bs.set_primary(replace(GOOD, b_left=0, order=("A",)), "B")
+    assert (trying.order, trying.b_left) == (("B", "A"), 3)
+    assert bs.get_primary(trying) == "B"
+    spent = trying.with_left("B", 0)
+    assert bs.get_primary(spent) == "A"  # B's tries are spent: the bootloader falls back
+    assert not bs.get_state(spent, "B")
+    marked_bad = bs.set_state(trying, "B", good=False)
+    assert (marked_bad.order, marked_bad.b_left) == (("A",), 0)
+    assert bs.get_state(bs.set_state(spent, "B", good=True), "B")
+    assert bs.get_primary(bs.BootState(("A",), 0, 3, 1)) is None
+    with pytest.raises(bs.BootStateError):
+        bs.set_primary(GOOD, "C")
+
+
+def test_boot_spends_a_try_and_resets_when_none_is_left() -> None:
+    assert bs.boot(GOOD) == ("A", GOOD.with_left("A", 2))
+    assert bs.boot(bs.BootState(("B", "A"), 3, 0, 1)) == ("A", bs.BootState(("B", "A"), 2, 0, 1))
+    assert bs.boot(bs.BootState(("A",), 0, 0, 1)) == (None, bs.BootState(("A",), 3, 3, 1))

@@ -1,0 +1,105 @@
+"""RAUC itself (Debian's rauc, as a service on a private system bus) driving our custom bootloader backend:
+what `rauc status`, `mark-good`, `mark-bad` and `mark-active` ask and what lands in the two copies."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from mynabox.adapters.bootfiles import BootFiles
+from mynabox.cli import main
+from mynabox.update import bootstate as bs
+from mynabox.update import raucstatus
+
+from .conftest import REPO, Signer, rauc_service, rauc_service_missing
+
+pytestmark = pytest.mark.skipif(rauc_service_missing() is not None, reason=str(rauc_service_missing()))
+
+
+def _status(box: object) -> raucstatus.Status:
+    out = box.rauc("status", "--detailed", "--output-format=json")  # type: ignore[attr-defined]
+    return raucstatus.parse(out.stdout)
+
+
+def test_rauc_reads_and_changes_the_boot_state_through_our_backend(tmp_path: Path, signer: Signer) -> None:
+    files = BootFiles(tmp_path / "boot")
+    with rauc_service(tmp_path, signer.ca) as box:
+        files.write(1, replace(bs.INITIAL, seq=0))
+        files.write(0, bs.INITIAL)
+        status = _status(box)
+        assert (status.compatible, status.booted, status.boot_primary) == (
+            "mynabox-rpi-arm64",
+            "A",
+            "rootfs.0",
+        )
+        assert (status.slot("A").boot_status, status.slot("B").boot_status) == ("good", "bad")  # type: ignore[union-attr]
+
+        box.rauc("status", "mark-active", "other")  # what an install does once slot B is written
+        reading = files.read()
+        assert (reading.source, reading.state) == (1, bs.BootState(("B", "A"), 3, 3, 2))
+        assert _status(box).boot_primary == "rootfs.1"
+
+        files.write(0, replace(reading.state, a_left=2, seq=3))  # U-Boot booted A once more
+        box.rauc("status", "mark-good", "booted")
+        assert files.read().state == bs.BootState(("B", "A"), 3, 3, 4)
+
+        box.rauc("status", "mark-bad", "other")
+        assert files.read().state == bs.BootState(("A",), 3, 0, 5)
+        assert _status(box).boot_primary == "rootfs.0"
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert {"get-primary", "set-primary B", "set-state A good", "set-state B bad"} <= set(calls)
+
+
+def test_damaged_copies_still_answer_and_the_status_says_so(
+    tmp_path: Path, signer: Signer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = BootFiles(tmp_path / "boot")
+    with rauc_service(tmp_path, signer.ca) as box:
+        files.path(0).write_bytes(b"\0" * 512)
+        files.path(1).write_bytes(bs.encode(bs.set_primary(bs.INITIAL, "B"))[:200])
+        assert _status(box).boot_primary == "rootfs.0"  # RAUC's default order, A first
+        raw = box.rauc("status", "--detailed", "--output-format=json").stdout
+        (tmp_path / "status.json").write_text(raw)
+        (tmp_path / "cmdline").write_text("rauc.slot=A mynabox.bootstate=both-bad\n")
+        code = main(
+            ["update", "status", "--dir", str(files.directory), "--cmdline", str(tmp_path / "cmdline"),
+             "--rauc-json", str(tmp_path / "status.json")]
+        )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "boot state at boot: both-bad" in out
+    assert "(copy None, both-bad)" in out
+    assert json.loads(raw)["booted"] == "A"
+
+
+def test_only_root_may_talk_to_rauc(tmp_path: Path, signer: Signer) -> None:
+    """The image's D-Bus policy for RAUC's name, on a deny-by-default system bus: the daemon's user cannot
+    install or mark slots."""
+    with rauc_service(tmp_path, signer.ca) as box:
+        BootFiles(tmp_path / "boot").write(0, bs.INITIAL)
+        assert box.rauc("status", check=False).returncode == 0
+        stranger = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             "rauc", "status", "mark-active", "other"],
+            env=box.env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert stranger.returncode != 0
+    assert "Rejected send message" in stranger.stderr, stranger.stderr
+    assert BootFiles(tmp_path / "boot").read().state == bs.INITIAL
+
+
+def test_the_service_unit_verifies() -> None:
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    unit = REPO / "image-build" / "rauc" / "rauc.service"
+    done = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", "--generators=no", str(unit)],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={"SYSTEMD_LOG_LEVEL": "warning", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == 0 and "rauc.service" not in done.stdout + done.stderr, done.stderr
