@@ -276,14 +276,18 @@ class PanelSteps:
     suite (tests/hil), which asks through its own operator channel with a timeout."""
 
     def __init__(self, pins: PinMap, *, pin_factory: Any = None) -> None:
+        import os
+
         from mynabox.adapters.gpiochip import chip_factory
         from mynabox.adapters.panel import Panel
         from mynabox.core.events import Event
 
         self.pins = pins
         self.events: list[Event] = []
-        # No factory given: the box's own, lgpio on the pin map's chip (never gpiozero's automatic choice).
-        make = chip_factory if pin_factory is None else None
+        # No factory given: the box's own, lgpio on the pin map's chip, not gpiozero's automatic choice,
+        # unless the bench names one in gpiozero's own variable (GPIOZERO_PIN_FACTORY=mock on a desk).
+        forced = bool(os.environ.get("GPIOZERO_PIN_FACTORY"))
+        make = chip_factory if pin_factory is None and not forced else None
         self.panel = Panel(pins, self.events.append, pin_factory=pin_factory, make_factory=make)
 
     def close(self) -> None:
