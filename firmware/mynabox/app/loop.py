@@ -3,8 +3,10 @@
 Adapters and workers post events into one queue; the controller turns each event into effects; the loop
 hands them to `apply` (the composition root's, which knows the concrete parts). Between events the loop keeps
 two timers: the systemd watchdog ping, sent from here only so a hung loop gets the box restarted, and the
-housekeeping (clock sync, outbox depth, the hourly purge). A worker stuck in one read or one delivery stops
-the pings too: the loop is fine then, but the crew would watch 読取中 or 照会中 forever.
+housekeeping (clock sync, outbox depth, the hourly purge, and every RETRY_S the parts the box can do without
+— display, buttons, LED, buzzer — opened again if they failed, probed if they work). A worker stuck in one
+read or one delivery stops the pings too: the loop is fine then, but the crew would watch 読取中 or 照会中
+forever.
 
 Time comes in through `monotonic` and `now`, so a test drives the timers with a fake clock through `step`.
 """
@@ -30,12 +32,14 @@ from mynabox.core.events import (
     Tick,
 )
 from mynabox.core.machine import Controller
+from mynabox.vocab import Part
 
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0  # the loop wakes at least this often (watchdog, housekeeping); sooner for a state's deadline
 HOUSEKEEPING_S = 1.0
 PURGE_EVERY_S = 3600.0
+RETRY_S = 5.0  # a reconnected OLED or panel is back within this; a failed open costs < 1 ms
 
 
 class ClockWatch:
@@ -78,6 +82,8 @@ class Loop:
         purge: Callable[[], None],
         watched: Sequence[Watched] = (),
         result_shown: Callable[[], None] = lambda: None,
+        retry: Callable[[], None] = lambda: None,
+        failed: Callable[[], tuple[Part, ...]] = lambda: (),
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -90,17 +96,23 @@ class Loop:
         self._purge = purge
         self._watched = tuple(watched)
         self._result_shown = result_shown
+        self._retry = retry  # the kept parts: open the failed ones again, probe the others
+        self._failed = failed  # the kept parts that do not work now
         self._monotonic = monotonic
         self._now = now
         self._interval = notifier.watchdog_interval()
         self._last_ping = self._last_house = monotonic()
         self._last_purge = 0.0
+        self._last_retry = self._last_ping
         self._queued = -1
         self._hung_logged = False
 
     def run(self, ready_status: str, on_ready: Callable[[], None] = lambda: None) -> int:
         """Show the first screen, tell systemd READY, then decide until Stop. Returns the exit code."""
-        self.apply_all(self.controller.start(clock_synced=self._clock.synced, queued=self._depth()), None)
+        start = self.controller.start(
+            clock_synced=self._clock.synced, queued=self._depth(), failed=self._failed()
+        )
+        self.apply_all(start, None)
         self._notifier.ready(ready_status)
         on_ready()
         while not self.step(self.next_event()):
@@ -166,6 +178,13 @@ class Loop:
         return bool(stuck)
 
     def _housekeeping(self, purge: bool) -> None:
+        now = self._monotonic()
+        if now - self._last_retry >= RETRY_S:
+            self._last_retry = now
+            try:
+                self._retry()
+            except Exception:  # the parts catch their own failures; this is the last guard
+                log.exception("retrying the parts failed")
         if self._clock.poll():
             self.events.put(ClockSync(self._clock.synced))
         if purge:
