@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps lint test test-fast demo bench bench-fleet hil fuzz screens clean image image-test image-reproducible bundle
+.PHONY: deps lint test test-fast demo bench bench-fleet hil gpio-vm fuzz screens clean image image-test image-reproducible bundle
 
 deps:
 	@scripts/install-deps.sh
@@ -44,6 +44,11 @@ bench-fleet: deps
 RIG ?= hw/bench/rig.toml
 hil: deps
 	$(PY) scripts/hil.py --rig $(RIG)
+
+# The panel on a real kernel GPIO chip: gpio-sim (built out of tree) in Debian's amd64 kernel under qemu
+# (TCG); downloads the kernel image and source once (~210 MB), then ~1 min. tests/hw/gpiosim_vm.sh.
+gpio-vm: deps
+	MYNABOX_GPIOSIM_VM=1 $(PY) -m pytest -q -s tests/hw/test_gpiosim_vm.py
 
 # Coverage-guided fuzzing (atheris, x86_64) of every parser of outside bytes: FUZZ_SECONDS per target
 # (default 60), FUZZ_TARGETS to pick some; prints executions/s, coverage and crashes per target.

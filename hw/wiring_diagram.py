@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from mynabox.adapters.panel import PinMap, load_pin_map
+from mynabox.adapters.panel import Line, PinMap, bcm_number, load_pin_map
 from mynabox.render import fonts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,10 @@ INK, PAPER, WIRE, PART, GROUND = (0, 0, 0), (255, 255, 255), (0, 90, 200), (255,
 def rows(pins: PinMap) -> list[tuple[str, list[str], str]]:
     """(Pi side, parts in the path, return side) per wire, from the pin map."""
 
-    def gpio(n: int, what: str = "") -> str:
+    def gpio(line: Line, what: str = "") -> str:
+        n = bcm_number(line)
+        if n is None:
+            raise ValueError(f"{line!r} is not a Pi header line (GPIOn)")
         return f"pin {HEADER[n]:>2}  GPIO{n}{' ' + what if what else ''}"
 
     ground = iter(g for g in GROUNDS if g not in (9,))

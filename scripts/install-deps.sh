@@ -40,7 +40,8 @@ stamp=.venv/.mynabox-deps
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ testkit/pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
   # The firmware and its test kit (testkit/: the demo, vcard, refsvc and the tests need it; the image does not).
-  .venv/bin/pip install -q -e '.[dev]' -e ./testkit
+  # PYPI=1: where lgpio has no wheel, its sdist then builds a self-contained module (else it wants liblgpio)
+  PYPI=1 .venv/bin/pip install -q -e '.[dev]' -e ./testkit
   touch "$stamp"
 fi
 

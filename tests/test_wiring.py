@@ -13,7 +13,7 @@ import pytest
 
 from mynabox.adapters.mqtt import MqttLink
 from mynabox.adapters.outbox import Outbox
-from mynabox.adapters.panel import NullPanel, PanelError
+from mynabox.adapters.panel import NullPanel, PinMapError
 from mynabox.adapters.systemd import Notifier
 from mynabox.config import load_config
 from mynabox.payload.envelope import Kind
@@ -73,11 +73,11 @@ def test_a_box_without_a_panel_reads_a_card_to_its_result() -> None:
 
 def test_a_part_that_cannot_start_stops_the_ones_before_it(tmp_path: Path, notify: NotifySocket) -> None:
     bad_pins = tmp_path / "pins.toml"
-    bad_pins.write_text("[buttons]\nconsent = 99\n", encoding="utf-8")
+    bad_pins.write_text("[buttons]\nconsent = 999\n", encoding="utf-8")  # a config error: it stops the box
     extra: dict[str, dict[str, object]] = {"panel": {"pins_file": str(bad_pins)}}
     with BoxStack(device_id="amb-badpins", with_pcscd=False, config_extra=extra) as stack:
         config = load_config(stack.config_path)
-        with pytest.raises(PanelError, match="expected a BCM GPIO number"):
+        with pytest.raises(PinMapError, match="consent: expected a line name"):
             run_box(config, threading.Event(), notifier=Notifier(str(notify.path)))
     assert wait_for(lambda: "STOPPING=1" in lines(notify), 5)
     assert lines(notify) == [
@@ -123,3 +123,65 @@ def test_sections_map_onto_the_adapters(tmp_path: Path) -> None:
         MqttLink(mqtt, config.device.id, outbox)
     client = summary_client(config.summary)
     client.close()
+
+
+def _connections_to(port: int) -> int:
+    """ESTABLISHED TCP connections of this process whose far end is 127.0.0.1:`port`."""
+    inodes = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = fd.readlink().as_posix()
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, state, inode = fields[2], fields[3], fields[9]
+        count += remote == f"0100007F:{port:04X}" and state == "01" and inode in inodes
+    return count
+
+
+def _corrupt(path: Path) -> None:
+    path.unlink()  # a key file copied in by hand over the credential: unreadable as a key
+    path.write_bytes(b"not a key")
+    path.chmod(0o600)
+
+
+# Where `build` can fail for real once the config was read: every key and file it opens.
+BREAKS = {
+    "audit-key": lambda stack, _tmp: _corrupt(stack.credentials_dir / "audit-key"),
+    "outbox": lambda stack, _tmp: (stack.state_dir / "outbox.db").mkdir(),
+    "pin-map": lambda _stack, tmp: (tmp / "pins.toml").write_text("[buttons]\nconsent = 999\n"),
+    "mqtt-key": lambda stack, _tmp: _corrupt(stack.credentials_dir / "mqtt-client-key"),
+    "summary-key": lambda stack, _tmp: _corrupt(stack.credentials_dir / "summary-client-key"),
+    "device-key": lambda stack, _tmp: _corrupt(stack.credentials_dir / "device-key"),
+    "gateway-key": lambda stack, _tmp: (stack.dir / "gateway-public.pem").write_text("not a key"),
+}
+
+
+@pytest.mark.parametrize("step", list(BREAKS))
+def test_a_failure_at_any_step_of_build_leaves_nothing_running(step: str, tmp_path: Path) -> None:
+    """issue 22: `build` started the summary client's keeper (a thread and a TLS connection to the service)
+    before its stop was registered, so a bad device key left both running. Every step, broken for real after
+    the config check (a file changed since): the exception comes out, no thread and no connection stays."""
+    pins = tmp_path / "pins.toml"
+    pins.write_text((Path("firmware/mynabox/data/pins.toml")).read_text())
+    extra: dict[str, dict[str, object]] = {"panel": {"pins_file": str(pins)}}
+    with BoxStack(device_id=f"amb-leak-{step}", with_pcscd=False, config_extra=extra) as stack:
+        config = load_config(stack.config_path)
+        assert stack.refsvc is not None and stack.broker is not None
+        before = {t.ident for t in threading.enumerate()}
+        BREAKS[step](stack, tmp_path)
+        with pytest.raises(Exception):  # noqa: B017 - each step has its own error; that one comes out
+            run_box(config, threading.Event(), notifier=Notifier(None))
+
+        def left() -> list[str]:
+            threads = [t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+            ports = {"summary service": stack.refsvc.port, "broker": stack.broker.port}
+            return threads + [
+                f"connection to the {name}" for name, port in ports.items() if _connections_to(port)
+            ]
+
+        assert wait_for(lambda: not left(), 5), left()

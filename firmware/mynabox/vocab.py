@@ -38,3 +38,12 @@ class ReadFailure(enum.Enum):
     UNRESPONSIVE = "card-unresponsive"
     MALFORMED = "read-failed"
     READER_ERROR = "reader-error"
+
+
+class Part(enum.StrEnum):
+    """A part of the box that may fail without stopping it (the retained state lists the failed ones)."""
+
+    DISPLAY = "display"  # the OLED
+    BUTTONS = "buttons"  # 同意 / 緊急
+    LED = "led"
+    BUZZER = "buzzer"

@@ -16,15 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from mynabox import __version__
 from mynabox.adapters import updatefiles
 from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.clock import clock_synced
+from mynabox.adapters.gpiochip import chip_factory
 from mynabox.adapters.keyfiles import load_audit_key, load_private_key, load_public_key
 from mynabox.adapters.mqtt import MqttLink
-from mynabox.adapters.oled import DisplayError, Oled
+from mynabox.adapters.oled import Display, Oled
 from mynabox.adapters.outbox import Outbox
 from mynabox.adapters.panel import NullPanel, Panel, PanelPort, load_pin_map
 from mynabox.adapters.pcsc import PcscReader
@@ -49,6 +50,7 @@ from mynabox.core.effects import (
     SetLed,
     ShowScreen,
     StartDelivery,
+    Stop,
 )
 from mynabox.core.events import BrokerOffline, BrokerOnline, Event, ShutdownRequested
 from mynabox.core.machine import Controller, MachineConfig
@@ -72,7 +74,7 @@ class Parts:
     clock: ClockWatch
     timings: ReadTimings
     outbox: Outbox
-    oled: Oled
+    oled: Display
     panel: PanelPort
     link: MqttLink
     cards: CardWorker
@@ -90,7 +92,8 @@ def build(
     pin_factory: Any = None,
     clock_synced_fn: Callable[[], bool] = clock_synced,
 ) -> Parts:
-    """Make and start every part. A part that fails raises; the ones before it are already in `started`."""
+    """Make and start every part, each one's stop given to `started` right after its start: a part that
+    fails raises, and every part that runs is already in `started`."""
     cfg = config
     events: queue.Queue[Event] = queue.Queue()
     clock = ClockWatch(clock_synced_fn)
@@ -104,23 +107,28 @@ def build(
     audit = AuditLog(state_dir / "audit.jsonl", key=audit_key)
 
     display = cfg.display
-    oled = Oled(
-        display.driver,
-        i2c_port=display.i2c_port,
-        i2c_address=display.i2c_address,
-        rotate=display.rotate,
-        frames_dir=display.frames_dir,
+    # Display and panel are kept parts: one that cannot start leaves a box that still reads and delivers.
+    oled = Display(
+        lambda: Oled(
+            display.driver,
+            i2c_port=display.i2c_port,
+            i2c_address=display.i2c_address,
+            rotate=display.rotate,
+            frames_dir=display.frames_dir,
+        ),
+        events.put,
     )
     started("display", oled.close)
 
     panel: PanelPort = NullPanel()
     if cfg.panel.enabled:
-        factory = pin_factory
-        if factory is None and cfg.panel.pin_factory is PinFactory.MOCK:
+        pins = load_pin_map(cfg.panel.pins_file)  # an unusable pin map is a config error: it raises
+        if cfg.panel.pin_factory is PinFactory.MOCK:
             from gpiozero.pins.mock import MockFactory
 
-            factory = MockFactory()
-        panel = Panel(load_pin_map(cfg.panel.pins_file), events.put, pin_factory=factory)
+            panel = Panel(pins, events.put, pin_factory=pin_factory or MockFactory())
+        else:
+            panel = Panel(pins, events.put, pin_factory=pin_factory, make_factory=chip_factory)
         started("panel", panel.close)
 
     link = MqttLink(
@@ -133,8 +141,7 @@ def build(
     link.start()
     started("link", link.stop)
 
-    summary = summary_client(cfg.summary)
-    summary.start()  # connects now: the first tap's lookup finds the connection warm
+    summary = summary_client(cfg.summary)  # started last, below: nothing runs until then
     delivery = build_delivery(cfg, outbox, audit, notify=link.notify, clock_synced=clock, lookup=summary)
 
     cards = CardWorker(
@@ -153,8 +160,11 @@ def build(
     deliveries = DeliveryWorker(delivery, cards, events.put, timings)
     deliveries.start()
     started("delivery", deliveries.stop)
-    # Stopped before the delivery worker (stops run in reverse): a lookup under way ends at once and its
-    # card record is queued, where waiting it out (up to limit_s) would pass systemd's TimeoutStopSec.
+    # Started last, so stopped first (stops run in reverse): a lookup under way ends at once and its card
+    # record is queued, where waiting it out (up to limit_s) would pass systemd's TimeoutStopSec. Its stop is
+    # registered right after its start, so no failure in between (a bad key file) leaves the keeper thread
+    # and its TLS connection running. No lookup can come before: the loop starts after `build`.
+    summary.start()  # connects now: the first tap's lookup finds the connection warm
     started("summary link", summary.close)
 
     controller = Controller(
@@ -188,32 +198,35 @@ def build(
 
 def apply(parts: Parts, effect: Effect, consent_at: float | None) -> None:
     """One effect on the part it is for (`consent_at`: when 同意/緊急 was pressed, for the read timing)."""
-    if isinstance(effect, ShowScreen):
-        try:
-            parts.oled.show(render(effect.screen))
-        except DisplayError as err:
-            log.warning("display: %s", err)
-    elif isinstance(effect, Buzz):
-        parts.panel.buzz(effect.tone)
-    elif isinstance(effect, SetLed):
-        parts.panel.set_led(effect.mode)
-    elif isinstance(effect, StartDelivery | RecordOutcome):
-        parts.deliveries.submit(effect, consent_at=consent_at)
-    elif isinstance(effect, ForgetPatient):
-        parts.cards.forget(effect.upto)
-    elif isinstance(effect, RebootForUpdate):
-        parts.reboot(effect.reason)
-    elif isinstance(effect, PublishState):
-        parts.link.publish_state(
-            {
-                "version": __version__,
-                "state": effect.state,
-                "reader_present": effect.reader_present,
-                "outbox_depth": effect.queued,
-                "clock_synced": effect.clock_synced,
-                **update_state(parts),
-            }
-        )
+    match effect:
+        case ShowScreen(screen):
+            parts.oled.show(render(screen))
+        case Buzz(tone):
+            parts.panel.buzz(tone)
+        case SetLed(mode):
+            parts.panel.set_led(mode)
+        case StartDelivery() | RecordOutcome():
+            parts.deliveries.submit(effect, consent_at=consent_at)
+        case ForgetPatient(upto):
+            parts.cards.forget(upto)
+        case RebootForUpdate(reason):
+            parts.reboot(reason)
+        case PublishState():
+            parts.link.publish_state(
+                {
+                    "version": __version__,
+                    "state": effect.state,
+                    "reader_present": effect.reader_present,
+                    "outbox_depth": effect.queued,
+                    "clock_synced": effect.clock_synced,
+                    "failed_parts": "+".join(p.value for p in effect.failed),
+                    **update_state(parts),
+                }
+            )
+        case Stop():  # the loop ends on it before applying it
+            pass
+        case _:
+            assert_never(effect)
 
 
 def update_state(parts: Parts) -> dict[str, str | None]:
@@ -245,8 +258,15 @@ def loop(config: Config, parts: Parts, notifier: Notifier) -> Loop:
             Watched("delivery", parts.deliveries.busy_s, config.summary.limit_s + 30.0),
         ),
         result_shown=parts.timings.result_shown,
+        retry=lambda: _retry(parts),
+        failed=lambda: (*parts.oled.failed(), *parts.panel.failed()),
         update_pending=parts.slots.pending,
     )
+
+
+def _retry(parts: Parts) -> None:
+    parts.oled.retry()
+    parts.panel.retry()
 
 
 def _stop_when_set(shutdown: threading.Event, events: queue.Queue[Event]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,10 +10,12 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from mynabox.adapters.panel import Panel, PanelError, load_pin_map
+from mynabox.adapters.gpiochip import board_info, chip_factory, find_chip
+from mynabox.adapters.panel import Panel, PanelError, PinMapError, bcm_number, load_pin_map
 from mynabox.core.effects import LedMode, Tone
-from mynabox.core.events import ClearRequested, ConsentPressed, Event
-from mynabox.vocab import ConsentMode
+from mynabox.core.events import ClearRequested, ConsentPressed, Event, PartHealth
+from mynabox.vocab import ConsentMode, Part
+from support.flakypins import FlakyFactory
 
 
 @pytest.fixture
@@ -41,7 +44,22 @@ def wait_for(predicate: object, timeout: float = 3.0) -> None:
 
 def test_packaged_pin_map() -> None:
     pins = load_pin_map()
-    assert {pins.consent, pins.emergency, pins.led, pins.buzzer} == {17, 27, 22, 23}
+    assert (pins.consent, pins.emergency, pins.led, pins.buzzer) == ("GPIO17", "GPIO27", "GPIO22", "GPIO23")
+    assert pins.chips == ("pinctrl-bcm2711", "pinctrl-bcm2835")
+    assert [bcm_number(line) for line in (pins.consent, pins.led)] == [17, 22]
+
+
+def test_a_pin_map_by_offset_on_another_chip() -> None:
+    """The emulated board's map: qemu virt's PL061, whose lines have no names, by offset."""
+    text = '[chip]\nlabels = ["9030000.pl061"]\n[buttons]\nconsent = 3\nemergency = 4\n'
+    text += "[led]\nstatus = 5\n[buzzer]\npin = 6\n"
+    path = Path(tempfile.mkdtemp()) / "pins.toml"
+    path.write_text(text)
+    pins = load_pin_map(path)
+    assert (pins.chips, pins.consent, pins.buzzer) == (("9030000.pl061",), 3, 6)
+
+
+REST = "[led]\nstatus = 22\n[buzzer]\npin = 23\n"
 
 
 @pytest.mark.parametrize(
@@ -55,14 +73,17 @@ def test_packaged_pin_map() -> None:
             "[buttons]\nconsent = 17\nemergency = 27\nsnooze = 5\n[led]\nstatus = 22\n[buzzer]\npin = 23\n",
             "unknown key",
         ),
-        ("[buttons]\nconsent = 40\nemergency = 27\n[led]\nstatus = 22\n[buzzer]\npin = 23\n", "BCM GPIO"),
+        ("[buttons]\nconsent = 600\nemergency = 27\n" + REST, "offset 0-511"),
+        ('[buttons]\nconsent = "GPIO 17"\nemergency = 27\n' + REST, "line name"),
+        ('[chip]\nlabels = "pinctrl"\n[buttons]\nconsent = 17\nemergency = 27\n' + REST, "chip labels"),
+        ("chip = 3\n", "expected a table"),
         ("[buttons\n", "pin map"),
     ],
 )
 def test_bad_pin_maps_are_refused(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "pins.toml"
     path.write_text(text)
-    with pytest.raises(PanelError, match=message):
+    with pytest.raises(PinMapError, match=message):
         load_pin_map(path)
 
 
@@ -111,3 +132,117 @@ def test_led_and_buzzer_patterns(factory: MockFactory, panel: tuple[Panel, list[
     box.buzz(Tone.ERROR)
     time.sleep(0.05)
     assert buzzer.state  # one long tone is still sounding
+
+
+# -- degrade, never die ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def flaky() -> Iterator[FlakyFactory]:
+    factory = FlakyFactory()
+    yield factory
+    factory.broken.clear()
+    factory.reset()
+
+
+def test_a_part_that_fails_at_start_is_left_out_and_comes_back(flaky: FlakyFactory) -> None:
+    flaky.broken = {"GPIO22"}  # the LED's line
+    posted: list[Event] = []
+    box = Panel(load_pin_map(), posted.append, pin_factory=flaky)
+    try:
+        assert box.failed() == (Part.LED,) and posted == []  # the first state carries it, not an event
+        box.set_led(LedMode.OK)  # goes nowhere, raises nothing
+        box.buzz(Tone.OK)
+        assert box.consent is not None  # the buttons work
+        box.retry()
+        assert box.failed() == (Part.LED,)
+        flaky.broken.clear()
+        box.retry()
+        assert box.failed() == () and posted == [PartHealth(Part.LED, working=True)]
+        assert flaky.pin("GPIO22").state  # the LED shows the mode it was last told
+    finally:
+        box.close()
+
+
+def test_parts_failing_mid_run_are_reported_and_the_rest_works(flaky: FlakyFactory) -> None:
+    posted: list[Event] = []
+    box = Panel(load_pin_map(), posted.append, pin_factory=flaky)
+    try:
+        assert box.failed() == ()
+        flaky.broken = {"GPIO23"}
+        box.buzz(Tone.ERROR)  # the write fails: the buzzer is out
+        assert posted == [PartHealth(Part.BUZZER, working=False)]
+        flaky.broken = {"GPIO23", "GPIO17"}
+        box.retry()  # the probe finds the 同意 line gone: the buttons are out
+        assert box.failed() == (Part.BUTTONS, Part.BUZZER)
+        assert posted[-1] == PartHealth(Part.BUTTONS, working=False)
+        box.set_led(LedMode.OK)
+        assert flaky.pin("GPIO22").state  # the LED still works
+        flaky.broken.clear()
+        box.retry()
+        assert box.failed() == ()
+        posted.clear()
+        flaky.pin("GPIO27").drive_low()  # the reopened buttons post presses again
+        wait_for(lambda: posted == [ConsentPressed(ConsentMode.LIFE_SAVING_EXCEPTION)])
+        flaky.pin("GPIO27").drive_high()
+    finally:
+        box.close()
+
+
+def test_no_gpio_chip_leaves_every_part_failed_and_retries_the_chip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lgpio factory on a machine without the pin map's chip (this one has no /dev/gpiochip*)."""
+    monkeypatch.chdir(tmp_path)  # importing lgpio leaves its .lgd-nfy* FIFO in the working directory
+    with pytest.raises(PanelError, match=r"no GPIO chip labelled pinctrl-bcm2711 or pinctrl-bcm2835"):
+        find_chip(("pinctrl-bcm2711", "pinctrl-bcm2835"), dev=tmp_path)
+    made: list[object] = []
+
+    def factory(pins: object) -> object:
+        made.append(pins)
+        return chip_factory(load_pin_map())
+
+    posted: list[Event] = []
+    box = Panel(load_pin_map(), posted.append, make_factory=factory)
+    try:
+        assert box.failed() == (Part.BUTTONS, Part.LED, Part.BUZZER)
+        assert box.buttons.problem is not None and "no GPIO chip labelled" in box.buttons.problem
+        box.retry()
+        assert len(made) == 6 and posted == []  # tried again, still failed: nothing new to report
+    finally:
+        box.close()
+
+
+def test_the_chip_board_finds_lines_by_name_and_offset() -> None:
+    """Line "GPIO17" at offset 20 (a chip numbered differently) is line 20, never line 17; an unnamed line
+    is "GPIO<offset>" too (a SoC chip whose device tree gives no gpio-line-names)."""
+    board = board_info("test-chip", [(17, "GPIO4"), (20, "GPIO17"), (21, "")])
+
+    def found(name: object) -> list[str]:
+        return [pin.name for _header, pin in board.find_pin(name)]  # gpiozero takes the offset from it
+
+    assert found("GPIO17") == ["GPIO20"] and found("GPIO4") == ["GPIO17"]
+    assert found(21) == found("21") == found("GPIO21") == ["GPIO21"]
+    assert found("GPIO22") == []
+
+
+def test_both_pressed_together_clear_once(factory: MockFactory, tmp_path: Path) -> None:
+    """On a kernel gpiochip both edges of a two-finger press can arrive after both lines are low: each
+    edge's handler then sees both down. One clear, not two (the VM run on gpio-sim posted two)."""
+    path = tmp_path / "pins.toml"
+    path.write_text("[buttons]\nconsent = 17\nemergency = 27\nclear_hold_s = 0.3\n" + REST)
+    posted: list[Event] = []
+    box = Panel(load_pin_map(path), posted.append, pin_factory=factory)
+    try:
+        buttons = box.buttons.device
+        assert buttons is not None
+        buttons.consent.when_activated = None  # hold the edge handlers back, as a busy kernel queue does
+        buttons.emergency.when_activated = None
+        factory.pin(17).drive_low()
+        factory.pin(27).drive_low()
+        buttons._pressed(ConsentMode.ORAL_CONSENT)  # then both edges are handled, both lines down
+        buttons._pressed(ConsentMode.LIFE_SAVING_EXCEPTION)
+        time.sleep(0.6)
+        assert posted == [ClearRequested()]
+    finally:
+        box.close()

@@ -19,6 +19,7 @@ from mynabox.adapters.systemd import Notifier
 from mynabox.app.loop import (
     HOUSEKEEPING_S,
     PURGE_EVERY_S,
+    RETRY_S,
     TICK_S,
     UPDATE_POLL_S,
     ClockWatch,
@@ -38,7 +39,7 @@ from mynabox.core.events import (
     UpdatePending,
 )
 from mynabox.core.machine import Controller, MachineConfig
-from mynabox.vocab import ConsentMode
+from mynabox.vocab import ConsentMode, Part
 
 T0 = 10_000.0  # monotonic seconds at the start: past PURGE_EVERY_S, as on a box up for hours
 
@@ -82,6 +83,9 @@ class Rig:
     depth: int = 0
     card_busy_s: float = 0.0
     purges: int = 0
+    retries: int = 0
+    retry_broken: bool = False
+    failed: tuple[Part, ...] = ()
     applied: list[tuple[Effect, float | None]] = field(default_factory=list)
     display_broken: bool = False
     update_pending: bool = False
@@ -97,6 +101,8 @@ class Rig:
             depth=lambda: self.depth,
             purge=self._purge,
             watched=(Watched("card read", lambda now: self.card_busy_s, 20.0),),
+            retry=self._retry,
+            failed=lambda: self.failed,
             update_pending=lambda: self.update_pending,
             monotonic=lambda: self.t,
             now=lambda: self.wall,
@@ -109,6 +115,11 @@ class Rig:
 
     def _purge(self) -> None:
         self.purges += 1
+
+    def _retry(self) -> None:
+        self.retries += 1
+        if self.retry_broken:
+            raise RuntimeError("a part's library raised past its keeper")
 
     def advance(self, seconds: float) -> None:
         self.t += seconds
@@ -272,3 +283,25 @@ def test_a_failing_effect_is_logged_and_the_decisions_go_on(
     assert loop.step(ConsentPressed(ConsentMode.ORAL_CONSENT)) is False
     assert "applying ShowScreen failed" in caplog.text
     assert loop.step(ShutdownRequested()) is True  # Stop still comes through
+
+
+def test_the_parts_are_retried_every_retry_s_and_a_failing_retry_stops_nothing(rig: Rig) -> None:
+    loop = rig.loop(watchdog_usec=None)  # no pings: nobody reads the socket here
+    for _ in range(int(RETRY_S * 4)):  # 20 s in 1 s steps
+        rig.advance(1.0)
+        loop.step(Tick())
+    assert rig.retries == 4
+    rig.retry_broken = True
+    for _ in range(int(RETRY_S * 2)):
+        rig.advance(1.0)
+        assert not loop.step(Tick())
+    assert rig.retries == 6
+
+
+def test_the_first_state_names_the_parts_that_failed_to_start(rig: Rig) -> None:
+    rig.failed = (Part.BUZZER, Part.DISPLAY)
+    loop = rig.loop()
+    loop.events.put(ShutdownRequested())
+    loop.run("ready")
+    first = next(e for e, _ in rig.applied if isinstance(e, PublishState))
+    assert first.failed == (Part.DISPLAY, Part.BUZZER)  # in the vocabulary's order

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPin
@@ -17,6 +18,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 from mynabox.adapters.panel import TONES, PinMap
 from mynabox.commands.selftest import interactive
 from mynabox.core.effects import Tone
+from support.flakypins import FlakyFactory
 
 PINS = PinMap(consent=5, emergency=6, led=13, buzzer=19, debounce_s=0.0, clear_hold_s=0.3)
 
@@ -112,3 +114,29 @@ def test_swapped_buttons_and_a_dead_led_fail(capsys: pytest.CaptureFixture[str])
     assert lines["LED off"] == "ok" and lines["both-buttons clear"] == "ok"
     assert all(lines[f"buzzer {t.value}"] == "ok" for t in Tone)
     assert failed == 4
+
+
+def test_a_part_that_cannot_be_set_up_is_named_before_any_step(capsys: pytest.CaptureFixture[str]) -> None:
+    """Its line fails (held by the running daemon, or gone): no step asks the technician about it."""
+    factory = FlakyFactory()
+    factory.broken = {f"GPIO{PINS.buzzer}"}
+    asked: list[str] = []
+    failed = interactive(PINS, ask=lambda prompt: asked.append(prompt) or "", pin_factory=factory)
+    out = capsys.readouterr().out
+    assert failed == 1 and asked == []
+    assert "FAIL buzzer: cannot be set up: OSError: [Errno 5] Input/output error" in out
+    factory.broken.clear()
+    factory.reset()
+
+
+def test_without_a_factory_the_steps_use_the_boxs_lgpio_chip(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bench (`make hil` on a real rig) gives no factory: the box's own lgpio factory on the pin map's
+    chip, never gpiozero's automatic choice (which needs a Pi revision Debian's kernel may not give). This
+    machine has no GPIO chip, so every part is named as failed, with the chip labels it looked for."""
+    monkeypatch.chdir(tmp_path)  # importing lgpio leaves its .lgd-nfy* FIFO in the working directory
+    failed = interactive(PINS, ask=lambda _prompt: "")
+    out = capsys.readouterr().out
+    assert failed == 3
+    assert "FAIL buttons: cannot be set up: PanelError: no GPIO chip labelled pinctrl-bcm2711" in out

@@ -26,7 +26,7 @@ from mynabox.core.effects import (
 from mynabox.core.machine import TRANSITIONS, Controller, MachineConfig, State
 from mynabox.core.screens import ScreenKind
 from mynabox.summary.flags import Flag, FlagCode
-from mynabox.vocab import ConsentMode, Outcome, ReadFailure
+from mynabox.vocab import ConsentMode, Outcome, Part, ReadFailure
 
 T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 READ = ev.CardRead(read=1, card_hash="0123456789abcdef")
@@ -341,6 +341,7 @@ def _sample(event_type: type) -> ev.Event:
         ev.LookupDone: ev.LookupDone(ev.LookupOutcome.FOUND, (WARFARIN,), 0),
         ev.QueueDepth: ev.QueueDepth(2),
         ev.ClockSync: ev.ClockSync(False),
+        ev.PartHealth: ev.PartHealth(Part.BUTTONS, False),
     }
     return samples.get(event_type) or event_type()
 
@@ -402,3 +403,55 @@ def test_no_event_or_effect_carries_the_certificate(kind: type) -> None:
     loop can hold raw bytes, so it cannot be logged, queued or kept there by mistake."""
     reachable = _reachable_types(kind, set())
     assert not reachable & {bytes, bytearray, memoryview}, kind
+
+
+# -- degrade, never die: parts that fail ------------------------------------------------------------
+
+
+def _published(effects: list[Effect]) -> list[PublishState]:
+    return [e for e in effects if isinstance(e, PublishState)]
+
+
+def test_a_failed_part_is_published_and_shown_and_comes_back() -> None:
+    box = Controller(MachineConfig())
+    box.start()
+    effects = box.handle(ev.PartHealth(Part.BUZZER, False), at(0))
+    effects += box.handle(ev.PartHealth(Part.DISPLAY, False), at(0))
+    assert _published(effects)[-1].failed == (Part.DISPLAY, Part.BUZZER)
+    assert box.screen.status.text().startswith("ブザー故障")  # the display cannot speak of itself
+    effects = box.handle(ev.PartHealth(Part.DISPLAY, True), at(1))
+    assert _published(effects)[-1].failed == (Part.BUZZER,)
+    assert screen_of(effects) is ScreenKind.READY  # redrawn: a display that came back shows the screen
+    effects = box.handle(ev.PartHealth(Part.BUZZER, True), at(2))
+    assert _published(effects)[-1].failed == () and "故障" not in box.screen.status.text()
+
+
+def test_without_buttons_the_default_consent_still_delivers() -> None:
+    box = Controller(MachineConfig(default_consent=ConsentMode.ORAL_CONSENT))
+    box.start()
+    box.handle(ev.PartHealth(Part.BUTTONS, False), at(0))
+    box.handle(ev.CardPresent(1), at(1))
+    effects = box.handle(READ, at(1.2))
+    assert StartDelivery(1, READ.card_hash, ConsentMode.ORAL_CONSENT) in effects
+
+
+def test_without_buttons_or_a_default_a_read_is_audited_no_consent_at_once() -> None:
+    box = Controller(MachineConfig())
+    box.start()
+    box.handle(ev.PartHealth(Part.BUTTONS, False), at(0))
+    box.handle(ev.CardPresent(1), at(1))
+    effects = box.handle(READ, at(1.2))
+    assert RecordOutcome(Outcome.NO_CONSENT, ConsentMode.NONE, READ.card_hash) in effects
+    assert screen_of(effects) is ScreenKind.NO_BUTTONS and box.state is State.NOTICE
+    assert box._card is None
+
+
+def test_buttons_failing_at_the_consent_prompt_end_it_at_once() -> None:
+    box = Controller(MachineConfig())
+    box.start()
+    box.handle(ev.CardPresent(1), at(0))
+    box.handle(READ, at(0.2))
+    assert box.state is State.CONSENT
+    effects = box.handle(ev.PartHealth(Part.BUTTONS, False), at(1))
+    assert RecordOutcome(Outcome.NO_CONSENT, ConsentMode.NONE, READ.card_hash) in effects
+    assert screen_of(effects) is ScreenKind.NO_BUTTONS and box._card is None

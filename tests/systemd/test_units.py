@@ -200,6 +200,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 import mynabox.adapters.pcsc, mynabox.adapters.mqtt, mynabox.adapters.outbox, mynabox.adapters.summary_client
 import mynabox.payload.keys, mynabox.config, mynabox.adapters.systemd
+import lgpio, gpiozero.pins.lgpio, mynabox.adapters.gpiochip  # the box's pin factory (FIFOs into the cwd)
 ec.generate_private_key(ec.SECP256R1()).sign(b"x", ec.ECDSA(hashes.SHA256()))
 assert ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(lambda x: x + 1)(41) == 42  # libffi static trampolines
 try:
@@ -213,16 +214,41 @@ except ImportError:
 """
 
 
-def test_memory_deny_write_execute_holds_with_every_library_loaded() -> None:
+def test_memory_deny_write_execute_holds_with_every_library_loaded(tmp_path: Path) -> None:
     """The kernel's own W^X switch (PR_SET_MDWE, Linux >= 6.3) is what MemoryDenyWriteExecute=yes enforces
     by seccomp: the daemon's libraries load and work under it. Old-style cffi callbacks would not
     (python-cffi #73), which is why none of our code may use ffi.callback()."""
     assert "MemoryDenyWriteExecute=yes" in UNIT.read_text()
     done = subprocess.run(
-        [sys.executable, "-c", MDWE_PROBE], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", MDWE_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     verdict = done.stdout.strip().splitlines()[-1]
     if verdict in ("unsupported", "not-enforced"):
         pytest.skip(f"this kernel cannot enforce W^X per process ({verdict})")
     assert verdict in ("cffi-callback-refused", "no-cffi")
+
+
+def test_lgpio_writes_its_fifos_into_the_units_runtime_directory(tmp_path: Path) -> None:
+    """Importing lgpio (gpiozero's factory on /dev/gpiochipN) makes a `.lgd-nfy*` FIFO in the working
+    directory, and lgpio.py opens it there again by a relative name (LG_WD moves only the C side's): under
+    ProtectSystem=strict the unit's WorkingDirectory= must be its RuntimeDirectory=, and LG_WD unset."""
+    (runtime,) = unit_lines("RuntimeDirectory")
+    assert unit_lines("WorkingDirectory") == [f"/run/{runtime}"]
+    assert not [line for line in unit_lines("Environment") if "LG_WD" in line]
+    done = subprocess.run(
+        [sys.executable, "-c", "import lgpio"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    fifos = list(tmp_path.glob(".lgd-nfy*"))
+    assert fifos and all(f.is_fifo() for f in fifos)

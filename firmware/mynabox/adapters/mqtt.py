@@ -58,6 +58,7 @@ STATE_KEYS = frozenset(
         "reader_present",
         "outbox_depth",
         "clock_synced",
+        "failed_parts",  # "display+buttons": the parts the box works without now ("" when none)
         "no_subscriber",
         "slot",  # the slot booted (A/B, from rauc.slot=), null when not booted by boot.scr
         "update_result",  # the last update's result (mynabox.update.lastresult), null: none yet
@@ -275,6 +276,11 @@ class MqttLink:
         stopper.join(_NETWORK_STOP_S)
         if stopper.is_alive():
             log.warning("stopping with the broker connection still being attempted")
+        elif (sock := self._client.socket()) is not None:
+            # Stopped before its CONNACK (a box that failed to start right after the link): paho's loop ends
+            # without closing the socket it connected, and the connection would stay open.
+            with contextlib.suppress(OSError):
+                sock.close()
 
     # --- paho callbacks (paho's thread): only enqueue ---------------------------------------------------
 

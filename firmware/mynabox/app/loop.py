@@ -3,9 +3,10 @@
 Adapters and workers post events into one queue; the controller turns each event into effects; the loop
 hands them to `apply` (the composition root's, which knows the concrete parts). Between events the loop keeps
 two timers: the systemd watchdog ping, sent from here only so a hung loop gets the box restarted, and the
-housekeeping (clock sync, outbox depth, the hourly purge, an installed update waiting for the switch). A
-worker stuck in one read or one delivery stops the pings too: the loop is fine then, but the crew would watch
-読取中 or 照会中 forever.
+housekeeping (clock sync, outbox depth, the hourly purge, every RETRY_S the parts the box can do without
+— display, buttons, LED, buzzer — opened again if they failed, probed if they work, and an installed update
+waiting for the switch). A worker stuck in one read or one delivery stops the pings too: the loop is fine
+then, but the crew would watch 読取中 or 照会中 forever.
 
 Time comes in through `monotonic` and `now`, so a test drives the timers with a fake clock through `step`.
 """
@@ -32,12 +33,14 @@ from mynabox.core.events import (
     UpdatePending,
 )
 from mynabox.core.machine import Controller
+from mynabox.vocab import Part
 
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0  # the loop wakes at least this often (watchdog, housekeeping); sooner for a state's deadline
 HOUSEKEEPING_S = 1.0
 PURGE_EVERY_S = 3600.0
+RETRY_S = 5.0  # a reconnected OLED or panel is back within this; a failed open costs < 1 ms
 UPDATE_POLL_S = 5.0  # how often the boot state is looked at for an installed update (two 512-byte reads)
 
 
@@ -81,6 +84,8 @@ class Loop:
         purge: Callable[[], None],
         watched: Sequence[Watched] = (),
         result_shown: Callable[[], None] = lambda: None,
+        retry: Callable[[], None] = lambda: None,
+        failed: Callable[[], tuple[Part, ...]] = lambda: (),
         update_pending: Callable[[], bool] = lambda: False,
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -94,6 +99,8 @@ class Loop:
         self._purge = purge
         self._watched = tuple(watched)
         self._result_shown = result_shown
+        self._retry = retry  # the kept parts: open the failed ones again, probe the others
+        self._failed = failed  # the kept parts that do not work now
         self._update_pending = update_pending
         self._last_update_poll: float | None = None
         self._update_posted = False
@@ -103,12 +110,16 @@ class Loop:
         self._interval = notifier.watchdog_interval()
         self._last_ping = self._last_house = monotonic()
         self._last_purge = 0.0
+        self._last_retry = self._last_ping
         self._queued = -1
         self._hung_logged = False
 
     def run(self, ready_status: str, on_ready: Callable[[], None] = lambda: None) -> int:
         """Show the first screen, tell systemd READY, then decide until Stop. Returns the exit code."""
-        self.apply_all(self.controller.start(clock_synced=self._clock.synced, queued=self._depth()), None)
+        start = self.controller.start(
+            clock_synced=self._clock.synced, queued=self._depth(), failed=self._failed()
+        )
+        self.apply_all(start, None)
         self._notifier.ready(ready_status)
         on_ready()
         while not self.step(self.next_event()):
@@ -178,6 +189,13 @@ class Loop:
         return bool(stuck)
 
     def _housekeeping(self, purge: bool) -> None:
+        now = self._monotonic()
+        if now - self._last_retry >= RETRY_S:
+            self._last_retry = now
+            try:
+                self._retry()
+            except Exception:  # the parts catch their own failures; this is the last guard
+                log.exception("retrying the parts failed")
         if self._clock.poll():
             self.events.put(ClockSync(self._clock.synced))
         if purge:
@@ -186,6 +204,11 @@ class Loop:
         if depth != self._queued:
             self.events.put(QueueDepth(depth))
         self._queued = depth
+        self._poll_update()
+
+    def _poll_update(self) -> None:
+        """Every UPDATE_POLL_S: tell the controller once that an installed update waits; then say why the
+        switch waits whenever that changes."""
         now = self._monotonic()
         if self._last_update_poll is not None and now - self._last_update_poll < UPDATE_POLL_S:
             return

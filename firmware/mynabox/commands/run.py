@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     from mynabox.adapters.mqtt import LinkConfigError
+    from mynabox.adapters.panel import PinMapError
     from mynabox.adapters.summary_client import SummaryClientConfigError
     from mynabox.payload.keys import KeyFileError
     from mynabox.wiring import run_box
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: shutdown.set())
     try:
         return run_box(config, shutdown)
-    except (KeyFileError, LinkConfigError, SummaryClientConfigError) as err:
+    except (KeyFileError, LinkConfigError, SummaryClientConfigError, PinMapError) as err:
         # The config check passed but a file changed since, or a library refused what we accepted.
         logging.getLogger("mynabox").error("the box could not start: %s", err)  # names files, never contents
         return EXIT_CONFIG

@@ -1,8 +1,10 @@
 """`mynabox selftest`: one line per check, exit 0 only when every check passes.
 
-Checks: config, reader present, OLED answers, outbox healthy, free disk, clock synced, summary service
-reachable with our certificate, broker reachable with our certificate. `--interactive` then walks a bench
-technician through the buttons, the LED and the buzzer.
+Checks: config, reader present, OLED answers, panel (the pin map's GPIO chip and lines, not claimed: the
+running daemon holds them), outbox healthy, free disk, clock synced, summary service reachable with our
+certificate, broker reachable with our certificate. A failed display or panel does not stop the daemon
+(it reads and delivers without them) but fails selftest, so the workshop sees it. `--interactive` then walks
+a bench technician through the buttons, the LED and the buzzer.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from mynabox.core.effects import LedMode, Tone
 from mynabox.vocab import ConsentMode
 
 if TYPE_CHECKING:
-    from mynabox.adapters.panel import PinMap
+    from mynabox.adapters.panel import Line, PinMap
     from mynabox.config import Config
 
 MIN_FREE_MB = 200
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     checks: list[tuple[str, Callable[[Config, float], str | None]]] = [
         ("reader", _reader),
         ("display", _display),
+        ("panel", _panel),
         ("outbox", _outbox),
         ("disk", _disk),
         ("clock", _clock),
@@ -119,6 +122,45 @@ def _display(config: Config, _timeout: float) -> str | None:
     except DisplayError as err:
         return str(err)
     return None
+
+
+def _panel(config: Config, _timeout: float) -> str | None:
+    from mynabox.adapters.panel import PanelError, load_pin_map
+    from mynabox.config.model import PinFactory
+
+    if not config.panel.enabled:
+        print("     panel: disabled in the config")
+        return None
+    pins = load_pin_map(config.panel.pins_file)
+    if config.panel.pin_factory is PinFactory.MOCK:
+        print("     panel: mock pins (no hardware)")
+        return None
+    _import_lgpio()
+    from mynabox.adapters.gpiochip import check_lines
+
+    try:
+        found, problems = check_lines(pins)
+    except PanelError as err:
+        return str(err)
+    for line in found:
+        print(f"     panel: {line}")
+    return "; ".join(problems) or None
+
+
+def _import_lgpio() -> None:
+    """Import lgpio in a directory of its own: on import it makes a `.lgd-nfy*` FIFO in the working
+    directory and fails if it cannot (the daemon's is its RuntimeDirectory); a technician's may be
+    read-only."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mynabox-lgpio-") as fifo_dir:
+        cwd = os.getcwd()
+        os.chdir(fifo_dir)
+        try:
+            import lgpio  # noqa: F401 - imported for its side effect, here and not in the caller's directory
+        finally:
+            os.chdir(cwd)
 
 
 def _outbox(config: Config, _timeout: float) -> str | None:
@@ -194,18 +236,25 @@ def _interactive_panel(config: Config) -> int:
     if not config.panel.enabled:
         print("skip panel: disabled in the config (no buttons, LED or buzzer)")
         return 0
-    factory = None
+    pins = load_pin_map(config.panel.pins_file)
     if config.panel.pin_factory is PinFactory.MOCK:
         from gpiozero.pins.mock import MockFactory
 
-        factory = MockFactory()
-    return interactive(load_pin_map(config.panel.pins_file), pin_factory=factory)
+        return interactive(pins, pin_factory=MockFactory())
+    _import_lgpio()
+    return interactive(pins)  # the lgpio factory on the pin map's chip (the panel check above found it)
 
 
 def interactive(pins: PinMap, *, ask: Callable[[str], str] = input, pin_factory: Any = None) -> int:
     """Walk a technician through the panel: each button must post its own consent mode (a swapped pair
     fails), both held must clear, then the LED patterns and every buzzer tone are confirmed by the person."""
     steps = PanelSteps(pins, pin_factory=pin_factory)
+    broken = [kept for kept in (steps.panel.buttons, steps.panel.led, steps.panel.buzzer) if not kept.working]
+    for kept in broken:  # e.g. its lines are held by the running daemon (stop it first), or unwired
+        print(f"FAIL {kept.part.value}: cannot be set up: {kept.problem}")
+    if broken:
+        steps.close()
+        return len(broken)
     failed = 0
     try:
         for name, step in steps.all():
@@ -227,12 +276,19 @@ class PanelSteps:
     suite (tests/hil), which asks through its own operator channel with a timeout."""
 
     def __init__(self, pins: PinMap, *, pin_factory: Any = None) -> None:
+        import os
+
+        from mynabox.adapters.gpiochip import chip_factory
         from mynabox.adapters.panel import Panel
         from mynabox.core.events import Event
 
         self.pins = pins
         self.events: list[Event] = []
-        self.panel = Panel(pins, self.events.append, pin_factory=pin_factory)
+        # No factory given: the box's own, lgpio on the pin map's chip, not gpiozero's automatic choice,
+        # unless the bench names one in gpiozero's own variable (GPIOZERO_PIN_FACTORY=mock on a desk).
+        forced = bool(os.environ.get("GPIOZERO_PIN_FACTORY"))
+        make = chip_factory if pin_factory is None and not forced else None
+        self.panel = Panel(pins, self.events.append, pin_factory=pin_factory, make_factory=make)
 
     def close(self) -> None:
         self.panel.close()
@@ -282,7 +338,7 @@ class PanelSteps:
         answer = ask(f"did you hear the '{tone.value}' pattern ({heard})? [y/n] ")
         return None if _yes(answer) else f"the buzzer did not sound the '{tone.value}' pattern ({heard})"
 
-    def _pin_of(self, mode: ConsentMode) -> int:
+    def _pin_of(self, mode: ConsentMode) -> Line:
         return self.pins.consent if mode is ConsentMode.ORAL_CONSENT else self.pins.emergency
 
 

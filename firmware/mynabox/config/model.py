@@ -103,8 +103,8 @@ class DisplayDriver(enum.StrEnum):
 
 
 class PinFactory(enum.StrEnum):
-    AUTO = "auto"  # gpiozero's choice: the real pins
-    MOCK = "mock"  # gpiozero's mock pins (bench, tests)
+    LGPIO = "lgpio"  # the kernel's GPIO character device through lgpio (adapters.gpiochip): the box
+    MOCK = "mock"  # gpiozero's mock pins (bench, tests, demo)
 
 
 class LogLevel(enum.StrEnum):
@@ -156,7 +156,7 @@ class DisplayConfig:
 class PanelConfig:
     enabled: bool = True
     pins_file: Path | None = None  # None: the pin map packaged with the firmware
-    pin_factory: PinFactory = PinFactory.AUTO
+    pin_factory: PinFactory = PinFactory.LGPIO
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 
 from mynabox.core.screens import Screen
-from mynabox.vocab import ConsentMode, Outcome
+from mynabox.vocab import ConsentMode, Outcome, Part
 
 
 class Tone(enum.Enum):
@@ -74,6 +74,7 @@ class PublishState:
     broker_online: bool
     clock_synced: bool
     queued: int
+    failed: tuple[Part, ...] = ()  # parts that do not work now (the box reads and delivers without them)
 
 
 @dataclass(frozen=True, slots=True)

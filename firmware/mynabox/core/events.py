@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 
 from mynabox.summary.flags import Flag
-from mynabox.vocab import ConsentMode, ReadFailure
+from mynabox.vocab import ConsentMode, Part, ReadFailure
 
 
 class LookupOutcome(enum.Enum):
@@ -80,6 +80,14 @@ class BrokerOffline:
 
 
 @dataclass(frozen=True, slots=True)
+class PartHealth:
+    """A part (display, buttons, LED, buzzer) stopped working or came back; the box goes on either way."""
+
+    part: Part
+    working: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ClockSync:
     synced: bool
 
@@ -113,6 +121,7 @@ Event = (
     | BrokerOnline
     | BrokerOffline
     | ClockSync
+    | PartHealth
     | UpdatePending
     | Tick
     | ShutdownRequested

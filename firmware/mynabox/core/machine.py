@@ -2,8 +2,8 @@
 
 The transitions are a table, `TRANSITIONS[(state, event type)] -> handler` (h11's `_state.py` idea).
 
-Rule 1: condition events (reader present/missing, broker online/offline, clock sync, queue depth) are
-        accepted in every state: they update the status line and, where the screen shows it, redraw.
+Rule 1: condition events (reader present/missing, broker online/offline, clock sync, queue depth, a part
+        failed or back) are accepted in every state: they update the status line and redraw.
 Rule 2: Tick is accepted in every state; it fires the deadline of the current state, if any.
 Rule 3: ShutdownRequested is accepted in every state: stopped screen, LED off, Stop.
 Rule 4: any other (state, event) pair not in the table is ignored and returns no effects — e.g. a
@@ -18,6 +18,10 @@ Rule 5: UpdatePending is accepted in every state; the reboot into the new slot (
 A consent press made before the tap waits for it (consent_window_s), shown on the ready screen so the
 crew sees what the next read will record; both buttons held (clear) withdraw it. It survives a failed
 read, since the retry is usually the same patient.
+
+Degrade, never die: a display, the buttons, the LED or the buzzer may fail (`PartHealth`); the box goes on
+reading and delivering with what is left. Without buttons the configured default consent is the only one;
+with none configured, a read that needs a press is audited `no-consent` at once instead of waiting.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from mynabox.core.events import (
     Event,
     LookupDone,
     LookupOutcome,
+    PartHealth,
     QueueDepth,
     ReaderMissing,
     ReaderPresent,
@@ -63,7 +68,7 @@ from mynabox.core.events import (
 )
 from mynabox.core.screens import Screen, ScreenKind, Status
 from mynabox.update import policy
-from mynabox.vocab import ConsentMode, Outcome, ReadFailure
+from mynabox.vocab import ConsentMode, Outcome, Part, ReadFailure
 
 
 class State(enum.Enum):
@@ -124,7 +129,7 @@ class Controller:
         if handler is not None:
             return handler(self, event, now)
         if isinstance(event, _CONDITIONS):
-            return [*self._condition(event), *self._switch(now)]
+            return [*self._condition(event, now), *self._switch(now)]
         if isinstance(event, Tick):
             return [*self._tick(now), *self._switch(now)]
         if isinstance(event, UpdatePending):
@@ -135,10 +140,14 @@ class Controller:
             return self._shutdown()
         return []  # Rule 4
 
-    def start(self, *, clock_synced: bool = True, queued: int = 0) -> list[Effect]:
-        """What to show when the daemon comes up; the first published state already carries the clock and
-        the outbox as they are (a default first, corrected a moment later, reads as a flap to fleet ops)."""
-        self.status = replace(self.status, clock_synced=clock_synced, queued=queued)
+    def start(
+        self, *, clock_synced: bool = True, queued: int = 0, failed: tuple[Part, ...] = ()
+    ) -> list[Effect]:
+        """What to show when the daemon comes up; the first published state already carries the clock, the
+        outbox and the parts that failed to start as they are (a default first, corrected a moment later,
+        reads as a flap to fleet ops)."""
+        failed = tuple(p for p in Part if p in failed)
+        self.status = replace(self.status, clock_synced=clock_synced, queued=queued, failed=failed)
         return [*self._show(self._idle_screen()), SetLed(LedMode.READY), self._publish()]
 
     @property
@@ -168,6 +177,7 @@ class Controller:
             self.status.broker_online,
             self.status.clock_synced,
             self.status.queued,
+            self.status.failed,
         )
 
     def _idle_screen(self) -> Screen:
@@ -215,6 +225,11 @@ class Controller:
         card_hash = self._card.card_hash if self._card else None
         return RecordOutcome(Outcome.NO_CONSENT, ConsentMode.NONE, card_hash)
 
+    def _no_buttons(self, now: datetime) -> list[Effect]:
+        record = self._no_consent()
+        self._card = None
+        return [record, *self._notice(screens.no_buttons(self.status), Tone.ERROR, now)]
+
     def _notice(self, screen: Screen, tone: Tone, now: datetime) -> list[Effect]:
         self._go(State.NOTICE, self.config.error_clear_s, now)
         return [*self._show(screen), Buzz(tone), SetLed(LedMode.ERROR), self._publish()]
@@ -234,6 +249,8 @@ class Controller:
         if consent is not None:
             return self._deliver(event, consent, now)
         self._card = event
+        if Part.BUTTONS in self.status.failed:  # nobody can answer the prompt: say so now
+            return self._no_buttons(now)
         self._go(State.CONSENT, self.config.consent_timeout_s, now)
         return [*self._show(screens.consent(self.status)), Buzz(Tone.ATTENTION), self._publish()]
 
@@ -307,7 +324,7 @@ class Controller:
 
     # -- rules 1-3 ----------------------------------------------------------------------------------
 
-    def _condition(self, event: Event) -> list[Effect]:
+    def _condition(self, event: Event, now: datetime) -> list[Effect]:
         if isinstance(event, ReaderPresent | ReaderMissing):
             self.reader_present = isinstance(event, ReaderPresent)
         elif isinstance(event, BrokerOnline | BrokerOffline):
@@ -316,6 +333,11 @@ class Controller:
             self.status = replace(self.status, clock_synced=event.synced)
         elif isinstance(event, QueueDepth):
             self.status = replace(self.status, queued=event.queued)
+        elif isinstance(event, PartHealth):
+            failed = set(self.status.failed) - {event.part} | (set() if event.working else {event.part})
+            self.status = replace(self.status, failed=tuple(p for p in Part if p in failed))
+            if self.state is State.CONSENT and Part.BUTTONS in failed:  # the prompt can no longer be answered
+                return self._no_buttons(now)
         if self.state is State.IDLE:
             return [*self._show(self._idle_screen()), self._publish()]
         if self.state is State.RESULT:
@@ -365,7 +387,7 @@ class _Update(enum.Enum):
     SWITCHING = "switching"  # the reboot was asked for
 
 
-_CONDITIONS = (ReaderPresent, ReaderMissing, BrokerOnline, BrokerOffline, ClockSync, QueueDepth)
+_CONDITIONS = (ReaderPresent, ReaderMissing, BrokerOnline, BrokerOffline, ClockSync, QueueDepth, PartHealth)
 
 Handler = Callable[[Controller, Event, datetime], list[Effect]]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from mynabox.vocab import ConsentMode
+from mynabox.vocab import ConsentMode, Part
 
 
 class ScreenKind(enum.Enum):
@@ -30,24 +30,32 @@ class ScreenKind(enum.Enum):
     NO_CONSENT = "no-consent"
     OTHER_CARD = "other-card"
     READER_MISSING = "reader-missing"
+    NO_BUTTONS = "no-buttons"  # the buttons failed and no default consent is configured: no lookup
     STOPPED = "stopped"
 
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """The always-visible status line: link, queue, clock."""
+    """The always-visible status line: failed parts, link, queue, clock."""
 
     broker_online: bool = True
     queued: int = 0
     clock_synced: bool = True
+    failed: tuple[Part, ...] = ()
 
     def text(self) -> str:
-        parts = ["送信可" if self.broker_online else "回線断"]
+        # A failed part first, so the ellipsis never hides it; the display cannot speak of itself.
+        broken = [_PART_WORDS[p] for p in self.failed if p is not Part.DISPLAY]
+        parts = ["・".join(broken) + "故障"] if broken else []
+        parts.append("送信可" if self.broker_online else "回線断")
         if self.queued:
             parts.append(f"未送信{self.queued}件")
         if not self.clock_synced:
             parts.append("時刻未同期")
         return " ".join(parts)
+
+
+_PART_WORDS = {Part.DISPLAY: "表示", Part.BUTTONS: "ボタン", Part.LED: "LED", Part.BUZZER: "ブザー"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +149,11 @@ def reader_missing(status: Status) -> Screen:
     return Screen(
         ScreenKind.READER_MISSING, "リーダー未接続", ("リーダーを", "確認してください"), status, True
     )
+
+
+def no_buttons(status: Status) -> Screen:
+    """A read that needs a press while the buttons do not work (and no default consent is set)."""
+    return Screen(ScreenKind.NO_BUTTONS, "ボタン故障", ("照会しません", "ボタンを確認"), status, True)
 
 
 def stopped(status: Status) -> Screen:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mynabox.core import screens
 from mynabox.core.screens import Screen, Status
-from mynabox.vocab import ConsentMode
+from mynabox.vocab import ConsentMode, Part
 
 _OFFLINE = Status(broker_online=False, queued=3, clock_synced=False)
 
@@ -34,5 +34,7 @@ def catalog() -> dict[str, Screen]:
         "no-consent": screens.no_consent(ok),
         "other-card": screens.other_card(ok),
         "reader-missing": screens.reader_missing(ok),
+        "no-buttons": screens.no_buttons(Status(failed=(Part.BUTTONS,))),
+        "ready-parts-failed": screens.ready(Status(failed=(Part.BUTTONS, Part.BUZZER), queued=1)),
         "stopped": screens.stopped(ok),
     }
