@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from mynabox.update.health import selftest_verdict
 
-ALL_OK = "ok   config: /etc/mynabox/config.toml\nok   reader\nok   display\nok   outbox\nok   disk\n"
+PARTS = ("config: /etc/mynabox/config.toml", "reader", "display", "panel", "outbox", "disk")
+ALL_OK = "".join(f"ok   {name}\n" for name in PARTS)
 
 
 def test_required_parts_pass_and_the_network_may_be_away() -> None:
@@ -18,6 +19,6 @@ def test_a_failed_or_missing_required_part_fails_with_its_reason() -> None:
         "reader: no reader matches 'ACS'",
     )
     passed, why = selftest_verdict("Traceback (most recent call last):\n", 1)
-    assert not passed and "said nothing about config, reader, display, outbox, disk (exit 1)" in why
+    assert not passed and "said nothing about config, reader, display, panel, outbox, disk (exit 1)" in why
     passed, why = selftest_verdict(ALL_OK.replace("ok   disk", "FAIL disk: \x1b[2J full"), 1)
     assert not passed and "\x1b" not in why

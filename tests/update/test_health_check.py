@@ -25,7 +25,8 @@ from mynabox.update import lastresult
 from .conftest import RaucBox, Signer, rauc_service, rauc_service_missing
 
 pytestmark = pytest.mark.skipif(rauc_service_missing() is not None, reason=str(rauc_service_missing()))
-SELFTEST_OK = "ok   config: x\nok   reader\nok   display\nok   outbox\nok   disk\nFAIL broker: refused\n"
+SELFTEST_OK = "".join(f"ok   {n}\n" for n in ("config: x", "reader", "display", "panel", "outbox", "disk"))
+SELFTEST_OK += "FAIL broker: refused\n"
 JUST_BOOTED_B = replace(bs.INITIAL, order=("B", "A"), a_left=3, b_left=2, seq=7)
 
 

@@ -1,9 +1,9 @@
 """What the health check reads from `mynabox selftest` after a boot: the parts the box cannot work without.
 
-Healthy means the daemon reached READY and these checks pass: config, reader, display, outbox (writable),
-disk. The broker, the summary service and the clock are not required: a box in a garage without network
-is healthy when it queues (its outbox is writable), and a rollback for a missing network would undo a good
-update. Pure: selftest's output in, a verdict out.
+Healthy means the daemon reached READY and these checks pass: config, reader, display, panel (both ok where
+not configured), outbox (writable), disk. The broker, the summary service and the clock are not required: a
+box in a garage without network is healthy when it queues (its outbox is writable), and a rollback for a
+missing network would undo a good update. Pure: selftest's output in, a verdict out.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 
 from mynabox.update.raucstatus import printable
 
-REQUIRED = ("config", "reader", "display", "outbox", "disk")
+REQUIRED = ("config", "reader", "display", "panel", "outbox", "disk")  # panel: ok when disabled
 MAX_OUTPUT = 64 * 1024
 _LINE = re.compile(r"(ok  |FAIL) ([a-z ]+?)(: (.*))?")
 
