@@ -59,6 +59,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "first boot: move the card's identity into the state partition",
     ),
     "update": ("mynabox.commands.update", "field updates: RAUC's bootloader backend, boot state, status"),
+    "fleet": ("mynabox.commands.fleet", "fleet ops: every box's version and update result (fleet versions)"),
 }
 
 

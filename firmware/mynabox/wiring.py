@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, assert_never
 
 from mynabox import __version__
+from mynabox.adapters import updatefiles
 from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.clock import clock_synced
 from mynabox.adapters.gpiochip import chip_factory
@@ -28,6 +31,7 @@ from mynabox.adapters.panel import NullPanel, Panel, PanelPort, load_pin_map
 from mynabox.adapters.pcsc import PcscReader
 from mynabox.adapters.summary_client import HttpsSummaryClient
 from mynabox.adapters.systemd import Notifier
+from mynabox.adapters.updater import Reboot, SlotWatch
 from mynabox.app.cardread import READ_LIMIT_S
 from mynabox.app.delivery import Delivery, Identity
 from mynabox.app.loop import ClockWatch, Loop, Watched
@@ -41,6 +45,7 @@ from mynabox.core.effects import (
     Effect,
     ForgetPatient,
     PublishState,
+    RebootForUpdate,
     RecordOutcome,
     SetLed,
     ShowScreen,
@@ -54,6 +59,7 @@ from mynabox.render.draw import render
 from mynabox.summary.port import SummaryLookup
 
 log = logging.getLogger(__name__)
+_TOKEN = re.compile(r"[A-Za-z0-9_.:+-]{1,64}")  # what the state topic carries (adapters.mqtt.check_state)
 
 
 Started = Callable[[str, Callable[[], None]], None]
@@ -74,6 +80,9 @@ class Parts:
     cards: CardWorker
     deliveries: DeliveryWorker
     controller: Controller
+    slots: SlotWatch
+    reboot: Reboot
+    state_dir: Path
 
 
 def build(
@@ -165,9 +174,26 @@ def build(
             default_consent=cfg.consent.default.mode,
             result_clear_s=display.result_clear_s,
             error_clear_s=display.error_clear_s,
+            update_idle_s=cfg.update.idle_min * 60.0,
         )
     )
-    return Parts(events, clock, timings, outbox, oled, panel, link, cards, deliveries, controller)
+    slots = SlotWatch(cfg.update.boot_dir, cfg.update.cmdline)
+    reboot = Reboot(cfg.update.reboot_command.split())
+    return Parts(
+        events,
+        clock,
+        timings,
+        outbox,
+        oled,
+        panel,
+        link,
+        cards,
+        deliveries,
+        controller,
+        slots,
+        reboot,
+        state_dir,
+    )
 
 
 def apply(parts: Parts, effect: Effect, consent_at: float | None) -> None:
@@ -183,6 +209,8 @@ def apply(parts: Parts, effect: Effect, consent_at: float | None) -> None:
             parts.deliveries.submit(effect, consent_at=consent_at)
         case ForgetPatient(upto):
             parts.cards.forget(upto)
+        case RebootForUpdate(reason):
+            parts.reboot(reason)
         case PublishState():
             parts.link.publish_state(
                 {
@@ -192,12 +220,25 @@ def apply(parts: Parts, effect: Effect, consent_at: float | None) -> None:
                     "outbox_depth": effect.queued,
                     "clock_synced": effect.clock_synced,
                     "failed_parts": "+".join(p.value for p in effect.failed),
+                    **update_state(parts),
                 }
             )
         case Stop():  # the loop ends on it before applying it
             pass
         case _:
             assert_never(effect)
+
+
+def update_state(parts: Parts) -> dict[str, str | None]:
+    """The state topic's update keys: the booted slot and the last update's result (read each time: an
+    install runs beside the daemon). A value that is not a plain token is left out as null."""
+    kept = updatefiles.read(parts.state_dir)
+    last = kept.published() if kept else {}
+    published: dict[str, str | None] = {"slot": parts.slots.booted()}
+    for key in ("result", "version", "at"):
+        value = last.get(key)
+        published[f"update_{key}"] = value if value is not None and _TOKEN.fullmatch(value) else None
+    return published
 
 
 def loop(config: Config, parts: Parts, notifier: Notifier) -> Loop:
@@ -219,6 +260,7 @@ def loop(config: Config, parts: Parts, notifier: Notifier) -> Loop:
         result_shown=parts.timings.result_shown,
         retry=lambda: _retry(parts),
         failed=lambda: (*parts.oled.failed(), *parts.panel.failed()),
+        update_pending=parts.slots.pending,
     )
 
 

@@ -16,15 +16,27 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mynabox.adapters.systemd import Notifier
-from mynabox.app.loop import HOUSEKEEPING_S, PURGE_EVERY_S, RETRY_S, TICK_S, ClockWatch, Loop, Watched
+from mynabox.app.loop import (
+    HOUSEKEEPING_S,
+    PURGE_EVERY_S,
+    RETRY_S,
+    TICK_S,
+    UPDATE_POLL_S,
+    ClockWatch,
+    Loop,
+    Watched,
+)
 from mynabox.core.effects import Effect, PublishState, SetLed, ShowScreen
 from mynabox.core.events import (
     ClockSync,
     ConsentPressed,
     Event,
+    LookupDone,
+    LookupOutcome,
     QueueDepth,
     ShutdownRequested,
     Tick,
+    UpdatePending,
 )
 from mynabox.core.machine import Controller, MachineConfig
 from mynabox.vocab import ConsentMode, Part
@@ -76,6 +88,7 @@ class Rig:
     failed: tuple[Part, ...] = ()
     applied: list[tuple[Effect, float | None]] = field(default_factory=list)
     display_broken: bool = False
+    update_pending: bool = False
     events: queue.Queue[Event] = field(default_factory=queue.Queue)
 
     def loop(self, *, watchdog_usec: int | None = 2_000_000) -> Loop:
@@ -90,6 +103,7 @@ class Rig:
             watched=(Watched("card read", lambda now: self.card_busy_s, 20.0),),
             retry=self._retry,
             failed=lambda: self.failed,
+            update_pending=lambda: self.update_pending,
             monotonic=lambda: self.t,
             now=lambda: self.wall,
         )
@@ -176,6 +190,33 @@ def test_housekeeping_posts_what_changed_once_a_second(rig: Rig) -> None:
     rig.advance(HOUSEKEEPING_S)
     loop.step(Tick())
     assert rig.posted() == [ClockSync(False), QueueDepth(3)]
+
+
+def test_a_depth_that_came_back_to_zero_after_a_lookup_is_told(rig: Rig) -> None:
+    """LookupDone told the controller 2 queued; both were delivered before housekeeping looked (0 -> 2 -> 0
+    between two looks): the controller must hear 0, or its status line and the update's switch wait."""
+    loop = rig.loop()
+    rig.advance(HOUSEKEEPING_S)
+    loop.step(Tick())
+    assert rig.posted() == [QueueDepth(0)]
+    loop.step(LookupDone(LookupOutcome.UNAVAILABLE, (), 2))
+    rig.advance(HOUSEKEEPING_S)
+    loop.step(Tick())
+    assert rig.posted() == [QueueDepth(0)]
+
+
+def test_an_installed_update_is_told_once(rig: Rig) -> None:
+    loop = rig.loop()
+    rig.advance(HOUSEKEEPING_S)
+    loop.step(Tick())
+    assert UpdatePending() not in rig.posted()
+    rig.update_pending = True
+    for _ in range(int(UPDATE_POLL_S / HOUSEKEEPING_S) + 1):
+        rig.advance(HOUSEKEEPING_S)
+        loop.step(Tick())
+    rig.advance(UPDATE_POLL_S * 3)
+    loop.step(Tick())
+    assert [e for e in rig.posted() if isinstance(e, UpdatePending)] == [UpdatePending()]
 
 
 def test_the_outbox_is_purged_at_the_first_housekeeping_then_hourly(rig: Rig) -> None:

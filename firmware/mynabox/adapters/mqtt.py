@@ -60,6 +60,10 @@ STATE_KEYS = frozenset(
         "clock_synced",
         "failed_parts",  # "display+buttons": the parts the box works without now ("" when none)
         "no_subscriber",
+        "slot",  # the slot booted (A/B, from rauc.slot=), null when not booted by boot.scr
+        "update_result",  # the last update's result (mynabox.update.lastresult), null: none yet
+        "update_version",
+        "update_at",  # ISO 8601 with its zone
     }
 )
 # A PUBLISH of the largest sealed message: payload plus fixed header (<= 5 bytes), topic

@@ -3,10 +3,10 @@
 Adapters and workers post events into one queue; the controller turns each event into effects; the loop
 hands them to `apply` (the composition root's, which knows the concrete parts). Between events the loop keeps
 two timers: the systemd watchdog ping, sent from here only so a hung loop gets the box restarted, and the
-housekeeping (clock sync, outbox depth, the hourly purge, and every RETRY_S the parts the box can do without
-— display, buttons, LED, buzzer — opened again if they failed, probed if they work). A worker stuck in one
-read or one delivery stops the pings too: the loop is fine then, but the crew would watch 読取中 or 照会中
-forever.
+housekeeping (clock sync, outbox depth, the hourly purge, every RETRY_S the parts the box can do without
+— display, buttons, LED, buzzer — opened again if they failed, probed if they work, and an installed update
+waiting for the switch). A worker stuck in one read or one delivery stops the pings too: the loop is fine
+then, but the crew would watch 読取中 or 照会中 forever.
 
 Time comes in through `monotonic` and `now`, so a test drives the timers with a fake clock through `step`.
 """
@@ -30,6 +30,7 @@ from mynabox.core.events import (
     QueueDepth,
     ShutdownRequested,
     Tick,
+    UpdatePending,
 )
 from mynabox.core.machine import Controller
 from mynabox.vocab import Part
@@ -40,6 +41,7 @@ TICK_S = 1.0  # the loop wakes at least this often (watchdog, housekeeping); soo
 HOUSEKEEPING_S = 1.0
 PURGE_EVERY_S = 3600.0
 RETRY_S = 5.0  # a reconnected OLED or panel is back within this; a failed open costs < 1 ms
+UPDATE_POLL_S = 5.0  # how often the boot state is looked at for an installed update (two 512-byte reads)
 
 
 class ClockWatch:
@@ -84,6 +86,7 @@ class Loop:
         result_shown: Callable[[], None] = lambda: None,
         retry: Callable[[], None] = lambda: None,
         failed: Callable[[], tuple[Part, ...]] = lambda: (),
+        update_pending: Callable[[], bool] = lambda: False,
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -98,6 +101,10 @@ class Loop:
         self._result_shown = result_shown
         self._retry = retry  # the kept parts: open the failed ones again, probe the others
         self._failed = failed  # the kept parts that do not work now
+        self._update_pending = update_pending
+        self._last_update_poll: float | None = None
+        self._update_posted = False
+        self._update_wait_kind: list[str] | None = None
         self._monotonic = monotonic
         self._now = now
         self._interval = notifier.watchdog_interval()
@@ -136,6 +143,10 @@ class Loop:
         if isinstance(event, ShutdownRequested):
             # the last retained state must count what is really left (housekeeping runs once a second)
             self.apply_all(self.controller.handle(QueueDepth(self._depth()), self._now()), None)
+        if isinstance(event, LookupDone | QueueDepth):
+            # The controller now counts what the event says: housekeeping must compare against that, or a
+            # depth that went 0 -> 2 -> 0 between two looks would leave the status (and the switch) at 2.
+            self._queued = event.queued
         effects = self.controller.handle(event, self._now())
         if self.apply_all(effects, consent_at):
             return True
@@ -193,3 +204,23 @@ class Loop:
         if depth != self._queued:
             self.events.put(QueueDepth(depth))
         self._queued = depth
+        self._poll_update()
+
+    def _poll_update(self) -> None:
+        """Every UPDATE_POLL_S: tell the controller once that an installed update waits; then say why the
+        switch waits whenever that changes."""
+        now = self._monotonic()
+        if self._last_update_poll is not None and now - self._last_update_poll < UPDATE_POLL_S:
+            return
+        self._last_update_poll = now
+        if not self._update_posted:
+            if self._update_pending():
+                log.info("update: an installed update waits for the box to be idle")
+                self._update_posted = True  # the controller decides when; once told, it remembers
+                self.events.put(UpdatePending())
+            return
+        waits = self.controller.update_waits(self._now())
+        kind = None if waits is None else waits.split(" ", 2)[:2]  # logged when the kind of wait changes
+        if kind != self._update_wait_kind and waits is not None:
+            log.info("update: the switch waits: %s", waits)
+        self._update_wait_kind = kind

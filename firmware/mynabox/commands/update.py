@@ -9,6 +9,17 @@
 - `check-bundle FILE`: RAUC's signature check (`rauc info` with the box's system.conf) and ours: the whole
   payload against its signed hash tree, the box's compatible, no older version than the running firmware
   unless `--force-older`. `install` will run it first.
+- `install FILE|URL`: check-bundle's checks, then RAUC (its service, over D-Bus, through `rauc install`)
+  writes the other slot and makes it primary. The service runs at idle CPU and I/O priority (rauc.service);
+  the daemon switches to the new slot only when the box is idle (mynabox.update.policy). A URL is fetched
+  over HTTPS with the box's client certificate into the state partition first (RAUC's streaming needs the
+  nbd module; see the README), then checked like a file. The result and its time go to
+  `update-result.json` in the state directory, which the daemon publishes on its `state` topic.
+- `health`: after every boot of a slot (mynabox-health.service, as root): waits until the daemon is READY
+  and its self-test passes (mynabox.update.health) within [update] health_limit_min, then `rauc status
+  mark-good booted` (U-Boot's tries back); otherwise `mark-bad booted`, and a reboot now when the daemon never
+  got READY, or, when it is READY (it may be reading cards), the daemon's own switch once idle (the other
+  slot is now primary). mynabox.update.policy.HealthCheck decides.
 - `status`: the booted slot, what boot.scr found damaged, the slots' versions and state from
   `rauc status --output-format=json`.
 """
@@ -18,8 +29,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 DEFAULT_BOOT_DIR = Path("/boot/firmware")
+DEFAULT_STATE_DIR = Path("/var/lib/mynabox")
+MAX_BUNDLE_BYTES = 1 << 30  # system.conf's max-bundle-download-size
 BACKEND_ACTIONS = ("get-primary", "set-primary", "get-state", "set-state", "get-current")
 
 
@@ -38,6 +52,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--conf", type=Path, default=Path("/etc/rauc/system.conf"))
     check.add_argument("--force-older", action="store_true", help="allow a downgrade (fleet ops only)")
     check.add_argument("--running", help="the running firmware's version (default: this firmware's)")
+    install = sub.add_parser(
+        "install", help="check a bundle (file or https URL) and install it into the other slot"
+    )
+    install.add_argument("source", help="a bundle file or an https:// URL of the fleet's update server")
+    install.add_argument("--conf", type=Path, default=Path("/etc/rauc/system.conf"))
+    install.add_argument("--force-older", action="store_true", help="allow a downgrade (fleet ops only)")
+    install.add_argument("--running", help="the running firmware's version (default: this firmware's)")
+    install.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="where the result goes")
+    install.add_argument("--ca", type=Path, help="the update server's CA (https URL)")
+    install.add_argument("--cert", type=Path, help="the box's client certificate (https URL)")
+    install.add_argument("--key", type=Path, help="the box's client key (https URL)")
+    install.add_argument("--max-bytes", type=int, default=MAX_BUNDLE_BYTES, help="refuse a larger download")
+    install.add_argument("--timeout", type=float, default=3600.0, help="seconds for RAUC's install")
+    health = sub.add_parser("health", help="after a boot: mark the slot good, or go back to the other one")
+    health.add_argument("--config", type=Path, help="read [update] from this config (else its defaults)")
+    health.add_argument("--limit-s", type=float, help="seconds to become healthy (default: health_limit_min)")
+    health.add_argument("--interval", type=float, default=5.0, help="seconds between looks")
+    health.add_argument("--ready-command", default="systemctl is-active --quiet mynabox.service")
+    health.add_argument("--selftest-command", help="default: this firmware's `mynabox selftest`")
+    health.add_argument("--state-dir", type=Path, help="where update-result.json is (default: the config's)")
+    health.add_argument("--boot-dir", type=Path, help="bootstate.0/1 (default: the config's)")
+    health.add_argument("--cmdline", type=Path, help="the kernel command line (default: /proc/cmdline)")
+    health.add_argument("--reboot-command", help="default: the config's (systemctl reboot)")
     status = sub.add_parser("status", help="booted slot, boot-state damage, the slots' versions")
     status.add_argument("--rauc-json", type=Path, help="read this instead of running rauc status")
     status.add_argument("--cmdline", type=Path, default=Path("/proc/cmdline"))
@@ -51,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
         return _init(args.dir)
     if args.update_command == "check-bundle":
         return _check_bundle(args)
+    if args.update_command == "install":
+        return _install(args)
+    if args.update_command == "health":
+        return _health(args)
     return _status(args)
 
 
@@ -153,35 +194,10 @@ def _check_bundle(args: argparse.Namespace) -> int:
     import configparser
     import subprocess
 
-    import mynabox
     from mynabox.update import bundle
-    from mynabox.update.raucstatus import printable
 
     try:
-        conf = configparser.ConfigParser(interpolation=None, strict=False)
-        conf.read_string(_read_small(args.conf))
-        compatible = conf.get("system", "compatible")
-        done = subprocess.run(
-            ["rauc", "-c", str(args.conf), "info", "--output-format=json", str(args.bundle)],
-            capture_output=True,
-            timeout=300,
-            check=False,
-        )
-        if done.returncode != 0:
-            lines = [
-                line
-                for line in done.stderr.decode("utf-8", "replace").splitlines()
-                if line.strip() and not line.startswith("rauc-Message")
-            ]
-            raise bundle.BundleRefused(f"RAUC refused it: {printable(lines[-1] if lines else 'no reason')}")
-        info = bundle.parse_info(done.stdout.decode("utf-8", "replace"))
-        _check_payload(args.bundle)
-        verdict = bundle.check(
-            info,
-            compatible=compatible,
-            running=args.running or mynabox.__version__,
-            force_older=args.force_older,
-        )
+        info, verdict = _verdict(args.bundle, args.conf, args.running, args.force_older)
     except bundle.BundleRefused as err:
         print(f"check-bundle: refused: {err}", file=sys.stderr)
         return 1
@@ -190,6 +206,122 @@ def _check_bundle(args: argparse.Namespace) -> int:
         return 1
     print(f"check-bundle: ok: {verdict} ({info.compatible}, build {info.build or '-'})")
     return 0
+
+
+def _verdict(path: Path, conf_path: Path, running: str | None, force_older: bool) -> tuple[Any, str]:
+    """RAUC's signature check, the payload against its hash tree, board and version: (info, verdict) or
+    BundleRefused with the reason. Nothing is written."""
+    import configparser
+    import subprocess
+
+    import mynabox
+    from mynabox.update import bundle
+    from mynabox.update.raucstatus import printable
+
+    conf = configparser.ConfigParser(interpolation=None, strict=False)
+    conf.read_string(_read_small(conf_path))
+    compatible = conf.get("system", "compatible")
+    done = subprocess.run(
+        ["rauc", "-c", str(conf_path), "info", "--output-format=json", str(path)],
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise bundle.BundleRefused(f"RAUC refused it: {printable(_last_line(done.stderr))}")
+    info = bundle.parse_info(done.stdout.decode("utf-8", "replace"))
+    _check_payload(path)
+    verdict = bundle.check(
+        info, compatible=compatible, running=running or mynabox.__version__, force_older=force_older
+    )
+    return info, verdict
+
+
+def _last_line(stderr: bytes) -> str:
+    lines = [
+        line
+        for line in stderr.decode("utf-8", "replace").splitlines()
+        if line.strip() and not line.startswith("rauc-Message")
+    ]
+    return lines[-1] if lines else "no reason"
+
+
+def _install(args: argparse.Namespace) -> int:
+    import configparser
+    import subprocess
+
+    from mynabox.adapters import download
+    from mynabox.update import bundle, lastresult
+    from mynabox.update.raucstatus import printable
+
+    source: str = args.source
+    version = "-"
+    fetched: Path | None = None
+    try:
+        if source.startswith("https://"):
+            if args.ca is None or args.cert is None or args.key is None:
+                raise bundle.BundleRefused(
+                    "an https URL needs --ca, --cert and --key (the box's TLS identity)"
+                )
+            path = fetched = args.state_dir / "incoming.raucb"
+            size = download.fetch(
+                source, path, ca=args.ca, cert=args.cert, key=args.key, max_bytes=args.max_bytes
+            )
+            print(f"install: fetched {size} bytes from the update server")
+        elif "://" in source:
+            raise bundle.BundleRefused("only a file or an https:// URL is accepted")
+        else:
+            path = Path(source)
+        info, verdict = _verdict(path, args.conf, args.running, args.force_older)
+        version = info.version
+        print(f"install: {verdict}: RAUC installs it into the other slot (at idle priority)")
+        done = subprocess.run(
+            ["rauc", "install", str(path.resolve())],
+            capture_output=True,
+            timeout=args.timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            # The client prints the service's reason as "LastError: …" on stdout.
+            errors = [
+                line.removeprefix("LastError:").strip()
+                for line in done.stdout.decode("utf-8", "replace").splitlines()
+                if line.startswith("LastError:")
+            ]
+            reason = errors[-1] if errors else _last_line(done.stderr)
+            raise _InstallFailed(f"RAUC's install failed: {printable(reason, 200)}")
+    except bundle.BundleRefused as err:
+        return _result(args, lastresult.REFUSED, version, f"refused: {err}")
+    except download.DownloadError as err:
+        return _result(args, lastresult.REFUSED, version, f"refused: {err}")
+    except _InstallFailed as err:
+        return _result(args, lastresult.FAILED, version, str(err))
+    except (OSError, subprocess.TimeoutExpired, configparser.Error) as err:
+        return _result(args, lastresult.FAILED, version, printable(str(err), 200))
+    finally:
+        if fetched is not None:  # installed or refused, the state partition does not keep it
+            fetched.unlink(missing_ok=True)
+    _result(args, lastresult.INSTALLED, version, "installed; the box switches when idle or at power-on")
+    return 0
+
+
+class _InstallFailed(Exception):
+    pass
+
+
+def _result(args: argparse.Namespace, result: str, version: str, detail: str) -> int:
+    from datetime import UTC, datetime
+
+    from mynabox.adapters import updatefiles
+    from mynabox.update import lastresult
+
+    stream = sys.stdout if result == lastresult.INSTALLED else sys.stderr
+    print(f"install: {detail}", file=stream)
+    try:
+        updatefiles.write(args.state_dir, lastresult.Result(result, version, datetime.now(UTC), detail))
+    except OSError as err:
+        print(f"install: the result could not be kept ({err.strerror})", file=sys.stderr)
+    return 0 if result == lastresult.INSTALLED else 1
 
 
 def _check_payload(path: Path) -> None:
@@ -211,6 +343,116 @@ def _check_payload(path: Path) -> None:
             verity.verify(read, lay)
     except verity.VerityError as err:
         raise bundle.BundleRefused(str(err)) from None
+
+
+def _health(args: argparse.Namespace) -> int:
+    import shlex
+    import subprocess
+    import time
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    import mynabox
+    from mynabox.adapters import updatefiles
+    from mynabox.adapters.bootfiles import BootFiles
+    from mynabox.adapters.updater import Reboot, SlotWatch
+    from mynabox.config import ConfigError, load_config
+    from mynabox.config.model import StorageConfig, UpdateConfig
+    from mynabox.update import bootstate as bs
+    from mynabox.update import lastresult, policy
+    from mynabox.update.health import selftest_verdict
+
+    update, state_dir = UpdateConfig(), StorageConfig().state_dir
+    if args.config is not None:
+        try:
+            config = load_config(args.config)
+        except ConfigError as err:
+            print(f"health: {err}", file=sys.stderr)
+            return 2
+        update, state_dir = config.update, config.storage.state_dir
+    state_dir = args.state_dir or state_dir
+    update = replace(
+        update,
+        boot_dir=args.boot_dir or update.boot_dir,
+        cmdline=args.cmdline or Path("/proc/cmdline"),  # root, unsandboxed: the kernel's own
+        reboot_command=args.reboot_command or update.reboot_command,
+    )
+    slots = SlotWatch(update.boot_dir, update.cmdline)
+    booted = slots.booted()
+    if booted is None:
+        print("health: not booted by boot.scr (no rauc.slot=): nothing to mark")
+        return 0
+    other = "B" if booted == "A" else "A"
+    config_args = ["--config", str(args.config)] if args.config else []
+    selftest = (
+        shlex.split(args.selftest_command)
+        if args.selftest_command
+        else [sys.executable, "-m", "mynabox.cli", "selftest", *config_args]
+    )
+    limit_s = args.limit_s if args.limit_s is not None else update.health_limit_min * 60.0
+    check = policy.HealthCheck(booted_at=time.monotonic(), limit_s=limit_s)
+    print(f"health: slot {booted} booted; healthy within {limit_s:.0f} s or back to slot {other}", flush=True)
+
+    def run(command: list[str]) -> tuple[int, str]:
+        try:
+            done = subprocess.run(command, capture_output=True, timeout=120, check=False)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            return 127, str(err)
+        return done.returncode, done.stdout.decode("utf-8", "replace")
+
+    def other_bootable() -> bool:
+        try:
+            return bs.get_state(BootFiles(update.boot_dir).read().state, other)
+        except (OSError, bs.BootStateError):
+            return False
+
+    def keep(result: str, detail: str) -> None:
+        try:
+            updatefiles.write(
+                state_dir, lastresult.Result(result, mynabox.__version__, datetime.now(UTC), detail)
+            )
+        except OSError as err:
+            print(f"health: the result could not be kept ({err.strerror})", file=sys.stderr)
+
+    action = policy.Action.NONE
+    while action is policy.Action.NONE:
+        if not check.ready and run(shlex.split(args.ready_command))[0] == 0:
+            check, action = check.on_ready()
+        if check.ready and not check.selftest_passed:
+            code, output = run(selftest)
+            check, action = check.on_selftest(*selftest_verdict(output, code))
+        if action is policy.Action.NONE:
+            check, action = check.on_tick(time.monotonic(), other_bootable())
+        if action is policy.Action.NONE:
+            time.sleep(args.interval)
+
+    kept = updatefiles.read(state_dir)
+    first_boot = (
+        kept is not None and kept.result == lastresult.INSTALLED and kept.version == mynabox.__version__
+    )
+    if action is policy.Action.MARK_GOOD:
+        code, _ = run(["rauc", "status", "mark-good", "booted"])
+        if code != 0:
+            print("health: healthy, but RAUC could not mark the slot good", file=sys.stderr)
+            return 1
+        if first_boot:
+            keep(lastresult.GOOD, f"slot {booted} healthy")
+        print(f"health: slot {booted} is healthy: marked good")
+        return 0
+    print(f"health: slot {booted} is not healthy: {check.reason}", file=sys.stderr)
+    if action is policy.Action.STAY:
+        print(f"health: slot {other} is not bootable either: staying on {booted}", file=sys.stderr)
+        return 1
+    code, _ = run(["rauc", "status", "mark-bad", "booted"])
+    if code != 0:
+        print("health: RAUC could not mark the slot bad", file=sys.stderr)
+    keep(lastresult.ROLLED_BACK, f"slot {booted}: {check.reason}")
+    if action is policy.Action.ROLLBACK_NOW:
+        print(f"health: rebooting into slot {other} now (the daemon never got READY)", file=sys.stderr)
+        Reboot(update.reboot_command.split())(f"slot {booted} failed its health check")
+    else:
+        print(f"health: slot {other} is primary: the daemon switches when idle", file=sys.stderr)
+    return 1
 
 
 def _read_small(path: Path, limit: int = 64 * 1024) -> str:

@@ -54,6 +54,7 @@ from mynabox.config.model import (
     SealingConfig,
     StorageConfig,
     SummaryConfig,
+    UpdateConfig,
 )
 from mynabox.payload.envelope import (
     DEVICE_ID_HINT,
@@ -69,6 +70,7 @@ CONFIG_ENV = "MYNABOX_CONFIG"
 DEV_CREDENTIALS_ENV = "MYNABOX_CREDENTIALS_DIR"
 _DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
 _URL = re.compile(r"https://[^\s/?#\x00-\x1f\x7f]+(/[^\s?#\x00-\x1f\x7f]*)?")  # no NUL or other controls
+_COMMAND = re.compile(r"/[!-~]{1,200}( [!-~]{1,200}){0,8}")  # printable, no controls or shell
 _SECTIONS = (
     "device",
     "reader",
@@ -81,6 +83,7 @@ _SECTIONS = (
     "storage",
     "audit",
     "log",
+    "update",
 )
 _REQUIRED_SECTIONS = frozenset({"device", "summary", "mqtt", "sealing", "audit"})
 MAX_CONFIG_BYTES = 256 * 1024  # the example is ≈ 6 kB
@@ -348,6 +351,18 @@ def _build(fields: Callable[[str, type], Fields], source: Path, ctx: Context) ->
     log = LogConfig(level=f.choice("level", LogLevel))
     f.finish()
 
+    f = fields("update", UpdateConfig)
+    update = UpdateConfig(
+        idle_min=f.number("idle_min", 0.0, 24 * 60.0),
+        health_limit_min=f.number("health_limit_min", 0.5, 60.0),
+        boot_dir=f.path("boot_dir"),
+        cmdline=f.path("cmdline"),
+        reboot_command=f.string(
+            "reboot_command", pattern=_COMMAND, hint="an absolute program path and its arguments"
+        ),
+    )
+    f.finish()
+
     return Config(
         source,
         ctx.credentials_dir,
@@ -362,6 +377,7 @@ def _build(fields: Callable[[str, type], Fields], source: Path, ctx: Context) ->
         storage,
         audit,
         log,
+        update,
     )
 
 

@@ -196,6 +196,16 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class UpdateConfig:
+    idle_min: float = 15.0  # no read this long (and the outbox empty) before switching to an installed update
+    health_limit_min: float = 5.0  # a new slot must reach READY and pass its self-test within this
+    boot_dir: Path = Path("/boot/firmware")  # bootstate.0/1 (mynabox.update.bootstate)
+    # rauc.slot= says which slot U-Boot booted; mynabox.service copies /proc/cmdline there (ProcSubset=pid)
+    cmdline: Path = Path("/run/mynabox/cmdline")
+    reboot_command: str = "/usr/bin/systemctl reboot"
+
+
+@dataclass(frozen=True)
 class AuditConfig:
     key: Credential
 
@@ -220,6 +230,7 @@ class Config:
     storage: StorageConfig
     audit: AuditConfig
     log: LogConfig
+    update: UpdateConfig = UpdateConfig()
 
     def masked_dict(self) -> dict[str, Any]:
         """Plain values for printing; credentials show their name and location, never their contents."""

@@ -78,8 +78,26 @@ class PublishState:
 
 
 @dataclass(frozen=True, slots=True)
+class RebootForUpdate:
+    """Reboot into the slot an update installed: the box is idle (why: `reason`). systemd stops the daemon
+    as for any shutdown (ShutdownRequested), so the outbox and the audit log are closed as usual."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Stop:
     """Shut down: the loop ends after applying the effects before this one."""
 
 
-Effect = ShowScreen | Buzz | SetLed | StartDelivery | RecordOutcome | ForgetPatient | PublishState | Stop
+Effect = (
+    ShowScreen
+    | Buzz
+    | SetLed
+    | StartDelivery
+    | RecordOutcome
+    | ForgetPatient
+    | PublishState
+    | RebootForUpdate
+    | Stop
+)

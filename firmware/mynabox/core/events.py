@@ -93,6 +93,12 @@ class ClockSync:
 
 
 @dataclass(frozen=True, slots=True)
+class UpdatePending:
+    """An installed update waits for the switch: the other slot is now the one to boot (RAUC made it
+    primary). The box reboots into it once idle (mynabox.update.policy), never during a read."""
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time passes: deadlines (consent, auto-clear) are checked."""
 
@@ -116,6 +122,7 @@ Event = (
     | BrokerOffline
     | ClockSync
     | PartHealth
+    | UpdatePending
     | Tick
     | ShutdownRequested
 )

@@ -10,6 +10,10 @@ Rule 4: any other (state, event) pair not in the table is ignored and returns no
         consent press while a result is shown. The crew cannot drive the box into an illegal state by
         pressing or tapping at the wrong time. A card tapped while a lookup runs is not used either, but
         every read leaves an audit record: `busy`, or the failure (e.g. `card-removed`).
+Rule 5: UpdatePending is accepted in every state; the reboot into the new slot (RebootForUpdate, once)
+        is decided only in IDLE, on a Tick or a condition event, when mynabox.update.policy says the box
+        is idle: no read for `update_idle_s` and the outbox empty. Never while reading, at the consent
+        prompt, looking up, or while a result or a notice is shown.
 
 A consent press made before the tap waits for it (consent_window_s), shown on the ready screen so the
 crew sees what the next read will record; both buttons held (clear) withdraw it. It survives a failed
@@ -34,6 +38,7 @@ from mynabox.core.effects import (
     ForgetPatient,
     LedMode,
     PublishState,
+    RebootForUpdate,
     RecordOutcome,
     SetLed,
     ShowScreen,
@@ -59,8 +64,10 @@ from mynabox.core.events import (
     ReaderPresent,
     ShutdownRequested,
     Tick,
+    UpdatePending,
 )
 from mynabox.core.screens import Screen, ScreenKind, Status
+from mynabox.update import policy
 from mynabox.vocab import ConsentMode, Outcome, Part, ReadFailure
 
 
@@ -81,6 +88,7 @@ class MachineConfig:
     default_consent: ConsentMode | None = None  # boxes without buttons
     result_clear_s: float = 60.0
     error_clear_s: float = 15.0
+    update_idle_s: float = policy.IDLE_S  # no read this long before the switch to an installed update
 
 
 _FAILURE_SCREENS: dict[ReadFailure, tuple[Callable[[Status], Screen], Tone, Outcome]] = {
@@ -107,19 +115,27 @@ class Controller:
         self._cleared = False  # both buttons held during the lookup: its result is not shown at all
         self._screen: Screen = screens.ready(self.status)
         self._labels: tuple[str, ...] = ()  # the result screen's flags, to redraw it when the status changes
+        self._last_read: datetime | None = None  # the last card activity (tap, read, failure)
+        self._update = _Update.NONE
 
     # -- the one entry point -----------------------------------------------------------------------
 
     def handle(self, event: Event, now: datetime) -> list[Effect]:
         if isinstance(event, CardPresent | CardRead):
             self._seen = max(self._seen, event.read)
+        if isinstance(event, CardPresent | CardRead | CardReadFailed):
+            self._last_read = now
         handler = TRANSITIONS.get((self.state, type(event)))
         if handler is not None:
             return handler(self, event, now)
         if isinstance(event, _CONDITIONS):
-            return self._condition(event, now)
+            return [*self._condition(event, now), *self._switch(now)]
         if isinstance(event, Tick):
-            return self._tick(now)
+            return [*self._tick(now), *self._switch(now)]
+        if isinstance(event, UpdatePending):
+            if self._update is _Update.NONE:
+                self._update = _Update.PENDING
+            return self._switch(now)
         if isinstance(event, ShutdownRequested):
             return self._shutdown()
         return []  # Rule 4
@@ -328,6 +344,23 @@ class Controller:
             return [*self._show(screens.result(self._labels, self.status)), self._publish()]
         return [*self._redraw(), self._publish()]
 
+    def update_waits(self, now: datetime) -> str | None:
+        """Why an installed update does not switch now (None: it does, or none is waiting)."""
+        if self._update is not _Update.PENDING:
+            return None
+        if self.state is not State.IDLE:
+            return f"the box is {self.state.value}"
+        last = None if self._last_read is None else self._last_read.timestamp()
+        activity = policy.Activity(False, last, self.status.queued)
+        return policy.idle_reason(activity, now.timestamp(), self.config.update_idle_s)
+
+    def _switch(self, now: datetime) -> list[Effect]:
+        """Rule 5: the reboot into an installed update, once, when the box is idle."""
+        if self._update is not _Update.PENDING or self.update_waits(now) is not None:
+            return []
+        self._update = _Update.SWITCHING
+        return [RebootForUpdate("idle: no card, no read for the idle time, the outbox empty")]
+
     def _tick(self, now: datetime) -> list[Effect]:
         if self._deadline is None or now < self._deadline:
             return []
@@ -346,6 +379,12 @@ class Controller:
             self._publish(),
             Stop(),
         ]
+
+
+class _Update(enum.Enum):
+    NONE = "none"
+    PENDING = "pending"  # installed, waiting for idle
+    SWITCHING = "switching"  # the reboot was asked for
 
 
 _CONDITIONS = (ReaderPresent, ReaderMissing, BrokerOnline, BrokerOffline, ClockSync, QueueDepth, PartHealth)

@@ -1,0 +1,66 @@
+"""The daemon's side of an installed update: is one waiting for the switch, and the reboot into it.
+
+An install (RAUC, through our bootloader backend) makes the other slot primary in the boot state; the box
+booted the slot `rauc.slot=` names on its kernel command line. When those differ an update waits. A box not
+booted by boot.scr (no `rauc.slot=`: a developer's machine) never has one. The reboot is systemd's
+(`systemctl reboot`, the configured command), which stops the daemon as for any shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from mynabox.adapters.bootfiles import BootFiles
+from mynabox.update import bootstate as bs
+
+log = logging.getLogger(__name__)
+
+
+class SlotWatch:
+    def __init__(self, boot_dir: Path, cmdline: Path) -> None:
+        self._files = BootFiles(boot_dir)
+        self._cmdline = cmdline
+        self._complained = False
+
+    def booted(self) -> str | None:
+        try:
+            with self._cmdline.open("rb") as f:
+                return bs.booted_slot(f.read(64 * 1024).decode("utf-8", "replace"))
+        except OSError:
+            return None
+
+    def pending(self) -> bool:
+        """True when the slot to boot next is not the one running: an installed update waits."""
+        booted = self.booted()
+        if booted is None:
+            return False
+        try:
+            primary = bs.get_primary(self._files.read().state)
+        except (OSError, bs.BootStateError) as err:
+            if not self._complained:
+                log.warning("update: the boot state cannot be read (%s)", err)
+                self._complained = True
+            return False
+        self._complained = False
+        return primary is not None and primary != booted
+
+
+class Reboot:
+    """Carries out RebootForUpdate: the configured command (systemd's reboot), bounded in time."""
+
+    def __init__(self, command: Sequence[str]) -> None:
+        self.command = tuple(command)
+
+    def __call__(self, reason: str) -> None:
+        log.warning("update: rebooting into the installed slot (%s)", reason)
+        try:
+            done = subprocess.run(self.command, capture_output=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            log.error("update: the reboot could not be asked for (%s)", err)
+            return
+        if done.returncode != 0:
+            tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no reason"]
+            log.error("update: the reboot command failed (exit %d: %s)", done.returncode, tail[0][:200])

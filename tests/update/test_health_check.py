@@ -1,0 +1,90 @@
+"""`mynabox update health` (mynabox-health.service) against Debian's RAUC as a service on a private bus with
+our bootloader backend: slot B was just booted by U-Boot (one of its tries spent). Healthy: RAUC marks it good
+(tries back). Never READY: marked bad, back to A at once. READY but its self-test failing: marked bad, the
+daemon's idle switch takes the box back. The reboot command records its call; READY and the self-test are
+given as commands (the service's are `systemctl is-active mynabox` and `mynabox selftest`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+import mynabox
+from mynabox.adapters import updatefiles
+from mynabox.adapters.bootfiles import BootFiles
+from mynabox.update import bootstate as bs
+from mynabox.update import lastresult
+
+from .conftest import RaucBox, Signer, rauc_service, rauc_service_missing
+
+pytestmark = pytest.mark.skipif(rauc_service_missing() is not None, reason=str(rauc_service_missing()))
+SELFTEST_OK = "".join(f"ok   {n}\n" for n in ("config: x", "reader", "display", "panel", "outbox", "disk"))
+SELFTEST_OK += "FAIL broker: refused\n"
+JUST_BOOTED_B = replace(bs.INITIAL, order=("B", "A"), a_left=3, b_left=2, seq=7)
+
+
+@pytest.fixture
+def box(tmp_path: Path, signer: Signer) -> Iterator[RaucBox]:
+    with rauc_service(tmp_path, signer.ca, booted="B") as box:
+        files = BootFiles(box.boot)
+        files.write(1, replace(JUST_BOOTED_B, seq=6))
+        files.write(0, JUST_BOOTED_B)
+        yield box
+
+
+def health(box: RaucBox, tmp_path: Path, *, ready: bool, selftest: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "selftest.txt").write_text(selftest)
+    (tmp_path / "reboot").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/reboots\n')
+    (tmp_path / "reboot").chmod(0o755)
+    state = tmp_path / "state"
+    installed = lastresult.Result(lastresult.INSTALLED, mynabox.__version__, datetime.now(UTC), "installed")
+    updatefiles.write(state, installed)
+    return subprocess.run(
+        [sys.executable, "-m", "mynabox.cli", "update", "health", "--limit-s", "3", "--interval", "0.5",
+         "--ready-command", "true" if ready else "false",
+         "--selftest-command", f"cat {tmp_path}/selftest.txt", "--state-dir", str(state),
+         "--boot-dir", str(box.boot), "--cmdline", str(box.conf.parent / "cmdline"),
+         "--reboot-command", f"{tmp_path}/reboot now"],
+        env=box.env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_a_healthy_slot_is_marked_good_through_rauc(box: RaucBox, tmp_path: Path) -> None:
+    done = health(box, tmp_path, ready=True, selftest=SELFTEST_OK)
+    assert done.returncode == 0, done.stderr
+    assert "slot B is healthy: marked good" in done.stdout
+    assert BootFiles(box.boot).read().state.order == ("B", "A")
+    assert BootFiles(box.boot).read().state.b_left == bs.TRIES  # U-Boot's tries back
+    assert "set-state B good" in box.calls.read_text()
+    kept = updatefiles.read(tmp_path / "state")
+    assert kept is not None and kept.result == lastresult.GOOD
+    assert not (tmp_path / "reboots").exists()
+
+
+def test_a_daemon_never_ready_goes_back_to_the_previous_slot_at_once(box: RaucBox, tmp_path: Path) -> None:
+    done = health(box, tmp_path, ready=False, selftest=SELFTEST_OK)
+    assert done.returncode == 1
+    assert "not READY, self-test not passed after 3 s" in done.stderr
+    state = BootFiles(box.boot).read().state
+    assert (state.order, state.b_left) == (("A",), 0)
+    assert bs.get_primary(state) == "A"
+    assert "set-state B bad" in box.calls.read_text()
+    assert (tmp_path / "reboots").read_text() == "now\n"
+    kept = updatefiles.read(tmp_path / "state")
+    assert kept is not None and kept.result == lastresult.ROLLED_BACK
+
+
+def test_a_failing_self_test_goes_back_when_idle(box: RaucBox, tmp_path: Path) -> None:
+    done = health(box, tmp_path, ready=True, selftest=SELFTEST_OK.replace("ok   reader", "FAIL reader: none"))
+    assert done.returncode == 1
+    assert "self-test not passed (reader: none)" in done.stderr
+    assert "the daemon switches when idle" in done.stderr
+    assert bs.get_primary(BootFiles(box.boot).read().state) == "A"  # the daemon's SlotWatch sees it pending
+    assert not (tmp_path / "reboots").exists()
