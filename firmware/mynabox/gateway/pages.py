@@ -44,6 +44,7 @@ from mynabox.payload.seal import Opened
 log = logging.getLogger("mynabox.gateway.pages")
 
 MIB = 1024 * 1024
+_DRAIN_S = 1.0  # how long a new connection at the cap waits for hung-up ones to close
 _PAGE_PATH = re.compile(r"/m/([0-9a-f]{32})")
 _FHIR_PATH = re.compile(r"/m/([0-9a-f]{32})\.fhir\.json")  # a summary as a FHIR R4 Bundle
 # No script, no remote anything: the pages are plain HTML with one inline style sheet.
@@ -393,7 +394,7 @@ class _Server(ThreadingHTTPServer):
         self.notes = _Notes()
         self._conns: dict[socket.socket, _Conn] = {}
         self._open = 0  # descriptors of accepted connections not yet closed (hung-up ones included)
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()  # notified when a connection's descriptor is closed
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
@@ -418,6 +419,9 @@ class _Server(ThreadingHTTPServer):
         with self._lock:
             self._open += 1
             if len(self._conns) >= self.cap:
+                # Hung-up connections close as their threads notice (slower on a busy machine): wait a moment
+                # for their descriptors rather than refuse the newcomer (the tablet) while they drain.
+                self._lock.wait_for(lambda: self._open <= self.cap + 8, timeout=_DRAIN_S)
                 waiting = [(c.accepted, s) for s, c in self._conns.items() if not c.answering]
                 if waiting and self._open <= self.cap + 8:  # hung-up ones close at once; never many more
                     victim = min(waiting, key=lambda w: w[0])[1]
@@ -464,6 +468,7 @@ class _Server(ThreadingHTTPServer):
         with self._lock:
             self._conns.pop(request, None)
             self._open -= 1
+            self._lock.notify_all()
         super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
