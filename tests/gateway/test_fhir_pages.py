@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from datetime import timedelta
@@ -26,7 +27,10 @@ def test_the_page_server_serves_a_summary_as_fhir() -> None:
     server.start()
     base = f"http://127.0.0.1:{server.port}/m/"
     try:
-        with urllib.request.urlopen(f"{base}{summary.message_id}.fhir.json", timeout=10) as response:
+        with urllib.request.urlopen(f"{base}{summary.message_id}", timeout=10) as response:
+            link = re.search(r'<a href="([0-9a-f]{32}\.fhir\.json)" download>', response.read().decode())
+        assert link is not None and link.group(1) == f"{summary.message_id}.fhir.json"  # the page links it
+        with urllib.request.urlopen(f"{base}{link.group(1)}", timeout=10) as response:
             assert response.headers["Content-Type"].startswith("application/fhir+json")
             doc = json.loads(response.read())
         bundle = Bundle.model_validate(doc)

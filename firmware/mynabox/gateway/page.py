@@ -12,6 +12,7 @@ text can reorder or hide what is around it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -27,6 +28,7 @@ from mynabox.vocab import ConsentMode
 JST = timezone(timedelta(hours=9), "JST")
 
 _SEX = {1: "男", 2: "女", 9: "不明"}
+_MESSAGE_ID = re.compile(r"[0-9a-f]{32}")  # the ids the page server routes (pages.py)
 _CONSENT = {
     ConsentMode.ORAL_CONSENT: "同意あり",
     ConsentMode.LIFE_SAVING_EXCEPTION: "同意取得困難（生命・身体保護のための例外）",
@@ -291,6 +293,11 @@ def render_page(opened: Opened) -> str:
         parts = [f"<header><h1>{title}</h1>{head}</header>", _flags_block(flags)]
         parts += [s.html() for s in summary_sections(summary)]
         parts.append(_table("read", "読取情報", read))
+        if _MESSAGE_ID.fullmatch(opened.message_id):  # the page server's FHIR route beside this page
+            parts.append(
+                f'<p class="meta"><a href="{opened.message_id}.fhir.json" download>'
+                "FHIR R4 Bundle（病院システム取り込み用）</a></p>"
+            )
         return _document(f"救急用サマリー {text(summary.patient.name)}", parts)
     return _document("カード記録", _card_record_parts(opened, head, read, unreadable=doc is not None))
 
