@@ -17,6 +17,7 @@ APT_PACKAGES=(
   nats-server                                    # the central broker cluster of the fleet tests (JetStream, MQTT)
   mtools dosfstools shellcheck                   # fleet ops: provisioning / first-boot tests on FAT images
   fdisk e2fsprogs                                # the state partition grower's test on a loop device
+  qemu-system-arm device-tree-compiler           # qemu's usb-ccid for the VSCard test; dtc for the DTB check
 )
 
 missing=()
