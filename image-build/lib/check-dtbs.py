@@ -6,8 +6,9 @@ usage: check-dtbs.py facts KERNEL_PACKAGE DTB... > facts.json
                                                      checks the facts against config.txt; exit 1 on a failure
 
 Facts per DTB: its model, whether an I2C controller muxed to GPIO 2/3 (function ALT0) is enabled, the
-watchdog node (bcm2835's power-management block, whose driver is bcm2835_wdt), the `__overrides__` names
-(what `dtparam=` can set: the Raspberry Pi kernel's DTBs carry them, upstream DTBs do not) and whether
+watchdog node (bcm2835's power-management block, whose driver is bcm2835_wdt), the GPIO block's line names
+(what the kernel calls each line; the boot test's simulated chip takes the Pi 3 B+'s), the `__overrides__`
+names (what `dtparam=` can set: the Raspberry Pi kernel's DTBs carry them, upstream DTBs do not) and whether
 `__symbols__` is there (what a `dtoverlay=` needs to apply). The check: for every board the image supports,
 I2C on GPIO 2/3 and the watchdog are enabled, every `dtparam` of config.txt is an override of the DTB, and
 every `dtoverlay` is a file in BOOT_DIR/overlays (Debian ships none). The build runs both on the DTBs it
@@ -36,6 +37,7 @@ SUPPORTED = (
 REPORTED = ("bcm2712-rpi-5-b",)
 I2C = ("brcm,bcm2835-i2c", "brcm,bcm2711-i2c")
 WATCHDOG = ("brcm,bcm2835-pm-wdt", "brcm,bcm2835-pm", "brcm,bcm2712-pm")
+GPIO = ("brcm,bcm2835-gpio", "brcm,bcm2711-gpio")  # the SoC's GPIO block: the 40-pin header's lines
 ALT0 = 4  # BCM2835_FSEL_ALT0: SDA1/SCL1 on GPIO 2/3
 
 Node = dict[str, Any]  # {"props": {name: bytes}, "children": {name: Node}}
@@ -102,6 +104,7 @@ def facts(blob: bytes) -> dict[str, Any]:
     by_phandle = {cells(n["props"]["phandle"])[0]: n for _, n in nodes if "phandle" in n["props"]}
     i2c: list[dict[str, Any]] = []
     watchdog: list[dict[str, Any]] = []
+    gpio_names: list[str] = []
     for path, node in nodes:
         compatible = strings(node["props"].get("compatible"))
         if any(c in I2C for c in compatible):
@@ -110,6 +113,8 @@ def facts(blob: bytes) -> dict[str, Any]:
             functions = {f for g in groups if g for f in cells(g["props"].get("brcm,function"))}
             if {2, 3} <= set(pins) and functions == {ALT0}:
                 i2c.append({"path": path, "enabled": enabled(node)})
+        if any(c in GPIO for c in compatible):
+            gpio_names = strings(node["props"].get("gpio-line-names"))
         if any(c in WATCHDOG for c in compatible):
             watchdog.append({"path": path, "compatible": compatible, "enabled": enabled(node)})
     children = root["children"]
@@ -119,6 +124,7 @@ def facts(blob: bytes) -> dict[str, Any]:
         "watchdog": watchdog,
         "overrides": sorted(children.get("__overrides__", {"props": {}})["props"]),
         "symbols": "__symbols__" in children,
+        "gpio_line_names": gpio_names,  # what the kernel calls each line (gpioinfo, the character device)
     }
 
 

@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 IMAGE_BUILD = Path(__file__).resolve().parents[2] / "image-build"
 SCRIPT = IMAGE_BUILD / "lib" / "check-dtbs.py"
 FACTS = IMAGE_BUILD / "dtb-facts.json"
+FIRMWARE_DATA = IMAGE_BUILD.parent / "firmware" / "mynabox" / "data"
 CONFIG_LINES = IMAGE_BUILD / "rootfs-overlay" / "etc" / "default" / "raspi-firmware-custom"
 
 # A Pi 3's shape as upstream writes it: i2c1 muxed to GPIO 2/3 (ALT0) by a pin group, the PM block whose
@@ -148,3 +150,19 @@ def test_a_missing_board_and_a_file_that_is_no_dtb_fail(tmp_path: Path) -> None:
     junk.write_bytes(b"\0" * 64)
     done = run("facts", "linux-image-test", junk)
     assert done.returncode == 1 and "not a readable device tree" in done.stderr
+
+
+def test_every_pin_of_the_packaged_pin_map_is_a_header_line_on_every_supported_board() -> None:
+    """The kernel names the pin map's lines GPIO<n> on every board (the GPIO block's gpio-line-names), so
+    the same map runs on a Pi and on the boot test's simulated chip, which takes the Pi 3 B+'s names."""
+    pins = tomllib.loads((FIRMWARE_DATA / "pins.toml").read_text(encoding="utf-8"))
+    wanted = {
+        f"GPIO{v}" if isinstance(v, int) else v
+        for section in ("buttons", "led", "buzzer")
+        for k, v in pins.get(section, {}).items()
+        if not k.endswith("_s") and isinstance(v, int | str)
+    }
+    assert len(wanted) == 4
+    dtbs = json.loads(FACTS.read_text())["dtbs"]
+    for board in BOARDS:
+        assert wanted <= set(dtbs[board]["gpio_line_names"]), board
