@@ -19,6 +19,7 @@ APT_PACKAGES=(
   fdisk e2fsprogs                                # the state partition grower's test on a loop device
   u-boot-qemu u-boot-tools qemu-system-arm       # updates: boot.scr under Debian's U-Boot in qemu (tests/update)
   rauc dbus-daemon dbus-bin squashfs-tools       # updates: RAUC with our bootloader backend, signed bundles
+  device-tree-compiler                           # dtc for the DTB check (qemu-system-arm: also the VSCard test)
 )
 
 missing=()

@@ -1,12 +1,16 @@
 #!/bin/sh
 # Runs inside the arm64 build chroot (mmdebstrap customize hook): resolves the firmware's dependencies for
 # the target's Python natively, writes the hashed lock if none is given, and builds or fetches every wheel
-# against that lock (pyscard has no aarch64 wheel for CPython 3.13, so it is built here from its sdist).
+# against that lock (pyscard and lgpio have no aarch64 wheel for CPython 3.13, so they are built here from
+# their sdists).
 set -eu
 in=/mynabox-in
 out=/mynabox-out
 unset PIP_FIND_LINKS PIP_CONSTRAINT PIP_EXTRA_INDEX_URL PIP_INDEX_URL || true
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_CONFIG_FILE=/dev/null
+# lgpio's setup.py links the lg library's own C sources into its module when PYPI=1 (as its PyPI wheels are
+# built); otherwise it links a system liblgpio, which Debian does not package.
+export PYPI=1
 if [ -s "$in/ca.crt" ]; then
   # pip's truststore reads OpenSSL's default locations, which SSL_CERT_FILE overrides; --cert alone did not
   # make the inspecting proxy's CA trusted here.

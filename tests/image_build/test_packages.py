@@ -23,3 +23,9 @@ def test_the_fonts_the_renderer_names_are_in_the_image() -> None:
 def test_the_reader_stack_and_the_growers_tools_are_in_the_image() -> None:
     # pcscd + CCID for the reader; sfdisk (fdisk) and partx, blkid (util-linux, essential) for grow-state.
     assert {"pcscd", "libccid", "fdisk", "initramfs-tools", "python3-venv"} <= image_packages()
+
+
+def test_the_bench_tools_the_docs_name_are_in_the_image() -> None:
+    # hw/README.md and the rig file send the technician to `i2cdetect -y 1`; gpioinfo shows the lines.
+    assert "i2cdetect" in (ROOT / "hw/README.md").read_text()
+    assert {"i2c-tools", "gpiod"} <= image_packages()
