@@ -30,6 +30,18 @@ REINSERT_GAP_S = 1.0
 CONNECT_RETRY_S = 0.1
 
 
+def connect_retrying(host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to a reader's card port (vpcd's, qemu's chardev), retried until it listens."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return socket.create_connection((host, port), timeout=1.0)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(CONNECT_RETRY_S)
+
+
 class VpcdCardServer:
     """Serves one virtual card to a vpcd slot. `start()` presents it; `remove()` pulls it."""
 
@@ -53,15 +65,7 @@ class VpcdCardServer:
         gap = self._removed_at + REINSERT_GAP_S - time.monotonic()
         if gap > 0:
             time.sleep(gap)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                sock = socket.create_connection((self.host, self.port), timeout=1.0)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(CONNECT_RETRY_S)
+        sock = connect_retrying(self.host, self.port, timeout)
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._stop.clear()

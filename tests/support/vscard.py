@@ -24,6 +24,7 @@ import threading
 import time
 
 from mynabox_testkit.mynacard import CardGone, VirtualMyNumberCard
+from mynabox_testkit.vpcd import connect_retrying
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +74,7 @@ class VscardCard:
     def connect(self, timeout: float = 10.0, sock: socket.socket | None = None) -> VscardCard:
         """Open the chardev (retrying until qemu listens), exchange Init and add the reader."""
         if sock is None:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    sock = socket.create_connection((self.host, self.port), timeout=1.0)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
+            sock = connect_retrying(self.host, self.port, timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(None)
         self._sock = sock
