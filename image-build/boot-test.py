@@ -298,11 +298,15 @@ def pin_map() -> dict[str, int]:
     import tomllib
 
     doc = tomllib.loads((HERE.parent / "firmware/mynabox/data/pins.toml").read_text(encoding="utf-8"))
+
+    def offset(line: int | str) -> int:  # the map names lines as the kernel does ("GPIO17"): gpio-sim's offset
+        return line if isinstance(line, int) else int(line.removeprefix("GPIO"))
+
     return {
-        "consent": doc["buttons"]["consent"],
-        "emergency": doc["buttons"]["emergency"],
-        "led": doc["led"]["status"],
-        "buzzer": doc["buzzer"]["pin"],
+        "consent": offset(doc["buttons"]["consent"]),
+        "emergency": offset(doc["buttons"]["emergency"]),
+        "led": offset(doc["led"]["status"]),
+        "buzzer": offset(doc["buzzer"]["pin"]),
     }
 
 
