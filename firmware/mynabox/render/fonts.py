@@ -19,6 +19,9 @@ BIG_CANDIDATES = (
 SMALL_CANDIDATES = ("/usr/share/fonts/truetype/misaki/misaki_gothic.ttf",)
 BIG_PX = 16
 SMALL_PX = 8
+# Pillow's own layout, not raqm/HarfBuzz: pixel fonts on one line of Japanese need no shaping (the golden
+# screens are byte-identical), and HarfBuzz's code and the font tables it reads cost ≈ 1 MB of the daemon's RSS.
+LAYOUT = ImageFont.Layout.BASIC
 
 
 class FontMissing(RuntimeError):
@@ -34,12 +37,12 @@ def _first(candidates: tuple[str, ...], package: str) -> Path:
 
 @cache
 def big() -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(str(_first(BIG_CANDIDATES, "fonts-unifont")), BIG_PX)
+    return ImageFont.truetype(str(_first(BIG_CANDIDATES, "fonts-unifont")), BIG_PX, layout_engine=LAYOUT)
 
 
 @cache
 def small() -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(str(_first(SMALL_CANDIDATES, "fonts-misaki")), SMALL_PX)
+    return ImageFont.truetype(str(_first(SMALL_CANDIDATES, "fonts-misaki")), SMALL_PX, layout_engine=LAYOUT)
 
 
 def has_glyph(font: ImageFont.FreeTypeFont, char: str) -> bool:
