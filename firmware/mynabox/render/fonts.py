@@ -20,7 +20,7 @@ SMALL_CANDIDATES = ("/usr/share/fonts/truetype/misaki/misaki_gothic.ttf",)
 BIG_PX = 16
 SMALL_PX = 8
 # Pillow's own layout, not raqm/HarfBuzz: pixel fonts on one line of Japanese need no shaping (the golden
-# screens are byte-identical), and HarfBuzz's code and the font tables it reads cost ≈ 1 MB of the daemon's RSS.
+# screens are byte-identical), and HarfBuzz's code and the font tables it reads cost the daemon ≈ 1 MB.
 LAYOUT = ImageFont.Layout.BASIC
 
 

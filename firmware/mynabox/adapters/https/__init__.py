@@ -6,7 +6,7 @@ deadline and no TLS session reuse), split the way urllib3 splits `util/timeout`,
 - `resolve`: the service's addresses with a deadline, cached, and the TCP connect to the first that answers;
 - `tls`: the TLS context with the session cache, and the socket that waits only for what is left of its
   connection's budget;
-- `connection`: urllib3's HTTPS connection to those addresses, with `abort()` and `clean()`;
+- `connection`: the standard library's HTTPS connection to those addresses, with `abort()` and `clean()`;
 - `pool`: the one kept-warm connection, checked out by one user at a time, and its keeper thread;
 - `retry`: the bounded retry loop and `classify`, the one place that maps the libraries' exceptions to a
   verdict.
