@@ -40,7 +40,7 @@ STEPS: list[tuple[str, str]] = [
     ("Pillow", "import PIL.Image, PIL.ImageDraw, PIL.ImageFont"),
     ("luma.oled", "import luma.oled.device, luma.core.interface.serial"),
     ("gpiozero", "import gpiozero"),
-    ("mynabox (+ fonts loaded)", "import mynabox.wiring, mynabox.render.fonts as f; f.big(), f.small()"),
+    ("mynabox", "import mynabox.wiring, mynabox.commands.run"),  # fonts: glyphs are drawn when first shown
 ]
 
 PROBE = """
