@@ -1,6 +1,6 @@
-"""The summary client's HTTPS, in the pieces urllib3 leaves out (its read timeout is per read, it has no DNS
-deadline and no TLS session reuse), split the way urllib3 splits `util/timeout`, `util/connection`,
-`util/retry` and its pool:
+"""The summary client's HTTPS, in the pieces http.client and urllib3 leave out (their read timeout is per
+read, they have no DNS deadline and no TLS session reuse), split the way urllib3 splits `util/timeout`,
+`util/connection`, `util/retry` and its pool:
 
 - `budget`: when one connection's I/O must end, and the client's stop token (`Budget`);
 - `resolve`: the service's addresses with a deadline, cached, and the TCP connect to the first that answers;
