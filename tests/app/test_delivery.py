@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +14,8 @@ from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.keyfiles import load_private_key
 from mynabox.adapters.outbox import Outbox
 from mynabox.adapters.summary_client import HttpsSummaryClient
-from mynabox.app.delivery import Delivery, Identity, ReadContext
+from mynabox.app.cardread import ReadRecord
+from mynabox.app.delivery import Delivery, Identity
 from mynabox.card.certcheck import TrustStore, check_certificate
 from mynabox.card.tlv import MAX_OBJECT
 from mynabox.payload.bodies import body_problem
@@ -26,6 +27,7 @@ from mynabox_testkit.broker import DeliveryKit
 from mynabox_testkit.patients import OVERSIZE, patient
 from mynabox_testkit.refsvc import ReferenceService
 from mynabox_testkit.tlsfiles import certificate_with_cn
+from support.reads import read_record, with_certificate
 
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 DEVICE = "ambulance-01"
@@ -91,10 +93,10 @@ def rig(kit: DeliveryKit, tmp_path: Path) -> Iterator[Rig]:
         rig.outbox.close()
 
 
-def read_of(patient_key: str) -> ReadContext:
+def read_of(patient_key: str) -> ReadRecord:
     der = certificate_with_cn(patient(patient_key).card_id)
     check = check_certificate(der, TrustStore.jlis(), now=NOW, clock_synced=True)
-    return ReadContext(der, "0123456789abcdef", "my-number-card", check, NOW, True)
+    return read_record(der, "0123456789abcdef", check, NOW)
 
 
 def opened_bodies(rig: Rig) -> list[tuple[str, Kind, dict[str, object]]]:
@@ -109,7 +111,7 @@ def test_found_summary_is_sealed_queued_and_audited(rig: Rig) -> None:
     result = rig.delivery.deliver(read_of("warfarin-elderly"), ConsentMode.ORAL_CONSENT)
     assert result.outcome is Outcome.DELIVERED_SUMMARY
     assert FlagCode.ANTICOAGULANT in {f.code for f in result.flags}
-    assert "anticoagulant" in result.items
+    assert "anticoagulant" in [f.code.value for f in result.flags]
     messages = opened_bodies(rig)
     assert [(t, k) for t, k, _ in messages] == [
         (f"mynabox/{DEVICE}/summary", Kind.SUMMARY),
@@ -133,7 +135,11 @@ def test_the_summary_message_carries_the_flags_the_box_showed(rig: Rig, key: str
     result = rig.delivery.deliver(read_of(key), ConsentMode.ORAL_CONSENT)
     (_, _, summary_body), (_, _, audit_body) = opened_bodies(rig)
     assert summary_body["flags"] == [f.to_json() for f in result.flags]
-    assert [f["code"] for f in summary_body["flags"]] == list(result.items) == audit_body["shown"]  # type: ignore[index]
+    assert (
+        [f["code"] for f in summary_body["flags"]]
+        == [f.code.value for f in result.flags]
+        == audit_body["shown"]
+    )  # type: ignore[index]
     for flag, shown in zip(summary_body["flags"], result.flags, strict=True):  # type: ignore[call-overload]
         assert flag["items"] and len(flag["items"]) == len(shown.evidence)  # the OLED's lines, one each
     record = audit_body["record"]
@@ -167,7 +173,7 @@ def test_service_down_still_delivers_the_card_record(kit: DeliveryKit, tmp_path:
         assert kind is Kind.CARD_RECORD
         record = body["card_record"]
         assert isinstance(record, dict) and record["reason"] == "lookup-unavailable"
-        assert base64.b64decode(str(record["certificate"])) == read.certificate
+        assert base64.b64decode(str(record["certificate"])) == read.jpki.certificate
         assert audit_body["record"]["outcome"] == "card-record"  # type: ignore[index]
     finally:
         rig.outbox.close()
@@ -203,14 +209,14 @@ def test_a_summary_past_the_message_limit_goes_out_as_a_card_record(
     read = read_of(OVERSIZE.key)
     result = rig.delivery.deliver(read, ConsentMode.ORAL_CONSENT)
     assert result.outcome is Outcome.CARD_RECORD
-    assert result.flags == () and result.items == ()
+    assert result.flags == ()
     items = rig.outbox.next_batch(100)
     assert all(len(item.payload) <= MAX_MESSAGE_BYTES for item in items)
     (_, kind, body), (_, _, audit_body) = opened_bodies(rig)
     assert kind is Kind.CARD_RECORD
     record = body["card_record"]
     assert isinstance(record, dict) and record["reason"] == "summary-too-large"
-    assert base64.b64decode(str(record["certificate"])) == read.certificate
+    assert base64.b64decode(str(record["certificate"])) == read.jpki.certificate
     assert audit_body["record"]["outcome"] == "card-record"  # type: ignore[index]
     assert "summary too large to send" in caplog.text
     assert OVERSIZE.name not in caplog.text and "アムロジピン" not in caplog.text
@@ -233,10 +239,11 @@ def test_the_largest_card_record_fits_the_lowest_limit_a_box_may_set(
     rig = make_rig(kit, tmp_path, f"https://127.0.0.1:{port}", sealer=smallest)
     try:
         read = read_of("dialysis")
-        largest = replace(read, certificate=read.certificate + b"\xff" * (MAX_OBJECT - len(read.certificate)))
+        cert = read.jpki.certificate
+        largest = with_certificate(read, cert + b"\xff" * (MAX_OBJECT - len(cert)))
         assert rig.delivery.deliver(largest, ConsentMode.ORAL_CONSENT).outcome is Outcome.CARD_RECORD
         (_, kind, body), _ = opened_bodies(rig)
         assert kind is Kind.CARD_RECORD
-        assert base64.b64decode(str(body["card_record"]["certificate"])) == largest.certificate  # type: ignore[index]
+        assert base64.b64decode(str(body["card_record"]["certificate"])) == largest.jpki.certificate  # type: ignore[index]
     finally:
         rig.outbox.close()
