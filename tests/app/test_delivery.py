@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import queue
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,17 +17,23 @@ from mynabox.adapters.outbox import Outbox
 from mynabox.adapters.summary_client import HttpsSummaryClient
 from mynabox.app.cardread import ReadRecord
 from mynabox.app.delivery import Delivery, Identity
+from mynabox.app.holding import Holding
+from mynabox.app.workers import CardWorker, DeliveryWorker
 from mynabox.card.certcheck import TrustStore, check_certificate
 from mynabox.card.tlv import MAX_OBJECT
+from mynabox.core.effects import StartDelivery
+from mynabox.core.events import CardRead, Event, LookupDone, LookupOutcome
 from mynabox.payload.bodies import body_problem
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES, Kind
 from mynabox.payload.seal import Opener, Sealer
 from mynabox.summary.flags import FlagCode
 from mynabox.vocab import ConsentMode, Outcome
+from mynabox_testkit import testca
 from mynabox_testkit.broker import DeliveryKit
 from mynabox_testkit.patients import OVERSIZE, patient
 from mynabox_testkit.refsvc import ReferenceService
 from mynabox_testkit.tlsfiles import certificate_with_cn
+from support.fakecard import FakeReader
 from support.reads import read_record, with_certificate
 
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
@@ -247,3 +254,46 @@ def test_the_largest_card_record_fits_the_lowest_limit_a_box_may_set(
         assert base64.b64decode(str(body["card_record"]["certificate"])) == largest.jpki.certificate  # type: ignore[index]
     finally:
         rig.outbox.close()
+
+
+def test_one_holding_for_both_workers_and_the_loop(rig: Rig) -> None:
+    """The card worker keeps each read in the holding, the loop forgets (as `wiring.apply` does for
+    ForgetPatient) and the delivery worker takes from the same holding: a forgotten patient is never
+    delivered, a delivered one leaves memory, and a second delivery of the same read finds nothing."""
+    events: queue.Queue[Event] = queue.Queue()
+    holding = Holding()
+    reader = FakeReader()
+    trust = TrustStore.jlis([testca.test_ca_pem()])
+    cards = CardWorker(reader, events.put, holding, trust=trust, hash_key=b"k", clock_synced=lambda: True)
+    deliveries = DeliveryWorker(rig.delivery, holding, events.put)
+
+    def next_read() -> CardRead:
+        while not isinstance(event := events.get(timeout=20), CardRead):
+            pass
+        return event
+
+    def deliver(read: CardRead) -> LookupDone:
+        deliveries.submit(StartDelivery(read.read, read.card_hash, ConsentMode.ORAL_CONSENT))
+        while not isinstance(event := events.get(timeout=20), LookupDone):
+            pass
+        return event
+
+    cards.start()
+    deliveries.start()
+    try:
+        reader.tap(patient("warfarin-elderly").card_id)
+        forgotten = next_read()
+        reader.tap(patient("dialysis").card_id)
+        kept = next_read()
+        assert holding.held == 2
+        holding.forget(forgotten.read)  # the loop cleared the first patient's screen
+        assert deliver(forgotten) == LookupDone(LookupOutcome.UNAVAILABLE, (), queued=0)
+        assert rig.outbox.depth() == 0  # nothing of the forgotten patient was looked up or sent
+        done = deliver(kept)
+        assert done.outcome is LookupOutcome.FOUND and done.queued == 2  # its summary and its audit record
+        assert holding.held == 0  # delivered: the certificate left memory
+        assert deliver(kept) == LookupDone(LookupOutcome.UNAVAILABLE, (), queued=0)  # taken once
+        assert rig.outbox.depth() == 2
+    finally:
+        deliveries.stop()
+        cards.stop()

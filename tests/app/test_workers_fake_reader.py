@@ -12,52 +12,13 @@ from collections.abc import Iterator
 import pytest
 
 from mynabox.app.holding import MAX_HELD, Holding
-from mynabox.app.ports import PresentedCard
 from mynabox.app.workers import CardWorker
 from mynabox.card.certcheck import TrustStore
 from mynabox.core.events import CardRead, Event
 from mynabox_testkit import testca
-from mynabox_testkit.mynacard import VirtualMyNumberCard
-from support.fakecard import FakeCardTransport
+from support.fakecard import FakeReader
 
 TRUST = TrustStore.jlis([testca.test_ca_pem()])
-
-
-class FakeCard(FakeCardTransport):
-    reader_name = "fake reader 0"
-
-    def __init__(self, card: VirtualMyNumberCard) -> None:
-        super().__init__(card)
-        self.deadline: float | None = None
-        self.closed = False
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class FakeReader:
-    """Hands out the cards `tap` queues, one per wait; `cancel` ends a wait at once."""
-
-    def __init__(self) -> None:
-        self._cards: queue.Queue[FakeCard | None] = queue.Queue()
-        self.closed = False
-
-    def tap(self, card_id: str) -> FakeCard:
-        card = FakeCard(VirtualMyNumberCard(card_id))
-        self._cards.put(card)
-        return card
-
-    def wait_for_card(self, timeout: float | None = None) -> PresentedCard | None:
-        try:
-            return self._cards.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def cancel(self) -> None:
-        self._cards.put(None)
-
-    def close(self) -> None:
-        self.closed = True
 
 
 @pytest.fixture
