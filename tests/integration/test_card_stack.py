@@ -25,12 +25,12 @@ from mynabox_testkit import testca
 from mynabox_testkit.mynacard import Faults, VirtualMyNumberCard
 from mynabox_testkit.pcscd import PrivatePcscd
 from mynabox_testkit.vpcd import VpcdCardServer
+from support.daemon import MYNABOX
 from support.wait import wait_for
 
 pytestmark = pytest.mark.stack
 CARD = "STACKTESTCARD0000000001"
 KEY = b"stack-test-hash-key"
-MYNABOX = str(Path(".venv/bin/mynabox").resolve())
 SHORT_READS = -(-len(testca.auth_certificate(CARD)) // 256)
 
 
