@@ -23,12 +23,12 @@ import pytest
 from mynabox.config import load_config
 from mynabox_testkit.inprocess import BoxThread
 from mynabox_testkit.stack import BoxStack
+from support.daemon import MYNABOX, daemon_env, run_daemon, tap
 from support.flakypins import FlakyFactory
 from support.notify import NotifySocket
 from support.wait import wait_for
 
 from .subscriber import Subscriber
-from .test_daemon import MYNABOX, tap
 
 pytestmark = pytest.mark.stack
 DEVICE = "amb-degrade"
@@ -87,9 +87,8 @@ def start(
     stack: BoxStack, config: Path, notify: NotifySocket, log: Path, cwd: Path
 ) -> subprocess.Popen[bytes]:
     # cwd: lgpio writes its .lgd-nfy* FIFOs where the daemon runs (the unit's WorkingDirectory=/run/mynabox)
-    env = dict(os.environ, **stack.env(), NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="2000000")
     with log.open("ab") as out:
-        return subprocess.Popen([MYNABOX, "run", "--config", str(config)], env=env, stderr=out, cwd=cwd)
+        return run_daemon(daemon_env(stack, notify, watchdog_usec=2_000_000), out, config, cwd=cwd)
 
 
 def stop(daemon: subprocess.Popen[bytes]) -> None:
