@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import sys
 import tempfile
 import threading
 import time
@@ -316,3 +318,21 @@ def test_a_line_failing_under_a_press_reports_the_buttons(
     finally:
         box.close()
     assert thread_errors == []
+
+
+def test_a_part_failing_as_it_is_set_up_leaves_no_traceback(
+    flaky: FlakyFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gpiozero closes a half-built device when it is dropped, and that close fails on the same line."""
+    ignored: list[object] = []  # what Python would print as "Exception ignored in ... __del__"
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    flaky.broken = {"GPIO17", "GPIO22", "GPIO23"}
+    box = Panel(load_pin_map(), [].append, pin_factory=flaky)
+    try:
+        box.retry()  # each retry builds them again
+        gc.collect()
+        assert box.failed() == (Part.BUTTONS, Part.LED, Part.BUZZER)
+    finally:
+        box.close()
+    gc.collect()
+    assert ignored == []

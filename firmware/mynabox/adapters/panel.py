@@ -15,6 +15,7 @@ asks whether there is one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import threading
@@ -183,7 +184,7 @@ class Buttons:
     def __init__(self, pins: PinMap, post: Callable[[Event], None], factory: Any) -> None:
         # DigitalInputDevice, not Button: Button's hold thread wakes every 0.1 s for a feature we do
         # not use (the both-held gesture has its own timer); idle wake-ups cost a battery-fed box.
-        from gpiozero import DigitalInputDevice
+        DigitalInputDevice = _devices()[0]  # noqa: N806 - a class
 
         self._post = post
         self._pins = pins
@@ -264,10 +265,22 @@ def _probe(device: Any) -> None:
 
 
 @functools.cache
-def _reporting_outputs() -> tuple[Any, Any]:
-    """gpiozero's LED and Buzzer whose blink thread reports a failed write to `failed_in_thread` instead of
-    dying with a traceback on stderr. `_blink_device` is the thread's body in gpiozero 2.0 (pinned)."""
-    from gpiozero import LED, Buzzer
+def _devices() -> tuple[Any, Any, Any]:
+    """gpiozero's DigitalInputDevice, LED and Buzzer, made quiet where gpiozero would print a traceback:
+
+    - a device whose line fails as it is set up is half-built, and gpiozero's `__del__` closes it, which
+      fails the same way: Python prints "Exception ignored in __del__" and its traceback, at every retry;
+    - the blink thread (`_blink_device`, its body in gpiozero 2.0, pinned) dies with a traceback when a
+      write fails mid-pattern: it reports the failure to `failed_in_thread` instead.
+    """
+    from gpiozero import LED, Buzzer, DigitalInputDevice
+
+    def close_quietly(self: Any) -> None:
+        with contextlib.suppress(Exception):  # the set-up's own error was raised to the kept part already
+            self.close()
+
+    def quiet(base: Any, **body: Any) -> Any:
+        return type(f"Quiet{base.__name__}", (base,), {"__del__": close_quietly, **body})
 
     def reporting(base: Any) -> Any:
         def _blink_device(self: Any, *args: Any) -> None:
@@ -276,11 +289,10 @@ def _reporting_outputs() -> tuple[Any, Any]:
             except Exception as err:  # whatever the pin library raises: the part failed
                 self.failed_in_thread(err)
 
-        # A class attribute: gpiozero refuses attributes its classes do not have once constructed.
-        body = {"_blink_device": _blink_device, "failed_in_thread": staticmethod(lambda err: None)}
-        return type(f"Reporting{base.__name__}", (base,), body)
+        # failed_in_thread a class attribute: gpiozero refuses attributes a class lacks once constructed.
+        return quiet(base, _blink_device=_blink_device, failed_in_thread=staticmethod(lambda err: None))
 
-    return reporting(LED), reporting(Buzzer)
+    return quiet(DigitalInputDevice), reporting(LED), reporting(Buzzer)
 
 
 def _reporting_to(kept: Kept[Any], device: Any) -> Any:
@@ -316,7 +328,7 @@ class Panel:
     ) -> None:
         """`pin_factory`: the factory to use; or `make_factory(pins)` makes it, tried again on `retry()`
         while it fails (e.g. no GPIO chip with one of the map's labels)."""
-        led_class, buzzer_class = _reporting_outputs()
+        _input, led_class, buzzer_class = _devices()
         self.pins = pins
         self._factory = pin_factory
         self._make_factory = make_factory
