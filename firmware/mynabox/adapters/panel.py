@@ -184,15 +184,15 @@ class Buttons:
     def __init__(self, pins: PinMap, post: Callable[[Event], None], factory: Any) -> None:
         # DigitalInputDevice, not Button: Button's hold thread wakes every 0.1 s for a feature we do
         # not use (the both-held gesture has its own timer); idle wake-ups cost a battery-fed box.
-        DigitalInputDevice = _devices()[0]  # noqa: N806 - a class
+        input_device = _devices()[0]  # gpiozero's DigitalInputDevice
 
         self._post = post
         self._pins = pins
         self.failed_in_thread: Callable[[BaseException], None] = lambda err: None
         bounce = pins.debounce_s or None
-        self.consent = DigitalInputDevice(pins.consent, pull_up=True, bounce_time=bounce, pin_factory=factory)
+        self.consent = input_device(pins.consent, pull_up=True, bounce_time=bounce, pin_factory=factory)
         try:
-            self.emergency = DigitalInputDevice(
+            self.emergency = input_device(
                 pins.emergency, pull_up=True, bounce_time=bounce, pin_factory=factory
             )
         except BaseException:
