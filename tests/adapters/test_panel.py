@@ -269,7 +269,8 @@ def test_a_line_failing_mid_pattern_reports_the_part_not_a_traceback(
         box.set_led(LedMode.BUSY)  # blinking every 0.15 s
         box.buzz(Tone.ATTENTION)  # three beeps: the first one is on
         flaky.broken = {"GPIO22", "GPIO23"}
-        time.sleep(0.5)  # both threads have written since
+        wait_for(lambda: flaky.failures["GPIO22"] and flaky.failures["GPIO23"])  # both threads wrote since
+        time.sleep(0.1)  # and reported it
         # The lines are back before the loop's retry: only the threads saw them fail, and said so.
         flaky.broken.clear()
         box.retry()
@@ -327,7 +328,8 @@ def test_a_part_failing_as_it_is_set_up_leaves_no_traceback(
     ignored: list[object] = []  # what Python would print as "Exception ignored in ... __del__"
     monkeypatch.setattr(sys, "unraisablehook", ignored.append)
     flaky.broken = {"GPIO17", "GPIO22", "GPIO23"}
-    box = Panel(load_pin_map(), [].append, pin_factory=flaky)
+    posted: list[Event] = []
+    box = Panel(load_pin_map(), posted.append, pin_factory=flaky)
     try:
         box.retry()  # each retry builds them again
         gc.collect()
