@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -199,3 +200,33 @@ def test_buttons_led_and_buzzer_lost_mid_run_and_back(stack: BoxStack, states: S
         box.stop()
         flaky.reset()
     assert box.code == 0
+
+
+def test_a_line_failing_under_a_running_pattern_is_a_failed_part_not_a_traceback(
+    stack: BoxStack, states: Subscriber, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The idle LED's heartbeat runs on gpiozero's blink thread: its line fails there, not in an effect."""
+    escaped: list[threading.ExceptHookArgs] = []  # what Python would print as a traceback on stderr
+    monkeypatch.setattr(threading, "excepthook", escaped.append)
+    flaky = FlakyFactory()
+    box = BoxThread(load_config(stack.config_path), pin_factory=flaky)
+    box.start()
+    try:
+        assert box.wait_ready(10)
+        assert wait_for(lambda: last_state(states).get("failed_parts") == "", 10)
+        led = flaky.pin("GPIO22")
+        assert wait_for(lambda: len(led.states) > 2, 5)  # the heartbeat (0.1 s on every 3 s) is blinking
+        flaky.broken = {"GPIO22"}
+        assert wait_for(lambda: last_state(states).get("failed_parts") == "led", 15)
+        assert box.running
+        tap_and_deliver(stack, states)
+        driven = len(led.states)
+        flaky.broken.clear()
+        assert wait_for(lambda: last_state(states).get("failed_parts") == "", 10)
+        assert wait_for(lambda: len(led.states) > driven, 5)  # reopened, it shows the box's mode again
+    finally:
+        box.stop()
+        flaky.reset()
+    assert box.code == 0
+    assert escaped == []
+    assert "Traceback" not in capfd.readouterr().err
