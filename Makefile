@@ -28,6 +28,7 @@ demo: deps
 bench: deps
 	$(PY) tests/bench/bench_card.py
 	$(PY) tests/bench/bench_seal.py
+	$(PY) tests/bench/bench_receive.py
 	$(PY) tests/bench/bench_lookup.py
 	$(PY) tests/bench/bench_publish.py
 	$(PY) tests/bench/bench_mqtt_link.py

@@ -34,6 +34,7 @@ from mynabox.adapters.systemd import Notifier
 from mynabox.adapters.updater import Reboot, SlotWatch
 from mynabox.app.cardread import READ_LIMIT_S
 from mynabox.app.delivery import Delivery, Identity
+from mynabox.app.holding import Holding
 from mynabox.app.loop import ClockWatch, Loop, Watched
 from mynabox.app.readtiming import ReadTimings
 from mynabox.app.workers import CardWorker, DeliveryWorker
@@ -77,6 +78,7 @@ class Parts:
     oled: Display
     panel: PanelPort
     link: MqttLink
+    holding: Holding  # the reads' records: the card worker keeps, the delivery worker takes, the loop forgets
     cards: CardWorker
     deliveries: DeliveryWorker
     controller: Controller
@@ -144,9 +146,11 @@ def build(
     summary = summary_client(cfg.summary)  # started last, below: nothing runs until then
     delivery = build_delivery(cfg, outbox, audit, notify=link.notify, clock_synced=clock, lookup=summary)
 
+    holding = Holding()
     cards = CardWorker(
         PcscReader(cfg.reader.name_filter),
         events.put,
+        holding,
         trust=TrustStore.jlis(test_root=cfg.device.test_mode),
         hash_key=audit_key.reveal(),
         clock_synced=clock,
@@ -157,7 +161,7 @@ def build(
     cards.start()
     started("reader", cards.stop)
 
-    deliveries = DeliveryWorker(delivery, cards, events.put, timings)
+    deliveries = DeliveryWorker(delivery, holding, events.put, timings)
     deliveries.start()
     started("delivery", deliveries.stop)
     # Started last, so stopped first (stops run in reverse): a lookup under way ends at once and its card
@@ -187,6 +191,7 @@ def build(
         oled,
         panel,
         link,
+        holding,
         cards,
         deliveries,
         controller,
@@ -208,7 +213,7 @@ def apply(parts: Parts, effect: Effect, consent_at: float | None) -> None:
         case StartDelivery() | RecordOutcome():
             parts.deliveries.submit(effect, consent_at=consent_at)
         case ForgetPatient(upto):
-            parts.cards.forget(upto)
+            parts.holding.forget(upto)
         case RebootForUpdate(reason):
             parts.reboot(reason)
         case PublishState():

@@ -21,7 +21,7 @@ from mynabox.card.errors import (
     NotMyNumberCard,
     SecurityStatusNotSatisfied,
 )
-from mynabox.card.jpki import CardRead, CardType, ReaderCaps, read_auth_certificate
+from mynabox.card.jpki import CardType, JpkiRead, ReaderCaps, read_auth_certificate
 from mynabox.card.session import run
 from mynabox.card.transport import Transport
 from mynabox_testkit import testca
@@ -48,7 +48,7 @@ class NotAnnounced(TimeoutError):
 
 
 class ReaderContract:
-    def read(self, present: Present, card: VirtualMyNumberCard, caps: ReaderCaps = UNKNOWN) -> CardRead:
+    def read(self, present: Present, card: VirtualMyNumberCard, caps: ReaderCaps = UNKNOWN) -> JpkiRead:
         return run(read_auth_certificate(caps), present(card))
 
     @pytest.mark.parametrize("extended", [True, False])

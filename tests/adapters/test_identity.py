@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mynabox.adapters.identity import IdentityFile, Kind, Refusal, check_identity, check_permissions
+from mynabox.adapters.identity import FileKind, IdentityFile, Refusal, check_identity, check_permissions
 from mynabox.adapters.keyfiles import save_private_key, save_public_key
 from mynabox.payload.keys import generate_device_key
 from mynabox_testkit.tlsfiles import make_test_pki
@@ -24,11 +24,11 @@ def identity(tmp_path: Path) -> list[IdentityFile]:
     save_private_key(creds / "device-key", generate_device_key())
     save_public_key(tmp_path / "gateway.pem", generate_device_key())
     return [
-        IdentityFile("ca", pki.ca_cert, Kind.CA),
-        IdentityFile("cert", pki.client("amb-1").cert, Kind.CERT),
-        IdentityFile("key", creds / "tls-key", Kind.TLS_KEY),
-        IdentityFile("device", creds / "device-key", Kind.DEVICE_KEY),
-        IdentityFile("gateway", tmp_path / "gateway.pem", Kind.GATEWAY_KEY),
+        IdentityFile("ca", pki.ca_cert, FileKind.CA),
+        IdentityFile("cert", pki.client("amb-1").cert, FileKind.CERT),
+        IdentityFile("key", creds / "tls-key", FileKind.TLS_KEY),
+        IdentityFile("device", creds / "device-key", FileKind.DEVICE_KEY),
+        IdentityFile("gateway", tmp_path / "gateway.pem", FileKind.GATEWAY_KEY),
     ]
 
 
@@ -41,7 +41,7 @@ def test_refusals_are_returned_in_order_with_labels(tmp_path: Path) -> None:
     files[0].path.write_bytes(b"not a CA")
     files[2].path.chmod(0o644)
     os.mkfifo(tmp_path / "fifo")
-    files.append(IdentityFile("audit", tmp_path / "fifo", Kind.AUDIT_KEY, label="the audit key"))
+    files.append(IdentityFile("audit", tmp_path / "fifo", FileKind.AUDIT_KEY, label="the audit key"))
     found = check_identity(files, [("cert", "key")])
     assert [r.role for r in found] == ["ca", "key", "audit"]
     assert found[1] == Refusal(

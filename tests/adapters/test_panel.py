@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -246,3 +249,92 @@ def test_both_pressed_together_clear_once(factory: MockFactory, tmp_path: Path) 
         assert posted == [ClearRequested()]
     finally:
         box.close()
+
+
+@pytest.fixture
+def thread_errors(monkeypatch: pytest.MonkeyPatch) -> list[threading.ExceptHookArgs]:
+    """Exceptions that escaped a thread: Python would print their traceback on stderr (the journal)."""
+    seen: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", seen.append)
+    return seen
+
+
+def test_a_line_failing_mid_pattern_reports_the_part_not_a_traceback(
+    flaky: FlakyFactory, thread_errors: list[threading.ExceptHookArgs], capfd: pytest.CaptureFixture[str]
+) -> None:
+    """gpiozero writes blink patterns on a thread of its own: a failure there is the part failing."""
+    posted: list[Event] = []
+    box = Panel(load_pin_map(), posted.append, pin_factory=flaky)
+    try:
+        box.set_led(LedMode.BUSY)  # blinking every 0.15 s
+        box.buzz(Tone.ATTENTION)  # three beeps: the first one is on
+        flaky.broken = {"GPIO22", "GPIO23"}
+        wait_for(lambda: flaky.failures["GPIO22"] and flaky.failures["GPIO23"])  # both threads wrote since
+        time.sleep(0.1)  # and reported it
+        # The lines are back before the loop's retry: only the threads saw them fail, and said so.
+        flaky.broken.clear()
+        box.retry()
+        assert box.failed() == (Part.LED, Part.BUZZER)
+        assert posted == [PartHealth(Part.LED, working=False), PartHealth(Part.BUZZER, working=False)]
+        assert box.led.problem is not None and "Input/output error" in box.led.problem
+        box.retry()  # and they come back, the LED blinking as it was told
+        assert box.failed() == ()
+        assert posted[2:] == [PartHealth(Part.LED, working=True), PartHealth(Part.BUZZER, working=True)]
+        led = flaky.pin("GPIO22")
+        wait_for(lambda: len(led.states) > 4)
+    finally:
+        box.close()
+    assert thread_errors == []
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_line_failing_under_a_press_reports_the_buttons(
+    flaky: FlakyFactory, thread_errors: list[threading.ExceptHookArgs], tmp_path: Path
+) -> None:
+    """A press is handled on the pin library's callback thread, the both-held gesture on a timer's."""
+    path = tmp_path / "pins.toml"
+    path.write_text(
+        '[buttons]\nconsent = "GPIO17"\nemergency = "GPIO27"\nclear_hold_s = 0.2\n'
+        '[led]\nstatus = "GPIO22"\n[buzzer]\npin = "GPIO23"\n'
+    )
+    posted: list[Event] = []
+    box = Panel(load_pin_map(path), posted.append, pin_factory=flaky)
+    try:
+        flaky.broken = {"GPIO17"}
+        flaky.pin("GPIO27").drive_low()  # the 緊急 press looks at 同意 too: its line fails in the callback
+        flaky.pin("GPIO27").drive_high()
+        flaky.broken.clear()
+        box.retry()
+        assert box.failed() == (Part.BUTTONS,) and posted == [PartHealth(Part.BUTTONS, working=False)]
+        box.retry()
+        assert box.failed() == ()
+        posted.clear()
+        flaky.pin("GPIO17").drive_low()
+        flaky.pin("GPIO27").drive_low()  # both held: the timer looks at both lines in 0.2 s
+        flaky.broken = {"GPIO27"}
+        time.sleep(0.4)
+        flaky.broken.clear()
+        box.retry()
+        assert posted == [ConsentPressed(ConsentMode.ORAL_CONSENT), PartHealth(Part.BUTTONS, working=False)]
+    finally:
+        box.close()
+    assert thread_errors == []
+
+
+def test_a_part_failing_as_it_is_set_up_leaves_no_traceback(
+    flaky: FlakyFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gpiozero closes a half-built device when it is dropped, and that close fails on the same line."""
+    ignored: list[object] = []  # what Python would print as "Exception ignored in ... __del__"
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    flaky.broken = {"GPIO17", "GPIO22", "GPIO23"}
+    posted: list[Event] = []
+    box = Panel(load_pin_map(), posted.append, pin_factory=flaky)
+    try:
+        box.retry()  # each retry builds them again
+        gc.collect()
+        assert box.failed() == (Part.BUTTONS, Part.LED, Part.BUZZER)
+    finally:
+        box.close()
+    gc.collect()
+    assert ignored == []

@@ -6,6 +6,7 @@ of attempts; nothing may raise. Sleeps between retries are recorded, not slept.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import socket
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from mynabox.adapters.summary_client import HttpsSummaryClient, SummaryClientConfigError
+from mynabox.adapters.summary_client import KEEPALIVE_S, HttpsSummaryClient, SummaryClientConfigError
 from mynabox.summary.port import Found, LookupResult, NotRegistered, Unavailable
 from mynabox_testkit import patients
 from mynabox_testkit.refsvc import ReferenceService
@@ -676,3 +677,35 @@ def test_the_service_address_is_cached_within_its_ttl(
             c.close()
     finally:
         service.stop()
+
+
+def open_descriptors() -> dict[str, str]:
+    """This process's open file descriptors and what each is (the reference service runs in it too)."""
+    fds = {}
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # the listing's own descriptor, closed since
+            fds[fd.name] = fd.readlink().as_posix()
+    return fds
+
+
+@pytest.mark.parametrize(
+    ("keepalive_s", "keeper"),
+    [(KEEPALIVE_S, True), (KEEPALIVE_S, False), (None, False)],
+    ids=["kept-warm", "not-started", "per-lookup"],
+)
+def test_a_closed_client_holds_no_descriptor(
+    refsvc: ReferenceService, pki: TestPki, keepalive_s: float | None, keeper: bool
+) -> None:
+    """A client's whole life, on the real reference service: what it opened, close() gave back, even while
+    the client object lives on (the daemon keeps its parts until it exits; no GC to rescue it)."""
+    before = open_descriptors()
+    c, _ = client(refsvc.base_url, pki, keepalive_s=keepalive_s)
+    if keeper:
+        c.start()
+    assert isinstance(lookup(c), Found)
+    c.close()
+    # The service closes its side of the connection when it sees ours go: wait for that, not for us.
+    assert wait_for(lambda: open_descriptors().keys() <= before.keys(), 5), {
+        fd: what for fd, what in open_descriptors().items() if fd not in before
+    }
+    assert c is not None

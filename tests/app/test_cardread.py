@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from mynabox.adapters.pcsc import PcscReader
-from mynabox.app.cardread import CapsMemory, CardReport, JpkiReader, read_card
+from mynabox.app.cardread import CapsMemory, JpkiReader, ReadRecord, read_card
 from mynabox.card.certcheck import CertStatus, TrustStore
 from mynabox.card.errors import CardRemoved
 from mynabox.card.identity import card_key_hash
@@ -28,23 +28,27 @@ class OnReader:
 
     reader_name: str
     card: VirtualMyNumberCard
+    deadline: float | None = None
+
+    def close(self) -> None:
+        pass
 
     def transmit(self, command: bytes) -> bytes:
         return FakeCardTransport(self.card).transmit(command)
 
 
-def read(memory: CapsMemory, reader: str, card: VirtualMyNumberCard) -> CardReport:
+def read(memory: CapsMemory, reader: str, card: VirtualMyNumberCard) -> ReadRecord:
     return read_card(OnReader(reader, card), memory, trust=TRUST, hash_key=KEY, clock_synced=True)
 
 
 def test_report_holds_the_keyed_hash_and_check_but_never_shows_the_certificate() -> None:
     report = read(CapsMemory(), "r1", VirtualMyNumberCard(CARD))
     cert = testca.auth_certificate(CARD)
-    assert report.certificate == cert
+    assert report.jpki.certificate == cert
     assert report.card_hash == card_key_hash(cert, KEY)
-    assert report.card_type is CardType.MY_NUMBER_CARD
+    assert report.jpki.card_type is CardType.MY_NUMBER_CARD
     assert (report.check.status, report.check.issuer_generation) == (CertStatus.OK, "test")
-    assert report.apdus == 4 and report.reader == "r1" and report.ms > 0
+    assert report.jpki.apdus == 4 and report.reader == "r1" and report.ms > 0
     assert report.check.not_before is not None and report.read_at.tzinfo is not None
     assert CARD not in repr(report) and cert.hex() not in repr(report)
 
@@ -52,12 +56,14 @@ def test_report_holds_the_keyed_hash_and_check_but_never_shows_the_certificate()
 def test_caps_are_remembered_per_reader() -> None:
     memory = CapsMemory()
     first = read(memory, "refusing", VirtualMyNumberCard(CARD, extended=False))
-    assert first.apdus == 3 + SHORT_READS
+    assert first.jpki.apdus == 3 + SHORT_READS
     assert memory.get("refusing").extended is False
     assert memory.get("other") == ReaderCaps()  # another reader still tries extended Le
-    assert read(memory, "refusing", VirtualMyNumberCard(CARD, extended=False)).apdus == 2 + SHORT_READS
-    assert read(memory, "other", VirtualMyNumberCard(CARD)).apdus == 4  # first tap there: no length hint yet
-    assert read(memory, "other", VirtualMyNumberCard(CARD)).apdus == 3
+    assert read(memory, "refusing", VirtualMyNumberCard(CARD, extended=False)).jpki.apdus == 2 + SHORT_READS
+    assert (
+        read(memory, "other", VirtualMyNumberCard(CARD)).jpki.apdus == 4
+    )  # first tap there: no length hint yet
+    assert read(memory, "other", VirtualMyNumberCard(CARD)).jpki.apdus == 3
 
 
 def test_a_pulled_card_teaches_nothing() -> None:
@@ -70,15 +76,15 @@ def test_a_pulled_card_teaches_nothing() -> None:
 def test_default_caps_apply_until_a_read_completes() -> None:
     memory = CapsMemory(ReaderCaps(extended=False))
     card = VirtualMyNumberCard(CARD)
-    assert read(memory, "r1", card).apdus == 2 + SHORT_READS  # configured: never try extended
+    assert read(memory, "r1", card).jpki.apdus == 2 + SHORT_READS  # configured: never try extended
     assert all(len(command) <= 5 + 255 for command in card.log)
 
 
 def test_jpki_reader_keeps_one_memory_for_its_reads() -> None:
     service = JpkiReader(PcscReader(), trust=TRUST, hash_key=KEY)  # no PC/SC call until a wait
     on_reader = OnReader("r1", VirtualMyNumberCard(CARD, extended=False))
-    assert service.read_present(on_reader, clock_synced=False).apdus == 3 + SHORT_READS
+    assert service.read_present(on_reader, clock_synced=False).jpki.apdus == 3 + SHORT_READS
     on_reader.card = VirtualMyNumberCard(CARD, extended=False)
     again = service.read_present(on_reader, clock_synced=False)
-    assert again.apdus == 2 + SHORT_READS
+    assert again.jpki.apdus == 2 + SHORT_READS
     assert not again.check.validity_verified  # dates mean nothing against an unsynced clock

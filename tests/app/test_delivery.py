@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+import queue
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,18 +15,26 @@ from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.keyfiles import load_private_key
 from mynabox.adapters.outbox import Outbox
 from mynabox.adapters.summary_client import HttpsSummaryClient
-from mynabox.app.delivery import Delivery, Identity, ReadContext
+from mynabox.app.cardread import ReadRecord
+from mynabox.app.delivery import Delivery, Identity
+from mynabox.app.holding import Holding
+from mynabox.app.workers import CardWorker, DeliveryWorker
 from mynabox.card.certcheck import TrustStore, check_certificate
 from mynabox.card.tlv import MAX_OBJECT
+from mynabox.core.effects import StartDelivery
+from mynabox.core.events import CardRead, Event, LookupDone, LookupOutcome
 from mynabox.payload.bodies import body_problem
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES, Kind
 from mynabox.payload.seal import Opener, Sealer
 from mynabox.summary.flags import FlagCode
 from mynabox.vocab import ConsentMode, Outcome
+from mynabox_testkit import testca
 from mynabox_testkit.broker import DeliveryKit
 from mynabox_testkit.patients import OVERSIZE, patient
 from mynabox_testkit.refsvc import ReferenceService
 from mynabox_testkit.tlsfiles import certificate_with_cn
+from support.fakecard import FakeReader
+from support.reads import read_record, with_certificate
 
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 DEVICE = "ambulance-01"
@@ -91,10 +100,10 @@ def rig(kit: DeliveryKit, tmp_path: Path) -> Iterator[Rig]:
         rig.outbox.close()
 
 
-def read_of(patient_key: str) -> ReadContext:
+def read_of(patient_key: str) -> ReadRecord:
     der = certificate_with_cn(patient(patient_key).card_id)
     check = check_certificate(der, TrustStore.jlis(), now=NOW, clock_synced=True)
-    return ReadContext(der, "0123456789abcdef", "my-number-card", check, NOW, True)
+    return read_record(der, "0123456789abcdef", check, NOW)
 
 
 def opened_bodies(rig: Rig) -> list[tuple[str, Kind, dict[str, object]]]:
@@ -109,7 +118,7 @@ def test_found_summary_is_sealed_queued_and_audited(rig: Rig) -> None:
     result = rig.delivery.deliver(read_of("warfarin-elderly"), ConsentMode.ORAL_CONSENT)
     assert result.outcome is Outcome.DELIVERED_SUMMARY
     assert FlagCode.ANTICOAGULANT in {f.code for f in result.flags}
-    assert "anticoagulant" in result.items
+    assert "anticoagulant" in [f.code.value for f in result.flags]
     messages = opened_bodies(rig)
     assert [(t, k) for t, k, _ in messages] == [
         (f"mynabox/{DEVICE}/summary", Kind.SUMMARY),
@@ -133,7 +142,11 @@ def test_the_summary_message_carries_the_flags_the_box_showed(rig: Rig, key: str
     result = rig.delivery.deliver(read_of(key), ConsentMode.ORAL_CONSENT)
     (_, _, summary_body), (_, _, audit_body) = opened_bodies(rig)
     assert summary_body["flags"] == [f.to_json() for f in result.flags]
-    assert [f["code"] for f in summary_body["flags"]] == list(result.items) == audit_body["shown"]  # type: ignore[index]
+    assert (
+        [f["code"] for f in summary_body["flags"]]
+        == [f.code.value for f in result.flags]
+        == audit_body["shown"]
+    )  # type: ignore[index]
     for flag, shown in zip(summary_body["flags"], result.flags, strict=True):  # type: ignore[call-overload]
         assert flag["items"] and len(flag["items"]) == len(shown.evidence)  # the OLED's lines, one each
     record = audit_body["record"]
@@ -167,7 +180,7 @@ def test_service_down_still_delivers_the_card_record(kit: DeliveryKit, tmp_path:
         assert kind is Kind.CARD_RECORD
         record = body["card_record"]
         assert isinstance(record, dict) and record["reason"] == "lookup-unavailable"
-        assert base64.b64decode(str(record["certificate"])) == read.certificate
+        assert base64.b64decode(str(record["certificate"])) == read.jpki.certificate
         assert audit_body["record"]["outcome"] == "card-record"  # type: ignore[index]
     finally:
         rig.outbox.close()
@@ -203,14 +216,14 @@ def test_a_summary_past_the_message_limit_goes_out_as_a_card_record(
     read = read_of(OVERSIZE.key)
     result = rig.delivery.deliver(read, ConsentMode.ORAL_CONSENT)
     assert result.outcome is Outcome.CARD_RECORD
-    assert result.flags == () and result.items == ()
+    assert result.flags == ()
     items = rig.outbox.next_batch(100)
     assert all(len(item.payload) <= MAX_MESSAGE_BYTES for item in items)
     (_, kind, body), (_, _, audit_body) = opened_bodies(rig)
     assert kind is Kind.CARD_RECORD
     record = body["card_record"]
     assert isinstance(record, dict) and record["reason"] == "summary-too-large"
-    assert base64.b64decode(str(record["certificate"])) == read.certificate
+    assert base64.b64decode(str(record["certificate"])) == read.jpki.certificate
     assert audit_body["record"]["outcome"] == "card-record"  # type: ignore[index]
     assert "summary too large to send" in caplog.text
     assert OVERSIZE.name not in caplog.text and "アムロジピン" not in caplog.text
@@ -233,10 +246,54 @@ def test_the_largest_card_record_fits_the_lowest_limit_a_box_may_set(
     rig = make_rig(kit, tmp_path, f"https://127.0.0.1:{port}", sealer=smallest)
     try:
         read = read_of("dialysis")
-        largest = replace(read, certificate=read.certificate + b"\xff" * (MAX_OBJECT - len(read.certificate)))
+        cert = read.jpki.certificate
+        largest = with_certificate(read, cert + b"\xff" * (MAX_OBJECT - len(cert)))
         assert rig.delivery.deliver(largest, ConsentMode.ORAL_CONSENT).outcome is Outcome.CARD_RECORD
         (_, kind, body), _ = opened_bodies(rig)
         assert kind is Kind.CARD_RECORD
-        assert base64.b64decode(str(body["card_record"]["certificate"])) == largest.certificate  # type: ignore[index]
+        assert base64.b64decode(str(body["card_record"]["certificate"])) == largest.jpki.certificate  # type: ignore[index]
     finally:
         rig.outbox.close()
+
+
+def test_one_holding_for_both_workers_and_the_loop(rig: Rig) -> None:
+    """The card worker keeps each read in the holding, the loop forgets (as `wiring.apply` does for
+    ForgetPatient) and the delivery worker takes from the same holding: a forgotten patient is never
+    delivered, a delivered one leaves memory, and a second delivery of the same read finds nothing."""
+    events: queue.Queue[Event] = queue.Queue()
+    holding = Holding()
+    reader = FakeReader()
+    trust = TrustStore.jlis([testca.test_ca_pem()])
+    cards = CardWorker(reader, events.put, holding, trust=trust, hash_key=b"k", clock_synced=lambda: True)
+    deliveries = DeliveryWorker(rig.delivery, holding, events.put)
+
+    def next_read() -> CardRead:
+        while not isinstance(event := events.get(timeout=20), CardRead):
+            pass
+        return event
+
+    def deliver(read: CardRead) -> LookupDone:
+        deliveries.submit(StartDelivery(read.read, read.card_hash, ConsentMode.ORAL_CONSENT))
+        while not isinstance(event := events.get(timeout=20), LookupDone):
+            pass
+        return event
+
+    cards.start()
+    deliveries.start()
+    try:
+        reader.tap(patient("warfarin-elderly").card_id)
+        forgotten = next_read()
+        reader.tap(patient("dialysis").card_id)
+        kept = next_read()
+        assert holding.held == 2
+        holding.forget(forgotten.read)  # the loop cleared the first patient's screen
+        assert deliver(forgotten) == LookupDone(LookupOutcome.UNAVAILABLE, (), queued=0)
+        assert rig.outbox.depth() == 0  # nothing of the forgotten patient was looked up or sent
+        done = deliver(kept)
+        assert done.outcome is LookupOutcome.FOUND and done.queued == 2  # its summary and its audit record
+        assert holding.held == 0  # delivered: the certificate left memory
+        assert deliver(kept) == LookupDone(LookupOutcome.UNAVAILABLE, (), queued=0)  # taken once
+        assert rig.outbox.depth() == 2
+    finally:
+        deliveries.stop()
+        cards.stop()

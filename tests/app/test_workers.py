@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from mynabox.adapters.pcsc import PcscReader
+from mynabox.app.holding import Holding
 from mynabox.app.workers import CardWorker
 from mynabox.card.certcheck import TrustStore
 from mynabox.core.events import CardRead, Event
@@ -22,14 +23,17 @@ FIRST, SECOND = "WORKERTESTCARD000000001", "WORKERTESTCARD000000002"
 
 
 @pytest.fixture
-def stack() -> Iterator[tuple[PrivatePcscd, CardWorker, queue.Queue[Event]]]:
+def stack() -> Iterator[tuple[PrivatePcscd, Holding, queue.Queue[Event]]]:
     events: queue.Queue[Event] = queue.Queue()
+    holding = Holding()
     with PrivatePcscd() as pcscd:
         pcscd.use_in_process()
-        worker = CardWorker(PcscReader(), events.put, trust=TRUST, hash_key=b"k", clock_synced=lambda: True)
+        worker = CardWorker(
+            PcscReader(), events.put, holding, trust=TRUST, hash_key=b"k", clock_synced=lambda: True
+        )
         worker.start()
         try:
-            yield pcscd, worker, events
+            yield pcscd, holding, events
         finally:
             worker.stop()
 
@@ -47,21 +51,21 @@ def tap(pcscd: PrivatePcscd, events: queue.Queue[Event], card_id: str) -> CardRe
 
 
 def test_a_late_forget_spares_reads_the_loop_has_not_handled(
-    stack: tuple[PrivatePcscd, CardWorker, queue.Queue[Event]],
+    stack: tuple[PrivatePcscd, Holding, queue.Queue[Event]],
 ) -> None:
-    pcscd, worker, events = stack
+    pcscd, holding, events = stack
     first = tap(pcscd, events, FIRST)
     second = tap(pcscd, events, SECOND)  # tapped before the first was delivered
     assert second.read == first.read + 1
-    worker.forget(first.read - 1)  # the loop clearing an older patient's screen
-    held = worker.take(second.read, second.card_hash)
-    assert held is not None and held.certificate == testca.auth_certificate(SECOND)
-    held = worker.take(first.read, first.card_hash)  # the second tap did not overwrite the first
-    assert held is not None and held.certificate == testca.auth_certificate(FIRST)
-    assert worker.take(first.read, first.card_hash) is None  # handed over once
+    holding.forget(first.read - 1)  # the loop clearing an older patient's screen
+    held = holding.take(second.read, second.card_hash)
+    assert held is not None and held.jpki.certificate == testca.auth_certificate(SECOND)
+    held = holding.take(first.read, first.card_hash)  # the second tap did not overwrite the first
+    assert held is not None and held.jpki.certificate == testca.auth_certificate(FIRST)
+    assert holding.take(first.read, first.card_hash) is None  # handed over once
 
     third = tap(pcscd, events, "WORKERTESTCARD000000003")
-    assert worker.take(third.read, first.card_hash) is None  # a number and a hash that do not match
+    assert holding.take(third.read, first.card_hash) is None  # a number and a hash that do not match
     third = tap(pcscd, events, "WORKERTESTCARD000000003")
-    worker.forget(third.read)  # screen cleared: the patient leaves memory
-    assert worker.take(third.read, third.card_hash) is None
+    holding.forget(third.read)  # screen cleared: the patient leaves memory
+    assert holding.take(third.read, third.card_hash) is None

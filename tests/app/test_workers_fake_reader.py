@@ -11,62 +11,25 @@ from collections.abc import Iterator
 
 import pytest
 
-from mynabox.app.reader import PresentedCard
-from mynabox.app.workers import MAX_HELD, CardWorker
+from mynabox.app.holding import MAX_HELD, Holding
+from mynabox.app.workers import CardWorker
 from mynabox.card.certcheck import TrustStore
 from mynabox.core.events import CardRead, Event
 from mynabox_testkit import testca
-from mynabox_testkit.mynacard import VirtualMyNumberCard
-from support.fakecard import FakeCardTransport
+from support.fakecard import FakeReader
 
 TRUST = TrustStore.jlis([testca.test_ca_pem()])
 
 
-class FakeCard(FakeCardTransport):
-    reader_name = "fake reader 0"
-
-    def __init__(self, card: VirtualMyNumberCard) -> None:
-        super().__init__(card)
-        self.deadline: float | None = None
-        self.closed = False
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class FakeReader:
-    """Hands out the cards `tap` queues, one per wait; `cancel` ends a wait at once."""
-
-    def __init__(self) -> None:
-        self._cards: queue.Queue[FakeCard | None] = queue.Queue()
-        self.closed = False
-
-    def tap(self, card_id: str) -> FakeCard:
-        card = FakeCard(VirtualMyNumberCard(card_id))
-        self._cards.put(card)
-        return card
-
-    def wait_for_card(self, timeout: float | None = None) -> PresentedCard | None:
-        try:
-            return self._cards.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def cancel(self) -> None:
-        self._cards.put(None)
-
-    def close(self) -> None:
-        self.closed = True
-
-
 @pytest.fixture
-def rig() -> Iterator[tuple[FakeReader, CardWorker, queue.Queue[Event]]]:
+def rig() -> Iterator[tuple[FakeReader, Holding, queue.Queue[Event]]]:
     events: queue.Queue[Event] = queue.Queue()
-    reader = FakeReader()  # a `Reader` (mynabox.app.reader)
-    worker = CardWorker(reader, events.put, trust=TRUST, hash_key=b"k", clock_synced=lambda: True)
+    holding = Holding()
+    reader = FakeReader()  # a `Reader` (mynabox.app.ports)
+    worker = CardWorker(reader, events.put, holding, trust=TRUST, hash_key=b"k", clock_synced=lambda: True)
     worker.start()
     try:
-        yield reader, worker, events
+        yield reader, holding, events
     finally:
         worker.stop()
         assert reader.closed
@@ -82,38 +45,38 @@ def tap(reader: FakeReader, events: queue.Queue[Event], card_id: str) -> CardRea
 
 
 def test_a_late_forget_spares_reads_the_loop_has_not_handled(
-    rig: tuple[FakeReader, CardWorker, queue.Queue[Event]],
+    rig: tuple[FakeReader, Holding, queue.Queue[Event]],
 ) -> None:
-    reader, worker, events = rig
+    reader, holding, events = rig
     first = tap(reader, events, "FAKEREADERCARD000000001")
     second = tap(reader, events, "FAKEREADERCARD000000002")
-    assert second.read == first.read + 1 and worker.held == 2
-    worker.forget(first.read - 1)
-    held = worker.take(second.read, second.card_hash)
-    assert held is not None and held.certificate == testca.auth_certificate("FAKEREADERCARD000000002")
-    held = worker.take(first.read, first.card_hash)
-    assert held is not None and held.certificate == testca.auth_certificate("FAKEREADERCARD000000001")
-    assert worker.take(first.read, first.card_hash) is None  # handed over once
-    assert worker.held == 0
+    assert second.read == first.read + 1 and holding.held == 2
+    holding.forget(first.read - 1)
+    held = holding.take(second.read, second.card_hash)
+    assert held is not None and held.jpki.certificate == testca.auth_certificate("FAKEREADERCARD000000002")
+    held = holding.take(first.read, first.card_hash)
+    assert held is not None and held.jpki.certificate == testca.auth_certificate("FAKEREADERCARD000000001")
+    assert holding.take(first.read, first.card_hash) is None  # handed over once
+    assert holding.held == 0
 
     third = tap(reader, events, "FAKEREADERCARD000000003")
-    assert worker.take(third.read, first.card_hash) is None  # a number and a hash that do not match
-    assert worker.held == 0  # ... and the mismatched take still dropped it
+    assert holding.take(third.read, first.card_hash) is None  # a number and a hash that do not match
+    assert holding.held == 0  # ... and the mismatched take still dropped it
     third = tap(reader, events, "FAKEREADERCARD000000003")
-    worker.forget(third.read)
-    assert worker.take(third.read, third.card_hash) is None and worker.held == 0
+    holding.forget(third.read)
+    assert holding.take(third.read, third.card_hash) is None and holding.held == 0
 
 
 def test_the_holding_keeps_only_the_newest_reads_when_nothing_forgets(
-    rig: tuple[FakeReader, CardWorker, queue.Queue[Event]],
+    rig: tuple[FakeReader, Holding, queue.Queue[Event]],
 ) -> None:
-    reader, worker, events = rig
+    reader, holding, events = rig
     reads = [tap(reader, events, f"FAKEREADERCARD00000001{i}") for i in range(MAX_HELD + 2)]
-    assert worker.held == MAX_HELD
-    assert worker.take(reads[0].read, reads[0].card_hash) is None  # the oldest went first
-    assert worker.take(reads[1].read, reads[1].card_hash) is None
+    assert holding.held == MAX_HELD
+    assert holding.take(reads[0].read, reads[0].card_hash) is None  # the oldest went first
+    assert holding.take(reads[1].read, reads[1].card_hash) is None
     newest = reads[-1]
-    held = worker.take(newest.read, newest.card_hash)
+    held = holding.take(newest.read, newest.card_hash)
     assert held is not None and held.card_hash == newest.card_hash
-    worker.forget(newest.read)
-    assert worker.held == 0  # no certificate left in memory
+    holding.forget(newest.read)
+    assert holding.held == 0  # no certificate left in memory

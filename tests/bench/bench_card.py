@@ -74,11 +74,11 @@ def ours(pcscd: PrivatePcscd, n: int, extended: bool) -> tuple[float, float, flo
                 report = service.read(timeout=10, clock_synced=True)
             finally:
                 server.remove()
-            if report is None or report.certificate != testca.auth_certificate(CARD):
+            if report is None or report.jpki.certificate != testca.auth_certificate(CARD):
                 raise RuntimeError("the card was not read")
             if i:
                 times.append(report.ms)
-                apdus.append(report.apdus)
+                apdus.append(report.jpki.apdus)
                 model.append(card.model_s * 1000)
     return statistics.median(times), statistics.mean(apdus), statistics.mean(model)
 

@@ -86,6 +86,16 @@ def test_bench_card_prints_the_card_figures() -> None:
         assert case["minimal"]["apdus"] in (3, 4)
 
 
+def test_bench_receive_prints_the_receiver_figures() -> None:
+    figures = last_json("bench_receive.py", BENCH_N="1")
+    for case in ("typical", "records", "rows", "marks"):
+        each = figures[case]
+        assert isinstance(each, dict)
+        finite(each, "open_ms_p50", "terminal_ms_p50", "page_ms_p50", "files_ms_p50", "total_cpu_ms_p50")
+        if case != "typical":  # filled to the limit, not past it
+            assert 250_000 < each["token_bytes"] <= 262_144, (case, each["token_bytes"])
+
+
 def test_bench_imports_accounts_for_every_library() -> None:
     figures = last_json("bench_imports.py")
     steps = figures["steps"]

@@ -24,8 +24,8 @@ from mynabox.card.jpki import (
     EF_AUTH_CERT,
     HINT_MARGIN,
     MAX_APDUS,
-    CardRead,
     CardType,
+    JpkiRead,
     ReaderCaps,
     card_type_of,
     certificate_length,
@@ -58,7 +58,7 @@ def rest_ext(offset: int, n: int) -> str:
     return f"00B0{offset:04X}00{n:04X}"
 
 
-def drive(session: Generator[bytes, bytes, CardRead], transcript: list[tuple[str, str]]) -> CardRead:
+def drive(session: Generator[bytes, bytes, JpkiRead], transcript: list[tuple[str, str]]) -> JpkiRead:
     """Check each command against the transcript and answer it; the transcript must be used up."""
     steps = iter(transcript)
     command = next(session)
@@ -69,7 +69,7 @@ def drive(session: Generator[bytes, bytes, CardRead], transcript: list[tuple[str
             command = session.send(bytes.fromhex(response))
     except StopIteration as done:
         assert next(steps, None) is None, "session ended before the transcript"
-        result: CardRead = done.value
+        result: JpkiRead = done.value
         return result
 
 
@@ -457,7 +457,7 @@ def test_random_responses_end_in_card_error(answers: list[bytes], caps: ReaderCa
             assert sent <= MAX_APDUS
     except StopIteration as done:
         result = done.value
-        assert isinstance(result, CardRead)
+        assert isinstance(result, JpkiRead)
         assert result.apdus == sent <= MAX_APDUS
         assert len(result.certificate) == certificate_length(result.certificate)
     except CardError:
@@ -513,7 +513,7 @@ def test_any_honest_card_is_read_exactly(
                 answer = data + (b"\x90\x00" if offset < len(ef) else b"\x6b\x00")
             command = session.send(answer)
     except StopIteration as done:
-        result: CardRead = done.value
+        result: JpkiRead = done.value
     assert result.certificate == cert
     sfi = caps.sfi is not False
     assert result.card_type is (CardType.MY_NUMBER_CARD if sfi else CardType.NOT_READ)

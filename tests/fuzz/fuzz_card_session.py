@@ -3,7 +3,7 @@
 Input: one byte choosing the reader capabilities remembered from earlier taps (extended / SFI / length
 hint), then the card's answers, each a u16-length-prefixed chunk (status words, chaining 61xx, 6Cxx, DER
 headers that lie, FF filler ...). When the input runs out the card is gone (CardRemoved). The session may
-only end in a CardRead that holds one DER object within the bounds, or a CardError.
+only end in a JpkiRead that holds one DER object within the bounds, or a CardError.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def caps_from(r: Reader) -> object:
 def setup() -> Callable[[bytes], None]:
     from mynabox.card import session
     from mynabox.card.errors import CardError, CardRemoved
-    from mynabox.card.jpki import MAX_APDUS, CardRead, read_auth_certificate
+    from mynabox.card.jpki import MAX_APDUS, JpkiRead, read_auth_certificate
     from mynabox.card.tlv import MAX_OBJECT, der_total_length
 
     class Answers:
@@ -45,7 +45,7 @@ def setup() -> Callable[[bytes], None]:
             result = session.run(read_auth_certificate(caps), Answers(r))  # type: ignore[arg-type]
         except CardError:
             return
-        assert isinstance(result, CardRead)
+        assert isinstance(result, JpkiRead)
         cert = result.certificate
         assert 0 < len(cert) <= MAX_OBJECT and cert[0] == 0x30, "not one DER object"
         assert der_total_length(cert) == len(cert), "certificate not cut at its DER length"

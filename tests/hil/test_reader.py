@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from mynabox.adapters.pcsc import PcscCard, PcscReader
-from mynabox.app.cardread import CapsMemory, CardReport, read_card
+from mynabox.app.cardread import CapsMemory, ReadRecord, read_card
 from mynabox.card.certcheck import TrustStore
 from mynabox.card.errors import NotMyNumberCard
 from mynabox.card.jpki import CardType
@@ -61,7 +61,7 @@ def test_test_card_read_without_pin(
         fact("card present", card.reader_name)
         transport = RecordingTransport(card)
         try:
-            report: CardReport = bounded(
+            report: ReadRecord = bounded(
                 lambda: read_card(
                     transport, caps, trust=trust, hash_key=secrets.token_bytes(32), clock_synced=False
                 ),
@@ -73,15 +73,15 @@ def test_test_card_read_without_pin(
             pytest.fail(f"{err}: the card never answered an APDU (after {len(transport.instructions)} sent)")
         finally:
             card.close()
-        assert report.card_type is CardType.MY_NUMBER_CARD, report.card_type
-        assert report.certificate[:1] == b"\x30", "the certificate read is not DER"
+        assert report.jpki.card_type is CardType.MY_NUMBER_CARD, report.jpki.card_type
+        assert report.jpki.certificate[:1] == b"\x30", "the certificate read is not DER"
         measure("card_read_ms", report.ms)
-        measure("apdus_per_read", report.apdus)
-        fact("extended length", report.caps.extended)
-        fact("SFI reads", report.caps.sfi)
-        fact("certificate bytes", len(report.certificate))
+        measure("apdus_per_read", report.jpki.apdus)
+        fact("extended length", report.jpki.caps.extended)
+        fact("SFI reads", report.jpki.caps.sfi)
+        fact("certificate bytes", len(report.jpki.certificate))
         fact("certificate check", str(report.check.status))
-        assert report.caps.extended is not None and report.caps.sfi is not None, report.caps
+        assert report.jpki.caps.extended is not None and report.jpki.caps.sfi is not None, report.jpki.caps
         assert VERIFY not in transport.instructions
         log = getattr(bench, "card_log", None)
         if log is not None:

@@ -25,13 +25,11 @@ from mynabox.vocab import Outcome
 from mynabox_testkit.mynacard import VirtualMyNumberCard
 from mynabox_testkit.patients import patient
 from mynabox_testkit.stack import BoxStack
+from support.daemon import MYNABOX, start_daemon
 from support.notify import NotifySocket
 from support.wait import wait_for
 
-from .test_daemon import start_daemon
-
 pytestmark = pytest.mark.stack
-MYNABOX = str(Path(".venv/bin/mynabox").resolve())
 READS = 2
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from mynabox.adapters.pcsc import PcscReader, stuck_exchanges
-from mynabox.app.cardread import CardReport, JpkiReader
+from mynabox.app.cardread import JpkiReader, ReadRecord
 from mynabox.card.certcheck import CertStatus, TrustStore
 from mynabox.card.errors import CardRemoved, NotMyNumberCard, ReaderGone, ReadTimeout
 from mynabox.card.identity import card_key_hash
@@ -25,12 +25,12 @@ from mynabox_testkit import testca
 from mynabox_testkit.mynacard import Faults, VirtualMyNumberCard
 from mynabox_testkit.pcscd import PrivatePcscd
 from mynabox_testkit.vpcd import VpcdCardServer
+from support.daemon import MYNABOX
 from support.wait import wait_for
 
 pytestmark = pytest.mark.stack
 CARD = "STACKTESTCARD0000000001"
 KEY = b"stack-test-hash-key"
-MYNABOX = str(Path(".venv/bin/mynabox").resolve())
 SHORT_READS = -(-len(testca.auth_certificate(CARD)) // 256)
 
 
@@ -61,7 +61,7 @@ def tapped(pcscd: PrivatePcscd, card: VirtualMyNumberCard) -> Iterator[VpcdCardS
         server.remove()
 
 
-def tap_and_read(pcscd: PrivatePcscd, service: JpkiReader, card: VirtualMyNumberCard) -> CardReport:
+def tap_and_read(pcscd: PrivatePcscd, service: JpkiReader, card: VirtualMyNumberCard) -> ReadRecord:
     with tapped(pcscd, card):
         report = service.read(timeout=10, clock_synced=True)
     if report is None:
@@ -71,17 +71,20 @@ def tap_and_read(pcscd: PrivatePcscd, service: JpkiReader, card: VirtualMyNumber
 
 def test_le_modes_and_remembered_caps(pcscd: PrivatePcscd, service: JpkiReader) -> None:
     extended = tap_and_read(pcscd, service, VirtualMyNumberCard(CARD))
-    assert (extended.apdus, extended.caps.extended) == (4, True)  # the first tap: 256 bytes, then the rest
-    assert extended.card_type is CardType.MY_NUMBER_CARD
+    assert (extended.jpki.apdus, extended.jpki.caps.extended) == (
+        4,
+        True,
+    )  # the first tap: 256 bytes, then the rest
+    assert extended.jpki.card_type is CardType.MY_NUMBER_CARD
     assert extended.check.status is CertStatus.OK and extended.check.issuer_generation == "test"
     assert extended.card_hash == card_key_hash(testca.auth_certificate(CARD), KEY)
     # A card (or reader) refusing extended Le: one refused try, then short reads...
     fallback = tap_and_read(pcscd, service, VirtualMyNumberCard(CARD, extended=False))
-    assert (fallback.apdus, fallback.caps.extended) == (3 + SHORT_READS, False)
+    assert (fallback.jpki.apdus, fallback.jpki.caps.extended) == (3 + SHORT_READS, False)
     # ...and the next tap on this reader goes straight to short reads: 2 + ceil(len/256).
     again = VirtualMyNumberCard(CARD, extended=False)
     remembered = tap_and_read(pcscd, service, again)
-    assert remembered.apdus == again.apdu_count == 2 + SHORT_READS
+    assert remembered.jpki.apdus == again.apdu_count == 2 + SHORT_READS
     assert {extended.card_hash, fallback.card_hash, remembered.card_hash} == {extended.card_hash}
 
 
@@ -89,7 +92,7 @@ def test_pulled_cards_then_a_good_tap(pcscd: PrivatePcscd, service: JpkiReader) 
     for answered in (1, 2):
         with pytest.raises(CardRemoved):
             tap_and_read(pcscd, service, VirtualMyNumberCard(CARD, faults=Faults(remove_after=answered)))
-    assert tap_and_read(pcscd, service, VirtualMyNumberCard(CARD)).apdus == 4
+    assert tap_and_read(pcscd, service, VirtualMyNumberCard(CARD)).jpki.apdus == 4
 
 
 def test_non_jpki_and_mute_cards(pcscd: PrivatePcscd, service: JpkiReader) -> None:
@@ -102,7 +105,7 @@ def test_non_jpki_and_mute_cards(pcscd: PrivatePcscd, service: JpkiReader) -> No
 
 def test_pcscd_killed_and_restarted_while_waiting(pcscd: PrivatePcscd, service: JpkiReader) -> None:
     pcscd.wait_empty()
-    outcome: list[CardReport | BaseException | None] = []
+    outcome: list[ReadRecord | BaseException | None] = []
 
     def wait_and_read() -> None:
         try:
@@ -124,7 +127,7 @@ def test_pcscd_killed_and_restarted_while_waiting(pcscd: PrivatePcscd, service: 
         waiter.join(timeout=5)
         service.pcsc.resume()
     (report,) = outcome
-    assert isinstance(report, CardReport) and report.apdus == 4
+    assert isinstance(report, ReadRecord) and report.jpki.apdus == 4
 
 
 def test_reader_unplugged_and_back(pcscd: PrivatePcscd, service: JpkiReader) -> None:
@@ -210,14 +213,14 @@ def test_a_silent_card_then_the_next_good_card_in_one_service(
         assert time.monotonic() - started < 4.0
     # Pulled: vpcd's driver gets its socket closed, the abandoned exchange returns and cleans up.
     report = tap_and_read(pcscd, service, VirtualMyNumberCard(CARD))
-    assert report.certificate == testca.auth_certificate(CARD)
+    assert report.jpki.certificate == testca.auth_certificate(CARD)
     assert wait_for(lambda: stuck_exchanges() == 0, 5)
 
 
 def test_closing_the_reader_during_a_silent_read_does_not_block(pcscd: PrivatePcscd) -> None:
     """A stop while a read waits for its deadline: releasing the card context would wait for the blocked
     transmit (and hold pcsc-lite's global lock meanwhile), so the line is handed to its thread instead."""
-    outcome: list[BaseException | CardReport | None] = []
+    outcome: list[BaseException | ReadRecord | None] = []
     with tapped(pcscd, VirtualMyNumberCard(CARD, faults=Faults(silent_after=0))):
         pcsc = PcscReader()
         service = JpkiReader(pcsc, trust=TrustStore.jlis([testca.test_ca_pem()]), hash_key=KEY)

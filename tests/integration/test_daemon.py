@@ -8,10 +8,8 @@ the broker down loses nothing.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,11 +30,11 @@ from mynabox_testkit.mynacard import Faults, VirtualMyNumberCard
 from mynabox_testkit.patients import patient
 from mynabox_testkit.stack import BoxStack
 from mynabox_testkit.vpcd import VpcdCardServer
+from support.daemon import start_daemon, summaries, tap
 from support.notify import NotifySocket
 from support.wait import wait_for
 
 pytestmark = pytest.mark.stack
-MYNABOX = str(Path(".venv/bin/mynabox").resolve())
 
 
 @pytest.fixture(scope="module")
@@ -48,35 +46,8 @@ def stack() -> Iterator[BoxStack]:
         yield box_stack
 
 
-@pytest.fixture
-def received(stack: BoxStack, tmp_path: Path) -> Iterator[list[Opened]]:
-    assert stack.kit is not None and stack.broker is not None
-    opened: list[Opened] = []
-    receiver = stack.gateway_receiver(opened.append, client_id=f"gw-{tmp_path.name}")
-    receiver.start()
-    assert receiver.subscribed.wait(10)
-    yield opened
-    receiver.stop()
-
-
-def start_daemon(stack: BoxStack, notify: NotifySocket, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, **stack.env(), NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="1000000")
-    with log.open("ab") as out:
-        return subprocess.Popen([MYNABOX, "run", "--config", str(stack.config_path)], env=env, stderr=out)
-
-
-def tap(stack: BoxStack, key: str) -> VpcdCardServer:
-    assert stack.pcscd is not None
-    stack.pcscd.wait_empty()
-    return VpcdCardServer(VirtualMyNumberCard(patient(key).card_id), port=stack.pcscd.vpcd_port).start()
-
-
 def read_timings(log: Path) -> dict[str, dict[str, float]]:
     return dict(p for line in log.read_text().splitlines() if (p := parse(line)) is not None)
-
-
-def summaries(opened: list[Opened]) -> list[Opened]:
-    return [o for o in opened if o.kind in (Kind.SUMMARY, Kind.CARD_RECORD)]
 
 
 def test_lifecycle_ready_watchdog_tap_freeze_and_sigterm(

@@ -21,10 +21,9 @@ from mynabox_testkit.mynacard import VirtualMyNumberCard
 from mynabox_testkit.patients import PATIENTS
 from mynabox_testkit.stack import BoxStack
 from mynabox_testkit.vpcd import VpcdCardServer
+from support.daemon import assert_received_once, clean_boot, daemon_env, run_daemon
 from support.notify import NotifySocket
 from support.wait import wait_for
-
-from .daemon_runs import assert_received_once, clean_boot, start_daemon
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 RUNS = int(os.environ.get("MYNABOX_CRASH_RUNS", "50"))
@@ -39,13 +38,13 @@ def test_kill_9_at_random_points(tmp_path: Path) -> None:
         receiver = stack.gateway_receiver(opened.append, client_id="gw-crash")
         receiver.start()
         notify = NotifySocket(tmp_path / "notify.sock")
-        env = dict(os.environ, **stack.env(), NOTIFY_SOCKET=str(notify.path))
+        env = daemon_env(stack, notify, watchdog_usec=None)
         log = (tmp_path / "daemon.log").open("ab")
         server: VpcdCardServer | None = None
         try:
             for run in range(RUNS):
                 since = time.monotonic()
-                daemon = start_daemon(stack, env, log)
+                daemon = run_daemon(env, log, stack.config_path)
                 try:
                     assert wait_for(lambda s=since: notify.seen("READY=1", since=s) >= 1, 20), (
                         f"run {run}: no READY"

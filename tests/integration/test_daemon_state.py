@@ -16,11 +16,11 @@ import pytest
 
 from mynabox.adapters.clock import clock_synced
 from mynabox_testkit.stack import BoxStack
+from support.daemon import start_daemon, tap
 from support.notify import NotifySocket
 from support.wait import wait_for
 
 from .subscriber import Subscriber
-from .test_daemon import start_daemon, tap
 
 pytestmark = pytest.mark.stack
 DEVICE = "amb-state"

@@ -26,11 +26,11 @@ from mynabox.payload.seal import Opened
 from mynabox.update import bootstate as bs
 from mynabox.update import lastresult
 from mynabox_testkit.stack import BoxStack
+from support.daemon import MYNABOX, start_daemon, summaries, tap
 from support.notify import NotifySocket
 from support.wait import wait_for
 
 from .subscriber import Subscriber
-from .test_daemon import MYNABOX, start_daemon, summaries, tap
 
 pytestmark = pytest.mark.stack
 IDLE_MIN = 0.1  # 6 s
@@ -61,16 +61,6 @@ def stack(where: Path) -> Iterator[BoxStack]:
         assert box.pcscd is not None
         box.pcscd.use_in_process()
         yield box
-
-
-@pytest.fixture
-def received(stack: BoxStack, tmp_path: Path) -> Iterator[list[Opened]]:
-    opened: list[Opened] = []
-    receiver = stack.gateway_receiver(opened.append, client_id=f"gw-{tmp_path.name}")
-    receiver.start()
-    assert receiver.subscribed.wait(10)
-    yield opened
-    receiver.stop()
 
 
 def boot_state(where: Path, order: tuple[str, ...]) -> None:

@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,12 +24,12 @@ import pytest
 from mynabox.config import load_config
 from mynabox_testkit.inprocess import BoxThread
 from mynabox_testkit.stack import BoxStack
+from support.daemon import MYNABOX, daemon_env, run_daemon, tap
 from support.flakypins import FlakyFactory
 from support.notify import NotifySocket
 from support.wait import wait_for
 
 from .subscriber import Subscriber
-from .test_daemon import MYNABOX, tap
 
 pytestmark = pytest.mark.stack
 DEVICE = "amb-degrade"
@@ -87,9 +88,8 @@ def start(
     stack: BoxStack, config: Path, notify: NotifySocket, log: Path, cwd: Path
 ) -> subprocess.Popen[bytes]:
     # cwd: lgpio writes its .lgd-nfy* FIFOs where the daemon runs (the unit's WorkingDirectory=/run/mynabox)
-    env = dict(os.environ, **stack.env(), NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="2000000")
     with log.open("ab") as out:
-        return subprocess.Popen([MYNABOX, "run", "--config", str(config)], env=env, stderr=out, cwd=cwd)
+        return run_daemon(daemon_env(stack, notify, watchdog_usec=2_000_000), out, config, cwd=cwd)
 
 
 def stop(daemon: subprocess.Popen[bytes]) -> None:
@@ -200,3 +200,33 @@ def test_buttons_led_and_buzzer_lost_mid_run_and_back(stack: BoxStack, states: S
         box.stop()
         flaky.reset()
     assert box.code == 0
+
+
+def test_a_line_failing_under_a_running_pattern_is_a_failed_part_not_a_traceback(
+    stack: BoxStack, states: Subscriber, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The idle LED's heartbeat runs on gpiozero's blink thread: its line fails there, not in an effect."""
+    escaped: list[threading.ExceptHookArgs] = []  # what Python would print as a traceback on stderr
+    monkeypatch.setattr(threading, "excepthook", escaped.append)
+    flaky = FlakyFactory()
+    box = BoxThread(load_config(stack.config_path), pin_factory=flaky)
+    box.start()
+    try:
+        assert box.wait_ready(10)
+        assert wait_for(lambda: last_state(states).get("failed_parts") == "", 10)
+        led = flaky.pin("GPIO22")
+        assert wait_for(lambda: len(led.states) > 2, 5)  # the heartbeat (0.1 s on every 3 s) is blinking
+        flaky.broken = {"GPIO22"}
+        assert wait_for(lambda: last_state(states).get("failed_parts") == "led", 15)
+        assert box.running
+        tap_and_deliver(stack, states)
+        driven = len(led.states)
+        flaky.broken.clear()
+        assert wait_for(lambda: last_state(states).get("failed_parts") == "", 10)
+        assert wait_for(lambda: len(led.states) > driven, 5)  # reopened, it shows the box's mode again
+    finally:
+        box.stop()
+        flaky.reset()
+    assert box.code == 0
+    assert escaped == []
+    assert "Traceback" not in capfd.readouterr().err

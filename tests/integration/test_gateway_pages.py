@@ -23,10 +23,9 @@ from mynabox_testkit.broker import DeliveryKit, Mosquitto
 from mynabox_testkit.messages import patient_body
 from mynabox_testkit.patients import patient
 from mynabox_testkit.stack import BoxStack
+from support.daemon import MYNABOX, start_daemon, tap
 from support.notify import NotifySocket
 from support.wait import wait_for
-
-from .test_daemon import MYNABOX, start_daemon, tap
 
 pytestmark = pytest.mark.stack
 

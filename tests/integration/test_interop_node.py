@@ -18,11 +18,11 @@ import pytest
 from gateway.contract import BODY_SCHEMA, validator, wire_problems
 from mynabox.payload.envelope import Kind
 from mynabox_testkit.stack import BoxStack
+from support.daemon import start_daemon, tap
 from support.notify import NotifySocket
 from support.wait import wait_for
 
 from .subscriber import Subscriber
-from .test_daemon import start_daemon, tap
 
 pytestmark = pytest.mark.stack
 NODE_DIR = Path(__file__).resolve().parents[1] / "interop" / "node"

@@ -20,7 +20,6 @@ from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.keyfiles import load_audit_key
 from mynabox.adapters.mqtt import MqttLink
 from mynabox.adapters.outbox import Outbox
-from mynabox.app.delivery import ReadContext
 from mynabox.card.certcheck import TrustStore, check_certificate
 from mynabox.card.identity import card_key_hash
 from mynabox.config import load_config
@@ -31,6 +30,7 @@ from mynabox.wiring import build_delivery
 from mynabox_testkit import testca
 from mynabox_testkit.patients import PATIENTS
 from mynabox_testkit.stack import BoxStack
+from support.reads import read_record
 from support.wait import wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -59,9 +59,7 @@ def test_200_reads_queued_while_the_broker_is_down_arrive_once(tmp_path: Path) -
                     der = testca.auth_certificate(PATIENTS[i % len(PATIENTS)].card_id)
                     now = datetime.now(UTC)
                     check = check_certificate(der, trust, now=now, clock_synced=True)
-                    context = ReadContext(
-                        der, card_key_hash(der, audit_key.reveal()), "my-number-card", check, now, True
-                    )
+                    context = read_record(der, card_key_hash(der, audit_key.reveal()), check, now)
                     outcomes[delivery.deliver(context, ConsentMode.ORAL_CONSENT).outcome] += 1
                 assert not link.online
                 assert outbox.depth() == 2 * READS  # each read: its summary or card record, its audit record

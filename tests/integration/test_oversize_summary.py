@@ -20,7 +20,6 @@ from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.keyfiles import load_audit_key
 from mynabox.adapters.mqtt import MqttLink
 from mynabox.adapters.outbox import Outbox
-from mynabox.app.delivery import ReadContext
 from mynabox.card.certcheck import TrustStore, check_certificate
 from mynabox.card.identity import card_key_hash
 from mynabox.config import load_config
@@ -31,6 +30,7 @@ from mynabox.wiring import build_delivery
 from mynabox_testkit import testca
 from mynabox_testkit.patients import OVERSIZE, summary_for
 from mynabox_testkit.stack import BoxStack
+from support.reads import read_record
 from support.wait import wait_for
 
 pytestmark = pytest.mark.stack
@@ -61,9 +61,7 @@ def test_an_oversize_summary_arrives_as_a_card_record_the_receiver_opens(tmp_pat
                 check = check_certificate(
                     der, TrustStore.jlis([testca.test_ca_pem()]), now=now, clock_synced=True
                 )
-                read = ReadContext(
-                    der, card_key_hash(der, audit_key.reveal()), "my-number-card", check, now, True
-                )
+                read = read_record(der, card_key_hash(der, audit_key.reveal()), check, now)
                 result = delivery.deliver(read, ConsentMode.ORAL_CONSENT)
                 assert result.outcome is Outcome.CARD_RECORD
                 assert wait_for(lambda: len(opened) >= 2, 30), f"{len(opened)} opened"

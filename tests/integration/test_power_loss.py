@@ -25,11 +25,10 @@ from mynabox_testkit.mynacard import VirtualMyNumberCard
 from mynabox_testkit.patients import PATIENTS
 from mynabox_testkit.stack import BoxStack
 from mynabox_testkit.vpcd import VpcdCardServer
+from support.daemon import assert_received_once, clean_boot, daemon_env, run_daemon
 from support.lazyfs import LazyMount, fuse_available
 from support.notify import NotifySocket
 from support.wait import wait_for
-
-from .daemon_runs import assert_received_once, clean_boot, start_daemon
 
 pytestmark = [
     pytest.mark.stack,
@@ -50,7 +49,7 @@ def test_power_cut_at_random_points(tmp_path: Path) -> None:
         receiver = stack.gateway_receiver(opened.append, client_id="gw-power")
         receiver.start()
         notify = NotifySocket(tmp_path / "notify.sock")
-        env = dict(os.environ, **stack.env(), NOTIFY_SOCKET=str(notify.path))
+        env = daemon_env(stack, notify, watchdog_usec=None)
         log = (tmp_path / "daemon.log").open("ab")
         try:
             for run in range(RUNS):
@@ -59,7 +58,7 @@ def test_power_cut_at_random_points(tmp_path: Path) -> None:
                     stack.broker.stop()
                 with LazyMount(disk, stack.state_dir) as mount:
                     since = time.monotonic()
-                    daemon = start_daemon(stack, env, log)
+                    daemon = run_daemon(env, log, stack.config_path)
                     server: VpcdCardServer | None = None
                     try:
                         assert wait_for(lambda s=since: notify.seen("READY=1", since=s) >= 1, 20), run

@@ -206,7 +206,7 @@ def test_a_random_crew_cannot_break_the_promises(tmp_path: Path, problems: Probl
                     assert wait_for(lambda: crew is not None and crew.state() == "idle", 20), crew.state()
                     cards = box.parts.cards
                     assert cards is not None
-                    reads, held = cards.reads, cards.held
+                    reads, held = cards.reads, box.parts.holding.held
                 finally:
                     if crew is not None:
                         crew.card.remove()

@@ -13,9 +13,9 @@ from mynabox_testkit.mynacard import Faults, VirtualMyNumberCard
 from mynabox_testkit.patients import patient
 from mynabox_testkit.stack import BoxStack
 from mynabox_testkit.vpcd import VpcdCardServer
+from support.daemon import MYNABOX
 
 pytestmark = pytest.mark.stack
-MYNABOX = str(Path(".venv/bin/mynabox").resolve())
 
 
 def selftest(stack: BoxStack) -> tuple[int, dict[str, str]]:

@@ -27,14 +27,12 @@ from mynabox_testkit.mynacard import VirtualMyNumberCard
 from mynabox_testkit.patients import patient
 from mynabox_testkit.stack import BoxStack
 from mynabox_testkit.vpcd import VpcdCardServer
+from support.daemon import start_daemon
 from support.hostile import DRIP_PLACES, HostileServer, drip
 from support.notify import NotifySocket
 from support.wait import wait_for
 
-from .test_daemon import start_daemon
-
 pytestmark = pytest.mark.stack
-MYNABOX = str(Path(".venv/bin/mynabox").resolve())
 LIMIT_S = 3.0
 
 

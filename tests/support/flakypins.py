@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from gpiozero.pins.mock import MockFactory, MockPin
 
 
 class FlakyPin(MockPin):  # type: ignore[misc]
     def _check(self) -> None:
         if self.info.name in self.factory.broken:
+            self.factory.failures[self.info.name] += 1
             raise OSError(5, "Input/output error")
 
     def _set_function(self, value: str) -> None:
@@ -24,8 +27,10 @@ class FlakyPin(MockPin):  # type: ignore[misc]
 
 
 class FlakyFactory(MockFactory):  # type: ignore[misc]
-    """`broken`: the primary names ("GPIO17") of the lines that fail now; clear it and they work again."""
+    """`broken`: the primary names ("GPIO17") of the lines that fail now; clear it and they work again.
+    `failures`: how many accesses failed, by line."""
 
     def __init__(self) -> None:
         super().__init__(pin_class=FlakyPin)
         self.broken: set[str] = set()
+        self.failures: Counter[str] = Counter()

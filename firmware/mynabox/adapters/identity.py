@@ -40,7 +40,7 @@ MIN_RSA_BITS = 2048
 _TLS_CURVES = (ec.SECP256R1, ec.SECP384R1)
 
 
-class Kind(enum.Enum):
+class FileKind(enum.Enum):
     CA = "a CA certificate bundle"
     CERT = "a certificate"
     TLS_KEY = "a TLS private key"
@@ -52,7 +52,7 @@ class Kind(enum.Enum):
 
     @property
     def secret(self) -> bool:
-        return self in (Kind.TLS_KEY, Kind.DEVICE_KEY, Kind.AUDIT_KEY, Kind.SECRET)
+        return self in (FileKind.TLS_KEY, FileKind.DEVICE_KEY, FileKind.AUDIT_KEY, FileKind.SECRET)
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class IdentityFile:
 
     role: str
     path: Path
-    kind: Kind
+    kind: FileKind
     label: str | None = None
 
     @property
@@ -100,8 +100,8 @@ def check_identity(files: Sequence[IdentityFile], pairs: Sequence[tuple[str, str
             refusals.append(
                 Refusal(key_role, f"{by_role[key_role].shown}: does not match the certificate {shown}")
             )
-    device = next((v for r, v in parsed.items() if by_role[r].kind is Kind.DEVICE_KEY), None)
-    gateways = [(r, v) for r, v in parsed.items() if by_role[r].kind is Kind.GATEWAY_KEY]
+    device = next((v for r, v in parsed.items() if by_role[r].kind is FileKind.DEVICE_KEY), None)
+    gateways = [(r, v) for r, v in parsed.items() if by_role[r].kind is FileKind.GATEWAY_KEY]
     for role, value in gateways:
         if isinstance(device, ec.EllipticCurvePrivateKey) and _spki(device.public_key()) == _spki(value):
             shown = by_role[role].shown
@@ -202,7 +202,7 @@ def _check_one(item: IdentityFile) -> object:
     problem = check_permissions(item.path, secret=item.kind.secret, shown=item.shown)
     if problem is not None:
         raise _Refused(problem)
-    limit = MAX_CA_BYTES if item.kind is Kind.CA else MAX_KEY_BYTES
+    limit = MAX_CA_BYTES if item.kind is FileKind.CA else MAX_KEY_BYTES
     try:
         data = read_small_file(
             item.path, limit=limit, what=item.kind.value, follow_symlinks=not item.kind.secret
@@ -221,30 +221,30 @@ def _relabel(message: str, item: IdentityFile) -> str:
 
 def _parse(item: IdentityFile, data: bytes) -> object:
     name = item.shown
-    if item.kind is Kind.CA or item.kind is Kind.CERT:
+    if item.kind is FileKind.CA or item.kind is FileKind.CERT:
         certs = _certificates(data, name, item.kind)
-        if item.kind is Kind.CERT:
+        if item.kind is FileKind.CERT:
             _accepted_tls_key(certs[0].public_key(), name, "its key")
         return certs
-    if item.kind is Kind.TLS_KEY:
+    if item.kind is FileKind.TLS_KEY:
         try:
             key = serialization.load_pem_private_key(data, password=None)
         except (ValueError, TypeError, UnsupportedAlgorithm):
             raise KeyFileError(f"{name}: not an unencrypted PEM private key") from None
         _accepted_tls_key(key.public_key(), name, "key")
         return key
-    if item.kind is Kind.DEVICE_KEY:
+    if item.kind is FileKind.DEVICE_KEY:
         return parse_private_key(data, source=name)
-    if item.kind is Kind.GATEWAY_KEY:
+    if item.kind is FileKind.GATEWAY_KEY:
         return parse_public_key(data, source=name)
-    if item.kind is Kind.AUDIT_KEY:
+    if item.kind is FileKind.AUDIT_KEY:
         if len(data) < AUDIT_KEY_MIN_BYTES:
             raise KeyFileError(f"{name}: an audit key needs at least {AUDIT_KEY_MIN_BYTES} bytes")
         return None
     return None
 
 
-def _certificates(data: bytes, name: str, kind: Kind) -> list[x509.Certificate]:
+def _certificates(data: bytes, name: str, kind: FileKind) -> list[x509.Certificate]:
     if data.count(b"-----BEGIN") > MAX_CERTS:
         raise KeyFileError(f"{name}: more than {MAX_CERTS} PEM blocks")
     try:

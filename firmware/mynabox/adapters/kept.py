@@ -7,12 +7,15 @@ seconds). Every exception is caught here on purpose: a loose cable must never st
 deliveries, and the libraries' error types are many and undocumented (lgpio.error, OSError, RuntimeError,
 GPIOZeroError, luma's DeviceNotFoundError…).
 
-Not thread-safe by design: the decision loop is the one thread that opens, uses and retries parts.
+Not thread-safe by design: the decision loop is the one thread that opens, uses and retries parts. A
+part's own threads (gpiozero's blink thread, a button's edge callback) only `report()` a failure; the loop's
+next `use()` or `retry()` (within RETRY_S) takes the part out.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -50,6 +53,8 @@ class Kept(Generic[T]):
         self.device: T | None = None
         self._stale: T | None = None  # a failed device whose close failed too: closed before reopening
         self.problem: str | None = None  # why the part is out of use
+        self._reported: tuple[T, BaseException] | None = None  # a failure seen on another thread
+        self._report_lock = threading.Lock()
 
     @property
     def working(self) -> bool:
@@ -63,8 +68,24 @@ class Kept(Generic[T]):
             self.problem = _describe(err)
             log.warning("%s failed at start, the box goes on without it: %s", self.part.value, self.problem)
 
+    def report(self, device: T, err: BaseException) -> None:
+        """From any thread: `device` failed there. The loop's next `use` or `retry` takes it out of use."""
+        with self._report_lock:
+            self._reported = (device, err)
+
+    def _take_report(self) -> bool:
+        """True when a report took the part out of use."""
+        with self._report_lock:
+            reported, self._reported = self._reported, None
+        # A report from a device already closed (and perhaps reopened since) is news no more.
+        if reported is None or reported[0] is not self.device:
+            return False
+        self._lost(reported[1])
+        return True
+
     def use(self, action: Callable[[T], object]) -> None:
         """Drive the part; if it fails, it goes out of use until a retry opens it again."""
+        self._take_report()
         if self.device is None:
             return
         try:
@@ -74,6 +95,8 @@ class Kept(Generic[T]):
 
     def retry(self) -> None:
         """Open a failed part again, or probe a working one."""
+        if self._take_report():
+            return  # out of use now, reopened at the next retry like any failure
         if self.device is not None:
             if self._probe is not None:
                 self.use(self._probe)

@@ -15,6 +15,8 @@ asks whether there is one.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import re
 import threading
 import tomllib
@@ -182,14 +184,15 @@ class Buttons:
     def __init__(self, pins: PinMap, post: Callable[[Event], None], factory: Any) -> None:
         # DigitalInputDevice, not Button: Button's hold thread wakes every 0.1 s for a feature we do
         # not use (the both-held gesture has its own timer); idle wake-ups cost a battery-fed box.
-        from gpiozero import DigitalInputDevice
+        input_device = _devices()[0]  # gpiozero's DigitalInputDevice
 
         self._post = post
         self._pins = pins
+        self.failed_in_thread: Callable[[BaseException], None] = lambda err: None
         bounce = pins.debounce_s or None
-        self.consent = DigitalInputDevice(pins.consent, pull_up=True, bounce_time=bounce, pin_factory=factory)
+        self.consent = input_device(pins.consent, pull_up=True, bounce_time=bounce, pin_factory=factory)
         try:
-            self.emergency = DigitalInputDevice(
+            self.emergency = input_device(
                 pins.emergency, pull_up=True, bounce_time=bounce, pin_factory=factory
             )
         except BaseException:
@@ -208,6 +211,13 @@ class Buttons:
             device.pin.state  # noqa: B018 - the read is the probe
 
     def _pressed(self, mode: ConsentMode) -> None:
+        # On the pin library's callback thread: a line that fails there is the buttons failing, reported.
+        try:
+            self._on_press(mode)
+        except Exception as err:
+            self.failed_in_thread(err)
+
+    def _on_press(self, mode: ConsentMode) -> None:
         with self._lock:
             if self.consent.is_active and self.emergency.is_active:
                 # Both down: a clear gesture, not a consent; fires only if held long enough. Pressed
@@ -225,8 +235,13 @@ class Buttons:
                 self._both_timer.cancel()
                 self._both_timer = None
 
-    def _both_held(self) -> None:
-        if self.consent.is_active and self.emergency.is_active:
+    def _both_held(self) -> None:  # on the timer's thread
+        try:
+            held = self.consent.is_active and self.emergency.is_active
+        except Exception as err:
+            self.failed_in_thread(err)
+            return
+        if held:
             self._post(ClearRequested())
 
     def close(self) -> None:
@@ -249,9 +264,45 @@ def _probe(device: Any) -> None:
     device.pin.state  # noqa: B018 - the read is the probe
 
 
+@functools.cache
+def _devices() -> tuple[Any, Any, Any]:
+    """gpiozero's DigitalInputDevice, LED and Buzzer, made quiet where gpiozero would print a traceback:
+
+    - a device whose line fails as it is set up is half-built, and gpiozero's `__del__` closes it, which
+      fails the same way: Python prints "Exception ignored in __del__" and its traceback, at every retry;
+    - the blink thread (`_blink_device`, its body in gpiozero 2.0, pinned) dies with a traceback when a
+      write fails mid-pattern: it reports the failure to `failed_in_thread` instead.
+    """
+    from gpiozero import LED, Buzzer, DigitalInputDevice
+
+    def close_quietly(self: Any) -> None:
+        with contextlib.suppress(Exception):  # the set-up's own error was raised to the kept part already
+            self.close()
+
+    def quiet(base: Any, **body: Any) -> Any:
+        return type(f"Quiet{base.__name__}", (base,), {"__del__": close_quietly, **body})
+
+    def reporting(base: Any) -> Any:
+        def _blink_device(self: Any, *args: Any) -> None:
+            try:
+                base._blink_device(self, *args)
+            except Exception as err:  # whatever the pin library raises: the part failed
+                self.failed_in_thread(err)
+
+        # failed_in_thread a class attribute: gpiozero refuses attributes a class lacks once constructed.
+        return quiet(base, _blink_device=_blink_device, failed_in_thread=staticmethod(lambda err: None))
+
+    return quiet(DigitalInputDevice), reporting(LED), reporting(Buzzer)
+
+
+def _reporting_to(kept: Kept[Any], device: Any) -> Any:
+    device.failed_in_thread = lambda err: kept.report(device, err)
+    return device
+
+
 def _blink(device: Any, on: float, off: float, times: int | None) -> None:
-    # gpiozero blinks on a thread of its own, where a failed write would only print a traceback: the first
-    # write (the blink starts with "on" anyway) is made here, so a line that went away fails in `use`.
+    # The first write (the blink starts with "on" anyway) is made here, so a line that already went away
+    # fails in `use`; one that goes away mid-pattern fails on the blink thread, which reports it.
     device.on()
     device.blink(on_time=on, off_time=off, n=times)
 
@@ -277,18 +328,21 @@ class Panel:
     ) -> None:
         """`pin_factory`: the factory to use; or `make_factory(pins)` makes it, tried again on `retry()`
         while it fails (e.g. no GPIO chip with one of the map's labels)."""
-        from gpiozero import LED, Buzzer
-
+        _input, led_class, buzzer_class = _devices()
         self.pins = pins
         self._factory = pin_factory
         self._make_factory = make_factory
         self._led_mode = LedMode.OFF
         self.buttons: Kept[Buttons] = Kept(
-            Part.BUTTONS, lambda: Buttons(pins, post, self._pin_factory()), post, _close, probe=Buttons.probe
+            Part.BUTTONS,
+            lambda: _reporting_to(self.buttons, Buttons(pins, post, self._pin_factory())),
+            post,
+            _close,
+            probe=Buttons.probe,
         )
         self.led: Kept[Any] = Kept(
             Part.LED,
-            lambda: LED(pins.led, pin_factory=self._pin_factory()),
+            lambda: _reporting_to(self.led, led_class(pins.led, pin_factory=self._pin_factory())),
             post,
             _close,
             probe=_probe,
@@ -296,7 +350,7 @@ class Panel:
         )
         self.buzzer: Kept[Any] = Kept(
             Part.BUZZER,
-            lambda: Buzzer(pins.buzzer, pin_factory=self._pin_factory()),
+            lambda: _reporting_to(self.buzzer, buzzer_class(pins.buzzer, pin_factory=self._pin_factory())),
             post,
             _close,
             probe=_probe,

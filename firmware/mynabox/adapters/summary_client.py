@@ -115,6 +115,8 @@ class HttpsSummaryClient:
         self._pool.close()
         if self._keeper is not None:
             self._keeper.join(timeout=0.5)  # it may sit in a connect in a tunnel: it holds nothing to save
+        else:
+            self._pool.release()  # else the keeper's last act
         self._context.forget_session()
 
     def _health_on(self, conn: Connection, end: float) -> str | None:

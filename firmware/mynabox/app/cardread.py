@@ -1,7 +1,7 @@
 """One read of a presented card: the JPKI session, the advisory chain check, the keyed hash, timing.
 
 Shared by the daemon's card worker, `mynabox read` and the card benchmark. Outside the pure core because
-it drives the PC/SC adapter. Raises the card path's typed errors (`mynabox.card.errors`). The report keeps
+it drives the PC/SC adapter. Raises the card path's typed errors (`mynabox.card.errors`). The record keeps
 the certificate (the summary lookup needs it) out of its repr; callers show only `card_hash`.
 """
 
@@ -10,12 +10,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
 
-from mynabox.app.reader import Reader
+from mynabox.app.ports import PresentedCard, Reader
 from mynabox.card.certcheck import CertCheck, TrustStore, check_certificate
 from mynabox.card.identity import card_key_hash
-from mynabox.card.jpki import CardRead, CardType, ReaderCaps, read_auth_certificate
+from mynabox.card.jpki import JpkiRead, ReaderCaps, read_auth_certificate
 from mynabox.card.session import run
 
 # How long the read of a presented card may take: a tap takes about 0.1 s, a marginal card a few frame wait
@@ -23,38 +22,22 @@ from mynabox.card.session import run
 READ_LIMIT_S = 5.0
 
 
-class ReaderTransport(Protocol):
-    """A connected card on a named reader (`PcscCard` is one): caps are remembered per reader name."""
-
-    reader_name: str
-
-    def transmit(self, command: bytes) -> bytes: ...
-
-
 @dataclass(frozen=True, slots=True)
-class CardReport:
-    read: CardRead = field(repr=False)
+class ReadRecord:
+    """The one record of a read, from the card to the delivery. The card layer's `JpkiRead` (certificate,
+    card type, APDUs, caps) is kept as it came; `read_card` adds the check, the keyed hash and the time;
+    the card worker adds when the card came and the read ended (`dataclasses.replace`). The certificate is
+    personal data: it is never printed (`jpki` is out of the repr) and the record is forgotten once
+    delivered (`app.holding`)."""
+
+    jpki: JpkiRead = field(repr=False)
     check: CertCheck
     card_hash: str
     reader: str
     read_at: datetime
-    ms: float
-
-    @property
-    def certificate(self) -> bytes:
-        return self.read.certificate
-
-    @property
-    def card_type(self) -> CardType:
-        return self.read.card_type
-
-    @property
-    def apdus(self) -> int:
-        return self.read.apdus
-
-    @property
-    def caps(self) -> ReaderCaps:
-        return self.read.caps
+    ms: float  # the card session, reader to certificate
+    present_at: float = 0.0  # time.monotonic() when the card came, for the read's timing line
+    read_done_at: float = 0.0  # time.monotonic() when the read ended
 
 
 class CapsMemory:
@@ -73,8 +56,8 @@ class CapsMemory:
 
 
 def read_card(
-    card: ReaderTransport, caps: CapsMemory, *, trust: TrustStore, hash_key: bytes, clock_synced: bool
-) -> CardReport:
+    card: PresentedCard, caps: CapsMemory, *, trust: TrustStore, hash_key: bytes, clock_synced: bool
+) -> ReadRecord:
     """Run the JPKI session on a connected card, remember what the reader supports, check the certificate.
 
     Caps are remembered only after a complete read: a pulled card teaches nothing about the reader.
@@ -85,7 +68,7 @@ def read_card(
     ms = (time.perf_counter() - started) * 1000
     caps.remember(card.reader_name, result.caps)
     check = check_certificate(result.certificate, trust, now=started_at, clock_synced=clock_synced)
-    return CardReport(
+    return ReadRecord(
         result, check, card_key_hash(result.certificate, hash_key), card.reader_name, started_at, ms
     )
 
@@ -101,12 +84,12 @@ class JpkiReader:
         self._trust = trust
         self._key = hash_key
 
-    def read_present(self, card: ReaderTransport, *, clock_synced: bool) -> CardReport:
+    def read_present(self, card: PresentedCard, *, clock_synced: bool) -> ReadRecord:
         return read_card(card, self.caps, trust=self._trust, hash_key=self._key, clock_synced=clock_synced)
 
     def read(
         self, *, timeout: float | None, clock_synced: bool, limit_s: float | None = READ_LIMIT_S
-    ) -> CardReport | None:
+    ) -> ReadRecord | None:
         """Wait for the next tap and read it; None when no card came within `timeout` (or on cancel).
 
         The read itself ends within `limit_s` (None: no limit). Raises `ReaderGone`/`ServiceGone` (no

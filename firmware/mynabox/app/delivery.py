@@ -11,13 +11,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from mynabox.app.cardread import ReadRecord
 from mynabox.app.ports import AuditPort, OutboxPort
-from mynabox.card.certcheck import CertCheck
 from mynabox.payload.audit import AuditRecord, published_body
-from mynabox.payload.bodies import card_record_body, summary_body
+from mynabox.payload.bodies import card_record_body, read_body, summary_body
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import MessageTooLarge, Sealed, Sealer
 from mynabox.payload.topics import topic
@@ -29,25 +29,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class ReadContext:
-    """What the card worker learned; the certificate is personal data and never printed."""
-
-    certificate: bytes = field(repr=False)
-    card_hash: str
-    card_type: str
-    check: CertCheck = field(repr=False)
-    read_at: datetime
-    clock_synced: bool
-    present_at: float = 0.0  # monotonic, for the read's timing line
-    read_done_at: float = 0.0
-    card_ms: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
 class DeliveryResult:
     outcome: Outcome
-    flags: tuple[Flag, ...]
-    items: tuple[str, ...]
+    flags: tuple[Flag, ...]  # shown on the OLED: the ones the summary message carries
     message_id: str
     queued: int
     lookup_ms: float = 0.0
@@ -83,18 +67,13 @@ class Delivery:
         self._synced = clock_synced
         self._audit_lock = threading.Lock()  # the chain must be appended in order
 
-    def deliver(self, read: ReadContext, consent: ConsentMode) -> DeliveryResult:
+    def deliver(self, read: ReadRecord, consent: ConsentMode) -> DeliveryResult:
         started = time.monotonic()
-        result = self._lookup.lookup(read.certificate)
+        certificate = read.jpki.certificate
+        result = self._lookup.lookup(certificate)
         lookup_ms = (time.monotonic() - started) * 1000
         now = self._clock()
-        meta: dict[str, object] = {
-            "card_hash": read.card_hash,
-            "card_type": read.card_type,
-            "certificate_check": read.check.as_dict(),
-            "read_at": read.read_at.isoformat(),
-            "consent": consent.value,
-        }
+        meta = read_body(read.card_hash, read.jpki.card_type, read.check, read.read_at, consent)
         flags: tuple[Flag, ...] = ()
         sealed: Sealed | None = None
         if isinstance(result, Found):
@@ -117,12 +96,12 @@ class Delivery:
             outcome = Outcome.NOT_REGISTERED if isinstance(result, NotRegistered) else Outcome.CARD_RECORD
         if sealed is None:
             # The receiving side needs the certificate to repeat the lookup itself.
-            body = card_record_body(read.certificate, reason, meta)
+            body = card_record_body(certificate, reason, meta)
             sealed = self._queue("summary", Kind.CARD_RECORD, body, now)
-        del body, result  # nothing patient-related outlives this call in plaintext
+        del body, result, certificate  # nothing patient-related outlives this call in plaintext
         items = tuple(f.code.value for f in flags)
         self.record(outcome, consent, read.card_hash, items, message_id=sealed.message_id)
-        return DeliveryResult(outcome, flags, items, sealed.message_id, self._outbox.depth(), lookup_ms)
+        return DeliveryResult(outcome, flags, sealed.message_id, self._outbox.depth(), lookup_ms)
 
     def record(
         self,

@@ -1,8 +1,8 @@
 """The daemon's two workers: the card worker (PC/SC) and the delivery worker (lookup, seal, queue).
 
 Both only post events into the decision loop's queue; neither decides anything. The card worker is the
-one place a certificate is read; it keeps the read's context for the delivery worker until the loop
-starts a delivery or forgets the patient.
+one place a certificate is read; it keeps the read's record in the `Holding` it shares with the delivery
+worker and the loop, until the loop starts a delivery (the delivery worker takes it) or forgets the patient.
 """
 
 from __future__ import annotations
@@ -12,21 +12,21 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mynabox.app.cardread import READ_LIMIT_S, CapsMemory, read_card
-from mynabox.app.delivery import Delivery, ReadContext
-from mynabox.app.reader import PresentedCard, Reader
+from mynabox.app.delivery import Delivery
+from mynabox.app.holding import Holding
+from mynabox.app.ports import PresentedCard, Reader
 from mynabox.app.readtiming import ReadTiming, ReadTimings
 from mynabox.card.certcheck import TrustStore
 from mynabox.card.errors import (
-    CardRemoved,
+    CardError,
     CardUnresponsive,
-    NotMyNumberCard,
-    ProtocolError,
     ReaderGone,
     ServiceGone,
     TransportError,
+    read_failure,
 )
 from mynabox.card.jpki import ReaderCaps
 from mynabox.core.effects import RecordOutcome, StartDelivery
@@ -45,7 +45,6 @@ from mynabox.vocab import Outcome, ReadFailure
 log = logging.getLogger(__name__)
 
 WAIT_S = 2.0  # one wait for a card; stop() cancels it at once, so this only bounds idle wake-ups
-MAX_HELD = 4  # read contexts held at once; the loop forgets each within a screen timeout
 _LOOKUP_OUTCOMES = {
     Outcome.DELIVERED_SUMMARY: LookupOutcome.FOUND,
     Outcome.NOT_REGISTERED: LookupOutcome.NOT_REGISTERED,
@@ -76,6 +75,7 @@ class CardWorker:
         self,
         reader: Reader,
         post: Callable[[Event], None],
+        holding: Holding,
         *,
         trust: TrustStore,
         hash_key: bytes,
@@ -93,8 +93,7 @@ class CardWorker:
         self._present: bool | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="card-worker", daemon=True)
-        self._lock = threading.Lock()
-        self._contexts: dict[int, ReadContext] = {}  # by read number, until delivered or forgotten
+        self._holding = holding  # shared with the delivery worker (take) and the loop (forget)
         self._reads = 0
         self._busy = Stopwatch()  # the read under way
 
@@ -107,18 +106,6 @@ class CardWorker:
         self._thread.join(timeout=3.0)
         self._reader.close()
 
-    def take(self, read: int, card_hash: str) -> ReadContext | None:
-        """Hand the read's context to a delivery (once)."""
-        with self._lock:
-            context = self._contexts.pop(read, None)
-        return context if context is not None and context.card_hash == card_hash else None
-
-    def forget(self, upto: int) -> None:
-        """Drop the reads numbered up to `upto`; newer ones belong to taps the loop has not handled yet."""
-        with self._lock:
-            for read in [r for r in self._contexts if r <= upto]:
-                del self._contexts[read]
-
     @property
     def reads(self) -> int:
         """Reads started since the process began (each one's CardPresent carries its number)."""
@@ -127,12 +114,6 @@ class CardWorker:
     def busy_s(self, now: float) -> float:
         """How long the read under way has taken so far (0 when none is): a hung reader never ends one."""
         return self._busy.running_s(now)
-
-    @property
-    def held(self) -> int:
-        """Reads whose certificate is still in memory (waiting for delivery, or not yet forgotten)."""
-        with self._lock:
-            return len(self._contexts)
 
     def _next_read(self) -> int:
         self._reads += 1
@@ -151,10 +132,10 @@ class CardWorker:
                 log.info("no reader: %s", err)
                 self._reader_state(False)
                 continue
-            except CardUnresponsive:
+            except CardUnresponsive as err:
                 self._reader_state(True)
                 self._post(CardPresent(self._next_read()))
-                self._post(CardReadFailed(ReadFailure.UNRESPONSIVE))
+                self._post(CardReadFailed(read_failure(err)))
                 continue
             except TransportError as err:
                 log.warning("reader error: %s", err)
@@ -167,56 +148,40 @@ class CardWorker:
     def _read(self, card: PresentedCard, present_at: float) -> None:
         read = self._next_read()
         self._post(CardPresent(read))
-        failure: ReadFailure | None = None
         # A card that answers its ATR and then nothing must not hold the worker: the read ends by then.
         card.deadline = present_at + self._limit_s
+        failure: ReadFailure | None = None
         try:
-            report = read_card(
+            record = read_card(
                 card, self._caps, trust=self._trust, hash_key=self._key, clock_synced=self._synced()
             )
-        except NotMyNumberCard as err:
-            log.info("not a My Number Card: %s", err)
-            failure = ReadFailure.NOT_MY_NUMBER_CARD
-        except CardRemoved:
-            failure = ReadFailure.REMOVED
-        except CardUnresponsive as err:
-            log.warning("card unresponsive: %s", err)
-            failure = ReadFailure.UNRESPONSIVE
-        except ProtocolError as err:
-            log.warning("card answered unexpectedly: %s", err)
-            failure = ReadFailure.MALFORMED
-        except TransportError as err:
-            log.warning("reader failed during the read: %s", err)
-            failure = ReadFailure.READER_ERROR
+        except CardError as err:
+            failure = read_failure(err)
+            if said := _FAILURE_LOG.get(failure):  # messages carry no card contents (mynabox.card.errors)
+                log.log(said[0], "%s: %s", said[1], err)
         finally:
             card.close()
         if failure is not None:
             self._post(CardReadFailed(failure))
             return
-        check = report.check
         log.info(
             "card read: %d APDUs, %.0f ms, chain %s, %s",
-            report.read.apdus,
-            report.ms,
-            check.status.value,
-            report.read.caps,
+            record.jpki.apdus,
+            record.ms,
+            record.check.status.value,
+            record.jpki.caps,
         )
-        context = ReadContext(
-            report.certificate,
-            report.card_hash,
-            report.read.card_type.value,
-            check,
-            report.read_at,
-            check.clock_synced,
-            present_at=present_at,
-            read_done_at=time.monotonic(),
-            card_ms=report.ms,
-        )
-        with self._lock:
-            self._contexts[read] = context
-            while len(self._contexts) > MAX_HELD:  # only if the loop stopped deciding: keep the newest
-                del self._contexts[min(self._contexts)]
-        self._post(CardRead(read, report.card_hash))
+        self._holding.keep(read, replace(record, present_at=present_at, read_done_at=time.monotonic()))
+        self._post(CardRead(read, record.card_hash))
+
+
+# How a failed read is logged (a card pulled too soon is the crew's everyday: not at all).
+_FAILURE_LOG = {
+    ReadFailure.NOT_MY_NUMBER_CARD: (logging.INFO, "not a My Number Card"),
+    ReadFailure.UNRESPONSIVE: (logging.WARNING, "card unresponsive"),
+    ReadFailure.MALFORMED: (logging.WARNING, "card answered unexpectedly"),
+    ReadFailure.READER_ERROR: (logging.WARNING, "reader failed during the read"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,12 +204,12 @@ class DeliveryWorker:
     def __init__(
         self,
         delivery: Delivery,
-        cards: CardWorker,
+        holding: Holding,
         post: Callable[[Event], None],
         timings: ReadTimings | None = None,
     ) -> None:
         self._delivery = delivery
-        self._cards = cards
+        self._holding = holding  # shared with the card worker (keep) and the loop (forget)
         self._post = post
         self._timings = timings or ReadTimings()
         self._busy = Stopwatch()  # the job under way
@@ -289,12 +254,12 @@ class DeliveryWorker:
                 self._post(LookupDone(LookupOutcome.UNAVAILABLE, (), queued=0))
 
     def _deliver(self, job: StartDelivery, consent_at: float | None) -> None:
-        context = self._cards.take(job.read, job.card_hash)
-        if context is None:  # forgotten in between (cleared): nothing to send
+        record = self._holding.take(job.read, job.card_hash)
+        if record is None:  # forgotten in between (cleared): nothing to send
             self._post(LookupDone(LookupOutcome.UNAVAILABLE, (), queued=0))
             return
-        result = self._delivery.deliver(context, job.consent)
-        waited = 0.0 if consent_at is None else max(0.0, consent_at - context.read_done_at) * 1000
-        timing = ReadTiming(context.present_at, context.card_ms, result.lookup_ms, waited)
+        result = self._delivery.deliver(record, job.consent)
+        waited = 0.0 if consent_at is None else max(0.0, consent_at - record.read_done_at) * 1000
+        timing = ReadTiming(record.present_at, record.ms, result.lookup_ms, waited)
         self._timings.queued(result.message_id, timing)
         self._post(LookupDone(_LOOKUP_OUTCOMES[result.outcome], result.flags, result.queued))

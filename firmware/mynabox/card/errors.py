@@ -6,6 +6,8 @@ exception can be logged as it is.
 
 from __future__ import annotations
 
+from mynabox.vocab import ReadFailure
+
 
 class CardError(Exception):
     """Base of every error the card path raises."""
@@ -94,3 +96,17 @@ class WrongParameters(StatusWordError):
 
 class CommandNotAllowed(StatusWordError):
     """6981 / 6985 / 6986: the command does not fit the card's state (no current EF, wrong file type)."""
+
+
+def read_failure(exc: CardError) -> ReadFailure:
+    """What a card error means for the read (the daemon's screen and audit outcome, `mynabox read`'s exit):
+    the one mapping of the card path's errors to failures."""
+    if isinstance(exc, NotMyNumberCard):
+        return ReadFailure.NOT_MY_NUMBER_CARD
+    if isinstance(exc, CardRemoved):
+        return ReadFailure.REMOVED
+    if isinstance(exc, CardUnresponsive):
+        return ReadFailure.UNRESPONSIVE
+    if isinstance(exc, ProtocolError):
+        return ReadFailure.MALFORMED
+    return ReadFailure.READER_ERROR  # the reader or pcscd failed under the read: no fault of the card

@@ -1,6 +1,6 @@
 """The JPKI read: detect a My Number Card and read its user-authentication certificate, no PIN.
 
-The session is a generator (yields command APDUs, receives raw responses, returns `CardRead`) so the
+The session is a generator (yields command APDUs, receives raw responses, returns `JpkiRead`) so the
 protocol is tested without any reader and the same code runs on every transport.
 
 Round trips and bytes on the air are what a tap costs (each APDU is milliseconds over NFC, each byte
@@ -91,7 +91,9 @@ class ReaderCaps:
 
 
 @dataclass(frozen=True, slots=True)
-class CardRead:
+class JpkiRead:
+    """What the JPKI session read: the card layer's part of a read's record (`app.cardread.ReadRecord`)."""
+
     card_type: CardType
     certificate: bytes = field(repr=False)
     apdus: int
@@ -128,8 +130,8 @@ class _Exchange:
         return ResponseAPDU(data, resp.sw1, resp.sw2)
 
 
-def read_auth_certificate(caps: ReaderCaps = ReaderCaps()) -> Generator[bytes, bytes, CardRead]:
-    """The JPKI read as a session: yields command APDUs, receives raw responses, returns `CardRead`.
+def read_auth_certificate(caps: ReaderCaps = ReaderCaps()) -> Generator[bytes, bytes, JpkiRead]:
+    """The JPKI read as a session: yields command APDUs, receives raw responses, returns `JpkiRead`.
 
     Raises only `CardError` subclasses, after at most `MAX_APDUS` commands, whatever the card answers.
     """
@@ -197,7 +199,7 @@ def read_auth_certificate(caps: ReaderCaps = ReaderCaps()) -> Generator[bytes, b
             raise MalformedResponse(f"certificate truncated at {len(buf)} of {total} bytes")
         buf += chunk
 
-    return CardRead(
+    return JpkiRead(
         card_type, buf[:total], exchange.count, ReaderCaps(extended=extended, sfi=sfi, length_hint=total)
     )
 

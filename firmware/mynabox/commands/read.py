@@ -5,9 +5,10 @@ box's audit key, so the hash matches the audit records) or is random for this ru
 two runs cannot be linked.
 
 Exit codes: 0 read OK; 2 bad arguments (unreadable or empty key file); 3 not a My Number Card; 4 card
-removed mid-read (hold it again); 5 no reader or no PC/SC service; 6 no card within --timeout; 7 the card
-did not answer properly; 8 the card answered its ATR but then nothing within --read-timeout (take it away
-and hold it again).
+removed mid-read (hold it again); 5 no reader or no PC/SC service (or the reader failed under the read); 6 no
+card within --timeout; 7 the card did not answer properly; 8 the card did not answer (its ATR, then nothing
+within --read-timeout, or no ISO 7816 at all: take it away and hold it again). Codes 3, 4, 5, 7 and 8 are
+`card.errors.read_failure`'s failures, as the daemon shows them.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mynabox.vocab import ReadFailure
+
 if TYPE_CHECKING:
-    from mynabox.app.cardread import CardReport
+    from mynabox.app.cardread import ReadRecord
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -30,6 +33,15 @@ EXIT_NO_READER = 5
 EXIT_TIMEOUT = 6
 EXIT_CARD_ERROR = 7
 EXIT_UNRESPONSIVE = 8
+
+# Each failure of `card.errors.read_failure` as an exit code and the outcome printed.
+FAILURE_EXITS = {
+    ReadFailure.NOT_MY_NUMBER_CARD: (EXIT_NOT_MY_NUMBER_CARD, "not-my-number-card"),
+    ReadFailure.REMOVED: (EXIT_REMOVED, "card-removed"),
+    ReadFailure.READER_ERROR: (EXIT_NO_READER, "no-reader"),
+    ReadFailure.MALFORMED: (EXIT_CARD_ERROR, "card-error"),
+    ReadFailure.UNRESPONSIVE: (EXIT_UNRESPONSIVE, "card-unresponsive"),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,18 +79,18 @@ def _hash_key(path: Path | None) -> bytes:
     return key
 
 
-def report_fields(report: CardReport, *, key_from_file: bool) -> dict[str, object]:
+def report_fields(report: ReadRecord, *, key_from_file: bool) -> dict[str, object]:
     """What `read` prints: never the certificate or anything from its subject."""
-    caps = report.caps
+    caps = report.jpki.caps
     return {
         "outcome": "ok",
         "reader": report.reader,
-        "card_type": report.card_type.value,
+        "card_type": report.jpki.card_type.value,
         "card_hash": report.card_hash,
         "card_hash_key": "key file" if key_from_file else "random per run",
         **{f"certificate_{k}": v for k, v in report.check.as_dict().items()},
         "certificate_validity_verified": report.check.validity_verified,
-        "apdus": report.apdus,
+        "apdus": report.jpki.apdus,
         "ms": round(report.ms, 2),
         "extended_le": caps.extended,
         "sfi_read": caps.sfi,
@@ -91,14 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from mynabox.adapters.pcsc import PcscReader
     from mynabox.app.cardread import READ_LIMIT_S, JpkiReader
     from mynabox.card.certcheck import TrustStore
-    from mynabox.card.errors import (
-        CardError,
-        CardRemoved,
-        NotMyNumberCard,
-        ReaderGone,
-        ReadTimeout,
-        ServiceGone,
-    )
+    from mynabox.card.errors import CardError, CardRemoved, ReadTimeout, read_failure
 
     try:
         key = _hash_key(args.key_file)
@@ -110,17 +115,16 @@ def run(args: argparse.Namespace) -> int:
         reader = JpkiReader(pcsc, trust=TrustStore.jlis(test_root=args.test_ca), hash_key=key)
         try:
             report = reader.read(timeout=args.timeout, clock_synced=clock_synced(), limit_s=limit)
-        except (ReaderGone, ServiceGone) as err:
-            return _fail(args, EXIT_NO_READER, "no-reader", str(err))
-        except NotMyNumberCard as err:
-            return _fail(args, EXIT_NOT_MY_NUMBER_CARD, "not-my-number-card", str(err))
-        except CardRemoved as err:
-            return _fail(args, EXIT_REMOVED, "card-removed", f"{err} — hold the card again")
-        except ReadTimeout:
-            message = f"the card gave no answer within {limit:g} s — take it away and hold it again"
-            return _fail(args, EXIT_UNRESPONSIVE, "card-unresponsive", message)
         except CardError as err:
-            return _fail(args, EXIT_CARD_ERROR, "card-error", str(err))
+            code, outcome = FAILURE_EXITS[read_failure(err)]
+            message = str(err)
+            if isinstance(err, CardRemoved):
+                message = f"{err} — hold the card again"
+            elif isinstance(err, ReadTimeout):
+                message = f"the card gave no answer within {limit:g} s — take it away and hold it again"
+            elif code == EXIT_UNRESPONSIVE:
+                message = f"{err} — take it away and hold it again"
+            return _fail(args, code, outcome, message)
     if report is None:
         return _fail(args, EXIT_TIMEOUT, "timeout", f"no card within {args.timeout:g} s")
     fields = report_fields(report, key_from_file=args.key_file is not None)

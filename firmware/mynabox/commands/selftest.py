@@ -105,7 +105,7 @@ def _reader(config: Config, timeout: float) -> str | None:
     except TransportError as err:
         return str(err)
     if report is not None:
-        print(f"     reader: card on it answers ({report.card_type.value}, {report.apdus} APDUs)")
+        print(f"     reader: card on it answers ({report.jpki.card_type.value}, {report.jpki.apdus} APDUs)")
     return None
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mynabox.adapters.identity import IdentityFile, Kind, check_identity, check_permissions
+from mynabox.adapters.identity import FileKind, IdentityFile, check_identity, check_permissions
 from mynabox.adapters.keyfiles import CREDENTIALS_ENV, read_small_file
 from mynabox.config.fields import (
     CONTROL_IN_PATH,
@@ -90,14 +90,14 @@ MAX_CONFIG_BYTES = 256 * 1024  # the example is ≈ 6 kB
 MAX_DEPTH = 8  # section.key = [array]: 3 levels are used
 # What each `check=` of a config field means for `check_identity`.
 FILE_KINDS = {
-    "file": Kind.FILE,
-    "ca": Kind.CA,
-    "cert": Kind.CERT,
-    "tls_key": Kind.TLS_KEY,
-    "private_key": Kind.DEVICE_KEY,
-    "public_key": Kind.GATEWAY_KEY,
-    "audit_key": Kind.AUDIT_KEY,
-    "credential": Kind.SECRET,
+    "file": FileKind.FILE,
+    "ca": FileKind.CA,
+    "cert": FileKind.CERT,
+    "tls_key": FileKind.TLS_KEY,
+    "private_key": FileKind.DEVICE_KEY,
+    "public_key": FileKind.GATEWAY_KEY,
+    "audit_key": FileKind.AUDIT_KEY,
+    "credential": FileKind.SECRET,
 }
 _PATH_HIDDEN = "(path not shown: it could hold key material)"
 

@@ -42,7 +42,7 @@ class SetLed:
 @dataclass(frozen=True, slots=True)
 class StartDelivery:
     """Look up, seal, queue and audit (on a worker); the worker posts LookupDone. The delivery takes the
-    read's certificate from the card worker by `read`, checked against `card_hash`."""
+    read's record (its certificate) from the holding by `read`, checked against `card_hash`."""
 
     read: int
     card_hash: str

@@ -26,7 +26,7 @@ class CardPresent:
 @dataclass(frozen=True, slots=True)
 class CardRead:
     """A read finished. Only its number and the card's keyed hash travel: the certificate (personal data)
-    stays with the card worker, which hands it to the delivery by this number."""
+    stays in the holding the card worker keeps it in, from which the delivery takes it by this number."""
 
     read: int
     card_hash: str

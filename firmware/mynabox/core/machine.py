@@ -277,7 +277,7 @@ class Controller:
         return [self._no_consent(), *self._card_present(event, now)]
 
     def _read_while_busy(self, event: Event, _now: datetime) -> list[Effect]:
-        # Its certificate stays with the card worker until the next ForgetPatient: forgetting it here could
+        # Its certificate stays in the holding until the next ForgetPatient: forgetting it here could
         # race the delivery worker taking the read being looked up.
         assert isinstance(event, CardRead)
         self._superseded |= event.card_hash != self._looking_up

@@ -46,7 +46,7 @@ class Owner:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class FirstbootResult:
     installed: str | None  # the bundle id made active in this run
     wiped: int  # FAT files overwritten and deleted
     problem: str | None = None
@@ -64,14 +64,14 @@ def active_id(state: Path) -> str | None:
 
 def run_firstboot(
     fat: FatImage, state: Path, owner: Owner, checkpoint: Callable[[str], None] = lambda _: None
-) -> Outcome:
+) -> FirstbootResult:
     """`checkpoint(name)` is called after each step that a power cut could follow (tests stop there)."""
     kind = fat.kind(BUNDLE_DIR)
     if kind is None:
-        return Outcome(None, 0)
+        return FirstbootResult(None, 0)
     if kind == "file":
         fat.wipe(BUNDLE_DIR)  # it could be a bundle packed the wrong way, keys and all
-        return Outcome(None, 1, NOT_A_DIRECTORY)
+        return FirstbootResult(None, 1, NOT_A_DIRECTORY)
     installed, problem = None, None
     try:
         installed, problem = _take_in(fat, state, owner, checkpoint)
@@ -82,7 +82,7 @@ def run_firstboot(
         problem = f"provisioning bundle refused ({type(err).__name__}{where})"
     checkpoint("before-wipe")
     wiped = fat.wipe_tree(BUNDLE_DIR, last=MANIFEST, step=checkpoint)
-    return Outcome(installed, wiped, problem)
+    return FirstbootResult(installed, wiped, problem)
 
 
 def _take_in(
@@ -178,4 +178,4 @@ def _mkdir(path: Path) -> None:
     path.chmod(0o700)
 
 
-__all__ = ["BUNDLE_DIR", "CONFIG", "Outcome", "Owner", "active_id", "run_firstboot"]
+__all__ = ["BUNDLE_DIR", "CONFIG", "FirstbootResult", "Owner", "active_id", "run_firstboot"]

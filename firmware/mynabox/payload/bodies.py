@@ -1,4 +1,6 @@
-"""Message bodies by kind, as the gateway contract fixes them (docs/gateway/schemas): the receiver's check.
+"""Message bodies by kind, as the gateway contract fixes them (docs/gateway/schemas): the box builds them
+here (``read_body``, ``summary_body``, ``card_record_body``; the audit body is ``payload.audit``'s), and the
+receiver checks them here.
 
 ``body_problem`` returns ``None`` for a body that is what its kind says, else the reason code the receiver
 refuses it with:
@@ -21,10 +23,13 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 
+from mynabox.card.certcheck import CertCheck
+from mynabox.card.jpki import CardType
 from mynabox.payload.audit import AuditFormatError, PublishedAudit
 from mynabox.payload.envelope import Kind
 from mynabox.summary.flags import DRUG_FLAGS, Flag, FlagCode, flags_json
 from mynabox.summary.model import MAX_ITEMS, MAX_TEXT, YJ_CODE_RE, Summary, SummaryFormatError
+from mynabox.vocab import ConsentMode
 
 BODY = "body"
 DEVICE_BODY = "device-body"
@@ -48,6 +53,20 @@ _MAX_CERTIFICATE_CHARS = 64 * 1024  # base64 of the largest certificate the card
 
 class _Bad(Exception):
     pass
+
+
+def read_body(
+    card_hash: str, card_type: CardType, check: CertCheck, read_at: datetime, consent: ConsentMode
+) -> dict[str, object]:
+    """The ``read`` member of both bodies: how the card was read (keyed hash, never the certificate's
+    subject), the advisory chain check, when, and under which consent."""
+    return {
+        "card_hash": card_hash,
+        "card_type": card_type.value,
+        "certificate_check": check.as_dict(),
+        "read_at": read_at.isoformat(),
+        "consent": consent.value,
+    }
 
 
 def summary_body(summary: Summary, read: Mapping[str, object], shown: Iterable[Flag]) -> dict[str, object]:

@@ -38,7 +38,14 @@ class Keeper(threading.Thread):
 
     def run(self) -> None:
         """Connect when there is no connection, wait on the idle one (the server closing it wakes us at
-        once), send a health request on it when it has been idle `keepalive_s`."""
+        once), send a health request on it when it has been idle `keepalive_s`. The pool's wake-up pair is
+        its own to release when it ends (close() may not wait for a connect under way)."""
+        try:
+            self._keep()
+        finally:
+            self._pool.release()
+
+    def _keep(self) -> None:
         backoff = 1.0
         while True:
             closed, idle, busy = self._pool.state()

@@ -29,9 +29,10 @@ class Pool:
         self._in_use = 0
         self._closed = False
         self._active: set[Connection] = set()  # connections a lookup is using now (close() aborts them)
-        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r, self._wake_w = socket.socketpair()  # closed by release()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+        self._released = False
 
     def state(self) -> tuple[bool, Connection | None, bool]:
         """(closed, the idle connection, whether one is checked out): what the keeper decides on."""
@@ -109,9 +110,17 @@ class Pool:
         with self._lock:
             self._active.discard(conn)
 
+    def release(self) -> None:
+        """Close the wake-up pair, after close(), once no keeper waits on it (the keeper's own last act)."""
+        with self._lock:  # a lookup's wake() never writes to a descriptor number reused since
+            self._released = True
+            self._wake_w.close()
+            self._wake_r.close()
+
     def wake(self) -> None:
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"w")
+        with self._lock, contextlib.suppress(OSError):
+            if not self._released:
+                self._wake_w.send(b"w")
 
     def wait_wake(self, sock: socket.socket | None, timeout: float) -> str:
         """Wait for a wake-up, `sock` readable or the timeout: "woken", "readable" or "timeout"."""

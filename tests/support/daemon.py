@@ -1,8 +1,10 @@
-"""What the kill -9 and power-cut tests share: the daemon's command, a clean boot that drains the outbox,
-and the check that every audited delivery reached the gateway receiver exactly once."""
+"""`mynabox run` as a real subprocess on a `BoxStack`, as the integration tests start it: the command, its
+environment (a NOTIFY_SOCKET the test owns), a tap of a synthetic patient's card, and what the kill -9 and
+power-cut tests share (a clean boot that drains the outbox, every audited delivery received exactly once)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -15,16 +17,50 @@ from mynabox.adapters.keyfiles import load_audit_key
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
 from mynabox.vocab import Outcome
+from mynabox_testkit.mynacard import VirtualMyNumberCard
+from mynabox_testkit.patients import patient
 from mynabox_testkit.stack import BoxStack
+from mynabox_testkit.vpcd import VpcdCardServer
 from support.notify import NotifySocket
 from support.wait import wait_for
 
-MYNABOX = str(Path(".venv/bin/mynabox").resolve())
+MYNABOX = str(Path(".venv/bin/mynabox").resolve())  # the tests run from the repository's root
 PRODUCED = {Outcome.DELIVERED_SUMMARY, Outcome.CARD_RECORD, Outcome.NOT_REGISTERED}
 
 
-def start_daemon(stack: BoxStack, env: dict[str, str], log: BinaryIO) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([MYNABOX, "run", "--config", str(stack.config_path)], env=env, stderr=log)
+def daemon_env(
+    stack: BoxStack, notify: NotifySocket, *, watchdog_usec: int | None = 1_000_000
+) -> dict[str, str]:
+    """The stack's environment with our NOTIFY_SOCKET; the watchdog as systemd would set it (None: none)."""
+    env = dict(os.environ, **stack.env(), NOTIFY_SOCKET=str(notify.path))
+    if watchdog_usec is not None:
+        env["WATCHDOG_USEC"] = str(watchdog_usec)
+    return env
+
+
+def run_daemon(
+    env: dict[str, str], log: BinaryIO, config: Path, *, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """`mynabox run --config CONFIG`, its stderr (the log) appended to `log`."""
+    return subprocess.Popen([MYNABOX, "run", "--config", str(config)], env=env, stderr=log, cwd=cwd)
+
+
+def start_daemon(stack: BoxStack, notify: NotifySocket, log: Path) -> subprocess.Popen[bytes]:
+    """The daemon of `stack` with a 1 s watchdog, logging to the file `log` (appended)."""
+    with log.open("ab") as out:
+        return run_daemon(daemon_env(stack, notify), out, stack.config_path)
+
+
+def tap(stack: BoxStack, key: str) -> VpcdCardServer:
+    """Hold the card of synthetic patient `key` on the stack's reader (`.remove()` takes it away)."""
+    assert stack.pcscd is not None
+    stack.pcscd.wait_empty()
+    return VpcdCardServer(VirtualMyNumberCard(patient(key).card_id), port=stack.pcscd.vpcd_port).start()
+
+
+def summaries(opened: list[Opened]) -> list[Opened]:
+    """The deliveries among what the receiver opened (summaries and card records, no audit records)."""
+    return [o for o in opened if o.kind in (Kind.SUMMARY, Kind.CARD_RECORD)]
 
 
 def outbox_depth(path: Path) -> int:
@@ -37,7 +73,7 @@ def clean_boot(stack: BoxStack, env: dict[str, str], log: BinaryIO, notify: Noti
     """Start, drain the outbox, stop with SIGTERM; check the outbox and the audit chain; the message ids the
     audit log says a read produced."""
     since = time.monotonic()
-    daemon = start_daemon(stack, env, log)
+    daemon = run_daemon(env, log, stack.config_path)
     outbox = stack.state_dir / "outbox.db"
     try:
         assert wait_for(lambda: notify.seen("READY=1", since=since) >= 1, 20), "no READY"
@@ -59,7 +95,7 @@ def clean_boot(stack: BoxStack, env: dict[str, str], log: BinaryIO, notify: Noti
 
 
 def assert_received_once(opened: list[Opened], produced: set[str], runs: int) -> list[str]:
-    delivered = [o.message_id for o in opened if o.kind in (Kind.SUMMARY, Kind.CARD_RECORD)]
+    delivered = [o.message_id for o in summaries(opened)]
     assert len(delivered) == len(set(delivered)), "a message reached the receiver twice"
     assert produced <= set(delivered), f"{len(produced - set(delivered))} audited messages were lost"
     assert len(produced) >= runs // 3, f"only {len(produced)} reads got as far as a delivery"
