@@ -10,6 +10,10 @@ reference summary service and mosquitto with TLS on loopback, default consent (n
 - overhead_ms_p50: card present → PUBACK minus card I/O and lookup (and consent wait), from the daemon's
   `read delivered` lines (mynabox.app.readtiming).
 - rss_mb after READS reads (with the anonymous / file-backed split), idle_cpu_percent over IDLE_S idle.
+- ours_over_floor_mb: that RSS minus the floor, a fresh interpreter with the prescribed libraries imported
+  (`bench_imports.floor_mb`): what our code, its threads, connections and caches hold.
+
+The daemon runs with the unit's Environment= settings (systemd/mynabox.service), as systemd starts it.
 
 - links: the same daemon with the summary service and the broker behind an emulated mobile link
   (`support.linkemu`) at each RTT, with the kept-warm summary connection and with
@@ -39,6 +43,8 @@ from pathlib import Path
 import mynabox
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the support package
+
+from bench_imports import floor_mb, unit_environment
 
 from mynabox.app.readtiming import parse
 from mynabox_testkit.mynacard import VirtualMyNumberCard
@@ -142,7 +148,7 @@ def taps_over_link(stack: BoxStack, rtt_ms: int, *, warm: bool) -> dict[str, flo
     }
     stack.write_config()
     notify = NotifySocket(stack.dir / f"notify-{rtt_ms}-{int(warm)}.sock")
-    env = dict(os.environ, **stack.env(), NOTIFY_SOCKET=str(notify.path))
+    env = dict(os.environ, **stack.env(), **unit_environment(), NOTIFY_SOCKET=str(notify.path))
     daemon = subprocess.Popen(
         [MYNABOX, "run", "--config", str(stack.config_path)], env=env, stderr=subprocess.PIPE
     )
@@ -212,19 +218,29 @@ def links() -> dict[str, dict[str, dict[str, float]]]:
     return figures
 
 
+def as_on_the_box(stack: BoxStack) -> None:
+    """The stack's config without the dummy display's PNG frames: the box's OLED writes no files (saving a
+    PNG per frame loads Pillow's PNG plugin and zlib, ≈ 0.5 MB the box never holds)."""
+    stack.write_config()
+    lines = stack.config_path.read_text(encoding="utf-8").splitlines()
+    stack.config_path.write_text("\n".join(li for li in lines if not li.startswith("frames_dir =")) + "\n")
+
+
 def main() -> int:
     compileall.compile_dir(Path(mynabox.__file__).parent, quiet=1)
+    floor = floor_mb()
     with BoxStack(
         device_id="amb-bench", consent_default="oral", result_clear_s=1, log_level=LOG_LEVEL
     ) as stack:
         assert stack.pcscd is not None
+        as_on_the_box(stack)
         stack.pcscd.use_in_process()
         # A subscriber, as at a real gateway: without one every PUBACK is 0x10 and the box keeps the record.
         receiver = stack.gateway_receiver(lambda _opened: None)
         receiver.start()
         assert receiver.subscribed.wait(10), "the gateway receiver did not subscribe"
         notify = NotifySocket(stack.dir / "notify.sock")
-        env = dict(os.environ, **stack.env(), NOTIFY_SOCKET=str(notify.path))
+        env = dict(os.environ, **stack.env(), **unit_environment(), NOTIFY_SOCKET=str(notify.path))
         started = time.monotonic()
         daemon = subprocess.Popen(
             [MYNABOX, "run", "--config", str(stack.config_path)], env=env, stderr=subprocess.PIPE
@@ -259,6 +275,9 @@ def main() -> int:
         "start_to_ready_ms": round(start_to_ready_ms, 1),
         "rss_at_ready_mb": at_ready,
         **memory,
+        "floor_mb": floor,
+        "ours_over_floor_mb": round(memory["rss_mb"] - floor, 1),
+        "ours_over_floor_at_ready_mb": round(at_ready - floor, 1),
         "idle_cpu_percent": round(idle_cpu, 3),
         "tap_to_oled_result_ms_p50": p50(tap_to_result),
         "present_to_oled_result_ms_p50": p50([f["present_to_result_ms"] for f in shown_f]),
@@ -286,6 +305,11 @@ def main() -> int:
     print(
         f"RSS after {READS} reads {figures['rss_mb']} MB (anonymous {figures.get('rss_anon_mb')}, "
         f"file-backed {figures.get('rss_file_mb')}; at READY {at_ready}; goal ≤ 35)"
+    )
+    print(
+        f"ours over the floor after {READS} reads: {figures['ours_over_floor_mb']} MB (aim ≤ 10; "
+        f"at READY {figures['ours_over_floor_at_ready_mb']}; floor {floor} MB: the interpreter and the "
+        "prescribed libraries)"
     )
     biggest = ", ".join(f"{n} {r} ({a})" for n, r, a in largest)
     print(f"largest mappings, RSS MB (of which anonymous): {biggest}")

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import compileall
 import json
+import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -38,7 +40,7 @@ STEPS: list[tuple[str, str]] = [
     ("Pillow", "import PIL.Image, PIL.ImageDraw, PIL.ImageFont"),
     ("luma.oled", "import luma.oled.device, luma.core.interface.serial"),
     ("gpiozero", "import gpiozero"),
-    ("mynabox (+ fonts loaded)", "import mynabox.wiring, mynabox.render.fonts as f; f.big(), f.small()"),
+    ("mynabox", "import mynabox.wiring, mynabox.commands.run"),  # fonts: glyphs are drawn when first shown
 ]
 
 PROBE = """
@@ -61,15 +63,38 @@ for name, stmt in json.loads(sys.argv[1]):
 PRESCRIBED = [name for name, _ in STEPS if not name.startswith("mynabox")]
 CRYPTOGRAPHY = "cryptography (own OpenSSL)"
 DEBIAN_PYTHON = "/usr/bin/python3"
+UNIT = Path(__file__).resolve().parents[2] / "systemd" / "mynabox.service"
+
+
+def unit_environment() -> dict[str, str]:
+    """The daemon unit's Environment= settings (e.g. the allocator's): the benchmarks run under them, so their
+    figures are those of the process systemd starts on the box, and the floor is measured the same way."""
+    env: dict[str, str] = {}
+    for line in UNIT.read_text().splitlines():
+        if line.startswith("Environment="):
+            for assignment in shlex.split(line.removeprefix("Environment=")):
+                key, _, value = assignment.partition("=")
+                env[key] = value
+    return env
 
 
 def run_once(
     python: str = sys.executable, steps: list[tuple[str, str]] = STEPS
 ) -> list[tuple[str, dict[str, int]]]:
     out = subprocess.run(
-        [python, "-c", PROBE, json.dumps(steps)], check=True, capture_output=True, text=True
+        [python, "-c", PROBE, json.dumps(steps)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **unit_environment()),
     ).stdout
     return [tuple(json.loads(line)) for line in out.splitlines()]  # type: ignore[misc]
+
+
+def floor_mb() -> float:
+    """RSS of a fresh interpreter with the prescribed libraries imported (no line of ours), MB."""
+    rows = run_once(steps=[step for step in STEPS if step[0] in PRESCRIBED])
+    return mb(rows[-1][1]["anon"] + rows[-1][1]["file"])
 
 
 def mb(kib: int) -> float:

@@ -46,6 +46,7 @@ def test_bench_daemon_prints_the_appliance_figures() -> None:
         "start_to_ready_ms",
         "rss_mb",
         "rss_at_ready_mb",
+        "ours_over_floor_mb",
         "idle_cpu_percent",
         "tap_to_oled_result_ms_p50",
         "overhead_ms_p50",

@@ -4,24 +4,23 @@
 sealed card record. Reasons name the failure (timeout, TLS, HTTP status, malformed response), never the
 certificate or the response's content.
 
-The pieces are in `mynabox.adapters.https` (urllib3 has no exchange deadline, DNS deadline or TLS session
-reuse): connect and exchange keep to the lookup's limit whichever layer reads (`budget`, `tls`), the name is
-resolved with a deadline and cached `dns_ttl_s` (`resolve`), a keeper thread keeps one connection warm
-(`pool`, `keeper`), reconnects resume the TLS session while younger than `session_max_s` (`tls`), and
-failures a second try can cure are retried, all within `limit_s` (`retry`).
+The pieces are in `mynabox.adapters.https` (http.client, like urllib3 on top of it, has no exchange
+deadline, DNS deadline or TLS session reuse): connect and exchange keep to the lookup's limit whichever layer
+reads (`budget`, `tls`), the name is resolved with a deadline and cached `dns_ttl_s` (`resolve`), a keeper
+thread keeps one connection warm (`pool`, `keeper`), reconnects resume the TLS session while younger than
+`session_max_s` (`tls`), and failures a second try can cure are retried, all within `limit_s` (`retry`).
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
-
-from urllib3.response import BaseHTTPResponse
 
 from mynabox.adapters.https.budget import left
 from mynabox.adapters.https.connection import Connection
@@ -124,10 +123,10 @@ class HttpsSummaryClient:
         try:
             with conn.budget.until(end):
                 conn.timeout = max(0.01, end - time.monotonic())
-                conn.request("GET", self._prefix + HEALTH_PATH, headers=_HEADERS, preload_content=False)
+                conn.request("GET", self._prefix + HEALTH_PATH, headers=_HEADERS)
                 response = conn.getresponse()
                 response.read(4096)
-                if response.length_remaining:
+                if response.length:  # what its Content-Length says is left
                     return "health answer too large"
                 return None if response.status == 200 else f"HTTP {response.status}"
         except NETWORK_ERRORS as err:
@@ -203,7 +202,7 @@ class HttpsSummaryClient:
         try:
             conn.timeout = max(0.01, end - time.monotonic())
             path = self._prefix + LOOKUP_PATH
-            conn.request("POST", path, body=body, headers=_HEADERS, preload_content=False)
+            conn.request("POST", path, body=body, headers=_HEADERS)
             response = conn.getresponse()
             started = True
             status = response.status
@@ -217,15 +216,17 @@ class HttpsSummaryClient:
             return Retryable(f"service error HTTP {status}")
         return _interpret(status, data)
 
-    def _read_limited(self, response: BaseHTTPResponse) -> bytes:
+    def _read_limited(self, response: http.client.HTTPResponse) -> bytes:
         length = response.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > self._max_bytes:
             raise TooLarge
         chunks: list[bytes] = []
         total = 0
         while True:
-            chunk = response.read(min(65536, self._max_bytes + 1 - total), decode_content=False)
+            chunk = response.read(min(65536, self._max_bytes + 1 - total))
             if not chunk:
+                if response.length:  # the connection closed short of its Content-Length
+                    raise http.client.IncompleteRead(b"", response.length)
                 return b"".join(chunks)
             chunks.append(chunk)
             total += len(chunk)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import itertools
 import re
@@ -143,6 +142,8 @@ def show(value: object) -> str:
 
 
 def suggest(key: str, known: list[str]) -> str:
+    import difflib  # only for a config with a mistake: 0.2 MB the running daemon does without
+
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
 

@@ -6,7 +6,7 @@ fit is cut with an ellipsis, never wrapped mid-word into a line that is not ther
 
 from __future__ import annotations
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from mynabox.core.screens import BIG_LINES, SMALL_LINES, Screen
 from mynabox.render import fonts
@@ -17,7 +17,7 @@ BODY_Y = 8
 STATUS_Y = 56
 
 
-def _fit(text: str, font: ImageFont.FreeTypeFont, width: int = WIDTH) -> str:
+def _fit(text: str, font: fonts.PixelFont, width: int = WIDTH) -> str:
     if font.getlength(text) <= width:
         return text
     while text and font.getlength(text + "…") > width:
@@ -33,16 +33,16 @@ def render(screen: Screen) -> Image.Image:
     small, big = fonts.small(), fonts.big()
     # The header is a title bar (inverted), so it reads as a label and never touches the body text.
     draw.rectangle((0, HEADER_Y, WIDTH - 1, BODY_Y - 1), fill=ink)
-    draw.text((1, HEADER_Y), _fit(screen.header, small, WIDTH - 1), font=small, fill=background)
+    small.draw(draw, (1, HEADER_Y), _fit(screen.header, small, WIDTH - 1), fill=background)
     if screen.small:
         for i, line in enumerate(screen.lines[:SMALL_LINES]):
-            draw.text((0, BODY_Y + i * 8), _fit(line, small), font=small, fill=ink)
+            small.draw(draw, (0, BODY_Y + i * 8), _fit(line, small), fill=ink)
     else:
         lines = screen.lines[:BIG_LINES]
         top = BODY_Y + (BIG_LINES - len(lines)) * 8  # centre fewer lines vertically
         for i, line in enumerate(lines):
             text = _fit(line, big)
             x = max(0, (WIDTH - int(big.getlength(text))) // 2)
-            draw.text((x, top + i * 16), text, font=big, fill=ink)
-    draw.text((0, STATUS_Y), _fit(screen.status.text(), small), font=small, fill=ink)
+            big.draw(draw, (x, top + i * 16), text, fill=ink)
+    small.draw(draw, (0, STATUS_Y), _fit(screen.status.text(), small), fill=ink)
     return image

@@ -72,7 +72,7 @@ class Pool:
         if conn is not None:
             keep = keep and self._keep and conn.clean()
             if keep:
-                self._context.keep_session(conn.sock, self.host)  # type: ignore[arg-type]
+                self._context.keep_session(conn.sock, self.host)
                 conn.last_used = time.monotonic()
         with self._lock:
             self._in_use -= 1

@@ -17,8 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import urllib3.exceptions
-
 from mynabox.adapters.https.resolve import NameLookupTimeout
 from mynabox.summary.port import LookupResult, Unavailable
 
@@ -45,8 +43,8 @@ class TooLarge(Exception):
 
 
 Verdict = Unavailable | Retryable | Stale
-# What the network and the service can raise through urllib3 (ssl.SSLError is an OSError).
-NETWORK_ERRORS = (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError)
+# What the network and the service can raise through http.client (ssl.SSLError is an OSError).
+NETWORK_ERRORS = (OSError, http.client.HTTPException)
 
 
 def classify(exc: BaseException, *, connecting: bool, stale: bool = False) -> Verdict | None:
@@ -61,24 +59,17 @@ def classify(exc: BaseException, *, connecting: bool, stale: bool = False) -> Ve
         return Retryable(f"cannot resolve the service's name ({name})")
     if isinstance(exc, TooLarge):
         return Unavailable("response too large")
-    if isinstance(exc, TimeoutError | urllib3.exceptions.TimeoutError) and not connecting:
+    if isinstance(exc, TimeoutError) and not connecting:
         return Retryable("timed out waiting for the service")
-    if isinstance(exc, ssl.SSLError | urllib3.exceptions.SSLError):
+    if isinstance(exc, ssl.SSLError):
         return _tls(exc, connecting=connecting, stale=stale)
-    if isinstance(exc, urllib3.exceptions.ProtocolError) and not connecting:
-        cause = exc.args[1] if len(exc.args) > 1 else None
-        if isinstance(cause, ConnectionError):
-            return Retryable("connection lost")
-        if isinstance(cause, OSError):
-            return Retryable(f"network error ({type(cause).__name__})")
-        return Unavailable(f"malformed HTTP response ({type(cause or exc).__name__})")
     if connecting and isinstance(exc, TimeoutError):
         return Retryable("connect timed out")
     if connecting and isinstance(exc, ConnectionRefusedError):
         return Retryable("connection refused")
     if isinstance(exc, ConnectionError | http.client.RemoteDisconnected) and not connecting:
         return Stale(f"connection lost ({name})") if stale else Retryable("connection lost")
-    if isinstance(exc, http.client.HTTPException | urllib3.exceptions.HTTPError) and not connecting:
+    if isinstance(exc, http.client.HTTPException) and not connecting:
         return Unavailable(f"malformed HTTP response ({name})")
     if isinstance(exc, OSError):
         return Retryable(f"cannot connect ({name})" if connecting else f"network error ({name})")
@@ -95,8 +86,7 @@ def _tls(exc: BaseException, *, connecting: bool, stale: bool) -> Verdict | None
     if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError) and stale:
         return Stale(f"connection lost ({type(exc).__name__})")
     # With TLS 1.3 the server's verdict on our certificate arrives after the handshake.
-    tls: BaseException = exc.args[0] if exc.args and isinstance(exc.args[0], ssl.SSLError) else exc
-    return Unavailable(f"TLS failed ({getattr(tls, 'reason', None) or 'unknown'})")
+    return Unavailable(f"TLS failed ({getattr(exc, 'reason', None) or 'unknown'})")
 
 
 def with_retries(
