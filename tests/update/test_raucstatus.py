@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mynabox.update import raucstatus
+from mynabox.update import raucstatus, text
 
 # As RAUC 1.8 printed it with our backend (tests/update/test_rauc_backend.py), with a detailed slot added.
 SAMPLE = {
@@ -74,7 +74,7 @@ def test_terminal_escapes_are_not_printed() -> None:
     status = raucstatus.parse(json.dumps({"compatible": "x\x1b]0;owned\x07" + "y" * 500, "slots": []}))
     assert status.compatible is not None
     assert "\x1b" not in status.compatible and "\x07" not in status.compatible
-    assert len(status.compatible) <= raucstatus.MAX_TEXT + 1
+    assert len(status.compatible) <= text.MAX_TEXT + 1
 
 
 JSON = st.recursive(

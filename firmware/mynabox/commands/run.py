@@ -6,12 +6,15 @@ traceback: the unit's RestartPreventExitStatus=78 keeps systemd from restarting 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the daemon's command line is parsed without argparse (cli._daemon_command)
+    import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

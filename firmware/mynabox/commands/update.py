@@ -148,7 +148,7 @@ def _status(args: argparse.Namespace) -> int:
 
     from mynabox.adapters.bootfiles import BootFiles
     from mynabox.update import bootstate as bs
-    from mynabox.update import raucstatus
+    from mynabox.update import raucstatus, text
 
     cmdline = _read_small(args.cmdline)
     print(f"booted slot: {bs.booted_slot(cmdline) or 'unknown (no rauc.slot=)'}")
@@ -175,7 +175,7 @@ def _status(args: argparse.Namespace) -> int:
             )
             if done.returncode != 0:
                 reason = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no reason"]
-                print(f"rauc status failed: {raucstatus.printable(reason[0])}", file=sys.stderr)
+                print(f"rauc status failed: {text.printable(reason[0])}", file=sys.stderr)
                 return 1
             raw = done.stdout.decode("utf-8", "replace")
         status = raucstatus.parse(raw)
@@ -216,7 +216,7 @@ def _verdict(path: Path, conf_path: Path, running: str | None, force_older: bool
 
     import mynabox
     from mynabox.update import bundle
-    from mynabox.update.raucstatus import printable
+    from mynabox.update.text import printable
 
     conf = configparser.ConfigParser(interpolation=None, strict=False)
     conf.read_string(_read_small(conf_path))
@@ -252,7 +252,7 @@ def _install(args: argparse.Namespace) -> int:
 
     from mynabox.adapters import download
     from mynabox.update import bundle, lastresult
-    from mynabox.update.raucstatus import printable
+    from mynabox.update.text import printable
 
     source: str = args.source
     version = "-"

@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from mynabox.payload.envelope import is_device_id
 from mynabox.tls import client_context
-from mynabox.update.raucstatus import printable
+from mynabox.update.text import printable
 
 TOPIC = "mynabox/+/state"
 MAX_STATE_BYTES = 4096

@@ -15,7 +15,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from mynabox.update.raucstatus import printable
+from mynabox.update.text import printable
 
 MAX_INFO_BYTES = 64 * 1024
 _VERSION = re.compile(r"(0|[1-9][0-9]{0,5})(\.(0|[1-9][0-9]{0,5})){0,3}")

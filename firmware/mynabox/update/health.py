@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from mynabox.update.raucstatus import printable
+from mynabox.update.text import printable
 
 REQUIRED = ("config", "reader", "display", "panel", "outbox", "disk")  # panel: ok when disabled
 MAX_OUTPUT = 64 * 1024

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from mynabox.update.raucstatus import printable
+from mynabox.update.text import printable
 
 INSTALLED = "installed"  # written into the other slot, waiting for the switch
 REFUSED = "refused"  # the bundle was refused before anything was written

@@ -12,9 +12,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from mynabox.update.text import printable
+
 MAX_BYTES = 256 * 1024
 MAX_SLOTS = 8
-MAX_TEXT = 120
 
 
 class StatusError(Exception):
@@ -41,12 +42,6 @@ class Status:
 
     def slot(self, bootname: str) -> Slot | None:
         return next((s for s in self.slots if s.bootname == bootname), None)
-
-
-def printable(text: str, limit: int = MAX_TEXT) -> str:
-    """Control characters (terminal escapes) replaced, length bounded."""
-    clean = "".join(c if c.isprintable() else "?" for c in text[: limit + 1])
-    return clean if len(clean) <= limit else clean[:limit] + "…"
 
 
 def parse(text: str) -> Status:
