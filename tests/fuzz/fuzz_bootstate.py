@@ -1,15 +1,18 @@
 """Fuzz target: the A/B boot state on the FAT partition (update/bootstate.py), as `update bootloader-backend`
 reads and changes it for RAUC (adapters/bootfiles.py), and the kernel command line U-Boot leaves.
 
-Input: a flags byte (bit 0/1: copy 0/1 missing; bits 2-3: the RAUC operation; bit 4: its slot, bit 5: good),
-two u16-prefixed copies (each 512 bytes when whole), then the command line. ``read`` never raises and gives a
-state any copy gives (or DEFAULT); ``decode`` raises only BootStateError; the next state the backend writes
-is one 512-byte copy that reads back as that state, newer than the one read.
+Input: a flags byte (bit 0/1: copy 0/1 missing; bits 2-3: the RAUC operation; bit 4: its slot, bit 5: good;
+bit 6/7: give copy 0/1 the checksum of its 508 bytes, as anyone who writes the FAT can, or the fuzzer would
+never get past it), two u16-prefixed copies (each 512 bytes when whole), then the command line. ``read``
+never raises and gives the state of the copy it names (or DEFAULT); ``decode`` raises only BootStateError;
+the next state the backend writes is a 512-byte copy (two past the last sequence number) that reads back
+as that state, the newest.
 """
 
 from __future__ import annotations
 
 import sys
+import zlib
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -23,6 +26,9 @@ def setup() -> Callable[[bytes], None]:
         r = Reader(data)
         flags = r.byte()
         copies = [r.chunk(), r.chunk()]
+        for i in (0, 1):
+            if flags & (0x40 << i) and len(copies[i]) >= 4:
+                copies[i] = zlib.crc32(copies[i][4 : bs.SIZE]).to_bytes(4, "little") + copies[i][4:]
         cmdline = r.rest().decode("utf-8", "replace")
         for blob in copies:
             try:
@@ -47,13 +53,15 @@ def setup() -> Callable[[bytes], None]:
             wanted = bs.set_state(state, slot, bool(flags & 0x20))
         else:
             wanted = bs.boot(state)[1]
-        written = bs.successor(reading, wanted)
-        blob = bs.encode(written)
-        assert len(blob) == bs.SIZE
-        back = bs.decode(blob)
+        stored = list(given)
+        for index, written in bs.writes(reading, wanted):  # as BootFiles.change writes them
+            stored[index] = bs.encode(written)
+            assert len(stored[index]) == bs.SIZE
+        back = bs.read(*stored)
+        first = bs.writes(reading, wanted)[0][1]
         # An empty BOOT_ORDER reads as RAUC's default, as U-Boot's boot.scr takes it.
-        assert back == (written if written.order else replace(written, order=bs.DEFAULT.order))
-        assert bs.read(*((blob, given[1]) if reading.write_to == 0 else (given[0], blob))).state == back
+        assert back.state == (first if first.order else replace(first, order=bs.DEFAULT.order)), back
+        assert back.damage is bs.Damage.OK or reading.source is None  # both bad: copy 0 written only
         current = bs.booted_slot(cmdline)
         assert current is None or len(current) <= len(cmdline)
         bs.boot_damage(cmdline)

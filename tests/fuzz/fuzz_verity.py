@@ -29,7 +29,7 @@ def setup() -> Callable[[bytes], None]:
 
         try:
             offset, length = verity.signature_span(size, data[max(0, size - 8) :])
-            assert 0 <= offset and offset + length + 8 == size
+            assert offset >= 0 and offset + length + 8 == size
             lay = verity.layout(verity.signed_manifest(data[offset : offset + length]), size, offset)
             assert lay.data_size + lay.hash_size == offset
             verity.verify(read, lay)

@@ -350,6 +350,8 @@ def update() -> None:
         write("bootstate", "rolled-back", b"\x34" + copies() + cmdline)
         write("bootstate", "torn-copy", b"\x08" + frame([whole[0][:300], whole[1]]) + cmdline)
         write("bootstate", "copy1-missing", b"\x02" + frame([whole[0], b""]) + b"mynabox.bootstate=copy1-bad")
+        body = b"BOOT_A_LEFT=0x3\0BOOT_B_LEFT=zz\0BOOT_ORDER=B C A\0BOOT_SEQ=ffffffff\0FOO=bar\0\0"
+        write("bootstate", "forged-checksum", b"\x40" + frame([b"\0" * 4 + body.ljust(508, b"\0"), whole[1]]))
         write("bootstate", "both-bad", b"\x00" + frame([b"\0" * 512, whole[1][:4] + b"\1" * 508]))
 
         signer = make_signer(d / "pki", "fuzz")
@@ -370,8 +372,16 @@ def update() -> None:
         ).stdout  # fmt: skip
         write("update_bundle", "rauc-info-newer", b"\x00" + frame([b"0.2.0"]) + info)
         write("update_bundle", "rauc-info-older-forced", b"\x01" + frame([b"0.4.1"]) + info)
-        write("update_bundle", "rauc-info-other-board", b"\x00" + frame([b"0.3.0"]) + info.replace(b"rpi", b"rpX"))
-        write("update_bundle", "version-not-dotted", b"\x00" + frame([b"0.1"]) + info.replace(b"0.3.0", b"0.3.0rc1"))
+        write(
+            "update_bundle",
+            "rauc-info-other-board",
+            b"\x00" + frame([b"0.3.0"]) + info.replace(b"rpi", b"rpX"),
+        )
+        write(
+            "update_bundle",
+            "version-not-dotted",
+            b"\x00" + frame([b"0.1"]) + info.replace(b"0.3.0", b"0.3.0rc1"),
+        )
 
         raw = raucb.read_bytes()
         size = int.from_bytes(raw[-8:], "big")
@@ -399,7 +409,10 @@ def update() -> None:
             .sign(serialization.Encoding.DER, [])
         )
         one_block = payload + stored + signed + len(signed).to_bytes(8, "big")
-        verity.verify(lambda at, n: one_block[at : at + n], verity.layout(verity.signed_manifest(signed), len(one_block), len(payload) + len(stored)))
+        verity.verify(
+            lambda at, n: one_block[at : at + n],
+            verity.layout(verity.signed_manifest(signed), len(one_block), len(payload) + len(stored)),
+        )
         write("verity", "one-block", one_block)
         damaged = bytearray(one_block)
         damaged[100] ^= 1
@@ -412,11 +425,19 @@ def update() -> None:
                 status = box.rauc("status", "--detailed", "--output-format=json").stdout.encode()
         write("raucstatus", "rauc-status", status)
     write("raucstatus", "recorded-1.8", json.dumps(SAMPLE).encode())
-    write("raucstatus", "escapes", json.dumps({"compatible": "x\x1b]0;owned\x07", "slots": [{"a": []}]}).encode())
+    write(
+        "raucstatus",
+        "escapes",
+        json.dumps({"compatible": "x\x1b]0;owned\x07", "slots": [{"a": []}]}).encode(),
+    )
 
     at = datetime(2026, 12, 6, 22, 52, 48, tzinfo=UTC)
     for result in lastresult.RESULTS:
-        write("lastresult", result, lastresult.Result(result, "0.3.0", at, f"{result}: detail").encode().encode())
+        write(
+            "lastresult",
+            result,
+            lastresult.Result(result, "0.3.0", at, f"{result}: detail").encode().encode(),
+        )
     write("lastresult", "naive-time", b'{"result": "good", "version": "0.3.0", "at": "2026-12-06T22:52:48"}')
 
 
