@@ -438,6 +438,24 @@ def update() -> None:
             result,
             lastresult.Result(result, "0.3.0", at, f"{result}: detail").encode().encode(),
         )
+    # The health check's input: `mynabox selftest` on the example config (its real refusals), and every part
+    # ok beside the optional ones failing, in the lines selftest prints.
+    example = resources.files("mynabox").joinpath("data", "config.example.toml")
+    with resources.as_file(example) as path:
+        done = subprocess.run(
+            [sys.executable, "-m", "mynabox.cli", "selftest", "--config", path.name, "--timeout", "1"],
+            capture_output=True, timeout=120, check=False, cwd=path.parent,
+        )  # fmt: skip
+    write("selftest", "example-config", bytes([128 + done.returncode]) + done.stdout)
+    from update.test_health import ALL_OK
+
+    optional = "FAIL clock: not synced\nFAIL summary service: timed out\nFAIL broker: refused\n"
+    write("selftest", "healthy", bytes([129]) + (ALL_OK + optional).encode())
+    write(
+        "selftest",
+        "reader-missing",
+        bytes([129]) + ALL_OK.replace("ok   reader", "FAIL reader: none").encode(),
+    )
     write("lastresult", "naive-time", b'{"result": "good", "version": "0.3.0", "at": "2026-12-06T22:52:48"}')
 
 
