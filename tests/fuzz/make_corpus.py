@@ -306,6 +306,159 @@ def bundle() -> None:
     write("bundle", "not-json", bytes([0]) + frame([b"", b""]) + b"[" * 64)
 
 
+def update() -> None:
+    """The update path's outside inputs, made for real: boot-state copies as the backend writes them, a bundle
+    built by image-build/make-bundle and RAUC's `info` of it, RAUC's `status` from the RAUC service the update
+    tests start (when this machine can: else the RAUC 1.8 output recorded in tests/update), kept results."""
+    import subprocess
+    import tempfile
+    from dataclasses import replace
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.serialization import pkcs7
+    from harness import ROOT
+
+    from mynabox.adapters.bootfiles import BootFiles
+    from mynabox.update import bootstate as bs
+    from mynabox.update import lastresult, verity
+
+    if str(ROOT / "tests") not in sys.path:
+        sys.path.insert(0, str(ROOT / "tests"))
+    from update.conftest import make_signer, rauc_service, rauc_service_missing, system_conf_for_test
+    from update.test_raucstatus import SAMPLE
+
+    cmdline = b"console=ttyAMA0 root=/dev/mmcblk0p2 rauc.slot=A mynabox.bootstate=ok rootwait"
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        files = BootFiles(d)
+        files.write(1, replace(bs.INITIAL, seq=bs.INITIAL.seq - 1))  # as `update init-bootstate`
+        files.write(0, bs.INITIAL)
+
+        def copies() -> bytes:
+            return frame([files.path(0).read_bytes(), files.path(1).read_bytes()])
+
+        write("bootstate", "initial", b"\x00" + copies() + cmdline)
+        files.change(lambda s: bs.set_state(s, "A", True))  # mark-good at first boot
+        write("bootstate", "marked-good", b"\x04" + copies() + cmdline)
+        files.change(lambda s: bs.set_primary(s, "B"))  # after an install into B
+        write("bootstate", "primary-b", b"\x10" + copies() + cmdline.replace(b"slot=A", b"slot=B"))
+        files.change(lambda s: bs.set_state(s, "B", False))  # B failed its health check
+        whole = files.path(0).read_bytes(), files.path(1).read_bytes()
+        write("bootstate", "rolled-back", b"\x34" + copies() + cmdline)
+        write("bootstate", "torn-copy", b"\x08" + frame([whole[0][:300], whole[1]]) + cmdline)
+        write("bootstate", "copy1-missing", b"\x02" + frame([whole[0], b""]) + b"mynabox.bootstate=copy1-bad")
+        body = b"BOOT_A_LEFT=0x3\0BOOT_B_LEFT=zz\0BOOT_ORDER=B C A\0BOOT_SEQ=ffffffff\0FOO=bar\0\0"
+        write("bootstate", "forged-checksum", b"\x40" + frame([b"\0" * 4 + body.ljust(508, b"\0"), whole[1]]))
+        write("bootstate", "both-bad", b"\x00" + frame([b"\0" * 512, whole[1][:4] + b"\1" * 508]))
+
+        signer = make_signer(d / "pki", "fuzz")
+        tree = d / "tree"
+        (tree / "etc").mkdir(parents=True)
+        (tree / "etc" / "mynabox-release").write_text("slot root of a fuzz seed bundle\n")
+        raucb = d / "seed.raucb"
+        subprocess.run(
+            [str(ROOT / "image-build" / "make-bundle"), "--tree", str(tree), "--cert", str(signer.cert),
+             "--key", str(signer.key), "--version", "0.3.0", "--build", "fuzzseed", "--out", str(raucb)],
+            check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
+        (d / "box").mkdir()
+        conf = system_conf_for_test(d / "box", signer.ca, d / "box" / "backend", (d / "a", d / "b"))
+        info = subprocess.run(
+            ["rauc", "-c", str(conf), "info", "--output-format=json", str(raucb)],
+            check=True, capture_output=True, timeout=120,
+        ).stdout  # fmt: skip
+        write("update_bundle", "rauc-info-newer", b"\x00" + frame([b"0.2.0"]) + info)
+        write("update_bundle", "rauc-info-older-forced", b"\x01" + frame([b"0.4.1"]) + info)
+        write(
+            "update_bundle",
+            "rauc-info-other-board",
+            b"\x00" + frame([b"0.3.0"]) + info.replace(b"rpi", b"rpX"),
+        )
+        write(
+            "update_bundle",
+            "version-not-dotted",
+            b"\x00" + frame([b"0.1"]) + info.replace(b"0.3.0", b"0.3.0rc1"),
+        )
+
+        raw = raucb.read_bytes()
+        size = int.from_bytes(raw[-8:], "big")
+        cms = raw[-8 - size : -8]
+        manifest = verity.signed_manifest(cms)
+        # The real bundle's signature on a payload cut short (its layout is refused, its DER is read whole),
+        write("verity", "real-signature-short-payload", raw[:4096] + raw[-8 - size :])
+        # and a one-block bundle signed over the same manifest with its own verity parameters (fits -max_len).
+        salt = bytes(range(32))
+        payload = b"hsqs" + bytes(4092)
+        stored, root = verity.tree(lambda at, n: payload[at : at + n], len(payload), salt)
+        lines = []
+        for line in manifest.splitlines():
+            key = line.partition("=")[0]
+            value = {"verity-hash": root.hex(), "verity-salt": salt.hex(), "verity-size": str(len(stored))}
+            lines.append(f"{key}={value[key]}" if key in value else line)
+        signed = (
+            pkcs7.PKCS7SignatureBuilder()
+            .set_data("\n".join(lines).encode() + b"\n")
+            .add_signer(
+                x509.load_pem_x509_certificate(signer.cert.read_bytes()),
+                serialization.load_pem_private_key(signer.key.read_bytes(), None),  # type: ignore[arg-type]
+                hashes.SHA256(),
+            )
+            .sign(serialization.Encoding.DER, [])
+        )
+        one_block = payload + stored + signed + len(signed).to_bytes(8, "big")
+        verity.verify(
+            lambda at, n: one_block[at : at + n],
+            verity.layout(verity.signed_manifest(signed), len(one_block), len(payload) + len(stored)),
+        )
+        write("verity", "one-block", one_block)
+        damaged = bytearray(one_block)
+        damaged[100] ^= 1
+        write("verity", "one-block-damaged", bytes(damaged))
+
+        status = json.dumps(SAMPLE).encode()
+        if rauc_service_missing() is None:
+            (d / "rauc").mkdir()
+            with rauc_service(d / "rauc", signer.ca) as box:
+                status = box.rauc("status", "--detailed", "--output-format=json").stdout.encode()
+        write("raucstatus", "rauc-status", status)
+    write("raucstatus", "recorded-1.8", json.dumps(SAMPLE).encode())
+    write(
+        "raucstatus",
+        "escapes",
+        json.dumps({"compatible": "x\x1b]0;owned\x07", "slots": [{"a": []}]}).encode(),
+    )
+
+    at = datetime(2026, 12, 6, 22, 52, 48, tzinfo=UTC)
+    for result in lastresult.RESULTS:
+        write(
+            "lastresult",
+            result,
+            lastresult.Result(result, "0.3.0", at, f"{result}: detail").encode().encode(),
+        )
+    # The health check's input: `mynabox selftest` on the example config (its real refusals), and every part
+    # ok beside the optional ones failing, in the lines selftest prints.
+    example = resources.files("mynabox").joinpath("data", "config.example.toml")
+    with resources.as_file(example) as path:
+        done = subprocess.run(
+            [sys.executable, "-m", "mynabox.cli", "selftest", "--config", path.name, "--timeout", "1"],
+            capture_output=True, timeout=120, check=False, cwd=path.parent,
+        )  # fmt: skip
+    write("selftest", "example-config", bytes([128 + done.returncode]) + done.stdout)
+    from update.test_health import ALL_OK
+
+    optional = "FAIL clock: not synced\nFAIL summary service: timed out\nFAIL broker: refused\n"
+    write("selftest", "healthy", bytes([129]) + (ALL_OK + optional).encode())
+    write(
+        "selftest",
+        "reader-missing",
+        bytes([129]) + ALL_OK.replace("ok   reader", "FAIL reader: none").encode(),
+    )
+    write("lastresult", "naive-time", b'{"result": "good", "version": "0.3.0", "at": "2026-12-06T22:52:48"}')
+
+
 if __name__ == "__main__":
     for old in CORPUS.glob("*/*"):
         if not old.name.startswith("crash-"):  # regression inputs stay
@@ -322,6 +475,7 @@ if __name__ == "__main__":
         topics,
         vehicle,
         bundle,
+        update,
     ):
         make()
     for d in sorted(CORPUS.iterdir()):

@@ -44,6 +44,19 @@ def test_change_writes_the_other_copy_only(tmp_path: Path) -> None:
     assert bs.decode(files.path(0).read_bytes()).order == ("B",)
 
 
+@pytest.mark.parametrize("source", [0, 1])
+def test_a_change_after_the_last_sequence_number_is_still_read(tmp_path: Path, source: int) -> None:
+    """Found by fuzzing (tests/fuzz/fuzz_bootstate.py): a copy at BOOT_SEQ ffffffff (forged: a few writes per
+    boot never get there) made every later write 0, older than it, so no change was ever read again."""
+    files = BootFiles(tmp_path)
+    files.write(source, replace(bs.INITIAL, seq=bs.SEQ_MASK))
+    files.write(1 - source, replace(bs.INITIAL, seq=5))
+    state = files.change(lambda s: bs.set_primary(s, "B"))
+    assert files.read().state == state and state.order == ("B", "A")
+    assert files.change(lambda s: bs.set_state(s, "B", good=False)).order == ("A",)
+    assert files.read().state.order == ("A",) and files.read().damage is bs.Damage.OK
+
+
 def test_a_damaged_copy_is_rewritten_even_without_a_change(tmp_path: Path) -> None:
     files = BootFiles(tmp_path)
     files.write(0, bs.INITIAL)

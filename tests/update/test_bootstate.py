@@ -98,6 +98,38 @@ def test_a_write_torn_at_any_byte_leaves_the_old_or_the_new_state(target: int) -
                 assert torn[reading.write_to] == new
 
 
+def test_a_slot_named_again_in_the_order_changes_nothing_and_is_not_kept() -> None:
+    """Found by fuzzing: an order naming a slot 240 times (checksum right) was kept whole, and the next state
+    encoded to 536 bytes, a copy boot.scr and the box read as damaged. U-Boot boots the first slot with tries
+    left, so a repeat changes nothing: the reader keeps each slot's first place only."""
+    forged = _sealed(b"BOOT_ORDER=" + b" ".join([b"B"] * 240) + b" A B\0BOOT_SEQ=5\0\0")
+    reading = bs.read(forged, None)
+    assert reading.state.order == ("B", "A")
+    new = bs.encode(bs.successor(reading, bs.set_primary(reading.state, "A")))
+    assert len(new) == bs.SIZE and bs.read(forged, new).state.order == ("A", "B")
+
+
+@pytest.mark.parametrize("source", [0, 1])
+def test_past_the_last_sequence_number_the_new_state_is_written_over_both_copies(source: int) -> None:
+    """From BOOT_SEQ ffffffff the new state goes into the other copy as 1, then over the one read as 0: a cut
+    during the first write leaves the old state, during the second (after its first byte) the new one."""
+    copies = [bs.encode(replace(GOOD, seq=3)), bs.encode(replace(GOOD, seq=3))]
+    copies[source] = bs.encode(replace(GOOD, seq=bs.SEQ_MASK))
+    reading = bs.read(*copies)
+    wanted = bs.set_primary(reading.state, "B")
+    (first, one), (second, zero) = bs.writes(reading, wanted)
+    assert (first, second, one.seq, zero.seq) == (1 - source, source, 1, 0)
+    copies[first] = bs.encode(one)
+    assert bs.read(*copies).state == reading.state  # the copy read still wins until it is overwritten
+    new = bs.encode(zero)
+    for cut in range(1, bs.SIZE + 1):  # at 0 nothing of it is written: the old state, as before any write
+        for rest in (copies[second][cut:], bytes(bs.SIZE - cut)):
+            torn = list(copies)
+            torn[second] = new[:cut] + rest
+            assert bs.read(*torn).state in (one, zero), cut
+    assert bs.writes(bs.read(*[bs.encode(GOOD)] * 2), wanted) == ((1, replace(wanted, seq=GOOD.seq + 1)),)
+
+
 def test_rauc_operations_follow_raucs_u_boot_backend() -> None:
     trying = bs.set_primary(replace(GOOD, b_left=0, order=("A",)), "B")
     assert (trying.order, trying.b_left) == (("B", "A"), 3)

@@ -80,6 +80,8 @@ def encode(state: BootState) -> bytes:
         "BOOT_SEQ": f"{state.seq & SEQ_MASK:x}",
     }
     body = b"".join(f"{k}={v}".encode("ascii") + b"\0" for k, v in sorted(fields.items()))
+    if len(body) >= SIZE - 4:
+        raise BootStateError("boot state does not fit its copy")
     data = body + b"\0" * (SIZE - 4 - len(body))
     return zlib.crc32(data).to_bytes(4, "little") + data
 
@@ -103,8 +105,11 @@ def decode(blob: bytes) -> BootState:
     seq = _hex(fields.get("BOOT_SEQ", ""))
     if seq is None:
         raise BootStateError("boot state copy has no readable BOOT_SEQ")
-    order = tuple(s for s in fields.get("BOOT_ORDER", "").split() if s in SLOTS) or (
-        DEFAULT.order if not fields.get("BOOT_ORDER", "").strip() else ()
+    # A slot named again changes nothing (U-Boot boots the first with tries left) and is dropped, so the
+    # state written next fits its copy however long the order read was.
+    named = fields.get("BOOT_ORDER", "")
+    order = tuple(dict.fromkeys(s for s in named.split() if s in SLOTS)) or (
+        DEFAULT.order if not named.strip() else ()
     )
     return BootState(
         order=order,
@@ -136,6 +141,16 @@ def read(copy0: bytes | None, copy1: bytes | None) -> Reading:
 def successor(reading: Reading, state: BootState) -> BootState:
     """`state` as the next write after `reading`: one more than the sequence number read."""
     return replace(state, seq=(reading.state.seq + 1) & SEQ_MASK)
+
+
+def writes(reading: Reading, wanted: BootState) -> tuple[tuple[int, BootState], ...]:
+    """The copies to write, in this order, to store `wanted` after `reading`: its successor into the other
+    copy. Past BOOT_SEQ ffffffff (a forged copy: a few writes per boot never get there) a successor would be
+    0 and lose to the copy read forever, so the new state goes into the other copy as 1, then over the copy
+    read as 0: a cut during the first write leaves the old state, during the second the new one."""
+    if reading.source is None or reading.state.seq < SEQ_MASK:
+        return ((reading.write_to, successor(reading, wanted)),)
+    return ((reading.write_to, replace(wanted, seq=1)), (reading.source, replace(wanted, seq=0)))
 
 
 def boot(state: BootState) -> tuple[str | None, BootState]:
