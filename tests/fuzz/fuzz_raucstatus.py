@@ -14,7 +14,7 @@ from harness import main
 
 
 def setup() -> Callable[[bytes], None]:
-    from mynabox.update import raucstatus
+    from mynabox.update import raucstatus, text
 
     def one_input(data: bytes) -> None:
         try:
@@ -26,7 +26,7 @@ def setup() -> Callable[[bytes], None]:
         lines = raucstatus.describe(status)
         assert len(lines) <= 2 + raucstatus.MAX_SLOTS
         for line in lines:
-            assert line.isprintable() and len(line) <= 8 * (raucstatus.MAX_TEXT + 1) + 100, line
+            assert line.isprintable() and len(line) <= 8 * (text.MAX_TEXT + 1) + 100, line
 
     return one_input
 
