@@ -10,6 +10,7 @@ import pytest
 from mynabox.commands.selftest import PanelSteps, panel_step_names
 
 from .bench import Bench
+from .names import panel_check
 from .prompts import Operator
 
 pytestmark = pytest.mark.hil
@@ -26,6 +27,7 @@ def panel(bench: Bench) -> Iterator[PanelSteps]:
 
 
 @pytest.mark.parametrize("step", panel_step_names())
+@pytest.mark.check.with_args(panel_check)  # with_args: a lone callable would be decorated
 def test_panel(step: str, bench: Bench, panel: PanelSteps, operator: Operator) -> None:
     part = PART[step.split(" ", maxsplit=1)[0]]
     if not bench.rig.has(part):

@@ -126,7 +126,9 @@ def test_a_run_on_a_terminal_asks_there_and_a_question_left_unanswered_fails(tmp
             server.remove()
             os.close(master)
         report = json.loads((reports / "report.json").read_text(encoding="utf-8"))
-    tests = {t["name"]: t for t in report["tests"]}
+    tests = {
+        t["id"].rsplit("::", 1)[-1]: t for t in report["tests"]
+    }  # by test function: names are the report's
     assert proc.returncode == 1, out[-3000:]
     for name in (
         "test_reader_found",
