@@ -9,6 +9,10 @@ the seconds since power-on printed:
     with the root mounted read-only (and writes to it refused);
   - the box connects to the broker on the host with its client certificate;
   - the simulated GPIO chip and I2C bus have the image's udev groups; the daemon holds the pin map's lines;
+  - the image's own `gpioinfo` (libgpiod) shows those lines held: buttons in, LED and buzzer out, consumer "lg";
+  - the display is luma's real ssd1306 driver on the emulated I2C bus, which has no display (--oled ssd1306,
+    the default): the daemon logs the display failed and goes on (READY, the taps below delivered), its
+    retained state names it in `failed_parts`, and `mynabox selftest` fails the display check only;
   - a virtual card in qemu's emulated USB reader (usb-ccid, a CCID reader libccid knows, with its
     ccid-card-passthru slot fed by the test over VSCard: tests/support/vscard.py) is read by the image's own
     pcscd + libccid (no vpcd anywhere), the lookup goes to the reference service, and the sealed summary
@@ -36,6 +40,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -214,10 +219,6 @@ def check_gpio_lines(box: Box) -> bool:
     pins = pin_map()
     lines = gpio_lines(box.console, pins)
     print("boot-test: lines at READY (kernel debugfs):", lines)
-    names = "|".join(f"GPIO{p}" for p in pins.values())
-    info = box.sh(f"command -v gpioinfo >/dev/null && gpioinfo | grep -E '\"({names})\"'")
-    for line in re.findall(r"^\s*line\s.*$", info, re.M):
-        print("boot-test: gpioinfo:", " ".join(line.split()))
     ok = box.check(
         "gpio_lines_held_s",
         all(lines[b].startswith("input,pull-up (lg)") for b in ("consent", "emergency"))
@@ -229,6 +230,43 @@ def check_gpio_lines(box: Box) -> bool:
         " > /run/mynabox-test-levels) >/dev/null 2>&1 & echo $! > /run/mynabox-test-levels.pid"
     )
     return ok
+
+
+def gpioinfo_lines(out: str, pins: dict[str, int]) -> dict[str, tuple[str, str]]:
+    """(direction, consumer) of each pin's line in `gpioinfo`'s output, by the line's kernel name ("GPIO17").
+    libgpiod 2 prints `line 17: "GPIO17" input bias=pull-up consumer="lg"`, libgpiod 1
+    `line 17: "GPIO17" "lg" input active-high [used]`; both are read."""
+    found = {}
+    for function, pin in pins.items():
+        line = re.search(rf'^\s*line\s+{pin}:\s+"GPIO{pin}"\s+(.*)$', out, re.M)
+        if line is None:
+            continue
+        rest = line.group(1)
+        direction = re.search(r"\b(input|output)\b", rest)
+        consumer = re.search(r'consumer="([^"]*)"', rest) or re.match(r'"([^"]*)"', rest)
+        found[function] = (
+            direction.group(1) if direction else "?",
+            consumer.group(1) if consumer else "",
+        )
+    return found
+
+
+def check_gpioinfo(box: Box) -> bool:
+    """The guest's own libgpiod tools (`gpioinfo`, Debian's gpiod in the image) show the pin map's lines
+    held by the daemon, named as the kernel names them: the buttons as inputs, the LED and the buzzer as
+    outputs, each with the daemon's consumer name (lgpio's "lg")."""
+    pins = pin_map()
+    names = "|".join(f"GPIO{p}" for p in pins.values())
+    out = box.sh(f"gpioinfo 2>&1 | grep -E '\"({names})\"'")
+    for line in re.findall(r"^\s*line\s.*$", out, re.M):
+        print("boot-test: gpioinfo:", " ".join(line.split()))
+    seen = gpioinfo_lines(out, pins)
+    print("boot-test: gpioinfo (direction, consumer) by function:", seen)
+    wanted = {"consent": "input", "emergency": "input", "led": "output", "buzzer": "output"}
+    return box.check(
+        "gpioinfo_lines_held_s",
+        all(seen.get(f, ("", ""))[0] == d and seen[f][1] == "lg" for f, d in wanted.items()),
+    )
 
 
 def check_taps(box: Box) -> bool:
@@ -274,6 +312,69 @@ def check_consents(box: Box) -> bool:
     print("boot-test: consent of each read (audit records):", consents)
     ok = box.check("consent_press_seen_s", "oral-consent" in consents)
     return box.check("emergency_press_seen_s", "life-saving-exception" in consents) and ok
+
+
+def retained_state(box: Box, timeout: float = 20.0) -> dict[str, Any] | None:
+    """The box's retained `state` document as the broker hands it to a new subscriber, read with the
+    gateway's certificate (the only reader the broker's ACL admits). The broker makes the certificate's name
+    the client id, so this takes the receiver's session over for a moment: it reconnects (1 s) and
+    subscribes again; nothing is in flight then (the taps are over)."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from mynabox.tls import client_context
+
+    mqtt = box.work / "vehicle" / "mqtt"
+    got: list[bytes] = []
+    arrived = threading.Event()
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="gateway", protocol=paho.MQTTv5)
+    client.tls_set_context(client_context(mqtt / "ca.pem", mqtt / "client-gateway.pem",
+                                          mqtt / "client-gateway.key"))  # fmt: skip
+    client.on_connect = lambda c, _u, _f, _rc, _p: c.subscribe(f"mynabox/{DEVICE_ID}/state", 1)
+
+    def message(_c: object, _u: object, msg: paho.MQTTMessage) -> None:
+        if msg.retain:
+            got.append(bytes(msg.payload))
+            arrived.set()
+
+    client.on_message = message
+    client.connect("127.0.0.1", box.broker.port, keepalive=10)
+    client.loop_start()
+    try:
+        arrived.wait(timeout)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if not got:
+        return None
+    doc: dict[str, Any] = json.loads(got[0])
+    return doc
+
+
+def check_display_degraded(box: Box) -> bool:
+    """With luma's real ssd1306 driver on the emulated I2C bus that has no display on it: the daemon says
+    the display failed and goes on (it reached READY, the taps above were read and delivered), its retained
+    state names the display in `failed_parts`, and `mynabox selftest` fails the display check."""
+    if box.options.oled != "ssd1306":
+        print(f"boot-test: display {box.options.oled}: the degrade path is not run (--oled ssd1306 runs it)")
+        return True
+    said = [ln for ln in box.console.text().splitlines() if "display failed at start, the box goes on" in ln]
+    print("boot-test: daemon:", said[0].strip() if said else "(no display failure logged)")
+    ok = box.check("display_failed_logged_s", bool(said))
+    state = retained_state(box)
+    print("boot-test: retained state:", json.dumps(state, ensure_ascii=False))
+    failed = str((state or {}).get("failed_parts", "")).split("+")
+    ok &= box.check("display_failed_on_state_s", state is not None and "display" in failed)
+    out = box.sh(
+        "/opt/mynabox/venv/bin/mynabox selftest --config /var/lib/mynabox/identity/config.toml --timeout 3 "
+        "2>&1 | grep -E '^(ok  |FAIL) (display|panel)'",
+        timeout=300,
+    )
+    lines = re.findall(r"^(?:ok  |FAIL) (?:display|panel).*$", out, re.M)
+    for line in lines:
+        print("boot-test: selftest:", line)
+    ok &= box.check("display_failed_in_selftest_s", any(ln.startswith("FAIL display") for ln in lines))
+    return box.check("panel_ok_in_selftest_s", any(ln.startswith("ok   panel") for ln in lines)) and ok
 
 
 def check_outputs(box: Box) -> bool:
@@ -378,8 +479,10 @@ CHECKS: list[Check] = [
     check_broker,
     check_device_nodes,
     check_gpio_lines,
+    check_gpioinfo,
     check_taps,
     check_consents,
+    check_display_degraded,
     check_outputs,
     check_watchdog_restart,
     check_no_daemon_errors,
@@ -405,11 +508,14 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for READY")
     parser.add_argument("--step-timeout", type=float, default=600.0, help="seconds for each later check")
     parser.add_argument("--keep", type=Path, help="keep the work files (image, console log) here")
+    # ssd1306 by default: the kernel path is there (i2c-stub's /dev/i2c-0, no display at 0x3c), so the box
+    # runs luma's real driver and degrades; dummy only for a run that is about something else.
     parser.add_argument(
         "--oled",
         choices=sorted(DISPLAY),
-        default="dummy",
-        help="ssd1306: luma's real driver on the emulated I2C bus with no display on it (the degrade path)",
+        default="ssd1306",
+        help="ssd1306 (default): luma's real driver on the emulated I2C bus with no display on it (the "
+        "degrade path); dummy: luma's dummy device, the display checks not run",
     )
     parser.add_argument(
         "--modules", type=Path, help="a directory with gpiosim.ko and i2c-stub.ko for the image's kernel"
