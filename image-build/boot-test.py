@@ -9,7 +9,8 @@ the seconds since power-on printed:
     with the root mounted read-only (and writes to it refused);
   - the box connects to the broker on the host with its client certificate;
   - the simulated GPIO chip and I2C bus have the image's udev groups; the daemon holds the pin map's lines;
-  - the image's own `gpioinfo` (libgpiod) shows those lines held: buttons in, LED and buzzer out, consumer "lg";
+  - the image's own `gpioinfo` (libgpiod) shows those lines held: buttons in, LED and buzzer out,
+    consumer "lg";
   - the display is luma's real ssd1306 driver on the emulated I2C bus, which has no display (--oled ssd1306,
     the default): the daemon logs the display failed and goes on (READY, the taps below delivered), its
     retained state names it in `failed_parts`, and `mynabox selftest` fails the display check only;
@@ -365,12 +366,14 @@ def check_display_degraded(box: Box) -> bool:
     print("boot-test: retained state:", json.dumps(state, ensure_ascii=False))
     failed = str((state or {}).get("failed_parts", "")).split("+")
     ok &= box.check("display_failed_on_state_s", state is not None and "display" in failed)
+    # As the unit runs it: its config, and the keys where LoadCredential= takes them from (same names).
     out = box.sh(
-        "/opt/mynabox/venv/bin/mynabox selftest --config /var/lib/mynabox/identity/config.toml --timeout 3 "
-        "2>&1 | grep -E '^(ok  |FAIL) (display|panel)'",
+        "CREDENTIALS_DIRECTORY=/etc/mynabox/credentials /opt/mynabox/venv/bin/mynabox selftest "
+        "--config /var/lib/mynabox/identity/config.toml --timeout 3 2>&1 | grep -E '^(ok  |FAIL) "
+        "(config|display|panel)'",
         timeout=300,
     )
-    lines = re.findall(r"^(?:ok  |FAIL) (?:display|panel).*$", out, re.M)
+    lines = re.findall(r"^(?:ok  |FAIL) (?:config|display|panel).*$", out, re.M)
     for line in lines:
         print("boot-test: selftest:", line)
     ok &= box.check("display_failed_in_selftest_s", any(ln.startswith("FAIL display") for ln in lines))
