@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps lint test test-fast demo bench bench-fleet hil gpio-vm fuzz screens clean image image-test image-reproducible bundle
+.PHONY: deps lint test test-fast demo bench bench-fleet hil gpio-vm fuzz screens clean image image-test image-hil image-reproducible bundle
 
 deps:
 	@scripts/install-deps.sh
@@ -65,6 +65,10 @@ image-reproducible:
 # Boots the built image under qemu-system-aarch64 -M virt (TCG) and waits for the daemon's READY.
 image-test: deps
 	$(PY) image-build/boot-test.py
+
+# The bench suite (make hil) run ON the emulated box, the host as the technician (image-build/hil-test.py).
+image-hil: deps
+	$(PY) image-build/hil-test.py
 
 # A signed verity bundle of one root slot: make bundle ROOTFS=root-a.ext4 CERT=… KEY=… [KEYRING=ca.pem]
 # (CERT/KEY: files or PKCS#11 URIs; never in this repository). Output: image-build/out/mynabox-<version>.raucb

@@ -8,6 +8,7 @@ leaves what it did).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -27,6 +28,9 @@ from .report import write_reports
 from .rig import Rig, RigError, load_rig
 
 RIG_ENV, REPORTS_ENV = "MYNABOX_RIG", "MYNABOX_HIL_REPORTS"
+# On a box (`make hil` there collects tests/hil too) there is no browser: the report's browser test stays out.
+_BROWSER = Path(__file__).parents[1] / "gateway" / "browser.py"
+collect_ignore = [] if _BROWSER.exists() and importlib.util.find_spec("selenium") else ["test_report.py"]
 NO_RIG = "no rig file given: a bench run is `make hil` (hw/bench/rig.toml) or `make hil RIG=FILE`"
 
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from gateway.browser import headless_chromium  # tests/gateway (tests/ is on sys.path)
 from mynabox.render.catalog import catalog
 
 pytestmark = pytest.mark.stack
@@ -116,6 +115,8 @@ def test_a_good_virtual_box_passes_every_check(tmp_path: Path) -> None:
     page = (reports / "report.html").read_text(encoding="utf-8")
     assert "amb-virtual-01" in page and "PASS" in page
     assert "card_read_ms " in page and ", limit ≤ 1000 ms (marginal above 600): " in page
+    from gateway.browser import headless_chromium  # tests/gateway; here, not on a box (no browser there)
+
     with headless_chromium(1000, 900) as chrome:  # the run's own report, read at 1000 px: no sideways scroll
         chrome.get((reports / "report.html").as_uri())
         scroll, client = chrome.execute_script(
