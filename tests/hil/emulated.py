@@ -147,6 +147,7 @@ class EmulatedTechnician:
         # from the level just before the mark: a beep that began right after it has its rising edge
         samples = [(guest, buzzer) for _, guest, _, buzzer in self.levels.since(max(self.heard_from - 1, 0))]
         beeps = pulses(samples)
+        self.heard_from = self.levels.mark()  # the next question is about the next sound
         # count and rough length, as an ear judges them (a 0.08 s chirp vs a 0.8 s tone), with room for TCG
         return len(beeps) == times and all(abs(p - on) < 0.25 for p in beeps)
 

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-POLL_S = 0.003
+POLL_S = 0.01
 HEARTBEAT_S = 0.1
 
 
