@@ -113,7 +113,9 @@ def test_the_buzzer_is_judged_from_its_line(lines: tuple[Path, Path, Levels]) ->
     assert tech.answer("did you hear the 'hold-again' pattern (2 beeps of 0.3 s)? [y/n]  (60") == "y\n"
     lengths = pulses([(g, b) for _, g, _, b in levels.since(0)])
     assert len(lengths) == 2 and all(abs(p - on) < 0.1 for p in lengths), lengths
-    beep(buzzer, on, off, 1)  # the next step's sound: the earlier beeps no longer count
+    beep(buzzer, on, off, times)  # the next step's sound: the earlier beeps no longer count
+    assert tech.answer("did you hear the 'hold-again' pattern (2 beeps of 0.3 s)? [y/n]  (60") == "y\n"
+    beep(buzzer, on, off, 1)
     assert tech.answer("did you hear the 'hold-again' pattern (2 beeps of 0.3 s)? [y/n]  (60") == "n\n"
 
 
