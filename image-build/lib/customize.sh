@@ -11,6 +11,9 @@ install -D -m 0644 "$in/systemd/mynabox.tmpfiles" /usr/lib/tmpfiles.d/mynabox.co
 install -D -m 0644 "$in/systemd/udev/60-mynabox.rules" /usr/lib/udev/rules.d/60-mynabox.rules
 install -D -m 0644 "$in/systemd/polkit/50-mynabox-pcscd.rules" \
   /usr/share/polkit-1/rules.d/50-mynabox-pcscd.rules
+# The daemon switches to an installed update with `systemctl reboot` (user mynabox, only when idle).
+install -D -m 0644 "$in/systemd/polkit/50-mynabox-reboot.rules" \
+  /usr/share/polkit-1/rules.d/50-mynabox-reboot.rules
 # Users now: the root is read-only at run time.
 systemd-sysusers
 
@@ -27,7 +30,7 @@ chmod 0755 /etc/mynabox
 rm -rf /etc/mynabox/credentials
 ln -sfn /var/lib/mynabox/identity/credentials /etc/mynabox/credentials
 
-systemctl enable mynabox.service mynabox-firstboot.service \
+systemctl enable mynabox.service mynabox-firstboot.service mynabox-health.service \
   systemd-networkd.service systemd-resolved.service systemd-timesyncd.service
 ln -sfn ../run/systemd/resolve/stub-resolv.conf /etc/resolv.conf
 echo mynabox > /etc/hostname
