@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,7 @@ class Options:
     oled: str = "dummy"
     modules: Path | None = None  # gpiosim.ko and i2c-stub.ko for the image's kernel
     replace: tuple[tuple[Path, str], ...] = ()  # (local file, path in root A) swapped into the test copy
+    debugfs: str = ""  # more debugfs commands on the test copy's root A (the update test's keyring)
     timeout: float = 1800.0  # the first boot to READY
     step_timeout: float = 600.0  # each later step
     extra_card_bytes: int = 512 * 1024 * 1024  # a bigger "card": the state partition grows into it
@@ -466,16 +467,17 @@ def prepare_card(options: Options, work: Path, figures: dict[str, Any]) -> tuple
     figures["unpack_s"] = round(time.monotonic() - t0, 1)
     modules = test_modules(options.out, options.modules)
     t0 = time.monotonic()
-    edit_root(image, work, options.replace, test_hardware_setup(work, modules))
+    edit_root(image, work, options.replace, test_hardware_setup(work, modules) + options.debugfs)
     figures["root_edited_s"] = round(time.monotonic() - t0, 1)
     fat_put(image, "cmdline-extra.env", f"mb_extra={DEBUG_CMDLINE}\n".encode(), work)
     return image, state_before
 
 
 @contextlib.contextmanager
-def launch(options: Options) -> Iterator[Box]:
+def launch(options: Options, on_card: Callable[[Path], None] | None = None) -> Iterator[Box]:
     """Prepares the card, provisions it, starts the host's services and powers the box on. Everything
-    started ends on exit."""
+    started ends on exit. `on_card(image)` sees the prepared card before the power-on (the update test
+    makes its bundles from the test copy's root A there)."""
     qemu = shutil.which("qemu-system-aarch64")
     if qemu is None:
         raise SystemExit("boot-test: qemu-system-aarch64 missing (apt-get install qemu-system-arm)")
@@ -486,6 +488,8 @@ def launch(options: Options) -> Iterator[Box]:
     figures: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         image, state_before = prepare_card(options, work, figures)
+        if on_card is not None:
+            on_card(image)
         mqtt_port, summary_port, ccid_port = free_port(), free_port(), free_port()
         vehicle_file, keys = vehicle(work, mqtt_port, summary_port, options.oled)
         v = vehicle_file.parent
