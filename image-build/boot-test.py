@@ -375,12 +375,12 @@ def check_display_degraded(box: Box) -> bool:
     # As the unit runs it: its config, and the keys where LoadCredential= takes them from (same names).
     out = box.sh(
         "CREDENTIALS_DIRECTORY=/etc/mynabox/credentials /opt/mynabox/venv/bin/mynabox selftest "
-        "--config /var/lib/mynabox/identity/config.toml --timeout 3 2>&1 | grep -E '^(ok  |FAIL) "
+        "--config /var/lib/mynabox/identity/config.toml --timeout 3 2>&1 | grep -A 4 -E '^(ok  |FAIL) "
         "(config|display|panel)'",
         timeout=300,
     )
     lines = re.findall(r"^(?:ok  |FAIL) (?:config|display|panel).*$", out, re.M)
-    for line in lines:
+    for line in re.findall(r"^(?:ok  |FAIL|  ).*$", out, re.M):  # with a failed check's detail lines
         print("boot-test: selftest:", line)
     ok &= box.check("display_failed_in_selftest_s", any(ln.startswith("FAIL display") for ln in lines))
     return box.check("panel_ok_in_selftest_s", any(ln.startswith("ok   panel") for ln in lines)) and ok

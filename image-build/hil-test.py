@@ -188,10 +188,10 @@ def run_suite(box: Box, technician: EmulatedTechnician, name: str, rig: str, sel
         send = " ".join(f"--send {reports}/{f}" for f in ("report.json", "report.html", "report.xml"))
         extra = f" -- -k '{select}'" if select else ""
         box.sh(
-            f"cd {GUEST}/src && setsid env PYTHONPATH={GUEST}/site "
+            f"(cd {GUEST}/src && setsid env PYTHONPATH={GUEST}/site "
             f"CREDENTIALS_DIRECTORY=/etc/mynabox/credentials {PY} tests/hil/ttybridge.py {HOST} {port} "
             f"{send} -- {PY} scripts/hil.py --rig {GUEST}/{rig} "
-            f"--reports {reports}{extra} > {GUEST}/bridge-{name}.log 2>&1 < /dev/null &"
+            f"--reports {reports}{extra} > {GUEST}/bridge-{name}.log 2>&1 < /dev/null &)"
         )
         conn, _ = server.accept()
     with conn:
@@ -261,9 +261,9 @@ def main() -> int:
         levels = Levels()
         with listener() as server:
             box.sh(
-                f"setsid {PY} {GUEST}/src/tests/hil/linewatch.py {HOST} {server.getsockname()[1]} "
+                f"(setsid {PY} {GUEST}/src/tests/hil/linewatch.py {HOST} {server.getsockname()[1]} "
                 f"{SIM}/sim_gpio{wiring['led']}/value {SIM}/sim_gpio{wiring['buzzer']}/value "
-                "> /dev/null 2>&1 < /dev/null &"
+                "> /dev/null 2>&1 < /dev/null &)"  # a subshell: box.sh appends "; echo …"
             )
             watch, _ = server.accept()
         stack.callback(watch.close)
