@@ -83,6 +83,7 @@ TIMING = re.compile(r"mynabox\[\d+\]: .*read (?:delivered|result-shown) .*")
 BOOT_STATE_LINE = re.compile(r"mynabox: boot state copy (\S+) \((\S+)\)")
 
 Check = Callable[[Box], bool]
+CREDENTIALS = ("device-key", "mqtt-client-key", "summary-client-key", "audit-key")  # mynabox.service's
 
 
 def wait_for_summary(
@@ -372,11 +373,13 @@ def check_display_degraded(box: Box) -> bool:
     print("boot-test: retained state:", json.dumps(state, ensure_ascii=False))
     failed = str((state or {}).get("failed_parts", "")).split("+")
     ok &= box.check("display_failed_on_state_s", state is not None and "display" in failed)
-    # As the unit runs it: its config, and the keys where LoadCredential= takes them from (same names).
+    # As the unit runs the daemon: its user and groups, its credentials (LoadCredential=), its config.
+    creds = " ".join(f"-p LoadCredential={c}:/etc/mynabox/credentials/{c}" for c in CREDENTIALS)
     out = box.sh(
-        "CREDENTIALS_DIRECTORY=/etc/mynabox/credentials /opt/mynabox/venv/bin/mynabox selftest "
-        "--config /var/lib/mynabox/identity/config.toml --timeout 3 2>&1 | grep -A 4 -E '^(ok  |FAIL) "
-        "(config|display|panel)'",
+        "systemd-run --wait --pipe --quiet -p User=mynabox -p Group=mynabox "
+        f"-p 'SupplementaryGroups=i2c gpio' {creds} /opt/mynabox/venv/bin/mynabox selftest "
+        "--config /var/lib/mynabox/identity/config.toml "
+        "--timeout 3 2>&1 | grep -A 4 -E '^(ok  |FAIL) (config|display|panel)'",
         timeout=300,
     )
     lines = re.findall(r"^(?:ok  |FAIL) (?:config|display|panel).*$", out, re.M)
