@@ -56,8 +56,10 @@ ROOT = HERE.parent
 GUEST = "/run/hil"  # tmpfs: the root is read-only, and nothing of this stays on the card
 PY = "/opt/mynabox/venv/bin/python"  # the box's own Python and firmware
 HOST = "10.0.2.2"  # the host as qemu's user network shows it to the guest
-SITE = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "py.py", "pytest_timeout.py")
-DISTS = {"pytest", "pluggy", "iniconfig", "packaging", "pytesttimeout"}  # their metadata: plugins load
+# pytest and what it needs (its Requires-Dist on Python 3.11+), all pure Python, from the project's venv
+SITE = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "pygments", "py.py", "pytest_timeout.py")
+# their metadata too: pytest finds its plugins (pytest-timeout) by their entry points
+DISTS = {"pytest", "pluggy", "iniconfig", "packaging", "pygments", "pytesttimeout"}
 EMULATED = ROOT / "hw/bench/emulated.toml"
 BUTTONS = ("button 同意: press seen", "button 緊急: press seen")
 

@@ -48,7 +48,7 @@ class Levels:
     def feed(self, conn: socket.socket) -> None:
         """Reads the watcher's lines until it goes away (run in a thread)."""
         rest = b""
-        while chunk := conn.recv(4096):
+        while chunk := _recv(conn):
             rest += chunk
             *lines, rest = rest.split(b"\n")
             for line in lines:
@@ -68,6 +68,13 @@ class Levels:
     def since(self, mark: int) -> list[tuple[float, float, int, int]]:
         with self.lock:
             return self.samples[mark:]
+
+
+def _recv(conn: socket.socket) -> bytes:
+    try:
+        return conn.recv(4096)
+    except OSError:  # closed at the end of the run
+        return b""
 
 
 def pulses(samples: list[tuple[float, int]]) -> list[float]:
