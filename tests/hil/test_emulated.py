@@ -83,6 +83,9 @@ def lines(tmp_path: Path) -> Iterator[tuple[Path, Path, Levels]]:
         )  # fmt: skip
         conn, _ = server.accept()
     threading.Thread(target=levels.feed, args=(conn,), daemon=True).start()
+    deadline = time.monotonic() + 10
+    while not levels.mark() and time.monotonic() < deadline:  # watching, as on the box long before
+        time.sleep(0.05)
     try:
         yield led, buzzer, levels
     finally:
