@@ -61,6 +61,10 @@ SITE = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "pygments", "py
 # their metadata too: pytest finds its plugins (pytest-timeout) by their entry points
 DISTS = {"pytest", "pluggy", "iniconfig", "packaging", "pygments", "pytesttimeout"}
 EMULATED = ROOT / "hw/bench/emulated.toml"
+AS_THE_DAEMON = "-p User=mynabox -p Group=mynabox -p 'SupplementaryGroups=i2c gpio' " + " ".join(
+    f"-p LoadCredential={c}:/etc/mynabox/credentials/{c}"
+    for c in ("device-key", "mqtt-client-key", "summary-client-key", "audit-key")
+)  # mynabox.service's
 BUTTONS = ("button 同意: press seen", "button 緊急: press seen")
 
 
@@ -189,11 +193,14 @@ def run_suite(box: Box, technician: EmulatedTechnician, name: str, rig: str, sel
         port = server.getsockname()[1]
         send = " ".join(f"--send {reports}/{f}" for f in ("report.json", "report.html", "report.xml"))
         extra = f" -- -k '{select}'" if select else ""
+        # As the daemon runs (hw/bench/README.md): its user and groups, its credentials; the config on the
+        # state partition is the mynabox user's, and the config loader refuses it to anyone else but root,
+        # whom it refuses a file another user could replace.
         box.sh(
-            f"(cd {GUEST}/src && setsid env PYTHONPATH={GUEST}/site "
-            f"CREDENTIALS_DIRECTORY=/etc/mynabox/credentials {PY} tests/hil/ttybridge.py {HOST} {port} "
-            f"{send} -- {PY} scripts/hil.py --rig {GUEST}/{rig} "
-            f"--reports {reports}{extra} > {GUEST}/bridge-{name}.log 2>&1 < /dev/null &)"
+            f"mkdir -p {reports} && chown -R mynabox:mynabox {GUEST}/reports {GUEST}/bench && "
+            f"systemd-run --unit=mynabox-hil-{name} --collect --quiet {AS_THE_DAEMON} "
+            f"-p WorkingDirectory={GUEST}/src -E PYTHONPATH={GUEST}/site {PY} tests/hil/ttybridge.py {HOST} "
+            f"{port} {send} -- {PY} scripts/hil.py --rig {GUEST}/{rig} --reports {reports}{extra}"
         )
         conn, _ = server.accept()
     with conn:
