@@ -197,7 +197,8 @@ def run_suite(box: Box, technician: EmulatedTechnician, name: str, rig: str, sel
         # state partition is the mynabox user's, and the config loader refuses it to anyone else but root,
         # whom it refuses a file another user could replace.
         box.sh(
-            f"mkdir -p {reports} && chown -R mynabox:mynabox {GUEST}/reports {GUEST}/bench && "
+            # all of it the daemon user's: lgpio writes its FIFOs into the working directory (src)
+            f"mkdir -p {reports} && chown -R mynabox:mynabox {GUEST} && "
             f"systemd-run --unit=mynabox-hil-{name} --collect --quiet {AS_THE_DAEMON} "
             f"-p WorkingDirectory={GUEST}/src -E PYTHONPATH={GUEST}/site {PY} tests/hil/ttybridge.py {HOST} "
             f"{port} {send} -- {PY} scripts/hil.py --rig {GUEST}/{rig} --reports {reports}{extra}"

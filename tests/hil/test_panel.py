@@ -32,6 +32,9 @@ def test_panel(step: str, bench: Bench, panel: PanelSteps, operator: Operator) -
     part = PART[step.split(" ", maxsplit=1)[0]]
     if not bench.rig.has(part):
         pytest.skip(f"the rig has no {part} (parts.{part} = false in {bench.rig.path})")
+    kept = {"buttons": panel.panel.buttons, "led": panel.panel.led, "buzzer": panel.panel.buzzer}[part]
+    if not kept.working:  # e.g. its lines held by the running daemon, or lgpio unable to start
+        pytest.fail(f"{step}: the {part} cannot be set up: {kept.problem}")
     run: Callable[[Callable[[str], str]], str | None] = dict(panel.all())[step]
     problem = run(operator.ask)
     assert problem is None, f"{step}: {problem}"
