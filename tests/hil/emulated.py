@@ -139,9 +139,11 @@ class EmulatedTechnician:
         return typed
 
     def led_looks(self, prompt: str) -> bool:
+        # only what the line did after the question (the level before it may be the previous mode's)
+        time.sleep(0.2)
         mark = self.levels.mark()
-        time.sleep(LED_WINDOW_S + 0.2)
-        seen = {led for _, _, led, _ in self.levels.since(max(mark - 1, 0))}
+        time.sleep(LED_WINDOW_S)
+        seen = {led for _, _, led, _ in self.levels.since(mark)}
         if "blinking" in prompt:
             return seen == {0, 1}
         return seen == ({1} if "steadily on" in prompt else {0})
