@@ -125,8 +125,8 @@ def test_the_buzzer_is_judged_from_its_line(lines: tuple[Path, Path, Levels]) ->
 def test_the_led_is_judged_from_its_line(lines: tuple[Path, Path, Levels]) -> None:
     led, _, levels = lines
     tech = technician(levels)
+    time.sleep(0.3)  # dark a while, then lit just before the question (as the suite sets it, then asks)
     led.write_text("1\n")
-    time.sleep(0.3)
     assert tech.answer("is the LED steadily on? [y/n]  (60") == "y\n"
     assert tech.answer("is the LED blinking? [y/n]  (60") == "n\n"
     stop = threading.Event()
