@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps lint test test-fast demo bench bench-fleet hil gpio-vm fuzz screens clean image image-test image-reproducible bundle
+.PHONY: deps lint test test-fast demo bench bench-fleet hil gpio-vm fuzz screens clean image image-test image-hil image-update-test image-reproducible bundle
 
 deps:
 	@scripts/install-deps.sh
@@ -63,9 +63,17 @@ image:
 image-reproducible:
 	image-build/check-reproducible
 
-# Boots the built image under qemu-system-aarch64 -M virt (TCG) and waits for the daemon's READY.
+# Boots the built image under qemu-system-aarch64 -M virt (TCG) through U-Boot and runs the boot checks.
 image-test: deps
 	$(PY) image-build/boot-test.py
+
+# The bench suite (make hil) run ON the emulated box, the host as the technician (image-build/hil-test.py).
+image-hil: deps
+	$(PY) image-build/hil-test.py
+
+# A field update of the emulated box: bundles from the build's root, installed, switched, rolled back.
+image-update-test: deps
+	$(PY) image-build/update-test.py
 
 # A signed verity bundle of one root slot: make bundle ROOTFS=root-a.ext4 CERT=… KEY=… [KEYRING=ca.pem]
 # (CERT/KEY: files or PKCS#11 URIs; never in this repository). Output: image-build/out/mynabox-<version>.raucb

@@ -11,8 +11,17 @@ install -D -m 0644 "$in/systemd/mynabox.tmpfiles" /usr/lib/tmpfiles.d/mynabox.co
 install -D -m 0644 "$in/systemd/udev/60-mynabox.rules" /usr/lib/udev/rules.d/60-mynabox.rules
 install -D -m 0644 "$in/systemd/polkit/50-mynabox-pcscd.rules" \
   /usr/share/polkit-1/rules.d/50-mynabox-pcscd.rules
+# The daemon switches to an installed update with `systemctl reboot` (user mynabox, only when idle).
+install -D -m 0644 "$in/systemd/polkit/50-mynabox-reboot.rules" \
+  /usr/share/polkit-1/rules.d/50-mynabox-reboot.rules
 # Users now: the root is read-only at run time.
 systemd-sysusers
+# The FAT partition: root's, readable by the daemon's group only (it reads the boot state to know when an
+# installed update waits for its switch); nobody else. Its gid exists only now, after sysusers.
+gid=$(getent group mynabox | cut -d: -f3)
+[ -n "$gid" ] || { echo "customize: no group mynabox" >&2; exit 1; }
+sed -i "s|^\(LABEL=MYNA-BOOT .*\)umask=0077|\1uid=0,gid=$gid,fmask=0137,dmask=0027|" /etc/fstab
+grep -q "gid=$gid,fmask=0137,dmask=0027" /etc/fstab || { echo "customize: the FAT's fstab line" >&2; exit 1; }
 
 # The firmware on the dependencies' venv (lib/venv-deps.sh, or its cached copy): its wheel checked against
 # the lock's hash, pip run from Debian's pip wheel so none is left in the venv, byte code without timestamps.
@@ -27,7 +36,7 @@ chmod 0755 /etc/mynabox
 rm -rf /etc/mynabox/credentials
 ln -sfn /var/lib/mynabox/identity/credentials /etc/mynabox/credentials
 
-systemctl enable mynabox.service mynabox-firstboot.service \
+systemctl enable mynabox.service mynabox-firstboot.service mynabox-health.service \
   systemd-networkd.service systemd-resolved.service systemd-timesyncd.service
 ln -sfn ../run/systemd/resolve/stub-resolv.conf /etc/resolv.conf
 echo mynabox > /etc/hostname

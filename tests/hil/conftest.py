@@ -8,6 +8,7 @@ leaves what it did).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -21,11 +22,15 @@ import mynabox
 
 from .bench import Bench, open_bench
 from .measure import Measurement, judge
+from .names import check_name
 from .prompts import Operator
 from .report import write_reports
 from .rig import Rig, RigError, load_rig
 
 RIG_ENV, REPORTS_ENV = "MYNABOX_RIG", "MYNABOX_HIL_REPORTS"
+# On a box (`make hil` there collects tests/hil too) there is no browser: the report's browser test stays out.
+_BROWSER = Path(__file__).parents[1] / "gateway" / "browser.py"
+collect_ignore = [] if _BROWSER.exists() and importlib.util.find_spec("selenium") else ["test_report.py"]
 NO_RIG = "no rig file given: a bench run is `make hil` (hw/bench/rig.toml) or `make hil RIG=FILE`"
 
 
@@ -167,7 +172,7 @@ def bench(run: Run, record_testsuite_property: Callable[[str, object], None]) ->
 
 @pytest.fixture
 def operator(bench: Bench, request: pytest.FixtureRequest) -> Operator:
-    bench.operator.step = request.node.nodeid
+    bench.operator.step = check_name(request.node)
     return bench.operator
 
 
@@ -177,7 +182,7 @@ def measure(run: Run, request: pytest.FixtureRequest) -> Callable[[str, float], 
     failures: list[str] = []
 
     def record(name: str, value: float) -> Measurement:
-        m = judge(name, value, request.node.nodeid, run.rig.limits)
+        m = judge(name, value, check_name(request.node), run.rig.limits)
         run.measurements.append(m)
         request.node.user_properties.append((name, f"{m.value} {m.unit} {m.outcome}"))
         if m.outcome == "fail":
@@ -191,11 +196,25 @@ def measure(run: Run, request: pytest.FixtureRequest) -> Callable[[str, float], 
 
 @pytest.fixture
 def fact(run: Run, request: pytest.FixtureRequest) -> Callable[[str, object], None]:
-    """Record something learned (reader capabilities, reader name) for the report."""
+    """Record something learned (reader capabilities, reader name) for the report, under the check's name."""
 
     def record(name: str, value: object) -> None:
-        run.facts.setdefault(request.node.nodeid, {})[name] = value
+        run.facts.setdefault(check_name(request.node), {})[name] = value
         request.node.user_properties.append((name, str(value)))
+
+    return record
+
+
+_PROVED = pytest.StashKey[str]()
+
+
+@pytest.fixture
+def proved(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """What the check proved, with its figures ("reader: card read in 0.42 s"): the report's name for the
+    check once it passed (a failed check keeps its title: it proved nothing)."""
+
+    def record(text: str) -> None:
+        request.node.stash[_PROVED] = text
 
     return record
 
@@ -208,7 +227,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return report
     entry = run.tests.setdefault(
         item.nodeid,
-        {"id": item.nodeid, "name": _name(item), "outcome": "passed", "reason": None, "duration_s": 0.0},
+        {
+            "id": item.nodeid,
+            "name": check_name(item),
+            "proved": None,
+            "outcome": "passed",
+            "reason": None,
+            "duration_s": 0.0,
+        },
     )
     entry["duration_s"] = round(entry["duration_s"] + report.duration, 3)
     if report.skipped and entry["outcome"] != "failed":
@@ -220,16 +246,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         entry["outcome"] = "failed"
         entry["reason"] = _reason(report)
     if report.when == "teardown":
+        passed = entry["outcome"] == "passed"
+        entry["proved"] = item.stash.get(_PROVED, entry["name"]) if passed else None
         run.write()  # after every check: a box that resets mid-run still leaves its report
     return report
-
-
-def _name(item: pytest.Item) -> str:
-    """The check's name as the technician reads it (pytest escapes non-ASCII parameters in ids)."""
-    callspec = getattr(item, "callspec", None)
-    if callspec is None:
-        return item.name
-    return f"{getattr(item, 'originalname', item.name)}[{', '.join(map(str, callspec.params.values()))}]"
 
 
 def _reason(report: pytest.TestReport) -> str:
@@ -254,6 +274,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     data = run.data(finished=True)
     terminalreporter.section("bench run")
     terminalreporter.write_line(f"outcome: {data['outcome'].upper()}  box {data['box']}")
+    for test in data["tests"]:
+        said = test["proved"] or test["name"]
+        why = f": {test['reason']}" if test["reason"] else ""
+        terminalreporter.write_line(f"  {test['outcome'].upper():7} {said}{why}")
     for m in run.measurements:
         terminalreporter.write_line(f"  {m.describe()}")
     if run.reports is not None:

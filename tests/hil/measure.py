@@ -31,13 +31,28 @@ class Measurement:
     what: str
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"limit": self.limit()}
+
+    def limit(self) -> str:
+        """The limits as the technician reads them beside the value: "≤ 1000 ms (marginal above 600)"."""
+        unit = f" {self.unit}"
+        if self.low is not None and self.high is not None:
+            text = f"{self.low:g}–{self.high:g}{unit}"
+        elif self.high is not None:
+            text = f"≤ {self.high:g}{unit}"
+        elif self.low is not None:
+            text = f"≥ {self.low:g}{unit}"
+        else:
+            text = "no limit"
+        marginal = [
+            f"{label} {v:g}"
+            for label, v in (("below", self.marginal_low), ("above", self.marginal_high))
+            if v is not None
+        ]
+        return f"{text} (marginal {' or '.join(marginal)})" if marginal else text
 
     def describe(self) -> str:
-        bounds = " ".join(
-            f"{label} {v:g}" for label, v in (("low", self.low), ("high", self.high)) if v is not None
-        )
-        return f"{self.name} = {self.value:g} {self.unit} ({self.outcome}; limits: {bounds or 'none'})"
+        return f"{self.name} = {self.value:g} {self.unit} ({self.outcome}; limit {self.limit()}): {self.what}"
 
 
 def judge(

@@ -128,6 +128,21 @@ class TtyOperator(Operator):
             self._fd = None
 
 
+def next_prompt(text: str) -> tuple[str, str | None]:
+    """Cut the first complete prompt `TtyOperator` wrote (a `>>>` line, or a `???` question up to its
+    timeout) off a terminal's text: (the rest, the prompt), or (text, None) when none is complete yet.
+    For whatever sits at the terminal instead of a person (tests; the emulated box's technician)."""
+    starts = [i for i in (text.find("\n>>> "), text.find("\n??? ")) if i >= 0]
+    if not starts:
+        return text, None
+    start = min(starts)
+    body = text[start + 5 :]
+    end = body.find("\n") if text[start + 1] == ">" else body.find(" s) ")
+    if end < 0:
+        return text, None
+    return body[end + 1 :], body[:end]
+
+
 def termios_flush(fd: int) -> None:
     """Drop what was typed before the question (an early Enter must not answer the next prompt)."""
     try:

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+ANSWER_HEADS = ("asked", "technician", "check", "prompt", "answer", "answered", "waited s")
 COLOURS = {"passed": "#1a7f37", "failed": "#cf222e", "skipped": "#6e7781", "marginal": "#9a6700"}
 
 
@@ -31,26 +32,47 @@ def _e(value: object) -> str:
     return html.escape("" if value is None else str(value))
 
 
+def _table(widths: tuple[int, ...], head: tuple[str, ...], rows: list[str]) -> str:
+    """A table of fixed column widths (per cent) whose cells wrap anywhere: no value, however long,
+    widens the page (the report is read at 1000 px without sideways scrolling)."""
+    cols = "".join(f"<col style='width:{w}%'>" for w in widths)
+    heads = "".join(f"<th>{_e(h)}</th>" for h in head)
+    return f"<table><colgroup>{cols}</colgroup><tr>{heads}</tr>{''.join(rows)}</table>"
+
+
+def _outcome(outcome: str) -> str:
+    colour = COLOURS.get({"pass": "passed", "fail": "failed"}.get(outcome, outcome), "#000")
+    return f"<td style='color:{colour};font-weight:bold'>{_e(outcome.upper())}</td>"
+
+
+def _beside(m: dict[str, Any]) -> str:
+    """A measurement beside its limit: "card_read_ms 420 ms, limit ≤ 1000 ms (marginal above 600): PASS"."""
+    return f"{m['name']} {m['value']:g} {m['unit']}, limit {m.get('limit') or '?'}: {m['outcome'].upper()}"
+
+
 def render_html(data: dict[str, Any]) -> str:
     box, counts = data.get("box", {}), data.get("counts", {})
     verdict = data.get("outcome", "?")
+    measurements: list[dict[str, Any]] = data.get("measurements", [])
     rows = []
     for test in data.get("tests", []):
-        colour = COLOURS.get(test["outcome"], "#000")
+        measured = "<br>".join(_e(_beside(m)) for m in measurements if m["test"] == test["name"])
         rows.append(
-            f"<tr><td>{_e(test['name'])}</td><td style='color:{colour};font-weight:bold'>"
-            f"{_e(test['outcome'].upper())}</td><td>{_e(test.get('reason') or '')}</td>"
+            f"<tr><td>{_e(test.get('proved') or test['name'])}</td>{_outcome(test['outcome'])}"
+            f"<td>{measured}</td><td>{_e(test.get('reason') or '')}</td>"
             f"<td>{test.get('duration_s', 0):.2f}</td></tr>"
         )
-    measurements = []
-    for m in data.get("measurements", []):
-        colour = COLOURS.get({"pass": "passed", "fail": "failed"}.get(m["outcome"], m["outcome"]), "#000")
-        measurements.append(
-            f"<tr><td>{_e(m['name'])}</td><td>{_e(m['value'])} {_e(m['unit'])}</td>"
-            f"<td>{_e(m['low'])}</td><td>{_e(m['high'])}</td><td>{_e(m['marginal_low'])}</td>"
-            f"<td>{_e(m['marginal_high'])}</td><td style='color:{colour};font-weight:bold'>{_e(m['outcome'])}"
-            f"</td><td>{_e(m['test'])}</td></tr>"
-        )
+    values = [
+        f"<tr><td>{_e(m['name'])}<br><small>{_e(m.get('what'))}</small></td>"
+        f"<td>{_e(m['value'])} {_e(m['unit'])}</td><td>{_e(m.get('limit'))}</td>{_outcome(m['outcome'])}"
+        f"<td>{_e(m['test'])}</td></tr>"
+        for m in measurements
+    ]
+    learned = [
+        f"<tr><td>{_e(check)}</td><td>{_e(name)}</td><td>{_e(value)}</td></tr>"
+        for check, found in data.get("facts", {}).items()
+        for name, value in found.items()
+    ]
     answers = [
         f"<tr><td>{_e(a['asked_at'])}</td><td>{_e(a['technician'])}</td><td>{_e(a['step'])}</td>"
         f"<td>{_e(a['prompt'])}</td><td>{_e('(no answer)' if a['answer'] is None else a['answer'])}</td>"
@@ -68,27 +90,30 @@ def render_html(data: dict[str, Any]) -> str:
         ("started", data.get("started_at")),
         ("finished", data.get("finished_at")),
         ("counts", ", ".join(f"{k} {v}" for k, v in counts.items())),
+        ("bench error", data.get("bench_error")),
     ]
     rig = json.dumps(data.get("rig", {}), ensure_ascii=False, indent=2, default=str)
     colour = COLOURS["passed" if verdict == "pass" else "failed"]
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>mynabox bench {_e(data.get("run"))}</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>mynabox bench {_e(data.get("run"))}</title>
 <style>
 body {{ font-family: sans-serif; margin: 1.5em; }}
-table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
+table {{ border-collapse: collapse; margin-bottom: 1.5em; width: 100%; table-layout: fixed; }}
 td, th {{ border: 1px solid #d0d7de; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }}
-th {{ background: #f6f8fa; }} pre {{ background: #f6f8fa; padding: 0.5em; }}
+th {{ background: #f6f8fa; }} pre {{ background: #f6f8fa; padding: 0.5em; white-space: pre-wrap; }}
+h1, td, th, pre {{ overflow-wrap: anywhere; }}
 </style></head><body>
 <h1>mynabox bench run <span style="color:{colour}">{_e(verdict.upper())}</span></h1>
-<table>{"".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)}</table>
+{_table((20, 80), ("", ""), [f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts if v])}
 <h2>Checks</h2>
-<table><tr><th>check</th><th>outcome</th><th>reason</th><th>s</th></tr>{"".join(rows)}</table>
+{_table((36, 8, 26, 24, 6), ("check", "outcome", "measured, beside its limit", "why", "s"), rows)}
 <h2>Measurements</h2>
-<table><tr><th>name</th><th>value</th><th>low</th><th>high</th><th>marginal low</th><th>marginal high</th>
-<th>outcome</th><th>check</th></tr>{"".join(measurements)}</table>
+{_table((24, 14, 26, 9, 27), ("measurement", "value", "limit", "outcome", "check"), values)}
+<h2>What was learned</h2>
+{_table((35, 20, 45), ("check", "what", "value"), learned)}
 <h2>Technician's answers</h2>
-<table><tr><th>asked</th><th>technician</th><th>check</th><th>prompt</th><th>answer</th><th>answered</th>
-<th>waited s</th></tr>{"".join(answers)}</table>
+{_table((13, 10, 20, 30, 8, 13, 6), ANSWER_HEADS, answers)}
 <h2>Rig</h2><pre>{_e(rig)}</pre>
 </body></html>
 """

@@ -24,6 +24,7 @@ from .prompts import Operator
 pytestmark = pytest.mark.hil
 
 
+@pytest.mark.check("config: check-config accepts the box's config")
 def test_check_config_passes(bench: Bench) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "mynabox.cli", "check-config", "--config", str(bench.config_path)],
@@ -36,6 +37,7 @@ def test_check_config_passes(bench: Bench) -> None:
     assert out.returncode == 0, f"check-config: {out.stderr.strip() or out.stdout.strip()}"
 
 
+@pytest.mark.check("config: the box points at the bench broker and summary service")
 def test_the_box_points_at_the_bench_services(bench: Bench) -> None:
     """A box provisioned for a fleet must not publish its bench messages to the fleet's broker."""
     mqtt, summary = bench.config.mqtt, bench.config.summary
@@ -66,8 +68,12 @@ class _Timings(logging.Handler):
 
 
 @pytest.mark.needs("reader", "oled")
+@pytest.mark.check("box: starts to READY, a tap ends in the result on the OLED")
 def test_start_ready_and_tap_to_result(
-    bench: Bench, operator: Operator, measure: Callable[[str, float], Measurement]
+    bench: Bench,
+    operator: Operator,
+    measure: Callable[[str, float], Measurement],
+    proved: Callable[[str], None],
 ) -> None:
     timings = _Timings()
     logger = logging.getLogger("mynabox.app.readtiming")
@@ -79,14 +85,18 @@ def test_start_ready_and_tap_to_result(
         started = time.monotonic()
         box.start()
         assert box.wait_ready(30), "the box did not get READY within 30 s"
-        measure("start_to_ready_ms", (time.monotonic() - started) * 1000)
+        ready = measure("start_to_ready_ms", (time.monotonic() - started) * 1000)
         bench.display_view = box.parts.oled
         consent = " press 同意, then" if bench.config.consent.default == "none" else ""
         operator.tell(f"the box is running:{consent} hold {bench.rig.test_card} to the reader")
         bound = operator.timeout_s + 15
         assert timings.event.wait(bound), f"no result on the OLED within {bound:g} s of asking for the tap"
         figures = timings.shown[0]
-        measure("tap_to_result_ms", figures["present_to_result_ms"] - figures["consent_wait_ms"])
+        tap = measure("tap_to_result_ms", figures["present_to_result_ms"] - figures["consent_wait_ms"])
+        proved(
+            f"box: READY in {ready.value / 1000:.2f} s, a tap ends in the result on the OLED "
+            f"in {tap.value / 1000:.2f} s"
+        )
         operator.tell("remove the card from the reader")
         if bench.rig.virtual and bench.rig.reader_name:  # the exact vpcd name; a real rig's is a filter
             wait_removed(bench.rig.reader_name, operator.timeout_s)

@@ -31,20 +31,26 @@ NET_TIMEOUT_S = 10.0
 
 
 @pytest.mark.needs("summary")
+@pytest.mark.check("summary service: answers the box's certificate")
 def test_summary_service_answers_with_the_box_certificate(bench: Bench) -> None:
     problem = _summary(bench.config, NET_TIMEOUT_S)
     assert problem is None, f"summary service {bench.config.summary.url}: {problem}"
 
 
 @pytest.mark.needs("broker")
+@pytest.mark.check("broker: accepts the box's certificate")
 def test_broker_accepts_the_box_certificate(bench: Bench) -> None:
     problem = _broker(bench.config, NET_TIMEOUT_S)
     assert problem is None, f"broker {bench.config.mqtt.host}:{bench.config.mqtt.port}: {problem}"
 
 
 @pytest.mark.needs("broker")
+@pytest.mark.check("broker: a sealed bench message acked, the gateway side opens it")
 def test_sealed_message_acked_and_opened_by_the_gateway(
-    bench: Bench, tmp_path: Path, measure: Callable[[str, float], Measurement]
+    bench: Bench,
+    tmp_path: Path,
+    measure: Callable[[str, float], Measurement],
+    proved: Callable[[str], None],
 ) -> None:
     cfg = bench.config
     settings, opener = bench.gateway()
@@ -99,11 +105,15 @@ def test_sealed_message_acked_and_opened_by_the_gateway(
         client.publish(f"mynabox/{cfg.device.id}/audit", sealed.token, qos=1)
         assert acked.wait(NET_TIMEOUT_S), f"no PUBACK within {NET_TIMEOUT_S:g} s"
         assert not refused, f"the broker refused the message: {refused}"
-        measure("broker_round_trip_ms", (acked_at[0] - sent) * 1000)
+        acked_ms = measure("broker_round_trip_ms", (acked_at[0] - sent) * 1000).value
         assert arrived.wait(NET_TIMEOUT_S), f"the gateway side opened nothing within {NET_TIMEOUT_S:g} s"
         at, message = opened[0]
         assert message.message_id == sealed.message_id and message.device_id == cfg.device.id
-        measure("gateway_open_ms", (at - sent) * 1000)
+        opened_ms = measure("gateway_open_ms", (at - sent) * 1000).value
+        proved(
+            f"broker: a sealed bench message acked in {acked_ms:.0f} ms, "
+            f"opened by the gateway side in {opened_ms:.0f} ms"
+        )
     finally:
         client.disconnect()
         client.loop_stop()

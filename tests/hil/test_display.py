@@ -11,6 +11,7 @@ from mynabox.render.catalog import catalog
 from mynabox.render.draw import render
 
 from .bench import Bench
+from .names import screen_check
 from .patterns import test_pattern
 from .prompts import Operator
 
@@ -31,6 +32,7 @@ def oled(bench: Bench) -> Iterator[Oled]:
         device.device.cleanup()
 
 
+@pytest.mark.check("OLED: test pattern seen (a frame on every edge, 8x8 checkerboard)")
 def test_oled_test_pattern(oled: Oled, operator: Operator) -> None:
     oled.show(test_pattern())
     assert operator.yes(
@@ -40,6 +42,7 @@ def test_oled_test_pattern(oled: Oled, operator: Operator) -> None:
 
 
 @pytest.mark.parametrize("name", list(catalog()))
+@pytest.mark.check.with_args(screen_check)  # with_args: a lone callable would be decorated
 def test_oled_screen(oled: Oled, operator: Operator, name: str) -> None:
     screen = catalog()[name]
     oled.show(render(screen))

@@ -10,6 +10,7 @@ import pytest
 from mynabox.commands.selftest import PanelSteps, panel_step_names
 
 from .bench import Bench
+from .names import panel_check
 from .prompts import Operator
 
 pytestmark = pytest.mark.hil
@@ -26,10 +27,14 @@ def panel(bench: Bench) -> Iterator[PanelSteps]:
 
 
 @pytest.mark.parametrize("step", panel_step_names())
+@pytest.mark.check.with_args(panel_check)  # with_args: a lone callable would be decorated
 def test_panel(step: str, bench: Bench, panel: PanelSteps, operator: Operator) -> None:
     part = PART[step.split(" ", maxsplit=1)[0]]
     if not bench.rig.has(part):
         pytest.skip(f"the rig has no {part} (parts.{part} = false in {bench.rig.path})")
+    kept = {"buttons": panel.panel.buttons, "led": panel.panel.led, "buzzer": panel.panel.buzzer}[part]
+    if not kept.working:  # e.g. its lines held by the running daemon, or lgpio unable to start
+        pytest.fail(f"{step}: the {part} cannot be set up: {kept.problem}")
     run: Callable[[Callable[[str], str]], str | None] = dict(panel.all())[step]
     problem = run(operator.ask)
     assert problem is None, f"{step}: {problem}"

@@ -40,19 +40,25 @@ def take_away(bench: Bench, operator: Operator, reader_name: str) -> bool:
     return wait_removed(reader_name, operator.timeout_s)
 
 
-def test_reader_found(bench: Bench, fact: Callable[[str, object], None]) -> None:
+@pytest.mark.check("reader: found by pcscd")
+def test_reader_found(
+    bench: Bench, fact: Callable[[str, object], None], proved: Callable[[str], None]
+) -> None:
     with PcscReader() as every:
         names = every.readers()
     matching = [n for n in names if bench.reader_filter is None or bench.reader_filter in n]
     fact("readers", names)
     assert matching, f"no PC/SC reader matching {bench.reader_filter!r} (pcscd sees {names or 'none'})"
+    proved(f"reader: found by pcscd ({matching[0]})")
 
 
+@pytest.mark.check("reader: test card read without a PIN, its removal seen")
 def test_test_card_read_without_pin(
     bench: Bench,
     operator: Operator,
     measure: Callable[[str, float], Measurement],
     fact: Callable[[str, object], None],
+    proved: Callable[[str], None],
 ) -> None:
     caps = CapsMemory()
     trust = TrustStore.jlis([testca.test_ca_pem()])
@@ -75,8 +81,8 @@ def test_test_card_read_without_pin(
             card.close()
         assert report.jpki.card_type is CardType.MY_NUMBER_CARD, report.jpki.card_type
         assert report.jpki.certificate[:1] == b"\x30", "the certificate read is not DER"
-        measure("card_read_ms", report.ms)
-        measure("apdus_per_read", report.jpki.apdus)
+        read = measure("card_read_ms", report.ms)
+        apdus = measure("apdus_per_read", report.jpki.apdus)
         fact("extended length", report.jpki.caps.extended)
         fact("SFI reads", report.jpki.caps.sfi)
         fact("certificate bytes", len(report.jpki.certificate))
@@ -89,8 +95,13 @@ def test_test_card_read_without_pin(
             assert not verifies, f"VERIFY reached the virtual card: {verifies}"
         removed = take_away(bench, operator, card.reader_name)
     assert removed, f"the card's removal was not seen within {operator.timeout_s:g} s"
+    proved(
+        f"reader: card read in {read.value / 1000:.2f} s ({apdus.value:g} APDUs, no PIN sent), "
+        "its removal seen"
+    )
 
 
+@pytest.mark.check("reader: a card that is not a My Number Card told apart, its removal seen")
 def test_other_card_told_apart(bench: Bench, operator: Operator) -> None:
     with PcscReader(bench.reader_filter) as reader:
         card = wait_card(bench, reader, operator, bench.rig.other_card)

@@ -24,6 +24,8 @@ def test_the_committed_rig_files_load() -> None:
     assert not workshop.has("watchdog") and workshop.has("reader")
     virtual = load_rig(ROOT / "hw/bench/virtual.toml")
     assert virtual.virtual and virtual.faults == ()
+    emulated = load_rig(ROOT / "hw/bench/emulated.toml")
+    assert emulated.mode == "hardware" and emulated.has("buttons") and not emulated.has("oled")
 
 
 def test_every_problem_of_a_rig_file_is_reported(tmp_path: Path) -> None:

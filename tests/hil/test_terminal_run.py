@@ -23,6 +23,8 @@ from mynabox_testkit.patients import card_id_for
 from mynabox_testkit.stack import REFSVC_CLIENT, BoxStack
 from mynabox_testkit.vpcd import VpcdCardServer
 
+from .prompts import next_prompt
+
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,7 +107,7 @@ def test_a_run_on_a_terminal_asks_there_and_a_question_left_unanswered_fails(tmp
                 except OSError:
                     break
                 while "\n>>> " in seen or "\n??? " in seen:
-                    seen, line = _next_prompt(seen)
+                    seen, line = next_prompt(seen)
                     if line is None:
                         break
                     asked.append(line)
@@ -126,7 +128,9 @@ def test_a_run_on_a_terminal_asks_there_and_a_question_left_unanswered_fails(tmp
             server.remove()
             os.close(master)
         report = json.loads((reports / "report.json").read_text(encoding="utf-8"))
-    tests = {t["name"]: t for t in report["tests"]}
+    tests = {
+        t["id"].rsplit("::", 1)[-1]: t for t in report["tests"]
+    }  # by test function: names are the report's
     assert proc.returncode == 1, out[-3000:]
     for name in (
         "test_reader_found",
@@ -152,14 +156,3 @@ def test_a_run_on_a_terminal_asks_there_and_a_question_left_unanswered_fails(tmp
     assert answers["is the LED blinking? [y/n] "]["answer"] is None
     assert all(a["technician"] == "T-TTY" for a in report["operator"])
     assert report["box"]["device_id"] == "amb-tty-01"
-
-
-def _next_prompt(text: str) -> tuple[str, str | None]:
-    """Cut the first complete prompt (a `>>>` line, or a `???` question up to its timeout) off `text`."""
-    starts = [i for i in (text.find("\n>>> "), text.find("\n??? ")) if i >= 0]
-    start = min(starts)
-    body = text[start + 5 :]
-    end = body.find("\n") if text[start + 1] == ">" else body.find(" s) ")
-    if end < 0:
-        return text, None
-    return body[end + 1 :], body[:end]

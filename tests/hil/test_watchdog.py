@@ -31,6 +31,7 @@ MARKER = "watchdog-armed.json"
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
+@pytest.mark.check("watchdog: a reset armed by an earlier run confirmed")
 def test_watchdog_reset_confirmed_from_an_earlier_run(run: Any, fact: Callable[[str, object], None]) -> None:
     if run.reports is None:
         pytest.skip("no report directory")
@@ -48,6 +49,7 @@ def test_watchdog_reset_confirmed_from_an_earlier_run(run: Any, fact: Callable[[
     pytest.skip("no earlier run armed the watchdog and rebooted")
 
 
+@pytest.mark.check("watchdog: resets a hung box (reboots it)")
 def test_watchdog_resets_a_hung_box(bench: Bench, run: Any, operator: Operator) -> None:
     if not operator.yes(
         "this check REBOOTS the box through its hardware watchdog (run `make hil` again after); go ahead?"

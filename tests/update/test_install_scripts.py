@@ -55,3 +55,13 @@ def test_rauc_files_go_into_the_root_tree(tmp_path: Path, signer: Signer) -> Non
         [script, str(root), str(signer.key)], capture_output=True, text=True, timeout=60, check=False
     )
     assert bad.returncode == 2 and "holds no certificate" in bad.stderr
+
+
+def test_an_image_built_without_the_fleets_ca_has_no_keyring(tmp_path: Path) -> None:
+    # image-build/build without --keyring: RAUC's files all there but the keyring, so every bundle is refused.
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    script = str(REPO / "image-build/rauc/install-rauc")
+    subprocess.run([script, str(root)], check=True, capture_output=True, timeout=60)
+    assert (root / "etc/rauc/system.conf").is_file()
+    assert not (root / "etc/rauc/keyring.pem").exists()

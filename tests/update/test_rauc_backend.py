@@ -103,3 +103,28 @@ def test_the_service_unit_verifies() -> None:
         env={"SYSTEMD_LOG_LEVEL": "warning", "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert done.returncode == 0 and "rauc.service" not in done.stdout + done.stderr, done.stderr
+
+
+def test_an_image_without_the_fleets_ca_runs_rauc_but_installs_nothing(
+    tmp_path: Path, signer: Signer
+) -> None:
+    # image-build/build without --keyring leaves /etc/rauc/keyring.pem out: the service must still answer
+    # (the health check marks the booted slot good through it) and refuse every bundle.
+    files = BootFiles(tmp_path / "boot")
+    tree = tmp_path / "bundle" / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "os-release").write_text("ID=mynabox-test\n")
+    bundle = tmp_path / "bundle" / "b.raucb"
+    subprocess.run(
+        [str(REPO / "image-build/make-bundle"), "--tree", str(tree), "--cert", str(signer.cert),
+         "--key", str(signer.key), "--version", "9.0.0", "--out", str(bundle)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    with rauc_service(tmp_path, tmp_path / "no-keyring.pem") as box:
+        files.write(1, replace(bs.INITIAL, seq=0))
+        files.write(0, bs.INITIAL)
+        assert _status(box).booted == "A"
+        box.rauc("status", "mark-good", "booted")
+        refused = box.rauc("install", str(bundle), check=False)
+        assert refused.returncode != 0 and "failed to load CA file" in refused.stdout
+        assert files.read().state.order == ("A",)  # nothing changed

@@ -1,0 +1,238 @@
+"""`make image-update-test`: a field update of the emulated box, end to end, through the image's own RAUC,
+U-Boot and boot.scr (image-build/vmbox.py launches the box as the boot test does).
+
+1. A test update CA and signer are made here (in the work directory; never committed). The test copy's root A
+   gets that CA as /etc/rauc/keyring.pem (the built image has the fleet's, or none), beside the boot test's
+   simulated hardware. Two bundles are made with `make-bundle --rootfs` from that root A, cut out of the
+   card before the power-on: "good" (root A as it is) and "bad" (the same plus a mynabox.service drop-in
+   whose daemon never reaches READY: a firmware that does not work).
+2. The box boots slot A (mynabox-health marks it good), fetches each bundle over HTTPS from a host server
+   with its own client certificate (`mynabox update install https://…`), RAUC writes slot B, and the daemon
+   switches when idle ([update] idle_min set short in the test copy's config).
+3. The bad bundle: slot B boots, its daemon never gets READY, mynabox-health marks it bad after
+   [update] health_limit_min and reboots: U-Boot boots slot A, READY again: the rollback, unattended.
+4. The good bundle: slot B boots, READY, the health check marks it good; `rauc status` says B is booted.
+Figures printed at the end: bundle size, fetch + install time, switch → READY, health check, rollback.
+Run as root with the project's venv:
+  .venv/bin/python image-build/update-test.py [--out DIR] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.server
+import json
+import os
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE))
+from vmbox import READY, Box, Options, diagnose, launch, partition  # noqa: E402
+
+from update.conftest import Signer, make_signer  # noqa: E402
+
+IDENTITY = "/var/lib/mynabox/identity"
+MYNABOX = "/opt/mynabox/venv/bin/mynabox"
+HEALTHY = "health: slot {slot} is healthy"
+BAD_DROPIN = (
+    "# update test only: a firmware whose daemon never reaches READY\n"
+    "[Service]\nExecStart=\nExecStart=/bin/sleep infinity\n"
+)
+
+
+def cut_root_a(image: Path, dest: Path) -> None:
+    offset, size = partition(image, 1)
+    subprocess.run(
+        ["dd", "bs=1M", "status=none", "iflag=skip_bytes,count_bytes", f"if={image}", f"of={dest}",
+         f"skip={offset}", f"count={size}", "conv=sparse"],
+        check=True,
+    )  # fmt: skip
+
+
+def make_bundles(image: Path, work: Path, signer: Signer, served: Path, figures: dict[str, object]) -> None:
+    """good.raucb from the test copy's root A, bad.raucb from the same with the never-READY drop-in."""
+    good, bad = work / "good.ext4", work / "bad.ext4"
+    cut_root_a(image, good)
+    shutil.copyfile(good, bad)
+    dropin = work / "90-never-ready.conf"
+    dropin.write_text(BAD_DROPIN)
+    script = work / "bad.debugfs"
+    script.write_text(f"cd /etc/systemd/system/mynabox.service.d\nwrite {dropin} 90-never-ready.conf\n")
+    subprocess.run(["debugfs", "-w", "-f", str(script), str(bad)], check=True, capture_output=True)
+    served.mkdir(exist_ok=True)
+    for name, root in (("good", good), ("bad", bad)):
+        t0 = time.monotonic()
+        subprocess.run(
+            [HERE / "make-bundle", "--rootfs", str(root), "--cert", str(signer.cert),
+             "--key", str(signer.key), "--keyring", str(signer.ca),
+             "--build", f"update-test-{name}", "--out", str(served / f"{name}.raucb")],
+            check=True,
+        )  # fmt: skip
+        figures[f"bundle_{name}_bytes"] = (served / f"{name}.raucb").stat().st_size
+        figures[f"bundle_{name}_make_s"] = round(time.monotonic() - t0, 1)
+        root.unlink()
+
+
+@contextlib.contextmanager
+def update_server(
+    served: Path, cert: Path, key: Path, client_ca: Path
+) -> Iterator[http.server.ThreadingHTTPServer]:
+    """HTTPS on the host (10.0.2.2 from the guest) serving the bundles to a client certificate of the fleet's
+    CA only, as the fleet's update server does."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a: object, **k: object) -> None:
+            super().__init__(*a, directory=str(served), **k)  # type: ignore[arg-type]
+
+        def log_message(self, format: str, *args: object) -> None:
+            print("update-test: server:", format % args, flush=True)
+
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), Quiet)  # the guest's 10.0.2.2
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    tls.load_verify_locations(client_ca)
+    tls.verify_mode = ssl.CERT_REQUIRED
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def install(box: Box, url: str, figures: dict[str, object], name: str) -> float | None:
+    """`mynabox update install URL` in the guest, as root; the moment it ended, or None if it failed."""
+    t0 = time.monotonic()
+    out = box.sh(
+        f"{MYNABOX} update install {url} --ca {IDENTITY}/summary-ca.pem --cert {IDENTITY}/summary-client.pem"
+        f" --key {IDENTITY}/credentials/summary-client-key 2>&1 | tail -n 4",
+        timeout=3600,
+    )
+    done = time.monotonic()
+    figures[f"{name}_fetch_and_install_s"] = round(done - t0, 1)
+    said = " | ".join(ln.strip() for ln in out.splitlines() if ln.strip())
+    print(f"update-test: install {name}:", said[-600:], flush=True)
+    return done if "install: installed" in out else None
+
+
+def wait_slot(box: Box, slot: str, since: int, timeout: float) -> int | None:
+    """Console offset just past boot.scr's line naming `slot`, after `since`."""
+    return box.console.wait(f"mynabox: booting slot {slot} ", timeout, since)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, default=HERE / "out", help="the build's output directory")
+    parser.add_argument("--keep", type=Path, help="keep the work files (card, bundles, console log) here")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds for the first boot to READY")
+    parser.add_argument("--step-timeout", type=float, default=900.0, help="seconds for each later step")
+    parser.add_argument("--health-limit-min", type=float, default=3.0, help="[update] health_limit_min")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    work = args.keep or Path(tempfile.mkdtemp(prefix="mynabox-update-"))
+    work.mkdir(parents=True, exist_ok=True)
+    signer = make_signer(work / "pki", "fleet")
+    served = work / "served"
+    figures: dict[str, object] = {}
+    options = Options(
+        out=args.out, keep=work, timeout=args.timeout, step_timeout=args.step_timeout,
+        debugfs=f"cd /etc/rauc\nwrite {signer.ca} keyring.pem\n",
+        extra_card_bytes=1536 * 1024 * 1024,  # room on the state partition for a fetched bundle
+    )  # fmt: skip
+    step = args.step_timeout
+    ok = False
+    with launch(options, on_card=lambda image: make_bundles(image, work, signer, served, figures)) as box:
+        console = box.console
+        v = box.work / "vehicle" / "summary"
+        with update_server(served, v / "server.pem", v / "server.key", v / "ca.pem") as server:
+            port = server.server_address[1]
+            if (
+                console.wait(READY, args.timeout) is None
+                or console.wait(HEALTHY.format(slot="A"), step) is None
+            ):
+                print("update-test: slot A did not come up healthy")
+                diagnose(console)
+                return 1
+            figures["first_boot_healthy_s"] = console.elapsed()
+            # The update settings in the test copy's config: switch after 0.5 min idle; a short health limit.
+            since = console.mark()
+            box.sh(
+                f"printf '\\n[update]\\nidle_min = 0.5\\nhealth_limit_min = {args.health_limit_min}\\n'"
+                f" >> {IDENTITY}/config.toml && systemctl restart mynabox.service"
+            )
+            if console.wait(READY, step, since) is None:
+                print("update-test: the daemon did not take the [update] settings")
+                diagnose(console)
+                return 1
+
+            # The bad bundle: installed, switched at idle, never READY on B, back to A by itself.
+            since = console.mark()
+            installed = install(box, f"https://10.0.2.2:{port}/bad.raucb", figures, "bad")
+            if installed is None:
+                return 1
+            switched = wait_slot(box, "B", since, step)
+            t_switch = time.monotonic()
+            if switched is None:
+                print("update-test: no switch to slot B after the bad bundle")
+                diagnose(console)
+                return 1
+            figures["bad_installed_to_switch_s"] = round(t_switch - installed, 1)
+            back = wait_slot(box, "A", switched, step + args.health_limit_min * 60)
+            ready_a = None if back is None else console.wait(READY, step, back)
+            if ready_a is None:
+                print("update-test: the bad slot did not roll back to A")
+                diagnose(console)
+                return 1
+            figures["rollback_switch_to_ready_on_a_s"] = round(time.monotonic() - t_switch, 1)
+            print(
+                "update-test: rolled back:", " | ".join(re.findall(r"health: .*", console.text(switched))[:4])
+            )
+            if console.wait(HEALTHY.format(slot="A"), step, back or 0) is None:
+                print("update-test: slot A not marked good after the rollback")
+                return 1
+
+            # The good bundle: installed, switched at idle, READY on B, marked good.
+            since = console.mark()
+            if install(box, f"https://10.0.2.2:{port}/good.raucb", figures, "good") is None:
+                return 1
+            switched = wait_slot(box, "B", since, step)
+            t_switch = time.monotonic()
+            ready_b = None if switched is None else console.wait(READY, step, switched)
+            if ready_b is None:
+                print("update-test: slot B did not come up with the good bundle")
+                diagnose(console)
+                return 1
+            figures["good_switch_to_ready_s"] = round(time.monotonic() - t_switch, 1)
+            t_ready = time.monotonic()
+            if console.wait(HEALTHY.format(slot="B"), step, ready_b) is None:
+                print("update-test: slot B not marked good")
+                diagnose(console)
+                return 1
+            figures["good_ready_to_marked_good_s"] = round(time.monotonic() - t_ready, 1)
+            status = box.sh(f"{MYNABOX} update status 2>&1 | tail -n 8")
+            print("update-test: mynabox update status:", " | ".join(status.split("\n")[-8:]))
+            ok = "booted slot: B" in status
+    print(json.dumps({**box.figures, **figures}))
+    if args.keep is None and ok:
+        shutil.rmtree(work)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    os.umask(0o022)
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Pieces of the boot test's checks (image-build/boot-test.py) that run without the image: reading
+`gpioinfo`'s lines (libgpiod 2's format, the image's, and libgpiod 1's) and reading the box's retained state
+from a real mosquitto with the gateway's certificate while a real receiver holds the gateway's session."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+import paho.mqtt.client as paho
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from paho.mqtt.enums import CallbackAPIVersion
+
+from mynabox.gateway.core import ReceiverCore
+from mynabox.gateway.store import SeenStore
+from mynabox.gateway.subscriber import Receiver, ReceiverSettings
+from mynabox.payload.seal import Opener
+from mynabox.tls import client_context
+from mynabox_testkit.broker import BrokerTls, Mosquitto
+from mynabox_testkit.tlsfiles import make_test_pki
+
+IMAGE_BUILD = Path(__file__).resolve().parents[2] / "image-build"
+PINS = {"consent": 17, "emergency": 27, "led": 22, "buzzer": 23}
+
+
+def boot_test() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("boot_test", IMAGE_BUILD / "boot-test.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["boot_test"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+GPIOINFO_2 = """gpiochip0 - 54 lines:
+\tline  16:\t"GPIO16"        \tinput
+\tline  17:\t"GPIO17"        \tinput bias=pull-up consumer="lg"
+\tline  22:\t"GPIO22"        \toutput consumer="lg"
+\tline  23:\t"GPIO23"        \toutput consumer="lg"
+\tline  27:\t"GPIO27"        \tinput bias=pull-up consumer="lg"
+"""
+GPIOINFO_1 = """gpiochip0 - 54 lines:
+\tline  17:   "GPIO17"       "lg"   input  active-high [used]
+\tline  22:   "GPIO22"       "lg"  output  active-high [used]
+\tline  23:   "GPIO23"     unused  output  active-high
+\tline  27:   "GPIO27"       "lg"   input  active-high [used]
+"""
+
+
+def test_gpioinfo_lines_are_read_in_both_libgpiod_formats() -> None:
+    read = boot_test().gpioinfo_lines
+    assert read(GPIOINFO_2, PINS) == {
+        "consent": ("input", "lg"),
+        "emergency": ("input", "lg"),
+        "led": ("output", "lg"),
+        "buzzer": ("output", "lg"),
+    }
+    old = read(GPIOINFO_1, PINS)
+    assert old["consent"] == ("input", "lg") and old["buzzer"] == ("output", "")
+    # a line the daemon does not hold, or a map whose line is missing, is not reported as held
+    assert "consent" not in read(GPIOINFO_2.replace('"GPIO17"', '"GPIO18"'), PINS)
+
+
+@pytest.mark.stack
+def test_the_retained_state_is_read_while_the_receiver_holds_the_gateway_session(tmp_path: Path) -> None:
+    bt = boot_test()
+    mqtt = tmp_path / "vehicle" / "mqtt"
+    make_test_pki(mqtt, server_names=("localhost", "127.0.0.1"), clients=(bt.DEVICE_ID, "gateway"))
+    tls = BrokerTls(mqtt / "ca.pem", mqtt / "server.pem", mqtt / "server.key")
+    with Mosquitto(tls, tmp_path / "broker") as broker:
+        device = paho.Client(CallbackAPIVersion.VERSION2, client_id=bt.DEVICE_ID, protocol=paho.MQTTv5)
+        device.tls_set_context(
+            client_context(
+                mqtt / "ca.pem", mqtt / f"client-{bt.DEVICE_ID}.pem", mqtt / f"client-{bt.DEVICE_ID}.key"
+            )
+        )
+        device.connect("127.0.0.1", broker.port)
+        device.loop_start()
+        state = {"state": "ready", "failed_parts": "display"}
+        device.publish(
+            f"mynabox/{bt.DEVICE_ID}/state", json.dumps(state), qos=1, retain=True
+        ).wait_for_publish(10)
+        device.disconnect()
+        device.loop_stop()
+
+        settings = ReceiverSettings("127.0.0.1", broker.port, mqtt / "ca.pem", mqtt / "client-gateway.pem",
+                                    mqtt / "client-gateway.key", client_id="gateway")  # fmt: skip
+        gateway_key = ec.generate_private_key(ec.SECP256R1())
+        opener = Opener(gateway_key, {}, max_age=timedelta(days=1), max_skew=timedelta(minutes=5),
+                        max_size=1 << 20)  # fmt: skip
+        seen = SeenStore(tmp_path / "seen.db")
+        receiver = Receiver(settings, ReceiverCore(opener, seen, lambda _m: None))
+        receiver.start()
+        try:
+            assert receiver.subscribed.wait(10)
+            box = SimpleNamespace(work=tmp_path, broker=broker)
+            receiver.subscribed.clear()
+            assert bt.retained_state(box, timeout=10) == state
+            # the receiver was put out for a moment; it comes back and subscribes again
+            assert receiver.subscribed.wait(15), broker.log()[-2000:]
+        finally:
+            receiver.stop()
+            seen.close()
