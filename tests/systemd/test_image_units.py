@@ -85,6 +85,17 @@ def test_mynabox_drop_in_reads_the_identity_from_the_state_partition() -> None:
             assert line.split(":", 1)[1].startswith("/etc/mynabox/credentials/")
 
 
+def test_the_health_check_loads_the_keys_the_config_names() -> None:
+    # mynabox-health.service reads the daemon's config, whose keys are credential names: without the same
+    # LoadCredential= lines it stopped at once with "1 problem(s)" (the boot test through U-Boot found it).
+    def credentials(unit: str) -> list[str]:
+        text = (ROOT / "systemd" / unit).read_text()
+        return [ln for ln in text.splitlines() if ln.startswith("LoadCredential=")]
+
+    assert credentials("mynabox.service")
+    assert credentials("mynabox-health.service") == credentials("mynabox.service")
+
+
 def test_watchdog_within_bcm2835_wdt_maximum() -> None:
     text = (OVERLAY / "etc/systemd/system.conf.d/50-mynabox-watchdog.conf").read_text()
     value = next(
