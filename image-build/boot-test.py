@@ -444,7 +444,7 @@ def check_update_parts(box: Box) -> bool:
         json.dumps({k: doc.get(k) for k in ("compatible", "booted", "boot_primary")}),
     )
     ok = box.check("rauc_booted_a_s", doc.get("booted") == "A")
-    good = box.sh("mynabox update status 2>&1 | tail -n 5")
+    good = box.sh("/opt/mynabox/venv/bin/mynabox update status 2>&1 | tail -n 5")
     print("boot-test: mynabox update status:", " ".join(good.split()[-12:]))
     mods = box.sh("echo mods=$(for m in loop dm_verity squashfs nbd; do "
                   "test -d /sys/module/$m && echo $m; done)")  # fmt: skip

@@ -85,6 +85,27 @@ def test_mynabox_drop_in_reads_the_identity_from_the_state_partition() -> None:
             assert line.split(":", 1)[1].startswith("/etc/mynabox/credentials/")
 
 
+def test_the_health_check_loads_the_keys_the_config_names() -> None:
+    # mynabox-health.service reads the daemon's config, whose keys are credential names: without the same
+    # LoadCredential= lines it stopped at once with "1 problem(s)" (the boot test through U-Boot found it).
+    def credentials(unit: str) -> list[str]:
+        text = (ROOT / "systemd" / unit).read_text()
+        return [ln for ln in text.splitlines() if ln.startswith("LoadCredential=")]
+
+    assert credentials("mynabox.service")
+    assert credentials("mynabox-health.service") == credentials("mynabox.service")
+
+
+def test_no_unit_pulls_the_fat_mount_into_the_boot() -> None:
+    # boot-firmware.mount is an automount's (fstab: noauto, x-systemd.automount) and mynabox-firstboot runs
+    # Before= it: RequiresMountsFor=/boot/firmware made an ordering cycle with local-fs.target.
+    units = [*(ROOT / "systemd").glob("*.service"), ROOT / "image-build/rauc/rauc.service"]
+    for unit in units:
+        for line in unit.read_text().splitlines():
+            if line.startswith("RequiresMountsFor="):
+                assert "/boot/firmware" not in line.split("=", 1)[1].split(), unit.name
+
+
 def test_watchdog_within_bcm2835_wdt_maximum() -> None:
     text = (OVERLAY / "etc/systemd/system.conf.d/50-mynabox-watchdog.conf").read_text()
     value = next(
