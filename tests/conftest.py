@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from logguard import Collector, scan_logs
+from support.notify import NotifySocket
 
 # CI machines have 2 cores shared with the real stack's processes: give hypothesis room, keep it repeatable.
 settings.register_profile(
@@ -51,3 +54,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if hits:
         print("\npersonal data of a synthetic patient in the logs after the last test:", *hits, sep="\n  ")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def notify(tmp_path: Path) -> Iterator[NotifySocket]:
+    """systemd's side of sd_notify for a daemon a test starts (closed after the test)."""
+    sock = NotifySocket(tmp_path / "notify")
+    try:
+        yield sock
+    finally:
+        sock.close()

@@ -6,7 +6,6 @@ when a part cannot start; a box without a panel runs on the null panel."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,15 +28,6 @@ from support.notify import NotifySocket
 from support.wait import wait_for
 
 pytestmark = pytest.mark.stack
-
-
-@pytest.fixture
-def notify(tmp_path: Path) -> Iterator[NotifySocket]:
-    sock = NotifySocket(tmp_path / "notify")
-    try:
-        yield sock
-    finally:
-        sock.close()
 
 
 def lines(notify: NotifySocket) -> list[str]:

@@ -12,10 +12,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from mynabox.adapters.keyfiles import CREDENTIALS_ENV
 from mynabox.cli import COMMANDS
@@ -49,15 +46,6 @@ DENIED = {
     "unittest",
     "pdb",
 }
-
-
-@pytest.fixture
-def notify(tmp_path: Path) -> Iterator[NotifySocket]:
-    sock = NotifySocket(tmp_path / "notify")
-    try:
-        yield sock
-    finally:
-        sock.close()
 
 
 def daemon_modules(tmp_path: Path, notify: NotifySocket) -> set[str]:
