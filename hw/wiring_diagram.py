@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from mynabox.adapters.panel import Line, PinMap, bcm_number, load_pin_map
 from mynabox.render import fonts
@@ -57,7 +57,8 @@ def rows(pins: PinMap) -> list[tuple[str, list[str], str]]:
 
 
 def render(pins: PinMap) -> Image.Image:
-    font = fonts.big()
+    # Pillow's own font object (the box's PixelFont draws screens only): the same unifont file and layout.
+    font = ImageFont.truetype(str(fonts.big().path), fonts.BIG_PX, layout_engine=fonts.LAYOUT)
     table = rows(pins)
     height = TOP + ROW * len(table) + 130
     image = Image.new("RGB", (WIDTH, height), PAPER)
