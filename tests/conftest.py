@@ -6,12 +6,15 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from logguard import Collector, scan_logs
-from support.notify import NotifySocket
+
+if TYPE_CHECKING:
+    from support.notify import NotifySocket
 
 # CI machines have 2 cores shared with the real stack's processes: give hypothesis room, keep it repeatable.
 settings.register_profile(
@@ -59,6 +62,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture
 def notify(tmp_path: Path) -> Iterator[NotifySocket]:
     """systemd's side of sd_notify for a daemon a test starts (closed after the test)."""
+    from support.notify import NotifySocket  # here: test_logguard runs this conftest where support is not
+
     sock = NotifySocket(tmp_path / "notify")
     try:
         yield sock
