@@ -3,9 +3,11 @@ and the first-boot unit's sandbox stays within the project's exposure ceiling.""
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -139,3 +141,30 @@ def test_watchdog_within_bcm2835_wdt_maximum() -> None:
         line.split("=", 1)[1] for line in text.splitlines() if line.startswith("RuntimeWatchdogSec=")
     )
     assert value.endswith("s") and 0 < int(value[:-1]) <= 15
+
+
+def test_the_daemon_can_read_its_copy_of_the_command_line(request: pytest.FixtureRequest) -> None:
+    # mynabox.service's ExecStartPre= (root, "+") under the unit's UMask=0077, into a directory of the
+    # daemon's user: a plain cp left the copy root's 0400, the daemon never saw rauc.slot= and never
+    # switched to an installed update (the update test on the image).
+    if os.geteuid() != 0:
+        pytest.skip("needs root (the copy is root's, the reader another user)")
+    need("setpriv")
+    unit = (ROOT / "systemd" / "mynabox.service").read_text()
+    line = next(ln for ln in unit.splitlines() if ln.startswith("ExecStartPre=") and "/proc/cmdline" in ln)
+    argv = shlex.split(line.removeprefix("ExecStartPre=").lstrip("+"))
+    run_dir = Path(tempfile.mkdtemp(prefix="mynabox-run-"))  # pytest's tmp_path is root's alone
+    request.addfinalizer(lambda: shutil.rmtree(run_dir))
+    os.chown(run_dir, 65534, 65534)  # RuntimeDirectory=: the service user's, 0700
+    argv = [str(run_dir / "cmdline") if a == "/run/mynabox/cmdline" else a for a in argv]
+    old = os.umask(0o077)
+    try:
+        subprocess.run(argv, check=True, timeout=30)
+    finally:
+        os.umask(old)
+    read = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", str(run_dir / "cmdline")],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert read.returncode == 0, read.stderr
+    assert read.stdout == Path("/proc/cmdline").read_text()
