@@ -238,8 +238,8 @@ def main() -> int:
                 diagnose(console)
                 return 1
             figures["good_ready_to_marked_good_s"] = round(time.monotonic() - t_ready, 1)
-            status = box.sh(f"{MYNABOX} update status 2>&1 | tail -n 8")
-            print("update-test: mynabox update status:", " | ".join(status.split("\n")[-8:]))
+            status = box.sh(f"{MYNABOX} update status 2>&1 | grep -E '^(booted slot|rauc booted|slot )'")
+            print("update-test: mynabox update status:", " | ".join(ln for ln in status.split("\n") if ln))
             ok = "booted slot: B" in status
     print(json.dumps({**box.figures, **figures}))
     if args.keep is None and ok:
