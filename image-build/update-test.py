@@ -10,7 +10,8 @@ U-Boot and boot.scr (image-build/vmbox.py launches the box as the boot test does
    with its own client certificate (`mynabox update install https://…`), RAUC writes slot B, and the daemon
    switches when idle ([update] idle_min set short in the test copy's config).
 3. The bad bundle: slot B boots, its daemon never gets READY, mynabox-health marks it bad after
-   [update] health_limit_min and reboots: U-Boot boots slot A, READY again: the rollback, unattended.
+   the health limit (MYNABOX_HEALTH_LIMIT_S, a drop-in in the test copy's root) and reboots: U-Boot boots
+   slot A, READY again: the rollback, unattended.
 4. The good bundle: slot B boots, READY, the health check marks it good; `rauc status` says B is booted.
 Figures printed at the end: bundle size, fetch + install time, switch → READY, health check, rollback.
 Run as root with the project's venv:
@@ -141,7 +142,11 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="keep the work files (card, bundles, console log) here")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds for the first boot to READY")
     parser.add_argument("--step-timeout", type=float, default=900.0, help="seconds for each later step")
-    parser.add_argument("--health-limit-min", type=float, default=3.0, help="[update] health_limit_min")
+    parser.add_argument("--health-limit-min", type=float, default=3.0, help="mynabox-health's limit")
+    parser.add_argument(
+        "--replace", action="append", default=[], metavar="LOCAL=GUEST",
+        help="swap a file of the test copy's root A (and so of both bundles) to try a fix without a rebuild",
+    )  # fmt: skip
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = args.keep or Path(tempfile.mkdtemp(prefix="mynabox-update-"))
@@ -149,9 +154,18 @@ def main() -> int:
     signer = make_signer(work / "pki", "fleet")
     served = work / "served"
     figures: dict[str, object] = {}
+    # The health limit is the root-owned unit's (a drop-in), not the daemon's config: in root A before the
+    # bundles are cut from it, so slot B has it too.
+    health_dropin = work / "90-update-test.conf"
+    health_dropin.write_text(
+        f"[Service]\nEnvironment=MYNABOX_HEALTH_LIMIT_S={args.health_limit_min * 60:.0f}\n"
+    )
     options = Options(
         out=args.out, keep=work, timeout=args.timeout, step_timeout=args.step_timeout,
-        debugfs=f"cd /etc/rauc\nwrite {signer.ca} keyring.pem\n",
+        debugfs=f"cd /etc/rauc\nwrite {signer.ca} keyring.pem\n"
+        "mkdir /etc/systemd/system/mynabox-health.service.d\n"
+        f"cd /etc/systemd/system/mynabox-health.service.d\nwrite {health_dropin} 90-update-test.conf\n",
+        replace=tuple((Path(a).resolve(), b) for a, b in (r.split("=", 1) for r in args.replace)),
         extra_card_bytes=1536 * 1024 * 1024,  # room on the state partition for a fetched bundle
     )  # fmt: skip
     step = args.step_timeout
@@ -169,10 +183,10 @@ def main() -> int:
                 diagnose(console)
                 return 1
             figures["first_boot_healthy_s"] = console.elapsed()
-            # The update settings in the test copy's config: switch after 0.5 min idle; a short health limit.
+            # The daemon's update setting in the test copy's config: switch after 0.5 min idle.
             since = console.mark()
             box.sh(
-                f"printf '\\n[update]\\nidle_min = 0.5\\nhealth_limit_min = {args.health_limit_min}\\n'"
+                "printf '\\n[update]\\nidle_min = 0.5\\n'"
                 f" >> {IDENTITY}/config.toml && systemctl restart mynabox.service"
             )
             if console.wait(READY, step, since) is None:
@@ -224,8 +238,8 @@ def main() -> int:
                 diagnose(console)
                 return 1
             figures["good_ready_to_marked_good_s"] = round(time.monotonic() - t_ready, 1)
-            status = box.sh(f"{MYNABOX} update status 2>&1 | tail -n 8")
-            print("update-test: mynabox update status:", " | ".join(status.split("\n")[-8:]))
+            status = box.sh(f"{MYNABOX} update status 2>&1 | grep -E '^(booted slot|rauc booted|slot )'")
+            print("update-test: mynabox update status:", " | ".join(ln for ln in status.split("\n") if ln))
             ok = "booted slot: B" in status
     print(json.dumps({**box.figures, **figures}))
     if args.keep is None and ok:

@@ -3,14 +3,17 @@ and the first-boot unit's sandbox stays within the project's exposure ceiling.""
 
 from __future__ import annotations
 
+import os
+import shlex
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-UNITS = ("mynabox-firstboot.service",)
+UNITS = ("mynabox-firstboot.service", "mynabox-health.service")
 OVERLAY = ROOT / "image-build" / "rootfs-overlay"
 # systemd-analyze's 0-100 scale: 20 is an exposure of 2.0, the project's ceiling.
 EXPOSURE_CEILING = 20
@@ -85,15 +88,41 @@ def test_mynabox_drop_in_reads_the_identity_from_the_state_partition() -> None:
             assert line.split(":", 1)[1].startswith("/etc/mynabox/credentials/")
 
 
-def test_the_health_check_loads_the_keys_the_config_names() -> None:
-    # mynabox-health.service reads the daemon's config, whose keys are credential names: without the same
-    # LoadCredential= lines it stopped at once with "1 problem(s)" (the boot test through U-Boot found it).
-    def credentials(unit: str) -> list[str]:
-        text = (ROOT / "systemd" / unit).read_text()
-        return [ln for ln in text.splitlines() if ln.startswith("LoadCredential=")]
+def exec_start(unit: str) -> list[str]:
+    """The unit's ExecStart= as argv: continuation lines joined, quotes as systemd reads them (shell-like)."""
+    text = (ROOT / "systemd" / unit).read_text().replace("\\\n", " ")
+    line = next(ln for ln in text.splitlines() if ln.startswith("ExecStart=/"))
+    return shlex.split(line.removeprefix("ExecStart="))
 
-    assert credentials("mynabox.service")
-    assert credentials("mynabox-health.service") == credentials("mynabox.service")
+
+def test_the_health_check_as_root_reads_nothing_the_daemons_user_can_write() -> None:
+    # It ran as root on the daemon's config, owned by user mynabox: the loader refused it ("owned by uid …,
+    # who could replace it") and no slot was ever marked good (the image's boot test found it). Its settings
+    # are the root-owned unit's arguments now, and it holds no key.
+    unit = (ROOT / "systemd" / "mynabox-health.service").read_text()
+    argv = exec_start("mynabox-health.service")
+    assert argv[1:3] == ["update", "health"]
+    own = argv[: argv.index("--selftest-command")]
+    assert "--config" not in own
+    assert "--limit-s" in own and "Environment=MYNABOX_HEALTH_LIMIT_S=" in unit
+    assert not [ln for ln in unit.splitlines() if ln.startswith(("LoadCredential=", "User="))]
+
+
+def test_the_health_checks_self_test_runs_as_the_daemon_runs() -> None:
+    # User, groups and credentials of mynabox.service, on the config the image's drop-in gives the daemon.
+    def daemon(key: str) -> list[str]:
+        text = (ROOT / "systemd" / "mynabox.service").read_text()
+        return [ln for ln in text.splitlines() if ln.startswith(key + "=")]
+
+    argv = exec_start("mynabox-health.service")
+    selftest = shlex.split(argv[argv.index("--selftest-command") + 1])
+    assert selftest[:2] == ["systemd-run", "--wait"] and "--pipe" in selftest
+    props = [selftest[i + 1] for i, a in enumerate(selftest) if a == "-p"]
+    for key in ("User", "Group", "SupplementaryGroups", "LoadCredential"):
+        assert [p for p in props if p.startswith(key + "=")] == daemon(key), key
+    drop_in = (OVERLAY / "etc/systemd/system/mynabox.service.d/50-image.conf").read_text()
+    config = drop_in.split("--config ", 1)[1].split()[0]
+    assert selftest[-4:] == ["/opt/mynabox/venv/bin/mynabox", "selftest", "--config", config]
 
 
 def test_no_unit_pulls_the_fat_mount_into_the_boot() -> None:
@@ -112,3 +141,30 @@ def test_watchdog_within_bcm2835_wdt_maximum() -> None:
         line.split("=", 1)[1] for line in text.splitlines() if line.startswith("RuntimeWatchdogSec=")
     )
     assert value.endswith("s") and 0 < int(value[:-1]) <= 15
+
+
+def test_the_daemon_can_read_its_copy_of_the_command_line(request: pytest.FixtureRequest) -> None:
+    # mynabox.service's ExecStartPre= (root, "+") under the unit's UMask=0077, into a directory of the
+    # daemon's user: a plain cp left the copy root's 0400, the daemon never saw rauc.slot= and never
+    # switched to an installed update (the update test on the image).
+    if os.geteuid() != 0:
+        pytest.skip("needs root (the copy is root's, the reader another user)")
+    need("setpriv")
+    unit = (ROOT / "systemd" / "mynabox.service").read_text()
+    line = next(ln for ln in unit.splitlines() if ln.startswith("ExecStartPre=") and "/proc/cmdline" in ln)
+    argv = shlex.split(line.removeprefix("ExecStartPre=").lstrip("+"))
+    run_dir = Path(tempfile.mkdtemp(prefix="mynabox-run-"))  # pytest's tmp_path is root's alone
+    request.addfinalizer(lambda: shutil.rmtree(run_dir))
+    os.chown(run_dir, 65534, 65534)  # RuntimeDirectory=: the service user's, 0700
+    argv = [str(run_dir / "cmdline") if a == "/run/mynabox/cmdline" else a for a in argv]
+    old = os.umask(0o077)
+    try:
+        subprocess.run(argv, check=True, timeout=30)
+    finally:
+        os.umask(old)
+    read = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", str(run_dir / "cmdline")],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert read.returncode == 0, read.stderr
+    assert read.stdout == Path("/proc/cmdline").read_text()

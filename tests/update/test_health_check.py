@@ -7,8 +7,11 @@ given as commands (the service's are `systemctl is-active mynabox` and `mynabox 
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -22,7 +25,7 @@ from mynabox.adapters.bootfiles import BootFiles
 from mynabox.update import bootstate as bs
 from mynabox.update import lastresult
 
-from .conftest import RaucBox, Signer, rauc_service, rauc_service_missing
+from .conftest import REPO, RaucBox, Signer, rauc_service, rauc_service_missing
 
 pytestmark = pytest.mark.skipif(rauc_service_missing() is not None, reason=str(rauc_service_missing()))
 SELFTEST_OK = "".join(f"ok   {n}\n" for n in ("config: x", "reader", "display", "panel", "outbox", "disk"))
@@ -88,3 +91,39 @@ def test_a_failing_self_test_goes_back_when_idle(box: RaucBox, tmp_path: Path) -
     assert "the daemon switches when idle" in done.stderr
     assert bs.get_primary(BootFiles(box.boot).read().state) == "A"  # the daemon's SlotWatch sees it pending
     assert not (tmp_path / "reboots").exists()
+
+
+def test_root_refuses_the_daemons_config_but_marks_good_with_the_self_test_run_as_its_owner(
+    box: RaucBox, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # mynabox-health.service as it was: root on a config the daemon's user owns (and could rewrite):
+    # refused, nothing marked. As it is now: root with the unit's own arguments, the self-test run as the
+    # config's owner (systemd-run User=mynabox on the box, setpriv here), which alone can read it.
+    owner = Path(tempfile.mkdtemp(prefix="mynabox-daemon-"))  # pytest's tmp_path is root's alone
+    request.addfinalizer(lambda: shutil.rmtree(owner))
+    config = owner / "config.toml"
+    config.write_text((REPO / "firmware/mynabox/data/config.example.toml").read_text())
+    config.chmod(0o600)
+    (owner / "selftest.txt").write_text(SELFTEST_OK)
+    for path in (owner, config, owner / "selftest.txt"):
+        os.chown(path, 65534, 65534)
+    common = ["--limit-s", "3", "--interval", "0.5", "--ready-command", "true",
+              "--boot-dir", str(box.boot), "--cmdline", str(box.conf.parent / "cmdline"),
+              "--state-dir", str(tmp_path / "state"), "--reboot-command", "/bin/false"]  # fmt: skip
+    cli = [sys.executable, "-m", "mynabox.cli", "update", "health"]
+    before = subprocess.run(
+        [*cli, "--config", str(config), *common],
+        env=box.env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert before.returncode == 2
+    assert "owned by uid 65534, who could replace it" in before.stderr
+    assert "set-state" not in (box.calls.read_text() if box.calls.exists() else "")
+    as_owner = f"setpriv --reuid=65534 --regid=65534 --clear-groups cat {owner}/selftest.txt"
+    after = subprocess.run(
+        [*cli, *common, "--selftest-command", as_owner],
+        env=box.env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert after.returncode == 0, after.stderr
+    assert "slot B is healthy: marked good" in after.stdout
+    assert "set-state B good" in box.calls.read_text()
+    assert BootFiles(box.boot).read().state.b_left == bs.TRIES

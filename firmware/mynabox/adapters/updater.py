@@ -24,12 +24,17 @@ class SlotWatch:
         self._files = BootFiles(boot_dir)
         self._cmdline = cmdline
         self._complained = False
+        self._cmdline_complained = False
 
     def booted(self) -> str | None:
         try:
             with self._cmdline.open("rb") as f:
                 return bs.booted_slot(f.read(64 * 1024).decode("utf-8", "replace"))
-        except OSError:
+        except OSError as err:
+            # Said once: unread, an installed update would wait for the next power-on without a word.
+            if not self._cmdline_complained:
+                log.warning("update: the booted slot cannot be read (%s): no switch at idle", err)
+                self._cmdline_complained = True
             return None
 
     def pending(self) -> bool:

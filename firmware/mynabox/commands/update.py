@@ -15,8 +15,10 @@
   over HTTPS with the box's client certificate into the state partition first (RAUC's streaming needs the
   nbd module; see the README), then checked like a file. The result and its time go to
   `update-result.json` in the state directory, which the daemon publishes on its `state` topic.
-- `health`: after every boot of a slot (mynabox-health.service, as root): waits until the daemon is READY
-  and its self-test passes (mynabox.update.health) within [update] health_limit_min, then `rauc status
+- `health`: after every boot of a slot (mynabox-health.service, as root, its settings from the unit's
+  arguments, the self-test run as the daemon's user; `--config` only for the config's owner: the loader
+  refuses, for root, a file another user can write): waits until the daemon is READY and its self-test
+  passes (mynabox.update.health) within `--limit-s` (else [update] health_limit_min), then `rauc status
   mark-good booted` (U-Boot's tries back); otherwise `mark-bad booted`, and a reboot now when the daemon never
   got READY, or, when it is READY (it may be reading cards), the daemon's own switch once idle (the other
   slot is now primary). mynabox.update.policy.HealthCheck decides.

@@ -1,0 +1,31 @@
+"""SlotWatch (the daemon's view of the booted slot and the boot state) on real files."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from mynabox.adapters.bootfiles import BootFiles
+from mynabox.adapters.updater import SlotWatch
+from mynabox.update import bootstate as bs
+
+
+def test_an_installed_update_is_pending(tmp_path: Path) -> None:
+    BootFiles(tmp_path).write(0, bs.set_primary(bs.INITIAL, "B"))
+    (tmp_path / "cmdline").write_text("ro rauc.slot=A mynabox.bootstate=ok\n")
+    watch = SlotWatch(tmp_path, tmp_path / "cmdline")
+    assert watch.booted() == "A"
+    assert watch.pending()
+
+
+def test_an_unreadable_command_line_is_said_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The image's unit left the copy unreadable for the daemon: it never switched, and said nothing.
+    BootFiles(tmp_path).write(0, bs.set_primary(bs.INITIAL, "B"))
+    watch = SlotWatch(tmp_path, tmp_path / "missing")
+    with caplog.at_level(logging.WARNING):
+        assert not watch.pending()
+        assert not watch.pending()
+    said = [r.getMessage() for r in caplog.records if "booted slot cannot be read" in r.getMessage()]
+    assert len(said) == 1
