@@ -29,3 +29,28 @@ def test_an_unreadable_command_line_is_said_once(tmp_path: Path, caplog: pytest.
         assert not watch.pending()
     said = [r.getMessage() for r in caplog.records if "booted slot cannot be read" in r.getMessage()]
     assert len(said) == 1
+
+
+@pytest.mark.parametrize(
+    ("word", "state", "said"),
+    [
+        ("mynabox.bootstate=ok", "ok", None),
+        ("mynabox.bootstate=copy0-bad", "copy0-bad", "it booted from the other copy"),
+        ("mynabox.bootstate=both-bad", "both-bad", "both copies bad, it booted the default order A B"),
+        ("", None, None),  # not booted by boot.scr: nothing to say
+    ],
+)
+def test_damaged_boot_state_found_by_boot_scr_is_said_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, word: str, state: str | None, said: str | None
+) -> None:
+    (tmp_path / "cmdline").write_text(f"ro rauc.slot=A {word}\n")
+    watch = SlotWatch(tmp_path, tmp_path / "cmdline")
+    assert watch.boot_state() == state
+    with caplog.at_level(logging.WARNING):
+        watch.report_boot_state()
+    lines = [r.getMessage() for r in caplog.records if "boot state damaged" in r.getMessage()]
+    assert lines == (
+        []
+        if said is None
+        else [f"update: boot.scr found the boot state damaged at this boot ({state}): {said}"]
+    )

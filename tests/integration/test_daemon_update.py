@@ -185,3 +185,39 @@ def test_fleet_versions_lists_the_slot_version_and_update_result_from_the_retain
             daemon.kill()
         notify.close()
         (stack.state_dir / updatefiles.NAME).unlink(missing_ok=True)
+
+
+def test_a_boot_with_damaged_boot_state_is_logged_and_on_the_retained_state(
+    stack: BoxStack, where: Path, tmp_path: Path
+) -> None:
+    """boot.scr found both copies bad (it booted RAUC's default order): the daemon says so at start and its
+    retained state carries `boot_state`, so fleet ops see a box that may not run the slot last chosen."""
+    assert stack.kit is not None and stack.broker is not None
+    boot_state(where, ("A",))
+    cmdline = where / "cmdline"
+    kept = cmdline.read_text()
+    cmdline.write_text("console=ttyAMA0 rauc.slot=A mynabox.bootstate=both-bad\n")
+    notify = NotifySocket(tmp_path / "notify.sock")
+    log = tmp_path / "daemon.log"
+    states = Subscriber(stack, "gw-bootstate", "mynabox/amb-upd/state")
+    daemon = start_daemon(stack, notify, log)
+    try:
+        assert wait_for(lambda: notify.seen("READY=1") == 1, 20), log.read_text()
+
+        def published() -> list[dict[str, object]]:
+            return [
+                d for p in states.payloads("state") if (d := json.loads(p)).get("boot_state") == "both-bad"
+            ]
+
+        assert wait_for(lambda: len(published()) >= 1, 10)
+        schema = json.loads((REPO / "docs/gateway/schemas/state.schema.json").read_text())
+        Draft202012Validator(schema).validate(published()[-1])
+        assert "boot.scr found the boot state damaged at this boot (both-bad)" in log.read_text()
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=10) == 0
+    finally:
+        states.close()
+        if daemon.poll() is None:
+            daemon.kill()
+        notify.close()
+        cmdline.write_text(kept)

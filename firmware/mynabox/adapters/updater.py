@@ -27,9 +27,33 @@ class SlotWatch:
         self._cmdline_complained = False
 
     def booted(self) -> str | None:
+        cmdline = self._read_cmdline()
+        return None if cmdline is None else bs.booted_slot(cmdline)
+
+    def boot_state(self) -> str | None:
+        """What boot.scr found in the boot state at this boot (ok, copy0-bad, copy1-bad, both-bad); None on
+        a box not booted by boot.scr."""
+        cmdline = self._read_cmdline()
+        damage = None if cmdline is None else bs.boot_damage(cmdline)
+        return None if damage is None else damage.value
+
+    def report_boot_state(self) -> None:
+        """Says at start when boot.scr found a boot-state copy damaged: with both bad it booted RAUC's
+        default order, maybe not the slot last chosen; with one bad, the state before the last write."""
+        state = self.boot_state()
+        if state not in (None, bs.Damage.OK.value):
+            log.warning(
+                "update: boot.scr found the boot state damaged at this boot (%s): %s",
+                state,
+                "both copies bad, it booted the default order A B"
+                if state == bs.Damage.BOTH_BAD.value
+                else "it booted from the other copy",
+            )
+
+    def _read_cmdline(self) -> str | None:
         try:
             with self._cmdline.open("rb") as f:
-                return bs.booted_slot(f.read(64 * 1024).decode("utf-8", "replace"))
+                return f.read(64 * 1024).decode("utf-8", "replace")
         except OSError as err:
             # Said once: unread, an installed update would wait for the next power-on without a word.
             if not self._cmdline_complained:
