@@ -369,12 +369,14 @@ class Console:
             if pipe is not None:
                 pipe.close()
 
-    def power_cut(self) -> None:
+    def power_cut(self, while_off: Callable[[], None] | None = None) -> None:
         """Power off at once (qemu killed: the card keeps what its writes had reached) and on again; the
-        console's text goes on in the same log."""
+        console's text goes on in the same log. `while_off` runs between (the card is free to edit)."""
         self._stop()
         with self._lock:
             self._data += b"\n[vmbox: power cut]\n"
+        if while_off is not None:
+            while_off()
         self._start()
 
     def alive(self) -> bool:
