@@ -85,7 +85,7 @@ def run_case(box: Box, bt: ModuleType, case: str, step: float) -> dict[str, obje
         diagnose(console)
         return row
     journal = box.sh(f"journalctl -b --no-pager -o cat -u mynabox.service | grep -F '{SAID}' | tail -n 1")
-    said = [ln.strip() for ln in journal.splitlines() if ln.strip().startswith("update: " + SAID)]
+    said = [ln.strip() for ln in journal.splitlines() if SAID in ln and "WARNING" in ln and "grep" not in ln]
     row["journal"] = said[-1] if said else None
     status = box.sh(f"{MYNABOX} update status 2>&1 | grep -E '^(booted slot|boot state)'")
     row["update_status"] = " | ".join(
