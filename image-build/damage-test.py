@@ -70,9 +70,8 @@ def run_case(box: Box, bt: ModuleType, case: str, step: float) -> dict[str, obje
     console = box.console
     box.sh("sync")
     expected: list[str] = []
-    since = console.mark()
     t0 = time.monotonic()
-    console.power_cut(lambda: expected.append(damage(box, case)()))
+    since = console.power_cut(lambda: expected.append(damage(box, case)()))
     row: dict[str, object] = {"case": case, "expected": expected[0]}
     slot_at = console.wait("mynabox: booting slot ", step, since)
     found = STATE_LINE.search(console.text(since))

@@ -70,7 +70,15 @@ def cut_root_a(image: Path, dest: Path) -> None:
     )  # fmt: skip
 
 
-def make_bundles(image: Path, work: Path, signer: Signer, served: Path, figures: dict[str, object]) -> None:
+def make_bundles(
+    image: Path,
+    work: Path,
+    signer: Signer,
+    served: Path,
+    figures: dict[str, object],
+    *,
+    names: tuple[str, ...] = ("good", "bad"),
+) -> None:
     """good.raucb from the test copy's root A, bad.raucb from the same with the never-READY drop-in."""
     good, bad = work / "good.ext4", work / "bad.ext4"
     cut_root_a(image, good)
@@ -82,6 +90,9 @@ def make_bundles(image: Path, work: Path, signer: Signer, served: Path, figures:
     subprocess.run(["debugfs", "-w", "-f", str(script), str(bad)], check=True, capture_output=True)
     served.mkdir(exist_ok=True)
     for name, root in (("good", good), ("bad", bad)):
+        if name not in names:
+            root.unlink()
+            continue
         t0 = time.monotonic()
         subprocess.run(
             [HERE / "make-bundle", "--rootfs", str(root), "--cert", str(signer.cert),

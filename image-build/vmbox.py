@@ -369,15 +369,18 @@ class Console:
             if pipe is not None:
                 pipe.close()
 
-    def power_cut(self, while_off: Callable[[], None] | None = None) -> None:
+    def power_cut(self, while_off: Callable[[], None] | None = None) -> int:
         """Power off at once (qemu killed: the card keeps what its writes had reached) and on again; the
-        console's text goes on in the same log. `while_off` runs between (the card is free to edit)."""
+        console's text goes on in the same log. `while_off` runs between (the card is free to edit).
+        Returns the console's offset at the power-on."""
         self._stop()
         with self._lock:
             self._data += b"\n[vmbox: power cut]\n"
+            on = len(self._data)
         if while_off is not None:
             while_off()
         self._start()
+        return on
 
     def alive(self) -> bool:
         return self._vm.poll() is None
