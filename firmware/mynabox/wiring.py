@@ -181,7 +181,7 @@ def build(
             update_idle_s=cfg.update.idle_min * 60.0,
         )
     )
-    slots = SlotWatch(cfg.update.boot_dir, cfg.update.cmdline)
+    slots = SlotWatch(cfg.update.boot_dir, cfg.update.cmdline, state_dir)
     slots.report_boot_state()
     reboot = Reboot(cfg.update.reboot_command.split())
     return Parts(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -221,3 +222,39 @@ def test_a_boot_with_damaged_boot_state_is_logged_and_on_the_retained_state(
             daemon.kill()
         notify.close()
         cmdline.write_text(kept)
+
+
+def test_no_switch_while_an_install_still_runs(stack: BoxStack, where: Path, tmp_path: Path) -> None:
+    """RAUC makes the other slot primary before its last steps and `update install` keeps its result after
+    them; on the emulated box the daemon rebooted 60 ms before RAUC had finished. While the install's lock
+    is held (here by another process, as the install command holds it) the idle box does not switch."""
+    boot_state(where, ("B", "A"))
+    (where / "reboots").unlink(missing_ok=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, pathlib\nfrom mynabox.adapters import updatefiles\n"
+         f"with updatefiles.installing(pathlib.Path({str(stack.state_dir)!r})):\n"
+         "    print('held', flush=True)\n    sys.stdin.read()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    notify = NotifySocket(tmp_path / "notify.sock")
+    log = tmp_path / "daemon.log"
+    daemon = None
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        daemon = start_daemon(stack, notify, log)
+        assert wait_for(lambda: notify.seen("READY=1") == 1, 20), log.read_text()
+        time.sleep(IDLE_MIN * 60 + 8.0)  # idle long enough, and the loop has looked at least once since
+        assert reboots(where) == [], "switched while the install still ran"
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=10)
+        assert wait_for(lambda: len(reboots(where)) == 1, 15), log.read_text()
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=10) == 0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        if daemon is not None and daemon.poll() is None:
+            daemon.kill()
+        notify.close()

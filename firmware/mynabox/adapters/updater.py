@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from mynabox.adapters import updatefiles
 from mynabox.adapters.bootfiles import BootFiles
 from mynabox.update import bootstate as bs
 
@@ -20,9 +21,10 @@ log = logging.getLogger(__name__)
 
 
 class SlotWatch:
-    def __init__(self, boot_dir: Path, cmdline: Path) -> None:
+    def __init__(self, boot_dir: Path, cmdline: Path, state_dir: Path | None = None) -> None:
         self._files = BootFiles(boot_dir)
         self._cmdline = cmdline
+        self._state_dir = state_dir  # where `update install` holds its lock while it runs
         self._complained = False
         self._cmdline_complained = False
 
@@ -62,9 +64,12 @@ class SlotWatch:
             return None
 
     def pending(self) -> bool:
-        """True when the slot to boot next is not the one running: an installed update waits."""
+        """True when the slot to boot next is not the one running and no install runs any more (RAUC makes
+        the other slot primary before its last steps, the install keeps its result after them)."""
         booted = self.booted()
         if booted is None:
+            return False
+        if self._state_dir is not None and updatefiles.install_running(self._state_dir):
             return False
         try:
             primary = bs.get_primary(self._files.read().state)
