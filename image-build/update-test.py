@@ -142,7 +142,7 @@ def start_install(box: Box, url: str, n: int) -> None:
     box.sh(
         f"({MYNABOX} update install {url} --ca {IDENTITY}/summary-ca.pem --cert {IDENTITY}/summary-client.pem"
         f" --key {IDENTITY}/credentials/summary-client-key > {log} 2>&1; "
-        f'echo "@@install-end-$(({n}+0)) rc=$?" > /dev/ttyAMA0) >/dev/null 2>&1 &'
+        f'echo "@@install-end-$(({n}+0)) rc=$?" > /dev/ttyAMA0) >/dev/null 2>&1 & true'
     )
 
 
