@@ -75,8 +75,7 @@ def cut(
     """Starts an install and cuts the power at a random point of `phase`: the seconds after the phase's
     mark, and the console's offset at the power-on."""
     console = box.console
-    since = console.mark()
-    ut.start_install(box, url, n)
+    since = ut.start_install(box, url, n)
     if phase == "install":
         mark, delay = time.monotonic(), rng.uniform(0, 150)
     elif phase == "switch":

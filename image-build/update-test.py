@@ -44,7 +44,7 @@ from mynabox_testkit.patients import patient
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
-from vmbox import READY, Box, Options, boot_test, diagnose, launch, partition  # noqa: E402
+from vmbox import READY, Box, Options, boot_test, diagnose, launch, partition, plain  # noqa: E402
 
 from support.vscard import VscardCard  # noqa: E402
 from update.conftest import Signer, make_signer  # noqa: E402
@@ -135,26 +135,34 @@ def update_server(
         thread.join(timeout=10)
 
 
-def start_install(box: Box, url: str, n: int) -> None:
+def start_install(box: Box, url: str, n: int) -> int:
     """`mynabox update install URL` in the guest, as root, in the background (the shell stays free for a
-    tap meanwhile); its output goes to a file, then `@@install-end-N rc=…` to the console."""
+    tap meanwhile). When it ends, the last lines of its output and `@@install-end-N rc=…` go to the
+    console (the box may reboot into the new slot right after, taking /run with it). Returns the console's
+    offset before."""
     log = f"/run/mynabox-test-install-{n}.log"
+    since = box.console.mark()
     box.sh(
         f"({MYNABOX} update install {url} --ca {IDENTITY}/summary-ca.pem --cert {IDENTITY}/summary-client.pem"
-        f" --key {IDENTITY}/credentials/summary-client-key > {log} 2>&1; "
-        f'echo "@@install-end-$(({n}+0)) rc=$?" > /dev/ttyAMA0) >/dev/null 2>&1 & true'
+        f" --key {IDENTITY}/credentials/summary-client-key > {log} 2>&1; rc=$?;"
+        f" tail -n 4 {log} > /dev/ttyAMA0; "
+        f'echo "@@install-end-$(({n}+0)) rc=$rc" > /dev/ttyAMA0) >/dev/null 2>&1 & true'
     )
+    return since
 
 
-def end_install(box: Box, n: int, t0: float, figures: dict[str, object], name: str) -> float | None:
+def end_install(
+    box: Box, n: int, since: int, t0: float, *, figures: dict[str, object], name: str
+) -> float | None:
     """Waits for install `n` to end; the moment it ended, or None if it failed."""
-    end = box.console.wait(f"@@install-end-{n} rc=", 3600)
+    end = box.console.wait(f"@@install-end-{n} rc=", 3600, since)
     done = time.monotonic()
     figures[f"{name}_fetch_and_install_s"] = round(done - t0, 1)
-    out = box.sh(f"tail -n 4 /run/mynabox-test-install-{n}.log")
-    said = " | ".join(ln.strip() for ln in out.splitlines() if ln.strip())
-    print(f"update-test: install {name}:", said[-600:], flush=True)
-    return done if end is not None and "install: installed" in out else None
+    said = re.findall(
+        r"^install: .*$", plain(box.console.text(since)[: None if end is None else end - since]), re.M
+    )
+    print(f"update-test: install {name}:", " | ".join(said)[-600:], flush=True)
+    return done if end is not None and "install: installed" in " ".join(said) else None
 
 
 def tap(box: Box, bt: ModuleType, reader: VscardCard, key: str) -> dict[str, float] | None:
@@ -249,8 +257,8 @@ def main() -> int:
             # The bad bundle: installed, switched at idle, never READY on B, back to A by itself.
             since = console.mark()
             t0 = time.monotonic()
-            start_install(box, f"https://10.0.2.2:{port}/bad.raucb", 1)
-            installed = end_install(box, 1, t0, figures, "bad")
+            started = start_install(box, f"https://10.0.2.2:{port}/bad.raucb", 1)
+            installed = end_install(box, 1, started, t0, figures=figures, name="bad")
             if installed is None:
                 return 1
             switched = wait_slot(box, "B", since, step)
@@ -279,10 +287,13 @@ def main() -> int:
             reader = VscardCard(VirtualMyNumberCard(patient("healthy").card_id), port=box.ccid_port).connect()
             try:
                 taps["idle"] = tap(box, bt, reader, "healthy")
-                since = console.mark()
+                # A press while a result is shown is ignored (the state machine's rule 4): the next tap
+                # waits until the idle tap's result has cleared (result_clear_s, 60 s by default).
+                not_before = time.monotonic() + 65.0
                 t0 = time.monotonic()
-                start_install(box, f"https://10.0.2.2:{port}/good.raucb", 2)
+                since = start_install(box, f"https://10.0.2.2:{port}/good.raucb", 2)
                 writing = console.wait(WRITING, step, since)
+                time.sleep(max(0.0, not_before - time.monotonic()))
                 if writing is not None:
                     taps["install"] = tap(box, bt, reader, "warfarin-elderly")
                     taps_during = WRITTEN not in console.text(writing)
@@ -291,7 +302,7 @@ def main() -> int:
             for when, got in taps.items():
                 print(f"update-test: tap at {when}:", json.dumps(got), flush=True)
             print("update-test: the install's tap delivered while RAUC still wrote slot B:", taps_during)
-            if end_install(box, 2, t0, figures, "good") is None:
+            if end_install(box, 2, since, t0, figures=figures, name="good") is None:
                 return 1
             switched = wait_slot(box, "B", since, step)
             t_switch = time.monotonic()
