@@ -17,11 +17,13 @@
   `update-result.json` in the state directory, which the daemon publishes on its `state` topic.
 - `health`: after every boot of a slot (mynabox-health.service, as root, its settings from the unit's
   arguments, the self-test run as the daemon's user; `--config` only for the config's owner: the loader
-  refuses, for root, a file another user can write): waits until the daemon is READY and its self-test
-  passes (mynabox.update.health) within `--limit-s` (else [update] health_limit_min), then `rauc status
-  mark-good booted` (U-Boot's tries back); otherwise `mark-bad booted`, and a reboot now when the daemon never
-  got READY, or, when it is READY (it may be reading cards), the daemon's own switch once idle (the other
-  slot is now primary). mynabox.update.policy.HealthCheck decides.
+  refuses, for root, a file another user can write): mynabox.app.healthcheck waits until the daemon is READY
+  and its self-test passes (mynabox.update.health) within `--limit-s` (5 min), then `rauc status mark-good
+  booted` (U-Boot's tries back); otherwise `mark-bad booted`, and a reboot now when the daemon never got
+  READY, or, when it is READY (it may be reading cards), the daemon's own switch once idle (the other slot is
+  now primary). A daemon plainly dead before READY — its unit failed for good (exit 78) or restarted
+  `--max-restarts` times without ever being active (`--state-command`, systemctl show) — goes back at once.
+  mynabox.update.policy.HealthCheck decides.
 - `status`: the booted slot, what boot.scr found damaged, the slots' versions and state from
   `rauc status --output-format=json`.
 """
@@ -74,8 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     install.add_argument("--max-bytes", type=int, default=MAX_BUNDLE_BYTES, help="refuse a larger download")
     install.add_argument("--timeout", type=float, default=3600.0, help="seconds for RAUC's install")
     health = sub.add_parser("health", help="after a boot: mark the slot good, or go back to the other one")
-    health.add_argument("--config", type=Path, help="read [update] from this config (else its defaults)")
-    health.add_argument("--limit-s", type=float, help="seconds to become healthy (default: health_limit_min)")
+    health.add_argument(
+        "--config", type=Path, help="the state directory, boot state and reboot command from this config"
+    )
+    health.add_argument("--limit-s", type=float, default=300.0, help="seconds to become healthy")
     health.add_argument("--interval", type=float, default=5.0, help="seconds between looks")
     health.add_argument("--ready-command", default="systemctl is-active --quiet mynabox.service")
     health.add_argument(
@@ -413,7 +417,7 @@ def _health(args: argparse.Namespace) -> int:
     settings = healthcheck.Settings(
         booted=booted,
         version=mynabox.__version__,
-        limit_s=args.limit_s if args.limit_s is not None else update.health_limit_min * 60.0,
+        limit_s=args.limit_s,
         interval_s=args.interval,
         max_restarts=args.max_restarts,
     )
