@@ -96,27 +96,30 @@ def unit(
         (
             unit(sub="auto-restart", result="exit-code", restarts=3, status=1),
             Action.ROLLBACK_NOW,
-            "the daemon restarted 3 times without becoming active (exit 1), 42 s in",
+            "the daemon restarted 3 times without becoming active (exit 1), seen 42 s into the check",
         ),
         (
             unit(sub="auto-restart", result="core-dump", restarts=7, status=11),
             Action.ROLLBACK_NOW,
-            "the daemon restarted 7 times without becoming active (killed by signal 11), 42 s in",
+            "the daemon restarted 7 times without becoming active (killed by signal 11)"
+            ", seen 42 s into the check",
         ),
         (
             unit(sub="auto-restart", result="timeout", restarts=3),
             Action.ROLLBACK_NOW,
-            "the daemon restarted 3 times without becoming active (its start timed out), 42 s in",
+            "the daemon restarted 3 times without becoming active (its start timed out)"
+            ", seen 42 s into the check",
         ),
         (
             unit("failed", "failed", "exit-code", status=EX_CONFIG),
             Action.ROLLBACK_NOW,
-            "the daemon failed (exit 78: its config or a key refused) and is not restarted, 42 s in",
+            "the daemon failed (exit 78: its config or a key refused) and is not restarted"
+            ", seen 42 s into the check",
         ),
         (
             unit("failed", "failed", "watchdog", restarts=1, status=6),
             Action.ROLLBACK_NOW,
-            "the daemon failed (its watchdog expired) and is not restarted, 42 s in",
+            "the daemon failed (its watchdog expired) and is not restarted, seen 42 s into the check",
         ),
         # systemd ≥ 254 passes through failed on its way to a restart: not failed for good.
         (unit("failed", "failed-before-auto-restart", "exit-code", status=1), Action.NONE, ""),

@@ -155,7 +155,9 @@ class HealthCheck:
         dead = daemon_dead(unit, self.max_restarts)
         if dead is None:
             return self, Action.NONE
-        failed = replace(self, verdict=Health.FAILED, reason=f"{dead}, {int(now - self.booted_at)} s in")
+        failed = replace(
+            self, verdict=Health.FAILED, reason=f"{dead}, seen {int(now - self.booted_at)} s into the check"
+        )
         return failed, Action.ROLLBACK_NOW if other_slot_bootable else Action.STAY
 
     def _settle(self, state: HealthCheck) -> tuple[HealthCheck, Action]:
