@@ -88,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     health.add_argument(
         "--max-restarts",
-        type=int,
+        type=_at_least_one,
         default=3,
         help="restarts without ever being active after which the daemon counts as dead (rollback at once)",
     )
@@ -101,6 +101,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     status.add_argument("--rauc-json", type=Path, help="read this instead of running rauc status")
     status.add_argument("--cmdline", type=Path, default=Path("/proc/cmdline"))
     status.add_argument("--dir", type=Path, default=DEFAULT_BOOT_DIR, help="where bootstate.0/1 are")
+
+
+def _at_least_one(text: str) -> int:
+    # 0 would call a daemon not yet started dead: every boot would roll back.
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: at least 1")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
