@@ -182,7 +182,7 @@ def build(
         )
     )
     slots = SlotWatch(cfg.update.boot_dir, cfg.update.cmdline)
-    reboot = Reboot(cfg.update.reboot_command.split())
+    reboot = Reboot(cfg.update.reboot_command.split(), slots.destination)
     return Parts(
         events,
         clock,
