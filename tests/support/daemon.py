@@ -107,7 +107,9 @@ def assert_received_once(
     if not arrived:
         lost = produced - set(delivered)
         broker_log = stack.broker.log() if stack.broker else ""
-        mine = [line for line in broker_log.splitlines() if receiver.client_id in line][-12:]
+        # The broker names a client by its certificate's CN (use_username_as_clientid), not the id it asked.
+        name = stack.kit.gateway if stack.kit else receiver.client_id
+        mine = [line for line in broker_log.splitlines() if name in line or "terminating" in line][-16:]
         raise AssertionError(
             f"{len(lost)} audited messages were lost ({len(delivered)} received; receiver connected: "
             f"{receiver.connected}); the broker on the receiver:\n" + "\n".join(mine)
