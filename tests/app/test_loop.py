@@ -352,3 +352,12 @@ def test_a_failing_idle_hook_is_logged_and_the_decisions_go_on(
     assert loop.step(LookupDone(LookupOutcome.UNAVAILABLE, (), 0)) is False
     assert rig.idles == 1 and "the idle hook failed" in caplog.text
     assert loop.step(ShutdownRequested()) is True
+
+
+def test_the_idle_hook_runs_once_after_start_up(rig: Rig) -> None:
+    loop = rig.loop(watchdog_usec=None)
+    rig.events.put(Tick())
+    rig.events.put(Tick())
+    rig.events.put(ShutdownRequested())
+    assert loop.run("ready") == 0
+    assert rig.idles == 1

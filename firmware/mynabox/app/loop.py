@@ -103,8 +103,8 @@ class Loop:
         self._retry = retry  # the kept parts: open the failed ones again, probe the others
         self._failed = failed  # the kept parts that do not work now
         self._update_pending = update_pending
-        self._idle = idle  # once after each read, when no worker has a job: the C heap's free pages go back
-        self._read_since_idle = False
+        self._idle = idle  # the C heap's free pages back to the kernel, when no worker has a job
+        self._idle_due = False  # once after start-up and once after each read
         self._last_update_poll: float | None = None
         self._update_posted = False
         self._update_wait_kind: list[str] | None = None
@@ -125,6 +125,7 @@ class Loop:
         self.apply_all(start, None)
         self._notifier.ready(ready_status)
         on_ready()
+        self._idle_due = True  # what start-up allocated only for itself (keys, config, first connections)
         while not self.step(self.next_event()):
             pass
         return 0
@@ -156,9 +157,9 @@ class Loop:
         if isinstance(event, LookupDone) and any(isinstance(e, ShowScreen) for e in effects):
             self._result_shown()
         now = self._monotonic()
-        self._read_since_idle |= isinstance(event, LookupDone)
-        if self._read_since_idle and all(w.busy_s(now) == 0 for w in self._watched):
-            self._read_since_idle = False
+        self._idle_due |= isinstance(event, LookupDone)
+        if self._idle_due and all(w.busy_s(now) == 0 for w in self._watched):
+            self._idle_due = False
             try:
                 self._idle()
             except Exception:  # memory housekeeping only: it must never stop the decisions
