@@ -131,12 +131,48 @@ setenv bootargs "${mb_console} root=PARTUUID=${mb_partuuid} ro rootwait rauc.slo
 # The chosen slot's own kernel, initramfs and, where the board names one, device tree; qemu's own device
 # tree otherwise. /boot/vmlinuz and /boot/initrd.img are Debian's symbolic links (kernel-img.conf
 # link_in_boot = yes: kept by the kernel package itself); Debian's arm64 vmlinuz is an uncompressed Image.
+# A Pi's firmware writes /system/linux,revision and linux,serial into the device tree it hands
+# U-Boot (${fdtcontroladdr}); the slot's upstream DTB has neither and U-Boot's rpi board code copies
+# only other properties (update_fdt_from_fw), so without this gpiozero finds no board and the pins
+# fail. Copied byte for byte (`fdt get value` swaps the bytes of an 8-byte value); a property the
+# firmware did not write is skipped and nothing here stops the boot.
 if load ${mb_dev}:${mb_part} ${kernel_addr_r} /boot/vmlinuz; then
   if load ${mb_dev}:${mb_part} ${ramdisk_addr_r} /boot/initrd.img; then
     setenv mb_initrd ${ramdisk_addr_r}:${filesize}
     setenv mb_fdt ${fdtcontroladdr}
     if test -n "${fdtfile}"; then
-      if load ${mb_dev}:${mb_part} ${fdt_addr_r} /boot/dtbs/${fdtfile}; then setenv mb_fdt ${fdt_addr_r}; fi
+      if load ${mb_dev}:${mb_part} ${fdt_addr_r} /boot/dtbs/${fdtfile}; then
+        setenv mb_fdt ${fdt_addr_r}
+        setenv mb_copied
+        fdt addr ${mb_fdt}
+        fdt resize 0x400
+        for mb_prop in linux,revision linux,serial; do
+          fdt addr ${fdtcontroladdr}
+          setenv mb_len 0
+          setenv mb_bytes
+          if fdt get size mb_len /system ${mb_prop}; then
+            if fdt get addr mb_pa /system ${mb_prop}; then
+              if test ${mb_len} -le 16; then
+                for mb_k in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do
+                  if test ${mb_k} -le ${mb_len}; then
+                    setexpr.b mb_b *${mb_pa}
+                    setenv mb_bytes "${mb_bytes} ${mb_b}"
+                    setexpr mb_pa ${mb_pa} + 1
+                  fi
+                done
+              fi
+            fi
+          fi
+          fdt addr ${mb_fdt}
+          if test -n "${mb_bytes}"; then
+            if fdt get size mb_n /system; then true; else fdt mknode / system; fi
+            if fdt set /system ${mb_prop} "[${mb_bytes} ]"; then setenv mb_copied "${mb_copied} ${mb_prop}"; fi
+          fi
+        done
+        setenv mb_rev none
+        fdt get value mb_rev /system linux,revision
+        echo "mynabox: device tree ${fdtfile}: copied from the firmware:${mb_copied}; /system/linux,revision ${mb_rev}"
+      fi
     fi
     echo "mynabox: slot ${mb_slot}: kernel, initramfs ${mb_initrd}, device tree ${mb_fdt}; ${bootargs}"
     booti ${kernel_addr_r} ${mb_initrd} ${mb_fdt}

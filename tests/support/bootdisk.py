@@ -142,20 +142,37 @@ class UbootRun:
     exit_code: int
 
 
-def _qemu(disk: Disk) -> list[str]:
+MACHINE = ("-M", "virt", "-cpu", "cortex-a72", "-m", "256", "-smp", "1")
+
+
+def _qemu(disk: Disk, dtb: Path | None = None) -> list[str]:
     return [
-        "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-m", "256", "-smp", "1",
+        "qemu-system-aarch64", *MACHINE,
         "-bios", str(UBOOT_BIN), "-nic", "none", "-no-reboot", "-display", "none",
         "-serial", "stdio", "-monitor", "none",
         "-drive", f"if=virtio,format=raw,file={disk.path}",
+        *(["-dtb", str(dtb)] if dtb is not None else []),
     ]  # fmt: skip
 
 
-def run_uboot(disk: Disk, timeout: float = 60.0) -> UbootRun:
-    """One power-on: U-Boot's distro boot finds boot.scr on p1 and runs it; the script's `reset` ends qemu."""
+def machine_dtb(out: Path) -> Path:
+    """qemu's own device tree for this machine (what U-Boot gets as its control tree), to edit with fdtput
+    and hand back with `run_uboot(dtb=…)`, as a Pi's firmware hands U-Boot the tree it prepared."""
+    subprocess.run(
+        ["qemu-system-aarch64", *MACHINE, "-machine", f"dumpdtb={out}", "-nodefaults", "-display", "none"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return out
+
+
+def run_uboot(disk: Disk, timeout: float = 60.0, dtb: Path | None = None) -> UbootRun:
+    """One power-on: U-Boot's distro boot finds boot.scr on p1 and runs it; the script's `reset` ends qemu.
+    `dtb`: the device tree qemu hands U-Boot instead of its own."""
     start = time.monotonic()
     out = subprocess.run(
-        _qemu(disk), stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
+        _qemu(disk, dtb), stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
     )
     seconds = time.monotonic() - start
     text = out.stdout.decode("utf-8", "replace").replace("\r", "")
