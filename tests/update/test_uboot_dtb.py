@@ -13,6 +13,7 @@ script resets.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -40,10 +41,8 @@ SLOT_DTS = {
     "B": '/dts-v1/;\n/ {\n model = "slot B";\n system { linux,revision = <0x1>; };\n};\n',
 }
 
-pytestmark = pytest.mark.skipif(
-    bool(missing_tools() + [t for t in ("dtc", "fdtput") if subprocess.run(["which", t]).returncode]),
-    reason="missing U-Boot test tools or dtc/fdtput",
-)
+MISSING = missing_tools() + [t for t in ("dtc", "fdtput") if shutil.which(t) is None]
+pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"missing: {', '.join(MISSING)}")
 
 
 @pytest.fixture(scope="module")
