@@ -140,6 +140,7 @@ class UbootRun:
     console: str
     seconds: float
     exit_code: int
+    raw: bytes = b""  # the serial output as sent (a test kernel may write binary)
 
 
 MACHINE = ("-M", "virt", "-cpu", "cortex-a72", "-m", "256", "-smp", "1")
@@ -176,7 +177,7 @@ def run_uboot(disk: Disk, timeout: float = 60.0, dtb: Path | None = None) -> Ubo
     )
     seconds = time.monotonic() - start
     text = out.stdout.decode("utf-8", "replace").replace("\r", "")
-    return UbootRun(text, seconds, out.returncode)
+    return UbootRun(text, seconds, out.returncode, out.stdout)
 
 
 def cut_uboot(disk: Disk, marker: bytes, delay: float, timeout: float = 60.0) -> str:

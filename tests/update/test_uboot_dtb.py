@@ -1,19 +1,21 @@
-"""boot.scr's device tree on a Pi, under Debian's U-Boot in qemu: the slot's own DTB gets the firmware's
-/system/linux,revision and linux,serial (gpiozero reads the board from the revision).
+"""boot.scr's device tree on a Pi, under Debian's U-Boot in qemu: the slot's own DTB, as `booti` hands it to
+the kernel, carries the firmware's /system/linux,revision and linux,serial (gpiozero reads the board from
+the revision; U-Boot's rpi board code does not copy /system).
 
 As on a Pi: U-Boot's control tree is the one handed to it (here qemu's own tree with /system written into
 it by fdtput, passed with -dtb, as a Pi's firmware writes it), and U-Boot's environment names `fdtfile`
 and `fdt_addr_r` (the rpi board code and its default environment do; qemu's board does neither, so a
 test-only boot.scr sets the two and sources the shipped script, stored beside it as mynabox.scr). The
-slots' DTBs are compiled with dtc without /system, as upstream's. The script reads the revision back from
-the DTB it hands to `booti` and prints it; the markers in /boot are no kernel, so `booti` refuses and the
-script resets.
+slots' DTBs are compiled with dtc without /system, as upstream's. Each slot's /boot/vmlinuz is a 44-byte
+arm64 Image that writes the device tree it was given (x0) to the UART and powers off (PSCI SYSTEM_OFF),
+so the test reads the very tree the kernel would get, after U-Boot's own `booti` fix-ups.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -25,8 +27,8 @@ from support.bootdisk import Disk, machine_dtb, make_boot_script, make_disk, mis
 BOOT_CMD = Path(__file__).resolve().parents[2] / "image-build" / "boot" / "boot.cmd"
 FDTFILE = "broadcom/bcm2837-rpi-3-b-plus.dtb"
 FDT_ADDR_R = "0x40100000"  # between qemu's tree (0x40000000) and scriptaddr (0x40200000)
-REVISION = 0xA020D3  # Raspberry Pi 3 Model B+ 1.3
-SERIAL = ("0x00000000", "0x1a2b3c4d")  # as the firmware writes it: two cells
+REVISION = "a020d3"  # Raspberry Pi 3 Model B+ 1.3
+SERIAL = "0 1a2b3c4d"  # as the firmware writes it: two cells
 # The shipped script at scriptaddr + 512 KiB: the wrapper itself runs from scriptaddr.
 WRAPPER = f"""setenv fdtfile {FDTFILE}
 setenv fdt_addr_r {FDT_ADDR_R}
@@ -36,12 +38,22 @@ source ${{mb_test_addr}}
 """
 SLOT_DTS = {
     # Upstream's DTBs have no /system.
-    "A": '/dts-v1/;\n/ {\n model = "slot A"; compatible = "raspberrypi,3-model-b-plus";\n};\n',
-    # A DTB that has a /system of its own: the firmware's values win.
+    "A": '/dts-v1/;\n/ {\n model = "slot A";\n};\n',
+    # A DTB with a /system of its own: the firmware's values win.
     "B": '/dts-v1/;\n/ {\n model = "slot B";\n system { linux,revision = <0x1>; };\n};\n',
 }
+# The kernel: arm64 Image header (booting.rst: branch to the code, text_offset 0, image_size 4096, flags
+# bit 3 = anywhere in RAM, magic "ARM\x64"), then (llvm-mc -triple=aarch64):
+#   ldr w1, [x0, #4]; rev w1, w1          the tree's big-endian totalsize
+#   mov x2, #0x09000000                   -M virt's PL011 data register
+#   1: ldrb w3, [x0], #1; strb w3, [x2]; subs w1, w1, #1; b.ne 1b
+#   mov w0, #8; movk w0, #0x8400, lsl #16; hvc #0; b .     PSCI SYSTEM_OFF: qemu exits
+CODE = (0xB9400401, 0x5AC00821, 0xD2A12002, 0x38401403, 0x39000043, 0x71000421, 0x54FFFFA1,
+        0x52800100, 0x72B08000, 0xD4000002, 0x14000000)  # fmt: skip
+HEADER = struct.pack("<IIQQQQQQII", 0x14000010, 0, 0, 4096, 8, 0, 0, 0, 0x644D5241, 0)
+KERNEL = (HEADER + struct.pack(f"<{len(CODE)}I", *CODE)).ljust(4096, b"\0")
 
-MISSING = missing_tools() + [t for t in ("dtc", "fdtput") if shutil.which(t) is None]
+MISSING = missing_tools() + [t for t in ("dtc", "fdtput", "fdtget") if shutil.which(t) is None]
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"missing: {', '.join(MISSING)}")
 
 
@@ -51,13 +63,12 @@ def disk_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for slot in ("A", "B"):
         boot = work / f"slot-{slot}" / "boot"
         (boot / "dtbs" / "broadcom").mkdir(parents=True)
-        (boot / "vmlinuz").write_bytes(f"kernel-{slot}\n".encode())
+        (boot / "vmlinuz").write_bytes(KERNEL)
         (boot / "initrd.img").write_bytes(b"i" * 5)
         dts = work / f"slot-{slot}.dts"
         dts.write_text(SLOT_DTS[slot])
-        subprocess.run(
-            ["dtc", "-I", "dts", "-O", "dtb", "-o", str(boot / "dtbs" / FDTFILE), str(dts)], check=True
-        )
+        dtb = boot / "dtbs" / FDTFILE
+        subprocess.run(["dtc", "-I", "dts", "-O", "dtb", "-o", str(dtb), str(dts)], check=True)
     make_boot_script(BOOT_CMD, work / "mynabox.scr")
     (work / "wrapper.cmd").write_text(WRAPPER)
     make_boot_script(work / "wrapper.cmd", work / "boot.scr")
@@ -75,23 +86,38 @@ def firmware_dtb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """qemu's own tree with /system as a Pi's firmware writes it."""
     dtb = machine_dtb(tmp_path_factory.mktemp("fwdtb") / "fw.dtb")
     subprocess.run(["fdtput", "-c", str(dtb), "/system"], check=True)
-    subprocess.run(["fdtput", "-t", "x", str(dtb), "/system", "linux,revision", f"{REVISION:x}"], check=True)
-    subprocess.run(["fdtput", "-t", "x", str(dtb), "/system", "linux,serial", *SERIAL], check=True)
+    subprocess.run(["fdtput", "-t", "x", str(dtb), "/system", "linux,revision", REVISION], check=True)
+    subprocess.run(["fdtput", "-t", "x", str(dtb), "/system", "linux,serial", *SERIAL.split()], check=True)
     return dtb
 
 
-def boot(template: Path, tmp_path: Path, slot: str, dtb: Path | None) -> str:
+def boot(template: Path, tmp_path: Path, slot: str, dtb: Path | None) -> tuple[Path, str]:
+    """Boots `slot`; returns the device tree the kernel was handed (written to a file) and the console."""
     path = tmp_path / "disk.img"
-    path.write_bytes(template.read_bytes())
+    shutil.copyfile(template, path)
     disk = Disk(path)
-    state = bs.set_primary(bs.INITIAL, slot)
-    disk.write_fat("bootstate.0", bs.encode(state), tmp_path)
+    disk.write_fat("bootstate.0", bs.encode(bs.set_primary(bs.INITIAL, slot)), tmp_path)
     run = run_uboot(disk, dtb=dtb)
-    console = run.console
-    assert "resetting" in console, console
     # The slot's DTB, at the board's fdt_addr_r, is what booti was given.
-    assert re.search(rf"mynabox: slot {slot}: kernel, .*, device tree {FDT_ADDR_R};", console), console
-    return console
+    assert re.search(rf"mynabox: slot {slot}: kernel, .*, device tree {FDT_ADDR_R};", run.console), (
+        run.console
+    )
+    start = run.raw.find(b"\xd0\x0d\xfe\xed", run.raw.find(b"Starting kernel"))
+    assert start > 0, run.console
+    (size,) = struct.unpack(">I", run.raw[start + 4 : start + 8])
+    handed = tmp_path / "handed.dtb"
+    handed.write_bytes(run.raw[start : start + size])
+    assert len(handed.read_bytes()) == size, "the kernel's dump of its device tree was cut short"
+    assert get(handed, "/", "model") == f"slot {slot}"
+    assert f"rauc.slot={slot}" in str(get(handed, "/chosen", "bootargs"))
+    return handed, run.console
+
+
+def get(dtb: Path, node: str, prop: str, kind: str = "s") -> str | None:
+    out = subprocess.run(
+        ["fdtget", "-t", kind, str(dtb), node, prop], capture_output=True, text=True, check=False
+    )
+    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def dtb_line(console: str) -> str:
@@ -100,26 +126,27 @@ def dtb_line(console: str) -> str:
     return found.group(0)
 
 
-def test_firmware_revision_and_serial_reach_an_upstream_dtb(
+def test_firmware_revision_and_serial_reach_the_kernel_with_an_upstream_dtb(
     disk_template: Path, firmware_dtb: Path, tmp_path: Path
 ) -> None:
-    line = dtb_line(boot(disk_template, tmp_path, "A", firmware_dtb))
-    assert line == (
+    handed, console = boot(disk_template, tmp_path, "A", firmware_dtb)
+    assert get(handed, "/system", "linux,revision", "x") == REVISION
+    assert get(handed, "/system", "linux,serial", "x") == SERIAL
+    assert dtb_line(console) == (
         f"mynabox: device tree {FDTFILE}: copied from the firmware: linux,revision linux,serial; "
-        f"/system/linux,revision 0x{REVISION:08X}"
+        f"/system/linux,revision 0x00{REVISION.upper()}"
     )
 
 
 def test_firmware_values_replace_a_dtbs_own(disk_template: Path, firmware_dtb: Path, tmp_path: Path) -> None:
-    line = dtb_line(boot(disk_template, tmp_path, "B", firmware_dtb))
-    assert line.endswith(f"linux,revision linux,serial; /system/linux,revision 0x{REVISION:08X}"), line
+    handed, _ = boot(disk_template, tmp_path, "B", firmware_dtb)
+    assert get(handed, "/system", "linux,revision", "x") == REVISION
+    assert get(handed, "/system", "linux,serial", "x") == SERIAL
 
 
 def test_a_firmware_tree_without_system_copies_nothing_and_boots_on(
     disk_template: Path, tmp_path: Path
 ) -> None:
-    console = boot(disk_template, tmp_path, "A", None)
-    assert (
-        dtb_line(console)
-        == f"mynabox: device tree {FDTFILE}: copied from the firmware:; /system/linux,revision none"
-    )
+    handed, console = boot(disk_template, tmp_path, "A", None)
+    assert get(handed, "/system", "linux,revision", "x") is None
+    assert dtb_line(console).endswith(": copied from the firmware:; /system/linux,revision none")
