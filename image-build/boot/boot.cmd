@@ -136,13 +136,32 @@ setenv bootargs "${mb_console} root=PARTUUID=${mb_partuuid} ro rootwait rauc.slo
 # only other properties (update_fdt_from_fw), so without this gpiozero finds no board and the pins
 # fail. Copied byte for byte (`fdt get value` swaps the bytes of an 8-byte value); a property the
 # firmware did not write is skipped and nothing here stops the boot.
+# booti moves an arm64 Image to the next 2 MiB boundary and gives it the header's image_size (Debian's 6.12:
+# 0x2510000 with its bss); on a Pi (kernel_addr_r 0x80000) that reaches past the board's fdt_addr_r
+# (0x2600000) and ramdisk_addr_r (0x2700000), and booti would refuse ("FDT image overlaps OS image") after its
+# move had overwritten both. So the device tree and the initramfs go above where the kernel will end.
 if load ${mb_dev}:${mb_part} ${kernel_addr_r} /boot/vmlinuz; then
-  if load ${mb_dev}:${mb_part} ${ramdisk_addr_r} /boot/initrd.img; then
-    setenv mb_initrd ${ramdisk_addr_r}:${filesize}
+  setenv mb_isize ${filesize}
+  setexpr mb_hdr ${kernel_addr_r} + 0x38
+  setexpr.l mb_magic *${mb_hdr}
+  if test "${mb_magic}" = 644d5241; then
+    setexpr mb_hdr ${kernel_addr_r} + 0x10
+    setexpr.l mb_isize *${mb_hdr}
+  fi
+  setexpr mb_end ${kernel_addr_r} + 0x1fffff
+  setexpr mb_end ${mb_end} / 0x200000
+  setexpr mb_end ${mb_end} * 0x200000
+  setexpr mb_end ${mb_end} + ${mb_isize}
+  setexpr mb_fdt_addr ${mb_end} + 0x3fffff
+  setexpr mb_fdt_addr ${mb_fdt_addr} / 0x200000
+  setexpr mb_fdt_addr ${mb_fdt_addr} * 0x200000
+  setexpr mb_rd_addr ${mb_fdt_addr} + 0x200000
+  if load ${mb_dev}:${mb_part} ${mb_rd_addr} /boot/initrd.img; then
+    setenv mb_initrd ${mb_rd_addr}:${filesize}
     setenv mb_fdt ${fdtcontroladdr}
     if test -n "${fdtfile}"; then
-      if load ${mb_dev}:${mb_part} ${fdt_addr_r} /boot/dtbs/${fdtfile}; then
-        setenv mb_fdt ${fdt_addr_r}
+      if load ${mb_dev}:${mb_part} ${mb_fdt_addr} /boot/dtbs/${fdtfile}; then
+        setenv mb_fdt ${mb_fdt_addr}
         setenv mb_copied
         fdt addr ${mb_fdt}
         fdt resize 0x400

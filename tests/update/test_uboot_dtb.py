@@ -26,15 +26,22 @@ from support.bootdisk import Disk, machine_dtb, make_boot_script, make_disk, mis
 
 BOOT_CMD = Path(__file__).resolve().parents[2] / "image-build" / "boot" / "boot.cmd"
 FDTFILE = "broadcom/bcm2837-rpi-3-b-plus.dtb"
-FDT_ADDR_R = "0x40100000"  # between qemu's tree (0x40000000) and scriptaddr (0x40200000)
 REVISION = "a020d3"  # Raspberry Pi 3 Model B+ 1.3
 SERIAL = "0 1a2b3c4d"  # as the firmware writes it: two cells
-# The shipped script at scriptaddr + 512 KiB: the wrapper itself runs from scriptaddr.
+RAM = 0x40000000  # -M virt's RAM starts here, a Pi's at 0
+# Debian's linux-image-6.12.118+deb13-arm64 vmlinuz header: text_offset 0, image_size 0x2510000, flags 0xa.
+IMAGE_SIZE = 0x2510000
+# U-Boot's rpi environment (include/configs/rpi.h, as in Debian's u-boot-rpi 2025.01) moved to virt's RAM,
+# and the rpi board's fdtfile. The shipped script is loaded at the Pi's scriptaddr (this wrapper runs from
+# a copy U-Boot made).
 WRAPPER = f"""setenv fdtfile {FDTFILE}
-setenv fdt_addr_r {FDT_ADDR_R}
-setexpr mb_test_addr ${{scriptaddr}} + 0x80000
-load ${{devtype}} ${{devnum}}:${{distro_bootpart}} ${{mb_test_addr}} mynabox.scr
-source ${{mb_test_addr}}
+setenv kernel_addr_r {RAM + 0x80000:#x}
+setenv scriptaddr {RAM + 0x2400000:#x}
+setenv pxefile_addr_r {RAM + 0x2500000:#x}
+setenv fdt_addr_r {RAM + 0x2600000:#x}
+setenv ramdisk_addr_r {RAM + 0x2700000:#x}
+load ${{devtype}} ${{devnum}}:${{distro_bootpart}} ${{scriptaddr}} mynabox.scr
+source ${{scriptaddr}}
 """
 SLOT_DTS = {
     # Upstream's DTBs have no /system.
@@ -42,15 +49,15 @@ SLOT_DTS = {
     # A DTB with a /system of its own: the firmware's values win.
     "B": '/dts-v1/;\n/ {\n model = "slot B";\n system { linux,revision = <0x1>; };\n};\n',
 }
-# The kernel: arm64 Image header (booting.rst: branch to the code, text_offset 0, image_size 4096, flags
-# bit 3 = anywhere in RAM, magic "ARM\x64"), then (llvm-mc -triple=aarch64):
+# The kernel: arm64 Image header as Debian's (booting.rst: branch to the code, text_offset 0, image_size,
+# flags, magic "ARM\x64"; booti moves it to the next 2 MiB boundary), then (llvm-mc -triple=aarch64):
 #   ldr w1, [x0, #4]; rev w1, w1          the tree's big-endian totalsize
 #   mov x2, #0x09000000                   -M virt's PL011 data register
 #   1: ldrb w3, [x0], #1; strb w3, [x2]; subs w1, w1, #1; b.ne 1b
 #   mov w0, #8; movk w0, #0x8400, lsl #16; hvc #0; b .     PSCI SYSTEM_OFF: qemu exits
 CODE = (0xB9400401, 0x5AC00821, 0xD2A12002, 0x38401403, 0x39000043, 0x71000421, 0x54FFFFA1,
         0x52800100, 0x72B08000, 0xD4000002, 0x14000000)  # fmt: skip
-HEADER = struct.pack("<IIQQQQQQII", 0x14000010, 0, 0, 4096, 8, 0, 0, 0, 0x644D5241, 0)
+HEADER = struct.pack("<IIQQQQQQII", 0x14000010, 0, 0, IMAGE_SIZE, 0xA, 0, 0, 0, 0x644D5241, 0)
 KERNEL = (HEADER + struct.pack(f"<{len(CODE)}I", *CODE)).ljust(4096, b"\0")
 
 MISSING = missing_tools() + [t for t in ("dtc", "fdtput", "fdtget") if shutil.which(t) is None]
@@ -98,10 +105,13 @@ def boot(template: Path, tmp_path: Path, slot: str, dtb: Path | None) -> tuple[P
     disk = Disk(path)
     disk.write_fat("bootstate.0", bs.encode(bs.set_primary(bs.INITIAL, slot)), tmp_path)
     run = run_uboot(disk, dtb=dtb)
-    # The slot's DTB, at the board's fdt_addr_r, is what booti was given.
-    assert re.search(rf"mynabox: slot {slot}: kernel, .*, device tree {FDT_ADDR_R};", run.console), (
-        run.console
+    # The slot's DTB and the initramfs lie above where booti puts the kernel, not at the board's addresses.
+    found = re.search(
+        rf"slot {slot}: kernel, initramfs (0x)?([0-9a-f]+):5, device tree (0x)?([0-9a-f]+);", run.console
     )
+    assert found is not None, run.console
+    kernel_end = RAM + 0x200000 + IMAGE_SIZE
+    assert int(found.group(2), 16) >= kernel_end and int(found.group(4), 16) >= kernel_end, found.group(0)
     start = run.raw.find(b"\xd0\x0d\xfe\xed", run.raw.find(b"Starting kernel"))
     assert start > 0, run.console
     (size,) = struct.unpack(">I", run.raw[start + 4 : start + 8])
