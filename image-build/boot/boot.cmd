@@ -156,6 +156,8 @@ if load ${mb_dev}:${mb_part} ${kernel_addr_r} /boot/vmlinuz; then
   setexpr mb_fdt_addr ${mb_fdt_addr} / 0x200000
   setexpr mb_fdt_addr ${mb_fdt_addr} * 0x200000
   setexpr mb_rd_addr ${mb_fdt_addr} + 0x200000
+  setenv mb_fdt_addr 0x${mb_fdt_addr}
+  setenv mb_rd_addr 0x${mb_rd_addr}
   if load ${mb_dev}:${mb_part} ${mb_rd_addr} /boot/initrd.img; then
     setenv mb_initrd ${mb_rd_addr}:${filesize}
     setenv mb_fdt ${fdtcontroladdr}
