@@ -165,6 +165,8 @@ def machine_dtb(out: Path) -> Path:
         capture_output=True,
         timeout=60,
     )
+    # As with -bios qemu leaves them out (the boot test drops them too): a kernel given them hangs silently.
+    subprocess.run(["fdtput", "-r", str(out), "/gpio-keys", "/pl061@9030000"], check=True, timeout=30)
     return out
 
 
@@ -180,11 +182,11 @@ def run_uboot(disk: Disk, timeout: float = 60.0, dtb: Path | None = None) -> Ubo
     return UbootRun(text, seconds, out.returncode, out.stdout)
 
 
-def cut_uboot(disk: Disk, marker: bytes, delay: float, timeout: float = 60.0) -> str:
+def cut_uboot(disk: Disk, marker: bytes, delay: float, timeout: float = 60.0, dtb: Path | None = None) -> str:
     """A power cut: qemu is killed `delay` seconds after `marker` appears on the console (the disk image
     keeps the sectors U-Boot's writes had reached). Returns the console up to the cut."""
     proc = subprocess.Popen(
-        _qemu(disk), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        _qemu(disk, dtb), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
     )
     assert proc.stdout is not None
     seen = b""

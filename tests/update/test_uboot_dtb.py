@@ -13,6 +13,7 @@ so the test reads the very tree the kernel would get, after U-Boot's own `booti`
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import struct
@@ -22,7 +23,15 @@ from pathlib import Path
 import pytest
 
 from mynabox.update import bootstate as bs
-from support.bootdisk import Disk, machine_dtb, make_boot_script, make_disk, missing_tools, run_uboot
+from support.bootdisk import (
+    Disk,
+    cut_uboot,
+    machine_dtb,
+    make_boot_script,
+    make_disk,
+    missing_tools,
+    run_uboot,
+)
 
 BOOT_CMD = Path(__file__).resolve().parents[2] / "image-build" / "boot" / "boot.cmd"
 FDTFILE = "broadcom/bcm2837-rpi-3-b-plus.dtb"
@@ -160,3 +169,35 @@ def test_a_firmware_tree_without_system_copies_nothing_and_boots_on(
     handed, console = boot(disk_template, tmp_path, "A", None)
     assert get(handed, "/system", "linux,revision", "x") is None
     assert dtb_line(console).endswith(": copied from the firmware:; /system/linux,revision none")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("MYNABOX_TEST_KERNEL"), reason="set MYNABOX_TEST_KERNEL to a Debian arm64 vmlinuz"
+)
+def test_a_real_debian_kernel_starts_from_the_pis_layout(firmware_dtb: Path, tmp_path: Path) -> None:
+    """Debian's own Image (not the 44-byte one) through booti with the rpi environment's addresses: it gets
+    past booti's move and starts with our command line (the slot's DTB is qemu's own tree without /system,
+    so the kernel finds its UART)."""
+    kernel = Path(os.environ["MYNABOX_TEST_KERNEL"])
+    boot = tmp_path / "slot-A" / "boot"
+    (boot / "dtbs" / "broadcom").mkdir(parents=True)
+    shutil.copyfile(kernel, boot / "vmlinuz")
+    (boot / "initrd.img").write_bytes(b"not an initramfs")
+    machine_dtb(boot / "dtbs" / FDTFILE)
+    make_boot_script(BOOT_CMD, tmp_path / "mynabox.scr")
+    (tmp_path / "wrapper.cmd").write_text(WRAPPER)
+    make_boot_script(tmp_path / "wrapper.cmd", tmp_path / "boot.scr")
+    disk = make_disk(
+        tmp_path / "disk.img",
+        tmp_path,
+        {name: (tmp_path / name).read_bytes() for name in ("boot.scr", "mynabox.scr")},
+        {"A": tmp_path / "slot-A"},
+        slot_mib=kernel.stat().st_size // (1 << 20) + 16,
+    )
+    # A marker printed after the whole command line (the console is read up to it).
+    console = cut_uboot(disk, b"Memory: ", 0.1, timeout=240, dtb=firmware_dtb)
+    assert "copied from the firmware: linux,revision linux,serial" in console, console
+    assert "overlaps" not in console, console
+    line = next(x for x in console.splitlines() if "Kernel command line:" in x)
+    assert "rauc.slot=A" in line
