@@ -131,15 +131,16 @@ setenv bootargs "${mb_console} root=PARTUUID=${mb_partuuid} ro rootwait rauc.slo
 # The chosen slot's own kernel, initramfs and, where the board names one, device tree; qemu's own device
 # tree otherwise. /boot/vmlinuz and /boot/initrd.img are Debian's symbolic links (kernel-img.conf
 # link_in_boot = yes: kept by the kernel package itself); Debian's arm64 vmlinuz is an uncompressed Image.
-# A Pi's firmware writes /system/linux,revision and linux,serial into the device tree it hands
-# U-Boot (${fdtcontroladdr}); the slot's upstream DTB has neither and U-Boot's rpi board code copies
-# only other properties (update_fdt_from_fw), so without this gpiozero finds no board and the pins
-# fail. Copied byte for byte (`fdt get value` swaps the bytes of an 8-byte value); a property the
-# firmware did not write is skipped and nothing here stops the boot.
 # booti moves an arm64 Image to the next 2 MiB boundary and gives it the header's image_size (Debian's 6.12:
-# 0x2510000 with its bss); on a Pi (kernel_addr_r 0x80000) that reaches past the board's fdt_addr_r
-# (0x2600000) and ramdisk_addr_r (0x2700000), and booti would refuse ("FDT image overlaps OS image") after its
-# move had overwritten both. So the device tree and the initramfs go above where the kernel will end.
+# 0x2510000 with its bss); from a Pi's kernel_addr_r (0x80000) that covers the board's fdt_addr_r
+# (0x2600000) and ramdisk_addr_r (0x2700000), and booti refuses ("RD image overlaps OS image") after its
+# move has overwritten both. So the device tree and the initramfs go above where the kernel will end.
+# Then a Pi's firmware values: it writes /system/linux,revision and linux,serial into the device tree it
+# hands U-Boot (${fdtcontroladdr}); the slot's upstream DTB has neither and U-Boot's rpi board code copies
+# only other properties (update_fdt_from_fw), so without them gpiozero finds no board and the pins fail.
+# Copied byte for byte (`fdt get value` swaps the bytes of an 8-byte value); a property the firmware did
+# not write is skipped and nothing here stops the boot. (No apostrophe inside a quoted word below: this
+# hush then rejects the whole script.)
 if load ${mb_dev}:${mb_part} ${kernel_addr_r} /boot/vmlinuz; then
   setenv mb_isize ${filesize}
   setexpr mb_hdr ${kernel_addr_r} + 0x38
