@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, assert_never
 
 from mynabox import __version__
-from mynabox.adapters import updatefiles
+from mynabox.adapters import heap, updatefiles
 from mynabox.adapters.audit import AuditLog
 from mynabox.adapters.clock import clock_synced
 from mynabox.adapters.gpiochip import chip_factory
@@ -183,7 +183,7 @@ def build(
     )
     slots = SlotWatch(cfg.update.boot_dir, cfg.update.cmdline, state_dir)
     slots.report_boot_state()
-    reboot = Reboot(cfg.update.reboot_command.split())
+    reboot = Reboot(cfg.update.reboot_command.split(), slots.destination)
     return Parts(
         events,
         clock,
@@ -267,6 +267,7 @@ def loop(config: Config, parts: Parts, notifier: Notifier) -> Loop:
         retry=lambda: _retry(parts),
         failed=lambda: (*parts.oled.failed(), *parts.panel.failed()),
         update_pending=parts.slots.pending,
+        idle=heap.release_free_heap,
     )
 
 

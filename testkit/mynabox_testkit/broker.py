@@ -41,6 +41,7 @@ from mynabox.adapters.mqtt import MAX_PACKET_BYTES
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES, Kind
 from mynabox.payload.keys import generate_device_key
 from mynabox.payload.seal import Opener, Sealed, Sealer
+from mynabox_testkit.ports import free_port
 from mynabox_testkit.tlsfiles import TestPki, make_test_pki
 
 MOSQUITTO = "mosquitto"
@@ -62,13 +63,6 @@ class BrokerTls:
     ca: Path
     cert: Path
     key: Path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def acl_text(gateway: str = "gateway") -> str:

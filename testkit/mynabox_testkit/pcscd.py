@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from mynabox_testkit.ports import free_port
+
 VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 DEFAULT_FRIENDLY_NAME = "mynabox vpcd"
 SOCKET_ENV = "PCSCLITE_CSOCK_NAME"
@@ -45,24 +47,9 @@ class PcscdError(RuntimeError):
     """The private pcscd could not be started."""
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port_pair() -> int:
     """A port N such that N and N+1 are both free (vpcd listens on both, one per slot)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port < 65535 and _port_free(port) and _port_free(port + 1):
-            return port
-    raise PcscdError("no pair of free TCP ports found for vpcd")
+    return free_port(2)
 
 
 def process_run_dir() -> Path:

@@ -82,6 +82,9 @@ class Rig:
     synced: bool = True
     depth: int = 0
     card_busy_s: float = 0.0
+    delivery_busy_s: float = 0.0
+    idles: int = 0
+    idle_broken: bool = False
     purges: int = 0
     retries: int = 0
     retry_broken: bool = False
@@ -100,10 +103,14 @@ class Rig:
             clock=ClockWatch(lambda: self.synced),
             depth=lambda: self.depth,
             purge=self._purge,
-            watched=(Watched("card read", lambda now: self.card_busy_s, 20.0),),
+            watched=(
+                Watched("card read", lambda now: self.card_busy_s, 20.0),
+                Watched("delivery", lambda now: self.delivery_busy_s, 60.0),
+            ),
             retry=self._retry,
             failed=lambda: self.failed,
             update_pending=lambda: self.update_pending,
+            idle=self._idle,
             monotonic=lambda: self.t,
             now=lambda: self.wall,
         )
@@ -115,6 +122,11 @@ class Rig:
 
     def _purge(self) -> None:
         self.purges += 1
+
+    def _idle(self) -> None:
+        self.idles += 1
+        if self.idle_broken:
+            raise OSError("libc said no")
 
     def _retry(self) -> None:
         self.retries += 1
@@ -305,3 +317,47 @@ def test_the_first_state_names_the_parts_that_failed_to_start(rig: Rig) -> None:
     loop.run("ready")
     first = next(e for e, _ in rig.applied if isinstance(e, PublishState))
     assert first.failed == (Part.DISPLAY, Part.BUZZER)  # in the vocabulary's order
+
+
+def test_the_idle_hook_runs_once_after_each_read_when_no_worker_has_a_job(rig: Rig) -> None:
+    """After a read's LookupDone, the first step with both workers idle hands the C heap's free pages back
+    (wiring: adapters.heap); never without a read, never while a card or a delivery is under way."""
+    loop = rig.loop(watchdog_usec=None)
+    for _ in range(3):
+        rig.advance(1.0)
+        loop.step(Tick())
+    assert rig.idles == 0  # no read yet
+    rig.delivery_busy_s = 0.01  # the worker posts LookupDone just before its job ends
+    loop.step(LookupDone(LookupOutcome.UNAVAILABLE, (), 0))
+    assert rig.idles == 0
+    rig.delivery_busy_s, rig.card_busy_s = 0.0, 0.2  # the next card is being read
+    loop.step(Tick())
+    assert rig.idles == 0
+    rig.card_busy_s = 0.0
+    loop.step(Tick())
+    assert rig.idles == 1
+    for _ in range(3):
+        rig.advance(1.0)
+        loop.step(Tick())
+    assert rig.idles == 1  # once per read, not at every tick
+    loop.step(LookupDone(LookupOutcome.UNAVAILABLE, (), 0))
+    assert rig.idles == 2
+
+
+def test_a_failing_idle_hook_is_logged_and_the_decisions_go_on(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig.idle_broken = True
+    loop = rig.loop(watchdog_usec=None)
+    assert loop.step(LookupDone(LookupOutcome.UNAVAILABLE, (), 0)) is False
+    assert rig.idles == 1 and "the idle hook failed" in caplog.text
+    assert loop.step(ShutdownRequested()) is True
+
+
+def test_the_idle_hook_runs_once_after_start_up(rig: Rig) -> None:
+    loop = rig.loop(watchdog_usec=None)
+    rig.events.put(Tick())
+    rig.events.put(Tick())
+    rig.events.put(ShutdownRequested())
+    assert loop.run("ready") == 0
+    assert rig.idles == 1

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from mynabox.commands import receive
-from mynabox_testkit.broker import DeliveryKit, free_port
+from mynabox_testkit.broker import DeliveryKit
+from mynabox_testkit.ports import free_port
 
 TLS = ("--page-tls-cert", "{pki}/server.pem", "--page-tls-key", "{pki}/server.key")
 

@@ -53,3 +53,11 @@ def test_no_slot_with_tries_fails_get_primary(tmp_path: Path, capsys: pytest.Cap
     BootFiles(tmp_path).write(0, bs.BootState(("A",), 0, 0, 1))
     assert backend(tmp_path, "get-primary") == 1
     assert "no slot has tries left" in capsys.readouterr().err
+
+
+def test_the_health_check_refuses_a_restart_count_below_one(capsys: pytest.CaptureFixture[str]) -> None:
+    # 0 would call a daemon not yet started dead, and every boot would go back to the other slot.
+    with pytest.raises(SystemExit) as info:
+        main(["update", "health", "--max-restarts", "0"])
+    assert info.value.code == 2
+    assert "--max-restarts: 0: at least 1" in capsys.readouterr().err

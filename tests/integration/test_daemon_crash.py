@@ -37,6 +37,7 @@ def test_kill_9_at_random_points(tmp_path: Path) -> None:
         opened: list[Opened] = []
         receiver = stack.gateway_receiver(opened.append, client_id="gw-crash")
         receiver.start()
+        assert receiver.subscribed.wait(20), "the receiver never subscribed"
         notify = NotifySocket(tmp_path / "notify.sock")
         env = daemon_env(stack, notify, watchdog_usec=None)
         log = (tmp_path / "daemon.log").open("ab")
@@ -62,9 +63,9 @@ def test_kill_9_at_random_points(tmp_path: Path) -> None:
                         server.remove()
                         server = None
             produced = clean_boot(stack, env, log, notify)
+            delivered = assert_received_once(opened, produced, RUNS, receiver=receiver, stack=stack)
         finally:
             receiver.stop()
             notify.close()
             log.close()
-    delivered = assert_received_once(opened, produced, RUNS)
     print(f"{RUNS} kills: {len(produced)} deliveries audited, {len(delivered)} received, none lost")

@@ -100,7 +100,7 @@ def test_an_update_installed_after_a_read_switches_only_after_the_idle_time(
         assert wait_for(lambda: len(reboots(where)) == 1, 15), log.read_text()
         switch_after_read = time.monotonic() - read_done
         assert reboots(where)[0].endswith(" reboot")
-        assert "update: rebooting into the installed slot" in log.read_text()
+        assert "update: rebooting into the installed slot B (idle: " in log.read_text()
         time.sleep(2.0)
         assert len(reboots(where)) == 1  # asked once; systemd stops the daemon then
         daemon.send_signal(signal.SIGTERM)

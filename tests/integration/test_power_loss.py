@@ -48,6 +48,7 @@ def test_power_cut_at_random_points(tmp_path: Path) -> None:
         opened: list[Opened] = []
         receiver = stack.gateway_receiver(opened.append, client_id="gw-power")
         receiver.start()
+        assert receiver.subscribed.wait(20), "the receiver never subscribed"
         notify = NotifySocket(tmp_path / "notify.sock")
         env = daemon_env(stack, notify, watchdog_usec=None)
         log = (tmp_path / "daemon.log").open("ab")
@@ -80,11 +81,11 @@ def test_power_cut_at_random_points(tmp_path: Path) -> None:
                     stack.broker.start()
             with LazyMount(disk, stack.state_dir):  # the clean boot after all that
                 produced = clean_boot(stack, env, log, notify)
+            assert_received_once(opened, produced, RUNS, receiver=receiver, stack=stack)
         finally:
             receiver.stop()
             notify.close()
             log.close()
-    assert_received_once(opened, produced, RUNS)
     assert dropped > 0, "the cuts never caught an unsynced write: the test proved nothing"
     print(
         f"{RUNS} power cuts ({cut_with_queue} with the broker down): {dropped} unsynced bytes lost, "

@@ -140,33 +140,53 @@ class UbootRun:
     console: str
     seconds: float
     exit_code: int
+    raw: bytes = b""  # the serial output as sent (a test kernel may write binary)
 
 
-def _qemu(disk: Disk) -> list[str]:
+MACHINE = ("-M", "virt", "-cpu", "cortex-a72", "-m", "256", "-smp", "1")
+
+
+def _qemu(disk: Disk, dtb: Path | None = None) -> list[str]:
     return [
-        "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-m", "256", "-smp", "1",
+        "qemu-system-aarch64", *MACHINE,
         "-bios", str(UBOOT_BIN), "-nic", "none", "-no-reboot", "-display", "none",
         "-serial", "stdio", "-monitor", "none",
         "-drive", f"if=virtio,format=raw,file={disk.path}",
+        *(["-dtb", str(dtb)] if dtb is not None else []),
     ]  # fmt: skip
 
 
-def run_uboot(disk: Disk, timeout: float = 60.0) -> UbootRun:
-    """One power-on: U-Boot's distro boot finds boot.scr on p1 and runs it; the script's `reset` ends qemu."""
+def machine_dtb(out: Path) -> Path:
+    """qemu's own device tree for this machine (what U-Boot gets as its control tree), to edit with fdtput
+    and hand back with `run_uboot(dtb=…)`, as a Pi's firmware hands U-Boot the tree it prepared."""
+    subprocess.run(
+        ["qemu-system-aarch64", *MACHINE, "-machine", f"dumpdtb={out}", "-nodefaults", "-display", "none"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    # As with -bios qemu leaves them out (the boot test drops them too): a kernel given them hangs silently.
+    subprocess.run(["fdtput", "-r", str(out), "/gpio-keys", "/pl061@9030000"], check=True, timeout=30)
+    return out
+
+
+def run_uboot(disk: Disk, timeout: float = 60.0, dtb: Path | None = None) -> UbootRun:
+    """One power-on: U-Boot's distro boot finds boot.scr on p1 and runs it; the script's `reset` ends qemu.
+    `dtb`: the device tree qemu hands U-Boot instead of its own."""
     start = time.monotonic()
     out = subprocess.run(
-        _qemu(disk), stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
+        _qemu(disk, dtb), stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
     )
     seconds = time.monotonic() - start
     text = out.stdout.decode("utf-8", "replace").replace("\r", "")
-    return UbootRun(text, seconds, out.returncode)
+    return UbootRun(text, seconds, out.returncode, out.stdout)
 
 
-def cut_uboot(disk: Disk, marker: bytes, delay: float, timeout: float = 60.0) -> str:
+def cut_uboot(disk: Disk, marker: bytes, delay: float, timeout: float = 60.0, dtb: Path | None = None) -> str:
     """A power cut: qemu is killed `delay` seconds after `marker` appears on the console (the disk image
     keeps the sectors U-Boot's writes had reached). Returns the console up to the cut."""
     proc = subprocess.Popen(
-        _qemu(disk), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        _qemu(disk, dtb), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
     )
     assert proc.stdout is not None
     seen = b""

@@ -45,7 +45,8 @@ from mynabox.gateway.core import ReceiverCore, Verdict
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Sealer
 from mynabox.payload.topics import topic
-from mynabox_testkit.broker import BrokerError, BrokerTls, DeliveryKit, free_port
+from mynabox_testkit.broker import BrokerError, BrokerTls, DeliveryKit
+from mynabox_testkit.ports import free_port
 from mynabox_testkit.tlsfiles import CertFiles
 from support.wait import wait_for
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES
-from mynabox_testkit.broker import DeliveryKit, acl_text, free_port, hardening_lines, retain_plugin
+from mynabox_testkit.broker import DeliveryKit, acl_text, hardening_lines, retain_plugin
+from mynabox_testkit.ports import free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "gateway"
 

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from mynabox_testkit.broker import free_port
 from mynabox_testkit.mynacard import AID_JPKI, Faults, VirtualMyNumberCard
+from mynabox_testkit.ports import free_port
 from support import vscard
 from support.vscard import VscardCard, VscardError
 

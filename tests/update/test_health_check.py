@@ -42,7 +42,16 @@ def box(tmp_path: Path, signer: Signer) -> Iterator[RaucBox]:
         yield box
 
 
-def health(box: RaucBox, tmp_path: Path, *, ready: bool, selftest: str) -> subprocess.CompletedProcess[str]:
+def health(
+    box: RaucBox,
+    tmp_path: Path,
+    *,
+    ready: bool | str,
+    selftest: str,
+    unit: str = "false",
+    limit_s: float = 3,
+) -> subprocess.CompletedProcess[str]:
+    """The health command as the unit runs it; `ready` and `unit` are commands when strings."""
     (tmp_path / "selftest.txt").write_text(selftest)
     (tmp_path / "reboot").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/reboots\n')
     (tmp_path / "reboot").chmod(0o755)
@@ -50,8 +59,10 @@ def health(box: RaucBox, tmp_path: Path, *, ready: bool, selftest: str) -> subpr
     installed = lastresult.Result(lastresult.INSTALLED, mynabox.__version__, datetime.now(UTC), "installed")
     updatefiles.write(state, installed)
     return subprocess.run(
-        [sys.executable, "-m", "mynabox.cli", "update", "health", "--limit-s", "3", "--interval", "0.5",
-         "--ready-command", "true" if ready else "false",
+        [sys.executable, "-m", "mynabox.cli", "update", "health", "--limit-s", str(limit_s),
+         "--interval", "0.5",
+         "--ready-command", ready if isinstance(ready, str) else "true" if ready else "false",
+         "--state-command", unit,
          "--selftest-command", f"cat {tmp_path}/selftest.txt", "--state-dir", str(state),
          "--boot-dir", str(box.boot), "--cmdline", str(box.conf.parent / "cmdline"),
          "--reboot-command", f"{tmp_path}/reboot now"],
@@ -127,3 +138,76 @@ def test_root_refuses_the_daemons_config_but_marks_good_with_the_self_test_run_a
     assert "slot B is healthy: marked good" in after.stdout
     assert "set-state B good" in box.calls.read_text()
     assert BootFiles(box.boot).read().state.b_left == bs.TRIES
+
+
+def show(active: str, sub: str, result: str, restarts: str, status: int) -> str:
+    """`systemctl show -p …` as systemd answers for mynabox.service (restarts: a number or a shell $var)."""
+    return (
+        f"ActiveState={active}\\nSubState={sub}\\nResult={result}\\nNRestarts={restarts}\\n"
+        f"ExecMainStatus={status}\\nActiveEnterTimestampMonotonic=0\\n"
+    )
+
+
+def counting(tmp_path: Path, name: str, body: str) -> str:
+    """A command counting its calls ($n, from 1) before running `body`: a daemon's progress between looks."""
+    script, count = tmp_path / name, tmp_path / f"{name}.n"
+    script.write_text(
+        f"#!/bin/sh\nn=$(cat {count} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {count}\n{body}\n"
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+# The fail-fast cases wait for 10 min at most: a check that waited its limit would time out the run (60 s).
+LONG_LIMIT_S = 600
+
+
+def test_a_daemon_refusing_its_config_goes_back_at_once_not_at_the_limit(
+    box: RaucBox, tmp_path: Path
+) -> None:
+    # mynabox.service does not restart on 78 (RestartPreventExitStatus): it sits failed, and before this the
+    # check waited the whole limit (5 min on the box) for a READY that could not come.
+    unit = counting(tmp_path, "show", f'printf "{show("failed", "failed", "exit-code", "0", 78)}"')
+    done = health(box, tmp_path, ready=False, selftest=SELFTEST_OK, unit=unit, limit_s=LONG_LIMIT_S)
+    assert done.returncode == 1
+    assert "the daemon failed (exit 78: its config or a key refused) and is not restarted" in done.stderr
+    assert "rebooting into slot A now" in done.stderr
+    assert bs.get_primary(BootFiles(box.boot).read().state) == "A"
+    assert "set-state B bad" in box.calls.read_text()
+    assert (tmp_path / "reboots").read_text() == "now\n"
+    kept = updatefiles.read(tmp_path / "state")
+    assert kept is not None and kept.result == lastresult.ROLLED_BACK and "exit 78" in kept.detail
+
+
+def test_a_daemon_crashing_at_start_goes_back_after_three_restarts(box: RaucBox, tmp_path: Path) -> None:
+    # Restart=always, no start limit: a firmware whose daemon crashes at once restarts forever.
+    unit = counting(tmp_path, "show", f'printf "{show("activating", "auto-restart", "exit-code", "$n", 1)}"')
+    done = health(box, tmp_path, ready=False, selftest=SELFTEST_OK, unit=unit, limit_s=LONG_LIMIT_S)
+    assert done.returncode == 1
+    assert "the daemon restarted 3 times without becoming active (exit 1)" in done.stderr
+    assert (tmp_path / "show.n").read_text().strip() == "3"  # at the third restart, not later
+    assert bs.get_primary(BootFiles(box.boot).read().state) == "A"
+    assert (tmp_path / "reboots").read_text() == "now\n"
+
+
+def test_a_slow_daemon_gets_its_time_and_is_marked_good(box: RaucBox, tmp_path: Path) -> None:
+    unit = counting(tmp_path, "show", f'printf "{show("activating", "start", "success", "0", 0)}"')
+    ready = counting(tmp_path, "ready", 'test "$n" -ge 4')  # READY at the fourth look
+    done = health(box, tmp_path, ready=ready, selftest=SELFTEST_OK, unit=unit, limit_s=60)
+    assert done.returncode == 0, done.stderr
+    assert "slot B is healthy: marked good" in done.stdout
+    assert int((tmp_path / "show.n").read_text()) == 3  # asked before READY only
+    assert not (tmp_path / "reboots").exists()
+
+
+def test_an_unreadable_unit_is_said_once_and_the_limit_still_holds(box: RaucBox, tmp_path: Path) -> None:
+    unit = counting(tmp_path, "show", "echo 'Failed to connect to bus: Host is down' >&2; exit 1")
+    done = health(box, tmp_path, ready=False, selftest=SELFTEST_OK, unit=unit, limit_s=3)
+    assert done.returncode == 1
+    said = (
+        "the daemon's unit cannot be read (exit 1: Failed to connect to bus: Host is down): waiting the limit"
+    )
+    assert done.stderr.count(said) == 1
+    assert int((tmp_path / "show.n").read_text()) > 2  # asked at every look
+    assert "not READY, self-test not passed after 3 s" in done.stderr
+    assert (tmp_path / "reboots").read_text() == "now\n"

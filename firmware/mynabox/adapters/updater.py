@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mynabox.adapters import updatefiles
@@ -81,15 +81,45 @@ class SlotWatch:
         self._complained = False
         return primary is not None and primary != booted
 
+    def other_bootable(self) -> bool:
+        """The slot not booted is in the boot order with tries left (somewhere to go back to)."""
+        booted = self.booted()
+        if booted is None:
+            return False
+        try:
+            return bs.get_state(self._files.read().state, "B" if booted == "A" else "A")
+        except (OSError, bs.BootStateError):
+            return False
+
+    def destination(self) -> str:
+        """Where a reboot now goes, in words: into an installed update, or back from a slot marked bad."""
+        booted = self.booted()
+        try:
+            state = self._files.read().state
+        except (OSError, bs.BootStateError) as err:
+            return f"into the primary slot (the boot state cannot be read: {err})"
+        primary = bs.get_primary(state)
+        if primary is None:
+            return "with no slot left to boot (U-Boot's default order)"
+        if booted is None or primary == booted:
+            return f"into slot {primary}, the one running"
+        if bs.get_state(state, booted):
+            return f"into the installed slot {primary}"
+        return f"back to slot {primary}, the previous one: slot {booted} was marked bad (a rollback)"
+
 
 class Reboot:
-    """Carries out RebootForUpdate: the configured command (systemd's reboot), bounded in time."""
+    """Carries out RebootForUpdate and the health check's rollback: the configured command (systemd's
+    reboot), bounded in time. `destination` (SlotWatch.destination) says where the reboot goes: an update
+    and a rollback both reboot into the primary slot, and the log must tell them apart."""
 
-    def __init__(self, command: Sequence[str]) -> None:
+    def __init__(self, command: Sequence[str], destination: Callable[[], str] | None = None) -> None:
         self.command = tuple(command)
+        self._destination = destination
 
     def __call__(self, reason: str) -> None:
-        log.warning("update: rebooting into the installed slot (%s)", reason)
+        where = self._destination() if self._destination is not None else "into the primary slot"
+        log.warning("update: rebooting %s (%s)", where, reason)
         try:
             done = subprocess.run(self.command, capture_output=True, timeout=60, check=False)
         except (OSError, subprocess.TimeoutExpired) as err:

@@ -87,6 +87,7 @@ class Loop:
         retry: Callable[[], None] = lambda: None,
         failed: Callable[[], tuple[Part, ...]] = lambda: (),
         update_pending: Callable[[], bool] = lambda: False,
+        idle: Callable[[], object] = lambda: None,
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -102,6 +103,8 @@ class Loop:
         self._retry = retry  # the kept parts: open the failed ones again, probe the others
         self._failed = failed  # the kept parts that do not work now
         self._update_pending = update_pending
+        self._idle = idle  # the C heap's free pages back to the kernel, when no worker has a job
+        self._idle_due = False  # once after start-up and once after each read
         self._last_update_poll: float | None = None
         self._update_posted = False
         self._update_wait_kind: list[str] | None = None
@@ -122,6 +125,7 @@ class Loop:
         self.apply_all(start, None)
         self._notifier.ready(ready_status)
         on_ready()
+        self._idle_due = True  # what start-up allocated only for itself (keys, config, first connections)
         while not self.step(self.next_event()):
             pass
         return 0
@@ -153,6 +157,13 @@ class Loop:
         if isinstance(event, LookupDone) and any(isinstance(e, ShowScreen) for e in effects):
             self._result_shown()
         now = self._monotonic()
+        self._idle_due |= isinstance(event, LookupDone)
+        if self._idle_due and all(w.busy_s(now) == 0 for w in self._watched):
+            self._idle_due = False
+            try:
+                self._idle()
+            except Exception:  # memory housekeeping only: it must never stop the decisions
+                log.exception("the idle hook failed")
         hung = self._hung(now)
         if self._interval is not None and now - self._last_ping >= self._interval and not hung:
             self._notifier.watchdog()

@@ -17,11 +17,13 @@
   `update-result.json` in the state directory, which the daemon publishes on its `state` topic.
 - `health`: after every boot of a slot (mynabox-health.service, as root, its settings from the unit's
   arguments, the self-test run as the daemon's user; `--config` only for the config's owner: the loader
-  refuses, for root, a file another user can write): waits until the daemon is READY and its self-test
-  passes (mynabox.update.health) within `--limit-s` (else [update] health_limit_min), then `rauc status
-  mark-good booted` (U-Boot's tries back); otherwise `mark-bad booted`, and a reboot now when the daemon never
-  got READY, or, when it is READY (it may be reading cards), the daemon's own switch once idle (the other
-  slot is now primary). mynabox.update.policy.HealthCheck decides.
+  refuses, for root, a file another user can write): mynabox.app.healthcheck waits until the daemon is READY
+  and its self-test passes (mynabox.update.health) within `--limit-s` (5 min), then `rauc status mark-good
+  booted` (U-Boot's tries back); otherwise `mark-bad booted`, and a reboot now when the daemon never got
+  READY, or, when it is READY (it may be reading cards), the daemon's own switch once idle (the other slot is
+  now primary). A daemon plainly dead before READY — its unit failed for good (exit 78) or restarted
+  `--max-restarts` times without ever being active (`--state-command`, systemctl show) — goes back at once.
+  mynabox.update.policy.HealthCheck decides.
 - `status`: the booted slot, what boot.scr found damaged, the slots' versions and state from
   `rauc status --output-format=json`.
 """
@@ -31,7 +33,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the CLI imports each command's modules only when it runs
+    from mynabox.adapters.unitquery import UnitQuery
+    from mynabox.adapters.updater import Reboot, SlotWatch
+    from mynabox.update.lastresult import Result
+    from mynabox.update.policy import UnitState
 
 DEFAULT_BOOT_DIR = Path("/boot/firmware")
 DEFAULT_STATE_DIR = Path("/var/lib/mynabox")
@@ -68,10 +76,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     install.add_argument("--max-bytes", type=int, default=MAX_BUNDLE_BYTES, help="refuse a larger download")
     install.add_argument("--timeout", type=float, default=3600.0, help="seconds for RAUC's install")
     health = sub.add_parser("health", help="after a boot: mark the slot good, or go back to the other one")
-    health.add_argument("--config", type=Path, help="read [update] from this config (else its defaults)")
-    health.add_argument("--limit-s", type=float, help="seconds to become healthy (default: health_limit_min)")
+    health.add_argument(
+        "--config", type=Path, help="the state directory, boot state and reboot command from this config"
+    )
+    health.add_argument("--limit-s", type=float, default=300.0, help="seconds to become healthy")
     health.add_argument("--interval", type=float, default=5.0, help="seconds between looks")
     health.add_argument("--ready-command", default="systemctl is-active --quiet mynabox.service")
+    health.add_argument(
+        "--state-command",
+        help="what systemd says of the daemon's unit (default: systemctl show -p … mynabox.service)",
+    )
+    health.add_argument(
+        "--max-restarts",
+        type=_at_least_one,
+        default=3,
+        help="restarts without ever being active after which the daemon counts as dead (rollback at once)",
+    )
     health.add_argument("--selftest-command", help="default: this firmware's `mynabox selftest`")
     health.add_argument("--state-dir", type=Path, help="where update-result.json is (default: the config's)")
     health.add_argument("--boot-dir", type=Path, help="bootstate.0/1 (default: the config's)")
@@ -81,6 +101,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     status.add_argument("--rauc-json", type=Path, help="read this instead of running rauc status")
     status.add_argument("--cmdline", type=Path, default=Path("/proc/cmdline"))
     status.add_argument("--dir", type=Path, default=DEFAULT_BOOT_DIR, help="where bootstate.0/1 are")
+
+
+def _at_least_one(text: str) -> int:
+    # 0 would call a daemon not yet started dead: every boot would roll back.
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: at least 1")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -362,21 +390,17 @@ def _check_payload(path: Path) -> None:
 
 
 def _health(args: argparse.Namespace) -> int:
+    """The settings from the unit's arguments (or a config its owner runs it with), the outside wired to
+    mynabox.app.healthcheck, which watches and decides."""
     import shlex
-    import subprocess
-    import time
     from dataclasses import replace
-    from datetime import UTC, datetime
 
     import mynabox
-    from mynabox.adapters import updatefiles
-    from mynabox.adapters.bootfiles import BootFiles
+    from mynabox.adapters.unitquery import UnitQuery
     from mynabox.adapters.updater import Reboot, SlotWatch
+    from mynabox.app import healthcheck
     from mynabox.config import ConfigError, load_config
     from mynabox.config.model import StorageConfig, UpdateConfig
-    from mynabox.update import bootstate as bs
-    from mynabox.update import lastresult, policy
-    from mynabox.update.health import selftest_verdict
 
     update, state_dir = UpdateConfig(), StorageConfig().state_dir
     if args.config is not None:
@@ -386,7 +410,6 @@ def _health(args: argparse.Namespace) -> int:
             print(f"health: {err}", file=sys.stderr)
             return 2
         update, state_dir = config.update, config.storage.state_dir
-    state_dir = args.state_dir or state_dir
     update = replace(
         update,
         boot_dir=args.boot_dir or update.boot_dir,
@@ -398,77 +421,114 @@ def _health(args: argparse.Namespace) -> int:
     if booted is None:
         print("health: not booted by boot.scr (no rauc.slot=): nothing to mark")
         return 0
-    other = "B" if booted == "A" else "A"
     config_args = ["--config", str(args.config)] if args.config else []
     selftest = (
         shlex.split(args.selftest_command)
         if args.selftest_command
         else [sys.executable, "-m", "mynabox.cli", "selftest", *config_args]
     )
-    limit_s = args.limit_s if args.limit_s is not None else update.health_limit_min * 60.0
-    check = policy.HealthCheck(booted_at=time.monotonic(), limit_s=limit_s)
-    print(f"health: slot {booted} booted; healthy within {limit_s:.0f} s or back to slot {other}", flush=True)
+    box = _HealthBox(
+        ready_command=shlex.split(args.ready_command),
+        selftest_command=selftest,
+        unit=UnitQuery(shlex.split(args.state_command)) if args.state_command else UnitQuery(),
+        slots=slots,
+        state_dir=args.state_dir or state_dir,
+        reboot=Reboot(update.reboot_command.split(), slots.destination),
+        version=mynabox.__version__,
+    )
+    settings = healthcheck.Settings(
+        booted=booted,
+        version=mynabox.__version__,
+        limit_s=args.limit_s,
+        interval_s=args.interval,
+        max_restarts=args.max_restarts,
+    )
+    return healthcheck.run(box, settings)
 
-    def run(command: list[str]) -> tuple[int, str]:
+
+class _HealthBox:
+    """mynabox.app.healthcheck's HealthBox on a box: subprocesses (bounded), RAUC's client, the boot state,
+    the result file in the state directory."""
+
+    def __init__(
+        self,
+        *,
+        ready_command: list[str],
+        selftest_command: list[str],
+        unit: UnitQuery,
+        slots: SlotWatch,
+        state_dir: Path,
+        reboot: Reboot,
+        version: str,
+    ) -> None:
+        self._ready_command = ready_command
+        self._selftest_command = selftest_command
+        self._unit = unit
+        self._slots = slots
+        self._state_dir = state_dir
+        self._reboot = reboot
+        self._version = version
+
+    @staticmethod
+    def _run(command: list[str]) -> tuple[int, str]:
+        import subprocess
+
         try:
             done = subprocess.run(command, capture_output=True, timeout=120, check=False)
         except (OSError, subprocess.TimeoutExpired) as err:
             return 127, str(err)
         return done.returncode, done.stdout.decode("utf-8", "replace")
 
-    def other_bootable() -> bool:
-        try:
-            return bs.get_state(BootFiles(update.boot_dir).read().state, other)
-        except (OSError, bs.BootStateError):
-            return False
+    def ready(self) -> bool:
+        return self._run(self._ready_command)[0] == 0
 
-    def keep(result: str, detail: str) -> None:
+    def unit(self) -> UnitState:
+        return self._unit()
+
+    def selftest(self) -> tuple[int, str]:
+        return self._run(self._selftest_command)
+
+    def other_bootable(self) -> bool:
+        return self._slots.other_bootable()
+
+    def mark(self, good: bool) -> bool:
+        return self._run(["rauc", "status", "mark-good" if good else "mark-bad", "booted"])[0] == 0
+
+    def last_result(self) -> Result | None:
+        from mynabox.adapters import updatefiles
+
+        return updatefiles.read(self._state_dir)
+
+    def keep(self, result: str, detail: str) -> None:
+        from datetime import UTC, datetime
+
+        from mynabox.adapters import updatefiles
+        from mynabox.update import lastresult
+
         try:
-            updatefiles.write(
-                state_dir, lastresult.Result(result, mynabox.__version__, datetime.now(UTC), detail)
-            )
+            kept = lastresult.Result(result, self._version, datetime.now(UTC), detail)
+            updatefiles.write(self._state_dir, kept)
         except OSError as err:
             print(f"health: the result could not be kept ({err.strerror})", file=sys.stderr)
 
-    action = policy.Action.NONE
-    while action is policy.Action.NONE:
-        if not check.ready and run(shlex.split(args.ready_command))[0] == 0:
-            check, action = check.on_ready()
-        if check.ready and not check.selftest_passed:
-            code, output = run(selftest)
-            check, action = check.on_selftest(*selftest_verdict(output, code))
-        if action is policy.Action.NONE:
-            check, action = check.on_tick(time.monotonic(), other_bootable())
-        if action is policy.Action.NONE:
-            time.sleep(args.interval)
+    def reboot(self, reason: str) -> None:
+        self._reboot(reason)
 
-    kept = updatefiles.read(state_dir)
-    first_boot = (
-        kept is not None and kept.result == lastresult.INSTALLED and kept.version == mynabox.__version__
-    )
-    if action is policy.Action.MARK_GOOD:
-        code, _ = run(["rauc", "status", "mark-good", "booted"])
-        if code != 0:
-            print("health: healthy, but RAUC could not mark the slot good", file=sys.stderr)
-            return 1
-        if first_boot:
-            keep(lastresult.GOOD, f"slot {booted} healthy")
-        print(f"health: slot {booted} is healthy: marked good")
-        return 0
-    print(f"health: slot {booted} is not healthy: {check.reason}", file=sys.stderr)
-    if action is policy.Action.STAY:
-        print(f"health: slot {other} is not bootable either: staying on {booted}", file=sys.stderr)
-        return 1
-    code, _ = run(["rauc", "status", "mark-bad", "booted"])
-    if code != 0:
-        print("health: RAUC could not mark the slot bad", file=sys.stderr)
-    keep(lastresult.ROLLED_BACK, f"slot {booted}: {check.reason}")
-    if action is policy.Action.ROLLBACK_NOW:
-        print(f"health: rebooting into slot {other} now (the daemon never got READY)", file=sys.stderr)
-        Reboot(update.reboot_command.split())(f"slot {booted} failed its health check")
-    else:
-        print(f"health: slot {other} is primary: the daemon switches when idle", file=sys.stderr)
-    return 1
+    @staticmethod
+    def monotonic() -> float:
+        import time
+
+        return time.monotonic()
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        import time
+
+        time.sleep(seconds)
+
+    @staticmethod
+    def say(line: str, *, problem: bool = False) -> None:
+        print(line, file=sys.stderr if problem else sys.stdout, flush=True)
 
 
 def _read_small(path: Path, limit: int = 64 * 1024) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import itertools
+import logging
 import re
 import string
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from mynabox.adapters.keyfiles import CREDENTIALS_ENV, credential_path
 from mynabox.config.model import Credential, Issue
 from mynabox.payload.keys import KeyFileError
 
+log = logging.getLogger(__name__)
 _LABEL = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
 _PEM = re.compile(r"-----(BEGIN|END) [A-Z0-9 ]+-----|PRIVATE KEY|PUBLIC KEY|CERTIFICATE-----")
 _KEYLIKE = re.compile(r"[A-Za-z0-9+/_=-]{40,}")
@@ -190,6 +192,13 @@ class Fields:
                 self._issue(key, "missing (required)")
             return False
         return True
+
+    def retired(self, key: str, why: str) -> None:
+        """A key an older firmware read and this one does not: accepted whatever its value, and said (with
+        `why`), not refused like an unknown key. A box keeps its config across updates: refusing the key
+        would stop the new firmware's daemon (exit 78), and the health check would roll it back every time."""
+        if self._get(key) is not REQUIRED:
+            log.warning("config: %s.%s is no longer read (%s): remove it", self._section, key, why)
 
     def finish(self) -> None:
         for key in self._table:

@@ -354,13 +354,13 @@ def _build(fields: Callable[[str, type], Fields], source: Path, ctx: Context) ->
     f = fields("update", UpdateConfig)
     update = UpdateConfig(
         idle_min=f.number("idle_min", 0.0, 24 * 60.0),
-        health_limit_min=f.number("health_limit_min", 0.5, 60.0),
         boot_dir=f.path("boot_dir"),
         cmdline=f.path("cmdline"),
         reboot_command=f.string(
             "reboot_command", pattern=_COMMAND, hint="an absolute program path and its arguments"
         ),
     )
+    f.retired("health_limit_min", "mynabox-health.service's MYNABOX_HEALTH_LIMIT_S sets the limit")
     f.finish()
 
     return Config(

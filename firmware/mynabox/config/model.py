@@ -198,7 +198,6 @@ class StorageConfig:
 @dataclass(frozen=True)
 class UpdateConfig:
     idle_min: float = 15.0  # no read this long (and the outbox empty) before switching to an installed update
-    health_limit_min: float = 5.0  # a new slot must reach READY and pass its self-test within this
     boot_dir: Path = Path("/boot/firmware")  # bootstate.0/1 (mynabox.update.bootstate)
     # rauc.slot= says which slot U-Boot booted; mynabox.service copies /proc/cmdline there (ProcSubset=pid)
     cmdline: Path = Path("/run/mynabox/cmdline")

@@ -25,6 +25,10 @@ from mynabox.gateway.core import ReceiverCore, ReceiverError, Verdict, log
 from mynabox.payload import topics
 from mynabox.tls import TlsFilesError, client_context
 
+# paho's network loop waits with select(): a socket numbered at or past FD_SETSIZE never reads as ready, so
+# the receiver would retry for ever without a word (paho issue 819). `mynabox receive` caps its page
+# connections well below it; a process embedding the receiver must keep its open files below it too.
+FD_SETSIZE = 1024
 SUBSCRIPTIONS = tuple(topics.subscription(leaf) for leaf in topics.KINDS)
 SESSION_EXPIRY_S = 7 * 24 * 3600
 
@@ -77,7 +81,18 @@ class Receiver:
         client.on_connect = self._cb_connect
         client.on_subscribe = self._cb_subscribe
         client.on_message = self._cb_message
+        client.on_disconnect = self._cb_disconnect
+        client.on_socket_open = self._cb_socket_open
         self._client = client
+
+    @property
+    def client_id(self) -> str:
+        return self._s.client_id
+
+    @property
+    def connected(self) -> bool:
+        """Connected to the broker now (else it retries every ≤ 10 s; the session keeps what comes)."""
+        return self._client.is_connected()
 
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -101,6 +116,19 @@ class Receiver:
             return
         log.info("receiver connected (session present: %s)", flags.session_present)
         client.subscribe([(topic, 1) for topic in SUBSCRIPTIONS])
+
+    def _cb_socket_open(self, _c: paho.Client, _u: Any, sock: Any) -> None:
+        if sock.fileno() >= FD_SETSIZE:
+            log.error(
+                "the broker connection got descriptor %d: paho waits with select(), which cannot use one "
+                "at or past %d; keep this process's open files below that",
+                sock.fileno(),
+                FD_SETSIZE,
+            )
+
+    def _cb_disconnect(self, _c: paho.Client, _u: Any, _f: Any, code: ReasonCode, _p: Any) -> None:
+        if not self._stopping:
+            log.warning("receiver lost the broker (%s); retrying", code)
 
     def _cb_subscribe(self, _c: paho.Client, _u: Any, _mid: int, codes: list[ReasonCode], _p: Any) -> None:
         if any(c.is_failure for c in codes):

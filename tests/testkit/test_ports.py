@@ -1,0 +1,25 @@
+"""Test servers' ports lie below the kernel's ephemeral range, where no outgoing connection takes them."""
+
+from __future__ import annotations
+
+import socket
+
+from mynabox_testkit.ports import RANGE_FILE, free_port
+
+
+def test_ports_are_free_and_below_the_ephemeral_range() -> None:
+    start = int(RANGE_FILE.read_text().split()[0])
+    for count in (1, 2):
+        port = free_port(count)
+        assert port + count <= start
+        for p in range(port, port + count):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", p))  # raises if it was not free
+
+
+def test_a_held_port_is_not_chosen() -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        chosen = {free_port() for _ in range(200)}
+        assert held.getsockname()[1] not in chosen
