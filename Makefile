@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps lint test test-fast demo bench bench-fleet hil gpio-vm fuzz screens clean image image-test image-hil image-update-test image-reproducible bundle
+.PHONY: deps lint test test-fast demo bench bench-fleet hil gpio-vm fuzz screens clean image image-test image-hil image-update-test image-damage-test image-cut-test image-reproducible bundle
 
 deps:
 	@scripts/install-deps.sh
@@ -74,6 +74,16 @@ image-hil: deps
 # A field update of the emulated box: bundles from the build's root, installed, switched, rolled back.
 image-update-test: deps
 	$(PY) image-build/update-test.py
+
+# The emulated box powered on with its boot-state copies damaged (truncated, zeroed, both): boots, reports.
+image-damage-test: deps
+	$(PY) image-build/damage-test.py
+
+# Power cuts (qemu killed) at random points of an update (install, the switch's state write, the new slot's
+# first boot), each followed by a power-on that must come up working: make image-cut-test CUTS=30
+CUTS ?= 30
+image-cut-test: deps
+	$(PY) image-build/cut-test.py --cuts $(CUTS)
 
 # A signed verity bundle of one root slot: make bundle ROOTFS=root-a.ext4 CERT=… KEY=… [KEYRING=ca.pem]
 # (CERT/KEY: files or PKCS#11 URIs; never in this repository). Output: image-build/out/mynabox-<version>.raucb

@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import functools
 import http.server
-import importlib.util
 import io
 import json
 import re
@@ -36,7 +35,6 @@ import tarfile
 import threading
 import tomllib
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from mynabox.adapters.panel import TONES
@@ -46,7 +44,7 @@ from mynabox_testkit.patients import card_id_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vmbox import DEVICE_ID, SIM, Box, Options, launch
+from vmbox import DEVICE_ID, SIM, Box, Options, boot_test, launch
 
 from hil.emulated import EmulatedTechnician, Levels, Session, run_session
 from support.vscard import VscardCard
@@ -66,14 +64,6 @@ AS_THE_DAEMON = "-p User=mynabox -p Group=mynabox -p 'SupplementaryGroups=i2c gp
     for c in ("device-key", "mqtt-client-key", "summary-client-key", "audit-key")
 )  # mynabox.service's
 BUTTONS = ("button 同意: press seen", "button 緊急: press seen")
-
-
-def boot_test() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("boot_test", HERE / "boot-test.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def rig_text(box: Box, pins_file: str | None = None) -> str:

@@ -36,17 +36,25 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+
+from mynabox_testkit.mynacard import VirtualMyNumberCard
+from mynabox_testkit.patients import patient
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
-from vmbox import READY, Box, Options, diagnose, launch, partition  # noqa: E402
+from vmbox import READY, Box, Options, boot_test, diagnose, launch, partition, plain  # noqa: E402
 
+from support.vscard import VscardCard  # noqa: E402
 from update.conftest import Signer, make_signer  # noqa: E402
 
 IDENTITY = "/var/lib/mynabox/identity"
 MYNABOX = "/opt/mynabox/venv/bin/mynabox"
 HEALTHY = "health: slot {slot} is healthy"
+# RAUC's lines around the slot write (the install's longest part: the tap goes in between).
+WRITING = "writing data to device"
+WRITTEN = "Updating slot rootfs.1 status"
 BAD_DROPIN = (
     "# update test only: a firmware whose daemon never reaches READY\n"
     "[Service]\nExecStart=\nExecStart=/bin/sleep infinity\n"
@@ -62,7 +70,15 @@ def cut_root_a(image: Path, dest: Path) -> None:
     )  # fmt: skip
 
 
-def make_bundles(image: Path, work: Path, signer: Signer, served: Path, figures: dict[str, object]) -> None:
+def make_bundles(
+    image: Path,
+    work: Path,
+    signer: Signer,
+    served: Path,
+    figures: dict[str, object],
+    *,
+    names: tuple[str, ...] = ("good", "bad"),
+) -> None:
     """good.raucb from the test copy's root A, bad.raucb from the same with the never-READY drop-in."""
     good, bad = work / "good.ext4", work / "bad.ext4"
     cut_root_a(image, good)
@@ -74,6 +90,9 @@ def make_bundles(image: Path, work: Path, signer: Signer, served: Path, figures:
     subprocess.run(["debugfs", "-w", "-f", str(script), str(bad)], check=True, capture_output=True)
     served.mkdir(exist_ok=True)
     for name, root in (("good", good), ("bad", bad)):
+        if name not in names:
+            root.unlink()
+            continue
         t0 = time.monotonic()
         subprocess.run(
             [HERE / "make-bundle", "--rootfs", str(root), "--cert", str(signer.cert),
@@ -116,19 +135,55 @@ def update_server(
         thread.join(timeout=10)
 
 
-def install(box: Box, url: str, figures: dict[str, object], name: str) -> float | None:
-    """`mynabox update install URL` in the guest, as root; the moment it ended, or None if it failed."""
-    t0 = time.monotonic()
-    out = box.sh(
-        f"{MYNABOX} update install {url} --ca {IDENTITY}/summary-ca.pem --cert {IDENTITY}/summary-client.pem"
-        f" --key {IDENTITY}/credentials/summary-client-key 2>&1 | tail -n 4",
-        timeout=3600,
+def start_install(box: Box, url: str, n: int) -> int:
+    """`mynabox update install URL` in the guest, as root, in the background (the shell stays free for a
+    tap meanwhile). When it ends, the last lines of its output and `@@install-end-N rc=…` go to the
+    console (the box may reboot into the new slot right after, taking /run with it). Returns the console's
+    offset before."""
+    log = f"/run/mynabox-test-install-{n}.log"
+    since = box.console.mark()
+    box.sh(
+        f"({MYNABOX} update install {url} --ca {IDENTITY}/summary-ca.pem --cert {IDENTITY}/summary-client.pem"
+        f" --key {IDENTITY}/credentials/summary-client-key > {log} 2>&1; rc=$?;"
+        f" tail -n 4 {log} > /dev/ttyAMA0; "
+        f'echo "@@install-end-$(({n}+0)) rc=$rc" > /dev/ttyAMA0) >/dev/null 2>&1 & true'
     )
+    return since
+
+
+def end_install(
+    box: Box, n: int, since: int, t0: float, *, figures: dict[str, object], name: str
+) -> float | None:
+    """Waits for install `n` to end; the moment it ended, or None if it failed."""
+    end = box.console.wait(f"@@install-end-{n} rc=", 3600, since)
     done = time.monotonic()
     figures[f"{name}_fetch_and_install_s"] = round(done - t0, 1)
-    said = " | ".join(ln.strip() for ln in out.splitlines() if ln.strip())
-    print(f"update-test: install {name}:", said[-600:], flush=True)
-    return done if "install: installed" in out else None
+    said = re.findall(
+        r"^install: .*$", plain(box.console.text(since)[: None if end is None else end - since]), re.M
+    )
+    print(f"update-test: install {name}:", " | ".join(said)[-600:], flush=True)
+    return done if end is not None and "install: installed" in " ".join(said) else None
+
+
+def tap(box: Box, bt: ModuleType, reader: VscardCard, key: str) -> dict[str, float] | None:
+    """同意 pressed, then the patient's card into the emulated USB reader (as the boot test taps): the
+    host's tap → opened at the receiver, and the daemon's own read-timing figures (card_ms,
+    present_to_puback_ms, …). None if no summary arrived."""
+    since = box.console.mark()
+    bt.press(box.console, bt.pin_map()["consent"])
+    t_tap = time.monotonic()
+    reader.insert(VirtualMyNumberCard(patient(key).card_id))
+    drug = patient(key).prescriptions[0].drug_name
+    summary = bt.wait_for_summary(box.received, box.receive, 180, drug)
+    got = None if summary is None else {"tap_to_receiver_s": round(time.monotonic() - t_tap, 2)}
+    time.sleep(1)  # the timing lines follow the PUBACK
+    for line in bt.TIMING.findall(box.console.text(since)):
+        print("update-test: daemon:", line.strip(), flush=True)
+        if got is not None:
+            got.update({k: float(v) for k, v in re.findall(r"(\w+_ms)=(-?[\d.]+)", line)})
+    reader.remove()
+    time.sleep(2)
+    return got
 
 
 def wait_slot(box: Box, slot: str, since: int, timeout: float) -> int | None:
@@ -170,6 +225,9 @@ def main() -> int:
     )  # fmt: skip
     step = args.step_timeout
     ok = False
+    bt = boot_test()
+    taps: dict[str, dict[str, float] | None] = {}
+    taps_during = False
     with launch(options, on_card=lambda image: make_bundles(image, work, signer, served, figures)) as box:
         console = box.console
         v = box.work / "vehicle" / "summary"
@@ -183,11 +241,13 @@ def main() -> int:
                 diagnose(console)
                 return 1
             figures["first_boot_healthy_s"] = console.elapsed()
-            # The daemon's update setting in the test copy's config: switch after 0.5 min idle.
+            # The test copy's config: switch after 0.5 min idle; test mode and short reads for the taps
+            # (the boot test's: the virtual card's certificate is from the test CA).
             since = console.mark()
             box.sh(
-                "printf '\\n[update]\\nidle_min = 0.5\\n'"
-                f" >> {IDENTITY}/config.toml && systemctl restart mynabox.service"
+                f"sed -i -e 's/^\\[device\\]$/[device]\\ntest_mode = true/' {IDENTITY}/config.toml"
+                f" && printf '\\n[update]\\nidle_min = 0.5\\n{bt.READER}' >> {IDENTITY}/config.toml"
+                " && systemctl restart mynabox.service"
             )
             if console.wait(READY, step, since) is None:
                 print("update-test: the daemon did not take the [update] settings")
@@ -196,7 +256,9 @@ def main() -> int:
 
             # The bad bundle: installed, switched at idle, never READY on B, back to A by itself.
             since = console.mark()
-            installed = install(box, f"https://10.0.2.2:{port}/bad.raucb", figures, "bad")
+            t0 = time.monotonic()
+            started = start_install(box, f"https://10.0.2.2:{port}/bad.raucb", 1)
+            installed = end_install(box, 1, started, t0, figures=figures, name="bad")
             if installed is None:
                 return 1
             switched = wait_slot(box, "B", since, step)
@@ -220,9 +282,27 @@ def main() -> int:
                 print("update-test: slot A not marked good after the rollback")
                 return 1
 
-            # The good bundle: installed, switched at idle, READY on B, marked good.
-            since = console.mark()
-            if install(box, f"https://10.0.2.2:{port}/good.raucb", figures, "good") is None:
+            # The good bundle: a tap at idle, then the install with a tap while RAUC writes slot B; then
+            # switched at idle, READY on B, marked good.
+            reader = VscardCard(VirtualMyNumberCard(patient("healthy").card_id), port=box.ccid_port).connect()
+            try:
+                taps["idle"] = tap(box, bt, reader, "healthy")
+                # A press while a result is shown is ignored (the state machine's rule 4): the next tap
+                # waits until the idle tap's result has cleared (result_clear_s, 60 s by default).
+                not_before = time.monotonic() + 65.0
+                t0 = time.monotonic()
+                since = start_install(box, f"https://10.0.2.2:{port}/good.raucb", 2)
+                writing = console.wait(WRITING, step, since)
+                time.sleep(max(0.0, not_before - time.monotonic()))
+                if writing is not None:
+                    taps["install"] = tap(box, bt, reader, "warfarin-elderly")
+                    taps_during = WRITTEN not in console.text(writing)
+            finally:
+                reader.close()
+            for when, got in taps.items():
+                print(f"update-test: tap at {when}:", json.dumps(got), flush=True)
+            print("update-test: the install's tap delivered while RAUC still wrote slot B:", taps_during)
+            if end_install(box, 2, since, t0, figures=figures, name="good") is None:
                 return 1
             switched = wait_slot(box, "B", since, step)
             t_switch = time.monotonic()
@@ -240,7 +320,9 @@ def main() -> int:
             figures["good_ready_to_marked_good_s"] = round(time.monotonic() - t_ready, 1)
             status = box.sh(f"{MYNABOX} update status 2>&1 | grep -E '^(booted slot|rauc booted|slot )'")
             print("update-test: mynabox update status:", " | ".join(ln for ln in status.split("\n") if ln))
-            ok = "booted slot: B" in status
+            ok = "booted slot: B" in status and all(taps.get(w) for w in ("idle", "install"))
+    for when, got in taps.items():
+        figures.update({f"tap_{when}_{k}": v for k, v in (got or {}).items()})
     print(json.dumps({**box.figures, **figures}))
     if args.keep is None and ok:
         shutil.rmtree(work)

@@ -19,6 +19,7 @@ the test's kernel words (a root shell on the serial console for the checks; boot
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -33,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -367,13 +369,18 @@ class Console:
             if pipe is not None:
                 pipe.close()
 
-    def power_cut(self) -> None:
+    def power_cut(self, while_off: Callable[[], None] | None = None) -> int:
         """Power off at once (qemu killed: the card keeps what its writes had reached) and on again; the
-        console's text goes on in the same log."""
+        console's text goes on in the same log. `while_off` runs between (the card is free to edit).
+        Returns the console's offset at the power-on."""
         self._stop()
         with self._lock:
             self._data += b"\n[vmbox: power cut]\n"
+            on = len(self._data)
+        if while_off is not None:
+            while_off()
         self._start()
+        return on
 
     def alive(self) -> bool:
         return self._vm.poll() is None
@@ -536,6 +543,15 @@ def launch(options: Options, on_card: Callable[[Path], None] | None = None) -> I
         box = Box(options, work, image, console, broker, receive, received, ccid_port, state_before, keys)
         box.figures.update(figures)
         yield box
+
+
+def boot_test() -> ModuleType:
+    """image-build/boot-test.py as a module: its checks and tap helpers, for the HIL and update tests."""
+    spec = importlib.util.spec_from_file_location("boot_test", HERE / "boot-test.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def fragments(secret: bytes) -> list[bytes]:

@@ -181,7 +181,8 @@ def build(
             update_idle_s=cfg.update.idle_min * 60.0,
         )
     )
-    slots = SlotWatch(cfg.update.boot_dir, cfg.update.cmdline)
+    slots = SlotWatch(cfg.update.boot_dir, cfg.update.cmdline, state_dir)
+    slots.report_boot_state()
     reboot = Reboot(cfg.update.reboot_command.split(), slots.destination)
     return Parts(
         events,
@@ -239,7 +240,7 @@ def update_state(parts: Parts) -> dict[str, str | None]:
     install runs beside the daemon). A value that is not a plain token is left out as null."""
     kept = updatefiles.read(parts.state_dir)
     last = kept.published() if kept else {}
-    published: dict[str, str | None] = {"slot": parts.slots.booted()}
+    published: dict[str, str | None] = {"slot": parts.slots.booted(), "boot_state": parts.slots.boot_state()}
     for key in ("result", "version", "at"):
         value = last.get(key)
         published[f"update_{key}"] = value if value is not None and _TOKEN.fullmatch(value) else None

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from mynabox.adapters import updatefiles
 from mynabox.adapters.bootfiles import BootFiles
 from mynabox.adapters.updater import Reboot, SlotWatch
 from mynabox.update import bootstate as bs
@@ -29,6 +32,66 @@ def test_an_unreadable_command_line_is_said_once(tmp_path: Path, caplog: pytest.
         assert not watch.pending()
     said = [r.getMessage() for r in caplog.records if "booted slot cannot be read" in r.getMessage()]
     assert len(said) == 1
+
+
+@pytest.mark.parametrize(
+    ("word", "state", "said"),
+    [
+        ("mynabox.bootstate=ok", "ok", None),
+        ("mynabox.bootstate=copy0-bad", "copy0-bad", "it booted from the other copy"),
+        ("mynabox.bootstate=both-bad", "both-bad", "both copies bad, it booted the default order A B"),
+        ("", None, None),  # not booted by boot.scr: nothing to say
+    ],
+)
+def test_damaged_boot_state_found_by_boot_scr_is_said_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, word: str, state: str | None, said: str | None
+) -> None:
+    (tmp_path / "cmdline").write_text(f"ro rauc.slot=A {word}\n")
+    watch = SlotWatch(tmp_path, tmp_path / "cmdline")
+    assert watch.boot_state() == state
+    with caplog.at_level(logging.WARNING):
+        watch.report_boot_state()
+    lines = [r.getMessage() for r in caplog.records if "boot state damaged" in r.getMessage()]
+    assert lines == (
+        []
+        if said is None
+        else [f"update: boot.scr found the boot state damaged at this boot ({state}): {said}"]
+    )
+
+
+def test_no_switch_while_an_install_holds_its_lock(tmp_path: Path) -> None:
+    # Seen on the emulated box: RAUC made B primary, the daemon rebooted 60 ms before RAUC had finished
+    # and before the install kept its result. The lock is held by another process, as the install command is.
+    BootFiles(tmp_path).write(0, bs.set_primary(bs.INITIAL, "B"))
+    (tmp_path / "cmdline").write_text("ro rauc.slot=A mynabox.bootstate=ok\n")
+    watch = SlotWatch(tmp_path, tmp_path / "cmdline", tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, pathlib\nfrom mynabox.adapters import updatefiles\n"
+         f"with updatefiles.installing(pathlib.Path({str(tmp_path)!r})):\n"
+         "    print('held', flush=True)\n    sys.stdin.read()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        assert not watch.pending()
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    assert watch.pending()  # released: the update waits for the idle switch again
+    assert (tmp_path / updatefiles.LOCK).stat().st_mode & 0o777 == 0o644
+
+
+def test_the_lock_is_not_followed_through_a_symbolic_link(tmp_path: Path) -> None:
+    # The state directory is the daemon's user's: a link planted there must not make root write elsewhere.
+    target = tmp_path / "elsewhere"
+    target.write_text("kept")
+    (tmp_path / updatefiles.LOCK).symlink_to(target)
+    with pytest.raises(OSError), updatefiles.installing(tmp_path):
+        pass
+    assert target.read_text() == "kept"
+    assert not updatefiles.install_running(tmp_path)
 
 
 def test_the_reboot_says_whether_it_goes_into_an_update_or_back_from_a_bad_slot(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -185,3 +186,75 @@ def test_fleet_versions_lists_the_slot_version_and_update_result_from_the_retain
             daemon.kill()
         notify.close()
         (stack.state_dir / updatefiles.NAME).unlink(missing_ok=True)
+
+
+def test_a_boot_with_damaged_boot_state_is_logged_and_on_the_retained_state(
+    stack: BoxStack, where: Path, tmp_path: Path
+) -> None:
+    """boot.scr found both copies bad (it booted RAUC's default order): the daemon says so at start and its
+    retained state carries `boot_state`, so fleet ops see a box that may not run the slot last chosen."""
+    assert stack.kit is not None and stack.broker is not None
+    boot_state(where, ("A",))
+    cmdline = where / "cmdline"
+    kept = cmdline.read_text()
+    cmdline.write_text("console=ttyAMA0 rauc.slot=A mynabox.bootstate=both-bad\n")
+    notify = NotifySocket(tmp_path / "notify.sock")
+    log = tmp_path / "daemon.log"
+    states = Subscriber(stack, "gw-bootstate", "mynabox/amb-upd/state")
+    daemon = start_daemon(stack, notify, log)
+    try:
+        assert wait_for(lambda: notify.seen("READY=1") == 1, 20), log.read_text()
+
+        def published() -> list[dict[str, object]]:
+            return [
+                d for p in states.payloads("state") if (d := json.loads(p)).get("boot_state") == "both-bad"
+            ]
+
+        assert wait_for(lambda: len(published()) >= 1, 10)
+        schema = json.loads((REPO / "docs/gateway/schemas/state.schema.json").read_text())
+        Draft202012Validator(schema).validate(published()[-1])
+        assert "boot.scr found the boot state damaged at this boot (both-bad)" in log.read_text()
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=10) == 0
+    finally:
+        states.close()
+        if daemon.poll() is None:
+            daemon.kill()
+        notify.close()
+        cmdline.write_text(kept)
+
+
+def test_no_switch_while_an_install_still_runs(stack: BoxStack, where: Path, tmp_path: Path) -> None:
+    """RAUC makes the other slot primary before its last steps and `update install` keeps its result after
+    them; on the emulated box the daemon rebooted 60 ms before RAUC had finished. While the install's lock
+    is held (here by another process, as the install command holds it) the idle box does not switch."""
+    boot_state(where, ("B", "A"))
+    (where / "reboots").unlink(missing_ok=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, pathlib\nfrom mynabox.adapters import updatefiles\n"
+         f"with updatefiles.installing(pathlib.Path({str(stack.state_dir)!r})):\n"
+         "    print('held', flush=True)\n    sys.stdin.read()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    notify = NotifySocket(tmp_path / "notify.sock")
+    log = tmp_path / "daemon.log"
+    daemon = None
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        daemon = start_daemon(stack, notify, log)
+        assert wait_for(lambda: notify.seen("READY=1") == 1, 20), log.read_text()
+        time.sleep(IDLE_MIN * 60 + 8.0)  # idle long enough, and the loop has looked at least once since
+        assert reboots(where) == [], "switched while the install still ran"
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=10)
+        assert wait_for(lambda: len(reboots(where)) == 1, 15), log.read_text()
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=10) == 0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        if daemon is not None and daemon.poll() is None:
+            daemon.kill()
+        notify.close()

@@ -61,6 +61,7 @@ STATE_KEYS = frozenset(
         "failed_parts",  # "display+buttons": the parts the box works without now ("" when none)
         "no_subscriber",
         "slot",  # the slot booted (A/B, from rauc.slot=), null when not booted by boot.scr
+        "boot_state",  # what boot.scr found at this boot (ok, copy0-bad, copy1-bad, both-bad) or null
         "update_result",  # the last update's result (mynabox.update.lastresult), null: none yet
         "update_version",
         "update_at",  # ISO 8601 with its zone

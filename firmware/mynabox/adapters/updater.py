@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from mynabox.adapters import updatefiles
 from mynabox.adapters.bootfiles import BootFiles
 from mynabox.update import bootstate as bs
 
@@ -20,16 +21,41 @@ log = logging.getLogger(__name__)
 
 
 class SlotWatch:
-    def __init__(self, boot_dir: Path, cmdline: Path) -> None:
+    def __init__(self, boot_dir: Path, cmdline: Path, state_dir: Path | None = None) -> None:
         self._files = BootFiles(boot_dir)
         self._cmdline = cmdline
+        self._state_dir = state_dir  # where `update install` holds its lock while it runs
         self._complained = False
         self._cmdline_complained = False
 
     def booted(self) -> str | None:
+        cmdline = self._read_cmdline()
+        return None if cmdline is None else bs.booted_slot(cmdline)
+
+    def boot_state(self) -> str | None:
+        """What boot.scr found in the boot state at this boot (ok, copy0-bad, copy1-bad, both-bad); None on
+        a box not booted by boot.scr."""
+        cmdline = self._read_cmdline()
+        damage = None if cmdline is None else bs.boot_damage(cmdline)
+        return None if damage is None else damage.value
+
+    def report_boot_state(self) -> None:
+        """Says at start when boot.scr found a boot-state copy damaged: with both bad it booted RAUC's
+        default order, maybe not the slot last chosen; with one bad, the state before the last write."""
+        state = self.boot_state()
+        if state not in (None, bs.Damage.OK.value):
+            log.warning(
+                "update: boot.scr found the boot state damaged at this boot (%s): %s",
+                state,
+                "both copies bad, it booted the default order A B"
+                if state == bs.Damage.BOTH_BAD.value
+                else "it booted from the other copy",
+            )
+
+    def _read_cmdline(self) -> str | None:
         try:
             with self._cmdline.open("rb") as f:
-                return bs.booted_slot(f.read(64 * 1024).decode("utf-8", "replace"))
+                return f.read(64 * 1024).decode("utf-8", "replace")
         except OSError as err:
             # Said once: unread, an installed update would wait for the next power-on without a word.
             if not self._cmdline_complained:
@@ -38,9 +64,12 @@ class SlotWatch:
             return None
 
     def pending(self) -> bool:
-        """True when the slot to boot next is not the one running: an installed update waits."""
+        """True when the slot to boot next is not the one running and no install runs any more (RAUC makes
+        the other slot primary before its last steps, the install keeps its result after them)."""
         booted = self.booted()
         if booted is None:
+            return False
+        if self._state_dir is not None and updatefiles.install_running(self._state_dir):
             return False
         try:
             primary = bs.get_primary(self._files.read().state)

@@ -277,6 +277,20 @@ def _last_line(stderr: bytes) -> str:
 
 
 def _install(args: argparse.Namespace) -> int:
+    from mynabox.adapters import updatefiles
+
+    # Held until the result is kept: the daemon does not switch before (updatefiles says why).
+    try:
+        with updatefiles.installing(args.state_dir):
+            return _install_held(args)
+    except OSError as err:  # the lock's own: _install_held turns every other one into a kept result
+        print(
+            f"install: the install lock cannot be taken ({err.strerror}): nothing installed", file=sys.stderr
+        )
+        return 1
+
+
+def _install_held(args: argparse.Namespace) -> int:
     import configparser
     import subprocess
 
