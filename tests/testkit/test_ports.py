@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from mynabox_testkit.ports import RANGE_FILE, free_port
+from mynabox_testkit.ports import RANGE_FILE, free_port, port_free
 
 
 def test_ports_are_free_and_below_the_ephemeral_range() -> None:
@@ -17,9 +17,11 @@ def test_ports_are_free_and_below_the_ephemeral_range() -> None:
                 s.bind(("127.0.0.1", p))  # raises if it was not free
 
 
-def test_a_held_port_is_not_chosen() -> None:
+def test_a_held_port_is_not_free_until_closed() -> None:
+    # What free_port checks each candidate with: a port below the range that something listens on.
+    port = free_port()
     with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
+        held.bind(("127.0.0.1", port))
         held.listen()
-        chosen = {free_port() for _ in range(200)}
-        assert held.getsockname()[1] not in chosen
+        assert not port_free(port)
+    assert port_free(port)
