@@ -36,12 +36,11 @@ from types import ModuleType
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
-from vmbox import READY, Box, Options, boot_test, diagnose, launch  # noqa: E402
+from vmbox import READY, Box, boot_test, diagnose, launch  # noqa: E402
 
 from mynabox_testkit.mynacard import VirtualMyNumberCard  # noqa: E402
 from mynabox_testkit.patients import patient  # noqa: E402
 from support.vscard import VscardCard  # noqa: E402
-from update.conftest import make_signer  # noqa: E402
 
 PHASES = ("install", "switch", "first-boot")
 BOOTABLE = "as bootable..."
@@ -138,20 +137,15 @@ def main() -> int:
     print(f"cut-test: seed {args.seed}, {args.cuts} cuts", flush=True)
     work = args.keep or Path(tempfile.mkdtemp(prefix="mynabox-cuts-"))
     work.mkdir(parents=True, exist_ok=True)
-    signer = make_signer(work / "pki", "fleet")
+    signer, options = ut.update_box(
+        work,
+        out=args.out,
+        timeout=args.timeout,
+        step_timeout=args.step_timeout,
+        health_limit_min=args.health_limit_min,
+    )
     served = work / "served"
     figures: dict[str, object] = {}
-    health_dropin = work / "90-update-test.conf"
-    health_dropin.write_text(
-        f"[Service]\nEnvironment=MYNABOX_HEALTH_LIMIT_S={args.health_limit_min * 60:.0f}\n"
-    )
-    options = Options(
-        out=args.out, keep=work, timeout=args.timeout, step_timeout=args.step_timeout,
-        debugfs=f"cd /etc/rauc\nwrite {signer.ca} keyring.pem\n"
-        "mkdir /etc/systemd/system/mynabox-health.service.d\n"
-        f"cd /etc/systemd/system/mynabox-health.service.d\nwrite {health_dropin} 90-update-test.conf\n",
-        extra_card_bytes=1536 * 1024 * 1024,
-    )  # fmt: skip
     rows: list[dict[str, object]] = []
     t_start = time.monotonic()
     with launch(

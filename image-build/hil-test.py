@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from mynabox.adapters.panel import TONES
-from mynabox_testkit.broker import free_port
 from mynabox_testkit.mynacard import Faults, VirtualMyNumberCard
 from mynabox_testkit.patients import card_id_for
+from mynabox_testkit.ports import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -191,6 +191,32 @@ def wait_slot(box: Box, slot: str, since: int, timeout: float) -> int | None:
     return box.console.wait(f"mynabox: booting slot {slot} ", timeout, since)
 
 
+def update_box(
+    work: Path,
+    *,
+    out: Path,
+    timeout: float,
+    step_timeout: float,
+    health_limit_min: float,
+    replace: tuple[tuple[Path, str], ...] = (),
+) -> tuple[Signer, Options]:
+    """A test fleet signer in `work`, and the box's options: its keyring and the health check's limit put into
+    root A before the bundles are cut from it (so slot B has them too), room for a fetched bundle."""
+    signer = make_signer(work / "pki", "fleet")
+    # The health limit is the root-owned unit's (a drop-in), not the daemon's config.
+    health_dropin = work / "90-update-test.conf"
+    health_dropin.write_text(f"[Service]\nEnvironment=MYNABOX_HEALTH_LIMIT_S={health_limit_min * 60:.0f}\n")
+    options = Options(
+        out=out, keep=work, timeout=timeout, step_timeout=step_timeout,
+        debugfs=f"cd /etc/rauc\nwrite {signer.ca} keyring.pem\n"
+        "mkdir /etc/systemd/system/mynabox-health.service.d\n"
+        f"cd /etc/systemd/system/mynabox-health.service.d\nwrite {health_dropin} 90-update-test.conf\n",
+        replace=replace,
+        extra_card_bytes=1536 * 1024 * 1024,  # room on the state partition for a fetched bundle
+    )  # fmt: skip
+    return signer, options
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=HERE / "out", help="the build's output directory")
@@ -206,23 +232,16 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = args.keep or Path(tempfile.mkdtemp(prefix="mynabox-update-"))
     work.mkdir(parents=True, exist_ok=True)
-    signer = make_signer(work / "pki", "fleet")
+    signer, options = update_box(
+        work,
+        out=args.out,
+        timeout=args.timeout,
+        step_timeout=args.step_timeout,
+        health_limit_min=args.health_limit_min,
+        replace=tuple((Path(a).resolve(), b) for a, b in (r.split("=", 1) for r in args.replace)),
+    )
     served = work / "served"
     figures: dict[str, object] = {}
-    # The health limit is the root-owned unit's (a drop-in), not the daemon's config: in root A before the
-    # bundles are cut from it, so slot B has it too.
-    health_dropin = work / "90-update-test.conf"
-    health_dropin.write_text(
-        f"[Service]\nEnvironment=MYNABOX_HEALTH_LIMIT_S={args.health_limit_min * 60:.0f}\n"
-    )
-    options = Options(
-        out=args.out, keep=work, timeout=args.timeout, step_timeout=args.step_timeout,
-        debugfs=f"cd /etc/rauc\nwrite {signer.ca} keyring.pem\n"
-        "mkdir /etc/systemd/system/mynabox-health.service.d\n"
-        f"cd /etc/systemd/system/mynabox-health.service.d\nwrite {health_dropin} 90-update-test.conf\n",
-        replace=tuple((Path(a).resolve(), b) for a, b in (r.split("=", 1) for r in args.replace)),
-        extra_card_bytes=1536 * 1024 * 1024,  # room on the state partition for a fetched bundle
-    )  # fmt: skip
     step = args.step_timeout
     ok = False
     bt = boot_test()

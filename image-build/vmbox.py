@@ -40,7 +40,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mynabox.adapters.keyfiles import save_private_key, save_public_key
-from mynabox_testkit.broker import BrokerTls, Mosquitto, free_port
+from mynabox_testkit.broker import BrokerTls, Mosquitto
+from mynabox_testkit.ports import free_port
 from mynabox_testkit.tlsfiles import make_test_pki
 
 HERE = Path(__file__).resolve().parent
