@@ -15,7 +15,8 @@
   over HTTPS with the box's client certificate into the state partition first (RAUC's streaming needs the
   nbd module; see the README), then checked like a file. Once written, the new slot's declared outbox
   format is read (debugfs, no mount): a firmware whose outbox this one could not read after a rollback is
-  refused and its slot marked bad before any switch. The result and its time go to
+  refused and its slot marked bad; otherwise this command makes it primary (RAUC does not:
+  activate-installed=false, so a power cut before the check boots the old slot). The result and its time go to
   `update-result.json` in the state directory, which the daemon publishes on its `state` topic.
 - `health`: after every boot of a slot (mynabox-health.service, as root, its settings from the unit's
   arguments, the self-test run as the daemon's user; `--config` only for the config's owner: the loader
@@ -359,7 +360,8 @@ class _InstallFailed(Exception):
 
 def _check_new_slot(conf_path: Path, cmdline: Path) -> None:
     """Before any switch: the new slot's firmware must write an outbox this one can read after a rollback
-    (mynabox.update.formats). Refused: the slot is marked bad (never booted) and BundleRefused says why."""
+    (mynabox.update.formats). Then the slot is made primary (RAUC leaves it non-bootable); refused, it is
+    marked bad (never booted) and BundleRefused says why."""
     import subprocess
 
     from mynabox.adapters import outbox, slotfiles
@@ -375,6 +377,13 @@ def _check_new_slot(conf_path: Path, cmdline: Path) -> None:
         # RAUC has made the slot primary: unless it is shown fit, it must not be booted.
         why = f"the new slot's storage formats cannot be read: {err}"
     if why is None:
+        # RAUC left the slot non-bootable (system.conf: activate-installed=false): the switch starts here.
+        print("install: the new slot's outbox format is readable by this version: making it primary")
+        marked = subprocess.run(
+            ["rauc", "status", "mark-active", "other"], capture_output=True, timeout=120, check=False
+        )
+        if marked.returncode != 0:
+            raise _InstallFailed(f"the new slot could not be made primary ({_last_line(marked.stderr)})")
         return
     marked = subprocess.run(
         ["rauc", "status", "mark-bad", "other"], capture_output=True, timeout=120, check=False
