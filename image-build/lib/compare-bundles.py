@@ -301,10 +301,14 @@ def main(argv: list[str]) -> int:
     except (Unreadable, OSError) as e:
         print(f"compare-bundles: cannot compare: {e}", file=sys.stderr)
         return 2
-    for line in same:
-        print(f"compare-bundles: {line}")
-    for line in differ:
-        print(f"compare-bundles: differs: {line}")
+    try:
+        for line in same:
+            print(f"compare-bundles: {line}")
+        for line in differ:
+            print(f"compare-bundles: differs: {line}")
+        sys.stdout.flush()
+    except BrokenPipeError:  # a reader that stopped early (| head): the verdict is still the exit status
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
     return 1 if differ else 0
 
 
