@@ -3,6 +3,7 @@ time into a file fails and names that file."""
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
 import subprocess
@@ -104,7 +105,50 @@ def test_the_card_file_systems_are_bit_identical(tmp_path: Path) -> None:
         "SOURCE_DATE_EPOCH": "1796147446",
     }
     done = subprocess.run(
-        [str(SCRIPT), "--", *argv], capture_output=True, text=True, timeout=300, check=False, env=env
-    )
+        [str(SCRIPT), "--no-bundle", "--", *argv],
+        capture_output=True, text=True, timeout=300, check=False, env=env,
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "identical (3 outputs)" in done.stdout
+    assert "bundle" not in done.stdout
+
+
+# lib/mkfs.sh, then genimage with the build's own layout (genimage.cfg) and xz, as the build's image stage.
+CARD_BUILD = """
+set -eu
+sh {mkfs} {trees}/root {trees}/boot {trees}/state "$OUT" 16M 40M 8M
+mkdir "$OUT/.g" "$OUT/.g/none" "$OUT/.g/tmp"
+sed "s|@ROOT_SIZE@|16M|g" {genimage_cfg} > "$OUT/.g/genimage.cfg"
+genimage --config "$OUT/.g/genimage.cfg" --rootpath "$OUT/.g/none" --tmppath "$OUT/.g/tmp" \\
+  --inputpath "$OUT" --outputpath "$OUT/.g" >/dev/null 2>&1
+xz -0 -T1 -c "$OUT/.g/mynabox.img" > "$OUT/mynabox.img.xz"
+rm -rf "$OUT/.g"
+"""
+
+
+def test_the_bundles_of_two_builds_differ_only_by_design(tmp_path: Path) -> None:
+    """check-reproducible's bundle part on the card build in small: a bundle of each build's root-a.ext4,
+    signed by its throwaway signer: the same payload and manifest but the salt's fields, and build 1's
+    bundle holds slot A of its card image bit for bit."""
+    for tool in ("rauc", "mksquashfs", "unsquashfs", "genimage", "xz", "openssl"):
+        if shutil.which(tool, path=SBIN_PATH) is None:
+            pytest.skip(f"{tool} is not installed")
+    trees = small_trees(tmp_path)
+    # Random bytes do not compress: RAUC wants a payload of more than one 4 KiB block.
+    (trees / "root" / "etc" / "blob").write_bytes(random.Random(20).randbytes(100 * 1024))
+    build = tmp_path / "card-build"
+    build.write_text(CARD_BUILD.format(mkfs=MKFS, trees=trees, genimage_cfg=SCRIPT.parent / "genimage.cfg"))
+    env = {"PATH": SBIN_PATH, "TMPDIR": str(tmp_path), "SOURCE_DATE_EPOCH": "1796147446"}
+    done = subprocess.run(
+        [str(SCRIPT), "--", "sh", str(build)],
+        capture_output=True, text=True, timeout=300, check=False, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert "check-reproducible: identical (4 outputs)" in lines
+    assert "check-reproducible: the bundles are the same where they must be" in lines
+    assert any(line.startswith("  payload identical (") for line in lines)
+    assert "  signed manifest identical but [bundle] verity-hash, [bundle] verity-salt" in "\n".join(lines)
+    assert any(line.startswith("  slot image in the bundle = root-a.ext4 (sha256 ") for line in lines)
+    assert "  card mynabox.img.xz partition 2 (slot A) = root-a.ext4" in lines
+    assert not list(tmp_path.glob("mynabox-repro.*")), "the work directory (and the throwaway key) is left"
