@@ -48,6 +48,7 @@ from mynabox.config.model import MqttConfig
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES, is_device_id
 from mynabox.payload.topics import topic
 from mynabox.tls import TlsFilesError, client_context
+from mynabox.vocab import Signal
 
 log = logging.getLogger("mynabox.mqtt")
 
@@ -127,8 +128,7 @@ class _Connected:
     code: ReasonCode
 
 
-@dataclass(frozen=True, slots=True)
-class _ConnectFailed:
+class _ConnectFailed(Signal):
     pass
 
 
@@ -143,8 +143,7 @@ class _Puback:
     code: ReasonCode
 
 
-@dataclass(frozen=True, slots=True)
-class _Drain:
+class _Drain(Signal):
     pass
 
 
@@ -153,8 +152,7 @@ class _State:
     state: Mapping[str, object]
 
 
-@dataclass(frozen=True, slots=True)
-class _Stop:
+class _Stop(Signal):
     pass
 
 

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 
 from mynabox.core.screens import Screen
-from mynabox.vocab import ConsentMode, Outcome, Part
+from mynabox.vocab import ConsentMode, Outcome, Part, Signal
 
 
 class Tone(enum.Enum):
@@ -85,8 +85,7 @@ class RebootForUpdate:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Stop:
+class Stop(Signal):
     """Shut down: the loop ends after applying the effects before this one."""
 
 

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 
 from mynabox.summary.flags import Flag
-from mynabox.vocab import ConsentMode, Part, ReadFailure
+from mynabox.vocab import ConsentMode, Part, ReadFailure, Signal
 
 
 class LookupOutcome(enum.Enum):
@@ -42,8 +42,7 @@ class ConsentPressed:
     mode: ConsentMode
 
 
-@dataclass(frozen=True, slots=True)
-class ClearRequested:
+class ClearRequested(Signal):
     """Both buttons held: clear the screen now."""
 
 
@@ -59,23 +58,19 @@ class QueueDepth:
     queued: int
 
 
-@dataclass(frozen=True, slots=True)
-class ReaderPresent:
+class ReaderPresent(Signal):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class ReaderMissing:
+class ReaderMissing(Signal):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class BrokerOnline:
+class BrokerOnline(Signal):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class BrokerOffline:
+class BrokerOffline(Signal):
     pass
 
 
@@ -92,19 +87,16 @@ class ClockSync:
     synced: bool
 
 
-@dataclass(frozen=True, slots=True)
-class UpdatePending:
+class UpdatePending(Signal):
     """An installed update waits for the switch: the other slot is now the one to boot (RAUC made it
     primary). The box reboots into it once idle (mynabox.update.policy), never during a read."""
 
 
-@dataclass(frozen=True, slots=True)
-class Tick:
+class Tick(Signal):
     """Time passes: deadlines (consent, auto-clear) are checked."""
 
 
-@dataclass(frozen=True, slots=True)
-class ShutdownRequested:
+class ShutdownRequested(Signal):
     pass
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mynabox.summary.model import Summary
+from mynabox.vocab import Signal
 
 
 @dataclass(frozen=True)
@@ -18,8 +19,7 @@ class Found:
     summary: Summary
 
 
-@dataclass(frozen=True)
-class NotRegistered:
+class NotRegistered(Signal):
     """The card is valid but not registered for use as a health insurance card (マイナ保険証)."""
 
 
