@@ -67,7 +67,7 @@ Started = Callable[[str, Callable[[], None]], None]
 """Told each part's name and its stop once the part is up, so what started is stopped in reverse."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Parts:
     """What the box is made of, built and started; tests and the demo look at it (dummy OLED, mock pins)."""
 

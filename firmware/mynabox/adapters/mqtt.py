@@ -123,7 +123,7 @@ def check_state(state: Mapping[str, object]) -> bytes:
 
 # What the worker is told (by paho's callbacks, the daemon, its own tick): typed like the core's events, so
 # each carries exactly its own fields and the worker's dispatch is checked by mypy.
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class _Connected:
     code: ReasonCode
 
@@ -132,12 +132,12 @@ class _ConnectFailed(Signal):
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class _Disconnected:
     code: ReasonCode
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class _Puback:
     mid: int
     code: ReasonCode
@@ -147,7 +147,7 @@ class _Drain(Signal):
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class _State:
     state: Mapping[str, object]
 

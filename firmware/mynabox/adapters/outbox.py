@@ -55,7 +55,7 @@ class DuplicateMessageError(OutboxError):
     """A message with this id is already queued."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class OutboxItem:
     seq: int
     message_id: str

@@ -48,7 +48,7 @@ _LINE_NAME = re.compile(r"[A-Za-z0-9_.:+-]{1,32}")
 MAX_OFFSET = 511
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PinMap:
     consent: Line
     emergency: Line

@@ -22,7 +22,7 @@ from mynabox.card.session import run
 READ_LIMIT_S = 5.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ReadRecord:
     """The one record of a read, from the card to the delivery. The card layer's `JpkiRead` (certificate,
     card type, APDUs, caps) is kept as it came; `read_card` adds the check, the keyed hash and the time;

@@ -28,7 +28,7 @@ from mynabox.vocab import ConsentMode, Outcome
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class DeliveryResult:
     outcome: Outcome
     flags: tuple[Flag, ...]  # shown on the OLED: the ones the summary message carries
@@ -37,7 +37,7 @@ class DeliveryResult:
     lookup_ms: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Identity:
     device_id: str
     unit_id: str | None = None

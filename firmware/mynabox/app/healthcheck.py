@@ -49,7 +49,7 @@ class HealthBox(Protocol):
     def say(self, line: str, *, problem: bool = False) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Settings:
     booted: str  # the slot U-Boot booted (rauc.slot=)
     version: str  # this firmware's

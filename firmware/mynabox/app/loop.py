@@ -62,7 +62,7 @@ class ClockWatch:
         return changed
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Watched:
     """A worker whose one job must end within `limit_s` (its `busy_s(now)`: how long the job has run)."""
 

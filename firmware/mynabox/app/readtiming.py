@@ -27,7 +27,7 @@ MAX_PENDING = 64  # messages queued while offline are timed too; bound what wait
 _V = TypeVar("_V")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ReadTiming:
     present_at: float  # monotonic: the card worker saw the card
     card_ms: float  # the APDU exchange

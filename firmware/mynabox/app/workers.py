@@ -184,12 +184,12 @@ _FAILURE_LOG = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Purge:
     retention_s: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class _Timed:
     job: StartDelivery
     consent_at: float | None

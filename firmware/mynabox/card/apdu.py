@@ -20,7 +20,7 @@ class ApduFormatError(ValueError):
     """A command APDU that cannot be encoded or decoded."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CommandAPDU:
     cla: int
     ins: int
@@ -97,7 +97,7 @@ class CommandAPDU:
         return cls(cla, ins, p1, p2, data=data, le=le, extended=True)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ResponseAPDU:
     data: bytes
     sw1: int

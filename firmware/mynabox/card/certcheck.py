@@ -28,13 +28,13 @@ class CertStatus(enum.Enum):
     MALFORMED = "malformed"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Root:
     generation: str
     certificate: x509.Certificate
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CertCheck:
     status: CertStatus
     issuer_generation: str | None

@@ -79,7 +79,7 @@ _TOKEN_LABELS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ReaderCaps:
     """What is known to work on a reader + card path; None means not tried yet."""
 
@@ -90,7 +90,7 @@ class ReaderCaps:
     length_hint: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class JpkiRead:
     """What the JPKI session read: the card layer's part of a read's record (`app.cardread.ReadRecord`)."""
 

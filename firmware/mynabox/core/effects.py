@@ -24,22 +24,22 @@ class LedMode(enum.Enum):
     OFF = "off"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ShowScreen:
     screen: Screen
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Buzz:
     tone: Tone
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SetLed:
     mode: LedMode
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class StartDelivery:
     """Look up, seal, queue and audit (on a worker); the worker posts LookupDone. The delivery takes the
     read's record (its certificate) from the holding by `read`, checked against `card_hash`."""
@@ -49,7 +49,7 @@ class StartDelivery:
     consent: ConsentMode
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RecordOutcome:
     """A read that ends without a delivery still leaves an audit record."""
 
@@ -58,7 +58,7 @@ class RecordOutcome:
     card_hash: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ForgetPatient:
     """Drop everything patient-related held in memory for reads up to `upto` (the screen was cleared).
 
@@ -67,7 +67,7 @@ class ForgetPatient:
     upto: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PublishState:
     state: str
     reader_present: bool
@@ -77,7 +77,7 @@ class PublishState:
     failed: tuple[Part, ...] = ()  # parts that do not work now (the box reads and delivers without them)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RebootForUpdate:
     """Reboot into the slot an update installed: the box is idle (why: `reason`). systemd stops the daemon
     as for any shutdown (ShutdownRequested), so the outbox and the audit log are closed as usual."""

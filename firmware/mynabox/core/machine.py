@@ -81,7 +81,7 @@ class State(enum.Enum):
     STOPPED = "stopped"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class MachineConfig:
     consent_window_s: float = 30.0  # a press this long before the tap counts for it
     consent_timeout_s: float = 60.0  # no press this long after the read: no lookup

@@ -34,7 +34,7 @@ class ScreenKind(enum.Enum):
     STOPPED = "stopped"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Status:
     """The always-visible status line: failed parts, link, queue, clock."""
 
@@ -58,7 +58,7 @@ class Status:
 _PART_WORDS = {Part.DISPLAY: "表示", Part.BUTTONS: "ボタン", Part.LED: "LED", Part.BUZZER: "ブザー"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Screen:
     kind: ScreenKind
     header: str  # small line at the top

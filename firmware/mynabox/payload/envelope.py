@@ -129,7 +129,7 @@ def encode_json(value: object) -> bytes:
         raise SealError("body holds a lone surrogate, which UTF-8 cannot carry") from err
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Claims:
     """The signed payload of the inner JWS."""
 

@@ -95,7 +95,7 @@ class MessageTooLarge(SealError):
         self.size, self.limit = size, limit
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Sealed:
     message_id: str
     kind: Kind
@@ -103,7 +103,7 @@ class Sealed:
     seq: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Opened:
     message_id: str
     device_id: str
@@ -115,7 +115,7 @@ class Opened:
     key: str = ""  # RFC 7638 thumbprint of the device key that verified it: replay numbers are kept per key
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class _Parts:
     """The random inputs of one seal."""
 

@@ -262,7 +262,7 @@ def _yj(value: object, path: str) -> str | None:
 # --- one field table per record: how each field is read (strictly) and written ---------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class _Codec:
     read: Callable[[object, str], Any]
     write: Callable[[Any], object] = lambda value: value

@@ -21,7 +21,7 @@ RESULTS = (INSTALLED, REFUSED, FAILED, GOOD, ROLLED_BACK)
 MAX_BYTES = 4096
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Result:
     result: str
     version: str

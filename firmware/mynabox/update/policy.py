@@ -31,7 +31,7 @@ MAX_RESTARTS = 3  # restarts without ever being active before the daemon counts 
 EX_CONFIG = 78  # sysexits' EX_CONFIG: the daemon refused its config or a key file (RestartPreventExitStatus)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Activity:
     card_present: bool
     last_read_at: float | None  # monotonic seconds of the last read's end, None: none since boot
@@ -49,7 +49,7 @@ def idle_reason(activity: Activity, now: float, idle_s: float = IDLE_S) -> str |
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class UnitState:
     """What systemd says of the daemon's unit (`systemctl show`'s properties of the same names)."""
 
@@ -115,7 +115,7 @@ class Action(enum.Enum):
     STAY = "stay"  # unhealthy, but no other slot to go to: keep running, report
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class HealthCheck:
     booted_at: float
     limit_s: float = HEALTH_LIMIT_S
