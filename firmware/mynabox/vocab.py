@@ -7,8 +7,6 @@ and the gateway read them back. Their string values are on the wire and on disk,
 from __future__ import annotations
 
 import enum
-from dataclasses import FrozenInstanceError
-from typing import Any, NoReturn
 
 
 class ConsentMode(enum.StrEnum):
@@ -49,27 +47,3 @@ class Part(enum.StrEnum):
     BUTTONS = "buttons"  # 同意 / 緊急
     LED = "led"
     BUZZER = "buzzer"
-
-
-class Signal:
-    """A record without fields, such as the events `Tick` and `BrokerOnline` or the effect `Stop`: equal to
-    every other of its class, hashable, immutable, printed as `Tick()`, matched by `case Tick():`. What
-    `@dataclass(frozen=True)` gives such a class, without the six methods it compiles anew for every class
-    (≈ 12 KB each on CPython 3.11; README, "Memory")."""
-
-    __slots__ = ()
-
-    def __eq__(self, other: object) -> bool:
-        return True if other.__class__ is self.__class__ else NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self.__class__)
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__qualname__}()"
-
-    def __setattr__(self, name: str, value: Any) -> NoReturn:
-        raise FrozenInstanceError(f"cannot assign to field {name!r}")
-
-    def __delattr__(self, name: str) -> NoReturn:
-        raise FrozenInstanceError(f"cannot delete field {name!r}")

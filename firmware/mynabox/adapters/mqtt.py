@@ -33,7 +33,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, assert_never
 
@@ -47,8 +46,8 @@ from mynabox.adapters.outbox import Outbox, OutboxError, OutboxItem
 from mynabox.config.model import MqttConfig
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES, is_device_id
 from mynabox.payload.topics import topic
+from mynabox.record import Signal, record
 from mynabox.tls import TlsFilesError, client_context
-from mynabox.vocab import Signal
 
 log = logging.getLogger("mynabox.mqtt")
 
@@ -123,7 +122,7 @@ def check_state(state: Mapping[str, object]) -> bytes:
 
 # What the worker is told (by paho's callbacks, the daemon, its own tick): typed like the core's events, so
 # each carries exactly its own fields and the worker's dispatch is checked by mypy.
-@dataclass(frozen=True)
+@record
 class _Connected:
     code: ReasonCode
 
@@ -132,12 +131,12 @@ class _ConnectFailed(Signal):
     pass
 
 
-@dataclass(frozen=True)
+@record
 class _Disconnected:
     code: ReasonCode
 
 
-@dataclass(frozen=True)
+@record
 class _Puback:
     mid: int
     code: ReasonCode
@@ -147,7 +146,7 @@ class _Drain(Signal):
     pass
 
 
-@dataclass(frozen=True)
+@record
 class _State:
     state: Mapping[str, object]
 

@@ -22,12 +22,13 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NewType
 
 from mynabox.payload.seal import Sealed
+from mynabox.record import record
 
 SCHEMA_VERSION = 1
 
@@ -55,7 +56,7 @@ class DuplicateMessageError(OutboxError):
     """A message with this id is already queued."""
 
 
-@dataclass(frozen=True)
+@record
 class OutboxItem:
     seq: int
     message_id: str

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
+from mynabox.record import Signal, record
 from mynabox.summary.flags import Flag
-from mynabox.vocab import ConsentMode, Part, ReadFailure, Signal
+from mynabox.vocab import ConsentMode, Part, ReadFailure
 
 
 class LookupOutcome(enum.Enum):
@@ -15,7 +15,7 @@ class LookupOutcome(enum.Enum):
     UNAVAILABLE = "unavailable"
 
 
-@dataclass(frozen=True)
+@record
 class CardPresent:
     """A card entered the field; reading starts. `read` numbers the reads of this process, so that a
     decision about one read (forget it, deliver it) never touches a newer one the loop has not seen yet."""
@@ -23,7 +23,7 @@ class CardPresent:
     read: int
 
 
-@dataclass(frozen=True)
+@record
 class CardRead:
     """A read finished. Only its number and the card's keyed hash travel: the certificate (personal data)
     stays in the holding the card worker keeps it in, from which the delivery takes it by this number."""
@@ -32,12 +32,12 @@ class CardRead:
     card_hash: str
 
 
-@dataclass(frozen=True)
+@record
 class CardReadFailed:
     kind: ReadFailure
 
 
-@dataclass(frozen=True)
+@record
 class ConsentPressed:
     mode: ConsentMode
 
@@ -46,14 +46,14 @@ class ClearRequested(Signal):
     """Both buttons held: clear the screen now."""
 
 
-@dataclass(frozen=True)
+@record
 class LookupDone:
     outcome: LookupOutcome
     flags: tuple[Flag, ...]
     queued: int
 
 
-@dataclass(frozen=True)
+@record
 class QueueDepth:
     queued: int
 
@@ -74,7 +74,7 @@ class BrokerOffline(Signal):
     pass
 
 
-@dataclass(frozen=True)
+@record
 class PartHealth:
     """A part (display, buttons, LED, buzzer) stopped working or came back; the box goes on either way."""
 
@@ -82,7 +82,7 @@ class PartHealth:
     working: bool
 
 
-@dataclass(frozen=True)
+@record
 class ClockSync:
     synced: bool
 
