@@ -13,6 +13,12 @@ U-Boot and boot.scr (image-build/vmbox.py launches the box as the boot test does
    the health limit (MYNABOX_HEALTH_LIMIT_S, a drop-in in the test copy's root) and reboots: U-Boot boots
    slot A, READY again: the rollback, unattended.
 4. The good bundle: slot B boots, READY, the health check marks it good; `rauc status` says B is booted.
+Before the bad bundle, the refusals, each ending with nothing switched: a bundle signed under another CA,
+one for another board, an older version (refused before RAUC writes), and a firmware whose outbox this one
+could not read after a rollback (RAUC writes slot B, `update install` reads the slot's storage-formats.json,
+refuses and marks B bad: no switch follows). After the bad bundle's rollback, a bundle whose init cannot
+run (systemd replaced by junk): PID 1 dies, the kernel panics and reboots (panic=10), U-Boot spends B's
+three tries and boots A.
 Figures printed at the end: bundle size, fetch + install time, switch → READY, health check, rollback.
 Run as root with the project's venv:
   .venv/bin/python image-build/update-test.py [--out DIR] [--keep DIR]
@@ -70,6 +76,32 @@ def cut_root_a(image: Path, dest: Path) -> None:
     )  # fmt: skip
 
 
+# The refused bundles: name → (the reason `update install` must give, extra make-bundle arguments).
+REFUSED = {
+    "stranger": ("RAUC refused it", ()),  # signed under another CA: the signer is swapped below
+    "other-board": ("this box is 'mynabox-rpi-arm64'", ("--compatible", "mynabox-other-board")),
+    "older": ("is older than the running", ("--version", "0.0.1")),
+    "newer-outbox": ("could not read it after a rollback", ()),
+}
+SITE = "/opt/mynabox/venv/lib/python3.13/site-packages"  # trixie's Python (the image's venv)
+
+
+def slot_edits(work: Path) -> dict[str, str]:
+    """debugfs scripts that turn root A into each broken variant."""
+    dropin = work / "90-never-ready.conf"
+    dropin.write_text(BAD_DROPIN)
+    formats = work / "storage-formats.json"
+    formats.write_text('{"outbox": {"schema": 2, "oldest_reader": 2}}\n')
+    junk = work / "junk-init"  # systemd, PID 1, replaced: the exec fails, init dies, the kernel panics
+    junk.write_bytes(b"not an executable\n" * 64)
+    junk.chmod(0o755)
+    return {
+        "bad": f"cd /etc/systemd/system/mynabox.service.d\nwrite {dropin} 90-never-ready.conf\n",
+        "newer-outbox": f"cd {SITE}/mynabox/data\nrm {formats.name}\nwrite {formats} {formats.name}\n",
+        "panic": f"cd /usr/lib/systemd\nrm systemd\nwrite {junk} systemd\n",
+    }
+
+
 def make_bundles(
     image: Path,
     work: Path,
@@ -77,32 +109,55 @@ def make_bundles(
     served: Path,
     figures: dict[str, object],
     *,
-    names: tuple[str, ...] = ("good", "bad"),
+    names: tuple[str, ...] = ("good", "bad", "panic", *REFUSED),
 ) -> None:
-    """good.raucb from the test copy's root A, bad.raucb from the same with the never-READY drop-in."""
-    good, bad = work / "good.ext4", work / "bad.ext4"
-    cut_root_a(image, good)
-    shutil.copyfile(good, bad)
-    dropin = work / "90-never-ready.conf"
-    dropin.write_text(BAD_DROPIN)
-    script = work / "bad.debugfs"
-    script.write_text(f"cd /etc/systemd/system/mynabox.service.d\nwrite {dropin} 90-never-ready.conf\n")
-    subprocess.run(["debugfs", "-w", "-f", str(script), str(bad)], check=True, capture_output=True)
+    """One bundle per name from the test copy's root A: good as it is, the others as slot_edits and
+    REFUSED make them."""
+    root_a = work / "root-a.ext4"
+    cut_root_a(image, root_a)
+    edits = slot_edits(work)
     served.mkdir(exist_ok=True)
-    for name, root in (("good", good), ("bad", bad)):
-        if name not in names:
-            root.unlink()
-            continue
+    for name in names:
+        root = work / f"{name}.ext4"
+        shutil.copyfile(root_a, root)
+        if name in edits:
+            script = work / f"{name}.debugfs"
+            script.write_text(edits[name])
+            subprocess.run(["debugfs", "-w", "-f", str(script), str(root)], check=True, capture_output=True)
+        by = make_signer(work / "stranger", "stranger") if name == "stranger" else signer
+        keyring = () if name == "stranger" else ("--keyring", str(signer.ca))
         t0 = time.monotonic()
         subprocess.run(
-            [HERE / "make-bundle", "--rootfs", str(root), "--cert", str(signer.cert),
-             "--key", str(signer.key), "--keyring", str(signer.ca),
+            [HERE / "make-bundle", "--rootfs", str(root), "--cert", str(by.cert), "--key", str(by.key),
+             *keyring, *REFUSED.get(name, ("", ()))[1],
              "--build", f"update-test-{name}", "--out", str(served / f"{name}.raucb")],
             check=True,
         )  # fmt: skip
         figures[f"bundle_{name}_bytes"] = (served / f"{name}.raucb").stat().st_size
         figures[f"bundle_{name}_make_s"] = round(time.monotonic() - t0, 1)
         root.unlink()
+    root_a.unlink()
+
+
+def refusals(box: Box, port: int, first: int, figures: dict[str, object]) -> bool:
+    """Each REFUSED bundle: refused with its reason, and nothing switched (boot.scr names no slot B and the
+    booted slot stays A). Install numbers from `first`."""
+    ok = True
+    for n, (name, (reason, _args)) in enumerate(REFUSED.items(), start=first):
+        t0 = time.monotonic()
+        since = start_install(box, f"https://10.0.2.2:{port}/{name}.raucb", n)
+        end = box.console.wait(f"@@install-end-{n} rc=", 3600, since)
+        said = " | ".join(re.findall(r"^install: .*$", plain(box.console.text(since)), re.M))
+        figures[f"refused_{name}_s"] = round(time.monotonic() - t0, 1)
+        refused = end is not None and "install: refused:" in said and reason in said
+        print(f"update-test: {name}: {'refused' if refused else 'NOT REFUSED'}: {said[-300:]}", flush=True)
+        ok = ok and refused
+    # The newer-outbox bundle was written into B and B marked bad: the idle switch (0.5 min) must not come.
+    since = box.console.mark()
+    switched = box.console.wait("mynabox: booting slot ", 90, since)
+    status = box.sh(f"{MYNABOX} update status 2>&1 | grep -E '^(booted slot|slot )'")
+    print("update-test: after the refusals:", " | ".join(ln for ln in status.split("\n") if ln), flush=True)
+    return ok and switched is None and "booted slot: A" in status
 
 
 @contextlib.contextmanager
@@ -273,6 +328,11 @@ def main() -> int:
                 diagnose(console)
                 return 1
 
+            if not refusals(box, port, 10, figures):
+                print("update-test: a bundle that must be refused was not, or the box switched")
+                diagnose(console)
+                return 1
+
             # The bad bundle: installed, switched at idle, never READY on B, back to A by itself.
             since = console.mark()
             t0 = time.monotonic()
@@ -299,6 +359,27 @@ def main() -> int:
             )
             if console.wait(HEALTHY.format(slot="A"), step, back or 0) is None:
                 print("update-test: slot A not marked good after the rollback")
+                return 1
+
+            # The panicking kernel: switched at idle; each of B's tries panics (init dies); U-Boot boots A.
+            since = console.mark()
+            t0 = time.monotonic()
+            started = start_install(box, f"https://10.0.2.2:{port}/panic.raucb", 3)
+            if end_install(box, 3, started, t0, figures=figures, name="panic") is None:
+                return 1
+            switched = wait_slot(box, "B", since, step)
+            t_switch = time.monotonic()
+            back = None if switched is None else wait_slot(box, "A", switched, 3 * step)
+            ready_a = None if back is None else console.wait(READY, step, back)
+            panics = console.text(switched or since).count("Kernel panic")
+            print(f"update-test: the panicking kernel: {panics} panics, back on A: {ready_a is not None}")
+            if ready_a is None:
+                diagnose(console)
+                return 1
+            figures["panic_switch_to_ready_on_a_s"] = round(time.monotonic() - t_switch, 1)
+            figures["panic_tries_seen"] = panics
+            if console.wait(HEALTHY.format(slot="A"), step, back or 0) is None:
+                print("update-test: slot A not marked good after the panicking kernel")
                 return 1
 
             # The good bundle: a tap at idle, then the install with a tap while RAUC writes slot B; then

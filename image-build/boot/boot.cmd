@@ -126,7 +126,10 @@ if test -e ${mb_dev}:${distro_bootpart} cmdline-extra.env; then
     env import -t ${mb_waddr} ${filesize} mb_extra
   fi
 fi
-setenv bootargs "${mb_console} root=PARTUUID=${mb_partuuid} ro rootwait rauc.slot=${mb_slot} mynabox.bootstate=${mb_state} ${mb_extra}"
+# A slot whose kernel cannot reach its root or its init must come back here to spend a try: Debian's kernel
+# never reboots after a panic (CONFIG_PANIC_TIMEOUT=0) and a bare rootwait waits for ever, and no watchdog
+# runs before systemd opens it. So: give up on the root after 60 s (a panic), reboot 10 s after a panic.
+setenv bootargs "${mb_console} root=PARTUUID=${mb_partuuid} ro rootwait=60 panic=10 rauc.slot=${mb_slot} mynabox.bootstate=${mb_state} ${mb_extra}"
 
 # The chosen slot's own kernel, initramfs and, where the board names one, device tree; qemu's own device
 # tree otherwise. /boot/vmlinuz and /boot/initrd.img are Debian's symbolic links (kernel-img.conf

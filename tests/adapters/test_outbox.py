@@ -19,6 +19,7 @@ from mynabox.adapters.outbox import (
     Outbox,
     OutboxCorruptError,
     OutboxError,
+    OutboxTooNewError,
     SealedBytes,
     quarantine,
 )
@@ -122,14 +123,69 @@ def test_damaged_page_fails_the_integrity_check(tmp_path: Path) -> None:
         box.close()
 
 
-def test_foreign_schema_version_is_refused(tmp_path: Path) -> None:
+def newer_file(path: Path, *, oldest_reader: int | None) -> bytes:
+    """An outbox as a newer firmware would leave it after a rollback: schema 2, a column added with a
+    default, one queued message, and (unless None) its outbox_format row. Returns the file's bytes."""
+    with Outbox(path) as box:
+        box.put("t/summary", mid(1), SealedBytes(b"sealed-1"), now=T0)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("ALTER TABLE outbox ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
+    if oldest_reader is None:
+        db.execute("DROP TABLE outbox_format")
+    else:
+        db.execute("UPDATE outbox_format SET oldest_reader = ?", (oldest_reader,))
+    db.execute("PRAGMA user_version=2")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    return path.read_bytes()
+
+
+def test_a_newer_outbox_that_this_version_may_read_is_used_after_a_rollback(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    newer_file(path, oldest_reader=1)
+    with Outbox(path) as box:
+        assert [item.message_id for item in box.next_batch(10)] == [mid(1)]
+        box.put("t/summary", mid(2), SealedBytes(b"sealed-2"), now=T0)  # the new column takes its default
+        assert box.ack(mid(1))
+        assert [item.seq for item in box.next_batch(10)] == [2]
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2  # never rewritten to the older schema
+    assert db.execute("SELECT priority FROM outbox").fetchall() == [(0,)]
+    db.close()
+
+
+@pytest.mark.parametrize("oldest_reader", [2, None], ids=["needs-schema-2", "no-format-table"])
+def test_a_newer_outbox_this_version_cannot_read_is_refused_and_left_as_it_is(
+    tmp_path: Path, oldest_reader: int | None
+) -> None:
+    path = tmp_path / "o.sqlite3"
+    before = newer_file(path, oldest_reader=oldest_reader)
+    with pytest.raises(OutboxTooNewError, match="needs a reader of schema 2 or newer"):
+        Outbox(path)
+    assert path.read_bytes() == before
+
+
+def test_an_unknown_older_schema_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite3"
     Outbox(path).close()
     db = sqlite3.connect(path)
-    db.execute("PRAGMA user_version=99")
+    db.execute("PRAGMA user_version=-1")
     db.close()
-    with pytest.raises(OutboxError, match="schema version"):
+    with pytest.raises(OutboxError, match="schema version -1 is not 1"):
         Outbox(path)
+
+
+def test_the_declared_storage_formats_are_the_outboxs_own() -> None:
+    """data/storage-formats.json is what `update install` reads from a new slot: it must say what this
+    firmware's outbox is."""
+    from importlib.resources import files
+
+    from mynabox.adapters import outbox
+    from mynabox.update import formats
+
+    text = files("mynabox").joinpath(formats.PATH.removeprefix("mynabox/")).read_text()
+    declared = formats.parse(text)
+    assert (declared.schema, declared.oldest_reader) == (outbox.SCHEMA_VERSION, outbox.OLDEST_READER)
 
 
 # --- kill -9 -------------------------------------------------------------------------------------------

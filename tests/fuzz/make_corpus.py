@@ -457,6 +457,11 @@ def update() -> None:
         bytes([129]) + ALL_OK.replace("ok   reader", "FAIL reader: none").encode(),
     )
     write("lastresult", "naive-time", b'{"result": "good", "version": "0.3.0", "at": "2026-12-06T22:52:48"}')
+    # A new slot's storage-formats.json: the one this firmware ships, one it must refuse, one inverted.
+    shipped = resources.files("mynabox").joinpath("data", "storage-formats.json").read_bytes()
+    write("formats", "shipped.json", shipped)
+    write("formats", "needs-2.json", b'{"outbox": {"schema": 2, "oldest_reader": 2}}')
+    write("formats", "inverted.json", b'{"outbox": {"schema": 1, "oldest_reader": 3}}')
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import http.server
 import json
 import os
 import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -25,7 +26,7 @@ from mynabox.adapters import updatefiles
 from mynabox.adapters.bootfiles import BootFiles
 from mynabox.cli import main
 from mynabox.update import bootstate as bs
-from mynabox.update import lastresult
+from mynabox.update import bundle, lastresult
 from mynabox_testkit.tlsfiles import TestPki, make_test_pki
 
 from .conftest import RaucBox, Signer, make_signer, rauc_service, rauc_service_missing
@@ -194,3 +195,45 @@ def test_a_bundle_from_the_update_server_with_the_box_certificate(
     out, err = capsys.readouterr()
     assert "update 0.2.0 -> 0.3.0" in out
     assert code == (0 if DEVICE_MAPPER else 1)
+
+
+def slot_with_formats(slot: Path, tmp_path: Path, oldest_reader: int | None) -> None:
+    """The written slot B as RAUC leaves it: an ext4 holding the firmware's storage-formats.json (or none)."""
+    site = tmp_path / "tree" / "opt/mynabox/venv/lib/python3.13/site-packages"
+    (site / "mynabox" / "data").mkdir(parents=True)
+    if oldest_reader is not None:
+        declared = {"outbox": {"schema": 2, "oldest_reader": oldest_reader}}
+        (site / "mynabox" / "data" / "storage-formats.json").write_text(json.dumps(declared))
+    subprocess.run(
+        ["mke2fs", "-q", "-F", "-t", "ext4", "-d", str(tmp_path / "tree"), str(slot), "8M"], check=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("oldest_reader", "refused"),
+    [(1, None), (2, "needs a reader of schema 2"), (None, "storage formats cannot be read: debugfs")],
+    ids=["readable", "not-readable", "undeclared"],
+)
+def test_the_written_slot_is_marked_bad_before_any_switch_when_this_version_could_not_read_its_outbox(
+    box: RaucBox, tmp_path: Path, oldest_reader: int | None, refused: str | None
+) -> None:
+    """After RAUC wrote slot B and left it non-bootable (activate-installed=false): the new firmware's
+    declared outbox format decides whether the real RAUC service makes it primary or marks it bad, through
+    our backend."""
+    from mynabox.commands.update import _check_new_slot
+
+    slot_with_formats(tmp_path / "slot-b.img", tmp_path, oldest_reader)
+    os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = box.env["DBUS_SYSTEM_BUS_ADDRESS"]
+    try:
+        box.rauc("status", "mark-bad", "other")  # RAUC marks the slot it writes non-bootable first
+        assert bs.get_primary(BootFiles(box.boot).read().state) == "A"
+        if refused is None:
+            _check_new_slot(box.conf, tmp_path / "cmdline")
+        else:
+            with pytest.raises(bundle.BundleRefused, match=refused):
+                _check_new_slot(box.conf, tmp_path / "cmdline")
+    finally:
+        del os.environ["DBUS_SYSTEM_BUS_ADDRESS"]
+    state = BootFiles(box.boot).read().state
+    assert bs.get_primary(state) == ("B" if refused is None else "A")
+    assert bs.get_state(state, "B") == (refused is None)

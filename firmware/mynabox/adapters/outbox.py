@@ -13,6 +13,14 @@ it. ``AUTOINCREMENT`` keeps the highest number ever used (``sqlite_sequence``) e
 so the numbers a box signs only grow over its life; a crash before the commit stored nothing and sent
 nothing, so the number it had drawn is free to be drawn again. The link sends in ``seq`` order.
 
+Format across updates: the state partition is shared by both root slots, so after a rollback the previous
+firmware opens what the newer one wrote. The file keeps its schema (``user_version``) and, in
+``outbox_format``, the oldest schema whose reader can still use it (a newer schema that only adds columns
+with defaults keeps it; the statements here name their columns). A reader opens a newer file when it is
+not too old for it, and refuses it otherwise (``OutboxTooNewError``); ``mynabox update install`` reads the new
+slot's ``data/storage-formats.json`` and refuses, before the switch, a firmware whose outbox this one could
+not read after a rollback (mynabox.update.formats).
+
 Threads: one connection guarded by a lock (``check_same_thread=False``). The daemon's loop puts, the MQTT
 link's worker thread reads and acks; each call is one short transaction, so the lock is never held long.
 """
@@ -31,6 +39,7 @@ from mynabox.payload.seal import Sealed
 from mynabox.record import record
 
 SCHEMA_VERSION = 1
+OLDEST_READER = 1  # the oldest SCHEMA_VERSION that can read and write what this one writes
 
 SealedBytes = NewType("SealedBytes", bytes)
 """Bytes that came out of ``mynabox.payload`` sealing (a JWE). Nothing else may be queued."""
@@ -42,6 +51,7 @@ _SCHEMA = """CREATE TABLE outbox (
     payload    BLOB    NOT NULL,
     created_us INTEGER NOT NULL
 )"""
+_FORMAT = "CREATE TABLE outbox_format (oldest_reader INTEGER NOT NULL)"
 
 
 class OutboxError(Exception):
@@ -50,6 +60,10 @@ class OutboxError(Exception):
 
 class OutboxCorruptError(OutboxError):
     """The database file is unreadable or fails its integrity check; ``quarantine`` moves it aside."""
+
+
+class OutboxTooNewError(OutboxError):
+    """A newer firmware wrote the outbox in a schema this one cannot read (kept as it is, never changed)."""
 
 
 class DuplicateMessageError(OutboxError):
@@ -109,14 +123,31 @@ class Outbox:
                 if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                     raise OutboxCorruptError(f"outbox {self._path}: tables present but no schema version")
                 db.execute(_SCHEMA)
+                db.execute(_FORMAT)
+                db.execute("INSERT INTO outbox_format (oldest_reader) VALUES (?)", (OLDEST_READER,))
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")  # in the same transaction as the table
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
+        elif version > SCHEMA_VERSION:
+            oldest = self._oldest_reader(version)
+            if oldest > SCHEMA_VERSION:
+                raise OutboxTooNewError(
+                    f"outbox {self._path}: schema {version} needs a reader of schema {oldest} or newer,"
+                    f" this firmware reads {SCHEMA_VERSION}"
+                )
         elif version != SCHEMA_VERSION:
             raise OutboxError(f"outbox {self._path}: schema version {version} is not {SCHEMA_VERSION}")
+
+    def _oldest_reader(self, version: int) -> int:
+        """What a newer file says about its readers; a file without the table is read by its own schema."""
+        db = self._db
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'outbox_format'").fetchone():
+            return version
+        row = db.execute("SELECT min(oldest_reader) FROM outbox_format").fetchone()
+        return row[0] if row and isinstance(row[0], int) else version
 
     @property
     def path(self) -> Path:

@@ -13,7 +13,10 @@
   writes the other slot and makes it primary. The service runs at idle CPU and I/O priority (rauc.service);
   the daemon switches to the new slot only when the box is idle (mynabox.update.policy). A URL is fetched
   over HTTPS with the box's client certificate into the state partition first (RAUC's streaming needs the
-  nbd module; see the README), then checked like a file. The result and its time go to
+  nbd module; see the README), then checked like a file. Once written, the new slot's declared outbox
+  format is read (debugfs, no mount): a firmware whose outbox this one could not read after a rollback is
+  refused and its slot marked bad; otherwise this command makes it primary (RAUC does not:
+  activate-installed=false, so a power cut before the check boots the old slot). The result and its time go to
   `update-result.json` in the state directory, which the daemon publishes on its `state` topic.
 - `health`: after every boot of a slot (mynabox-health.service, as root, its settings from the unit's
   arguments, the self-test run as the daemon's user; `--config` only for the config's owner: the loader
@@ -75,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     install.add_argument("--key", type=Path, help="the box's client key (https URL)")
     install.add_argument("--max-bytes", type=int, default=MAX_BUNDLE_BYTES, help="refuse a larger download")
     install.add_argument("--timeout", type=float, default=3600.0, help="seconds for RAUC's install")
+    install.add_argument("--cmdline", type=Path, default=Path("/proc/cmdline"), help="tells the booted slot")
     health = sub.add_parser("health", help="after a boot: mark the slot good, or go back to the other one")
     health.add_argument(
         "--config", type=Path, help="the state directory, boot state and reboot command from this config"
@@ -334,6 +338,7 @@ def _install_held(args: argparse.Namespace) -> int:
             ]
             reason = errors[-1] if errors else _last_line(done.stderr)
             raise _InstallFailed(f"RAUC's install failed: {printable(reason, 200)}")
+        _check_new_slot(args.conf, args.cmdline)
     except bundle.BundleRefused as err:
         return _result(args, lastresult.REFUSED, version, f"refused: {err}")
     except download.DownloadError as err:
@@ -351,6 +356,59 @@ def _install_held(args: argparse.Namespace) -> int:
 
 class _InstallFailed(Exception):
     pass
+
+
+def _check_new_slot(conf_path: Path, cmdline: Path) -> None:
+    """Before any switch: the new slot's firmware must write an outbox this one can read after a rollback
+    (mynabox.update.formats). Then the slot is made primary (RAUC leaves it non-bootable); refused, it is
+    marked bad (never booted) and BundleRefused says why."""
+    import subprocess
+
+    from mynabox.adapters import outbox, slotfiles
+    from mynabox.update import bootstate as bs
+    from mynabox.update import bundle, formats
+
+    try:
+        device = _other_slot_device(_read_small(conf_path), bs.booted_slot(_read_small(cmdline)))
+        where = f"{slotfiles.site_packages(device)}/{formats.PATH}"
+        new = formats.parse(slotfiles.read_text(device, where, formats.MAX_BYTES))
+        why = formats.refusal(new, running_schema=outbox.SCHEMA_VERSION)
+    except (slotfiles.SlotFileError, formats.FormatsError, bundle.BundleRefused, OSError) as err:
+        # RAUC has made the slot primary: unless it is shown fit, it must not be booted.
+        why = f"the new slot's storage formats cannot be read: {err}"
+    if why is None:
+        # RAUC left the slot non-bootable (system.conf: activate-installed=false): the switch starts here.
+        print("install: the new slot's outbox format is readable by this version: making it primary")
+        marked = subprocess.run(
+            ["rauc", "status", "mark-active", "other"], capture_output=True, timeout=120, check=False
+        )
+        if marked.returncode != 0:
+            raise _InstallFailed(f"the new slot could not be made primary ({_last_line(marked.stderr)})")
+        return
+    marked = subprocess.run(
+        ["rauc", "status", "mark-bad", "other"], capture_output=True, timeout=120, check=False
+    )
+    if marked.returncode != 0:  # the idle switch waits for this command's lock: say it loudly
+        raise _InstallFailed(f"{why}; marking the slot bad FAILED ({_last_line(marked.stderr)})")
+    raise bundle.BundleRefused(f"{why} (the written slot is marked bad: it is not booted)")
+
+
+def _other_slot_device(conf_text: str, booted: str | None) -> Path:
+    """The device of the slot that is not booted, from RAUC's system.conf (two rootfs slots)."""
+    import configparser
+
+    from mynabox.update import bundle
+
+    conf = configparser.ConfigParser(interpolation=None, strict=False)
+    conf.read_string(conf_text)
+    others = [
+        conf.get(name, "device", fallback="")
+        for name in conf.sections()
+        if name.startswith("slot.rootfs.") and conf.get(name, "bootname", fallback=None) != booted
+    ]
+    if booted is None or len(others) != 1 or not others[0]:
+        raise bundle.BundleRefused("the slot just written cannot be told from the booted one (rauc.slot=)")
+    return Path(others[0])
 
 
 def _result(args: argparse.Namespace, result: str, version: str, detail: str) -> int:
