@@ -13,7 +13,6 @@ import queue
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, assert_never
@@ -56,6 +55,7 @@ from mynabox.core.effects import (
 from mynabox.core.events import BrokerOffline, BrokerOnline, Event, ShutdownRequested
 from mynabox.core.machine import Controller, MachineConfig
 from mynabox.payload.seal import Sealer
+from mynabox.record import record
 from mynabox.render.draw import render
 from mynabox.summary.port import SummaryLookup
 
@@ -67,7 +67,7 @@ Started = Callable[[str, Callable[[], None]], None]
 """Told each part's name and its stop once the part is up, so what started is stopped in reverse."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Parts:
     """What the box is made of, built and started; tests and the demo look at it (dummy OLED, mock pins)."""
 

@@ -22,7 +22,6 @@ import os
 import stat
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -32,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from mynabox.adapters.keyfiles import file_type, read_small_file
 from mynabox.payload.keys import AUDIT_KEY_MIN_BYTES, KeyFileError, parse_private_key, parse_public_key
+from mynabox.record import record
 
 MAX_KEY_BYTES = 64 * 1024  # a PEM key or certificate chain is a few kB
 MAX_CA_BYTES = 1024 * 1024  # a CA bundle may hold the public roots (Debian's is ≈ 220 kB)
@@ -55,7 +55,7 @@ class FileKind(enum.Enum):
         return self in (FileKind.TLS_KEY, FileKind.DEVICE_KEY, FileKind.AUDIT_KEY, FileKind.SECRET)
 
 
-@dataclass(frozen=True)
+@record
 class IdentityFile:
     """One file to check: `role` is how refusals name it (e.g. a config key); `label` how they show the path
     (None: the path itself; give a label when the path must not be shown)."""
@@ -70,7 +70,7 @@ class IdentityFile:
         return str(self.path) if self.label is None else self.label
 
 
-@dataclass(frozen=True)
+@record
 class Refusal:
     role: str
     problem: str

@@ -33,7 +33,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, assert_never
 
@@ -47,6 +46,7 @@ from mynabox.adapters.outbox import Outbox, OutboxError, OutboxItem
 from mynabox.config.model import MqttConfig
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES, is_device_id
 from mynabox.payload.topics import topic
+from mynabox.record import Signal, record
 from mynabox.tls import TlsFilesError, client_context
 
 log = logging.getLogger("mynabox.mqtt")
@@ -122,39 +122,36 @@ def check_state(state: Mapping[str, object]) -> bytes:
 
 # What the worker is told (by paho's callbacks, the daemon, its own tick): typed like the core's events, so
 # each carries exactly its own fields and the worker's dispatch is checked by mypy.
-@dataclass(frozen=True, slots=True)
+@record
 class _Connected:
     code: ReasonCode
 
 
-@dataclass(frozen=True, slots=True)
-class _ConnectFailed:
+class _ConnectFailed(Signal):
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Disconnected:
     code: ReasonCode
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Puback:
     mid: int
     code: ReasonCode
 
 
-@dataclass(frozen=True, slots=True)
-class _Drain:
+class _Drain(Signal):
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _State:
     state: Mapping[str, object]
 
 
-@dataclass(frozen=True, slots=True)
-class _Stop:
+class _Stop(Signal):
     pass
 
 

@@ -30,12 +30,13 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NewType
 
 from mynabox.payload.seal import Sealed
+from mynabox.record import record
 
 SCHEMA_VERSION = 1
 OLDEST_READER = 1  # the oldest SCHEMA_VERSION that can read and write what this one writes
@@ -69,7 +70,7 @@ class DuplicateMessageError(OutboxError):
     """A message with this id is already queued."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OutboxItem:
     seq: int
     message_id: str

@@ -21,7 +21,6 @@ import re
 import threading
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 from mynabox.adapters.kept import Kept
 from mynabox.core.effects import LedMode, Tone
 from mynabox.core.events import ClearRequested, ConsentPressed, Event
+from mynabox.record import record
 from mynabox.vocab import ConsentMode, Part
 
 
@@ -48,7 +48,7 @@ _LINE_NAME = re.compile(r"[A-Za-z0-9_.:+-]{1,32}")
 MAX_OFFSET = 511
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PinMap:
     consent: Line
     emergency: Line

@@ -8,7 +8,7 @@ the certificate (the summary lookup needs it) out of its repr; callers show only
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 
 from mynabox.app.ports import PresentedCard, Reader
@@ -16,13 +16,14 @@ from mynabox.card.certcheck import CertCheck, TrustStore, check_certificate
 from mynabox.card.identity import card_key_hash
 from mynabox.card.jpki import JpkiRead, ReaderCaps, read_auth_certificate
 from mynabox.card.session import run
+from mynabox.record import record
 
 # How long the read of a presented card may take: a tap takes about 0.1 s, a marginal card a few frame wait
 # times (FWI 13: 2.5 s each, card-protocol.md §1.1). A card still silent then is given up (`ReadTimeout`).
 READ_LIMIT_S = 5.0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ReadRecord:
     """The one record of a read, from the card to the delivery. The card layer's `JpkiRead` (certificate,
     card type, APDUs, caps) is kept as it came; `read_card` adds the check, the keyed hash and the time;

@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from mynabox.app.cardread import ReadRecord
@@ -21,6 +20,7 @@ from mynabox.payload.bodies import card_record_body, read_body, summary_body
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import MessageTooLarge, Sealed, Sealer
 from mynabox.payload.topics import topic
+from mynabox.record import record
 from mynabox.summary.flags import Flag, derive_flags
 from mynabox.summary.port import Found, NotRegistered, SummaryLookup, Unavailable
 from mynabox.vocab import ConsentMode, Outcome
@@ -28,7 +28,7 @@ from mynabox.vocab import ConsentMode, Outcome
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DeliveryResult:
     outcome: Outcome
     flags: tuple[Flag, ...]  # shown on the OLED: the ones the summary message carries
@@ -37,7 +37,7 @@ class DeliveryResult:
     lookup_ms: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Identity:
     device_id: str
     unit_id: str | None = None

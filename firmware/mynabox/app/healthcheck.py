@@ -11,9 +11,9 @@ wires subprocesses, RAUC, the boot state and the result file to it); time throug
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
+from mynabox.record import record
 from mynabox.update import lastresult, policy
 from mynabox.update.health import UnitStateError, selftest_verdict
 from mynabox.update.policy import Action, UnitState
@@ -49,7 +49,7 @@ class HealthBox(Protocol):
     def say(self, line: str, *, problem: bool = False) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Settings:
     booted: str  # the slot U-Boot booted (rauc.slot=)
     version: str  # this firmware's

@@ -17,7 +17,6 @@ import logging
 import queue
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mynabox.app.ports import NotifierPort
@@ -33,6 +32,7 @@ from mynabox.core.events import (
     UpdatePending,
 )
 from mynabox.core.machine import Controller
+from mynabox.record import record
 from mynabox.vocab import Part
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class ClockWatch:
         return changed
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Watched:
     """A worker whose one job must end within `limit_s` (its `busy_s(now)`: how long the job has run)."""
 

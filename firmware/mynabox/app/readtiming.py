@@ -18,8 +18,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
+
+from mynabox.record import record
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ MAX_PENDING = 64  # messages queued while offline are timed too; bound what wait
 _V = TypeVar("_V")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ReadTiming:
     present_at: float  # monotonic: the card worker saw the card
     card_ms: float  # the APDU exchange

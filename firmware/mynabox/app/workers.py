@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from mynabox.app.cardread import READ_LIMIT_S, CapsMemory, read_card
 from mynabox.app.delivery import Delivery
@@ -40,6 +40,7 @@ from mynabox.core.events import (
     ReaderMissing,
     ReaderPresent,
 )
+from mynabox.record import record
 from mynabox.vocab import Outcome, ReadFailure
 
 log = logging.getLogger(__name__)
@@ -184,12 +185,12 @@ _FAILURE_LOG = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Purge:
     retention_s: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Timed:
     job: StartDelivery
     consent_at: float | None

@@ -6,9 +6,8 @@ The encoder chooses the short form whenever the values fit and the extended form
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mynabox.card.errors import MalformedResponse
+from mynabox.record import record
 
 SHORT_LC_MAX = 255
 SHORT_LE_MAX = 256
@@ -20,7 +19,7 @@ class ApduFormatError(ValueError):
     """A command APDU that cannot be encoded or decoded."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CommandAPDU:
     cla: int
     ins: int
@@ -97,7 +96,7 @@ class CommandAPDU:
         return cls(cla, ins, p1, p2, data=data, le=le, extended=True)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ResponseAPDU:
     data: bytes
     sw1: int

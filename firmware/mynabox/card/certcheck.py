@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.x509.oid import NameOID
+
+from mynabox.record import record
 
 AUTH_OU = "JPKI for user authentication"
 
@@ -28,13 +29,13 @@ class CertStatus(enum.Enum):
     MALFORMED = "malformed"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Root:
     generation: str
     certificate: x509.Certificate
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CertCheck:
     status: CertStatus
     issuer_generation: str | None

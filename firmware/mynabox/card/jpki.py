@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from mynabox.card import apdu, status
 from mynabox.card.apdu import CommandAPDU, ResponseAPDU
 from mynabox.card.errors import MalformedResponse, NotMyNumberCard
 from mynabox.card.tlv import MAX_OBJECT, der_header_size, der_total_length
+from mynabox.record import record
 
 # Application identifiers (card-protocol.md §1.2).
 AID_JPKI = bytes.fromhex("D392F000260100000001")
@@ -79,7 +80,7 @@ _TOKEN_LABELS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ReaderCaps:
     """What is known to work on a reader + card path; None means not tried yet."""
 
@@ -90,7 +91,7 @@ class ReaderCaps:
     length_hint: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class JpkiRead:
     """What the JPKI session read: the card layer's part of a read's record (`app.cardread.ReadRecord`)."""
 

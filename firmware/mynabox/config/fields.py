@@ -16,6 +16,7 @@ from typing import TypeVar
 from mynabox.adapters.keyfiles import CREDENTIALS_ENV, credential_path
 from mynabox.config.model import Credential, Issue
 from mynabox.payload.keys import KeyFileError
+from mynabox.record import record
 
 log = logging.getLogger(__name__)
 _LABEL = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
@@ -46,7 +47,7 @@ class _Required(enum.Enum):
 REQUIRED = _Required.REQUIRED
 
 
-@dataclass(frozen=True)
+@record
 class FileCheck:
     key: str
     kind: str  # a key of load.FILE_KINDS: "file", "ca", "cert", "tls_key", "private_key", "public_key", ...

@@ -5,20 +5,20 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mynabox.adapters.keyfiles import CREDENTIALS_ENV, credential_path, read_small_file
 from mynabox.payload.envelope import MAX_MESSAGE_BYTES
 from mynabox.payload.keys import Secret
+from mynabox.record import record
 from mynabox.vocab import ConsentMode
 
 MASK = "********"
 MAX_CREDENTIAL_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True)
+@record
 class Issue:
     key: str
     problem: str
@@ -38,7 +38,7 @@ class ConfigError(Exception):
         super().__init__(f"{source}: {len(self.issues)} problem(s)\n{lines}")
 
 
-@dataclass(frozen=True)
+@record
 class Credential:
     """A secret file by credential name; the contents are read only on demand, into a masked `Secret`."""
 
@@ -119,7 +119,7 @@ class LogLevel(enum.StrEnum):
         return logging.getLevelNamesMapping()[self.upper()]
 
 
-@dataclass(frozen=True)
+@record
 class DeviceConfig:
     id: str
     unit_id: str | None = None
@@ -127,21 +127,21 @@ class DeviceConfig:
     test_mode: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class ReaderConfig:
     name_filter: str | None = None
     extended_apdu: ExtendedApdu = ExtendedApdu.AUTO
     hang_s: float = 20.0
 
 
-@dataclass(frozen=True)
+@record
 class ConsentConfig:
     default: DefaultConsent = DefaultConsent.NONE
     window_s: float = 30.0
     timeout_s: float = 60.0
 
 
-@dataclass(frozen=True)
+@record
 class DisplayConfig:
     driver: DisplayDriver = DisplayDriver.SSD1306
     i2c_port: int = 1
@@ -152,14 +152,14 @@ class DisplayConfig:
     frames_dir: Path | None = None
 
 
-@dataclass(frozen=True)
+@record
 class PanelConfig:
     enabled: bool = True
     pins_file: Path | None = None  # None: the pin map packaged with the firmware
     pin_factory: PinFactory = PinFactory.LGPIO
 
 
-@dataclass(frozen=True)
+@record
 class SummaryConfig:
     url: str
     ca_file: Path
@@ -171,7 +171,7 @@ class SummaryConfig:
     keepalive_s: float = 50.0  # 0: a new connection per lookup
 
 
-@dataclass(frozen=True)
+@record
 class MqttConfig:
     host: str
     ca_file: Path
@@ -182,20 +182,20 @@ class MqttConfig:
     window: int = 10
 
 
-@dataclass(frozen=True)
+@record
 class SealingConfig:
     device_key: Credential
     gateway_public_key: Path
     max_message_bytes: int = MAX_MESSAGE_BYTES  # payload.envelope: the limit box, receiver and broker share
 
 
-@dataclass(frozen=True)
+@record
 class StorageConfig:
     state_dir: Path = Path("/var/lib/mynabox")
     outbox_retention_h: int = 168
 
 
-@dataclass(frozen=True)
+@record
 class UpdateConfig:
     idle_min: float = 15.0  # no read this long (and the outbox empty) before switching to an installed update
     boot_dir: Path = Path("/boot/firmware")  # bootstate.0/1 (mynabox.update.bootstate)
@@ -204,17 +204,17 @@ class UpdateConfig:
     reboot_command: str = "/usr/bin/systemctl reboot"
 
 
-@dataclass(frozen=True)
+@record
 class AuditConfig:
     key: Credential
 
 
-@dataclass(frozen=True)
+@record
 class LogConfig:
     level: LogLevel = LogLevel.INFO
 
 
-@dataclass(frozen=True)
+@record
 class Config:
     source: Path
     credentials_dir: Path | None

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 from mynabox.core.screens import Screen
+from mynabox.record import Signal, record
 from mynabox.vocab import ConsentMode, Outcome, Part
 
 
@@ -24,22 +24,22 @@ class LedMode(enum.Enum):
     OFF = "off"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ShowScreen:
     screen: Screen
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Buzz:
     tone: Tone
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SetLed:
     mode: LedMode
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StartDelivery:
     """Look up, seal, queue and audit (on a worker); the worker posts LookupDone. The delivery takes the
     read's record (its certificate) from the holding by `read`, checked against `card_hash`."""
@@ -49,7 +49,7 @@ class StartDelivery:
     consent: ConsentMode
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RecordOutcome:
     """A read that ends without a delivery still leaves an audit record."""
 
@@ -58,7 +58,7 @@ class RecordOutcome:
     card_hash: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ForgetPatient:
     """Drop everything patient-related held in memory for reads up to `upto` (the screen was cleared).
 
@@ -67,7 +67,7 @@ class ForgetPatient:
     upto: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PublishState:
     state: str
     reader_present: bool
@@ -77,7 +77,7 @@ class PublishState:
     failed: tuple[Part, ...] = ()  # parts that do not work now (the box reads and delivers without them)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RebootForUpdate:
     """Reboot into the slot an update installed: the box is idle (why: `reason`). systemd stops the daemon
     as for any shutdown (ShutdownRequested), so the outbox and the audit log are closed as usual."""
@@ -85,8 +85,7 @@ class RebootForUpdate:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Stop:
+class Stop(Signal):
     """Shut down: the loop ends after applying the effects before this one."""
 
 

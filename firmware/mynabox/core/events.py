@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
+from mynabox.record import Signal, record
 from mynabox.summary.flags import Flag
 from mynabox.vocab import ConsentMode, Part, ReadFailure
 
@@ -15,7 +15,7 @@ class LookupOutcome(enum.Enum):
     UNAVAILABLE = "unavailable"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CardPresent:
     """A card entered the field; reading starts. `read` numbers the reads of this process, so that a
     decision about one read (forget it, deliver it) never touches a newer one the loop has not seen yet."""
@@ -23,7 +23,7 @@ class CardPresent:
     read: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CardRead:
     """A read finished. Only its number and the card's keyed hash travel: the certificate (personal data)
     stays in the holding the card worker keeps it in, from which the delivery takes it by this number."""
@@ -32,54 +32,49 @@ class CardRead:
     card_hash: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CardReadFailed:
     kind: ReadFailure
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ConsentPressed:
     mode: ConsentMode
 
 
-@dataclass(frozen=True, slots=True)
-class ClearRequested:
+class ClearRequested(Signal):
     """Both buttons held: clear the screen now."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LookupDone:
     outcome: LookupOutcome
     flags: tuple[Flag, ...]
     queued: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class QueueDepth:
     queued: int
 
 
-@dataclass(frozen=True, slots=True)
-class ReaderPresent:
+class ReaderPresent(Signal):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class ReaderMissing:
+class ReaderMissing(Signal):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class BrokerOnline:
+class BrokerOnline(Signal):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class BrokerOffline:
+class BrokerOffline(Signal):
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PartHealth:
     """A part (display, buttons, LED, buzzer) stopped working or came back; the box goes on either way."""
 
@@ -87,24 +82,21 @@ class PartHealth:
     working: bool
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ClockSync:
     synced: bool
 
 
-@dataclass(frozen=True, slots=True)
-class UpdatePending:
+class UpdatePending(Signal):
     """An installed update waits for the switch: the other slot is now the one to boot (RAUC made it
     primary). The box reboots into it once idle (mynabox.update.policy), never during a read."""
 
 
-@dataclass(frozen=True, slots=True)
-class Tick:
+class Tick(Signal):
     """Time passes: deadlines (consent, auto-clear) are checked."""
 
 
-@dataclass(frozen=True, slots=True)
-class ShutdownRequested:
+class ShutdownRequested(Signal):
     pass
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from mynabox.core import screens
@@ -67,6 +67,7 @@ from mynabox.core.events import (
     UpdatePending,
 )
 from mynabox.core.screens import Screen, ScreenKind, Status
+from mynabox.record import record
 from mynabox.update import policy
 from mynabox.vocab import ConsentMode, Outcome, Part, ReadFailure
 
@@ -81,7 +82,7 @@ class State(enum.Enum):
     STOPPED = "stopped"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MachineConfig:
     consent_window_s: float = 30.0  # a press this long before the tap counts for it
     consent_timeout_s: float = 60.0  # no press this long after the read: no lookup

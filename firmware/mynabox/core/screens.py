@@ -7,8 +7,8 @@ the card, and the OLED shows only critical flags and delivery status. Every fail
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
+from mynabox.record import record
 from mynabox.vocab import ConsentMode, Part
 
 
@@ -34,7 +34,7 @@ class ScreenKind(enum.Enum):
     STOPPED = "stopped"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Status:
     """The always-visible status line: failed parts, link, queue, clock."""
 
@@ -58,7 +58,7 @@ class Status:
 _PART_WORDS = {Part.DISPLAY: "表示", Part.BUTTONS: "ボタン", Part.LED: "LED", Part.BUZZER: "ブザー"}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Screen:
     kind: ScreenKind
     header: str  # small line at the top

@@ -19,7 +19,6 @@ import os
 import tempfile
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from cryptography import x509
@@ -31,6 +30,7 @@ from mynabox.config import ConfigError, parse_config
 from mynabox.config.fields import CONTROL_IN_PATH, has_control, suggest
 from mynabox.config.model import MqttConfig
 from mynabox.payload.keys import KeyFileError, parse_private_key, parse_public_key
+from mynabox.record import record
 
 MANIFEST = "bundle.json"
 BUNDLE_VERSION = 1
@@ -72,7 +72,7 @@ class BundleError(Exception):
         super().__init__("; ".join(problems))
 
 
-@dataclass(frozen=True)
+@record
 class Bundle:
     files: Mapping[str, bytes]  # relative POSIX path -> content, bundle.json excluded
 

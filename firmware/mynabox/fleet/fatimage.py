@@ -18,8 +18,9 @@ import stat
 import struct
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from mynabox.record import record
 
 MAX_READ = 256 * 1024  # the bundle's files are a few kB each
 MAX_DIR_BYTES = 65536 * 32  # FAT's limit: 65,536 entries of 32 bytes in a directory
@@ -36,7 +37,7 @@ class NotATarget(FatError):
     """The target is neither an image file nor a block device (a FIFO, a directory, a terminal...)."""
 
 
-@dataclass(frozen=True)
+@record
 class Geometry:
     cluster_bytes: int
     data_start: int  # byte offset of cluster 2 within the partition
@@ -46,7 +47,7 @@ class Geometry:
     fat_bits: int  # 12, 16 or 32
 
 
-@dataclass(frozen=True)
+@record
 class DirEntry:
     start: int  # first cluster
     directory: bool

@@ -22,12 +22,12 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from mynabox.adapters.files import fsync_dir, write_new
 from mynabox.fleet.bundle import CONFIG, CREDENTIALS, MANIFEST, BundleError, check_tree, parse_manifest
 from mynabox.fleet.fatimage import FatError, FatImage
+from mynabox.record import record
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +39,13 @@ NOT_A_DIRECTORY = (
 )
 
 
-@dataclass(frozen=True)
+@record
 class Owner:
     uid: int
     gid: int
 
 
-@dataclass(frozen=True)
+@record
 class FirstbootResult:
     installed: str | None  # the bundle id made active in this run
     wiped: int  # FAT files overwritten and deleted

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from cryptography import x509
@@ -19,6 +18,7 @@ from mynabox.fleet.fatimage import FatImage
 from mynabox.fleet.firstboot import BUNDLE_DIR
 from mynabox.payload.envelope import DEVICE_ID_HINT, is_device_id  # the one rule for device ids
 from mynabox.payload.keys import AUDIT_KEY_MIN_BYTES, private_key_pem, public_key_pem
+from mynabox.record import record
 
 
 def write_bundle(fat: FatImage, bundle: Bundle) -> None:
@@ -48,7 +48,7 @@ KEY_FILES = (
 )
 
 
-@dataclass(frozen=True)
+@record
 class DeviceKeys:
     directory: Path
     device_public: bytes

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from mynabox.payload.envelope import is_device_id
+from mynabox.record import record
 from mynabox.tls import client_context
 from mynabox.update.text import printable
 
@@ -27,7 +27,7 @@ MAX_BOXES = 10_000
 COLUMNS = ("device", "version", "slot", "update_result", "update_version", "update_at", "state")
 
 
-@dataclass(frozen=True)
+@record
 class BoxVersion:
     device: str
     fields: dict[str, str]  # COLUMNS' values as text, "-" for none

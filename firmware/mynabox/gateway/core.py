@@ -35,7 +35,6 @@ import logging
 import sqlite3
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -43,6 +42,7 @@ from mynabox.payload import topics
 from mynabox.payload.bodies import body_problem, device_problem
 from mynabox.payload.envelope import EnvelopeError
 from mynabox.payload.seal import Opened, Opener
+from mynabox.record import record
 
 if TYPE_CHECKING:
     from mynabox.gateway.store import SeenStore
@@ -58,18 +58,18 @@ class ReceiverError(Exception):
     """The receiver cannot run (seen-id store unusable, TLS files, broker refused us)."""
 
 
-@dataclass(frozen=True)
+@record
 class Accepted:
     opened: Opened
 
 
-@dataclass(frozen=True)
+@record
 class Duplicate:
     message_id: str
     device_id: str
 
 
-@dataclass(frozen=True)
+@record
 class Rejected:
     reason: str  # a code: topic, kind-topic, device-topic, or an envelope Reason value
 

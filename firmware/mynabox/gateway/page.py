@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from mynabox.gateway.formatting import shown_flags
 from mynabox.gateway.text import html_text as text
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
+from mynabox.record import record
 from mynabox.summary.flags import Flag
 from mynabox.summary.model import AllergyCategory, DialysisKind, Summary, SummaryFormatError
 from mynabox.vocab import ConsentMode
@@ -78,7 +78,7 @@ td.d{white-space:nowrap}
 """
 
 
-@dataclass(frozen=True)
+@record
 class Section:
     """One block of the form: a title, column headings and rows (already HTML)."""
 
@@ -329,7 +329,7 @@ def _card_record_parts(
     ]
 
 
-@dataclass(frozen=True)
+@record
 class IndexEntry:
     """One row of the list (what came in the retention window)."""
 

@@ -40,6 +40,7 @@ from mynabox.gateway.page import IndexEntry, entry_for, render_index, render_pag
 from mynabox.gateway.text import visible
 from mynabox.payload.envelope import Kind
 from mynabox.payload.seal import Opened
+from mynabox.record import record
 
 log = logging.getLogger("mynabox.gateway.pages")
 
@@ -59,7 +60,7 @@ _HEADERS = {
 _OVERHEAD = 512  # bytes counted per page beyond its HTML (its list entry, the maps' slots)
 
 
-@dataclass(frozen=True)
+@record
 class _Stored:
     entry: IndexEntry
     html: bytes
@@ -197,7 +198,7 @@ class PageStore:
         return dropped
 
 
-@dataclass(frozen=True)
+@record
 class ServerLimits:
     """What one client can hold of the page server."""
 

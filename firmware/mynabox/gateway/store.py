@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mynabox.gateway.core import ReceiverError
+from mynabox.record import record
 
 REORDER_WINDOW = 1024  # per device: how far behind its highest number a message may still arrive
 QUARANTINE_MAX_ROWS = 10_000
@@ -33,7 +33,7 @@ QUARANTINE_MAX_BYTES = 256 * 1024 * 1024
 QUARANTINE_KEEP_BYTES = 1024 * 1024  # of each message (the opener refuses larger ones anyway)
 
 
-@dataclass(frozen=True)
+@record
 class QuarantineEntry:
     id: int
     received_at: datetime

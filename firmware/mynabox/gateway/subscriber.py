@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from mynabox.adapters.mqtt import MAX_PACKET_BYTES
 from mynabox.gateway.core import ReceiverCore, ReceiverError, Verdict, log
 from mynabox.payload import topics
+from mynabox.record import record
 from mynabox.tls import TlsFilesError, client_context
 
 # paho's network loop waits with select(): a socket numbered at or past FD_SETSIZE never reads as ready, so
@@ -33,7 +33,7 @@ SUBSCRIPTIONS = tuple(topics.subscription(leaf) for leaf in topics.KINDS)
 SESSION_EXPIRY_S = 7 * 24 * 3600
 
 
-@dataclass(frozen=True)
+@record
 class ReceiverSettings:
     host: str
     port: int

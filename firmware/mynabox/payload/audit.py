@@ -25,11 +25,11 @@ import hmac
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mynabox.payload.envelope import is_device_id, is_message_id
 from mynabox.payload.keys import Secret
+from mynabox.record import record
 from mynabox.vocab import ConsentMode, Outcome
 
 FORMAT_VERSION = 2
@@ -47,7 +47,7 @@ class AuditFormatError(ValueError):
     """An audit record or line is malformed; the message names the field, never its value."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AuditRecord:
     time: datetime
     device_id: str
@@ -154,7 +154,7 @@ def check_items(items: object) -> tuple[str, ...]:
     return tuple(items)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ChainedAudit:
     record: AuditRecord
     prev_hash: str
@@ -198,7 +198,7 @@ class ChainedAudit:
         return entry
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PublishedAudit:
     """The body of an audit message for the gateway: the chained entry as on disk, plus what was shown.
 
@@ -222,7 +222,7 @@ def published_body(entry: ChainedAudit, items: Iterable[str]) -> dict[str, objec
     return {**entry.to_dict(), "shown": list(check_items(tuple(items)))}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ChainVerdict:
     ok: bool
     checked: int  # entries verified good before the first bad one (all of them when ok)

@@ -14,8 +14,10 @@ import enum
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
+
+from mynabox.record import record
 
 JWE_ALG = "ECDH-ES+A256KW"
 JWE_ENC = "A256GCM"
@@ -129,7 +131,7 @@ def encode_json(value: object) -> bytes:
         raise SealError("body holds a lone surrogate, which UTF-8 cannot carry") from err
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Claims:
     """The signed payload of the inner JWS."""
 

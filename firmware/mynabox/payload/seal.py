@@ -17,7 +17,7 @@ import json
 import secrets
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -54,6 +54,7 @@ from mynabox.payload.envelope import (
     is_seq,
     require_aware,
 )
+from mynabox.record import record
 
 __all__ = ["MessageTooLarge", "Opened", "Opener", "Sealed", "Sealer"]
 
@@ -95,7 +96,7 @@ class MessageTooLarge(SealError):
         self.size, self.limit = size, limit
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Sealed:
     message_id: str
     kind: Kind
@@ -103,7 +104,7 @@ class Sealed:
     seq: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Opened:
     message_id: str
     device_id: str
@@ -115,7 +116,7 @@ class Opened:
     key: str = ""  # RFC 7638 thumbprint of the device key that verified it: replay numbers are kept per key
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Parts:
     """The random inputs of one seal."""
 

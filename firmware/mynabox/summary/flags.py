@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date
 from enum import Enum
 from functools import cache
 from importlib import resources
 
+from mynabox.record import record
 from mynabox.summary.model import AllergyCategory, DialysisKind, Summary
 
 SURGERY_YEARS = 5
@@ -41,7 +41,7 @@ _DIALYSIS_JA = {DialysisKind.HEMODIALYSIS: "血液透析", DialysisKind.PERITONE
 _CATEGORY_JA = {AllergyCategory.DRUG: "薬剤", AllergyCategory.FOOD: "食物", AllergyCategory.OTHER: "その他"}
 
 
-@dataclass(frozen=True)
+@record
 class DrugItem:
     """A drug that raised a drug flag: named once, from its latest record (medications or dispensings)."""
 
@@ -62,7 +62,7 @@ class DrugItem:
         }
 
 
-@dataclass(frozen=True)
+@record
 class DialysisItem:
     """Dialysis sessions of one kind at one facility."""
 
@@ -85,7 +85,7 @@ class DialysisItem:
         }
 
 
-@dataclass(frozen=True)
+@record
 class AllergyItem:
     substance: str
     category: AllergyCategory
@@ -104,7 +104,7 @@ class AllergyItem:
         }
 
 
-@dataclass(frozen=True)
+@record
 class SurgeryItem:
     procedure: str
     facility: str
@@ -125,7 +125,7 @@ class SurgeryItem:
 FlagItem = DrugItem | DialysisItem | AllergyItem | SurgeryItem
 
 
-@dataclass(frozen=True)
+@record
 class Flag:
     code: FlagCode
     label: str  # short Japanese for the OLED
@@ -236,7 +236,7 @@ def normalise_name(name: str) -> str:
     return unicodedata.normalize("NFC", folded).translate(_HIRAGANA).translate(_DASHES).casefold()
 
 
-@dataclass(frozen=True)
+@record
 class DrugClass:
     code: FlagCode
     label: str

@@ -15,10 +15,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import date
 from enum import Enum, IntEnum
 from typing import Any, TypeVar
+
+from mynabox.record import record
 
 SCHEMA_VERSION = 1
 
@@ -64,7 +66,7 @@ class DialysisKind(Enum):
     PERITONEAL = "peritoneal"
 
 
-@dataclass(frozen=True)
+@record
 class Patient:
     name: str
     kana: str
@@ -73,7 +75,7 @@ class Patient:
     insurer_number: str
 
 
-@dataclass(frozen=True)
+@record
 class Visit:
     """受診歴: one visit to a facility (3 months)."""
 
@@ -83,7 +85,7 @@ class Visit:
     inpatient: bool
 
 
-@dataclass(frozen=True)
+@record
 class Dispensing:
     """電子処方箋: one dispensed item (45 days)."""
 
@@ -95,7 +97,7 @@ class Dispensing:
     pharmacy: str
 
 
-@dataclass(frozen=True)
+@record
 class Medication:
     """薬剤: one prescribed drug from the claims (3 months)."""
 
@@ -108,7 +110,7 @@ class Medication:
     pharmacy: str | None
 
 
-@dataclass(frozen=True)
+@record
 class Surgery:
     """手術: one operation (5 years)."""
 
@@ -117,7 +119,7 @@ class Surgery:
     facility: str
 
 
-@dataclass(frozen=True)
+@record
 class Treatment:
     """診療: one procedure or examination (3 months)."""
 
@@ -126,7 +128,7 @@ class Treatment:
     facility: str
 
 
-@dataclass(frozen=True)
+@record
 class Dialysis:
     """透析: one session (3 months)."""
 
@@ -135,20 +137,20 @@ class Dialysis:
     facility: str
 
 
-@dataclass(frozen=True)
+@record
 class Allergy:
     substance: str
     category: AllergyCategory
     reaction: str | None
 
 
-@dataclass(frozen=True)
+@record
 class Contraindication:
     drug_name: str
     reason: str
 
 
-@dataclass(frozen=True)
+@record
 class AllergySection:
     """From the 電子カルテ情報共有サービス. Empty tuples mean "none recorded"."""
 
@@ -156,7 +158,7 @@ class AllergySection:
     contraindications: tuple[Contraindication, ...]
 
 
-@dataclass(frozen=True)
+@record
 class Summary:
     as_of: date
     patient: Patient
@@ -262,7 +264,7 @@ def _yj(value: object, path: str) -> str | None:
 # --- one field table per record: how each field is read (strictly) and written ---------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Codec:
     read: Callable[[object, str], Any]
     write: Callable[[Any], object] = lambda value: value

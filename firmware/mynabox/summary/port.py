@@ -7,23 +7,22 @@ docs/summary-api.openapi.yaml) and, in tests, the reference service behind it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
+from mynabox.record import Signal, record
 from mynabox.summary.model import Summary
 
 
-@dataclass(frozen=True)
+@record
 class Found:
     summary: Summary
 
 
-@dataclass(frozen=True)
-class NotRegistered:
+class NotRegistered(Signal):
     """The card is valid but not registered for use as a health insurance card (マイナ保険証)."""
 
 
-@dataclass(frozen=True)
+@record
 class Unavailable:
     """The lookup failed; the box delivers a sealed card record instead so the receiver can retry.
 

@@ -14,8 +14,10 @@ Pure: bytes in, bytes out; no I/O.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from enum import Enum
+
+from mynabox.record import record
 
 SIZE = 512
 SLOTS = ("A", "B")
@@ -39,7 +41,7 @@ class Damage(Enum):
     BOTH_BAD = "both-bad"
 
 
-@dataclass(frozen=True)
+@record
 class BootState:
     order: tuple[str, ...]
     a_left: int
@@ -60,7 +62,7 @@ DEFAULT = BootState(order=("A", "B"), a_left=TRIES, b_left=TRIES, seq=0)  # RAUC
 INITIAL = BootState(order=("A",), a_left=TRIES, b_left=0, seq=1)
 
 
-@dataclass(frozen=True)
+@record
 class Reading:
     state: BootState
     source: int | None  # the copy read, None when both are damaged (DEFAULT then)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 
+from mynabox.record import record
 from mynabox.update.text import printable
 
 MAX_INFO_BYTES = 64 * 1024
@@ -25,7 +25,7 @@ class BundleRefused(Exception):
     """The bundle must not be installed; the message says why."""
 
 
-@dataclass(frozen=True)
+@record
 class BundleInfo:
     compatible: str
     version: str

@@ -12,7 +12,8 @@ Pure: the file's text in, a decision out. The text comes from the new slot: host
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+
+from mynabox.record import record
 
 MAX_BYTES = 4096
 PATH = "mynabox/data/storage-formats.json"  # inside the firmware's site-packages
@@ -22,7 +23,7 @@ class FormatsError(Exception):
     """The new slot's declaration is missing or unreadable: the message says why."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OutboxFormat:
     schema: int
     oldest_reader: int

@@ -7,9 +7,9 @@ Pure: the document in and out. The file is read as hostile input (bounded, typed
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 
+from mynabox.record import record
 from mynabox.update.text import printable
 
 INSTALLED = "installed"  # written into the other slot, waiting for the switch
@@ -21,7 +21,7 @@ RESULTS = (INSTALLED, REFUSED, FAILED, GOOD, ROLLED_BACK)
 MAX_BYTES = 4096
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Result:
     result: str
     version: str

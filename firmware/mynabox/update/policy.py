@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
+
+from mynabox.record import record
 
 IDLE_S = 15 * 60
 HEALTH_LIMIT_S = 5 * 60
@@ -31,7 +33,7 @@ MAX_RESTARTS = 3  # restarts without ever being active before the daemon counts 
 EX_CONFIG = 78  # sysexits' EX_CONFIG: the daemon refused its config or a key file (RestartPreventExitStatus)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Activity:
     card_present: bool
     last_read_at: float | None  # monotonic seconds of the last read's end, None: none since boot
@@ -49,7 +51,7 @@ def idle_reason(activity: Activity, now: float, idle_s: float = IDLE_S) -> str |
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UnitState:
     """What systemd says of the daemon's unit (`systemctl show`'s properties of the same names)."""
 
@@ -115,7 +117,7 @@ class Action(enum.Enum):
     STAY = "stay"  # unhealthy, but no other slot to go to: keep running, report
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HealthCheck:
     booted_at: float
     limit_s: float = HEALTH_LIMIT_S

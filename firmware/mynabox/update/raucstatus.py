@@ -9,9 +9,9 @@ RAUC's output (seen from RAUC 1.8 with our custom backend): {"compatible", "vari
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
+from mynabox.record import record
 from mynabox.update.text import printable
 
 MAX_BYTES = 256 * 1024
@@ -22,7 +22,7 @@ class StatusError(Exception):
     """RAUC's status could not be read."""
 
 
-@dataclass(frozen=True)
+@record
 class Slot:
     name: str
     bootname: str | None
@@ -33,7 +33,7 @@ class Slot:
     activated: str | None
 
 
-@dataclass(frozen=True)
+@record
 class Status:
     compatible: str | None
     booted: str | None

@@ -15,7 +15,8 @@ from __future__ import annotations
 import configparser
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from mynabox.record import record
 
 BLOCK = 4096
 DIGEST = 32
@@ -28,7 +29,7 @@ class VerityError(Exception):
     """The bundle's layout, signed manifest or payload does not hold together."""
 
 
-@dataclass(frozen=True)
+@record
 class Layout:
     data_size: int
     hash_size: int

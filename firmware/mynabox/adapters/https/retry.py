@@ -15,23 +15,23 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from mynabox.adapters.https.resolve import NameLookupTimeout
+from mynabox.record import record
 from mynabox.summary.port import LookupResult, Unavailable
 
 log = logging.getLogger("mynabox.adapters.summary_client")
 MAX_BACKOFF_S = 2.0
 
 
-@dataclass(frozen=True)
+@record
 class Retryable:
     """A failure a second try may cure."""
 
     reason: str
 
 
-@dataclass(frozen=True)
+@record
 class Stale:
     """The kept connection had been closed by the server before our request: not the service's failure."""
 
