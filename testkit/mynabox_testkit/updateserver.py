@@ -182,6 +182,11 @@ class UpdateServer:
     def port(self) -> int:
         return int(self._server.server_address[1])
 
+    @property
+    def server_address(self) -> tuple[str, int]:
+        """(host, port), as http.server's servers name it."""
+        return str(self._server.server_address[0]), self.port
+
     def url(self, name: str, host: str = "127.0.0.1") -> str:
         return f"https://{host}:{self.port}/{name}"
 
