@@ -87,7 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="https URL: auto (RAUC streams it where it can, else fetch), always (refuse rather than fetch), "
         "never (fetch the whole bundle first)",
     )
+    # Where the streaming install puts the TLS copies for RAUC's helper, and the kernel's nbd (tests only).
     install.add_argument("--run-dir", type=Path, default=Path("/run"), help=argparse.SUPPRESS)
+    install.add_argument("--nbd-module", type=Path, default=Path("/sys/module/nbd"), help=argparse.SUPPRESS)
     health = sub.add_parser("health", help="after a boot: mark the slot good, or go back to the other one")
     health.add_argument(
         "--config", type=Path, help="the state directory, boot state and reboot command from this config"
@@ -317,7 +319,7 @@ def _install_held(args: argparse.Namespace) -> int:
                 raise bundle.BundleRefused(
                     "an https URL needs --ca, --cert and --key (the box's TLS identity)"
                 )
-            choice = _stream_choice(args.stream)
+            choice = _stream_choice(args.stream, args.nbd_module)
             if choice.stream:
                 print(f"install: streaming from the update server ({choice.why})", flush=True)
                 version = _install_streamed(args, source)
@@ -348,12 +350,12 @@ def _install_held(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stream_choice(mode: str) -> Any:
+def _stream_choice(mode: str, nbd_module: Path) -> Any:
     from mynabox.adapters import streaming
     from mynabox.update import stream
 
     can = stream.Capability(
-        streaming=stream.rauc_streams(streaming.rauc_version()), nbd=streaming.nbd_present()
+        streaming=stream.rauc_streams(streaming.rauc_version()), nbd=streaming.nbd_present(nbd_module)
     )
     return stream.choose(mode, can)
 
