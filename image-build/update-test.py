@@ -52,8 +52,9 @@ from update.conftest import Signer, make_signer  # noqa: E402
 IDENTITY = "/var/lib/mynabox/identity"
 MYNABOX = "/opt/mynabox/venv/bin/mynabox"
 HEALTHY = "health: slot {slot} is healthy"
-# RAUC's lines around the slot write (the install's longest part: the tap goes in between).
-WRITING = "writing data to device"
+# RAUC's lines around the slot write (the install's longest part: the tap goes in between). RAUC logs
+# "writing data to device" for a whole-image copy only; this line comes before an adaptive write too.
+WRITING = " with rootfs.ext4"  # "Updating <slot B device> with rootfs.ext4"
 WRITTEN = "Updating slot rootfs.1 status"
 BAD_DROPIN = (
     "# update test only: a firmware whose daemon never reaches READY\n"
