@@ -54,7 +54,7 @@ MYNABOX = "/opt/mynabox/venv/bin/mynabox"
 HEALTHY = "health: slot {slot} is healthy"
 # RAUC's lines around the slot write (the install's longest part: the tap goes in between). RAUC logs
 # "writing data to device" for a whole-image copy only; this line comes before an adaptive write too.
-WRITING = " with rootfs.ext4"  # "Updating <slot B device> with rootfs.ext4"
+WRITING = "Updating /dev/disk/by-partuuid/6d796e61-03 with "  # … /run/rauc/mnt/bundle/rootfs.ext4
 WRITTEN = "Updating slot rootfs.1 status"
 BAD_DROPIN = (
     "# update test only: a firmware whose daemon never reaches READY\n"
