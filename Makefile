@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps lint test test-fast demo bench bench-fleet hil gpio-vm fuzz screens clean image image-test image-hil image-update-test image-damage-test image-cut-test image-reproducible bundle
+.PHONY: deps lint test test-fast demo bench bench-fleet hil gpio-vm fuzz screens clean image image-test image-hil image-update-test image-stream-test image-damage-test image-cut-test image-reproducible bundle
 
 deps:
 	@scripts/install-deps.sh
@@ -74,6 +74,10 @@ image-hil: deps
 # A field update of the emulated box: bundles from the build's root, installed, switched, rolled back.
 image-update-test: deps
 	$(PY) image-build/update-test.py
+
+# Bytes over the link for a firmware-only change: an adaptive bundle streamed by the box's RAUC (≈ 10–15 min).
+image-stream-test: deps
+	$(PY) image-build/stream-test.py
 
 # The emulated box powered on with its boot-state copies damaged (truncated, zeroed, both): boots, reports.
 image-damage-test: deps

@@ -6,9 +6,10 @@ U-Boot and boot.scr (image-build/vmbox.py launches the box as the boot test does
    simulated hardware. Two bundles are made with `make-bundle --rootfs` from that root A, cut out of the
    card before the power-on: "good" (root A as it is) and "bad" (the same plus a mynabox.service drop-in
    whose daemon never reaches READY: a firmware that does not work).
-2. The box boots slot A (mynabox-health marks it good), fetches each bundle over HTTPS from a host server
-   with its own client certificate (`mynabox update install https://…`), RAUC writes slot B, and the daemon
-   switches when idle ([update] idle_min set short in the test copy's config).
+2. The box boots slot A (mynabox-health marks it good), installs each bundle over HTTPS from a host server
+   with its own client certificate (`mynabox update install https://…`: the image's RAUC streams it, an
+   adaptive bundle, so only what slot A lacks crosses the link; the server counts the bytes), RAUC writes
+   slot B, and the daemon switches when idle ([update] idle_min set short in the test copy's config).
 3. The bad bundle: slot B boots, its daemon never gets READY, mynabox-health marks it bad after
    the health limit (MYNABOX_HEALTH_LIMIT_S, a drop-in in the test copy's root) and reboots: U-Boot boots
    slot A, READY again: the rollback, unattended.
@@ -19,7 +20,8 @@ could not read after a rollback (RAUC writes slot B, `update install` reads the 
 refuses and marks B bad: no switch follows). After the bad bundle's rollback, a bundle whose init cannot
 run (systemd replaced by junk): PID 1 dies, the kernel panics and reboots (panic=10), U-Boot spends B's
 three tries and boots A.
-Figures printed at the end: bundle size, fetch + install time, switch → READY, health check, rollback.
+Figures printed at the end: bundle size, bytes sent, install time (`*_fetch_and_install_s`: the streamed
+install now), switch → READY, health check, rollback.
 Run as root with the project's venv:
   .venv/bin/python image-build/update-test.py [--out DIR] [--keep DIR]
 """
@@ -28,17 +30,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.server
 import json
 import os
 import re
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +45,7 @@ from types import ModuleType
 
 from mynabox_testkit.mynacard import VirtualMyNumberCard
 from mynabox_testkit.patients import patient
+from mynabox_testkit.updateserver import UpdateServer
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
@@ -58,8 +58,9 @@ from update.conftest import Signer, make_signer  # noqa: E402
 IDENTITY = "/var/lib/mynabox/identity"
 MYNABOX = "/opt/mynabox/venv/bin/mynabox"
 HEALTHY = "health: slot {slot} is healthy"
-# RAUC's lines around the slot write (the install's longest part: the tap goes in between).
-WRITING = "writing data to device"
+# RAUC's lines around the slot write (the install's longest part: the tap goes in between). RAUC logs
+# "writing data to device" for a whole-image copy only; this line comes before an adaptive write too.
+WRITING = "Updating /dev/disk/by-partuuid/6d796e61-03 with "  # … /run/rauc/mnt/bundle/rootfs.ext4
 WRITTEN = "Updating slot rootfs.1 status"
 BAD_DROPIN = (
     "# update test only: a firmware whose daemon never reaches READY\n"
@@ -161,33 +162,14 @@ def refusals(box: Box, port: int, first: int, figures: dict[str, object]) -> boo
 
 
 @contextlib.contextmanager
-def update_server(
-    served: Path, cert: Path, key: Path, client_ca: Path
-) -> Iterator[http.server.ThreadingHTTPServer]:
+def update_server(served: Path, cert: Path, key: Path, client_ca: Path) -> Iterator[UpdateServer]:
     """HTTPS on the host (10.0.2.2 from the guest) serving the bundles to a client certificate of the fleet's
-    CA only, as the fleet's update server does."""
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a: object, **k: object) -> None:
-            super().__init__(*a, directory=str(served), **k)  # type: ignore[arg-type]
-
-        def log_message(self, format: str, *args: object) -> None:
-            print("update-test: server:", format % args, flush=True)
-
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), Quiet)  # the guest's 10.0.2.2
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert, key)
-    tls.load_verify_locations(client_ca)
-    tls.verify_mode = ssl.CERT_REQUIRED
-    server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    CA only, as the fleet's update server does: range requests (the box's RAUC streams), bytes counted."""
+    with UpdateServer(
+        served, cert=cert, key=key, client_ca=client_ca, host="0.0.0.0",
+        log=lambda line: None if '" 206 ' in line else print("update-test: server:", line, flush=True),
+    ) as server:  # fmt: skip
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def start_install(box: Box, url: str, n: int) -> int:
@@ -306,7 +288,7 @@ def main() -> int:
         console = box.console
         v = box.work / "vehicle" / "summary"
         with update_server(served, v / "server.pem", v / "server.key", v / "ca.pem") as server:
-            port = server.server_address[1]
+            port = server.port
             if (
                 console.wait(READY, args.timeout) is None
                 or console.wait(HEALTHY.format(slot="A"), step) is None
@@ -338,6 +320,7 @@ def main() -> int:
             t0 = time.monotonic()
             started = start_install(box, f"https://10.0.2.2:{port}/bad.raucb", 1)
             installed = end_install(box, 1, started, t0, figures=figures, name="bad")
+            figures["bad_bytes_sent"] = server.sent("bad.raucb")
             if installed is None:
                 return 1
             switched = wait_slot(box, "B", since, step)
@@ -404,6 +387,7 @@ def main() -> int:
             print("update-test: the install's tap delivered while RAUC still wrote slot B:", taps_during)
             if end_install(box, 2, since, t0, figures=figures, name="good") is None:
                 return 1
+            figures["good_bytes_sent"] = server.sent("good.raucb")
             switched = wait_slot(box, "B", since, step)
             t_switch = time.monotonic()
             ready_b = None if switched is None else console.wait(READY, step, switched)

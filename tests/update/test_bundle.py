@@ -82,6 +82,32 @@ def test_a_good_newer_bundle_is_accepted(
     assert info["images"][0]["rootfs"]["filename"] == "rootfs.ext4"
 
 
+def test_bundles_are_adaptive(work: Path, signer: Signer, conf: Path) -> None:
+    """The manifest asks for RAUC's block-hash-index and the payload carries it (SHA-256 of every 4 KiB
+    block of the slot image): a streaming box reads only the blocks neither slot holds. Squashfs blocks of
+    64 KiB: each block the box lacks costs at most one compressed squashfs block over the link."""
+    good = make(work, signer, "good", version="0.3.0", build="test", keyring=str(signer.ca))
+    info = json.loads(
+        subprocess.run(
+            ["rauc", "-c", str(conf), "info", "--output-format=json", str(good)],
+            capture_output=True, check=True, timeout=60,
+        ).stdout
+    )  # fmt: skip
+    image = info["images"][0]["rootfs"]
+    assert image["adaptive"] == ["block-hash-index"]
+    listing = subprocess.run(
+        ["unsquashfs", "-l", "-d", "", str(good)], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert "/rootfs.ext4.block-hash-index" in listing
+    index = subprocess.run(
+        ["unsquashfs", "-cat", str(good), "rootfs.ext4.block-hash-index"], capture_output=True, check=True,
+        timeout=60,
+    ).stdout  # fmt: skip
+    assert len(index) == image["size"] // 4096 * 32
+    superblock = good.read_bytes()[:96]
+    assert int.from_bytes(superblock[12:16], "little") == 64 * 1024  # squashfs block_size
+
+
 def test_the_payload_is_reproducible(work: Path, signer: Signer) -> None:
     """From the same root image (the build's, as --rootfs) two bundles hold the same squashfs: only RAUC's
     verity hash tree (its salt is random per bundle) and the signature (its signing time) differ."""

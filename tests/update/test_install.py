@@ -9,13 +9,9 @@ RAUC's reason. Where device-mapper exists the same test expects slot B written a
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
-import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +24,7 @@ from mynabox.cli import main
 from mynabox.update import bootstate as bs
 from mynabox.update import bundle, lastresult
 from mynabox_testkit.tlsfiles import TestPki, make_test_pki
+from mynabox_testkit.updateserver import UpdateServer
 
 from .conftest import RaucBox, Signer, make_signer, rauc_service, rauc_service_missing
 from .test_bundle import make
@@ -142,33 +139,21 @@ def test_only_https_or_a_file(box: RaucBox, tmp_path: Path, capsys: pytest.Captu
 
 
 @pytest.fixture
-def update_server(tmp_path: Path) -> Iterator[tuple[str, TestPki, Path]]:
-    """An HTTPS server on loopback that wants a client certificate of the test CA."""
+def update_server(tmp_path: Path) -> Iterator[tuple[UpdateServer, TestPki, Path]]:
+    """An HTTPS server on loopback that wants a client certificate of the test CA (ranges, bytes counted)."""
     pki = make_test_pki(tmp_path / "pki", clients=("box-1",))
     root = tmp_path / "www"
     root.mkdir()
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(pki.server_cert, pki.server_key)
-    context.load_verify_locations(pki.ca_cert)
-    context.verify_mode = ssl.CERT_REQUIRED
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}", pki, root
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with UpdateServer(root, cert=pki.server_cert, key=pki.server_key, client_ca=pki.ca_cert) as server:
+        yield server, pki, root
 
 
 def test_a_bundle_from_the_update_server_with_the_box_certificate(
     box: RaucBox, work: Path, signer: Signer, tmp_path: Path, update_server: tuple[str, TestPki, Path],
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    url, pki, root = update_server
+    server, pki, root = update_server
+    url = server.url("").rstrip("/")
     (root / "good.raucb").write_bytes(make(work, signer, "good", version="0.3.0").read_bytes())
     (root / "old.raucb").write_bytes(make(work, signer, "older", version="0.1.9").read_bytes())
     me = pki.client("box-1")
@@ -177,7 +162,10 @@ def test_a_bundle_from_the_update_server_with_the_box_certificate(
     before = snapshot(box)
     assert install(box, state, f"{url}/old.raucb", *tls) == 1
     out, err = capsys.readouterr()
+    # This host's RAUC (Debian 12's 1.8) cannot stream: the whole bundle is fetched, and the server says so.
+    assert "install: fetching the whole bundle (this box's RAUC was built without streaming" in out
     assert "fetched" in out and "older than the running 0.2.0" in err
+    assert server.sent("old.raucb") == (root / "old.raucb").stat().st_size
     assert snapshot(box) == before
     assert install(box, state, f"{url}/missing.raucb", *tls) == 1
     assert "refused: the update server answered 404" in capsys.readouterr().err
@@ -228,12 +216,36 @@ def test_the_written_slot_is_marked_bad_before_any_switch_when_this_version_coul
         box.rauc("status", "mark-bad", "other")  # RAUC marks the slot it writes non-bootable first
         assert bs.get_primary(BootFiles(box.boot).read().state) == "A"
         if refused is None:
-            _check_new_slot(box.conf, tmp_path / "cmdline")
+            _check_new_slot(box.conf, tmp_path / "cmdline", "0.3.0")
         else:
             with pytest.raises(bundle.BundleRefused, match=refused):
-                _check_new_slot(box.conf, tmp_path / "cmdline")
+                _check_new_slot(box.conf, tmp_path / "cmdline", "0.3.0")
     finally:
         del os.environ["DBUS_SYSTEM_BUS_ADDRESS"]
     state = BootFiles(box.boot).read().state
     assert bs.get_primary(state) == ("B" if refused is None else "A")
     assert bs.get_state(state, "B") == (refused is None)
+
+
+def test_streaming_required_where_rauc_cannot_is_refused_before_a_byte(
+    box: RaucBox, work: Path, signer: Signer, tmp_path: Path,
+    update_server: tuple[UpdateServer, TestPki, Path], capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    server, pki, root = update_server
+    (root / "good.raucb").write_bytes(make(work, signer, "good", version="0.3.0").read_bytes())
+    me = pki.client("box-1")
+    tls = ["--ca", str(pki.ca_cert), "--cert", str(me.cert), "--key", str(me.key)]
+    before = snapshot(box)
+    assert install(box, tmp_path / "state", server.url("good.raucb"), *tls, "--stream", "always") == 1
+    err = capsys.readouterr().err
+    assert (
+        "refused: streaming required (--stream always) but this box's RAUC was built without streaming" in err
+    )
+    assert server.requests("good.raucb") == 0 and server.sent("good.raucb") == 0
+    assert snapshot(box) == before
+    kept = updatefiles.read(tmp_path / "state")
+    assert kept is not None and kept.result == lastresult.REFUSED
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [
+        "update-install.lock",
+        "update-result.json",
+    ]

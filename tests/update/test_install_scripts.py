@@ -11,6 +11,7 @@ import pytest
 
 from mynabox.adapters.bootfiles import BootFiles
 from mynabox.update import bootstate as bs
+from mynabox.update import stream
 
 from .conftest import REPO, Signer
 
@@ -47,10 +48,15 @@ def test_rauc_files_go_into_the_root_tree(tmp_path: Path, signer: Signer) -> Non
         root / "etc/systemd/system/rauc.service"
     )
     assert (root / "usr/share/dbus-1/system.d/de.pengutronix.rauc.conf").is_file()
+    # RAUC's streaming helper runs as its own system user (system.conf [streaming] sandbox-user), not root.
+    users = {line.split(":")[0]: line.split(":") for line in (root / "etc/passwd").read_text().splitlines()}
+    assert stream.sandbox_user((root / "etc/rauc/system.conf").read_text()) == "rauc-stream"
+    assert 0 < int(users["rauc-stream"][2]) < 1000 and users["rauc-stream"][6] == "/usr/sbin/nologin"
     assert os.readlink(root / "boot/vmlinuz") == "vmlinuz-6.12.0-test-arm64"
     assert os.readlink(root / "boot/dtbs") == "../usr/lib/linux-image-6.12.0-test-arm64"
     subprocess.run([script, str(root), str(signer.ca)], check=True, capture_output=True, timeout=60)
     assert (root / "etc/kernel-img.conf").read_text().count("link_in_boot") == 1  # a second run adds nothing
+    assert (root / "etc/passwd").read_text().count("rauc-stream:") == 1
     bad = subprocess.run(
         [script, str(root), str(signer.key)], capture_output=True, text=True, timeout=60, check=False
     )

@@ -10,14 +10,19 @@
   payload against its signed hash tree, the box's compatible, no older version than the running firmware
   unless `--force-older`. `install` will run it first.
 - `install FILE|URL`: check-bundle's checks, then RAUC (its service, over D-Bus, through `rauc install`)
-  writes the other slot and makes it primary. The service runs at idle CPU and I/O priority (rauc.service);
-  the daemon switches to the new slot only when the box is idle (mynabox.update.policy). A URL is fetched
-  over HTTPS with the box's client certificate into the state partition first (RAUC's streaming needs the
-  nbd module; see the README), then checked like a file. Once written, the new slot's declared outbox
-  format is read (debugfs, no mount): a firmware whose outbox this one could not read after a rollback is
-  refused and its slot marked bad; otherwise this command makes it primary (RAUC does not:
-  activate-installed=false, so a power cut before the check boots the old slot). The result and its time go to
-  `update-result.json` in the state directory, which the daemon publishes on its `state` topic.
+  writes the other slot. The service runs at idle CPU and I/O priority (rauc.service);
+  the daemon switches to the new slot only when the box is idle (mynabox.update.policy). An https URL is
+  streamed by RAUC itself where the box's RAUC can (built with streaming, the kernel's nbd; `--stream
+  auto`, mynabox.update.stream): RAUC checks the signature, we the board and version from `rauc info URL`,
+  then `rauc install URL` reads only what it needs (with an adaptive bundle: the blocks neither slot
+  holds), with the box's client certificate handed to RAUC's sandboxed helper (adapters.streaming). The
+  payload is then checked block by block by dm-verity as RAUC reads it (not all before: that would read
+  it all). Elsewhere the bundle is fetched whole over HTTPS into the state partition first, then checked
+  like a file. Once written, the new slot's declared outbox format is read (debugfs, no mount): a firmware
+  whose outbox this one could not read after a rollback is refused and its slot marked bad; otherwise this
+  command makes it primary (RAUC does not: activate-installed=false, so a power cut before the check boots
+  the old slot). The result and its time go to `update-result.json` in the state directory, which the
+  daemon publishes on its `state` topic.
 - `health`: after every boot of a slot (mynabox-health.service, as root, its settings from the unit's
   arguments, the self-test run as the daemon's user; `--config` only for the config's owner: the loader
   refuses, for root, a file another user can write): mynabox.app.healthcheck waits until the daemon is READY
@@ -79,6 +84,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     install.add_argument("--max-bytes", type=int, default=MAX_BUNDLE_BYTES, help="refuse a larger download")
     install.add_argument("--timeout", type=float, default=3600.0, help="seconds for RAUC's install")
     install.add_argument("--cmdline", type=Path, default=Path("/proc/cmdline"), help="tells the booted slot")
+    install.add_argument(
+        "--stream",
+        default="auto",
+        choices=("auto", "always", "never"),
+        help="https URL: auto (RAUC streams it where it can, else fetch), always (refuse rather than fetch), "
+        "never (fetch the whole bundle first)",
+    )
+    # Where the streaming install puts the TLS copies for RAUC's helper, and the kernel's nbd (tests only).
+    install.add_argument("--run-dir", type=Path, default=Path("/run"), help=argparse.SUPPRESS)
+    install.add_argument("--nbd-module", type=Path, default=Path("/sys/module/nbd"), help=argparse.SUPPRESS)
     health = sub.add_parser("health", help="after a boot: mark the slot good, or go back to the other one")
     health.add_argument(
         "--config", type=Path, help="the state directory, boot state and reboot command from this config"
@@ -245,16 +260,13 @@ def _check_bundle(args: argparse.Namespace) -> int:
 def _verdict(path: Path, conf_path: Path, running: str | None, force_older: bool) -> tuple[Any, str]:
     """RAUC's signature check, the payload against its hash tree, board and version: (info, verdict) or
     BundleRefused with the reason. Nothing is written."""
-    import configparser
     import subprocess
 
     import mynabox
     from mynabox.update import bundle
     from mynabox.update.text import printable
 
-    conf = configparser.ConfigParser(interpolation=None, strict=False)
-    conf.read_string(_read_small(conf_path))
-    compatible = conf.get("system", "compatible")
+    compatible = _compatible(conf_path)
     done = subprocess.run(
         ["rauc", "-c", str(conf_path), "info", "--output-format=json", str(path)],
         capture_output=True,
@@ -298,7 +310,7 @@ def _install_held(args: argparse.Namespace) -> int:
     import configparser
     import subprocess
 
-    from mynabox.adapters import download
+    from mynabox.adapters import download, streaming
     from mynabox.update import bundle, lastresult
     from mynabox.update.text import printable
 
@@ -311,40 +323,29 @@ def _install_held(args: argparse.Namespace) -> int:
                 raise bundle.BundleRefused(
                     "an https URL needs --ca, --cert and --key (the box's TLS identity)"
                 )
-            path = fetched = args.state_dir / "incoming.raucb"
-            size = download.fetch(
-                source, path, ca=args.ca, cert=args.cert, key=args.key, max_bytes=args.max_bytes
-            )
-            print(f"install: fetched {size} bytes from the update server")
+            choice = _stream_choice(args.stream, args.nbd_module)
+            if choice.stream:
+                print(f"install: streaming from the update server ({choice.why})", flush=True)
+                version = _install_streamed(args, source)
+            else:
+                print(f"install: fetching the whole bundle ({choice.why})", flush=True)
+                path = fetched = args.state_dir / "incoming.raucb"
+                size = download.fetch(
+                    source, path, ca=args.ca, cert=args.cert, key=args.key, max_bytes=args.max_bytes
+                )
+                print(f"install: fetched {size} bytes from the update server")
+                version = _install_file(args, path)
         elif "://" in source:
             raise bundle.BundleRefused("only a file or an https:// URL is accepted")
         else:
-            path = Path(source)
-        info, verdict = _verdict(path, args.conf, args.running, args.force_older)
-        version = info.version
-        print(f"install: {verdict}: RAUC installs it into the other slot (at idle priority)")
-        done = subprocess.run(
-            ["rauc", "install", str(path.resolve())],
-            capture_output=True,
-            timeout=args.timeout,
-            check=False,
-        )
-        if done.returncode != 0:
-            # The client prints the service's reason as "LastError: …" on stdout.
-            errors = [
-                line.removeprefix("LastError:").strip()
-                for line in done.stdout.decode("utf-8", "replace").splitlines()
-                if line.startswith("LastError:")
-            ]
-            reason = errors[-1] if errors else _last_line(done.stderr)
-            raise _InstallFailed(f"RAUC's install failed: {printable(reason, 200)}")
-        _check_new_slot(args.conf, args.cmdline)
+            version = _install_file(args, Path(source))
+        _check_new_slot(args.conf, args.cmdline, version)
     except bundle.BundleRefused as err:
         return _result(args, lastresult.REFUSED, version, f"refused: {err}")
-    except download.DownloadError as err:
+    except (download.DownloadError, streaming.StreamingError) as err:
         return _result(args, lastresult.REFUSED, version, f"refused: {err}")
     except _InstallFailed as err:
-        return _result(args, lastresult.FAILED, version, str(err))
+        return _result(args, lastresult.FAILED, err.version, str(err))
     except (OSError, subprocess.TimeoutExpired, configparser.Error) as err:
         return _result(args, lastresult.FAILED, version, printable(str(err), 200))
     finally:
@@ -354,11 +355,89 @@ def _install_held(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stream_choice(mode: str, nbd_module: Path) -> Any:
+    from mynabox.adapters import streaming
+    from mynabox.update import stream
+
+    can = stream.Capability(
+        streaming=stream.rauc_streams(streaming.rauc_version()), nbd=streaming.nbd_present(nbd_module)
+    )
+    return stream.choose(mode, can)
+
+
+def _install_file(args: argparse.Namespace, path: Path) -> str:
+    """A bundle on the box: every check, then RAUC's install. Returns its version."""
+    info, verdict = _verdict(path, args.conf, args.running, args.force_older)
+    print(f"install: {verdict}: RAUC installs it into the other slot (at idle priority)")
+    _rauc_install([str(path.resolve())], args.timeout, info.version)
+    return str(info.version)
+
+
+def _install_streamed(args: argparse.Namespace, url: str) -> str:
+    """RAUC streams the bundle from the update server: the signature (RAUC's check) and the manifest first,
+    board and version ours, then the install reads what it needs. Returns its version."""
+    import subprocess
+
+    import mynabox
+    from mynabox.adapters import streaming
+    from mynabox.update import bundle, stream
+    from mynabox.update.text import printable
+
+    user = stream.sandbox_user(_read_small(args.conf))
+    compatible = _compatible(args.conf)
+    with streaming.sandbox_tls(user, ca=args.ca, cert=args.cert, key=args.key, run_dir=args.run_dir) as tls:
+        done = subprocess.run(
+            ["rauc", "-c", str(args.conf), "info", "--output-format=json", *tls.rauc_args(), url],
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise bundle.BundleRefused(f"RAUC refused it: {printable(_last_line(done.stderr))}")
+        info = bundle.parse_info(done.stdout.decode("utf-8", "replace"))
+        verdict = bundle.check(
+            info,
+            compatible=compatible,
+            running=args.running or mynabox.__version__,
+            force_older=args.force_older,
+        )
+        print(f"install: {verdict}: RAUC streams it into the other slot (at idle priority)", flush=True)
+        _rauc_install([*tls.rauc_args(), url], args.timeout, info.version)
+    return str(info.version)
+
+
+def _compatible(conf_path: Path) -> str:
+    import configparser
+
+    conf = configparser.ConfigParser(interpolation=None, strict=False)
+    conf.read_string(_read_small(conf_path))
+    return conf.get("system", "compatible")
+
+
+def _rauc_install(what: list[str], timeout: float, version: str) -> None:
+    import subprocess
+
+    from mynabox.update.text import printable
+
+    done = subprocess.run(["rauc", "install", *what], capture_output=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        # The client prints the service's reason as "LastError: …" on stdout.
+        errors = [
+            line.removeprefix("LastError:").strip()
+            for line in done.stdout.decode("utf-8", "replace").splitlines()
+            if line.startswith("LastError:")
+        ]
+        reason = errors[-1] if errors else _last_line(done.stderr)
+        raise _InstallFailed(f"RAUC's install failed: {printable(reason, 200)}", version)
+
+
 class _InstallFailed(Exception):
-    pass
+    def __init__(self, message: str, version: str) -> None:
+        super().__init__(message)
+        self.version = version
 
 
-def _check_new_slot(conf_path: Path, cmdline: Path) -> None:
+def _check_new_slot(conf_path: Path, cmdline: Path, version: str) -> None:
     """Before any switch: the new slot's firmware must write an outbox this one can read after a rollback
     (mynabox.update.formats). Then the slot is made primary (RAUC leaves it non-bootable); refused, it is
     marked bad (never booted) and BundleRefused says why."""
@@ -383,13 +462,15 @@ def _check_new_slot(conf_path: Path, cmdline: Path) -> None:
             ["rauc", "status", "mark-active", "other"], capture_output=True, timeout=120, check=False
         )
         if marked.returncode != 0:
-            raise _InstallFailed(f"the new slot could not be made primary ({_last_line(marked.stderr)})")
+            raise _InstallFailed(
+                f"the new slot could not be made primary ({_last_line(marked.stderr)})", version
+            )
         return
     marked = subprocess.run(
         ["rauc", "status", "mark-bad", "other"], capture_output=True, timeout=120, check=False
     )
     if marked.returncode != 0:  # the idle switch waits for this command's lock: say it loudly
-        raise _InstallFailed(f"{why}; marking the slot bad FAILED ({_last_line(marked.stderr)})")
+        raise _InstallFailed(f"{why}; marking the slot bad FAILED ({_last_line(marked.stderr)})", version)
     raise bundle.BundleRefused(f"{why} (the written slot is marked bad: it is not booted)")
 
 
