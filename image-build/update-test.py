@@ -111,14 +111,17 @@ def make_bundles(
     figures: dict[str, object],
     *,
     names: tuple[str, ...] = ("good", "bad", "panic", *REFUSED),
+    reuse: bool = False,
 ) -> None:
     """One bundle per name from the test copy's root A: good as it is, the others as slot_edits and
-    REFUSED make them."""
+    REFUSED make them (`reuse`: a bundle already in `served` is kept: the same image, a rerun)."""
     root_a = work / "root-a.ext4"
     cut_root_a(image, root_a)
     edits = slot_edits(work)
     served.mkdir(exist_ok=True)
     for name in names:
+        if reuse and (served / f"{name}.raucb").exists():
+            continue
         root = work / f"{name}.ext4"
         shutil.copyfile(root_a, root)
         if name in edits:
@@ -140,6 +143,12 @@ def make_bundles(
     root_a.unlink()
 
 
+def install_lines(console: str) -> list[str]:
+    """`update install`'s own lines in the console's text: a line of its stderr may follow the shell's
+    prompt (`root@mynabox:/# install: refused: …`)."""
+    return re.findall(r"(?:^|# )(install: .*)$", plain(console), re.M)
+
+
 def refusals(box: Box, port: int, first: int, figures: dict[str, object]) -> bool:
     """Each REFUSED bundle: refused with its reason, and nothing switched (boot.scr names no slot B and the
     booted slot stays A). Install numbers from `first`."""
@@ -148,7 +157,7 @@ def refusals(box: Box, port: int, first: int, figures: dict[str, object]) -> boo
         t0 = time.monotonic()
         since = start_install(box, f"https://10.0.2.2:{port}/{name}.raucb", n)
         end = box.console.wait(f"@@install-end-{n} rc=", 3600, since)
-        said = " | ".join(re.findall(r"^install: .*$", plain(box.console.text(since)), re.M))
+        said = " | ".join(install_lines(box.console.text(since)))
         figures[f"refused_{name}_s"] = round(time.monotonic() - t0, 1)
         refused = end is not None and "install: refused:" in said and reason in said
         print(f"update-test: {name}: {'refused' if refused else 'NOT REFUSED'}: {said[-300:]}", flush=True)
@@ -195,9 +204,7 @@ def end_install(
     end = box.console.wait(f"@@install-end-{n} rc=", 3600, since)
     done = time.monotonic()
     figures[f"{name}_fetch_and_install_s"] = round(done - t0, 1)
-    said = re.findall(
-        r"^install: .*$", plain(box.console.text(since)[: None if end is None else end - since]), re.M
-    )
+    said = install_lines(box.console.text(since)[: None if end is None else end - since])
     print(f"update-test: install {name}:", " | ".join(said)[-600:], flush=True)
     return done if end is not None and "install: installed" in " ".join(said) else None
 
@@ -236,10 +243,15 @@ def update_box(
     step_timeout: float,
     health_limit_min: float,
     replace: tuple[tuple[Path, str], ...] = (),
+    reuse: bool = False,
 ) -> tuple[Signer, Options]:
-    """A test fleet signer in `work`, and the box's options: its keyring and the health check's limit put into
-    root A before the bundles are cut from it (so slot B has them too), room for a fetched bundle."""
-    signer = make_signer(work / "pki", "fleet")
+    """A test fleet signer in `work` (`reuse`: the one a run before left there, whose bundles are kept), and
+    the box's options: its keyring and the health check's limit put into root A before the bundles are cut
+    from it (so slot B has them too), room for a fetched bundle."""
+    pki = work / "pki"
+    kept = Signer(pki / "fleet-signer.pem", pki / "fleet-signer.key", pki / "fleet-ca.pem")
+    reusable = reuse and all(path.exists() for path in (kept.cert, kept.key, kept.ca))
+    signer = kept if reusable else make_signer(pki, "fleet")
     # The health limit is the root-owned unit's (a drop-in), not the daemon's config.
     health_dropin = work / "90-update-test.conf"
     health_dropin.write_text(f"[Service]\nEnvironment=MYNABOX_HEALTH_LIMIT_S={health_limit_min * 60:.0f}\n")
@@ -265,6 +277,9 @@ def main() -> int:
         "--replace", action="append", default=[], metavar="LOCAL=GUEST",
         help="swap a file of the test copy's root A (and so of both bundles) to try a fix without a rebuild",
     )  # fmt: skip
+    parser.add_argument(
+        "--reuse-bundles", action="store_true", help="keep the bundles already in --keep's served/ (a rerun)"
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = args.keep or Path(tempfile.mkdtemp(prefix="mynabox-update-"))
@@ -276,6 +291,7 @@ def main() -> int:
         step_timeout=args.step_timeout,
         health_limit_min=args.health_limit_min,
         replace=tuple((Path(a).resolve(), b) for a, b in (r.split("=", 1) for r in args.replace)),
+        reuse=args.reuse_bundles,
     )
     served = work / "served"
     figures: dict[str, object] = {}
@@ -284,7 +300,11 @@ def main() -> int:
     bt = boot_test()
     taps: dict[str, dict[str, float] | None] = {}
     taps_during = False
-    with launch(options, on_card=lambda image: make_bundles(image, work, signer, served, figures)) as box:
+
+    def bundles(image: Path) -> None:
+        make_bundles(image, work, signer, served, figures, reuse=args.reuse_bundles)
+
+    with launch(options, on_card=bundles) as box:
         console = box.console
         v = box.work / "vehicle" / "summary"
         with update_server(served, v / "server.pem", v / "server.key", v / "ca.pem") as server:

@@ -76,3 +76,18 @@ def test_each_refused_bundles_reason_is_the_firmwares_own() -> None:
     assert why is not None and reasons["newer-outbox"] in why
     source = (Path(__file__).resolve().parents[2] / "firmware/mynabox/commands/update.py").read_text()
     assert f'f"{reasons["stranger"]}: ' in source
+
+
+def test_install_lines_include_one_that_follows_the_shells_prompt() -> None:
+    """The emulated box's console: stderr's refusal came right after the prompt, and the first version of
+    the refusal check never saw it (every refusal read as NOT REFUSED)."""
+    console = (
+        "\x1b[?2004hroot@mynabox:/# install: refused: RAUC refused it: signature verification failed\r\n"
+        "install: fetched 253355127 bytes from the update server\r\n"
+        "@@install-end-10 rc=1\r\n"
+        "root@mynabox:/# echo install: not ours\r\n"
+    )
+    assert update_test().install_lines(console) == [
+        "install: refused: RAUC refused it: signature verification failed",
+        "install: fetched 253355127 bytes from the update server",
+    ]
