@@ -22,8 +22,9 @@ run (systemd replaced by junk): PID 1 dies, the kernel panics and reboots (panic
 three tries and boots A.
 Figures printed at the end: bundle size, bytes sent, install time (`*_fetch_and_install_s`: the streamed
 install now), switch → READY, health check, rollback.
-Run as root with the project's venv:
-  .venv/bin/python image-build/update-test.py [--out DIR] [--keep DIR]
+Run as root with the project's venv (`--only bad` runs the never-READY rollback alone; repeat for more parts;
+`--reuse-bundles` keeps a run before's signer and bundles in --keep):
+  .venv/bin/python image-build/update-test.py [--out DIR] [--keep DIR] [--only refusals|bad|panic|good]
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ REFUSED = {
     "older": ("is older than the running", ("--version", "0.0.1")),
     "newer-outbox": ("could not read it after a rollback", ()),
 }
+PARTS = ("refusals", "bad", "panic", "good")  # the run's parts, in order (--only picks some)
 SITE = "/opt/mynabox/venv/lib/python3.13/site-packages"  # trixie's Python (the image's venv)
 
 
@@ -274,6 +276,11 @@ def main() -> int:
     parser.add_argument("--step-timeout", type=float, default=900.0, help="seconds for each later step")
     parser.add_argument("--health-limit-min", type=float, default=3.0, help="mynabox-health's limit")
     parser.add_argument(
+        "--only", action="append", choices=PARTS, default=[],
+        help="run this part only (repeat for more): the refusals, the bad bundle's rollback, the panicking"
+        " kernel, the good update; all by default",
+    )  # fmt: skip
+    parser.add_argument(
         "--replace", action="append", default=[], metavar="LOCAL=GUEST",
         help="swap a file of the test copy's root A (and so of both bundles) to try a fix without a rebuild",
     )  # fmt: skip
@@ -296,15 +303,17 @@ def main() -> int:
     served = work / "served"
     figures: dict[str, object] = {}
     step = args.step_timeout
+    parts = tuple(args.only) or PARTS
     ok = False
     bt = boot_test()
     taps: dict[str, dict[str, float] | None] = {}
     taps_during = False
+    names = tuple(n for part in parts for n in (tuple(REFUSED) if part == "refusals" else (part,)))
 
-    def bundles(image: Path) -> None:
-        make_bundles(image, work, signer, served, figures, reuse=args.reuse_bundles)
+    def on_card(image: Path) -> None:
+        make_bundles(image, work, signer, served, figures, names=names, reuse=args.reuse_bundles)
 
-    with launch(options, on_card=bundles) as box:
+    with launch(options, on_card=on_card) as box:
         console = box.console
         v = box.work / "vehicle" / "summary"
         with update_server(served, v / "server.pem", v / "server.key", v / "ca.pem") as server:
@@ -330,101 +339,113 @@ def main() -> int:
                 diagnose(console)
                 return 1
 
-            if not refusals(box, port, 10, figures):
+            if "refusals" in parts and not refusals(box, port, 10, figures):
                 print("update-test: a bundle that must be refused was not, or the box switched")
                 diagnose(console)
                 return 1
 
-            # The bad bundle: installed, switched at idle, never READY on B, back to A by itself.
-            since = console.mark()
-            t0 = time.monotonic()
-            started = start_install(box, f"https://10.0.2.2:{port}/bad.raucb", 1)
-            installed = end_install(box, 1, started, t0, figures=figures, name="bad")
-            figures["bad_bytes_sent"] = server.sent("bad.raucb")
-            if installed is None:
-                return 1
-            switched = wait_slot(box, "B", since, step)
-            t_switch = time.monotonic()
-            if switched is None:
-                print("update-test: no switch to slot B after the bad bundle")
-                diagnose(console)
-                return 1
-            figures["bad_installed_to_switch_s"] = round(t_switch - installed, 1)
-            back = wait_slot(box, "A", switched, step + args.health_limit_min * 60)
-            ready_a = None if back is None else console.wait(READY, step, back)
-            if ready_a is None:
-                print("update-test: the bad slot did not roll back to A")
-                diagnose(console)
-                return 1
-            figures["rollback_switch_to_ready_on_a_s"] = round(time.monotonic() - t_switch, 1)
-            print(
-                "update-test: rolled back:", " | ".join(re.findall(r"health: .*", console.text(switched))[:4])
-            )
-            if console.wait(HEALTHY.format(slot="A"), step, back or 0) is None:
-                print("update-test: slot A not marked good after the rollback")
-                return 1
-
-            # The panicking kernel: switched at idle; each of B's tries panics (init dies); U-Boot boots A.
-            since = console.mark()
-            t0 = time.monotonic()
-            started = start_install(box, f"https://10.0.2.2:{port}/panic.raucb", 3)
-            if end_install(box, 3, started, t0, figures=figures, name="panic") is None:
-                return 1
-            switched = wait_slot(box, "B", since, step)
-            t_switch = time.monotonic()
-            back = None if switched is None else wait_slot(box, "A", switched, 3 * step)
-            ready_a = None if back is None else console.wait(READY, step, back)
-            panics = console.text(switched or since).count("Kernel panic")
-            print(f"update-test: the panicking kernel: {panics} panics, back on A: {ready_a is not None}")
-            if ready_a is None:
-                diagnose(console)
-                return 1
-            figures["panic_switch_to_ready_on_a_s"] = round(time.monotonic() - t_switch, 1)
-            figures["panic_tries_seen"] = panics
-            if console.wait(HEALTHY.format(slot="A"), step, back or 0) is None:
-                print("update-test: slot A not marked good after the panicking kernel")
-                return 1
-
-            # The good bundle: a tap at idle, then the install with a tap while RAUC writes slot B; then
-            # switched at idle, READY on B, marked good.
-            reader = VscardCard(VirtualMyNumberCard(patient("healthy").card_id), port=box.ccid_port).connect()
-            try:
-                taps["idle"] = tap(box, bt, reader, "healthy")
-                # A press while a result is shown is ignored (the state machine's rule 4): the next tap
-                # waits until the idle tap's result has cleared (result_clear_s, 60 s by default).
-                not_before = time.monotonic() + 65.0
+            if "bad" in parts:
+                # The bad bundle: installed, switched at idle, never READY on B, back to A by itself.
+                since = console.mark()
                 t0 = time.monotonic()
-                since = start_install(box, f"https://10.0.2.2:{port}/good.raucb", 2)
-                writing = console.wait(WRITING, step, since)
-                time.sleep(max(0.0, not_before - time.monotonic()))
-                if writing is not None:
-                    taps["install"] = tap(box, bt, reader, "warfarin-elderly")
-                    taps_during = WRITTEN not in console.text(writing)
-            finally:
-                reader.close()
-            for when, got in taps.items():
-                print(f"update-test: tap at {when}:", json.dumps(got), flush=True)
-            print("update-test: the install's tap delivered while RAUC still wrote slot B:", taps_during)
-            if end_install(box, 2, since, t0, figures=figures, name="good") is None:
-                return 1
-            figures["good_bytes_sent"] = server.sent("good.raucb")
-            switched = wait_slot(box, "B", since, step)
-            t_switch = time.monotonic()
-            ready_b = None if switched is None else console.wait(READY, step, switched)
-            if ready_b is None:
-                print("update-test: slot B did not come up with the good bundle")
-                diagnose(console)
-                return 1
-            figures["good_switch_to_ready_s"] = round(time.monotonic() - t_switch, 1)
-            t_ready = time.monotonic()
-            if console.wait(HEALTHY.format(slot="B"), step, ready_b) is None:
-                print("update-test: slot B not marked good")
-                diagnose(console)
-                return 1
-            figures["good_ready_to_marked_good_s"] = round(time.monotonic() - t_ready, 1)
-            status = box.sh(f"{MYNABOX} update status 2>&1 | grep -E '^(booted slot|rauc booted|slot )'")
-            print("update-test: mynabox update status:", " | ".join(ln for ln in status.split("\n") if ln))
-            ok = "booted slot: B" in status and all(taps.get(w) for w in ("idle", "install"))
+                started = start_install(box, f"https://10.0.2.2:{port}/bad.raucb", 1)
+                installed = end_install(box, 1, started, t0, figures=figures, name="bad")
+                figures["bad_bytes_sent"] = server.sent("bad.raucb")
+                if installed is None:
+                    return 1
+                switched = wait_slot(box, "B", since, step)
+                t_switch = time.monotonic()
+                if switched is None:
+                    print("update-test: no switch to slot B after the bad bundle")
+                    diagnose(console)
+                    return 1
+                figures["bad_installed_to_switch_s"] = round(t_switch - installed, 1)
+                back = wait_slot(box, "A", switched, step + args.health_limit_min * 60)
+                ready_a = None if back is None else console.wait(READY, step, back)
+                if ready_a is None:
+                    print("update-test: the bad slot did not roll back to A")
+                    diagnose(console)
+                    return 1
+                figures["rollback_switch_to_ready_on_a_s"] = round(time.monotonic() - t_switch, 1)
+                print(
+                    "update-test: rolled back:",
+                    " | ".join(re.findall(r"health: .*", console.text(switched))[:4]),
+                )
+                if console.wait(HEALTHY.format(slot="A"), step, back or 0) is None:
+                    print("update-test: slot A not marked good after the rollback")
+                    return 1
+
+            if "panic" in parts:
+                # The panicking kernel: switched at idle; each of B's tries panics (init dies); U-Boot
+                # boots A.
+                since = console.mark()
+                t0 = time.monotonic()
+                started = start_install(box, f"https://10.0.2.2:{port}/panic.raucb", 3)
+                if end_install(box, 3, started, t0, figures=figures, name="panic") is None:
+                    return 1
+                switched = wait_slot(box, "B", since, step)
+                t_switch = time.monotonic()
+                back = None if switched is None else wait_slot(box, "A", switched, 3 * step)
+                ready_a = None if back is None else console.wait(READY, step, back)
+                panics = console.text(switched or since).count("Kernel panic")
+                print(f"update-test: the panicking kernel: {panics} panics, back on A: {ready_a is not None}")
+                if ready_a is None:
+                    diagnose(console)
+                    return 1
+                figures["panic_switch_to_ready_on_a_s"] = round(time.monotonic() - t_switch, 1)
+                figures["panic_tries_seen"] = panics
+                if console.wait(HEALTHY.format(slot="A"), step, back or 0) is None:
+                    print("update-test: slot A not marked good after the panicking kernel")
+                    return 1
+
+            if "good" in parts:
+                # The good bundle: a tap at idle, then the install with a tap while RAUC writes slot B; then
+                # switched at idle, READY on B, marked good.
+                reader = VscardCard(
+                    VirtualMyNumberCard(patient("healthy").card_id), port=box.ccid_port
+                ).connect()
+                try:
+                    taps["idle"] = tap(box, bt, reader, "healthy")
+                    # A press while a result is shown is ignored (the state machine's rule 4): the next tap
+                    # waits until the idle tap's result has cleared (result_clear_s, 60 s by default).
+                    not_before = time.monotonic() + 65.0
+                    t0 = time.monotonic()
+                    since = start_install(box, f"https://10.0.2.2:{port}/good.raucb", 2)
+                    writing = console.wait(WRITING, step, since)
+                    time.sleep(max(0.0, not_before - time.monotonic()))
+                    if writing is not None:
+                        taps["install"] = tap(box, bt, reader, "warfarin-elderly")
+                        taps_during = WRITTEN not in console.text(writing)
+                finally:
+                    reader.close()
+                for when, got in taps.items():
+                    print(f"update-test: tap at {when}:", json.dumps(got), flush=True)
+                print("update-test: the install's tap delivered while RAUC still wrote slot B:", taps_during)
+                if end_install(box, 2, since, t0, figures=figures, name="good") is None:
+                    return 1
+                figures["good_bytes_sent"] = server.sent("good.raucb")
+                switched = wait_slot(box, "B", since, step)
+                t_switch = time.monotonic()
+                ready_b = None if switched is None else console.wait(READY, step, switched)
+                if ready_b is None:
+                    print("update-test: slot B did not come up with the good bundle")
+                    diagnose(console)
+                    return 1
+                figures["good_switch_to_ready_s"] = round(time.monotonic() - t_switch, 1)
+                t_ready = time.monotonic()
+                if console.wait(HEALTHY.format(slot="B"), step, ready_b) is None:
+                    print("update-test: slot B not marked good")
+                    diagnose(console)
+                    return 1
+                figures["good_ready_to_marked_good_s"] = round(time.monotonic() - t_ready, 1)
+                status = box.sh(f"{MYNABOX} update status 2>&1 | grep -E '^(booted slot|rauc booted|slot )'")
+                print(
+                    "update-test: mynabox update status:", " | ".join(ln for ln in status.split("\n") if ln)
+                )
+                ok = "booted slot: B" in status and all(taps.get(w) for w in ("idle", "install"))
+
+            if "good" not in parts:
+                ok = True
     for when, got in taps.items():
         figures.update({f"tap_{when}_{k}": v for k, v in (got or {}).items()})
     print(json.dumps({**box.figures, **figures}))

@@ -6,6 +6,11 @@
 # pairs) holding BOOT_SEQ, a hex sequence number. The newest copy whose CRC holds wins; the new state is
 # always written into the OTHER copy, so a power cut tears at most the copy being written and the previous
 # state survives in the one read. The same format and rule are in firmware/mynabox/update/bootstate.py.
+# BOOT_SEQ counts modulo 2^32 and newest is serial number arithmetic: 1 to 7fffffff ahead (ffffffff + 1 = 0
+# is newer than ffffffff; exactly 80000000 apart reads copy 0, as a tie does), so the state written is
+# always read next, whatever number a copy was forged or worn to. setexpr computes in 64 bits (ffffffff + 1
+# was 100000000, a copy neither side read as newer: every boot then spent the same try again), hence the
+# masks; itest compares the low 32 bits.
 # What was damaged goes on the kernel command line (mynabox.bootstate=ok|copy0-bad|copy1-bad|both-bad) so
 # the box reports it after boot. Kernel, initramfs and device tree come from the chosen slot's own /boot.
 
@@ -14,7 +19,9 @@ setenv mb_size 0x200
 setexpr mb_addr0 ${kernel_addr_r} + 0
 setexpr mb_addr1 ${kernel_addr_r} + 0x1000
 
-# Read both copies: a copy counts only when all 512 bytes load and its CRC holds.
+# Read both copies: a copy counts only when all 512 bytes load, its CRC holds and its BOOT_SEQ is spelt as
+# the writers spell it (lowercase hex, no leading zero, at most 8 digits: setexpr of it masked to 32 bits
+# gives the same text back; the leading 0 keeps a "*ADDR" from being read as a pointer).
 setenv mb_ok0 0
 setenv mb_ok1 0
 mw.b ${mb_addr0} 0 ${mb_size}
@@ -22,7 +29,11 @@ setenv BOOT_SEQ
 if load ${mb_dev}:${distro_bootpart} ${mb_addr0} bootstate.0 ${mb_size}; then
   if test "${filesize}" = "200"; then
     if env import -c ${mb_addr0} ${mb_size} BOOT_SEQ; then
-      if test -n "${BOOT_SEQ}"; then setenv mb_ok0 1; setenv mb_seq0 ${BOOT_SEQ}; fi
+      if test -n "${BOOT_SEQ}"; then
+        setenv mb_canon
+        setexpr mb_canon 0${BOOT_SEQ} "&" ffffffff
+        if test "${mb_canon}" = "${BOOT_SEQ}"; then setenv mb_ok0 1; setenv mb_seq0 ${BOOT_SEQ}; fi
+      fi
     fi
   fi
 fi
@@ -31,12 +42,17 @@ setenv BOOT_SEQ
 if load ${mb_dev}:${distro_bootpart} ${mb_addr1} bootstate.1 ${mb_size}; then
   if test "${filesize}" = "200"; then
     if env import -c ${mb_addr1} ${mb_size} BOOT_SEQ; then
-      if test -n "${BOOT_SEQ}"; then setenv mb_ok1 1; setenv mb_seq1 ${BOOT_SEQ}; fi
+      if test -n "${BOOT_SEQ}"; then
+        setenv mb_canon
+        setexpr mb_canon 0${BOOT_SEQ} "&" ffffffff
+        if test "${mb_canon}" = "${BOOT_SEQ}"; then setenv mb_ok1 1; setenv mb_seq1 ${BOOT_SEQ}; fi
+      fi
     fi
   fi
 fi
 
-# The newest valid copy wins (itest reads hex); its state is written to the other copy below.
+# The newest valid copy wins: copy 1 when its number is 1 to 7fffffff ahead of copy 0's, modulo 2^32 (itest
+# reads hex); its state is written to the other copy below.
 setenv BOOT_ORDER
 setenv BOOT_A_LEFT
 setenv BOOT_B_LEFT
@@ -44,7 +60,12 @@ setenv BOOT_SEQ
 setenv mb_state ok
 if test ${mb_ok0} = 1; then
   if test ${mb_ok1} = 1; then
-    if itest ${mb_seq1} -gt ${mb_seq0}; then setenv mb_use 1; else setenv mb_use 0; fi
+    setexpr mb_ahead ${mb_seq1} - ${mb_seq0}
+    setexpr mb_ahead ${mb_ahead} "&" ffffffff
+    setenv mb_use 0
+    if itest ${mb_ahead} -gt 0; then
+      if itest ${mb_ahead} -lt 80000000; then setenv mb_use 1; fi
+    fi
   else
     setenv mb_use 0
     setenv mb_state copy1-bad
@@ -93,8 +114,9 @@ for mb_try in ${BOOT_ORDER}; do
   fi
 done
 
-# Write the new state into the other copy before booting anything.
+# Write the new state into the other copy before booting anything; ffffffff + 1 is 0.
 setexpr BOOT_SEQ ${BOOT_SEQ} + 1
+setexpr BOOT_SEQ ${BOOT_SEQ} "&" ffffffff
 if test -z "${mb_slot}"; then
   echo "mynabox: no slot has tries left: every slot gets 3 again, reset"
   setenv BOOT_A_LEFT 3

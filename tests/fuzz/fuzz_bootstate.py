@@ -5,8 +5,8 @@ Input: a flags byte (bit 0/1: copy 0/1 missing; bits 2-3: the RAUC operation; bi
 bit 6/7: give copy 0/1 the checksum of its 508 bytes, as anyone who writes the FAT can, or the fuzzer would
 never get past it), two u16-prefixed copies (each 512 bytes when whole), then the command line. ``read``
 never raises and gives the state of the copy it names (or DEFAULT); ``decode`` raises only BootStateError;
-the next state the backend writes is a 512-byte copy (two past the last sequence number) that reads back
-as that state, the newest.
+the next state the backend writes (one copy, the other) is a 512-byte copy that reads back as that state,
+the newest, whatever numbers the copies held.
 """
 
 from __future__ import annotations
@@ -54,13 +54,12 @@ def setup() -> Callable[[bytes], None]:
         else:
             wanted = bs.boot(state)[1]
         stored = list(given)
-        for index, written in bs.writes(reading, wanted):  # as BootFiles.change writes them
-            stored[index] = bs.encode(written)
-            assert len(stored[index]) == bs.SIZE
+        written = bs.successor(reading, wanted)  # into the other copy, as BootFiles.change writes it
+        stored[reading.write_to] = bs.encode(written)
+        assert len(stored[reading.write_to]) == bs.SIZE
         back = bs.read(*stored)
-        first = bs.writes(reading, wanted)[0][1]
         # An empty BOOT_ORDER reads as RAUC's default, as U-Boot's boot.scr takes it.
-        assert back.state == (first if first.order else replace(first, order=bs.DEFAULT.order)), back
+        assert back.state == (written if written.order else replace(written, order=bs.DEFAULT.order)), back
         assert back.damage is bs.Damage.OK or reading.source is None  # both bad: copy 0 written only
         current = bs.booted_slot(cmdline)
         assert current is None or len(current) <= len(cmdline)

@@ -252,3 +252,40 @@ def test_lgpio_writes_its_fifos_into_the_units_runtime_directory(tmp_path: Path)
     assert done.returncode == 0, done.stderr
     fifos = list(tmp_path.glob(".lgd-nfy*"))
     assert fifos and all(f.is_fifo() for f in fifos)
+
+
+# The rollback of a daemon hung before READY (issue 20: switch → back on the old slot within 5 min), from the
+# parts in the README's "How long" table: a Pi's (upper estimates; nothing was run on a Pi) and the
+# emulated box's measured start.
+PI_BOOT_TO_DAEMON_S = 25.0  # B's kernel start → mynabox.service starting (15–25 s)
+PI_BACK_S = 70.0  # the idle switch's reboot into B; mark bad, reboot, U-Boot, A's boot to READY (45–70 s)
+TCG_START_TO_READY_S = 7.9  # daemon start → READY on the emulated box (qemu TCG), the slowest box we run
+ROLLBACK_AIM_S = 300.0
+
+
+def _seconds(values: list[str]) -> float:
+    assert len(values) == 1, values
+    value = values[0].strip()
+    return float(value.removesuffix("s"))
+
+
+def test_a_daemon_hung_before_ready_is_back_on_the_old_slot_within_five_minutes() -> None:
+    """A start that never sends READY ends only at the start timeout (the watchdog runs only once READY);
+    systemd restarts it and counts the restart, and the health check goes back at MAX_RESTARTS restarts
+    without ever being active. With systemd's default 90 s that was 3 × 96 s: ≈ 390 s on a Pi. The timeout
+    must still leave a slow start several times its measured time, and a daemon slower than that once gets
+    MAX_RESTARTS more tries before anything is rolled back."""
+    from mynabox.app.healthcheck import Settings
+    from mynabox.update.policy import MAX_RESTARTS
+
+    timeout = _seconds(unit_lines("TimeoutStartSec"))
+    per_try = timeout + _seconds(unit_lines("TimeoutStopSec")) + _seconds(unit_lines("RestartSec"))
+    look = Settings(booted="B", version="x").interval_s
+    worst = PI_BOOT_TO_DAEMON_S + MAX_RESTARTS * per_try + look + PI_BACK_S
+    print(
+        f"\nhung daemon on a Pi: ≤ {PI_BOOT_TO_DAEMON_S:.0f} + {MAX_RESTARTS} × {per_try:.0f} + {look:.0f}"
+        f" + {PI_BACK_S:.0f} = {worst:.0f} s from the switch to READY on the old slot"
+        f" (TimeoutStartSec {timeout:.0f} s = {timeout / TCG_START_TO_READY_S:.1f} × the emulated start)"
+    )
+    assert worst <= ROLLBACK_AIM_S
+    assert timeout >= 3 * TCG_START_TO_READY_S

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from mynabox.update import bootstate as bs
 
+from .seqcases import CASES, SeqCase
+
 GOOD = bs.BootState(("A", "B"), 3, 3, seq=0x10)
 
 
@@ -110,24 +112,24 @@ def test_a_slot_named_again_in_the_order_changes_nothing_and_is_not_kept() -> No
 
 
 @pytest.mark.parametrize("source", [0, 1])
-def test_past_the_last_sequence_number_the_new_state_is_written_over_both_copies(source: int) -> None:
-    """From BOOT_SEQ ffffffff the new state goes into the other copy as 1, then over the one read as 0: a cut
-    during the first write leaves the old state, during the second (after its first byte) the new one."""
-    copies = [bs.encode(replace(GOOD, seq=3)), bs.encode(replace(GOOD, seq=3))]
+def test_past_the_last_sequence_number_one_write_of_0_into_the_other_copy_is_torn_safely(source: int) -> None:
+    """From BOOT_SEQ ffffffff the next state is 0, one write into the other copy as at any other number (this
+    replaced a second write over the copy read, as 1 then 0, that only the box's writer did): a cut at any
+    byte of it leaves the old state or the new one."""
+    copies = [bs.encode(replace(GOOD, seq=bs.SEQ_MASK - 1)), bs.encode(replace(GOOD, seq=bs.SEQ_MASK - 1))]
     copies[source] = bs.encode(replace(GOOD, seq=bs.SEQ_MASK))
     reading = bs.read(*copies)
-    wanted = bs.set_primary(reading.state, "B")
-    (first, one), (second, zero) = bs.writes(reading, wanted)
-    assert (first, second, one.seq, zero.seq) == (1 - source, source, 1, 0)
-    copies[first] = bs.encode(one)
-    assert bs.read(*copies).state == reading.state  # the copy read still wins until it is overwritten
-    new = bs.encode(zero)
-    for cut in range(1, bs.SIZE + 1):  # at 0 nothing of it is written: the old state, as before any write
-        for rest in (copies[second][cut:], bytes(bs.SIZE - cut)):
+    assert (reading.source, reading.write_to) == (source, 1 - source)
+    new_state = bs.successor(reading, bs.set_primary(reading.state, "B"))
+    assert new_state.seq == 0
+    new = bs.encode(new_state)
+    for cut in range(bs.SIZE + 1):
+        for rest in (copies[1 - source][cut:], bytes(bs.SIZE - cut), b""):
             torn = list(copies)
-            torn[second] = new[:cut] + rest
-            assert bs.read(*torn).state in (one, zero), cut
-    assert bs.writes(bs.read(*[bs.encode(GOOD)] * 2), wanted) == ((1, replace(wanted, seq=GOOD.seq + 1)),)
+            torn[1 - source] = new[:cut] + rest
+            assert bs.read(*torn).state in (reading.state, new_state), cut
+    copies[1 - source] = new
+    assert bs.read(*copies) == bs.Reading(new_state, 1 - source, bs.Damage.OK)
 
 
 def test_rauc_operations_follow_raucs_u_boot_backend() -> None:
@@ -149,3 +151,31 @@ def test_boot_spends_a_try_and_resets_when_none_is_left() -> None:
     assert bs.boot(GOOD) == ("A", GOOD.with_left("A", 2))
     assert bs.boot(bs.BootState(("B", "A"), 3, 0, 1)) == ("A", bs.BootState(("B", "A"), 2, 0, 1))
     assert bs.boot(bs.BootState(("A",), 0, 0, 1)) == (None, bs.BootState(("A",), 3, 3, 1))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_sequence_numbers_at_the_top_and_in_foreign_forms(case: SeqCase) -> None:
+    """The table boot.scr runs under U-Boot too (test_uboot_script.py): the copy read, the damage said, the
+    number written next; and what is written is then read, the newest."""
+    copies = case.copies()
+    reading = bs.read(*copies)
+    assert (reading.source, reading.damage, reading.state) == (case.source, case.damage, case.read_state())
+    after = bs.successor(reading, bs.boot(reading.state)[1])
+    assert after.seq == case.written
+    stored = list(copies)
+    stored[reading.write_to] = bs.encode(after)
+    assert bs.read(*stored) == bs.Reading(after, reading.write_to, bs.Damage.OK)
+
+
+@given(seq=st.integers(0, bs.SEQ_MASK), other=st.integers(0, bs.SEQ_MASK), order=st.booleans())
+def test_the_state_written_is_always_the_one_read_next(seq: int, other: int, order: bool) -> None:
+    """Whatever two valid copies hold, the next state written (into the other copy) wins the next read:
+    no number, however forged, makes a write lose for ever."""
+    copies = [bs.encode(replace(GOOD, seq=seq)), bs.encode(replace(GOOD, seq=other, order=("B", "A")))]
+    if order:
+        copies.reverse()
+    for _ in range(3):
+        reading = bs.read(*copies)
+        after = bs.successor(reading, bs.set_primary(reading.state, "AB"[reading.state.seq % 2]))
+        copies[reading.write_to] = bs.encode(after)
+        assert bs.read(*copies) == bs.Reading(after, reading.write_to, bs.Damage.OK)

@@ -211,3 +211,47 @@ def test_an_unreadable_unit_is_said_once_and_the_limit_still_holds(box: RaucBox,
     assert int((tmp_path / "show.n").read_text()) > 2  # asked at every look
     assert "not READY, self-test not passed after 3 s" in done.stderr
     assert (tmp_path / "reboots").read_text() == "now\n"
+
+
+def states(tmp_path: Path, *looks: str) -> str:
+    """`systemctl show` answering look by look as systemd would (the last one from then on)."""
+    cases = "".join(f'    {i}) printf "{look}" ;;\n' for i, look in enumerate(looks[:-1], start=1))
+    return counting(tmp_path, "show", f'case $n in\n{cases}    *) printf "{looks[-1]}" ;;\nesac')
+
+
+def test_a_daemon_hung_before_ready_goes_back_at_its_third_start_timeout(
+    box: RaucBox, tmp_path: Path
+) -> None:
+    # `ExecStart=/bin/sleep infinity` (the update test's bad bundle): every start ends at TimeoutStartSec=,
+    # is counted and restarted; Result=timeout shows only for RestartSec= (a look may miss it), the next
+    # start says success. The check goes back at the third restart, not at its limit.
+    unit = states(
+        tmp_path,
+        show("activating", "start", "success", "0", 0),
+        show("activating", "auto-restart", "timeout", "0", 15),
+        show("activating", "start", "success", "1", 0),
+        show("activating", "start", "success", "2", 0),  # the second timeout: not seen
+        show("activating", "start", "success", "2", 0),
+        show("activating", "start", "success", "3", 0),
+    )
+    done = health(box, tmp_path, ready=False, selftest=SELFTEST_OK, unit=unit, limit_s=LONG_LIMIT_S)
+    assert done.returncode == 1
+    assert "the daemon restarted 3 times without becoming active (now starting again)" in done.stderr
+    assert (tmp_path / "show.n").read_text().strip() == "6"
+    assert bs.get_primary(BootFiles(box.boot).read().state) == "A"
+    assert (tmp_path / "reboots").read_text() == "now\n"
+
+
+def test_a_first_start_timing_out_once_is_restarted_and_marked_good(box: RaucBox, tmp_path: Path) -> None:
+    # A slow first start after an update (a cold card, say) times out once; the next start gets READY.
+    unit = states(
+        tmp_path,
+        show("activating", "start", "success", "0", 0),
+        show("activating", "auto-restart", "timeout", "0", 15),
+        show("activating", "start", "success", "1", 0),
+    )
+    ready = counting(tmp_path, "ready", 'test "$n" -ge 4')
+    done = health(box, tmp_path, ready=ready, selftest=SELFTEST_OK, unit=unit, limit_s=60)
+    assert done.returncode == 0, done.stderr
+    assert "slot B is healthy: marked good" in done.stdout
+    assert not (tmp_path / "reboots").exists()

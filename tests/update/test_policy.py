@@ -110,6 +110,14 @@ def unit(
             "the daemon restarted 3 times without becoming active (its start timed out)"
             ", seen 42 s into the check",
         ),
+        # Hung before READY: each start ends at TimeoutStartSec= and is restarted; Result=timeout shows only
+        # until the restart (RestartSec=), then the next start has Result=success: the count decides.
+        (
+            unit(sub="start", result="success", restarts=3),
+            Action.ROLLBACK_NOW,
+            "the daemon restarted 3 times without becoming active (now starting again)"
+            ", seen 42 s into the check",
+        ),
         (
             unit("failed", "failed", "exit-code", status=EX_CONFIG),
             Action.ROLLBACK_NOW,

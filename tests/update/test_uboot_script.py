@@ -19,8 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from mynabox.adapters.bootfiles import BootFiles
 from mynabox.update import bootstate as bs
 from support.bootdisk import Disk, cut_uboot, make_boot_script, make_disk, missing_tools, run_uboot
+
+from .seqcases import CASES, SeqCase
 
 BOOT_CMD = Path(__file__).resolve().parents[2] / "image-build" / "boot" / "boot.cmd"
 INITRD_SIZE = {"A": 5, "B": 9}
@@ -200,6 +203,42 @@ def test_no_tries_left_resets_every_slot_and_boots_nothing(disk: Disk, tmp_path:
     assert slot is None
     assert "no slot has tries left" in console
     assert (written.a_left, written.b_left) == (3, 3)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_sequence_numbers_at_the_top_and_in_foreign_forms_as_both_sides_take_them(
+    disk: Disk, tmp_path: Path, case: SeqCase
+) -> None:
+    """One table (tests/update/seqcases.py) for U-Boot and the box: the copy read, the damage said, the
+    sequence number written; and the box's writer, given the same two copies, writes the same bytes."""
+    copies = case.copies()
+    put(disk, tmp_path, *copies)
+    slot, reading, written, _ = expect_boot(disk)
+    assert (slot, reading.source, reading.damage, written.seq) == (
+        case.slot,
+        case.source,
+        case.damage,
+        case.written,
+    )
+    box = tmp_path / "box"
+    box.mkdir()
+    for index, blob in enumerate(copies):
+        (box / f"bootstate.{index}").write_bytes(blob)
+    BootFiles(box).change(lambda state: bs.boot(state)[1])  # what U-Boot does, by the box's writer
+    for index in (0, 1):
+        assert (box / f"bootstate.{index}").read_bytes() == disk.read_fat(f"bootstate.{index}"), index
+
+
+def test_b_counts_its_tries_down_across_the_wrap_and_falls_back(disk: Disk, tmp_path: Path) -> None:
+    """The old boot.scr wrote ffffffff + 1 as 100000000: a copy neither side reads as newer, so every boot
+    read the same ffffffff copy and spent the same try again: a slot B that never boots never fell back."""
+    trying = bs.set_primary(bs.BootState(("A", "B"), 3, 3, seq=bs.SEQ_MASK), "B")
+    put(disk, tmp_path, bs.encode(replace(trying, seq=bs.SEQ_MASK - 1)), bs.encode(trying))
+    seen = []
+    for _ in range(4):
+        slot, _, written, _ = expect_boot(disk)
+        seen.append((slot, written.b_left, written.seq))
+    assert seen == [("B", 2, 0), ("B", 1, 1), ("B", 0, 2), ("A", 0, 3)]
 
 
 CUTS = int(os.environ.get("MYNABOX_UBOOT_CUTS", "6"))  # 30: ≈ 90 s

@@ -43,10 +43,9 @@ class BootFiles:
         wanted = how(reading.state)
         if wanted == reading.state and reading.damage is bs.Damage.OK:
             return reading.state
-        writes = bs.writes(reading, wanted)
-        for index, state in writes:
-            self.write(index, state)
-        return writes[0][1]  # the copy read from now on
+        state = bs.successor(reading, wanted)
+        self.write(reading.write_to, state)
+        return state
 
     def write(self, index: int, state: bs.BootState) -> None:
         path = self.path(index)

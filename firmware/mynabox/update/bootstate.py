@@ -3,10 +3,18 @@
 Each copy is 512 bytes in U-Boot's `env export -c -s 0x200` form: CRC32 (little endian) of the 508 bytes
 after it, then `name=value` entries each ended by a NUL, sorted by name, then NULs. It holds RAUC's U-Boot
 contract (BOOT_ORDER, BOOT_A_LEFT, BOOT_B_LEFT, numbers in hex as U-Boot's setexpr writes them) and BOOT_SEQ,
-a 32-bit hex sequence number (U-Boot's `itest` compares 32 bits). A writer reads both copies, takes the
-newest valid one and writes the next state with BOOT_SEQ + 1 into the *other* copy, so a power cut at any
-byte damages at most the copy being written and the state before it survives in the other. The rules here
-are the ones image-build/boot/boot.cmd runs under U-Boot; tests run both on the same cases.
+a 32-bit sequence number. A writer reads both copies, takes the newest valid one and writes the next state
+with BOOT_SEQ + 1 into the *other* copy, so a power cut at any byte damages at most the copy being written
+and the state before it survives in the other. The rules here are the ones image-build/boot/boot.cmd runs
+under U-Boot; tests run both on one table of cases (tests/update/seqcases.py).
+
+BOOT_SEQ counts modulo 2^32 and "newest" is serial number arithmetic (RFC 1982): a copy is newer when its
+number is 1 to 2^31 - 1 ahead of the other's, so ffffffff + 1 = 0 is newer than ffffffff, and a copy forged
+(or worn) to ffffffff loses to a real 5, 6 ahead of it. Whatever the two numbers, the successor of the one
+read is 1 ahead of it and wins the next read: no number makes a write lose for ever (exactly 2^31 apart
+is a tie, read as copy 0, as equal numbers are). A BOOT_SEQ is a number only in the one form both writers
+write, lowercase hex without leading zeros, at most 8 digits (`setexpr`'s own output); any other spelling
+makes its copy damaged, reported as such, on both sides.
 
 Pure: bytes in, bytes out; no I/O.
 """
@@ -23,6 +31,7 @@ SIZE = 512
 SLOTS = ("A", "B")
 TRIES = 3  # boot attempts a slot gets when made primary or marked good (RAUC's default)
 SEQ_MASK = 0xFFFFFFFF
+SEQ_HALF = 0x80000000  # serial number arithmetic's window: newer means 1 to SEQ_HALF - 1 ahead
 _NAMES = ("BOOT_ORDER", "BOOT_A_LEFT", "BOOT_B_LEFT", "BOOT_SEQ")
 _MAX_DIGITS = 8
 
@@ -89,11 +98,12 @@ def encode(state: BootState) -> bytes:
 
 
 def decode(blob: bytes) -> BootState:
-    """A copy as U-Boot's `env import -c` and boot.scr take it: whole, checksum right, BOOT_SEQ present.
+    """A copy as U-Boot's `env import -c` and boot.scr take it: whole, checksum right, BOOT_SEQ present and
+    spelt as its writers spell it (`_seq`).
 
-    Values are read as leniently as U-Boot does (a missing field gets RAUC's default, an unreadable count
-    is 0 tries, an unknown slot name is skipped): a copy whose checksum holds was written by one of our two
-    writers, and both sides must pick the same copy."""
+    The other values are read as leniently as U-Boot does (a missing field gets RAUC's default, an
+    unreadable count is 0 tries, an unknown slot name is skipped): a copy whose checksum holds was written by
+    one of our two writers, and both sides must pick the same copy."""
     if len(blob) != SIZE:
         raise BootStateError(f"boot state copy is {len(blob)} bytes, not {SIZE}")
     data = blob[4:]
@@ -104,9 +114,9 @@ def decode(blob: bytes) -> BootState:
         name, sep, value = entry.partition(b"=")
         if sep and name.decode("ascii", "replace") in _NAMES:
             fields[name.decode("ascii")] = value.decode("ascii", "replace")
-    seq = _hex(fields.get("BOOT_SEQ", ""))
+    seq = _seq(fields.get("BOOT_SEQ", ""))
     if seq is None:
-        raise BootStateError("boot state copy has no readable BOOT_SEQ")
+        raise BootStateError("boot state copy has no BOOT_SEQ in the form its writers write")
     # A slot named again changes nothing (U-Boot boots the first with tries left) and is dropped, so the
     # state written next fits its copy however long the order read was.
     named = fields.get("BOOT_ORDER", "")
@@ -117,13 +127,18 @@ def decode(blob: bytes) -> BootState:
         order=order,
         a_left=_left(fields.get("BOOT_A_LEFT")),
         b_left=_left(fields.get("BOOT_B_LEFT")),
-        seq=seq & SEQ_MASK,
+        seq=seq,
     )
 
 
+def newer(seq: int, than: int) -> bool:
+    """`seq` is newer than `than`: 1 to 2^31 - 1 ahead of it, modulo 2^32 (boot.scr: setexpr, then itest)."""
+    return 0 < (seq - than) & SEQ_MASK < SEQ_HALF
+
+
 def read(copy0: bytes | None, copy1: bytes | None) -> Reading:
-    """The newest valid copy (copy 0 on a tie); DEFAULT when both are damaged or missing. A copy is its
-    first SIZE bytes, as boot.scr loads it: a shorter file is damaged, bytes past SIZE are not read."""
+    """The newest valid copy (`newer`; copy 0 on a tie); DEFAULT when both are damaged or missing. A copy is
+    its first SIZE bytes, as boot.scr loads it: a shorter file is damaged, bytes past SIZE are not read."""
     states: list[BootState | None] = []
     for blob in (copy0, copy1):
         try:
@@ -132,7 +147,7 @@ def read(copy0: bytes | None, copy1: bytes | None) -> Reading:
             states.append(None)
     s0, s1 = states
     if s0 is not None and s1 is not None:
-        return Reading(s1, 1, Damage.OK) if s1.seq > s0.seq else Reading(s0, 0, Damage.OK)
+        return Reading(s1, 1, Damage.OK) if newer(s1.seq, s0.seq) else Reading(s0, 0, Damage.OK)
     if s0 is not None:
         return Reading(s0, 0, Damage.COPY1_BAD)
     if s1 is not None:
@@ -141,18 +156,9 @@ def read(copy0: bytes | None, copy1: bytes | None) -> Reading:
 
 
 def successor(reading: Reading, state: BootState) -> BootState:
-    """`state` as the next write after `reading`: one more than the sequence number read."""
+    """`state` as the next write after `reading`, into `reading.write_to`: one more than the sequence number
+    read, modulo 2^32, so always the newer of the two copies."""
     return replace(state, seq=(reading.state.seq + 1) & SEQ_MASK)
-
-
-def writes(reading: Reading, wanted: BootState) -> tuple[tuple[int, BootState], ...]:
-    """The copies to write, in this order, to store `wanted` after `reading`: its successor into the other
-    copy. Past BOOT_SEQ ffffffff (a forged copy: a few writes per boot never get there) a successor would be
-    0 and lose to the copy read forever, so the new state goes into the other copy as 1, then over the copy
-    read as 0: a cut during the first write leaves the old state, during the second the new one."""
-    if reading.source is None or reading.state.seq < SEQ_MASK:
-        return ((reading.write_to, successor(reading, wanted)),)
-    return ((reading.write_to, replace(wanted, seq=1)), (reading.source, replace(wanted, seq=0)))
 
 
 def boot(state: BootState) -> tuple[str | None, BootState]:
@@ -220,6 +226,15 @@ def _hex(text: str) -> int | None:
     if not text or len(text) > _MAX_DIGITS or any(c not in "0123456789abcdefABCDEF" for c in text):
         return None
     return int(text, 16)
+
+
+def _seq(text: str) -> int | None:
+    """BOOT_SEQ as its writers write it (Python's f"{seq:x}", U-Boot's setexpr): boot.scr takes a copy only
+    when `setexpr` of it masked to 32 bits gives back the same text."""
+    if not 0 < len(text) <= _MAX_DIGITS or any(c not in "0123456789abcdef" for c in text):
+        return None
+    value = int(text, 16)
+    return value if f"{value:x}" == text else None
 
 
 def _left(text: str | None) -> int:

@@ -17,6 +17,12 @@ forever (Restart=always, no start limit) except on exit 78, the config or a key 
 failed; so its unit (`UnitState`, what systemd says of it) failed for good, or restarted `max_restarts` times
 without ever having been active since boot, rolls the slot back at once (`DEAD_RULES`). A daemon merely slow
 to start (activating, few restarts) still gets the whole limit.
+
+A daemon hung before READY is ended by the unit's TimeoutStartSec= (the watchdog runs only once READY),
+then restarted and counted like a crash, so the same count catches it: `max_restarts` start timeouts.
+Result=timeout itself cannot be counted: systemd shows it only until the restart (RestartSec=), and the
+next start says success again, so a look every few seconds misses most of them. The unit's timeout is what
+makes a hang cost a few minutes (systemd/README.md sizes it).
 """
 
 from __future__ import annotations
@@ -75,6 +81,8 @@ def last_exit(unit: UnitState) -> str:
         return "its start timed out"
     if unit.result == "watchdog":
         return "its watchdog expired"
+    if unit.result == "success":
+        return "now starting again"  # a new start resets Result: how the last one ended is not said
     return unit.result or "no result"
 
 
