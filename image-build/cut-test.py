@@ -40,7 +40,6 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
@@ -225,11 +224,9 @@ def audit_entries(box: Box) -> int | None:
     return int(found[-1]) if found else None
 
 
-def card_reader(box: Box, into: list[Expected]) -> Callable[[], None]:
-    def read() -> None:
-        into.append(expected_boot(fat_get(box.image, "bootstate.0"), fat_get(box.image, "bootstate.1")))
-
-    return read
+def card_state(image: Path) -> Expected:
+    """What the card's FAT holds now (the power is off): the slot boot.scr must boot, the damage."""
+    return expected_boot(fat_get(image, "bootstate.0"), fat_get(image, "bootstate.1"))
 
 
 def cut(
@@ -261,7 +258,7 @@ def cut(
         hit["backend_span_s"] = span
     held: list[Expected] = []
     text = console.text(since)
-    on = console.power_cut(card_reader(box, held))
+    on = console.power_cut(lambda: held.append(card_state(box.image)))
     hit["landed"] = landed(text)
     hit["backend_seen"] = " | ".join(" ".join(m[:3]) for m in BACKEND_LINE.findall(text))
     return hit, on, held[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import random
 import shutil
+import struct
 import subprocess
 import sys
 from dataclasses import replace
@@ -32,6 +33,7 @@ def cut_test() -> ModuleType:
 
 
 ct = cut_test()
+vmbox = sys.modules["vmbox"]  # imported by cut-test.py: the card helpers
 
 ON_B = bs.BootState(order=("B", "A"), a_left=3, b_left=3, seq=8)  # just made primary by set-primary B
 
@@ -232,3 +234,25 @@ def test_the_table_per_phase() -> None:
         "switch / in-backend: 2 cuts, 1 clean, 160 s a cycle;"
         " landed: set-primary begun 1, set-primary ended 1",
     ]
+
+
+@pytest.mark.skipif(
+    not (shutil.which("mkfs.vfat") and shutil.which("mcopy")), reason="needs dosfstools and mtools"
+)
+def test_the_card_read_while_off(tmp_path: Path) -> None:
+    """The copies as the test reads them from the card (mtools on the FAT partition of an MBR image)."""
+    fat = tmp_path / "fat.img"
+    subprocess.run(["mkfs.vfat", "-C", str(fat), str(8 * 1024)], check=True, capture_output=True)
+    image = tmp_path / "card.img"
+    mbr = bytearray(1 << 20)
+    mbr[446:462] = struct.pack("<BBBBBBBBII", 0, 0, 0, 0, 0x0C, 0, 0, 0, 2048, 16384)
+    mbr[510:512] = b"\x55\xaa"
+    image.write_bytes(bytes(mbr) + fat.read_bytes())
+    assert ct.card_state(image) == ct.expected_boot(None, None)  # no copies: both bad, slot A
+    old, new = copies(ON_B)
+    vmbox.fat_put(image, "bootstate.0", old, tmp_path)
+    vmbox.fat_put(image, "bootstate.1", new, tmp_path)
+    got = ct.card_state(image)
+    assert (got.slot, got.damage) == ("B", "ok") and "seq 8, copy 1 (ok)" in got.state
+    vmbox.fat_put(image, "bootstate.1", new[:100], tmp_path)
+    assert (ct.card_state(image).slot, ct.card_state(image).damage) == ("A", "copy1-bad")
