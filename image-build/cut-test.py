@@ -10,8 +10,8 @@ guest's uptime): nothing else of it changes. Each cut's point is three draws fro
   - switch, after-mark: 0–3 s after RAUC said "Marking target slot … as bootable" (our backend's start,
     its boot-state write, RAUC's status file, the install's end);
   - switch, in-backend: inside our backend's set-primary, the one write that makes the other slot primary:
-    a drawn fraction of the span the last uncut set-primary took (2 s until one was seen), after its
-    begin line;
+    a drawn fraction of the span the last uncut set-primary took (before one was seen whole, the last
+    boot-state write's: mark-good at boot), after its begin line;
   - first-boot: 0–60 s after boot.scr's line for the new slot's first boot (U-Boot, kernel, systemd, the
     daemon's start, the health check).
 Each cut says where it landed (the update's last milestone on the console before the cut, the backend's
@@ -67,15 +67,19 @@ DAMAGE_SAID = "boot.scr found the boot state damaged"
 HEALTHY = re.compile(r"health: slot ([AB]) is healthy")
 # What the box had got to when the power went, in the order an update goes through (console strings; the
 # instrumented backend's begin and end lines count too, as "set-primary begun" etc.).
-MILESTONES = (
-    ("slot-write", "writing data to device"),
-    ("slot-written", "Updating slot rootfs."),
-    ("marked-bootable", BOOTABLE),
-    ("install-ended", "@@install-end-"),
-    ("rebooting", "reboot: Restarting system"),
-    ("new-slot-booting", "mynabox: booting slot "),
-    ("ready", READY),
-    ("marked-good", "is healthy: marked good"),
+MILESTONES = tuple(
+    (label, re.compile(pattern))
+    for label, pattern in (
+        ("slot-write", r"writing data to device"),
+        ("slot-written", r"Updating slot rootfs\."),
+        ("marked-bootable", re.escape(BOOTABLE)),
+        # Not the shell's echo of the typed command ("@@install-end-$((n+0))"): the line it prints.
+        ("install-ended", r"@@install-end-\d+ rc="),
+        ("rebooting", r"reboot: Restarting system"),
+        ("new-slot-booting", r"mynabox: booting slot "),
+        ("ready", re.escape(READY)),
+        ("marked-good", r"is healthy: marked good"),
+    )
 )
 AUDIT = (
     "/opt/mynabox/venv/bin/mynabox audit verify --path /var/lib/mynabox/audit.jsonl"
@@ -137,11 +141,12 @@ def expected_boot(copy0: bytes | None, copy1: bytes | None) -> Expected:
     )
 
 
-def backend_spans(text: str) -> list[float]:
-    """Seconds (guest uptime) each whole set-primary of the instrumented backend took, in order."""
+def backend_spans(text: str, action: str | None = "set-primary") -> list[float]:
+    """Seconds (guest uptime) each whole run of the instrumented backend took (`action`'s, or any write's
+    for None), in order."""
     spans, begun = [], None
-    for action, _slot, what, uptime in BACKEND_LINE.findall(text):
-        if action != "set-primary":
+    for done, _slot, what, uptime in BACKEND_LINE.findall(text):
+        if action is not None and done != action:
             continue
         if what == "begin":
             begun = float(uptime)
@@ -154,7 +159,9 @@ def backend_spans(text: str) -> list[float]:
 def landed(text: str) -> str:
     """The last milestone of the update the console shows before the cut (`text`: from the install's
     start to the power cut); "install-started" when none."""
-    events = [(text.rfind(needle), label) for label, needle in MILESTONES]
+    events = [
+        (max((m.start() for m in pattern.finditer(text)), default=-1), label) for label, pattern in MILESTONES
+    ]
     for m in BACKEND_LINE.finditer(text):
         events.append((m.start(), f"{m.group(1)} {'begun' if m.group(3) == 'begin' else 'ended'}"))
     at, label = max(events, default=(-1, ""))
@@ -248,7 +255,8 @@ def cut(
         console.wait(BOOTABLE, step, since, fail=ended)
         mark = time.monotonic()
     else:
-        spans = backend_spans(console.text())
+        # The last set-primary's span; before one was seen whole, the last write's (mark-good at boot).
+        spans = backend_spans(console.text()) or backend_spans(console.text(), None)
         span = spans[-1] if spans else BACKEND_SPAN_S
         console.wait("mynabox-cut: backend set-primary", step, since, fail=ended)
         mark, delay = time.monotonic(), round(point.value * span, 3)

@@ -176,7 +176,12 @@ BACKEND_TEXT = (
 
 
 def test_where_a_cut_landed() -> None:
-    start = "update install https://10.0.2.2:4000/good.raucb\r\n"
+    # As the console shows the typed command (the shell's echo holds "@@install-end-$((3+0))").
+    start = (
+        "root@mynabox:/# (/opt/mynabox/venv/bin/mynabox update install https://10.0.2.2:4000/good.raucb"
+        " > /run/mynabox-test-install-3.log 2>&1; rc=$?;"
+        ' echo "@@install-end-$((3+0)) rc=$rc" > /dev/ttyAMA0)\r\n'
+    )
     assert ct.landed(start) == "install-started"
     writing = start + "rauc[300]: writing data to device /dev/vda3\r\n"
     assert ct.landed(writing) == "slot-write"
@@ -198,6 +203,7 @@ def test_backend_spans() -> None:
         "mynabox-cut: backend set-state B end rc=0 101.00\r\n"
     )
     assert ct.backend_spans(text + BACKEND_TEXT) == [1.76]
+    assert ct.backend_spans(text + BACKEND_TEXT, None) == [1.0, 1.76]
     assert ct.backend_spans(BACKEND_TEXT.splitlines()[1]) == []  # begun, never ended (cut)
 
 
