@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import logging
 import socket
@@ -29,7 +28,7 @@ import threading
 from collections.abc import Callable
 from datetime import date
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -40,6 +39,7 @@ from cryptography.x509.oid import NameOID
 from mynabox.summary.model import Summary
 from mynabox.summary.port import Found, LookupResult, NotRegistered, Unavailable
 from mynabox_testkit import patients
+from mynabox_testkit.tlshttp import TlsHttpServer
 
 log = logging.getLogger(__name__)
 
@@ -209,10 +209,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _unsupported  # noqa: N815 (http.server's names)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = True
-
+class _Server(TlsHttpServer):
     def __init__(
         self,
         address: tuple[str, int],
@@ -220,39 +217,15 @@ class _Server(ThreadingHTTPServer):
         today: Callable[[], date],
         idle_timeout_s: float,
     ) -> None:
-        super().__init__(address, _Handler)
-        self._context = context
+        super().__init__(address, _Handler, context)
         self.today = today
         self.idle_timeout_s = idle_timeout_s
         self.stats = {"connections": 0, "resumed": 0}
-        self._live: set[socket.socket] = set()
-        self._lock = threading.Lock()
 
     def count(self, *, resumed: bool) -> None:
         with self._lock:
             self.stats["connections"] += 1
             self.stats["resumed"] += int(resumed)
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, addr = self.socket.accept()
-        # Handshake in the request's thread (see _Handler.setup): a stalled client cannot block accept().
-        tls = self._context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        with self._lock:
-            self._live.add(tls)
-        return tls, addr
-
-    def close_request(self, request: Any) -> None:
-        with self._lock:
-            self._live.discard(request)
-        super().close_request(request)
-
-    def hang_up_all(self) -> None:
-        """End every kept-alive connection (their threads wait for a next request otherwise)."""
-        with self._lock:
-            live = list(self._live)
-        for sock in live:
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's: no TLS state touched
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Failed handshakes (no client certificate, wrong CA), resets and timeouts end up here.

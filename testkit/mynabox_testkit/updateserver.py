@@ -17,18 +17,19 @@ end with 416; handshakes and reads run in the request's own thread under a timeo
 
 from __future__ import annotations
 
-import contextlib
 import re
 import socket
 import ssl
 import sys
 import threading
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from mynabox_testkit.tlshttp import TlsHttpServer
 
 IO_TIMEOUT_S = 60.0
 CHUNK = 256 * 1024
@@ -91,8 +92,9 @@ class _Handler(BaseHTTPRequestHandler):
                 f.seek(start)
                 left = length
                 while left > 0 and (chunk := f.read(min(CHUNK, left))):
-                    self.wfile.write(chunk)
+                    # Counted before it goes: a client that has read it all may ask for the count at once.
                     self.server.count(name, len(chunk))
+                    self.wfile.write(chunk)
                     left -= len(chunk)
 
     def _empty(self, status: int, headers: dict[str, str] | None = None) -> None:
@@ -109,44 +111,20 @@ class _Handler(BaseHTTPRequestHandler):
     do_PUT = do_POST = do_DELETE = do_PATCH = do_OPTIONS = _unsupported  # noqa: N815
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = True
+class _Server(TlsHttpServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], context: ssl.SSLContext, root: Path, log: Any) -> None:
-        super().__init__(address, _Handler)
-        self._context = context
+        super().__init__(address, _Handler, context)
         self.root = root
         self.log = log
         self.bytes: dict[str, int] = {}
         self.gets: dict[str, int] = {}
-        self._lock = threading.Lock()
-        self._live: set[socket.socket] = set()
 
     def count(self, name: str, sent: int, *, request: bool = False) -> None:
         with self._lock:
             self.bytes[name] = self.bytes.get(name, 0) + sent
             self.gets[name] = self.gets.get(name, 0) + int(request)
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, addr = self.socket.accept()
-        tls = self._context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        with self._lock:
-            self._live.add(tls)
-        return tls, addr
-
-    def close_request(self, request: Any) -> None:
-        with self._lock:
-            self._live.discard(request)
-        super().close_request(request)
-
-    def hang_up_all(self) -> None:
-        with self._lock:
-            live = list(self._live)
-        for sock in live:
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Failed handshakes (no client certificate, another CA), resets and timeouts.
