@@ -19,6 +19,7 @@ the test's kernel words (a root shell on the serial console for the checks; boot
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.util
 import json
 import os
@@ -248,11 +249,16 @@ def test_modules(out: Path, given: Path | None) -> Path:
     """gpiosim.ko and i2c-stub.ko for the image's kernel: built once into the image cache (minutes)."""
     krel = kernel_release(out)
     modules = given or Path(os.environ.get("MYNABOX_IMAGE_CACHE", HERE / "cache"), "kmod", krel)
-    if not (modules / "gpiosim.ko").exists() or not (modules / "i2c-stub.ko").exists():
-        print(
-            f"boot-test: building gpio-sim and i2c-stub for {krel} in {modules} (once: minutes)", flush=True
-        )
-        subprocess.run([HERE / "gpio-sim/build-module.sh", krel, modules], check=True)
+    modules.parent.mkdir(parents=True, exist_ok=True)
+    # One build at a time: image tests started together each built them (≈ 30 min of CPU apiece under load).
+    with (modules.parent / f".{krel}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (modules / "gpiosim.ko").exists() or not (modules / "i2c-stub.ko").exists():
+            print(
+                f"boot-test: building gpio-sim and i2c-stub for {krel} in {modules} (once: minutes)",
+                flush=True,
+            )
+            subprocess.run([HERE / "gpio-sim/build-module.sh", krel, modules], check=True)
     return modules
 
 
