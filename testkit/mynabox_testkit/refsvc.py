@@ -24,13 +24,11 @@ import logging
 import socket
 import ssl
 import sys
-import threading
 from collections.abc import Callable
 from datetime import date
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from cryptography import x509
@@ -39,7 +37,7 @@ from cryptography.x509.oid import NameOID
 from mynabox.summary.model import Summary
 from mynabox.summary.port import Found, LookupResult, NotRegistered, Unavailable
 from mynabox_testkit import patients
-from mynabox_testkit.tlshttp import TlsHttpServer
+from mynabox_testkit.tlshttp import ThreadedService, TlsHttpServer, server_context
 
 log = logging.getLogger(__name__)
 
@@ -233,17 +231,11 @@ class _Server(TlsHttpServer):
         log.info("connection dropped: %s", type(exc).__name__ if exc else "unknown")
 
 
-def server_context(cert_file: Path | str, key_file: Path | str, client_ca_file: Path | str) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert_file, key_file)
-    ctx.load_verify_locations(cafile=client_ca_file)
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
-
-
-class ReferenceService:
+class ReferenceService(ThreadedService):
     """The service on 127.0.0.1; `port=0` picks a free port. `today=None` means the real date per request."""
+
+    thread_name = "refsvc"
+    _server: _Server
 
     def __init__(
         self,
@@ -258,8 +250,7 @@ class ReferenceService:
     ) -> None:
         context = server_context(cert_file, key_file, client_ca_file)
         today_fn = (lambda: today) if today else date.today
-        self._server = _Server((host, port), context, today_fn, idle_timeout_s)
-        self._thread: threading.Thread | None = None
+        super().__init__(_Server((host, port), context, today_fn, idle_timeout_s))
 
     @property
     def stats(self) -> dict[str, int]:
@@ -271,38 +262,12 @@ class ReferenceService:
         self._server.hang_up_all()
 
     @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
     def base_url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
     def serve_forever(self, poll_interval: float = 0.2) -> None:
         self._server.serve_forever(poll_interval=poll_interval)
 
-    def start(self) -> ReferenceService:
-        # A short poll interval makes stop() quick in tests.
-        self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), name="refsvc", daemon=True)
-        self._thread.start()
-        return self
-
     def shutdown(self) -> None:
         """Stop serving (from another thread than serve_forever's)."""
         self._server.shutdown()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=10)
-            self._thread = None
-        self._server.hang_up_all()
-        self._server.server_close()
-
-    def __enter__(self) -> ReferenceService:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -21,15 +21,13 @@ import re
 import socket
 import ssl
 import sys
-import threading
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from mynabox_testkit.tlshttp import TlsHttpServer
+from mynabox_testkit.tlshttp import ThreadedService, TlsHttpServer, server_context
 
 IO_TIMEOUT_S = 60.0
 CHUNK = 256 * 1024
@@ -133,9 +131,12 @@ class _Server(TlsHttpServer):
             self.log(f"connection dropped: {type(exc).__name__ if exc else 'unknown'}")
 
 
-class UpdateServer:
+class UpdateServer(ThreadedService):
     """Serves `root`'s files on `host` (0.0.0.0 for a qemu guest's 10.0.2.2); `port=0` picks a free port.
     `log` (optional) gets one line per request (no client names)."""
+
+    thread_name = "update-server"
+    _server: _Server
 
     def __init__(
         self,
@@ -148,17 +149,7 @@ class UpdateServer:
         port: int = 0,
         log: Any = None,
     ) -> None:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(cert, key)
-        context.load_verify_locations(cafile=client_ca)
-        context.verify_mode = ssl.CERT_REQUIRED
-        self._server = _Server((host, port), context, root, log)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
+        super().__init__(_Server((host, port), server_context(cert, key, client_ca), root, log))
 
     @property
     def server_address(self) -> tuple[str, int]:
@@ -176,26 +167,3 @@ class UpdateServer:
     def requests(self, name: str) -> int:
         with self._server._lock:
             return self._server.gets.get(name, 0)
-
-    def start(self) -> UpdateServer:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="update-server", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=10)
-            self._thread = None
-        self._server.hang_up_all()
-        self._server.server_close()
-
-    def __enter__(self) -> UpdateServer:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
