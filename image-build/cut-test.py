@@ -365,23 +365,16 @@ def main() -> int:
     with launch(
         options, on_card=lambda image: ut.make_bundles(image, work, signer, served, figures, names=("good",))
     ) as box:
-        console = box.console
         v = box.work / "vehicle" / "summary"
         with ut.update_server(served, v / "server.pem", v / "server.key", v / "ca.pem") as server:
             url = f"https://10.0.2.2:{server.server_address[1]}/good.raucb"
-            if console.wait("is healthy: marked good", args.timeout) is None:
-                print("cut-test: the first boot did not come up healthy")
-                diagnose(console)
-                return 1
             # The update test's config (idle switch after 0.5 min, test mode for the tap), then one tap so
             # the audit chain and the outbox hold a read before the cuts.
-            since = console.mark()
-            box.sh(
-                f"sed -i -e 's/^\\[device\\]$/[device]\\ntest_mode = true/' {ut.IDENTITY}/config.toml"
-                f" && printf '\\n[update]\\nidle_min = 0.5\\n{bt.READER}' >> {ut.IDENTITY}/config.toml"
-                " && systemctl restart mynabox.service"
+            ready = ut.ready_for_updates(
+                box, bt, "cut-test", timeout=args.timeout, step=args.step_timeout, figures=figures
             )
-            console.wait(READY, args.step_timeout, since)
+            if not ready:
+                return 1
             reader = VscardCard(VirtualMyNumberCard(patient("healthy").card_id), port=box.ccid_port).connect()
             try:
                 print("cut-test: a tap before the cuts:", json.dumps(ut.tap(box, bt, reader, "healthy")))

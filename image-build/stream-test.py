@@ -152,22 +152,9 @@ def main() -> int:
         console = box.console
         v = box.work / "vehicle" / "summary"
         with ut.update_server(served, v / "server.pem", v / "server.key", v / "ca.pem") as server:
-            if (
-                console.wait(READY, args.timeout) is None
-                or console.wait(ut.HEALTHY.format(slot="A"), step) is None
+            if not ut.ready_for_updates(
+                box, None, "stream-test", timeout=args.timeout, step=step, figures=figures
             ):
-                print("stream-test: slot A did not come up healthy")
-                diagnose(console)
-                return 1
-            figures["first_boot_healthy_s"] = console.elapsed()
-            since = console.mark()
-            box.sh(
-                f"printf '\\n[update]\\nidle_min = 0.5\\n' >> {ut.IDENTITY}/config.toml"
-                " && systemctl restart mynabox.service"
-            )
-            if console.wait(READY, step, since) is None:
-                print("stream-test: the daemon did not take the [update] settings")
-                diagnose(console)
                 return 1
             print(
                 "stream-test: the box's RAUC:",

@@ -237,6 +237,37 @@ def wait_slot(box: Box, slot: str, since: int, timeout: float) -> int | None:
     return box.console.wait(f"mynabox: booting slot {slot} ", timeout, since)
 
 
+def settings_line(config: str, reader: str | None) -> str:
+    """The shell line that gives the box's config the update tests' settings and restarts the daemon:
+    `[update] idle_min = 0.5` and, with the boot test's `reader` section (taps), `test_mode = true`."""
+    taps = "" if reader is None else f"sed -i -e 's/^\\[device\\]$/[device]\\ntest_mode = true/' {config} && "
+    return (
+        f"{taps}printf '\\n[update]\\nidle_min = 0.5\\n{reader or ''}' >> {config}"
+        " && systemctl restart mynabox.service"
+    )
+
+
+def ready_for_updates(
+    box: Box, bt: ModuleType | None, who: str, *, timeout: float, step: float, figures: dict[str, object]
+) -> bool:
+    """Slot A up and marked good by the health check, then the test copy's config (settings_line, with the
+    boot test's reader section when `bt` is given: taps), the daemon restarted and READY again. False,
+    said and diagnosed, otherwise."""
+    console = box.console
+    if console.wait(READY, timeout) is None or console.wait(HEALTHY.format(slot="A"), step) is None:
+        print(f"{who}: slot A did not come up healthy")
+        diagnose(console)
+        return False
+    figures["first_boot_healthy_s"] = console.elapsed()
+    since = console.mark()
+    box.sh(settings_line(f"{IDENTITY}/config.toml", None if bt is None else bt.READER))
+    if console.wait(READY, step, since) is None:
+        print(f"{who}: the daemon did not take the [update] settings")
+        diagnose(console)
+        return False
+    return True
+
+
 def update_box(
     work: Path,
     *,
@@ -318,25 +349,9 @@ def main() -> int:
         v = box.work / "vehicle" / "summary"
         with update_server(served, v / "server.pem", v / "server.key", v / "ca.pem") as server:
             port = server.port
-            if (
-                console.wait(READY, args.timeout) is None
-                or console.wait(HEALTHY.format(slot="A"), step) is None
+            if not ready_for_updates(
+                box, bt, "update-test", timeout=args.timeout, step=step, figures=figures
             ):
-                print("update-test: slot A did not come up healthy")
-                diagnose(console)
-                return 1
-            figures["first_boot_healthy_s"] = console.elapsed()
-            # The test copy's config: switch after 0.5 min idle; test mode and short reads for the taps
-            # (the boot test's: the virtual card's certificate is from the test CA).
-            since = console.mark()
-            box.sh(
-                f"sed -i -e 's/^\\[device\\]$/[device]\\ntest_mode = true/' {IDENTITY}/config.toml"
-                f" && printf '\\n[update]\\nidle_min = 0.5\\n{bt.READER}' >> {IDENTITY}/config.toml"
-                " && systemctl restart mynabox.service"
-            )
-            if console.wait(READY, step, since) is None:
-                print("update-test: the daemon did not take the [update] settings")
-                diagnose(console)
                 return 1
 
             if "refusals" in parts and not refusals(box, port, 10, figures):

@@ -5,6 +5,7 @@ says (the same text the test looks for on the emulated box's console)."""
 from __future__ import annotations
 
 import importlib.util
+import random
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from mynabox.update import bundle, formats
+from mynabox.update import formats
 
 IMAGE_BUILD = Path(__file__).resolve().parents[2] / "image-build"
 pytestmark = pytest.mark.skipif(shutil.which("debugfs") is None, reason="needs e2fsprogs")
@@ -61,21 +62,40 @@ def test_each_edit_breaks_what_it_names_and_nothing_else(tmp_path: Path) -> None
         assert init.startswith(b"\x7fELF") == (name != "panic"), name
 
 
-def test_each_refused_bundles_reason_is_the_firmwares_own() -> None:
+@pytest.mark.skipif(shutil.which("rauc") is None, reason="needs rauc (scripts/install-deps.sh)")
+def test_each_refused_bundles_reason_is_the_firmwares_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reasons the update test looks for on the box's console, from the firmware's own check: each
+    REFUSED bundle made with the test's arguments (a small tree) and checked by `update check-bundle` with
+    the host's RAUC, running the firmware's version as the image does; newer-outbox by its pure rule (its
+    real refusal after RAUC's write is tests/update/test_install.py's)."""
+    import mynabox
+    from mynabox.cli import main
+    from update.conftest import make_signer, system_conf_for_test
+
     ut = update_test()
-    reasons = {name: reason for name, (reason, _args) in ut.REFUSED.items()}
-    with pytest.raises(bundle.BundleRefused) as board:
-        bundle.check(bundle.BundleInfo("mynabox-other-board", "0.3.0", None), compatible="mynabox-rpi-arm64",
-                     running="0.2.0")  # fmt: skip
-    assert reasons["other-board"] in str(board.value)
-    with pytest.raises(bundle.BundleRefused) as older:
-        bundle.check(bundle.BundleInfo("mynabox-rpi-arm64", "0.0.1", None), compatible="mynabox-rpi-arm64",
-                     running="0.2.0")  # fmt: skip
-    assert reasons["older"] in str(older.value)
-    why = formats.refusal(formats.OutboxFormat(2, 2), running_schema=1)
-    assert why is not None and reasons["newer-outbox"] in why
-    source = (Path(__file__).resolve().parents[2] / "firmware/mynabox/commands/update.py").read_text()
-    assert f'f"{reasons["stranger"]}: ' in source
+    signer = make_signer(tmp_path / "pki", "fleet")
+    conf = system_conf_for_test(tmp_path, signer.ca, tmp_path / "backend", (tmp_path / "a", tmp_path / "b"))
+    tree = tmp_path / "tree" / "etc"
+    tree.mkdir(parents=True)
+    (tree / "mynabox-release").write_bytes(random.Random(1).randbytes(64 * 1024))  # > one 4 KiB block
+    for name, (reason, args) in ut.REFUSED.items():
+        if name == "newer-outbox":
+            why = formats.refusal(formats.OutboxFormat(2, 2), running_schema=1)
+            assert why is not None and reason in why
+            continue
+        by = make_signer(tmp_path / name, name) if name == "stranger" else signer
+        out = tmp_path / f"{name}.raucb"
+        subprocess.run(
+            [IMAGE_BUILD / "make-bundle", "--tree", str(tmp_path / "tree"), "--cert", str(by.cert),
+             "--key", str(by.key), *args, "--out", str(out)],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        capsys.readouterr()
+        argv = ["update", "check-bundle", str(out), "--conf", str(conf), "--running", mynabox.__version__]
+        assert main(argv) == 1, name
+        assert reason in capsys.readouterr().err, name
 
 
 def test_install_lines_include_one_that_follows_the_shells_prompt() -> None:
@@ -91,3 +111,25 @@ def test_install_lines_include_one_that_follows_the_shells_prompt() -> None:
         "install: refused: RAUC refused it: signature verification failed",
         "install: fetched 253355127 bytes from the update server",
     ]
+
+
+@pytest.mark.parametrize("taps", [True, False], ids=["update-and-cut-test", "stream-test"])
+def test_the_settings_line_gives_the_config_what_the_tests_need(tmp_path: Path, taps: bool) -> None:
+    """The line the update, stream and cut tests run in the guest, run here by bash on a config of the
+    image's shape (the daemon's restart left out): the result must be TOML with their settings."""
+    import tomllib
+
+    ut = update_test()
+    spec = importlib.util.spec_from_file_location("boot_test", IMAGE_BUILD / "boot-test.py")
+    assert spec is not None and spec.loader is not None
+    bt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bt)
+    config = tmp_path / "config.toml"
+    config.write_text('[device]\nid = "amb-1"\n\n[storage]\nstate_dir = "/var/lib/mynabox"\n')
+    line = ut.settings_line(str(config), bt.READER if taps else None)
+    assert line.endswith(" && systemctl restart mynabox.service")
+    subprocess.run(["bash", "-c", line.removesuffix(" && systemctl restart mynabox.service")], check=True)
+    got = tomllib.loads(config.read_text())
+    assert got["update"] == {"idle_min": 0.5}
+    assert got["device"] == ({"test_mode": True, "id": "amb-1"} if taps else {"id": "amb-1"})
+    assert got.get("reader") == ({"extended_apdu": "off"} if taps else None)
