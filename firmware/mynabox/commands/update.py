@@ -260,22 +260,12 @@ def _check_bundle(args: argparse.Namespace) -> int:
 def _verdict(path: Path, conf_path: Path, running: str | None, force_older: bool) -> tuple[Any, str]:
     """RAUC's signature check, the payload against its hash tree, board and version: (info, verdict) or
     BundleRefused with the reason. Nothing is written."""
-    import subprocess
 
     import mynabox
     from mynabox.update import bundle
-    from mynabox.update.text import printable
 
     compatible = _compatible(conf_path)
-    done = subprocess.run(
-        ["rauc", "-c", str(conf_path), "info", "--output-format=json", str(path)],
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise bundle.BundleRefused(f"RAUC refused it: {printable(_last_line(done.stderr))}")
-    info = bundle.parse_info(done.stdout.decode("utf-8", "replace"))
+    info = _rauc_info(conf_path, [str(path)])
     _check_payload(path)
     verdict = bundle.check(
         info, compatible=compatible, running=running or mynabox.__version__, force_older=force_older
@@ -376,25 +366,15 @@ def _install_file(args: argparse.Namespace, path: Path) -> str:
 def _install_streamed(args: argparse.Namespace, url: str) -> str:
     """RAUC streams the bundle from the update server: the signature (RAUC's check) and the manifest first,
     board and version ours, then the install reads what it needs. Returns its version."""
-    import subprocess
 
     import mynabox
     from mynabox.adapters import streaming
     from mynabox.update import bundle, stream
-    from mynabox.update.text import printable
 
     user = stream.sandbox_user(_read_small(args.conf))
     compatible = _compatible(args.conf)
     with streaming.sandbox_tls(user, ca=args.ca, cert=args.cert, key=args.key, run_dir=args.run_dir) as tls:
-        done = subprocess.run(
-            ["rauc", "-c", str(args.conf), "info", "--output-format=json", *tls.rauc_args(), url],
-            capture_output=True,
-            timeout=300,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise bundle.BundleRefused(f"RAUC refused it: {printable(_last_line(done.stderr))}")
-        info = bundle.parse_info(done.stdout.decode("utf-8", "replace"))
+        info = _rauc_info(args.conf, [*tls.rauc_args(), url])
         verdict = bundle.check(
             info,
             compatible=compatible,
@@ -407,11 +387,28 @@ def _install_streamed(args: argparse.Namespace, url: str) -> str:
 
 
 def _compatible(conf_path: Path) -> str:
-    import configparser
+    from mynabox.update import raucconf
 
-    conf = configparser.ConfigParser(interpolation=None, strict=False)
-    conf.read_string(_read_small(conf_path))
-    return conf.get("system", "compatible")
+    return raucconf.compatible(raucconf.parse(_read_small(conf_path)))
+
+
+def _rauc_info(conf_path: Path, source: list[str]) -> Any:
+    """`rauc info` of a bundle (a file, or a URL with the streaming TLS options): RAUC checks the signature;
+    its manifest read strictly (BundleInfo), or BundleRefused with RAUC's reason."""
+    import subprocess
+
+    from mynabox.update import bundle
+    from mynabox.update.text import printable
+
+    done = subprocess.run(
+        ["rauc", "-c", str(conf_path), "info", "--output-format=json", *source],
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise bundle.BundleRefused(f"RAUC refused it: {printable(_last_line(done.stderr))}")
+    return bundle.parse_info(done.stdout.decode("utf-8", "replace"))
 
 
 def _rauc_install(what: list[str], timeout: float, version: str) -> None:
@@ -445,10 +442,11 @@ def _check_new_slot(conf_path: Path, cmdline: Path, version: str) -> None:
 
     from mynabox.adapters import outbox, slotfiles
     from mynabox.update import bootstate as bs
-    from mynabox.update import bundle, formats
+    from mynabox.update import bundle, formats, raucconf
 
     try:
-        device = _other_slot_device(_read_small(conf_path), bs.booted_slot(_read_small(cmdline)))
+        conf = raucconf.parse(_read_small(conf_path))
+        device = Path(raucconf.other_slot_device(conf, bs.booted_slot(_read_small(cmdline))))
         where = f"{slotfiles.site_packages(device)}/{formats.PATH}"
         new = formats.parse(slotfiles.read_text(device, where, formats.MAX_BYTES))
         why = formats.refusal(new, running_schema=outbox.SCHEMA_VERSION)
@@ -472,24 +470,6 @@ def _check_new_slot(conf_path: Path, cmdline: Path, version: str) -> None:
     if marked.returncode != 0:  # the idle switch waits for this command's lock: say it loudly
         raise _InstallFailed(f"{why}; marking the slot bad FAILED ({_last_line(marked.stderr)})", version)
     raise bundle.BundleRefused(f"{why} (the written slot is marked bad: it is not booted)")
-
-
-def _other_slot_device(conf_text: str, booted: str | None) -> Path:
-    """The device of the slot that is not booted, from RAUC's system.conf (two rootfs slots)."""
-    import configparser
-
-    from mynabox.update import bundle
-
-    conf = configparser.ConfigParser(interpolation=None, strict=False)
-    conf.read_string(conf_text)
-    others = [
-        conf.get(name, "device", fallback="")
-        for name in conf.sections()
-        if name.startswith("slot.rootfs.") and conf.get(name, "bootname", fallback=None) != booted
-    ]
-    if booted is None or len(others) != 1 or not others[0]:
-        raise bundle.BundleRefused("the slot just written cannot be told from the booted one (rauc.slot=)")
-    return Path(others[0])
 
 
 def _result(args: argparse.Namespace, result: str, version: str, detail: str) -> int:

@@ -19,6 +19,7 @@ import configparser
 import re
 
 from mynabox.record import record
+from mynabox.update import raucconf
 from mynabox.update.bundle import BundleRefused
 
 MODES = ("auto", "always", "never")
@@ -72,9 +73,8 @@ def choose(mode: str, can: Capability) -> Choice:
 def sandbox_user(system_conf: str) -> str:
     """The user RAUC's streaming helper runs as (system.conf's `[streaming] sandbox-user`, else RAUC's
     default): the box's TLS key must be readable by that user alone during the install."""
-    conf = configparser.ConfigParser(interpolation=None, strict=False)
     try:
-        conf.read_string(system_conf)
+        conf = raucconf.parse(system_conf)
     except configparser.Error:
         raise BundleRefused("RAUC's system.conf cannot be read") from None
     user = conf.get("streaming", "sandbox-user", fallback=DEFAULT_SANDBOX_USER).strip()
