@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 
 from mynabox.adapters import streaming
 from mynabox_testkit.tlsfiles import TestPki, make_test_pki
+from support.rundir import passable_dir
 
 ROOT = os.geteuid() == 0
 USER = "nobody"
@@ -23,13 +22,8 @@ USER = "nobody"
 
 @pytest.fixture
 def open_dir() -> Iterator[Path]:
-    """A directory every user can pass through, as /run is (pytest's own tmp is root's alone)."""
-    path = Path(tempfile.mkdtemp(prefix="mynabox-test-stream-", dir="/tmp"))
-    path.chmod(0o755)
-    try:
+    with passable_dir("mynabox-test-stream-") as path:
         yield path
-    finally:
-        shutil.rmtree(path)
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +29,7 @@ from mynabox.update import bootstate as bs
 from mynabox.update import lastresult
 from mynabox_testkit.tlsfiles import TestPki, make_test_pki
 from mynabox_testkit.updateserver import UpdateServer
+from support.rundir import passable_dir
 
 from .conftest import RaucBox, Signer, make_signer, rauc_service, rauc_service_missing
 from .test_bundle import make
@@ -66,13 +66,9 @@ def rauc_113(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def open_run() -> Iterator[Path]:
-    """The command's /run (the TLS copies for RAUC's helper go there): passable by every user, as /run is."""
-    path = Path(tempfile.mkdtemp(prefix="mynabox-test-run-", dir="/tmp"))
-    path.chmod(0o755)
-    try:
+    """The command's /run (the TLS copies for RAUC's helper go there)."""
+    with passable_dir("mynabox-test-run-") as path:
         yield path
-    finally:
-        shutil.rmtree(path)
 
 
 @pytest.fixture
