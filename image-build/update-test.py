@@ -268,6 +268,46 @@ def ready_for_updates(
     return True
 
 
+def rolled_back(
+    box: Box,
+    server: UpdateServer,
+    url: str,
+    n: int,
+    name: str,
+    *,
+    within: float,
+    figures: dict[str, object],
+) -> int | None:
+    """Installs bundle `name` (install number `n`); the box must switch to B at idle and come back to A by
+    itself within `within` s: READY there and A marked good; its figures `{name}_…` into `figures`. The
+    console's offset at the switch, or None (said and diagnosed)."""
+    console, step = box.console, box.options.step_timeout
+    since = console.mark()
+    t0 = time.monotonic()
+    started = start_install(box, url, n)
+    installed = end_install(box, n, started, t0, figures=figures, name=name)
+    figures[f"{name}_bytes_sent"] = server.sent(f"{name}.raucb")
+    if installed is None:
+        return None
+    switched = wait_slot(box, "B", since, step)
+    t_switch = time.monotonic()
+    if switched is None:
+        print(f"update-test: no switch to slot B after the {name} bundle")
+        diagnose(console)
+        return None
+    figures[f"{name}_installed_to_switch_s"] = round(t_switch - installed, 1)
+    back = wait_slot(box, "A", switched, within)
+    if back is None or console.wait(READY, step, back) is None:
+        print(f"update-test: the {name} slot did not roll back to A")
+        diagnose(console)
+        return None
+    figures[f"{name}_switch_to_ready_on_a_s"] = round(time.monotonic() - t_switch, 1)
+    if console.wait(HEALTHY.format(slot="A"), step, back) is None:
+        print(f"update-test: slot A not marked good after the {name} bundle")
+        return None
+    return switched
+
+
 def update_box(
     work: Path,
     *,
@@ -361,57 +401,24 @@ def main() -> int:
 
             if "bad" in parts:
                 # The bad bundle: installed, switched at idle, never READY on B, back to A by itself.
-                since = console.mark()
-                t0 = time.monotonic()
-                started = start_install(box, f"https://10.0.2.2:{port}/bad.raucb", 1)
-                installed = end_install(box, 1, started, t0, figures=figures, name="bad")
-                figures["bad_bytes_sent"] = server.sent("bad.raucb")
-                if installed is None:
+                url = f"https://10.0.2.2:{port}/bad.raucb"
+                within = step + args.health_limit_min * 60
+                back = rolled_back(box, server, url, 1, "bad", within=within, figures=figures)
+                if back is None:
                     return 1
-                switched = wait_slot(box, "B", since, step)
-                t_switch = time.monotonic()
-                if switched is None:
-                    print("update-test: no switch to slot B after the bad bundle")
-                    diagnose(console)
-                    return 1
-                figures["bad_installed_to_switch_s"] = round(t_switch - installed, 1)
-                back = wait_slot(box, "A", switched, step + args.health_limit_min * 60)
-                ready_a = None if back is None else console.wait(READY, step, back)
-                if ready_a is None:
-                    print("update-test: the bad slot did not roll back to A")
-                    diagnose(console)
-                    return 1
-                figures["rollback_switch_to_ready_on_a_s"] = round(time.monotonic() - t_switch, 1)
                 print(
-                    "update-test: rolled back:",
-                    " | ".join(re.findall(r"health: .*", console.text(switched))[:4]),
+                    "update-test: rolled back:", " | ".join(re.findall(r"health: .*", console.text(back))[:4])
                 )
-                if console.wait(HEALTHY.format(slot="A"), step, back or 0) is None:
-                    print("update-test: slot A not marked good after the rollback")
-                    return 1
 
             if "panic" in parts:
                 # The panicking kernel: switched at idle; each of B's tries panics (init dies); U-Boot
                 # boots A.
-                since = console.mark()
-                t0 = time.monotonic()
-                started = start_install(box, f"https://10.0.2.2:{port}/panic.raucb", 3)
-                if end_install(box, 3, started, t0, figures=figures, name="panic") is None:
+                url = f"https://10.0.2.2:{port}/panic.raucb"
+                back = rolled_back(box, server, url, 3, "panic", within=3 * step, figures=figures)
+                if back is None:
                     return 1
-                switched = wait_slot(box, "B", since, step)
-                t_switch = time.monotonic()
-                back = None if switched is None else wait_slot(box, "A", switched, 3 * step)
-                ready_a = None if back is None else console.wait(READY, step, back)
-                panics = console.text(switched or since).count("Kernel panic")
-                print(f"update-test: the panicking kernel: {panics} panics, back on A: {ready_a is not None}")
-                if ready_a is None:
-                    diagnose(console)
-                    return 1
-                figures["panic_switch_to_ready_on_a_s"] = round(time.monotonic() - t_switch, 1)
-                figures["panic_tries_seen"] = panics
-                if console.wait(HEALTHY.format(slot="A"), step, back or 0) is None:
-                    print("update-test: slot A not marked good after the panicking kernel")
-                    return 1
+                figures["panic_tries_seen"] = console.text(back).count("Kernel panic")
+                print(f"update-test: the panicking kernel: {figures['panic_tries_seen']} panics, back on A")
 
             if "good" in parts:
                 # The good bundle: a tap at idle, then the install with a tap while RAUC writes slot B; then
