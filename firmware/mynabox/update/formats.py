@@ -12,6 +12,7 @@ Pure: the file's text in, a decision out. The text comes from the new slot: host
 from __future__ import annotations
 
 import json
+from typing import TypeGuard
 
 from mynabox.record import record
 
@@ -40,12 +41,15 @@ def parse(text: str) -> OutboxFormat:
     if not isinstance(outbox, dict):
         raise FormatsError("storage-formats.json has no outbox object")
     schema, oldest = outbox.get("schema"), outbox.get("oldest_reader")
-    if not all(type(n) is int and 1 <= n <= 1_000_000 for n in (schema, oldest)):
+    if not (_schema_number(schema) and _schema_number(oldest)):
         raise FormatsError("the outbox's schema and oldest_reader must be whole numbers from 1")
-    assert isinstance(schema, int) and isinstance(oldest, int)
     if oldest > schema:
         raise FormatsError(f"oldest_reader {oldest} is newer than the schema {schema}")
     return OutboxFormat(schema, oldest)
+
+
+def _schema_number(value: object) -> TypeGuard[int]:
+    return type(value) is int and 1 <= value <= 1_000_000  # bool is an int subclass: refused by `is`
 
 
 def refusal(new: OutboxFormat, *, running_schema: int) -> str | None:
