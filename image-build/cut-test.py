@@ -31,7 +31,6 @@ Run as root with the project's venv:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import random
@@ -48,7 +47,7 @@ from types import ModuleType
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
-from vmbox import READY, SLOT_LINE, Box, boot_test, diagnose, fat_get, launch  # noqa: E402
+from vmbox import READY, SLOT_LINE, Box, boot_test, diagnose, fat_get, launch, script  # noqa: E402
 
 from mynabox.update import bootstate as bs  # noqa: E402
 from mynabox_testkit.mynacard import VirtualMyNumberCard  # noqa: E402
@@ -206,11 +205,7 @@ def verdict(
 
 
 def update_test() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("update_test", HERE / "update-test.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script("update-test")
 
 
 def instrumented_backend(source: Path, dest: Path) -> Path:

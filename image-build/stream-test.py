@@ -17,7 +17,6 @@ Run as root with the project's venv (≈ 10–15 min under TCG on a shared host)
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -33,7 +32,7 @@ from types import ModuleType
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
-from vmbox import READY, diagnose, launch, plain  # noqa: E402
+from vmbox import READY, diagnose, launch, plain, script  # noqa: E402
 
 from update.conftest import Signer  # noqa: E402
 
@@ -47,11 +46,7 @@ RAUC_LINES = re.compile(
 
 
 def update_test() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("update_test", HERE / "update-test.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script("update-test")
 
 
 def next_version(version: str) -> str:

@@ -552,13 +552,18 @@ def launch(options: Options, on_card: Callable[[Path], None] | None = None) -> I
         yield box
 
 
-def boot_test() -> ModuleType:
-    """image-build/boot-test.py as a module: its checks and tap helpers, for the HIL and update tests."""
-    spec = importlib.util.spec_from_file_location("boot_test", HERE / "boot-test.py")
+def script(name: str) -> ModuleType:
+    """image-build/<name>.py (named with dashes) as a module: the scripts build on one another's steps."""
+    spec = importlib.util.spec_from_file_location(name.replace("-", "_"), HERE / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def boot_test() -> ModuleType:
+    """image-build/boot-test.py as a module: its checks and tap helpers, for the HIL and update tests."""
+    return script("boot-test")
 
 
 def fragments(secret: bytes) -> list[bytes]:

@@ -4,9 +4,7 @@ from a real mosquitto with the gateway's certificate while a real receiver holds
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -24,17 +22,13 @@ from mynabox.tls import client_context
 from mynabox_testkit.broker import BrokerTls, Mosquitto
 from mynabox_testkit.tlsfiles import make_test_pki
 
-IMAGE_BUILD = Path(__file__).resolve().parents[2] / "image-build"
+from .scripts import load
+
 PINS = {"consent": 17, "emergency": 27, "led": 22, "buzzer": 23}
 
 
 def boot_test() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("boot_test", IMAGE_BUILD / "boot-test.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["boot_test"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load("boot-test")
 
 
 GPIOINFO_2 = """gpiochip0 - 54 lines:

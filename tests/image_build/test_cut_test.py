@@ -5,10 +5,8 @@ lines, systemd's, the health check's): clean, and every way a cut can go wrong."
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import shutil
-import struct
 import subprocess
 import sys
 from dataclasses import replace
@@ -19,17 +17,11 @@ import pytest
 
 from mynabox.update import bootstate as bs
 
-IMAGE_BUILD = Path(__file__).resolve().parents[2] / "image-build"
+from .scripts import IMAGE_BUILD, fat_card, load
 
 
 def cut_test() -> ModuleType:
-    sys.path.insert(0, str(IMAGE_BUILD))
-    spec = importlib.util.spec_from_file_location("cut_test", IMAGE_BUILD / "cut-test.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["cut_test"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load("cut-test")
 
 
 ct = cut_test()
@@ -251,13 +243,7 @@ def test_the_table_per_phase() -> None:
 )
 def test_the_card_read_while_off(tmp_path: Path) -> None:
     """The copies as the test reads them from the card (mtools on the FAT partition of an MBR image)."""
-    fat = tmp_path / "fat.img"
-    subprocess.run(["mkfs.vfat", "-C", str(fat), str(8 * 1024)], check=True, capture_output=True)
-    image = tmp_path / "card.img"
-    mbr = bytearray(1 << 20)
-    mbr[446:462] = struct.pack("<BBBBBBBBII", 0, 0, 0, 0, 0x0C, 0, 0, 0, 2048, 16384)
-    mbr[510:512] = b"\x55\xaa"
-    image.write_bytes(bytes(mbr) + fat.read_bytes())
+    image = fat_card(tmp_path)
     assert ct.card_state(image) == ct.expected_boot(None, None)  # no copies: both bad, slot A
     old, new = copies(ON_B)
     vmbox.fat_put(image, "bootstate.0", old, tmp_path)

@@ -4,11 +4,7 @@ with mtools as the test uses them: each case damages what it says and names the 
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import struct
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -17,30 +13,20 @@ import pytest
 
 from mynabox.update import bootstate as bs
 
-IMAGE_BUILD = Path(__file__).resolve().parents[2] / "image-build"
+from .scripts import fat_card, load
+
 pytestmark = pytest.mark.skipif(
     not (shutil.which("mkfs.vfat") and shutil.which("mcopy")), reason="needs dosfstools and mtools"
 )
 
 
 def damage_test() -> ModuleType:
-    sys.path.insert(0, str(IMAGE_BUILD))
-    spec = importlib.util.spec_from_file_location("damage_test", IMAGE_BUILD / "damage-test.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("damage-test")
 
 
 def card(tmp_path: Path, newest: int) -> Path:
     """An MBR card whose first partition is a FAT holding both copies, copy `newest` the newer."""
-    fat = tmp_path / "fat.img"
-    subprocess.run(["mkfs.vfat", "-C", str(fat), str(8 * 1024)], check=True, capture_output=True)
-    image = tmp_path / "card.img"
-    mbr = bytearray(1 << 20)
-    mbr[446:462] = struct.pack("<BBBBBBBBII", 0, 0, 0, 0, 0x0C, 0, 0, 0, 2048, 16384)
-    mbr[510:512] = b"\x55\xaa"
-    image.write_bytes(bytes(mbr) + fat.read_bytes())
+    image = fat_card(tmp_path)
     dt = damage_test()
     for copy in (0, 1):
         seq = 6 if copy == newest else 5

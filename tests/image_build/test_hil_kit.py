@@ -4,7 +4,6 @@ rig carries the host's ports, and the swapped rig's pin map has 同意 and 緊�
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import subprocess
@@ -16,15 +15,11 @@ from types import ModuleType, SimpleNamespace
 from mynabox.adapters.panel import load_pin_map
 from mynabox_testkit.tlsfiles import make_test_pki
 
-IMAGE_BUILD = Path(__file__).resolve().parents[2] / "image-build"
+from .scripts import load
 
 
 def hil_test() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("hil_test", IMAGE_BUILD / "hil-test.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("hil-test")
 
 
 def test_the_kit_collects_the_suite_and_carries_the_rigs(tmp_path: Path) -> None:

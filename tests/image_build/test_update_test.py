@@ -8,7 +8,6 @@ import importlib.util
 import random
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -16,17 +15,13 @@ import pytest
 
 from mynabox.update import formats
 
-IMAGE_BUILD = Path(__file__).resolve().parents[2] / "image-build"
+from .scripts import IMAGE_BUILD, load
+
 pytestmark = pytest.mark.skipif(shutil.which("debugfs") is None, reason="needs e2fsprogs")
 
 
 def update_test() -> ModuleType:
-    sys.path.insert(0, str(IMAGE_BUILD))
-    spec = importlib.util.spec_from_file_location("update_test", IMAGE_BUILD / "update-test.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("update-test")
 
 
 def cat(image: Path, path: str) -> bytes:
