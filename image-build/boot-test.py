@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -65,6 +64,7 @@ from vmbox import (
     Console,
     Options,
     diagnose,
+    exit_code,
     launch,
     leaked,
     plain,
@@ -568,9 +568,7 @@ def main() -> int:
         print("boot-test: provisioning secrets can still be read from the image")
         ok = False
     print(json.dumps(figures))
-    if args.keep is None and ok:
-        shutil.rmtree(box.work)
-    return 0 if ok else 1
+    return exit_code(ok, box.work, args.keep)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import sys
 import tempfile
@@ -47,7 +46,7 @@ from types import ModuleType
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
-from vmbox import READY, SLOT_LINE, Box, boot_test, diagnose, fat_get, launch, script  # noqa: E402
+from vmbox import READY, SLOT_LINE, Box, boot_test, diagnose, exit_code, fat_get, launch, script  # noqa: E402
 
 from mynabox.update import bootstate as bs  # noqa: E402
 from mynabox_testkit.mynacard import VirtualMyNumberCard  # noqa: E402
@@ -400,9 +399,7 @@ def main() -> int:
     for line in table(rows):
         print("cut-test:", line)
     ok = bool(rows) and clean == len(rows) == args.cuts
-    if args.keep is None and ok:
-        shutil.rmtree(work)
-    return 0 if ok else 1
+    return exit_code(ok, work, args.keep)
 
 
 if __name__ == "__main__":

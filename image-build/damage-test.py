@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import signal
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from types import ModuleType
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
-from vmbox import READY, Box, Options, boot_test, diagnose, fat_get, fat_put, launch  # noqa: E402
+from vmbox import READY, Box, Options, boot_test, diagnose, exit_code, fat_get, fat_put, launch  # noqa: E402
 
 from mynabox.update import bootstate as bs  # noqa: E402
 
@@ -134,9 +133,7 @@ def main() -> int:
     ok = bool(rows) and all(r["ok"] for r in rows)
     print(json.dumps({**box.figures, "total_s": round(time.monotonic() - t_start, 1), "cases": rows}))
     print(f"damage-test: {'every case booted slot A and was reported' if ok else 'FAILED'}")
-    if args.keep is None and ok:
-        shutil.rmtree(work)
-    return 0 if ok else 1
+    return exit_code(ok, work, args.keep)
 
 
 if __name__ == "__main__":

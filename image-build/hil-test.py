@@ -27,7 +27,6 @@ import http.server
 import io
 import json
 import re
-import shutil
 import signal
 import socket
 import sys
@@ -44,7 +43,7 @@ from mynabox_testkit.ports import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vmbox import DEVICE_ID, SIM, Box, Options, boot_test, launch
+from vmbox import DEVICE_ID, SIM, Box, Options, boot_test, exit_code, launch
 
 from hil.emulated import EmulatedTechnician, Levels, Session, run_session
 from support.vscard import VscardCard
@@ -298,9 +297,7 @@ def main() -> int:
         )
         ok = box.check("hil_swapped_pins_fail_s", caught) and ok
     print(json.dumps(box.figures))
-    if args.keep is None and ok:
-        shutil.rmtree(box.work)
-    return 0 if ok else 1
+    return exit_code(ok, box.work, args.keep)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from types import ModuleType
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
-from vmbox import READY, diagnose, launch, plain, script  # noqa: E402
+from vmbox import READY, diagnose, exit_code, launch, plain, script  # noqa: E402
 
 from update.conftest import Signer  # noqa: E402
 
@@ -185,9 +184,7 @@ def main() -> int:
             if console.wait(ut.HEALTHY.format(slot="B"), step, ready_b) is not None:
                 figures["switch_to_marked_good_s"] = round(time.monotonic() - t_switch, 1)
     print(json.dumps({**box.figures, **figures}))
-    if args.keep is None and ok:
-        shutil.rmtree(work)
-    return 0 if ok else 1
+    return exit_code(ok, work, args.keep)
 
 
 if __name__ == "__main__":

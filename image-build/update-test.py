@@ -51,7 +51,7 @@ from mynabox_testkit.updateserver import UpdateServer
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
-from vmbox import READY, Box, Options, boot_test, diagnose, launch, partition, plain  # noqa: E402
+from vmbox import READY, Box, Options, boot_test, diagnose, exit_code, launch, partition, plain  # noqa: E402
 
 from support.vscard import VscardCard  # noqa: E402
 from update.conftest import Signer, make_signer  # noqa: E402
@@ -471,9 +471,7 @@ def main() -> int:
     for when, got in taps.items():
         figures.update({f"tap_{when}_{k}": v for k, v in (got or {}).items()})
     print(json.dumps({**box.figures, **figures}))
-    if args.keep is None and ok:
-        shutil.rmtree(work)
-    return 0 if ok else 1
+    return exit_code(ok, work, args.keep)
 
 
 if __name__ == "__main__":

@@ -552,6 +552,13 @@ def launch(options: Options, on_card: Callable[[Path], None] | None = None) -> I
         yield box
 
 
+def exit_code(ok: bool, work: Path, keep: Path | None) -> int:
+    """An image test's exit status; its work files (card, console log) go unless kept or it failed."""
+    if keep is None and ok:
+        shutil.rmtree(work)
+    return 0 if ok else 1
+
+
 def script(name: str) -> ModuleType:
     """image-build/<name>.py (named with dashes) as a module: the scripts build on one another's steps."""
     spec = importlib.util.spec_from_file_location(name.replace("-", "_"), HERE / f"{name}.py")
