@@ -5,16 +5,18 @@ intact. The box, its keyring, the health check's limit and the good bundle are t
 is the image's with two console lines added around each boot-state write (its begin and end, with the
 guest's uptime): nothing else of it changes. Each cut's point is three draws from a seeded generator
 (printed; `--seed` repeats the points, not the box's timing):
-  - install: 0–150 s after `mynabox update install URL` started (RAUC streaming it, or the fetch, RAUC's
-    checks, its write of the other slot, or just after: all are cut somewhere);
+  - install: a drawn fraction of the span the last whole install took (from `mynabox update install URL`
+    to RAUC's "… succeeded"; 150 s before one was seen): RAUC streaming it or the fetch, RAUC's checks,
+    its write of the other slot (with an adaptive install after the first, most of the span);
   - switch, after-mark: 0–3 s after RAUC said its install "succeeded" (`update install`'s check of the new
     slot, then `rauc status mark-active other`: RAUC leaves the slot non-bootable; our backend's start,
     its boot-state write, RAUC's status file, the install's end);
   - switch, in-backend: inside our backend's set-primary, the one write that makes the other slot primary:
     a drawn fraction of the span the last uncut set-primary took (before one was seen whole, the last
     boot-state write's: mark-good at boot), after its begin line;
-  - first-boot: 0–60 s after boot.scr's line for the new slot's first boot (U-Boot, kernel, systemd, the
-    daemon's start, the health check).
+  - first-boot: a drawn fraction of the span the last boot took from power-on to the health check's
+    mark-good (240 s before one was seen), after boot.scr's line for the new slot's first boot (the kernel,
+    systemd, the daemon's start, the health check and its mark-good write).
 Each cut says where it landed (the update's last milestone on the console before the cut, the backend's
 lines seen). While the power is off the card's two boot-state copies are read (mtools) with the reader's
 rules (mynabox.update.bootstate, the same as boot.scr's): the slot the card names and the damage it holds.
@@ -60,6 +62,8 @@ PHASES = ("install", "switch", "first-boot")
 # fraction of the span the last uncut set-primary took, from its begin line.
 SWITCH_WINDOWS = ("after-mark", "in-backend")
 BACKEND_SPAN_S = 2.0  # until one set-primary has been seen whole
+INSTALL_SPAN_S = 150.0  # until one install has been seen whole
+BOOT_SPAN_S = 240.0  # until one boot to marked good has been seen
 # RAUC's install has ended (system.conf activate-installed=false: `update install` makes the slot primary).
 BOOTABLE = "` succeeded"
 STATE_LINE = re.compile(r"mynabox: boot state copy (\S+) \((\S+)\), seq (\S+)")
@@ -95,8 +99,8 @@ BACKEND = "/usr/lib/mynabox/rauc-bootloader-backend"
 
 @dataclass(frozen=True)
 class Point:
-    """Where a cut goes: its phase, the sub-window and a number drawn in it (seconds after the window's
-    mark; for in-backend a fraction of the backend's span)."""
+    """Where a cut goes: its phase, the sub-window and a number drawn in it (after-mark: seconds after
+    RAUC's "succeeded"; otherwise a fraction of the span the window's last whole run took)."""
 
     phase: str
     window: str
@@ -110,12 +114,21 @@ def draw(rng: random.Random) -> Point:
     sub = rng.choice(SWITCH_WINDOWS)
     u = rng.random()
     if phase == "install":
-        return Point(phase, "0-150 s after install start", round(u * 150, 3))
+        return Point(phase, "of the install's span", round(u, 3))
     if phase == "first-boot":
-        return Point(phase, "0-60 s after boot.scr's line", round(u * 60, 3))
+        return Point(phase, "of a boot's span", round(u, 3))
     if sub == "after-mark":
         return Point(phase, sub, round(u * 3, 3))
     return Point(phase, sub, round(u, 3))
+
+
+@dataclass
+class Spans:
+    """How long the last whole install (host seconds from its start to RAUC's "succeeded") and the last
+    boot (power-on to marked good) took in this run: the install and first-boot cuts are drawn in them."""
+
+    install_s: float = INSTALL_SPAN_S
+    boot_s: float = BOOT_SPAN_S
 
 
 @dataclass(frozen=True)
@@ -234,33 +247,38 @@ def card_state(image: Path) -> Expected:
 
 
 def cut(
-    box: Box, ut: ModuleType, url: str, n: int, *, point: Point, step: float
+    box: Box, ut: ModuleType, url: str, n: int, *, point: Point, step: float, spans: Spans
 ) -> tuple[dict[str, object], int, Expected]:
     """Starts an install and cuts the power at `point`. Returns what the cut hit, the console's offset at
     the power-on and what the card held while off."""
     console = box.console
     since = ut.start_install(box, url, n)
+    started = time.monotonic()
     ended = (f"@@install-end-{n} rc=",)  # an install that ended before the mark: cut at once
     delay, span = point.value, None
     if point.phase == "install":
-        mark = time.monotonic()
-    elif point.phase == "first-boot":
-        failed = tuple(f"@@install-end-{n} rc={i}" for i in range(1, 10))  # no switch will come
-        console.wait("mynabox: booting slot ", step + 600, since, fail=failed)
-        mark = time.monotonic()
-    elif point.window == "after-mark":
-        console.wait(BOOTABLE, step, since, fail=ended)
-        mark = time.monotonic()
+        mark, span = started, spans.install_s
+        delay = round(point.value * span, 3)
     else:
-        # The last set-primary's span; before one was seen whole, the last write's (mark-good at boot).
-        spans = backend_spans(console.text()) or backend_spans(console.text(), None)
-        span = spans[-1] if spans else BACKEND_SPAN_S
-        console.wait("mynabox-cut: backend set-primary", step, since, fail=ended)
-        mark, delay = time.monotonic(), round(point.value * span, 3)
+        if console.wait(BOOTABLE, step, since, fail=ended) is not None:  # the install's whole span
+            spans.install_s = round(time.monotonic() - started, 1)
+        if point.phase == "first-boot":
+            failed = tuple(f"@@install-end-{n} rc={i}" for i in range(1, 10))  # no switch will come
+            console.wait("mynabox: booting slot ", step + 600, since, fail=failed)
+            mark, span = time.monotonic(), spans.boot_s
+            delay = round(point.value * span, 3)
+        elif point.window == "after-mark":
+            mark = time.monotonic()
+        else:
+            # The last set-primary's span; before one was seen whole, the last write's (mark-good at boot).
+            spans_seen = backend_spans(console.text()) or backend_spans(console.text(), None)
+            span = spans_seen[-1] if spans_seen else BACKEND_SPAN_S
+            console.wait("mynabox-cut: backend set-primary", step, since, fail=ended)
+            mark, delay = time.monotonic(), round(point.value * span, 3)
     time.sleep(max(0.0, mark + delay - time.monotonic()))
     hit: dict[str, object] = {"at_s": round(time.monotonic() - mark, 2)}
     if span is not None:
-        hit["backend_span_s"] = span
+        hit["span_s"] = span
     held: list[Expected] = []
     text = console.text(since)
     on = console.power_cut(lambda: held.append(card_state(box.image)))
@@ -355,6 +373,7 @@ def main() -> int:
     served = work / "served"
     figures: dict[str, object] = {}
     rows: list[dict[str, object]] = []
+    spans = Spans()
     t_start = time.monotonic()
     with launch(
         options, on_card=lambda image: ut.make_bundles(image, work, signer, served, figures, names=("good",))
@@ -379,11 +398,13 @@ def main() -> int:
             for n in range(1, args.cuts + 1):
                 point = draw(rng)
                 t_cut = time.monotonic()
-                hit, since, expected = cut(box, ut, url, n, point=point, step=args.step_timeout)
+                hit, since, expected = cut(box, ut, url, n, point=point, step=args.step_timeout, spans=spans)
                 row: dict[str, object] = {"cut": n, "phase": point.phase, "window": point.window}
                 row["drawn"] = point.value
                 row.update(hit)
                 row.update(after_cut(box, since, args.step_timeout, entries, expected))
+                if isinstance(row.get("to_healthy_s"), float):
+                    spans.boot_s = float(str(row["to_healthy_s"]))
                 row["cycle_s"] = round(time.monotonic() - t_cut, 1)
                 print("cut-test:", json.dumps(row), flush=True)
                 rows.append(row)

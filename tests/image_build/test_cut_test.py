@@ -146,12 +146,12 @@ def test_the_draw_repeats_with_its_seed_and_covers_every_window() -> None:
     rng = random.Random(7)
     assert drawn[:5] == [ct.draw(rng) for _ in range(5)]
     assert {(p.phase, p.window) for p in drawn} == {
-        ("install", "0-150 s after install start"),
+        ("install", "of the install's span"),
         ("switch", "after-mark"),
         ("switch", "in-backend"),
-        ("first-boot", "0-60 s after boot.scr's line"),
+        ("first-boot", "of a boot's span"),
     }
-    limits = {"install": 150, "first-boot": 60, "after-mark": 3, "in-backend": 1}
+    limits = {"install": 1, "first-boot": 1, "after-mark": 3, "in-backend": 1}
     for p in drawn:
         assert 0 <= p.value <= limits[p.window if p.phase == "switch" else p.phase]
     # Three draws a cut, whatever the phase: the 2nd cut's point does not depend on the 1st's phase.
