@@ -11,10 +11,10 @@ back by page faults (order 0); the daemon, which touches more of the file, moved
 the floor" read 9.3 or 10.5 depending on what the host had done to the cache.
 
 `settle()` drops the cached pages of every file those processes map (written back first; pages some other
-process maps stay) and faults them back in through a mapping, which caches them in 4 KiB pages as the box's
-kernel does (6.12, whose ext4 has no large folios), all of them, as on a box that has run a while; then
-`large_folio_mb(pid)` says how much of a process's file-backed RSS still sits in large folios (≈ 0 when the
-state held). Warming the cache with read() instead would make large folios here.
+process maps stay) and faults them back in through a mapping it keeps, which caches them in 4 KiB pages as
+the box's kernel does (6.12, whose ext4 has no large folios), all of them and for the whole run, as on a box
+that has run a while; `large_folio_mb(pid)` says how much of a process's file-backed RSS still sits in large
+folios (≈ 0 when the state held). Warming the cache with read() instead would make large folios here.
 """
 
 from __future__ import annotations
@@ -41,11 +41,16 @@ def mapped_files(pid: int) -> set[str]:
     return {f for f in files if os.path.isfile(f)}
 
 
+_held: list[mmap.mmap] = []  # the settled files, mapped here whole until the next settle()
+
+
 def settle(paths: Iterable[str]) -> int:
-    """Drops the cached pages of `paths` that no process maps, then reads every page back in through a mapping
-    of ours (page faults: order-0 pages); returns how many files it reached. Cold pages would do as well but
-    for the timing: a fault-around skips the pages whose read is still under way, and a loaded host's disk
-    then decides how much of the window a process maps."""
+    """Drops the cached pages of `paths` that no other process maps, reads every page back in through a
+    mapping of ours (page faults: order-0 pages) and keeps that mapping until the next call, so every page
+    stays cached and mapped (a host that reclaims idle unmapped file pages leaves them alone); returns how
+    many files it reached. Cold pages would not do: a fault-around skips the pages whose read is still under
+    way, so a loaded host's disk would decide how much of each window a process maps."""
+    release()
     done = 0
     for path in sorted(set(paths)):
         try:
@@ -59,16 +64,23 @@ def settle(paths: Iterable[str]) -> int:
             for offset in range(0, size, CHUNK):  # readahead in pages (one call reads at most the bdi's ra)
                 os.posix_fadvise(fd, offset, CHUNK, os.POSIX_FADV_WILLNEED)
             if size:
-                with mmap.mmap(fd, size, prot=mmap.PROT_READ) as view:
-                    view.madvise(mmap.MADV_RANDOM)  # no readahead of its own: sequential faults grow folios
-                    for offset in range(0, size, PAGE):
-                        view[offset]  # waits for the page's read
+                view = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+                view.madvise(mmap.MADV_RANDOM)  # no readahead of its own: sequential faults grow folios
+                for offset in range(0, size, PAGE):
+                    view[offset]  # waits for the page's read
+                _held.append(view)
             done += 1
         except (OSError, ValueError):
             pass
         finally:
             os.close(fd)
     return done
+
+
+def release() -> None:
+    """Unmaps what settle() holds."""
+    while _held:
+        _held.pop().close()
 
 
 def large_folio_mb(pid: int) -> float | None:
