@@ -17,7 +17,9 @@ reference summary service and mosquitto with TLS on loopback, default consent (n
   daemon starts on one (`pagecache`: the cached pages of every file they map dropped first, so each process
   faults them in as order-0 pages, as the box's kernel caches them); large_folio_mb says how much of the
   daemon's file-backed RSS was still in large folios (≈ 0: the state held). Without that the figure moved by
-  more than 1 MB with what the host had done to its page cache.
+  more than 1 MB with what the host had done to its page cache. Each floor is the median of 5 processes;
+  the daemon is one, and where ASLR puts its libraries against the 64 KiB fault-around windows moves its
+  file-backed RSS by up to ≈ 0.2 MB from run to run (as on the box).
 
 The daemon runs with the unit's Environment= settings (systemd/mynabox.service), as systemd starts it.
 

@@ -21,6 +21,7 @@ import json
 import os
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 from functools import cache
@@ -68,6 +69,7 @@ sys.stdin.read()  # held until the caller has read our mappings
 
 
 PRESCRIBED = [name for name, _ in STEPS if not name.startswith("mynabox")]
+FLOOR_SAMPLES = 5
 CRYPTOGRAPHY = "cryptography (own OpenSSL)"
 DEBIAN_PYTHON = "/usr/bin/python3"
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "mynabox.service"
@@ -125,18 +127,21 @@ def settle_page_cache(also: frozenset[str] = frozenset()) -> int:
     return settle(daemon_files() | also)
 
 
-def floor(also: frozenset[str] = frozenset()) -> dict[str, float | None]:
+def floor(also: frozenset[str] = frozenset(), samples: int = FLOOR_SAMPLES) -> dict[str, float | None]:
     """A fresh interpreter with the prescribed libraries imported (no line of ours), on a settled page cache
-    (the daemon's files and `also`): RSS, anonymous and file-backed MB, and MB of its file-backed pages in
-    large folios (≈ 0 when settled)."""
+    (the daemon's files and `also`): RSS, anonymous and file-backed MB, the median of `samples` processes
+    (where ASLR puts each library against the 64 KiB fault-around windows moves a process's file-backed RSS
+    by up to 0.2 MB), and MB of their file-backed pages in large folios (≈ 0 when settled)."""
     settle_page_cache(also)
-    probe = run_once(steps=[step for step in STEPS if step[0] in PRESCRIBED])
-    last = probe.rows[-1][1]
+    probes = [run_once(steps=[step for step in STEPS if step[0] in PRESCRIBED]) for _ in range(samples)]
+    anon = statistics.median_low(p.rows[-1][1]["anon"] for p in probes)
+    file = statistics.median_low(p.rows[-1][1]["file"] for p in probes)
+    large = [p.large_folio_mb for p in probes]
     return {
-        "floor_mb": mb(last["anon"] + last["file"]),
-        "floor_anon_mb": mb(last["anon"]),
-        "floor_file_mb": mb(last["file"]),
-        "floor_large_folio_mb": probe.large_folio_mb,
+        "floor_mb": mb(anon + file),
+        "floor_anon_mb": mb(anon),
+        "floor_file_mb": mb(file),
+        "floor_large_folio_mb": None if None in large else max(x for x in large if x is not None),
     }
 
 
