@@ -11,7 +11,15 @@ reference summary service and mosquitto with TLS on loopback, default consent (n
   `read delivered` lines (mynabox.app.readtiming).
 - rss_mb after READS reads (with the anonymous / file-backed split), idle_cpu_percent over IDLE_S idle.
 - ours_over_floor_mb: that RSS minus the floor, a fresh interpreter with the prescribed libraries imported
-  (`bench_imports.floor_mb`): what our code, its threads, connections and caches hold.
+  (`bench_imports.floor`): what our code, its threads, connections and caches hold; its anonymous and
+  file-backed parts apart (ours_anon_over_floor_mb, ours_file_over_floor_mb). The floor is measured before
+  the daemon starts and again after it stopped (floor_after_mb), each time on a settled page cache, as the
+  daemon starts on one (`pagecache`: the cached pages of every file they map dropped first, so each process
+  faults them in as order-0 pages, as the box's kernel caches them); large_folio_mb says how much of the
+  daemon's file-backed RSS was still in large folios (≈ 0: the state held). Without that the figure moved by
+  more than 1 MB with what the host had done to its page cache. Each floor is the median of 5 processes;
+  the daemon is one, and where ASLR puts its libraries against the 64 KiB fault-around windows moves its
+  file-backed RSS by up to ≈ 0.2 MB from run to run (as on the box).
 
 The daemon runs with the unit's Environment= settings (systemd/mynabox.service), as systemd starts it.
 
@@ -39,20 +47,21 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mynabox
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the support package
 
-from bench_imports import floor_mb, unit_environment
+from bench_imports import floor, settle_page_cache, unit_environment
+from pagecache import large_folio_mb, mapped_files
 
 from mynabox.app.readtiming import parse
-from mynabox_testkit.mynacard import VirtualMyNumberCard
-from mynabox_testkit.patients import PATIENTS
-from mynabox_testkit.stack import BoxStack
-from mynabox_testkit.vpcd import VpcdCardServer
 from support.linkemu import LinkEmulator
 from support.notify import NotifySocket
+
+if TYPE_CHECKING:  # the test kit (cryptography, Pillow, ...) is imported once the page cache is settled
+    from mynabox_testkit.stack import BoxStack
 
 READS = int(os.environ.get("BENCH_READS", "100"))
 IDLE_S = float(os.environ.get("BENCH_IDLE_S", "60"))
@@ -121,6 +130,9 @@ def p50(values: list[float]) -> float:
 
 def tap(stack: BoxStack, timings: TimingLines, card_id: str) -> list[float]:
     """One tap of a virtual card: [tap → result on the OLED, ms], or [] when no result came within 20 s."""
+    from mynabox_testkit.mynacard import VirtualMyNumberCard
+    from mynabox_testkit.vpcd import VpcdCardServer
+
     assert stack.pcscd is not None
     stack.pcscd.wait_empty()
     want = len(timings.of("result-shown")) + 1
@@ -138,6 +150,8 @@ def tap(stack: BoxStack, timings: TimingLines, card_id: str) -> list[float]:
 
 def taps_over_link(stack: BoxStack, rtt_ms: int, *, warm: bool) -> dict[str, float]:
     """LINK_TAPS taps with both links behind an emulated link of `rtt_ms`; p50 figures in ms."""
+    from mynabox_testkit.patients import PATIENTS
+
     assert stack.refsvc is not None and stack.broker is not None and stack.pcscd is not None
     rtt = rtt_ms / 1000
     service = LinkEmulator(("127.0.0.1", stack.refsvc.port), rtt_s=rtt)
@@ -186,6 +200,8 @@ def taps_over_link(stack: BoxStack, rtt_ms: int, *, warm: bool) -> dict[str, flo
 
 
 def links() -> dict[str, dict[str, dict[str, float]]]:
+    from mynabox_testkit.stack import BoxStack
+
     figures: dict[str, dict[str, dict[str, float]]] = {}
     if not RTTS_MS:
         return figures
@@ -228,7 +244,10 @@ def as_on_the_box(stack: BoxStack) -> None:
 
 def main() -> int:
     compileall.compile_dir(Path(mynabox.__file__).parent, quiet=1)
-    floor = floor_mb()
+    before = floor()  # first: nothing of the test kit is mapped yet, so every page cache page can go
+    from mynabox_testkit.patients import PATIENTS
+    from mynabox_testkit.stack import BoxStack
+
     with BoxStack(
         device_id="amb-bench", consent_default="oral", result_clear_s=1, log_level=LOG_LEVEL
     ) as stack:
@@ -241,6 +260,7 @@ def main() -> int:
         assert receiver.subscribed.wait(10), "the gateway receiver did not subscribe"
         notify = NotifySocket(stack.dir / "notify.sock")
         env = dict(os.environ, **stack.env(), **unit_environment(), NOTIFY_SOCKET=str(notify.path))
+        settle_page_cache()
         started = time.monotonic()
         daemon = subprocess.Popen(
             [MYNABOX, "run", "--config", str(stack.config_path)], env=env, stderr=subprocess.PIPE
@@ -261,6 +281,7 @@ def main() -> int:
                 time.sleep(0.01)
             memory = memory_mb(daemon.pid)
             largest = mappings_mb(daemon.pid)
+            large_folio, daemon_files = large_folio_mb(daemon.pid), frozenset(mapped_files(daemon.pid))
             cpu0 = cpu_seconds(daemon.pid)
             time.sleep(IDLE_S)
             idle_cpu = (cpu_seconds(daemon.pid) - cpu0) / IDLE_S * 100
@@ -269,15 +290,22 @@ def main() -> int:
             daemon.wait(timeout=10)
             notify.close()
             receiver.stop()
+    after = floor(daemon_files)  # the same libraries, the same page cache state, now that the daemon is gone
+    base = before["floor_mb"]
+    assert base is not None and before["floor_anon_mb"] is not None and before["floor_file_mb"] is not None
     shown_f = [f for _, f in timings.of("result-shown")]
     delivered = [f for _, f in timings.of("delivered")]
     figures = {
         "start_to_ready_ms": round(start_to_ready_ms, 1),
         "rss_at_ready_mb": at_ready,
         **memory,
-        "floor_mb": floor,
-        "ours_over_floor_mb": round(memory["rss_mb"] - floor, 1),
-        "ours_over_floor_at_ready_mb": round(at_ready - floor, 1),
+        **before,
+        "floor_after_mb": after["floor_mb"],
+        "large_folio_mb": large_folio,
+        "ours_over_floor_mb": round(memory["rss_mb"] - base, 1),
+        "ours_anon_over_floor_mb": round(memory["rss_anon_mb"] - before["floor_anon_mb"], 1),
+        "ours_file_over_floor_mb": round(memory["rss_file_mb"] - before["floor_file_mb"], 1),
+        "ours_over_floor_at_ready_mb": round(at_ready - base, 1),
         "idle_cpu_percent": round(idle_cpu, 3),
         "tap_to_oled_result_ms_p50": p50(tap_to_result),
         "present_to_oled_result_ms_p50": p50([f["present_to_result_ms"] for f in shown_f]),
@@ -308,8 +336,14 @@ def main() -> int:
     )
     print(
         f"ours over the floor after {READS} reads: {figures['ours_over_floor_mb']} MB (aim ≤ 10; "
-        f"at READY {figures['ours_over_floor_at_ready_mb']}; floor {floor} MB: the interpreter and the "
+        f"at READY {figures['ours_over_floor_at_ready_mb']}; floor {base} MB: the interpreter and the "
         "prescribed libraries)"
+    )
+    print(
+        f"  of which anonymous {figures['ours_anon_over_floor_mb']}, file-backed "
+        f"{figures['ours_file_over_floor_mb']} (floor {before['floor_anon_mb']} + {before['floor_file_mb']}; "
+        f"{after['floor_mb']} MB again after the daemon; page cache settled before each, file-backed MB in "
+        f"large folios: daemon {large_folio}, floor {before['floor_large_folio_mb']}, 0 as on the box)"
     )
     biggest = ", ".join(f"{n} {r} ({a})" for n, r, a in largest)
     print(f"largest mappings, RSS MB (of which anonymous): {biggest}")

@@ -6,6 +6,8 @@ its shared objects' touched pages, the stdlib modules it pulls in first). The su
 daemon's RSS before it opens a single connection; `bench_daemon.py` gives the figure with everything running.
 Our package is byte-compiled first, as pip does when it installs the firmware on the Pi (the daemon's root is
 read-only there, and PYTHONDONTWRITEBYTECODE may be set here): compiling 50 modules at import costs ≈ 1 MB.
+The page cache of every file these processes map is settled first (`pagecache`: order-0 pages, as on the box;
+the file MB below moved by 2 MB with the host's page cache before).
 
 The peer: Debian's python3-cryptography, built against the system libcrypto that `ssl` already maps (the one
 step that could shrink the cryptography wheel's own OpenSSL), priced the same way under Debian's python3
@@ -19,9 +21,14 @@ import json
 import os
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
+from typing import NamedTuple
+
+from pagecache import large_folio_mb, mapped_files, settle
 
 import mynabox
 
@@ -57,10 +64,12 @@ def status():
 for name, stmt in json.loads(sys.argv[1]):
     exec(stmt)
     print(json.dumps([name, status()]), flush=True)
+sys.stdin.read()  # held until the caller has read our mappings
 """
 
 
 PRESCRIBED = [name for name, _ in STEPS if not name.startswith("mynabox")]
+FLOOR_SAMPLES = 5
 CRYPTOGRAPHY = "cryptography (own OpenSSL)"
 DEBIAN_PYTHON = "/usr/bin/python3"
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "mynabox.service"
@@ -78,23 +87,62 @@ def unit_environment() -> dict[str, str]:
     return env
 
 
-def run_once(
-    python: str = sys.executable, steps: list[tuple[str, str]] = STEPS
-) -> list[tuple[str, dict[str, int]]]:
-    out = subprocess.run(
+class Probe(NamedTuple):
+    rows: list[tuple[str, dict[str, int]]]  # each step's name and the process's RssAnon/RssFile KiB after it
+    files: set[str]  # the files mapped at the end
+    large_folio_mb: float | None  # of its file-backed RSS, in large folios (pagecache.large_folio_mb)
+
+
+def run_once(python: str = sys.executable, steps: list[tuple[str, str]] = STEPS) -> Probe:
+    with subprocess.Popen(
         [python, "-c", PROBE, json.dumps(steps)],
-        check=True,
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         text=True,
         env=dict(os.environ, **unit_environment()),
-    ).stdout
-    return [tuple(json.loads(line)) for line in out.splitlines()]  # type: ignore[misc]
+    ) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        rows = []
+        for _ in steps:
+            line = proc.stdout.readline()
+            if not line:
+                raise subprocess.CalledProcessError(proc.wait(), python)
+            rows.append(tuple(json.loads(line)))
+        files, large = mapped_files(proc.pid), large_folio_mb(proc.pid)
+        proc.stdin.close()
+        if proc.wait() != 0:
+            raise subprocess.CalledProcessError(proc.returncode, python)
+    return Probe(rows, files, large)  # type: ignore[arg-type]
 
 
-def floor_mb() -> float:
-    """RSS of a fresh interpreter with the prescribed libraries imported (no line of ours), MB."""
-    rows = run_once(steps=[step for step in STEPS if step[0] in PRESCRIBED])
-    return mb(rows[-1][1]["anon"] + rows[-1][1]["file"])
+@cache
+def daemon_files() -> frozenset[str]:
+    """Every file an interpreter with the daemon's libraries and modules imported maps."""
+    return frozenset(run_once().files)
+
+
+def settle_page_cache(also: frozenset[str] = frozenset()) -> int:
+    """Drops the cached pages of the daemon's files (and `also`) that no process maps: the next process
+    faults them in as order-0 pages (`pagecache`). Returns how many files it reached."""
+    return settle(daemon_files() | also)
+
+
+def floor(also: frozenset[str] = frozenset(), samples: int = FLOOR_SAMPLES) -> dict[str, float | None]:
+    """A fresh interpreter with the prescribed libraries imported (no line of ours), on a settled page cache
+    (the daemon's files and `also`): RSS, anonymous and file-backed MB, the median of `samples` processes
+    (where ASLR puts each library against the 64 KiB fault-around windows moves a process's file-backed RSS
+    by up to 0.2 MB), and MB of their file-backed pages in large folios (≈ 0 when settled)."""
+    settle_page_cache(also)
+    probes = [run_once(steps=[step for step in STEPS if step[0] in PRESCRIBED]) for _ in range(samples)]
+    anon = statistics.median_low(p.rows[-1][1]["anon"] for p in probes)
+    file = statistics.median_low(p.rows[-1][1]["file"] for p in probes)
+    large = [p.large_folio_mb for p in probes]
+    return {
+        "floor_mb": mb(anon + file),
+        "floor_anon_mb": mb(anon),
+        "floor_file_mb": mb(file),
+        "floor_large_folio_mb": None if None in large else max(x for x in large if x is not None),
+    }
 
 
 def mb(kib: int) -> float:
@@ -111,14 +159,17 @@ def debian_cryptography() -> tuple[str, float, float] | None:
     if found.returncode != 0 or not found.stdout.startswith(tuple("0123456789")):
         return None
     steps = STEPS[: [name for name, _ in STEPS].index(CRYPTOGRAPHY) + 1]
-    rows = run_once(python, steps)  # Debian's packages come byte-compiled
+    settle(run_once(python, steps).files)  # its files in the same page cache state as ours
+    rows = run_once(python, steps).rows  # Debian's packages come byte-compiled
     before, after = rows[-2][1], rows[-1][1]
     return found.stdout.split()[0], mb(after["anon"] - before["anon"]), mb(after["file"] - before["file"])
 
 
 def main() -> int:
     compileall.compile_dir(Path(mynabox.__file__).parent, quiet=1)
-    rows = run_once()
+    settled = settle_page_cache()
+    probe = run_once()
+    rows = probe.rows
     figures: dict[str, dict[str, float]] = {}
     prev = {"anon": 0, "file": 0, "modules": 0}
     print(f"{'step':32s} {'anon MB':>8s} {'file MB':>8s} {'modules':>8s}")
@@ -134,10 +185,18 @@ def main() -> int:
     total = round((prev["anon"] + prev["file"]) / 1024, 1)
     print(f"{'total':32s} {prev['anon'] / 1024:8.1f} {prev['file'] / 1024:8.1f} {prev['modules']:8d}")
     print(f"RSS with every library loaded, before any work: {total} MB (daemon goal ≤ 35)")
+    print(
+        f"page cache: {settled} mapped files settled first; file-backed MB in large folios: "
+        f"{probe.large_folio_mb} (0: order-0 pages, as on the box)"
+    )
     floor = round(sum(figures[n]["anon_mb"] + figures[n]["file_mb"] for n in PRESCRIBED), 1)
     print(f"of which the interpreter and the prescribed libraries, before a line of ours: {floor} MB")
     peer = debian_cryptography()
-    result: dict[str, object] = {"rss_after_imports_mb": total, "prescribed_floor_mb": floor}
+    result: dict[str, object] = {
+        "rss_after_imports_mb": total,
+        "prescribed_floor_mb": floor,
+        "large_folio_mb": probe.large_folio_mb,
+    }
     if peer is None:
         print(f"peer: no Debian python3-cryptography for {DEBIAN_PYTHON} (apt install python3-cryptography)")
     else:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -105,6 +107,37 @@ def test_vector_parts_are_the_ones_used(v: dict[str, object]) -> None:
     assert _unb64(iv) == bytes.fromhex(str(v["iv"]))
     plaintext = AESGCM(cek).decrypt(_unb64(iv), _unb64(ciphertext) + _unb64(tag), header_b64.encode("ascii"))
     assert plaintext.count(b".") == 2  # a compact JWS inside
+
+
+def test_the_signature_is_the_library_s_deterministic_ecdsa(device_key: ec.EllipticCurvePrivateKey) -> None:
+    from cryptography.hazmat.backends.openssl.backend import backend
+
+    from mynabox.payload.seal import _SIGNATURE
+
+    assert backend.ecdsa_deterministic_supported()  # the build under us signs per RFC 6979
+    constructed = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
+    for message in (b"", b"one", "二".encode() * 1000):
+        ours = device_key.sign(message, _SIGNATURE)
+        assert ours == device_key.sign(message, constructed) == device_key.sign(message, _SIGNATURE)
+        device_key.public_key().verify(ours, message, ec.ECDSA(hashes.SHA256()))
+
+
+def test_sealing_leaves_the_openssl_backend_module_unloaded() -> None:
+    """The daemon seals every read; cryptography's backend module (≈ 0.35 MB) is not needed for it."""
+    script = """
+import sys
+from datetime import UTC, datetime
+from cryptography.hazmat.primitives.asymmetric import ec
+from mynabox.payload.envelope import Kind
+from mynabox.payload.seal import Sealer
+device, gateway = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+Sealer("amb-0001", device, gateway.public_key()).seal(
+    Kind.SUMMARY, {"a": 1}, now=datetime.now(UTC), clock_synced=True, seq=1
+)
+print(sorted(m for m in sys.modules if m.startswith("cryptography.hazmat.backends")))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 # --- round trips --------------------------------------------------------------------------------------------
