@@ -416,7 +416,9 @@ def test_a_real_debian_kernel_starts_from_the_chosen_slot(tmp_path: Path) -> Non
         {"A": tmp_path / "slot-A", "B": tmp_path / "slot-B"},
         slot_mib=kernel.stat().st_size // (1 << 20) + 16,
     )
-    console = cut_uboot(disk, b"Kernel command line:", 0.5, timeout=240)
+    # A marker printed after the whole command line: the console is read up to it (with "Kernel command
+    # line:" itself the line was sometimes cut where the read chunk ended).
+    console = cut_uboot(disk, b"Memory: ", 0.1, timeout=240)
     line = next(x for x in console.splitlines() if "Kernel command line:" in x)
     assert (
         "root=PARTUUID=6d796e61-03" in line
