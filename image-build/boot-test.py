@@ -2,7 +2,8 @@
 arm64 on this host) through Debian's U-Boot and the image's own boot.scr (image-build/vmbox.py: the card, the
 host's broker, reference summary service and receiver, the VM), then runs its checks in order, each with
 the seconds since power-on printed:
-  - U-Boot's boot.scr read the boot state (both copies sound) and loaded slot A's own kernel and initramfs;
+  - U-Boot's boot.scr read the boot state (both copies sound), chose slot A and sourced slot A's own second
+    stage (/boot/mynabox-boot.scr), which loaded slot A's kernel and initramfs;
   - the initramfs grows the state partition to the end of the bigger "card" and systemd grows its ext4;
   - the first boot takes the identity in (mynabox-firstboot.service succeeds);
   - the daemon reaches READY (systemd logs "Started mynabox.service" only after READY=1 for Type=notify),
@@ -82,6 +83,10 @@ DAEMON_ERROR = re.compile(r"\b(ERROR|CRITICAL|Traceback)\b")
 READER = '\\n[reader]\\nextended_apdu = "off"\\n'  # printf's escapes, in the guest (provision refuses it)
 TIMING = re.compile(r"mynabox\[\d+\]: .*read (?:delivered|result-shown) .*")
 BOOT_STATE_LINE = re.compile(r"mynabox: boot state copy (\S+) \((\S+)\)")
+# The second stage boot.scr sourced from the slot itself (its /boot/mynabox-boot.scr) names the slot.
+STAGE_LINE = re.compile(
+    r"mynabox: slot ([AB]): boot stage of the slot \(/boot/mynabox-boot\.scr\), stub (\S+)"
+)
 
 Check = Callable[[Box], bool]
 CREDENTIALS = ("device-key", "mqtt-client-key", "summary-client-key", "audit-key")  # mynabox.service's
@@ -147,12 +152,19 @@ def consents_received(received: Path) -> list[str]:
 
 
 def check_ready(box: Box) -> bool:
-    """U-Boot's boot.scr loaded slot A from sound boot state; the first boot reaches READY."""
+    """U-Boot's boot.scr chose slot A from sound boot state and sourced slot A's own second stage, which
+    loaded its kernel; the first boot reaches READY."""
     console = box.console
     ready = console.wait(READY, box.options.timeout, fail=FAILED)
     state = BOOT_STATE_LINE.findall(console.text())
-    print("boot-test: U-Boot: boot state", state[:1], "slots loaded", console.slots())
-    ok = box.check("uboot_slot_a_s", console.slots()[:1] == ["A"] and bool(state) and state[0][1] == "ok")
+    stages = STAGE_LINE.findall(console.text())
+    print(
+        "boot-test: U-Boot: boot state", state[:1], "slots loaded", console.slots(), "second stages", stages
+    )
+    ok = box.check(
+        "uboot_slot_a_s",
+        console.slots()[:1] == ["A"] and bool(state) and state[0][1] == "ok" and stages[:1] == [("A", "1")],
+    )
     if console.wait(FIRSTBOOT_OK, 0.1) is not None:
         print("boot-test: the first boot took the identity in")
     if not box.check("boot_to_ready_s", ready is not None):

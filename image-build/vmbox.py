@@ -1,9 +1,10 @@
 """The emulated box: the built image under qemu-system-aarch64 -M virt -cpu cortex-a72 (TCG), booted as a Pi
 boots after its firmware: Debian's U-Boot (u-boot-qemu's qemu_arm64 as qemu's -bios) runs the image's own
-boot.scr, which picks a slot from the two boot-state copies on the FAT partition and loads that slot's own
-kernel, initramfs (and the board's device tree where it names one; qemu's otherwise). Around it, on the
-host: the broker (mosquitto, TLS), the reference summary service and the gateway's receiver, and a USB card
-reader (qemu's usb-ccid) whose slot the test feeds over VSCard.
+boot.scr, which picks a slot from the two boot-state copies on the FAT partition and sources that slot's own
+second stage (/boot/mynabox-boot.scr), which loads the slot's kernel, initramfs (and the board's device tree
+where it names one; qemu's otherwise). Around it, on the host: the broker (mosquitto, TLS), the reference
+summary service and the gateway's receiver, and a USB card reader (qemu's usb-ccid) whose slot the test
+feeds over VSCard.
 
 `launch(options)` is a context manager: everything it starts (qemu, the host's services, their log files)
 is registered on one ExitStack and ended on the way out, whatever happened. The boot test
@@ -13,7 +14,7 @@ emulated box import it. Runs as root (debugfs on the test copy) with the project
 The test copy of the image differs from the built one only by what the test adds: gpio-sim and i2c-stub
 modules with a unit that makes a Pi-shaped GPIO chip (never in the image), the test vehicle's identity on
 the FAT partition (`mynabox provision write`, as a workshop does), and cmdline-extra.env on the FAT with
-the test's kernel words (a root shell on the serial console for the checks; boot.scr appends them).
+the test's kernel words (a root shell on the serial console for the checks; the second stage appends them).
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ FIRSTBOOT_OK = "Finished mynabox-firstboot.service"
 UBOOT_BIN = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
 SLOT_LINE = re.compile(r"mynabox: booting slot ([AB]) ")
 FAILED = ("Failed to start mynabox.service", "Failed to start mynabox-firstboot.service", "end Kernel panic")
-# The test's kernel words (boot.scr appends cmdline-extra.env's mb_extra): the journal on the console and a
-# root shell on it (systemd.debug_shell) for the checks. A card without the file boots as built.
+# The test's kernel words (the slot's second stage appends cmdline-extra.env's mb_extra): the journal on the
+# console and a root shell on it (systemd.debug_shell) for the checks. A card without the file boots as built.
 DEBUG_CMDLINE = "systemd.show_status=1 systemd.journald.forward_to_console=1 systemd.debug_shell=ttyAMA0"
 MACHINE = ["-cpu", "cortex-a72", "-smp", "2", "-m", "1024"]
 # GPIO: a gpio-sim chip built out of tree (gpio-sim/build-module.sh) for this copy only, named like the

@@ -1,4 +1,20 @@
-# mynabox boot script (U-Boot hush; `mkimage -A arm64 -T script -C none -d boot.cmd boot.scr`).
+# mynabox boot script, the FAT stub (U-Boot hush; `mkimage -A arm64 -T script -C none -d boot.cmd boot.scr`,
+# image-build/boot/install-boot-files).
+#
+# Two stages. This one, boot.scr on the FAT partition p1, is NEVER updated by a bundle: RAUC writes only the
+# root slots (p2, p3), so what is here stays as the card was flashed for the life of the card. It does only
+# what cannot live in a slot: choosing the slot. The rest (kernel command line, kernel, initramfs, device
+# tree and its Pi fix-ups, booti) is the second stage, /boot/mynabox-boot.scr in the chosen slot's own root
+# (image-build/boot/mynabox-boot.cmd), which a bundle brings with its slot, so a fix to it reaches the field.
+#
+# The contract between the two, kept by every future second stage (old stubs stay in the field): the stub
+# sets mb_stub (1: this stub), mb_dev ("devtype devnum"), mb_fat (the FAT partition), mb_slot (A or B),
+# mb_part (2 or 3), mb_state (ok|copy0-bad|copy1-bad|both-bad), loads the slot's /boot/mynabox-boot.scr (a
+# mkimage legacy script image, at most 64 KiB) at ${kernel_addr_r} + 0x10000 and sources it. The second
+# stage sets mb_stage first thing and ends in booti; if it returns, or cannot be loaded, or `source` refuses
+# it (the legacy header's CRCs catch a torn or corrupt file), the stub says so and resets: the slot's try is
+# already spent, so a slot with a broken second stage falls back after its tries like a slot whose kernel
+# does not boot.
 #
 # RAUC's U-Boot contract (BOOT_ORDER, BOOT_A_LEFT, BOOT_B_LEFT; every boot spends one try of the slot it
 # boots, `rauc status mark-good` gives the tries back) on a boot state kept in TWO copies on this FAT
@@ -11,8 +27,8 @@
 # always read next, whatever number a copy was forged or worn to. setexpr computes in 64 bits (ffffffff + 1
 # was 100000000, a copy neither side read as newer: every boot then spent the same try again), hence the
 # masks; itest compares the low 32 bits.
-# What was damaged goes on the kernel command line (mynabox.bootstate=ok|copy0-bad|copy1-bad|both-bad) so
-# the box reports it after boot. Kernel, initramfs and device tree come from the chosen slot's own /boot.
+# What was damaged goes to the second stage as mb_state, which puts it on the kernel command line
+# (mynabox.bootstate=...) so the box reports it after boot.
 
 setenv mb_dev "${devtype} ${devnum}"
 setenv mb_size 0x200
@@ -133,97 +149,24 @@ if test -z "${mb_slot}"; then
   reset
 fi
 
+# The second stage, from the chosen slot itself (see the top). Its own lines start "mynabox: slot X: ".
+# No apostrophe inside a quoted word in this script: this hush then rejects the whole script.
 echo "mynabox: booting slot ${mb_slot} from ${mb_dev}:${mb_part}"
-part uuid ${mb_dev}:${mb_part} mb_partuuid
-if test "${board}" = qemu-arm; then
-  setenv mb_console "console=ttyAMA0"
+setenv mb_stub 1
+setenv mb_fat ${distro_bootpart}
+setenv mb_stage
+# Its own place, zeroed first (not ${scriptaddr}, where this stub itself was loaded: a short or empty file
+# there would leave this stub to be sourced again).
+setexpr mb_saddr ${kernel_addr_r} + 0x10000
+mw.b ${mb_saddr} 0 0x10000
+if load ${mb_dev}:${mb_part} ${mb_saddr} /boot/mynabox-boot.scr 0x10000; then
+  source ${mb_saddr}
+  if test -n "${mb_stage}"; then
+    echo "mynabox: slot ${mb_slot} did not boot: reset (its try is spent)"
+  else
+    echo "mynabox: slot ${mb_slot}: its boot stage /boot/mynabox-boot.scr did not run (bad image): reset (its try is spent)"
+  fi
 else
-  setenv mb_console "console=ttyS1,115200 console=tty1"
+  echo "mynabox: slot ${mb_slot}: no boot stage /boot/mynabox-boot.scr: reset (its try is spent)"
 fi
-# Extra words for the kernel from an optional cmdline-extra.env on this partition, one line
-# "mb_extra=WORDS" (the boot test's debug shell; a card without it boots as built).
-setenv mb_extra
-if test -e ${mb_dev}:${distro_bootpart} cmdline-extra.env; then
-  if load ${mb_dev}:${distro_bootpart} ${mb_waddr} cmdline-extra.env 0x200; then
-    env import -t ${mb_waddr} ${filesize} mb_extra
-  fi
-fi
-# A slot whose kernel cannot reach its root or its init must come back here to spend a try: Debian's kernel
-# never reboots after a panic (CONFIG_PANIC_TIMEOUT=0) and a bare rootwait waits for ever, and no watchdog
-# runs before systemd opens it. So: give up on the root after 60 s (a panic), reboot 10 s after a panic.
-setenv bootargs "${mb_console} root=PARTUUID=${mb_partuuid} ro rootwait=60 panic=10 rauc.slot=${mb_slot} mynabox.bootstate=${mb_state} ${mb_extra}"
-
-# The chosen slot's own kernel, initramfs and, where the board names one, device tree; qemu's own device
-# tree otherwise. /boot/vmlinuz and /boot/initrd.img are Debian's symbolic links (kernel-img.conf
-# link_in_boot = yes: kept by the kernel package itself); Debian's arm64 vmlinuz is an uncompressed Image.
-# booti moves an arm64 Image to the next 2 MiB boundary and gives it the header's image_size (Debian's 6.12:
-# 0x2510000 with its bss); from a Pi's kernel_addr_r (0x80000) that covers the board's fdt_addr_r
-# (0x2600000) and ramdisk_addr_r (0x2700000), and booti refuses ("RD image overlaps OS image") after its
-# move has overwritten both. So the device tree and the initramfs go above where the kernel will end.
-# Then a Pi's firmware values: it writes /system/linux,revision and linux,serial into the device tree it
-# hands U-Boot (${fdtcontroladdr}); the slot's upstream DTB has neither and U-Boot's rpi board code copies
-# only other properties (update_fdt_from_fw), so without them gpiozero finds no board and the pins fail.
-# Copied byte for byte (`fdt get value` swaps the bytes of an 8-byte value); a property the firmware did
-# not write is skipped and nothing here stops the boot. (No apostrophe inside a quoted word below: this
-# hush then rejects the whole script.)
-if load ${mb_dev}:${mb_part} ${kernel_addr_r} /boot/vmlinuz; then
-  setenv mb_isize ${filesize}
-  setexpr mb_hdr ${kernel_addr_r} + 0x38
-  setexpr.l mb_magic *${mb_hdr}
-  if test "${mb_magic}" = 644d5241; then
-    setexpr mb_hdr ${kernel_addr_r} + 0x10
-    setexpr.l mb_isize *${mb_hdr}
-  fi
-  setexpr mb_end ${kernel_addr_r} + 0x1fffff
-  setexpr mb_end ${mb_end} / 0x200000
-  setexpr mb_end ${mb_end} * 0x200000
-  setexpr mb_end ${mb_end} + ${mb_isize}
-  setexpr mb_fdt_addr ${mb_end} + 0x3fffff
-  setexpr mb_fdt_addr ${mb_fdt_addr} / 0x200000
-  setexpr mb_fdt_addr ${mb_fdt_addr} * 0x200000
-  setexpr mb_rd_addr ${mb_fdt_addr} + 0x200000
-  setenv mb_fdt_addr 0x${mb_fdt_addr}
-  setenv mb_rd_addr 0x${mb_rd_addr}
-  if load ${mb_dev}:${mb_part} ${mb_rd_addr} /boot/initrd.img; then
-    setenv mb_initrd ${mb_rd_addr}:${filesize}
-    setenv mb_fdt ${fdtcontroladdr}
-    if test -n "${fdtfile}"; then
-      if load ${mb_dev}:${mb_part} ${mb_fdt_addr} /boot/dtbs/${fdtfile}; then
-        setenv mb_fdt ${mb_fdt_addr}
-        setenv mb_copied
-        fdt addr ${mb_fdt}
-        fdt resize 0x400
-        for mb_prop in linux,revision linux,serial; do
-          fdt addr ${fdtcontroladdr}
-          setenv mb_len 0
-          setenv mb_bytes
-          if fdt get size mb_len /system ${mb_prop}; then
-            if fdt get addr mb_pa /system ${mb_prop}; then
-              if test ${mb_len} -le 16; then
-                for mb_k in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do
-                  if test ${mb_k} -le ${mb_len}; then
-                    setexpr.b mb_b *${mb_pa}
-                    setenv mb_bytes "${mb_bytes} ${mb_b}"
-                    setexpr mb_pa ${mb_pa} + 1
-                  fi
-                done
-              fi
-            fi
-          fi
-          fdt addr ${mb_fdt}
-          if test -n "${mb_bytes}"; then
-            if fdt get size mb_n /system; then true; else fdt mknode / system; fi
-            if fdt set /system ${mb_prop} "[${mb_bytes} ]"; then setenv mb_copied "${mb_copied} ${mb_prop}"; fi
-          fi
-        done
-        setenv mb_rev none
-        fdt get value mb_rev /system linux,revision
-        echo "mynabox: device tree ${fdtfile}: copied from the firmware:${mb_copied}; /system/linux,revision ${mb_rev}"
-      fi
-    fi
-    echo "mynabox: slot ${mb_slot}: kernel, initramfs ${mb_initrd}, device tree ${mb_fdt}; ${bootargs}"
-    booti ${kernel_addr_r} ${mb_initrd} ${mb_fdt}
-  fi
-fi
-echo "mynabox: slot ${mb_slot} did not boot: reset (its try is spent)"
 reset

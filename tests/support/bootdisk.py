@@ -1,10 +1,12 @@
 """Small A/B boot disks for U-Boot under qemu, made without root: MBR by sfdisk, FAT by mkfs.vfat + mtools,
 ext4 slots by `mke2fs -d`, each made in its own file and copied into place.
 
-Layout as the image's: p1 FAT32 (boot.scr, the two boot-state copies), p2 slot A, p3 slot B (ext4).
-`run_uboot` boots Debian's u-boot-qemu on it (`-M virt -cpu cortex-a72 -bios …/qemu_arm64/u-boot.bin
--nic none -no-reboot`) and returns its console once the script resets (no kernel is needed: the slots hold
-markers, `booti` refuses them and the script resets, which ends qemu).
+Layout as the image's: p1 FAT32 (boot.scr, the FAT stub; the two boot-state copies), p2 slot A, p3 slot B
+(ext4, each with the second stage /boot/mynabox-boot.scr the stub sources, made from the shipped
+image-build/boot/mynabox-boot.cmd unless a test puts its own there). `run_uboot` boots Debian's
+u-boot-qemu on it (`-M virt -cpu cortex-a72 -bios …/qemu_arm64/u-boot.bin -nic none -no-reboot`) and
+returns its console once the script resets (no kernel is needed: the slots hold markers, `booti` refuses
+them and the stub resets, which ends qemu).
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 UBOOT_BIN = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
+BOOT_DIR = Path(__file__).resolve().parents[2] / "image-build" / "boot"
+STUB_CMD = BOOT_DIR / "boot.cmd"  # → boot.scr on p1
+STAGE_CMD = BOOT_DIR / "mynabox-boot.cmd"  # → /boot/mynabox-boot.scr in each slot
+STAGE_PATH = "boot/mynabox-boot.scr"
 SECTOR = 512
 FAT_START = 2048  # sectors, as genimage.cfg
 FAT_SECTORS = 40 * 2048  # 40 MiB: FAT32 needs >= 65525 clusters of 512 bytes
@@ -71,10 +77,24 @@ def make_boot_script(cmd: Path, out: Path) -> None:
     )
 
 
+def put_stage(tree: Path, cmd: Path = STAGE_CMD) -> Path:
+    """The second stage made from `cmd` into a slot's tree, as the build puts it into the root tree."""
+    out = tree / STAGE_PATH
+    out.parent.mkdir(parents=True, exist_ok=True)
+    make_boot_script(cmd, out)
+    return out
+
+
 def make_disk(
-    path: Path, work: Path, fat_files: dict[str, bytes], slots: dict[str, Path], slot_mib: int = 4
+    path: Path,
+    work: Path,
+    fat_files: dict[str, bytes],
+    slots: dict[str, Path],
+    slot_mib: int = 4,
+    stage: Path | None = STAGE_CMD,
 ) -> Disk:
-    """`slots` maps "A"/"B" to a directory tree for `mke2fs -d` (a slot left out stays zeroed)."""
+    """`slots` maps "A"/"B" to a directory tree for `mke2fs -d` (a slot left out stays zeroed). Each tree
+    without a /boot/mynabox-boot.scr of its own gets one made from `stage` (None: the trees as given)."""
     slot_sectors = slot_mib * 2048
     a_start = FAT_START + FAT_SECTORS
     b_start = a_start + slot_sectors
@@ -105,6 +125,8 @@ def make_disk(
         tree = slots.get(slot)
         if tree is None:
             continue
+        if stage is not None and not (tree / STAGE_PATH).exists():
+            put_stage(tree, stage)
         img = work / f"slot-{slot}.ext4"
         img.unlink(missing_ok=True)
         subprocess.run(

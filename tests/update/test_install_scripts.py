@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -18,19 +19,85 @@ from .conftest import REPO, Signer
 pytestmark = pytest.mark.skipif(shutil.which("mkimage") is None, reason="mkimage (u-boot-tools) missing")
 
 
-def test_boot_files_go_into_the_fat_tree(tmp_path: Path) -> None:
+def install_boot_files(*args: Path, epoch: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+    env["PATH"] = "/usr/bin:/bin"  # the host's python3, not the venv's
+    if epoch is not None:
+        env["SOURCE_DATE_EPOCH"] = epoch
+    return subprocess.run(
+        [str(REPO / "image-build/boot/install-boot-files"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+
+def test_boot_files_go_into_the_fat_tree_and_the_second_stage_into_the_slot(tmp_path: Path) -> None:
     uboot = tmp_path / "u-boot.bin.src"
     uboot.write_bytes(b"u-boot")
-    subprocess.run(
-        [str(REPO / "image-build/boot/install-boot-files"), str(tmp_path), str(uboot)],
-        check=True,
+    fat, root = tmp_path / "fat", tmp_path / "root"
+    fat.mkdir()
+    (root / "boot").mkdir(parents=True)
+    done = install_boot_files(fat, root, uboot, epoch="1700000000")
+    assert done.returncode == 0, done.stderr
+    for scr, name in (
+        (fat / "boot.scr", b"mynabox A/B"),
+        (root / "boot/mynabox-boot.scr", b"mynabox slot boot"),
+    ):
+        head = scr.read_bytes()[:64]
+        assert head[:4] == bytes.fromhex("27051956"), scr  # a U-Boot legacy image header
+        assert int.from_bytes(head[8:12], "big") == 1700000000, scr  # its time: the build's epoch
+        assert head[32:].rstrip(b"\0") == name
+    assert sorted(p.name for p in fat.iterdir()) == ["boot.scr", "bootstate.0", "bootstate.1", "u-boot.bin"]
+    assert [p.name for p in (root / "boot").iterdir()] == ["mynabox-boot.scr"]  # the stub stays on the FAT
+    assert BootFiles(fat).read() == bs.Reading(bs.INITIAL, 0, bs.Damage.OK)
+    assert (fat / "u-boot.bin").read_bytes() == b"u-boot"
+
+
+def test_boot_scripts_bytes_follow_from_the_scripts_alone(tmp_path: Path) -> None:
+    """check-reproducible covers both (boot.scr in the card image, the second stage in slot A and every
+    bundle): mkimage's header time is SOURCE_DATE_EPOCH's, 0 without one, never the clock's."""
+    made = []
+    for run in range(2):
+        fat, root = tmp_path / f"fat{run}", tmp_path / f"root{run}"
+        fat.mkdir()
+        (root / "boot").mkdir(parents=True)
+        assert install_boot_files(fat, root).returncode == 0
+        made.append(((fat / "boot.scr").read_bytes(), (root / "boot/mynabox-boot.scr").read_bytes()))
+        time.sleep(1.1)  # a clock-stamped header would differ
+    assert made[0] == made[1]
+    assert int.from_bytes(made[0][1][8:12], "big") == 0
+
+
+def test_a_second_stage_over_what_the_stub_loads_is_refused(tmp_path: Path) -> None:
+    """The flashed stubs load at most 64 KiB of it: a bigger one would fail its CRC on every card."""
+    boot = tmp_path / "image-build" / "boot"
+    shutil.copytree(REPO / "image-build" / "boot", boot)
+    cmd = boot / "mynabox-boot.cmd"
+    cmd.write_text(cmd.read_text() + "# padding\n" * 7000)
+    fat, root = tmp_path / "fat", tmp_path / "root"
+    fat.mkdir()
+    (root / "boot").mkdir(parents=True)
+    done = subprocess.run(
+        [str(boot / "install-boot-files"), str(fat), str(root)],
         capture_output=True,
+        text=True,
         timeout=60,
-        env={**os.environ, "PATH": "/usr/bin:/bin"},  # the host's python3, not the venv's
+        check=False,
     )
-    assert (tmp_path / "boot.scr").read_bytes()[:4] == bytes.fromhex("27051956")  # a U-Boot image header
-    assert BootFiles(tmp_path).read() == bs.Reading(bs.INITIAL, 0, bs.Damage.OK)
-    assert (tmp_path / "u-boot.bin").read_bytes() == b"u-boot"
+    assert done.returncode == 1 and "over 64 KiB" in done.stderr, done.stderr
+    assert not (root / "boot/mynabox-boot.scr").exists()
+    size = len((REPO / "image-build/boot/mynabox-boot.cmd").read_bytes())
+    print(f"\nthe shipped second stage's script: {size} bytes (the stub loads 65536 with the 72-byte header)")
+
+
+def test_install_boot_files_refuses_without_a_slot_root(tmp_path: Path) -> None:
+    done = install_boot_files(tmp_path)
+    assert done.returncode == 2 and "usage" in done.stderr
+    done = install_boot_files(tmp_path, tmp_path / "nowhere")
+    assert done.returncode == 2 and "has no /boot" in done.stderr
 
 
 def test_rauc_files_go_into_the_root_tree(tmp_path: Path, signer: Signer) -> None:

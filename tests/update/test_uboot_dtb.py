@@ -5,7 +5,8 @@ the revision; U-Boot's rpi board code does not copy /system).
 As on a Pi: U-Boot's control tree is the one handed to it (here qemu's own tree with /system written into
 it by fdtput, passed with -dtb, as a Pi's firmware writes it), and U-Boot's environment names `fdtfile`
 and `fdt_addr_r` (the rpi board code and its default environment do; qemu's board does neither, so a
-test-only boot.scr sets the two and sources the shipped script, stored beside it as mynabox.scr). The
+test-only boot.scr sets the two and sources the shipped FAT stub, stored beside it as mynabox.scr, which
+sources each slot's own second stage, /boot/mynabox-boot.scr, where the device tree work is). The
 slots' DTBs are compiled with dtc without /system, as upstream's. Each slot's /boot/vmlinuz is a 44-byte
 arm64 Image that writes the device tree it was given (x0) to the UART and powers off (PSCI SYSTEM_OFF),
 so the test reads the very tree the kernel would get, after U-Boot's own `booti` fix-ups.
@@ -24,6 +25,7 @@ import pytest
 
 from mynabox.update import bootstate as bs
 from support.bootdisk import (
+    STUB_CMD,
     Disk,
     cut_uboot,
     machine_dtb,
@@ -33,7 +35,7 @@ from support.bootdisk import (
     run_uboot,
 )
 
-BOOT_CMD = Path(__file__).resolve().parents[2] / "image-build" / "boot" / "boot.cmd"
+BOOT_CMD = STUB_CMD
 FDTFILE = "broadcom/bcm2837-rpi-3-b-plus.dtb"
 REVISION = "a020d3"  # Raspberry Pi 3 Model B+ 1.3
 SERIAL = "0 1a2b3c4d"  # as the firmware writes it: two cells

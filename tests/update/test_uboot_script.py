@@ -1,7 +1,9 @@
 """boot.scr under Debian's U-Boot itself (qemu_arm64 as qemu's -bios): the slot it picks and the state it
-writes back, on small disks holding each boot-state case. No kernel: each slot's /boot holds markers of
-different sizes, so the initramfs size U-Boot prints proves which partition it loaded from; `booti` refuses
-the marker and the script resets, which ends qemu (-no-reboot).
+writes back, on small disks holding each boot-state case; and the second stage it sources from the chosen
+slot's own /boot/mynabox-boot.scr (missing or corrupt: a try spent, then the fallback). No kernel: each
+slot's /boot holds markers of different sizes, so the initramfs size U-Boot prints proves which partition
+it loaded from; `booti` refuses the marker, the second stage returns and the stub resets, which ends qemu
+(-no-reboot).
 
 Each run's expectation comes from mynabox.update.bootstate (the box's reader and writer), so this also
 proves the two sides agree byte for byte. The seconds each U-Boot run takes are printed (`-s` shows them).
@@ -21,21 +23,33 @@ import pytest
 
 from mynabox.adapters.bootfiles import BootFiles
 from mynabox.update import bootstate as bs
-from support.bootdisk import Disk, cut_uboot, make_boot_script, make_disk, missing_tools, run_uboot
+from support.bootdisk import (
+    STAGE_CMD,
+    STAGE_PATH,
+    STUB_CMD,
+    Disk,
+    cut_uboot,
+    make_boot_script,
+    make_disk,
+    missing_tools,
+    put_stage,
+    run_uboot,
+)
 
 from .seqcases import CASES, SeqCase
 
-BOOT_CMD = Path(__file__).resolve().parents[2] / "image-build" / "boot" / "boot.cmd"
+BOOT_CMD = STUB_CMD
 INITRD_SIZE = {"A": 5, "B": 9}
 PARTUUID_SUFFIX = {"A": "02", "B": "03"}
+PART = {"A": 2, "B": 3}
 RUN_SECONDS: list[float] = []
 
 pytestmark = pytest.mark.skipif(bool(missing_tools()), reason=f"missing: {', '.join(missing_tools())}")
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("bootdisk")
+def slot_trees(work: Path) -> dict[str, Path]:
+    """Each slot's tree with its marker kernel and initramfs (the second stage: make_disk adds it)."""
+    trees = {}
     for slot in ("A", "B"):
         boot = work / f"slot-{slot}" / "boot"
         boot.mkdir(parents=True)
@@ -44,14 +58,21 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (boot / "initrd.img-test").write_bytes(b"i" * INITRD_SIZE[slot])
         (boot / "vmlinuz").symlink_to("vmlinuz-test")
         (boot / "initrd.img").symlink_to("initrd.img-test")
+        trees[slot] = work / f"slot-{slot}"
+    return trees
+
+
+def disk_with(work: Path, trees: dict[str, Path], stage: Path | None = STAGE_CMD) -> Disk:
     make_boot_script(BOOT_CMD, work / "boot.scr")
-    disk = make_disk(
-        work / "template.img",
-        work,
-        {"boot.scr": (work / "boot.scr").read_bytes()},
-        {"A": work / "slot-A", "B": work / "slot-B"},
+    return make_disk(
+        work / "disk.img", work, {"boot.scr": (work / "boot.scr").read_bytes()}, trees, stage=stage
     )
-    return disk.path
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("bootdisk")
+    return disk_with(work, slot_trees(work)).path
 
 
 @pytest.fixture
@@ -89,10 +110,26 @@ def power_on(disk: Disk) -> tuple[str | None, str]:
         return None, run.console
     slot, size = found.group(1), int(found.group(2), 16)
     assert size == INITRD_SIZE[slot], f"slot {slot}'s initramfs came from another partition: {run.console}"
+    # The stub announced the slot, its second stage ran, booti refused the marker and the stub reset.
+    assert stage_lines(run.console, slot) == [
+        f"mynabox: booting slot {slot} from virtio 0:{PART[slot]}",
+        f"mynabox: slot {slot}: boot stage of the slot (/boot/mynabox-boot.scr), stub 1",
+        found.group(0),
+        f"mynabox: slot {slot} did not boot: reset (its try is spent)",
+    ], run.console
     line = found.group(0)
     assert f"rauc.slot={slot}" in line
     assert f"root=PARTUUID=6d796e61-{PARTUUID_SUFFIX[slot]}" in line
     return slot, run.console
+
+
+def stage_lines(console: str, slot: str) -> list[str]:
+    """The stub's line naming the slot and every line after it about that slot, in order."""
+    return [
+        line
+        for line in console.splitlines()
+        if line.startswith((f"mynabox: booting slot {slot} ", f"mynabox: slot {slot}"))
+    ]
 
 
 def expect_boot(disk: Disk) -> tuple[str | None, bs.Reading, bs.BootState, str]:
@@ -205,6 +242,90 @@ def test_no_tries_left_resets_every_slot_and_boots_nothing(disk: Disk, tmp_path:
     assert (written.a_left, written.b_left) == (3, 3)
 
 
+def test_a_fix_in_the_slots_own_boot_stage_reaches_the_box_with_the_flashed_stub(tmp_path: Path) -> None:
+    """What issue 20 needed twice (panic=10, the Pi DTB copy): a change after the slot choice, shipped in a
+    slot (as a bundle ships it), takes effect under the unchanged FAT stub; the other slot keeps its own."""
+    trees = slot_trees(tmp_path)
+    fixed = tmp_path / "fixed.cmd"
+    text = STAGE_CMD.read_text()
+    assert text.count(" panic=10 rauc.slot=") == 1
+    fixed.write_text(text.replace(" panic=10 rauc.slot=", " panic=10 mynabox.fix=from-slot-b rauc.slot="))
+    put_stage(trees["B"], fixed)
+    disk = disk_with(tmp_path, trees)
+    disk.write_fat("bootstate.0", bs.encode(bs.set_primary(bs.INITIAL, "B")), tmp_path)
+    slot, _, _, console = expect_boot(disk)
+    assert slot == "B" and "panic=10 mynabox.fix=from-slot-b rauc.slot=B" in console, console
+    disk.write_fat("bootstate.0", bs.encode(replace(bs.INITIAL, seq=9)), tmp_path)
+    slot, _, _, console = expect_boot(disk)
+    assert slot == "A" and "mynabox.fix" not in console, console
+
+
+NO_STAGE = "mynabox: slot B: no boot stage /boot/mynabox-boot.scr: reset (its try is spent)"
+BAD_STAGE = (
+    "mynabox: slot B: its boot stage /boot/mynabox-boot.scr did not run (bad image): reset (its try is spent)"
+)
+
+
+def broken_stage(case: str, tree: Path) -> tuple[str, ...]:
+    """Damages slot `tree`'s second stage as `case` says; returns the stub's line(s) it may say for it."""
+    stage = tree / STAGE_PATH
+    data = stage.read_bytes()
+    if case == "missing":
+        stage.unlink()
+        return (NO_STAGE,)
+    if case == "one-byte-flipped":  # in the script, past the 64-byte header: the data CRC catches it
+        data = data[:200] + bytes([data[200] ^ 0x04]) + data[201:]
+    elif case == "torn":  # a write cut short: the header says more than the file holds
+        data = data[: len(data) // 2]
+    elif case == "header-only":
+        data = data[:64]
+    elif case == "zeroed":
+        data = bytes(len(data))
+    elif case == "not-an-image":  # the script's text itself, without the legacy header
+        data = STAGE_CMD.read_bytes()
+    elif case == "empty":  # U-Boot's load of an empty file fails (2023.01) or loads nothing: either way
+        data = b""
+        stage.write_bytes(data)
+        return (NO_STAGE, BAD_STAGE)
+    stage.write_bytes(data)
+    return (BAD_STAGE,)
+
+
+@pytest.mark.parametrize(
+    "case", ["missing", "empty", "one-byte-flipped", "torn", "header-only", "zeroed", "not-an-image"]
+)
+def test_a_slot_whose_boot_stage_is_missing_or_corrupt_spends_its_tries_and_falls_back(
+    tmp_path: Path, case: str
+) -> None:
+    """B (primary after an install) with a broken second stage: each boot the stub names B, spends its try,
+    says why B did not start and resets, and the state the next boot reads has one try less, as for a
+    kernel that does not boot; after three, A boots through its own stage."""
+    trees = slot_trees(tmp_path)
+    for tree in trees.values():
+        put_stage(tree)
+    may_say = broken_stage(case, trees["B"])
+    disk = disk_with(tmp_path, trees, stage=None)
+    trying = bs.set_primary(bs.BootState(("A", "B"), 3, 3, seq=7), "B")
+    put(disk, tmp_path, bs.encode(trying), bs.encode(replace(trying, seq=6)))
+    for left in (2, 1, 0):
+        run = run_uboot(disk)
+        RUN_SECONDS.append(run.seconds)
+        lines = stage_lines(run.console, "B")
+        assert lines[0] == "mynabox: booting slot B from virtio 0:3" and lines[1:] in [
+            [x] for x in may_say
+        ], run.console
+        assert "resetting" in run.console and "Starting kernel" not in run.console, run.console
+        after = bs.read(disk.read_fat("bootstate.0"), disk.read_fat("bootstate.1"))
+        assert (after.damage, after.state.order, after.state.b_left, after.state.a_left) == (
+            bs.Damage.OK,
+            ("B", "A"),
+            left,
+            3,
+        ), run.console
+    slot, _, written, _ = expect_boot(disk)
+    assert (slot, written.b_left, written.a_left) == ("A", 0, 2)
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_sequence_numbers_at_the_top_and_in_foreign_forms_as_both_sides_take_them(
     disk: Disk, tmp_path: Path, case: SeqCase
@@ -295,7 +416,9 @@ def test_a_real_debian_kernel_starts_from_the_chosen_slot(tmp_path: Path) -> Non
         {"A": tmp_path / "slot-A", "B": tmp_path / "slot-B"},
         slot_mib=kernel.stat().st_size // (1 << 20) + 16,
     )
-    console = cut_uboot(disk, b"Kernel command line:", 0.5, timeout=240)
+    # A marker printed after the whole command line: the console is read up to it (with "Kernel command
+    # line:" itself the line was sometimes cut where the read chunk ended).
+    console = cut_uboot(disk, b"Memory: ", 0.1, timeout=240)
     line = next(x for x in console.splitlines() if "Kernel command line:" in x)
     assert (
         "root=PARTUUID=6d796e61-03" in line
