@@ -9,6 +9,9 @@ reference summary service and mosquitto with TLS on loopback, default consent (n
   CCID reader reports a card by interrupt). present_to_oled_result_ms_p50 is the daemon's own share.
 - overhead_ms_p50: card present → PUBACK minus card I/O and lookup (and consent wait), from the daemon's
   `read delivered` lines (mynabox.app.readtiming).
+- The daemon's pins are gpiozero's mock pins (no GPIO here); `boxpins/sitecustomize.py`, on its PYTHONPATH,
+  makes them keep their current state only, as the box's lgpio pins do, not a history of every state for
+  tests (≈ 0.1 MB per 100 reads the box never holds). Nothing else of the daemon changes.
 - rss_mb after READS reads (with the anonymous / file-backed split), idle_cpu_percent over IDLE_S idle.
 - ours_over_floor_mb: that RSS minus the floor, a fresh interpreter with the prescribed libraries imported
   (`bench_imports.floor`): what our code, its threads, connections and caches hold; its anonymous and
@@ -70,6 +73,8 @@ LINK_TAPS = int(os.environ.get("BENCH_LINK_TAPS", "10"))
 RTTS_MS = [int(v) for v in os.environ.get("BENCH_RTTS_MS", "30,100,300").split(",") if v]
 MYNABOX = str(Path(".venv/bin/mynabox").resolve())
 TICKS = os.sysconf("SC_CLK_TCK")
+# The daemon's mock pins keep their current state only, as the box's do (boxpins/sitecustomize.py).
+BOX_PINS = str(Path(__file__).resolve().parent / "boxpins")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -260,6 +265,7 @@ def main() -> int:
         assert receiver.subscribed.wait(10), "the gateway receiver did not subscribe"
         notify = NotifySocket(stack.dir / "notify.sock")
         env = dict(os.environ, **stack.env(), **unit_environment(), NOTIFY_SOCKET=str(notify.path))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [BOX_PINS, env.get("PYTHONPATH")]))
         settle_page_cache()
         started = time.monotonic()
         daemon = subprocess.Popen(
@@ -347,6 +353,7 @@ def main() -> int:
     )
     biggest = ", ".join(f"{n} {r} ({a})" for n, r, a in largest)
     print(f"largest mappings, RSS MB (of which anonymous): {biggest}")
+    print("  (the daemon's mock pins kept their current state only, as the box's pins do: boxpins/)")
     print(f"idle CPU over {IDLE_S:g} s: {figures['idle_cpu_percent']} % (goal ≤ 0.2)")
     if len(shown_f) < READS:  # a tap that showed no result: the daemon's own account (no personal data in it)
         print(f"{READS - len(shown_f)} taps showed no result; the daemon's log:")

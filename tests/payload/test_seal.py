@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import subprocess
 import sys
@@ -138,6 +139,25 @@ print(sorted(m for m in sys.modules if m.startswith("cryptography.hazmat.backend
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_seal_leaves_nothing_for_the_garbage_collector(sealer: Sealer, opener: Opener) -> None:
+    """Everything a seal builds is freed when it returns: no reference cycle keeps the signed plaintext (the
+    patient's data), the CEK or the segments until the collector's next full pass (joserfc's message and
+    recipient point at each other)."""
+    now = NOW
+    sealer.seal(Kind.SUMMARY, {"warm": "up"}, now=now, clock_synced=True, seq=1)
+    gc.collect()
+    gc.disable()
+    try:
+        sealed = sealer.seal(Kind.SUMMARY, {"name": "テスト 太郎"}, now=now, clock_synced=True, seq=2)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        assert gc.collect() == 0, sorted({type(o).__qualname__ for o in gc.garbage})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert opener.open(sealed.token, now=now).body == {"name": "テスト 太郎"}
 
 
 # --- round trips --------------------------------------------------------------------------------------------
