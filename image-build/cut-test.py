@@ -403,8 +403,8 @@ def main() -> int:
                 row["drawn"] = point.value
                 row.update(hit)
                 row.update(after_cut(box, since, args.step_timeout, entries, expected))
-                if isinstance(row.get("to_healthy_s"), float):
-                    spans.boot_s = float(str(row["to_healthy_s"]))
+                if isinstance(boot_s := row.get("to_healthy_s"), float):
+                    spans.boot_s = boot_s
                 row["cycle_s"] = round(time.monotonic() - t_cut, 1)
                 print("cut-test:", json.dumps(row), flush=True)
                 rows.append(row)
