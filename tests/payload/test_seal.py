@@ -160,6 +160,25 @@ def test_a_seal_leaves_nothing_for_the_garbage_collector(sealer: Sealer, opener:
     assert opener.open(sealed.token, now=now).body == {"name": "テスト 太郎"}
 
 
+def test_an_open_leaves_nothing_for_the_garbage_collector(sealer: Sealer, opener: Opener) -> None:
+    """The gateway's side: opening frees the decrypted plaintext at once, no message/recipient cycle keeps
+    it until the collector's next full pass."""
+    warm = sealer.seal(Kind.SUMMARY, {"warm": "up"}, now=NOW, clock_synced=True, seq=1)
+    opener.open(warm.token, now=NOW)
+    sealed = sealer.seal(Kind.SUMMARY, {"name": "テスト 太郎"}, now=NOW, clock_synced=True, seq=2)
+    gc.collect()
+    gc.disable()
+    try:
+        opened = opener.open(sealed.token, now=NOW)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        assert gc.collect() == 0, sorted({type(o).__qualname__ for o in gc.garbage})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert opened.body == {"name": "テスト 太郎"}
+
+
 # --- round trips --------------------------------------------------------------------------------------------
 
 json_values = st.recursive(

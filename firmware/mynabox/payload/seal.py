@@ -421,6 +421,9 @@ class Opener:
 
     def _decrypt(self, token: bytes) -> bytes:
         obj = jwe.decrypt_compact(token, self._gateway_key, registry=self._jwe_registry)
+        # The message and its recipient point at each other (the cycle the Sealer releases too): without
+        # this the plaintext, the patient's data, waits for the collector's next full pass.
+        obj.recipient = None
         if obj.plaintext is None:
             raise ValueError("no plaintext")
         return obj.plaintext
