@@ -1,10 +1,10 @@
 """The emulated box: the built image under qemu-system-aarch64 -M virt -cpu cortex-a72 (TCG), booted as a Pi
-boots after its firmware: Debian's U-Boot (u-boot-qemu's qemu_arm64 as qemu's -bios) runs the image's own
-boot.scr, which picks a slot from the two boot-state copies on the FAT partition and sources that slot's own
-second stage (/boot/mynabox-boot.scr), which loads the slot's kernel, initramfs (and the board's device tree
-where it names one; qemu's otherwise). Around it, on the host: the broker (mosquitto, TLS), the reference
-summary service and the gateway's receiver, and a USB card reader (qemu's usb-ccid) whose slot the test
-feeds over VSCard.
+boots after its firmware: Debian's U-Boot, the release the image ships (trixie's u-boot-qemu, its qemu_arm64
+as qemu's -bios; scripts/u-boot-qemu.pin), runs the image's own boot.scr, which picks a slot from the two
+boot-state copies on the FAT partition and sources that slot's own second stage (/boot/mynabox-boot.scr),
+which loads the slot's kernel, initramfs (and the board's device tree where it names one; qemu's otherwise).
+Around it, on the host: the broker (mosquitto, TLS), the reference summary service and the gateway's
+receiver, and a USB card reader (qemu's usb-ccid) whose slot the test feeds over VSCard.
 
 `launch(options)` is a context manager: everything it starts (qemu, the host's services, their log files)
 is registered on one ExitStack and ended on the way out, whatever happened. The boot test
@@ -45,13 +45,14 @@ from mynabox.adapters.keyfiles import save_private_key, save_public_key
 from mynabox_testkit.broker import BrokerTls, Mosquitto
 from mynabox_testkit.ports import free_port
 from mynabox_testkit.tlsfiles import make_test_pki
+from support.bootdisk import UBOOT_BIN, UBOOT_RELEASE, uboot_missing  # tests/ is on sys.path (its scripts)
 
 HERE = Path(__file__).resolve().parent
 DEVICE_ID = "amb-qemu"
 READY = "Started mynabox.service"
 FIRSTBOOT_OK = "Finished mynabox-firstboot.service"
-# Each boot passes through U-Boot and boot.scr, which says which slot it loads.
-UBOOT_BIN = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
+# Each boot passes through U-Boot (UBOOT_BIN: the release the image ships, scripts/u-boot-qemu.pin, as the CI
+# tests of the boot scripts) and boot.scr, which says which slot it loads.
 SLOT_LINE = re.compile(r"mynabox: booting slot ([AB]) ")
 FAILED = ("Failed to start mynabox.service", "Failed to start mynabox-firstboot.service", "end Kernel panic")
 # The test's kernel words (the slot's second stage appends cmdline-extra.env's mb_extra): the journal on the
@@ -498,11 +499,13 @@ def launch(options: Options, on_card: Callable[[Path], None] | None = None) -> I
     qemu = shutil.which("qemu-system-aarch64")
     if qemu is None:
         raise SystemExit("boot-test: qemu-system-aarch64 missing (apt-get install qemu-system-arm)")
-    if not UBOOT_BIN.is_file():
-        raise SystemExit(f"boot-test: {UBOOT_BIN} missing (apt-get install u-boot-qemu)")
+    missing = uboot_missing()
+    if missing is not None:
+        raise SystemExit(f"boot-test: missing {missing}")
     work = options.keep or Path(tempfile.mkdtemp(prefix="mynabox-boot-"))
     work.mkdir(parents=True, exist_ok=True)
-    figures: dict[str, Any] = {}
+    figures: dict[str, Any] = {"u_boot": UBOOT_RELEASE}
+    print(f"boot-test: U-Boot {UBOOT_RELEASE} ({UBOOT_BIN})", flush=True)
     with contextlib.ExitStack() as stack:
         image, state_before = prepare_card(options, work, figures)
         if on_card is not None:

@@ -17,7 +17,8 @@ APT_PACKAGES=(
   nats-server                                    # the central broker cluster of the fleet tests (JetStream, MQTT)
   mtools dosfstools shellcheck                   # fleet ops: provisioning / first-boot tests on FAT images
   fdisk e2fsprogs                                # the state partition grower's test on a loop device
-  u-boot-qemu u-boot-tools qemu-system-arm       # updates: boot.scr under Debian's U-Boot in qemu (tests/update)
+  u-boot-tools qemu-system-arm                   # updates: boot.scr under Debian's U-Boot in qemu (tests/update)
+  debian-archive-keyring                         # verifies trixie's u-boot-qemu (scripts/fetch-u-boot-qemu)
   rauc dbus-daemon dbus-bin squashfs-tools       # updates: RAUC with our bootloader backend, signed bundles
   device-tree-compiler                           # dtc for the DTB check (qemu-system-arm: also the VSCard test)
 )
@@ -31,6 +32,14 @@ if ((${#missing[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The U-Boot the boot scripts are tested under: the release the image ships (trixie's u-boot-qemu, pinned in
+# scripts/u-boot-qemu.pin), not Debian 12's own u-boot-qemu. Fetched once, as root, into UBOOT_QEMU_DIR.
+uboot_dir=$(sed -n 's/^UBOOT_QEMU_DIR=//p' scripts/u-boot-qemu.pin)
+if [ ! -f "$uboot_dir/usr/lib/u-boot/qemu_arm64/u-boot.bin" ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO scripts/fetch-u-boot-qemu
 fi
 
 PY=${PYTHON:-python3}

@@ -7,19 +7,43 @@ image-build/boot/mynabox-boot.cmd unless a test puts its own there). `run_uboot`
 u-boot-qemu on it (`-M virt -cpu cortex-a72 -bios …/qemu_arm64/u-boot.bin -nic none -no-reboot`) and
 returns its console once the script resets (no kernel is needed: the slots hold markers, `booti` refuses
 them and the stub resets, which ends qemu).
+
+The U-Boot is the release the image ships (`UBOOT_BIN`, `UBOOT_RELEASE`): trixie's u-boot-qemu of the same
+source version as the image's u-boot-rpi, pinned in scripts/u-boot-qemu.pin and put in place by
+scripts/fetch-u-boot-qemu (from scripts/install-deps.sh), not the host's own u-boot-qemu (Debian 12's is an
+older release). image-build/vmbox.py boots the emulated box with the same one.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-UBOOT_BIN = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
-BOOT_DIR = Path(__file__).resolve().parents[2] / "image-build" / "boot"
+REPO = Path(__file__).resolve().parents[2]
+UBOOT_PIN = REPO / "scripts" / "u-boot-qemu.pin"
+
+
+def _pinned(key: str) -> str:
+    for line in UBOOT_PIN.read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name == key:
+            return value.strip()
+    raise LookupError(f"{UBOOT_PIN}: no {key}")
+
+
+UBOOT_RELEASE = _pinned("UBOOT_QEMU_VERSION")  # Debian's version, e.g. 2025.01-3+deb13u1
+UBOOT_BIN = Path(_pinned("UBOOT_QEMU_DIR")) / "usr/lib/u-boot/qemu_arm64/u-boot.bin"
+UBOOT_INSTALL = "sudo scripts/fetch-u-boot-qemu (scripts/install-deps.sh runs it)"
+# What the shipped release prints: its banner, and standard boot's script method running /boot.scr from p1
+# (2023.01's distro boot said "Found U-Boot script /boot.scr" instead).
+UBOOT_BANNER = f"U-Boot {UBOOT_RELEASE} ("
+BOOT_SCR_RAN = re.compile(r"^\*\* Booting bootflow '[^']*\.part_1' with script$", re.MULTILINE)
+BOOT_DIR = REPO / "image-build" / "boot"
 STUB_CMD = BOOT_DIR / "boot.cmd"  # → boot.scr on p1
 STAGE_CMD = BOOT_DIR / "mynabox-boot.cmd"  # → /boot/mynabox-boot.scr in each slot
 STAGE_PATH = "boot/mynabox-boot.scr"
@@ -31,9 +55,22 @@ TOOLS = ("qemu-system-aarch64", "mkimage", "mkfs.vfat", "mcopy", "mke2fs", "sfdi
 
 def missing_tools() -> list[str]:
     found = [t for t in TOOLS if shutil.which(t) is None]
-    if not UBOOT_BIN.is_file():
-        found.append(str(UBOOT_BIN) + " (u-boot-qemu)")
+    missing = uboot_missing()
+    if missing:
+        found.append(missing)
     return found
+
+
+def ran_boot_scr(console: str) -> bool:
+    """The console is the shipped release's, and it ran p1's /boot.scr."""
+    return UBOOT_BANNER in console and BOOT_SCR_RAN.search(console) is not None
+
+
+def uboot_missing() -> str | None:
+    """None when the shipped release's U-Boot is in place, else what is missing and how to fetch it."""
+    if UBOOT_BIN.is_file():
+        return None
+    return f"{UBOOT_BIN} (u-boot-qemu {UBOOT_RELEASE}, the release the image ships: {UBOOT_INSTALL})"
 
 
 @dataclass(frozen=True)

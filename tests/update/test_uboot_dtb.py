@@ -32,6 +32,7 @@ from support.bootdisk import (
     make_boot_script,
     make_disk,
     missing_tools,
+    ran_boot_scr,
     run_uboot,
 )
 
@@ -116,6 +117,7 @@ def boot(template: Path, tmp_path: Path, slot: str, dtb: Path | None) -> tuple[P
     disk = Disk(path)
     disk.write_fat("bootstate.0", bs.encode(bs.set_primary(bs.INITIAL, slot)), tmp_path)
     run = run_uboot(disk, dtb=dtb)
+    assert ran_boot_scr(run.console), run.console
     # The slot's DTB and the initramfs lie above where booti puts the kernel, not at the board's addresses.
     found = re.search(
         rf"slot {slot}: kernel, initramfs (0x)?([0-9a-f]+):5, device tree (0x)?([0-9a-f]+);", run.console
