@@ -93,7 +93,9 @@ STAGE_LINE = re.compile(
 
 # The boot's softdog (the slot's boot stage arms it, the initramfs loads it, mynabox-softdog-handover
 # disarms it): the kernel's lines, PID 1's, the handover's (written to /dev/kmsg: the kernel's time stamps).
-STAMP = r"^\[\s*(\d+\.\d+)\] "
+# Not anchored at the line's start: the initramfs's "Begin: Loading essential drivers ... " precedes
+# softdog's first line on the same console line.
+STAMP = r"\[\s*(\d+\.\d+)\] "
 SOFTDOG_LOADED = re.compile(STAMP + r"softdog: initialized\. .*soft_margin=(\d+) sec", re.M)
 SOFTDOG_ARMED = re.compile(STAMP + r"softdog: .*soft_active_on_boot=(\d)", re.M)
 PID1_HOLDS = re.compile(STAMP + r"systemd\[1\]: Using hardware watchdog '([^']*)', .*device (\S+)", re.M)

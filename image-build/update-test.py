@@ -122,7 +122,7 @@ def hang_tries(console: str) -> dict[str, object]:
     (HANG_LINE), how many softdog reset, the kernel's time from softdog's load to its reset in each (the
     `[   12.345678]` stamps of its two lines), and panics (there must be none: a hang, not a panic)."""
     text = plain(console)
-    stamp = r"^\[\s*(\d+\.\d+)\] "
+    stamp = r"\[\s*(\d+\.\d+)\] "  # not at the line's start: "Begin: Loading essential drivers ... [ …"
     loads = [float(s) for s in re.findall(stamp + r"softdog: initialized\.", text, re.M)]
     fires = [float(s) for s in re.findall(stamp + re.escape(SOFTDOG_RESET), text, re.M)]
     return {

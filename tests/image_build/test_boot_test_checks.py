@@ -107,7 +107,8 @@ def test_the_retained_state_is_read_while_the_receiver_holds_the_gateway_session
 # its own and must not count), in the order they came.
 SOFTDOG_CONSOLE = (
     "[   12.022192] i6300ESB timer 0000:00:02.0: initialized. heartbeat=30 sec (nowayout=0)\r\n"
-    "[   12.310000] softdog: initialized. soft_noboot=0 soft_margin=120 sec soft_panic=0 (nowayout=0)\r\n"
+    "Begin: Loading essential drivers ... [   12.310000] "
+    "softdog: initialized. soft_noboot=0 soft_margin=120 sec soft_panic=0 (nowayout=0)\r\n"
     "[   12.310100] softdog:              soft_reboot_cmd=<not set> soft_active_on_boot=1\r\n"
     "\x1b[?7h[   21.704533] systemd[1]: Using hardware watchdog 'i6300ESB timer', version 0, device "
     "/dev/watchdog-hw\r\n"

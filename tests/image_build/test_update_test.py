@@ -69,7 +69,8 @@ def test_the_hanging_slots_tries_are_read_from_the_console() -> None:
     softdog load and reset by the kernel's clock, the hang lines, and no panic."""
     ut = update_test()
     boot = (
-        "[   13.101000] softdog: initialized. soft_noboot=0 soft_margin=120 sec soft_panic=0 (nowayout=0)\r\n"
+        "Begin: Loading essential drivers ... [   13.101000] "
+        "softdog: initialized. soft_noboot=0 soft_margin=120 sec soft_panic=0 (nowayout=0)\r\n"
         "[   13.102000] softdog:              soft_reboot_cmd=<not set> soft_active_on_boot=1\r\n"
         "[   21.500000] update-test: PID 1 of this slot hangs\r\n"
         "[  133.150000] softdog: Initiating system reboot\r\n"
