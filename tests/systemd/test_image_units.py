@@ -217,8 +217,9 @@ def test_the_slots_kernel_arms_softdog_with_a_margin_well_above_the_handovers_wa
     # The handover's wait (a box whose hardware watchdog never comes) plus a boot to PID 1 must stay far
     # inside the margin, or such a box resets in a loop; measured load → disarm under qemu TCG: README.
     assert margin >= 4 * wait and margin >= 120, (margin, wait)
-    # A locked-up CPU panics, and a panic reboots (the kernel's own default is to hang: PANIC_TIMEOUT=0).
-    assert (words["softlockup_panic"], words["nmi_watchdog"], words["panic"]) == ("1", "panic", "10")
+    # A panic reboots (the kernel's own default is to hang: PANIC_TIMEOUT=0); a lockup does not panic (a
+    # starved emulated box stalled 21 s once: README).
+    assert words["panic"] == "10" and "softlockup_panic" not in words and "nmi_watchdog" not in words
 
 
 def test_softdog_loads_in_the_initramfs_after_the_hardware_drivers() -> None:
