@@ -25,6 +25,9 @@ the seconds since power-on printed:
   - the update parts: RAUC's service answers with slot A booted, mynabox-health checks it (it cannot mark
     it good here: the display fails on purpose; the update test proves the marking), the
     verity bundle's modules (loop, dm-verity, squashfs, nbd) are loaded;
+  - the boot's softdog: armed when the initramfs loaded it (soft_active_on_boot, the slot's margin), PID 1
+    opened the hardware watchdog through /dev/watchdog-hw (not softdog), and mynabox-softdog-handover
+    disarmed softdog after that (the kernel's time from softdog's load to the disarm is printed);
   - PID 1 drives the hardware watchdog (qemu's i6300esb): a crashed kernel is reset by it, U-Boot boots
     slot A again and the box comes back to READY (a second boot: nothing to grow, no identity left);
   - afterwards no fragment of a provisioned secret can be read from the FAT partition's bytes.
@@ -87,6 +90,16 @@ BOOT_STATE_LINE = re.compile(r"mynabox: boot state copy (\S+) \((\S+)\)")
 STAGE_LINE = re.compile(
     r"mynabox: slot ([AB]): boot stage of the slot \(/boot/mynabox-boot\.scr\), stub (\S+)"
 )
+
+# The boot's softdog (the slot's boot stage arms it, the initramfs loads it, mynabox-softdog-handover
+# disarms it): the kernel's lines, PID 1's, the handover's (written to /dev/kmsg: the kernel's time stamps).
+# Not anchored at the line's start: the initramfs's "Begin: Loading essential drivers ... " precedes
+# softdog's first line on the same console line.
+STAMP = r"\[\s*(\d+\.\d+)\] "
+SOFTDOG_LOADED = re.compile(STAMP + r"softdog: initialized\. .*soft_margin=(\d+) sec", re.M)
+SOFTDOG_ARMED = re.compile(STAMP + r"softdog: .*soft_active_on_boot=(\d)", re.M)
+PID1_HOLDS = re.compile(STAMP + r"systemd\[1\]: Using hardware watchdog '([^']*)', .*device (\S+)", re.M)
+DISARMED = re.compile(STAMP + r"mynabox: softdog: (disarmed .*)$", re.M)
 
 Check = Callable[[Box], bool]
 CREDENTIALS = ("device-key", "mqtt-client-key", "summary-client-key", "audit-key")  # mynabox.service's
@@ -480,23 +493,82 @@ def check_update_parts(box: Box) -> bool:
     return box.check("health_check_started_s", started and (under_way or ended_as_meant)) and ok
 
 
+def softdog_handover(console: str) -> dict[str, Any]:
+    """The first boot's softdog story in the console's text (kernel time stamps, seconds since the kernel
+    started): its load and margin, whether it was armed, what PID 1 opened, the handover's line, and the
+    load → disarm span (None where a line is missing)."""
+    text = plain(console)
+    loaded, armed = SOFTDOG_LOADED.search(text), SOFTDOG_ARMED.search(text)
+    held, disarmed = PID1_HOLDS.search(text), DISARMED.search(text)
+    at = {k: None if m is None else float(m.group(1)) for k, m in
+          (("loaded", loaded), ("held", held), ("disarmed", disarmed))}  # fmt: skip
+    span = None if at["loaded"] is None or at["disarmed"] is None else at["disarmed"] - at["loaded"]
+    return {
+        "margin_s": None if loaded is None else int(loaded.group(2)),
+        "armed": armed is not None and armed.group(2) == "1",
+        "pid1_watchdog": None if held is None else held.group(2),
+        "pid1_device": None if held is None else held.group(3),
+        "disarmed": None if disarmed is None else disarmed.group(2),
+        "loaded_at_s": at["loaded"],
+        "held_at_s": at["held"],
+        "disarmed_at_s": at["disarmed"],
+        "load_to_disarm_s": None if span is None else round(span, 2),
+    }
+
+
+def check_softdog_handover(box: Box) -> bool:
+    """The boot's softdog was armed at its load, PID 1 opened the hardware watchdog (qemu's i6300esb) through
+    the udev link, and the handover disarmed softdog only after that, within its margin; the link names
+    the i6300esb's device and softdog is inactive now."""
+    seen = softdog_handover(box.console.text())
+    print("boot-test: softdog:", json.dumps(seen))
+    ok = box.check("softdog_armed_s", seen["armed"] and seen["margin_s"] is not None)
+    ok &= box.check(
+        "pid1_holds_hardware_watchdog_s",
+        seen["pid1_watchdog"] == "i6300ESB timer" and seen["pid1_device"] == "/dev/watchdog-hw",
+    )
+    in_order = None not in (seen["held_at_s"], seen["disarmed_at_s"], seen["load_to_disarm_s"])
+    ok &= box.check(
+        "softdog_disarmed_after_pid1_s",
+        in_order
+        and seen["held_at_s"] <= seen["disarmed_at_s"]
+        and seen["load_to_disarm_s"] < seen["margin_s"]
+        and "PID 1 holds the hardware watchdog 'i6300ESB timer'" in (seen["disarmed"] or ""),
+    )
+    if seen["load_to_disarm_s"] is not None:
+        box.figures["softdog_load_to_disarm_s"] = seen["load_to_disarm_s"]
+    now = box.sh(
+        "hw=$(readlink -f /dev/watchdog-hw); echo hw=${hw##*/},$(cat /sys/class/watchdog/${hw##*/}/identity);"
+        " for d in /sys/class/watchdog/*; do"
+        " grep -q Software $d/identity && echo soft=${d##*/},$(cat $d/state); done"
+    )
+    hw, soft = re.findall(r"^hw=(.*)$", now, re.M), re.findall(r"^soft=(.*)$", now, re.M)
+    print("boot-test: watchdogs now:", hw[-1:] or "(no link)", soft[-1:] or "(no softdog)")
+    ok &= box.check("watchdog_link_names_hardware_s", bool(hw) and hw[-1].endswith(",i6300ESB timer"))
+    return box.check("softdog_inactive_s", bool(soft) and soft[-1].endswith(",inactive")) and ok
+
+
 def check_hardware_watchdog(box: Box) -> bool:
-    """PID 1 holds the hardware watchdog; a crashed kernel (sysrq c; Debian's kernel does not reboot on a
-    panic: CONFIG_PANIC_TIMEOUT=0) stops its pings, the i6300esb resets the machine, U-Boot boots slot A
+    """PID 1 holds the hardware watchdog; a crashed kernel (sysrq c, with the slot's panic=10 set back to
+    the kernel's own 0 first, so it does not reboot by itself: otherwise panic=10 and not the watchdog would
+    reset it) stops its pings, the i6300esb resets the machine, U-Boot boots slot A
     again, and the box comes back: the second boot grows nothing, takes no identity (the FAT has none left)
     and the daemon is READY again."""
     console, timeout = box.console, box.options.step_timeout
     held = re.findall(r"^wd=(.*)$", box.sh(
-        "echo wd=$(cat /sys/class/watchdog/watchdog0/identity),$(cat /sys/class/watchdog/watchdog0/state)"
+        "hw=$(readlink -f /dev/watchdog-hw); hw=/sys/class/watchdog/${hw##*/};"
+        " echo wd=$(cat $hw/identity),$(cat $hw/state)"
     ), re.MULTILINE)  # fmt: skip
     print("boot-test: hardware watchdog:", held[-1] if held else "(none)")
     time.sleep(5)  # let the journal settle before the crash
     since = console.mark()
-    console.sh("echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger", timeout=5)
+    crash = "echo 0 > /proc/sys/kernel/panic; echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger"
+    console.sh(crash, timeout=5)
     t_crash = time.monotonic()
     panic = console.wait("Kernel panic", 60, since)
     rebooted = None if panic is None else console.wait("Linux version", timeout, panic)
-    if not box.check("hardware_watchdog_reset_s", rebooted is not None):
+    by_itself = panic is not None and "Rebooting in" in console.text(panic)[:4000]
+    if not box.check("hardware_watchdog_reset_s", rebooted is not None and not by_itself):
         return False
     print(f"boot-test: crash to reset {time.monotonic() - t_crash:.1f} s")
     assert rebooted is not None
@@ -525,6 +597,7 @@ CHECKS: list[Check] = [
     check_no_daemon_errors,
     check_no_root_writes,
     check_update_parts,
+    check_softdog_handover,
     check_hardware_watchdog,
 ]
 

@@ -19,12 +19,14 @@ one for another board, an older version (refused before RAUC writes), and a firm
 could not read after a rollback (RAUC writes slot B, `update install` reads the slot's storage-formats.json,
 refuses and marks B bad: no switch follows). After the bad bundle's rollback, a bundle whose init cannot
 run (systemd replaced by junk): PID 1 dies, the kernel panics and reboots (panic=10), U-Boot spends B's
-three tries and boots A.
+three tries and boots A. Then a bundle whose PID 1 hangs (systemd replaced by a script that sleeps for
+ever: no panic, no hardware watchdog opened): the softdog the slot's boot stage arms resets each of B's
+tries (softdog.soft_margin after the initramfs loaded it), U-Boot spends the three and boots A.
 Figures printed at the end: bundle size, bytes sent, install time (`*_fetch_and_install_s`: the streamed
 install now), switch → READY, health check, rollback.
 Run as root with the project's venv (`--only bad` runs the never-READY rollback alone; repeat for more parts;
 `--reuse-bundles` keeps a run before's signer and bundles in --keep):
-  .venv/bin/python image-build/update-test.py [--out DIR] [--keep DIR] [--only refusals|bad|panic|good]
+  .venv/bin/python image-build/update-test.py [--out DIR] [--keep DIR] [--only refusals|bad|panic|hang|good]
 """
 
 from __future__ import annotations
@@ -85,8 +87,14 @@ REFUSED = {
     "older": ("is older than the running", ("--version", "0.0.1")),
     "newer-outbox": ("could not read it after a rollback", ()),
 }
-PARTS = ("refusals", "bad", "panic", "good")  # the run's parts, in order (--only picks some)
+PARTS = ("refusals", "bad", "panic", "hang", "good")  # the run's parts, in order (--only picks some)
 SITE = "/opt/mynabox/venv/lib/python3.13/site-packages"  # trixie's Python (the image's venv)
+HANG_LINE = "update-test: PID 1 of this slot hangs"
+HANG_INIT = (
+    "#!/bin/sh\n# update test only: a PID 1 that never starts systemd and never exits (a hang, not a panic)\n"
+    f'echo "{HANG_LINE}" > /dev/kmsg\nwhile :; do sleep 3600; done\n'
+)
+SOFTDOG_RESET = "softdog: Initiating system reboot"
 
 
 def slot_edits(work: Path) -> dict[str, str]:
@@ -98,10 +106,30 @@ def slot_edits(work: Path) -> dict[str, str]:
     junk = work / "junk-init"  # systemd, PID 1, replaced: the exec fails, init dies, the kernel panics
     junk.write_bytes(b"not an executable\n" * 64)
     junk.chmod(0o755)
+    hang = work / "hang-init"  # systemd, PID 1, replaced: a shell that sleeps for ever
+    hang.write_text(HANG_INIT)
+    hang.chmod(0o755)  # debugfs's write keeps the host file's mode
     return {
         "bad": f"cd /etc/systemd/system/mynabox.service.d\nwrite {dropin} 90-never-ready.conf\n",
         "newer-outbox": f"cd {SITE}/mynabox/data\nrm {formats.name}\nwrite {formats} {formats.name}\n",
         "panic": f"cd /usr/lib/systemd\nrm systemd\nwrite {junk} systemd\n",
+        "hang": f"cd /usr/lib/systemd\nrm systemd\nwrite {hang} systemd\n",
+    }
+
+
+def hang_tries(console: str) -> dict[str, object]:
+    """What the console shows of the hanging slot's tries, from its switch on: how many boots of B hung
+    (HANG_LINE), how many softdog reset, the kernel's time from softdog's load to its reset in each (the
+    `[   12.345678]` stamps of its two lines), and panics (there must be none: a hang, not a panic)."""
+    text = plain(console)
+    stamp = r"\[\s*(\d+\.\d+)\] "  # not at the line's start: "Begin: Loading essential drivers ... [ …"
+    loads = [float(s) for s in re.findall(stamp + r"softdog: initialized\.", text, re.M)]
+    fires = [float(s) for s in re.findall(stamp + re.escape(SOFTDOG_RESET), text, re.M)]
+    return {
+        "hangs": text.count(HANG_LINE),
+        "resets": len(fires),
+        "load_to_reset_s": [round(f - lo, 1) for lo, f in zip(loads, fires, strict=False)],
+        "panics": text.count("Kernel panic"),
     }
 
 
@@ -112,7 +140,7 @@ def make_bundles(
     served: Path,
     figures: dict[str, object],
     *,
-    names: tuple[str, ...] = ("good", "bad", "panic", *REFUSED),
+    names: tuple[str, ...] = ("good", "bad", "panic", "hang", *REFUSED),
     reuse: bool = False,
 ) -> None:
     """One bundle per name from the test copy's root A: good as it is, the others as slot_edits and
@@ -349,7 +377,7 @@ def main() -> int:
     parser.add_argument(
         "--only", action="append", choices=PARTS, default=[],
         help="run this part only (repeat for more): the refusals, the bad bundle's rollback, the panicking"
-        " kernel, the good update; all by default",
+        " kernel, the hanging PID 1, the good update; all by default",
     )  # fmt: skip
     parser.add_argument(
         "--replace", action="append", default=[], metavar="LOCAL=GUEST",
@@ -419,6 +447,20 @@ def main() -> int:
                     return 1
                 figures["panic_tries_seen"] = console.text(back).count("Kernel panic")
                 print(f"update-test: the panicking kernel: {figures['panic_tries_seen']} panics, back on A")
+
+            if "hang" in parts:
+                # The hanging PID 1: switched at idle; each of B's tries hangs before systemd; softdog (armed
+                # by B's own boot stage, loaded by its initramfs) resets it; U-Boot boots A.
+                url = f"https://10.0.2.2:{port}/hang.raucb"
+                back = rolled_back(box, server, url, 4, "hang", within=3 * step, figures=figures)
+                if back is None:
+                    return 1
+                seen = hang_tries(console.text(back))
+                figures.update({f"hang_{k}": v for k, v in seen.items()})
+                print(f"update-test: the hanging PID 1: {json.dumps(seen)}, back on A")
+                if (seen["hangs"], seen["resets"], seen["panics"]) != (3, 3, 0):
+                    print("update-test: B's three tries were not each a hang ended by softdog")
+                    return 1
 
             if "good" in parts:
                 # The good bundle: a tap at idle, then the install with a tap while RAUC writes slot B; then

@@ -31,9 +31,14 @@ if test -e ${mb_dev}:${mb_fat} cmdline-extra.env; then
   fi
 fi
 # A slot whose kernel cannot reach its root or its init must come back here to spend a try: Debian's kernel
-# never reboots after a panic (CONFIG_PANIC_TIMEOUT=0) and a bare rootwait waits for ever, and no watchdog
-# runs before systemd opens it. So: give up on the root after 60 s (a panic), reboot 10 s after a panic.
-setenv bootargs "${mb_console} root=PARTUUID=${mb_partuuid} ro rootwait=60 panic=10 rauc.slot=${mb_slot} mynabox.bootstate=${mb_state} ${mb_extra}"
+# never reboots after a panic (CONFIG_PANIC_TIMEOUT=0) and a bare rootwait waits for ever, and no hardware
+# watchdog runs before systemd opens it. So: give up on the root after 60 s (a panic), reboot 10 s after a
+# panic, and arm the kernel's softdog when the initramfs loads it (its timer starts at load; the kernel never
+# pings it): a hang between then and mynabox-softdog-handover.service (which disarms it once PID 1 holds the
+# hardware watchdog) resets the box 120 s after the load. Measured under qemu TCG: load to disarm (README).
+# No softlockup_panic/nmi_watchdog=panic: the emulated box once stalled 21 s (an RCU stall warning, host
+# starved), past the soft-lockup detector's 20 s; a panic then would spend a working slot's try (README).
+setenv bootargs "${mb_console} root=PARTUUID=${mb_partuuid} ro rootwait=60 softdog.soft_active_on_boot=1 softdog.soft_margin=120 panic=10 rauc.slot=${mb_slot} mynabox.bootstate=${mb_state} ${mb_extra}"
 
 # The chosen slot's own kernel, initramfs and, where the board names one, device tree; qemu's own device
 # tree otherwise. /boot/vmlinuz and /boot/initrd.img are Debian's symbolic links (kernel-img.conf

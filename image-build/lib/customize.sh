@@ -37,7 +37,7 @@ rm -rf /etc/mynabox/credentials
 ln -sfn /var/lib/mynabox/identity/credentials /etc/mynabox/credentials
 
 systemctl enable mynabox.service mynabox-firstboot.service mynabox-health.service \
-  systemd-networkd.service systemd-resolved.service systemd-timesyncd.service
+  mynabox-softdog-handover.service systemd-networkd.service systemd-resolved.service systemd-timesyncd.service
 ln -sfn ../run/systemd/resolve/stub-resolv.conf /etc/resolv.conf
 echo mynabox > /etc/hostname
 

@@ -100,3 +100,47 @@ def test_the_retained_state_is_read_while_the_receiver_holds_the_gateway_session
         finally:
             receiver.stop()
             seen.close()
+
+
+# The first boot's lines as the emulated box's console gives them (the kernel's, PID 1's through the kernel
+# log, the handover's written to /dev/kmsg, and the journal's copy of the handover's, which has no stamp of
+# its own and must not count), in the order they came.
+SOFTDOG_CONSOLE = (
+    "[   12.022192] i6300ESB timer 0000:00:02.0: initialized. heartbeat=30 sec (nowayout=0)\r\n"
+    "Begin: Loading essential drivers ... [   12.310000] "
+    "softdog: initialized. soft_noboot=0 soft_margin=120 sec soft_panic=0 (nowayout=0)\r\n"
+    "[   12.310100] softdog:              soft_reboot_cmd=<not set> soft_active_on_boot=1\r\n"
+    "\x1b[?7h[   21.704533] systemd[1]: Using hardware watchdog 'i6300ESB timer', version 0, device "
+    "/dev/watchdog-hw\r\n"
+    "[   22.910000] mynabox: softdog: disarmed (watchdog1): PID 1 holds the hardware watchdog "
+    "'i6300ESB timer' (watchdog0)\r\n"
+    "mynabox-softdog-handover[201]: mynabox: softdog: disarmed (watchdog1): PID 1 holds the hardware\r\n"
+)
+
+
+def test_the_softdog_handover_is_read_from_the_first_boots_console() -> None:
+    seen = boot_test().softdog_handover(SOFTDOG_CONSOLE)
+    assert seen == {
+        "margin_s": 120,
+        "armed": True,
+        "pid1_watchdog": "i6300ESB timer",
+        "pid1_device": "/dev/watchdog-hw",
+        "disarmed": "disarmed (watchdog1): PID 1 holds the hardware watchdog 'i6300ESB timer' (watchdog0)",
+        "loaded_at_s": 12.31,
+        "held_at_s": 21.704533,
+        "disarmed_at_s": 22.91,
+        "load_to_disarm_s": 10.6,
+    }
+
+
+def test_a_boot_without_the_handover_shows_none_and_an_unarmed_softdog_is_said() -> None:
+    read = boot_test().softdog_handover
+    unarmed = read(SOFTDOG_CONSOLE.replace("soft_active_on_boot=1", "soft_active_on_boot=0"))
+    assert unarmed["armed"] is False
+    before = read(SOFTDOG_CONSOLE.split("[   22.91", maxsplit=1)[0])  # the old image: no handover line
+    assert before["disarmed"] is None and before["load_to_disarm_s"] is None
+    # PID 1 on softdog's node (the old numbering, watchdog0 by default): not the link
+    assert (
+        read(SOFTDOG_CONSOLE.replace("device /dev/watchdog-hw", "device /dev/watchdog0"))["pid1_device"]
+        == "/dev/watchdog0"
+    )

@@ -54,7 +54,35 @@ def test_each_edit_breaks_what_it_names_and_nothing_else(tmp_path: Path) -> None
         init = cat(root, "/usr/lib/systemd/systemd")
         assert (b"ExecStart=/bin/sleep infinity" in dropin) == (name == "bad"), name
         assert (formats.refusal(declared, running_schema=1) is not None) == (name == "newer-outbox"), name
-        assert init.startswith(b"\x7fELF") == (name != "panic"), name
+        assert init.startswith(b"\x7fELF") == (name not in ("panic", "hang")), name
+        assert init.startswith(b"#!/bin/sh\n") == (name == "hang"), name
+        if name == "hang":  # a PID 1 that runs (mode kept by debugfs's write) and loops for ever
+            stat = subprocess.run(["debugfs", "-R", "stat /usr/lib/systemd/systemd", str(root)],
+                                  capture_output=True, text=True, check=True).stdout  # fmt: skip
+            assert "Mode:  0755" in stat, stat
+            assert b"while :; do sleep 3600; done" in init and ut.HANG_LINE.encode() in init
+            subprocess.run(["sh", "-n"], input=init, check=True)
+
+
+def test_the_hanging_slots_tries_are_read_from_the_console() -> None:
+    """hang_tries on a console of the shape the emulated box gives (B's three tries, then A): each try's
+    softdog load and reset by the kernel's clock, the hang lines, and no panic."""
+    ut = update_test()
+    boot = (
+        "Begin: Loading essential drivers ... [   13.101000] "
+        "softdog: initialized. soft_noboot=0 soft_margin=120 sec soft_panic=0 (nowayout=0)\r\n"
+        "[   13.102000] softdog:              soft_reboot_cmd=<not set> soft_active_on_boot=1\r\n"
+        "[   21.500000] update-test: PID 1 of this slot hangs\r\n"
+        "[  133.150000] softdog: Initiating system reboot\r\n"
+        "mynabox: booting slot B from virtio 0:3\r\n"
+    )
+    console = boot * 3 + "[   12.0] softdog: initialized. soft_noboot=0 soft_margin=120 sec\r\nREADY\r\n"
+    seen = ut.hang_tries(console)
+    assert seen == {"hangs": 3, "resets": 3, "load_to_reset_s": [120.0, 120.0, 120.0], "panics": 0}
+    assert (
+        ut.hang_tries(console.replace("softdog: Initiating", "Kernel panic; softdog: Initiating"))["panics"]
+        == 3
+    )
 
 
 @pytest.mark.skipif(shutil.which("rauc") is None, reason="needs rauc (scripts/install-deps.sh)")

@@ -234,6 +234,17 @@ def test_extra_kernel_words_come_from_an_optional_file(disk: Disk, tmp_path: Pat
     assert "rauc.slot=A mynabox.bootstate=copy1-bad systemd.debug_shell=ttyAMA0 quiet" in console
 
 
+def test_the_slots_kernel_arms_the_boots_softdog(disk: Disk, tmp_path: Path) -> None:
+    """Issue 20's hang before systemd: each slot's own stage starts the kernel with softdog armed at its
+    load (the initramfs loads it; mynabox-softdog-handover disarms it), beside panic=10."""
+    for state in (bs.set_primary(bs.INITIAL, "B"), replace(bs.INITIAL, seq=50)):
+        put(disk, tmp_path, bs.encode(state), None)
+        slot, _, _, console = expect_boot(disk)
+        line = next(ln for ln in console.splitlines() if "kernel, initramfs" in ln)
+        assert slot == state.order[0], console
+        assert "softdog.soft_active_on_boot=1 softdog.soft_margin=120 panic=10 " in line, line
+
+
 def test_no_tries_left_resets_every_slot_and_boots_nothing(disk: Disk, tmp_path: Path) -> None:
     spent = bs.BootState(("A",), 0, 0, seq=4)
     put(disk, tmp_path, bs.encode(spent), bs.encode(replace(spent, seq=3)))
