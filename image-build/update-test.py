@@ -21,12 +21,15 @@ refuses and marks B bad: no switch follows). After the bad bundle's rollback, a 
 run (systemd replaced by junk): PID 1 dies, the kernel panics and reboots (panic=10), U-Boot spends B's
 three tries and boots A. Then a bundle whose PID 1 hangs (systemd replaced by a script that sleeps for
 ever: no panic, no hardware watchdog opened): the softdog the slot's boot stage arms resets each of B's
-tries (softdog.soft_margin after the initramfs loaded it), U-Boot spends the three and boots A.
+tries (softdog.soft_margin after the initramfs loaded it), U-Boot spends the three and boots A. Then a
+bundle whose initramfs hangs at its first line, before softdog loads (its /init replaced): only the early
+watchdog B's own stage arms on a trial boot (qemu's i6300esb, mynabox-boot.cmd) resets each try.
 Figures printed at the end: bundle size, bytes sent, install time (`*_fetch_and_install_s`: the streamed
 install now), switch → READY, health check, rollback.
 Run as root with the project's venv (`--only bad` runs the never-READY rollback alone; repeat for more parts;
 `--reuse-bundles` keeps a run before's signer and bundles in --keep):
-  .venv/bin/python image-build/update-test.py [--out DIR] [--keep DIR] [--only refusals|bad|panic|hang|good]
+  .venv/bin/python image-build/update-test.py [--out DIR] [--keep DIR]
+      [--only refusals|bad|panic|hang|early|good]
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ REFUSED = {
     "older": ("is older than the running", ("--version", "0.0.1")),
     "newer-outbox": ("could not read it after a rollback", ()),
 }
-PARTS = ("refusals", "bad", "panic", "hang", "good")  # the run's parts, in order (--only picks some)
+PARTS = ("refusals", "bad", "panic", "hang", "early", "good")  # the run's parts, in order (--only picks some)
 SITE = "/opt/mynabox/venv/lib/python3.13/site-packages"  # trixie's Python (the image's venv)
 HANG_LINE = "update-test: PID 1 of this slot hangs"
 HANG_INIT = (
@@ -95,6 +98,51 @@ HANG_INIT = (
     f'echo "{HANG_LINE}" > /dev/kmsg\nwhile :; do sleep 3600; done\n'
 )
 SOFTDOG_RESET = "softdog: Initiating system reboot"
+EARLY_LINE = "update-test: the initramfs of this slot hangs before softdog"
+EARLY_INIT = (
+    "#!/bin/sh\n# update test only: an initramfs whose /init hangs before init-top (softdog not loaded yet)\n"
+    f'echo "{EARLY_LINE}"\nwhile :; do sleep 3600; done\n'
+)
+EARLY_ARMED = "on trial: early watchdog i6300esb armed"
+
+
+def newc(entries: list[tuple[str, int, bytes, int, int]]) -> bytes:
+    """A cpio archive in the kernel's initramfs format (newc; Documentation/driver-api/early-userspace):
+    (name, mode, data, rdev major, rdev minor) each, then the trailer."""
+    out = bytearray()
+    for ino, (name, mode, data, major, minor) in enumerate([*entries, ("TRAILER!!!", 0, b"", 0, 0)], 1):
+        raw = name.encode() + b"\0"
+        fields = (ino, mode, 0, 0, 1, 0, len(data), 0, 0, major, minor, len(raw), 0)
+        out += b"070701" + "".join(f"{v:08x}" for v in fields).encode() + raw
+        out += b"\0" * (-len(out) % 4) + data
+        out += b"\0" * (-len(out) % 4)
+    return bytes(out)
+
+
+def early_edit(work: Path, root: Path) -> str:
+    """The debugfs script that makes root's initramfs hang at its very start: its /init replaced by a
+    script that loops, appended as a second archive (the kernel unpacks them in order, a later file
+    replacing an earlier one; an uncompressed archive must start 4-byte aligned, zeros between are
+    skipped), with a /dev/console to print on."""
+    stat = subprocess.run(["debugfs", "-R", "stat /boot/initrd.img", str(root)],
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    found = re.search(r'Fast link dest: "([^"]+)"', stat)
+    if found is None:
+        raise RuntimeError(f"/boot/initrd.img is not a symbolic link in {root}")
+    name = found.group(1).rsplit("/", 1)[-1]
+    original = work / "early-initrd.orig"
+    subprocess.run(
+        ["debugfs", "-R", f"dump /boot/{name} {original}", str(root)], check=True, capture_output=True
+    )
+    data = original.read_bytes()
+    if not data:
+        raise RuntimeError(f"/boot/{name} is empty in {root}")
+    extra = newc([("init", 0o100755, EARLY_INIT.encode(), 0, 0), ("dev", 0o40755, b"", 0, 0),
+                  ("dev/console", 0o20600, b"", 5, 1)])  # fmt: skip
+    hanging = work / "early-initrd"
+    hanging.write_bytes(data + b"\0" * (-len(data) % 4) + extra)
+    original.unlink()
+    return f"cd /boot\nrm {name}\nwrite {hanging} {name}\n"
 
 
 def slot_edits(work: Path) -> dict[str, str]:
@@ -133,6 +181,18 @@ def hang_tries(console: str) -> dict[str, object]:
     }
 
 
+def early_tries(console: str) -> dict[str, int]:
+    """What the console shows from the early bundle's switch on: B's boots that hung at once, the early
+    watchdog armed by B's stage on each, softdog loads (A's boot only: B never got that far) and panics."""
+    text = plain(console)
+    return {
+        "hangs": text.count(EARLY_LINE),
+        "armed": text.count(EARLY_ARMED),
+        "softdog_loads": len(re.findall(r"softdog: initialized\.", text)),
+        "panics": text.count("Kernel panic"),
+    }
+
+
 def make_bundles(
     image: Path,
     work: Path,
@@ -140,7 +200,7 @@ def make_bundles(
     served: Path,
     figures: dict[str, object],
     *,
-    names: tuple[str, ...] = ("good", "bad", "panic", "hang", *REFUSED),
+    names: tuple[str, ...] = ("good", "bad", "panic", "hang", "early", *REFUSED),
     reuse: bool = False,
 ) -> None:
     """One bundle per name from the test copy's root A: good as it is, the others as slot_edits and
@@ -148,6 +208,8 @@ def make_bundles(
     root_a = work / "root-a.ext4"
     cut_root_a(image, root_a)
     edits = slot_edits(work)
+    if "early" in names:
+        edits["early"] = early_edit(work, root_a)
     served.mkdir(exist_ok=True)
     for name in names:
         if reuse and (served / f"{name}.raucb").exists():
@@ -377,7 +439,7 @@ def main() -> int:
     parser.add_argument(
         "--only", action="append", choices=PARTS, default=[],
         help="run this part only (repeat for more): the refusals, the bad bundle's rollback, the panicking"
-        " kernel, the hanging PID 1, the good update; all by default",
+        " kernel, the hanging PID 1, the initramfs that hangs at once, the good update; all by default",
     )  # fmt: skip
     parser.add_argument(
         "--replace", action="append", default=[], metavar="LOCAL=GUEST",
@@ -462,6 +524,21 @@ def main() -> int:
                     print("update-test: B's three tries were not each a hang ended by softdog")
                     return 1
 
+            if "early" in parts:
+                # The kernel's own hang: switched at idle; each of B's tries hangs in the initramfs's first
+                # line, before softdog loads; the early watchdog B's stage armed on this trial boot (qemu's
+                # i6300esb) resets it; U-Boot boots A.
+                url = f"https://10.0.2.2:{port}/early.raucb"
+                back = rolled_back(box, server, url, 5, "early", within=3 * step, figures=figures)
+                if back is None:
+                    return 1
+                early = early_tries(console.text(back))
+                figures.update({f"early_{k}": v for k, v in early.items()})
+                print(f"update-test: the initramfs that hangs at once: {json.dumps(early)}, back on A")
+                if early != {"hangs": 3, "armed": 3, "softdog_loads": 1, "panics": 0}:
+                    print("update-test: B's three tries were not each a hang ended by the early watchdog")
+                    return 1
+
             if "good" in parts:
                 # The good bundle: a tap at idle, then the install with a tap while RAUC writes slot B; then
                 # switched at idle, READY on B, marked good.
@@ -496,6 +573,16 @@ def main() -> int:
                     diagnose(console)
                     return 1
                 figures["good_switch_to_ready_s"] = round(time.monotonic() - t_switch, 1)
+                # B's trial boot: its stage armed the early watchdog, its first try came up (the i6300esb's
+                # driver stopped that timer, softdog armed before it): one boot of B, no reset.
+                since_install = plain(console.text(since))
+                figures["good_trial_armed"] = since_install.count(EARLY_ARMED)
+                figures["good_boots_of_b"] = since_install.count("mynabox: booting slot B ")
+                if (figures["good_trial_armed"], figures["good_boots_of_b"]) != (1, 1):
+                    print("update-test: the good bundle's trial boot was not one armed boot of B")
+                    ok_trial = False
+                else:
+                    ok_trial = True
                 t_ready = time.monotonic()
                 if console.wait(HEALTHY.format(slot="B"), step, ready_b) is None:
                     print("update-test: slot B not marked good")
@@ -506,7 +593,7 @@ def main() -> int:
                 print(
                     "update-test: mynabox update status:", " | ".join(ln for ln in status.split("\n") if ln)
                 )
-                ok = "booted slot: B" in status and all(taps.get(w) for w in ("idle", "install"))
+                ok = ok_trial and "booted slot: B" in status and all(taps.get(w) for w in ("idle", "install"))
 
             if "good" not in parts:
                 ok = True

@@ -11,7 +11,9 @@ watchdog node (bcm2835's power-management block, whose driver is bcm2835_wdt), t
 names (what `dtparam=` can set: the Raspberry Pi kernel's DTBs carry them, upstream DTBs do not) and whether
 `__symbols__` is there (what a `dtoverlay=` needs to apply). The check: for every board the image supports,
 I2C on GPIO 2/3 and the watchdog are enabled, every `dtparam` of config.txt is an override of the DTB, and
-every `dtoverlay` is a file in BOOT_DIR/overlays (Debian ships none). The build runs both on the DTBs it
+every `dtoverlay` is a file in BOOT_DIR/overlays (Debian ships none), and the slot's boot stage
+(image-build/boot/mynabox-boot.cmd) arms each board's PM watchdog where the DTB puts it (`cpu_address`:
+its `reg` through the parents' `ranges`). The build runs both on the DTBs it
 puts on the FAT partition; tests/image_build/test_dtbs.py runs `check` on the committed facts of Debian's
 DTBs (image-build/dtb-facts.json) and `facts` on small DTBs compiled from source.
 """
@@ -98,6 +100,52 @@ def enabled(node: Node) -> bool:
     return strings(node["props"].get("status")) in ([], ["okay"], ["ok"])
 
 
+def cpu_address(root: Node, path: str) -> int | None:
+    """Where the CPU sees the first `reg` address of the node at `path`, through each parent's `ranges`
+    (child address, parent address, size; cell counts from the parents' #address-cells / #size-cells). None
+    when a parent has no `ranges` (not memory-mapped) or no range covers the address."""
+    parts = [p for p in path.split("/") if p]
+    chain = [root]
+    for name in parts:
+        chain.append(chain[-1]["children"][name])
+
+    def count(node: Node, prop: str, default: int) -> int:
+        found = cells(node["props"].get(prop))
+        return found[0] if found else default
+
+    def number(words: list[int]) -> int:
+        value = 0
+        for w in words:
+            value = value << 32 | w
+        return value
+
+    parent = chain[-2]
+    reg = cells(chain[-1]["props"].get("reg"))
+    width = count(parent, "#address-cells", 2)
+    if len(reg) < width:
+        return None
+    address = number(reg[:width])
+    for level in range(len(chain) - 2, 0, -1):  # from the node's parent up to the root's child
+        bus, above = chain[level], chain[level - 1]
+        if "ranges" not in bus["props"]:
+            return None
+        child_w, parent_w = count(bus, "#address-cells", 2), count(above, "#address-cells", 2)
+        size_w = count(bus, "#size-cells", 1)
+        entries = cells(bus["props"]["ranges"])
+        if not entries:
+            continue  # an empty ranges: the same addresses above
+        step = child_w + parent_w + size_w
+        for i in range(0, len(entries) - step + 1, step):
+            child = number(entries[i : i + child_w])
+            size = number(entries[i + child_w + parent_w : i + step])
+            if child <= address < child + size:
+                address = number(entries[i + child_w : i + child_w + parent_w]) + address - child
+                break
+        else:
+            return None
+    return address
+
+
 def facts(blob: bytes) -> dict[str, Any]:
     root = parse_fdt(blob)
     nodes = walk(root)
@@ -116,7 +164,11 @@ def facts(blob: bytes) -> dict[str, Any]:
         if any(c in GPIO for c in compatible):
             gpio_names = strings(node["props"].get("gpio-line-names"))
         if any(c in WATCHDOG for c in compatible):
-            watchdog.append({"path": path, "compatible": compatible, "enabled": enabled(node)})
+            arm = cpu_address(root, path)
+            watchdog.append({
+                "path": path, "compatible": compatible, "enabled": enabled(node),
+                "cpu_address": None if arm is None else f"{arm:x}",  # what the boot stage writes to
+            })  # fmt: skip
     children = root["children"]
     return {
         "model": (strings(root["props"].get("model")) or ["?"])[0],
@@ -141,8 +193,23 @@ def config_lines(config_txt: str) -> tuple[list[str], list[str]]:
     return params, overlays
 
 
-def check(all_facts: dict[str, Any], config_txt: str, boot_dir: Path | None) -> list[str]:
+STAGE = Path(__file__).resolve().parents[1] / "boot" / "mynabox-boot.cmd"  # the slot's boot stage
+
+
+def stage_table(stage: str) -> dict[str, str]:
+    """The boot stage's early-watchdog table: U-Boot's fdtfile → where it writes the PM block."""
+    table: dict[str, str] = {}
+    pattern = (
+        r'for mb_f in ([^;]+); do\s+if test "\$\{fdtfile\}" = "\$\{mb_f\}"; then setenv mb_pm ([0-9a-f]+);'
+    )
+    for names, address in re.findall(pattern, stage):
+        table.update(dict.fromkeys(names.split(), address))
+    return table
+
+
+def check(all_facts: dict[str, Any], config_txt: str, boot_dir: Path | None, stage: str = "") -> list[str]:
     dtbs = all_facts["dtbs"]
+    table = stage_table(stage)
     problems = [f"{name}.dtb: not shipped" for name in SUPPORTED if name not in dtbs]
     params, overlays = config_lines(config_txt)
     for name in [n for n in SUPPORTED if n in dtbs]:
@@ -151,6 +218,12 @@ def check(all_facts: dict[str, Any], config_txt: str, boot_dir: Path | None) -> 
             problems.append(f"{name}: no enabled I2C controller on GPIO 2/3 (the OLED's bus)")
         if not any(w["enabled"] for w in f["watchdog"]):
             problems.append(f"{name}: no enabled watchdog node (bcm2835_wdt)")
+        arm = {w["cpu_address"] for w in f["watchdog"] if w["enabled"]}
+        if stage and table.get(f"broadcom/{name}.dtb") not in arm:
+            problems.append(
+                f"{name}: the boot stage arms a PM watchdog at {table.get(f'broadcom/{name}.dtb')}, "
+                f"the DTB has it at {', '.join(sorted(a or '?' for a in arm)) or 'none'}"
+            )
         problems += [f"{name}: dtparam={p} is not an override of this DTB" for p in params
                      if p not in f["overrides"]]  # fmt: skip
         if overlays and not f["symbols"]:
@@ -175,7 +248,8 @@ def main(argv: list[str]) -> int:
     if len(argv) in (3, 4) and argv[0] == "check":
         all_facts = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
         boot_dir = Path(argv[3]) if len(argv) == 4 else None
-        problems = check(all_facts, Path(argv[2]).read_text(encoding="utf-8"), boot_dir)
+        stage = STAGE.read_text(encoding="utf-8")
+        problems = check(all_facts, Path(argv[2]).read_text(encoding="utf-8"), boot_dir, stage)
         for name in (*SUPPORTED, *REPORTED):
             if f := all_facts["dtbs"].get(name):
                 i2c = ", ".join(f"{i['path']} {'on' if i['enabled'] else 'off'}" for i in f["i2c_gpio2_3"])

@@ -27,8 +27,9 @@ def test_init_then_rauc_calls(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert backend(tmp_path, "get-primary") == 0
     assert backend(tmp_path, "get-state", "B") == 0
     assert capsys.readouterr().out.split() == ["B", "good"]
+    assert BootFiles(tmp_path).read().state.trial == "B"
     assert backend(tmp_path, "set-state", "B", "bad") == 0
-    assert BootFiles(tmp_path).read().state.order == ("A",)
+    assert (BootFiles(tmp_path).read().state.order, BootFiles(tmp_path).read().state.trial) == (("A",), None)
     (tmp_path / "cmdline").write_text("root=x rauc.slot=B quiet\n")
     assert backend(tmp_path, "get-current") == 0
     assert capsys.readouterr().out.strip() == "B"
@@ -61,3 +62,20 @@ def test_the_health_check_refuses_a_restart_count_below_one(capsys: pytest.Captu
         main(["update", "health", "--max-restarts", "0"])
     assert info.value.code == 2
     assert "--max-restarts: 0: at least 1" in capsys.readouterr().err
+
+
+def test_status_names_the_slot_on_trial(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "cmdline").write_text("rauc.slot=A mynabox.bootstate=ok\n")
+    (tmp_path / "rauc.json").write_text('{"compatible": "mynabox-rpi-arm64", "booted": "A", "slots": []}')
+    BootFiles(tmp_path).write(0, bs.set_primary(bs.BootState(("A", "B"), 2, 0, 6), "B"))
+
+    def status() -> str:
+        args = ["--dir", str(tmp_path), "--cmdline", str(tmp_path / "cmdline")]
+        assert main(["update", "status", *args, "--rauc-json", str(tmp_path / "rauc.json")]) == 0
+        return next(
+            line for line in capsys.readouterr().out.splitlines() if line.startswith("boot state now")
+        )
+
+    assert status() == "boot state now: order B A, B on trial, tries A 2 B 3, seq 6 (copy 0, copy1-bad)"
+    BootFiles(tmp_path).change(lambda state: bs.set_state(state, "B", good=True))
+    assert status() == "boot state now: order B A, tries A 2 B 3, seq 7 (copy 1, ok)"

@@ -353,6 +353,9 @@ def update() -> None:
         body = b"BOOT_A_LEFT=0x3\0BOOT_B_LEFT=zz\0BOOT_ORDER=B C A\0BOOT_SEQ=ffffffff\0FOO=bar\0\0"
         write("bootstate", "forged-checksum", b"\x40" + frame([b"\0" * 4 + body.ljust(508, b"\0"), whole[1]]))
         write("bootstate", "both-bad", b"\x00" + frame([b"\0" * 512, whole[1][:4] + b"\1" * 508]))
+        # BOOT_ORDER of only the trial word (names no slot), then A marked bad.
+        body = b"BOOT_A_LEFT=3\0BOOT_B_LEFT=3\0BOOT_ORDER=trialB\0BOOT_SEQ=7\0\0"
+        write("bootstate", "trial-word-only", b"\x44" + frame([b"\0" * 4 + body.ljust(508, b"\0"), whole[1]]))
 
         signer = make_signer(d / "pki", "fuzz")
         tree = d / "tree"

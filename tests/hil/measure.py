@@ -14,6 +14,16 @@ DEFAULT_LIMITS: dict[str, tuple[str, float | None, float | None, float | None, f
     "start_to_ready_ms": ("ms", None, 5000.0, None, 3000.0, "box start to READY (in-process)"),
     "broker_round_trip_ms": ("ms", None, 1000.0, None, 500.0, "publish to PUBACK, box's certificate"),
     "gateway_open_ms": ("ms", None, 3000.0, None, 1500.0, "publish to opened by the gateway side"),
+    # A trial boot's early watchdog (mynabox-boot.cmd) must be taken over by the driver before it fires.
+    "kernel_to_bcm2835_wdt_s": (
+        "s",
+        None,
+        12.0,
+        None,
+        8.0,
+        "kernel start to bcm2835_wdt (PM watchdog: 15 s)",
+    ),
+    "kernel_to_i6300esb_s": ("s", None, 100.0, None, 60.0, "kernel start to the i6300esb's driver (120 s)"),
 }
 
 

@@ -127,10 +127,23 @@ def test_the_softdog_handover_is_read_from_the_first_boots_console() -> None:
         "pid1_device": "/dev/watchdog-hw",
         "disarmed": "disarmed (watchdog1): PID 1 holds the hardware watchdog 'i6300ESB timer' (watchdog0)",
         "loaded_at_s": 12.31,
+        "hw_driver_at_s": 12.022192,
+        "armed_before_hw_driver": False,  # the old initramfs: udev probed the i6300esb first
         "held_at_s": 21.704533,
         "disarmed_at_s": 22.91,
         "load_to_disarm_s": 10.6,
     }
+
+
+def test_softdog_armed_before_udev_loads_the_hardware_driver_is_seen() -> None:
+    """The image's order now: softdog first of init-top, the i6300esb's driver after (it stops a timer a
+    trial boot's stage armed: no gap). A console without the driver's line says nothing either way."""
+    read = boot_test().softdog_handover
+    lines = SOFTDOG_CONSOLE.split("\r\n", 1)[1]
+    now = lines.replace("[   21.704533] systemd", "[   14.5] i6300ESB timer 0000:00:02.0: initialized. "
+                        "heartbeat=30 sec (nowayout=0)\r\n[   21.704533] systemd")  # fmt: skip
+    assert read(now)["armed_before_hw_driver"] is True and read(now)["hw_driver_at_s"] == 14.5
+    assert read(lines)["armed_before_hw_driver"] is None
 
 
 def test_a_boot_without_the_handover_shows_none_and_an_unarmed_softdog_is_said() -> None:

@@ -21,7 +21,8 @@ FIRMWARE_DATA = IMAGE_BUILD.parent / "firmware" / "mynabox" / "data"
 CONFIG_LINES = IMAGE_BUILD / "rootfs-overlay" / "etc" / "default" / "raspi-firmware-custom"
 
 # A Pi 3's shape as upstream writes it: i2c1 muxed to GPIO 2/3 (ALT0) by a pin group, the PM block whose
-# driver is bcm2835_wdt; @I2C_STATUS@ and @OVERRIDES@ vary per test.
+# driver is bcm2835_wdt; @I2C_STATUS@ and @OVERRIDES@ vary per test, @RANGES@ per board (where the ARM sees
+# the peripherals: RANGES).
 DTS = """/dts-v1/;
 / {
     model = "Test Pi";
@@ -31,6 +32,7 @@ DTS = """/dts-v1/;
     soc {
         #address-cells = <1>;
         #size-cells = <1>;
+        @RANGES@
         gpio@7e200000 {
             compatible = "brcm,bcm2835-gpio";
             reg = <0x7e200000 0xb4>;
@@ -57,6 +59,10 @@ DTS = """/dts-v1/;
     @OVERRIDES@
 };
 """
+RANGES = {
+    "bcm2837": "ranges = <0x7e000000 0x3f000000 0x1000000>;",
+    "bcm2711": "ranges = <0x7e000000 0xfe000000 0x1800000>;",
+}
 BOARDS = ("bcm2837-rpi-3-b", "bcm2837-rpi-3-b-plus", "bcm2837-rpi-zero-2-w", "bcm2711-rpi-4-b",
           "bcm2711-rpi-400", "bcm2711-rpi-cm4-io")  # fmt: skip
 
@@ -71,11 +77,15 @@ def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def dtb(tmp_path: Path, name: str, i2c_status: str = "okay", overrides: str = "") -> Path:
+def dtb(
+    tmp_path: Path, name: str, i2c_status: str = "okay", overrides: str = "", ranges: str | None = None
+) -> Path:
     if shutil.which("dtc") is None:
         pytest.skip("dtc missing (scripts/install-deps.sh installs device-tree-compiler)")
     source = tmp_path / f"{name}.dts"
-    source.write_text(DTS.replace("@I2C_STATUS@", i2c_status).replace("@OVERRIDES@", overrides))
+    ranges = RANGES.get(name.split("-", maxsplit=1)[0], "") if ranges is None else ranges
+    text = DTS.replace("@I2C_STATUS@", i2c_status).replace("@OVERRIDES@", overrides)
+    source.write_text(text.replace("@RANGES@", ranges))
     out = tmp_path / f"{name}.dtb"
     subprocess.run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", str(out), str(source)], check=True)
     return out
@@ -113,6 +123,46 @@ def test_the_facts_of_a_board_with_i2c_on_gpio_2_3_and_a_watchdog(tmp_path: Path
     assert f["i2c_gpio2_3"] == [{"path": "/soc/i2c@7e804000", "enabled": True}]  # not i2c0 on GPIO 0/1
     assert [w["path"] for w in f["watchdog"] if w["enabled"]] == ["/soc/watchdog@7e100000"]
     assert f["overrides"] == [] and f["symbols"] is False
+
+
+def test_the_pm_watchdogs_cpu_address_comes_through_the_soc_ranges(tmp_path: Path) -> None:
+    """Where a trial boot's stage writes to arm the PM watchdog: the node's bus address (0x7e100000)
+    translated by /soc's ranges; a bus without ranges is not memory-mapped (None), and the committed facts
+    of Debian's DTBs (a Pi 4's /soc maps into a two-cell parent) give each SoC's own place."""
+    made = [dtb(tmp_path, "bcm2837-rpi-3-b"), dtb(tmp_path, "bcm2711-rpi-4-b")]
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    made.append(dtb(bare, "bcm2837-rpi-zero-2-w", ranges=""))
+    found = json.loads(facts_of(tmp_path, made).read_text())["dtbs"]
+    assert [w["cpu_address"] for w in found["bcm2837-rpi-3-b"]["watchdog"]] == ["3f100000"]
+    assert [w["cpu_address"] for w in found["bcm2711-rpi-4-b"]["watchdog"]] == ["fe100000"]
+    assert [w["cpu_address"] for w in found["bcm2837-rpi-zero-2-w"]["watchdog"]] == [None]
+    shipped = json.loads(FACTS.read_text())["dtbs"]
+    assert {b: shipped[b]["watchdog"][0]["cpu_address"] for b in BOARDS} == {
+        b: "3f100000" if b.startswith("bcm2837") else "fe100000" for b in BOARDS
+    }
+
+
+def test_a_boot_stage_that_arms_a_pm_watchdog_elsewhere_than_the_dtb_fails(tmp_path: Path) -> None:
+    """The check reads the slot's boot stage beside it (../boot/mynabox-boot.cmd): a table entry that
+    misses a supported board, or names another address, fails the build."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "boot").mkdir()
+    shutil.copy(SCRIPT, tmp_path / "lib" / SCRIPT.name)
+    stage = (IMAGE_BUILD / "boot" / "mynabox-boot.cmd").read_text()
+    assert stage.count(" broadcom/bcm2711-rpi-400.dtb ") == 1 and stage.count("setenv mb_pm fe100000;") == 1
+    for broken, said in (
+        (stage.replace("setenv mb_pm fe100000;", "setenv mb_pm 7e100000;"), "bcm2711-rpi-4-b: the boot stage"
+         " arms a PM watchdog at 7e100000, the DTB has it at fe100000"),
+        (stage.replace(" broadcom/bcm2711-rpi-400.dtb ", " "), "bcm2711-rpi-400: the boot stage arms a PM"
+         " watchdog at None"),
+    ):  # fmt: skip
+        (tmp_path / "boot" / "mynabox-boot.cmd").write_text(broken)
+        done = subprocess.run(
+            [sys.executable, str(tmp_path / "lib" / SCRIPT.name), "check", str(FACTS), str(CONFIG_LINES)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 1 and said in done.stderr, done.stderr
 
 
 def boards(tmp_path: Path, **kwargs: str) -> Path:

@@ -156,3 +156,56 @@ def test_the_settings_line_gives_the_config_what_the_tests_need(tmp_path: Path, 
     assert got["update"] == {"idle_min": 0.5}
     assert got["device"] == ({"test_mode": True, "id": "amb-1"} if taps else {"id": "amb-1"})
     assert got.get("reader") == ({"extended_apdu": "off"} if taps else None)
+
+
+def read_newc(data: bytes) -> dict[str, tuple[int, bytes, int, int]]:
+    """The entries of one newc archive (as the kernel reads it): name → (mode, data, rdev major, minor)."""
+    entries, pos = {}, 0
+    while True:
+        assert data[pos : pos + 6] == b"070701", pos
+        f = [int(data[pos + 6 + 8 * i : pos + 14 + 8 * i], 16) for i in range(13)]
+        name_end = pos + 110 + f[11]
+        name = data[pos + 110 : name_end - 1].decode()
+        start = name_end + (-name_end % 4)
+        end = start + f[6]
+        if name == "TRAILER!!!":
+            return entries
+        entries[name] = (f[1], data[start:end], f[9], f[10])
+        pos = end + (-end % 4)
+
+
+def test_the_early_bundles_initramfs_hangs_at_its_first_line(tmp_path: Path) -> None:
+    """early_edit appends a second archive to the slot's initramfs (the file /boot/initrd.img links to):
+    the original bytes unchanged, zeros to a 4-byte boundary, then an /init that prints its line and loops,
+    with a /dev/console to print on."""
+    ut = update_test()
+    tree = tmp_path / "tree"
+    (tree / "boot").mkdir(parents=True)
+    original = bytes(random.Random(5).randrange(256) for _ in range(4097))  # as compressed bytes look
+    (tree / "boot" / "initrd.img-6.12.0-test").write_bytes(original)
+    (tree / "boot" / "initrd.img").symlink_to("initrd.img-6.12.0-test")
+    root = tmp_path / "root.ext4"
+    subprocess.run(["mke2fs", "-q", "-t", "ext4", "-d", str(tree), str(root), "8M"], check=True)
+    script = tmp_path / "early.debugfs"
+    script.write_text(ut.early_edit(tmp_path, root))
+    subprocess.run(["debugfs", "-w", "-f", str(script), str(root)], check=True, capture_output=True)
+    new = cat(root, "/boot/initrd.img-6.12.0-test")
+    assert new[: len(original)] == original and new[len(original) : len(original) + 3] == b"\0\0\0"
+    entries = read_newc(new[len(original) + 3 :])
+    mode, init, _, _ = entries["init"]
+    assert mode == 0o100755 and init.startswith(b"#!/bin/sh\n") and ut.EARLY_LINE.encode() in init
+    assert b"while :; do sleep 3600; done" in init
+    subprocess.run(["sh", "-n"], input=init, check=True)
+    assert entries["dev/console"][0] == 0o20600 and entries["dev/console"][2:] == (5, 1)
+
+
+def test_the_early_bundles_tries_are_read_from_the_console() -> None:
+    ut = update_test()
+    boot = (
+        "mynabox: slot B: on trial: early watchdog i6300esb armed (0x78 s)\r\n"
+        "[    3.1] Run /init as init process\r\n"
+        "update-test: the initramfs of this slot hangs before softdog\r\n"
+        "mynabox: booting slot B from virtio 0:3\r\n"
+    )
+    console = boot * 3 + "[   12.0] softdog: initialized. soft_noboot=0 soft_margin=120 sec\r\nREADY\r\n"
+    assert ut.early_tries(console) == {"hangs": 3, "armed": 3, "softdog_loads": 1, "panics": 0}

@@ -205,14 +205,37 @@ class UbootRun:
 MACHINE = ("-M", "virt", "-cpu", "cortex-a72", "-m", "256", "-smp", "1")
 
 
-def _qemu(disk: Disk, dtb: Path | None = None) -> list[str]:
+WATCHDOG = ("-device", "i6300esb")  # the emulated box's hardware watchdog (image-build/vmbox.py)
+
+
+def _qemu(disk: Disk, dtb: Path | None = None, devices: tuple[str, ...] = ()) -> list[str]:
     return [
         "qemu-system-aarch64", *MACHINE,
         "-bios", str(UBOOT_BIN), "-nic", "none", "-no-reboot", "-display", "none",
         "-serial", "stdio", "-monitor", "none",
         "-drive", f"if=virtio,format=raw,file={disk.path}",
         *(["-dtb", str(dtb)] if dtb is not None else []),
+        *devices,
     ]  # fmt: skip
+
+
+def run_until(disk: Disk, limit: float, devices: tuple[str, ...] = WATCHDOG) -> tuple[UbootRun, bool]:
+    """One power-on that may never end by itself (a kernel that hangs): qemu runs until it exits (a reset,
+    with -no-reboot) or `limit` seconds pass and it is killed. Returns the run and whether it ended."""
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        _qemu(disk, None, devices), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        out, _ = proc.communicate(timeout=limit)
+        ended = True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        ended = False
+    seconds = time.monotonic() - start
+    text = out.decode("utf-8", "replace").replace("\r", "")
+    return UbootRun(text, seconds, proc.returncode, out), ended
 
 
 def machine_dtb(out: Path) -> Path:

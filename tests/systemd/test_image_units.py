@@ -222,12 +222,24 @@ def test_the_slots_kernel_arms_softdog_with_a_margin_well_above_the_handovers_wa
     assert words["panic"] == "10" and "softlockup_panic" not in words and "nmi_watchdog" not in words
 
 
-def test_softdog_loads_in_the_initramfs_after_the_hardware_drivers() -> None:
+def test_softdog_is_armed_first_of_init_top_before_udev_loads_a_hardware_driver() -> None:
+    """softdog covers the initramfs from its first script on: init-top runs its scripts in name order when
+    none names a prerequisite, and Debian's udev script (which loads drivers, among them the i6300esb's,
+    which stops the timer a trial boot's stage armed) sorts after ours. The hook puts softdog in; the
+    hardware drivers stay in the modules list. The boot test checks the order on the image's console."""
+    initramfs = OVERLAY / "etc/initramfs-tools"
+    script = initramfs / "scripts/init-top/mynabox-softdog"
+    text = script.read_text()
+    assert script.stat().st_mode & 0o111 and text.startswith("#!/bin/sh\n")
+    assert "case ${1:-} in prereqs) exit 0 ;; esac" in text and "\nmodprobe softdog " in text
+    assert sorted([script.name, "udev"])[0] == script.name
+    subprocess.run(["sh", "-n", str(script)], check=True)
+    assert "manual_add_modules softdog" in (initramfs / "hooks/mynabox").read_text().splitlines()
     modules = [
-        ln.strip() for ln in (OVERLAY / "etc/initramfs-tools/modules").read_text().splitlines()
+        ln.strip() for ln in (initramfs / "modules").read_text().splitlines()
         if ln.strip() and not ln.startswith("#")
     ]  # fmt: skip
-    assert modules[-1] == "softdog" and {"bcm2835_wdt", "i6300esb"} <= set(modules[:-1]), modules
+    assert modules == ["bcm2835_wdt", "i6300esb"], modules
 
 
 def test_pid1_opens_the_hardware_watchdog_by_the_udev_link_never_softdog() -> None:

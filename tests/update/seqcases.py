@@ -22,7 +22,7 @@ STATES = (STATE0, STATE1)
 def sealed(state: bs.BootState, seq_text: str) -> bytes:
     """A copy as `env export -c` writes it, but with BOOT_SEQ spelt `seq_text` (checksum right)."""
     fields = {
-        "BOOT_ORDER": " ".join(state.order),
+        "BOOT_ORDER": " ".join((*state.order, f"trial{state.trial}") if state.trial else state.order),
         "BOOT_A_LEFT": f"{state.a_left:x}",
         "BOOT_B_LEFT": f"{state.b_left:x}",
         "BOOT_SEQ": seq_text,

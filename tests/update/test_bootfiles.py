@@ -37,11 +37,15 @@ def test_change_writes_the_other_copy_only(tmp_path: Path) -> None:
     state = files.change(lambda s: bs.set_primary(s, "B"))
     assert files.path(0).read_bytes() == before0
     assert bs.decode(files.path(1).read_bytes()) == state
-    assert (state.order, state.b_left, state.seq) == (("B", "A"), 3, 2)
-    files.change(lambda s: bs.set_state(s, "B", good=True))  # already 3 tries: nothing to write
-    assert bs.decode(files.path(1).read_bytes()) == state
-    assert files.change(lambda s: bs.set_state(s, "A", good=False)).seq == 3
-    assert bs.decode(files.path(0).read_bytes()).order == ("B",)
+    assert (state.order, state.b_left, state.seq, state.trial) == (("B", "A"), 3, 2, "B")
+    good = files.change(lambda s: bs.set_state(s, "B", good=True))  # already 3 tries, but no longer on trial
+    assert (good.b_left, good.seq, good.trial) == (3, 3, None)
+    assert bs.decode(files.path(0).read_bytes()) == good
+    before1 = files.path(1).read_bytes()
+    files.change(lambda s: bs.set_state(s, "B", good=True))  # nothing to write
+    assert files.read() == bs.Reading(good, 0, bs.Damage.OK) and files.path(1).read_bytes() == before1
+    assert files.change(lambda s: bs.set_state(s, "A", good=False)).seq == 4
+    assert bs.decode(files.path(1).read_bytes()).order == ("B",)
 
 
 @pytest.mark.parametrize("source", [0, 1])
@@ -78,7 +82,7 @@ def test_both_missing_start_from_the_default_in_copy_0(tmp_path: Path) -> None:
     files = BootFiles(tmp_path)
     state = files.change(lambda s: bs.set_primary(s, "A"))
     assert files.read() == bs.Reading(state, 0, bs.Damage.COPY1_BAD)
-    assert state == replace(bs.DEFAULT, seq=1)
+    assert state == replace(bs.DEFAULT, seq=1, trial="A")
 
 
 _WRITER = """

@@ -29,10 +29,42 @@ def test_encode_is_u_boots_env_export_form() -> None:
     a=st.integers(0, 3),
     b=st.integers(0, 3),
     seq=st.integers(0, bs.SEQ_MASK),
+    trial=st.sampled_from((None, *bs.SLOTS)),
 )
-def test_round_trip(order: list[str], a: int, b: int, seq: int) -> None:
-    state = bs.BootState(tuple(order) or ("A", "B"), a, b, seq)
+def test_round_trip(order: list[str], a: int, b: int, seq: int, trial: str | None) -> None:
+    state = bs.BootState(tuple(order) or ("A", "B"), a, b, seq, trial)
     assert bs.decode(bs.encode(state)) == state
+
+
+def test_the_slot_on_trial_is_a_word_after_the_slots_of_boot_order() -> None:
+    """The word the slot's second stage looks for (`trialB`); the stub skips it as a word that is no slot."""
+    state = bs.set_primary(GOOD, "B")
+    assert state == bs.BootState(("B", "A"), 3, 3, seq=0x10, trial="B")
+    assert bs.encode(state)[4:].startswith(
+        b"BOOT_A_LEFT=3\0BOOT_B_LEFT=3\0BOOT_ORDER=B A trialB\0BOOT_SEQ=10\0\0"
+    )
+    assert bs.decode(bs.encode(state)) == state
+    assert b"trial" not in bs.encode(GOOD)  # no slot on trial: the copy as before the word
+
+
+def test_the_trial_word_is_read_as_u_boot_skips_it() -> None:
+    """A copy without the word (every copy before it) has no slot on trial; the first trialA/trialB counts,
+    wherever it stands; any other word is skipped as before; an order of only the word names no slot, as an
+    order of only unknown words (U-Boot then boots none and resets)."""
+    old = bs.decode(_sealed(b"BOOT_A_LEFT=3\0BOOT_B_LEFT=3\0BOOT_ORDER=B A\0BOOT_SEQ=5\0\0"))
+    assert old == bs.BootState(("B", "A"), 3, 3, 5) and old.trial is None
+
+    def read(order: bytes) -> tuple[tuple[str, ...], str | None]:
+        state = bs.decode(_sealed(b"BOOT_ORDER=" + order + b"\0BOOT_SEQ=5\0\0"))
+        return state.order, state.trial
+
+    assert read(b"B A trialB") == (("B", "A"), "B")
+    assert read(b"trialA A B") == (("A", "B"), "A")
+    assert read(b"B trialC trial triala TrialB trialAB trialB trialA A") == (("B", "A"), "B")
+    assert read(b"C B") == (("B",), None)
+    assert read(b"trialB") == ((), "B")
+    assert read(b"C") == ((), None)
+    assert bs.boot(bs.decode(_sealed(b"BOOT_ORDER=trialB\0BOOT_SEQ=5\0\0")))[0] is None
 
 
 @pytest.mark.parametrize(
@@ -145,6 +177,21 @@ def test_rauc_operations_follow_raucs_u_boot_backend() -> None:
     assert bs.get_primary(bs.BootState(("A",), 0, 3, 1)) is None
     with pytest.raises(bs.BootStateError):
         bs.set_primary(GOOD, "C")
+
+
+def test_a_slot_is_on_trial_from_set_primary_until_it_is_marked_good_or_bad() -> None:
+    trying = bs.set_primary(replace(GOOD, b_left=0, order=("A",)), "B")
+    assert trying.trial == "B"
+    assert bs.set_state(trying, "B", good=True) == replace(trying, trial=None)
+    assert bs.set_state(trying, "B", good=False) == bs.BootState(("A",), 3, 0, 0x10)
+    # The other slot marked good (RAUC marks the booted slot good at every boot) or bad: B stays on trial.
+    assert bs.set_state(trying, "A", good=True).trial == "B"
+    assert bs.set_state(trying, "A", good=False) == bs.BootState(("B",), 0, 3, 0x10, trial="B")
+    # Booting keeps it, tries spent or not; made primary again, the other slot is on trial instead.
+    assert bs.boot(trying) == ("B", replace(trying, b_left=2))
+    assert bs.boot(trying.with_left("B", 0).with_left("A", 0))[1].trial == "B"
+    assert bs.set_primary(trying, "A").trial == "A"
+    assert bs.DEFAULT.trial is None and bs.INITIAL.trial is None
 
 
 def test_boot_spends_a_try_and_resets_when_none_is_left() -> None:

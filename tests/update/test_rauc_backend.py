@@ -41,18 +41,37 @@ def test_rauc_reads_and_changes_the_boot_state_through_our_backend(tmp_path: Pat
 
         box.rauc("status", "mark-active", "other")  # what an install does once slot B is written
         reading = files.read()
-        assert (reading.source, reading.state) == (1, bs.BootState(("B", "A"), 3, 3, 2))
+        assert (reading.source, reading.state) == (1, bs.BootState(("B", "A"), 3, 3, 2, trial="B"))
+        assert b"BOOT_ORDER=B A trialB\0" in files.path(1).read_bytes()
         assert _status(box).boot_primary == "rootfs.1"
 
         files.write(0, replace(reading.state, a_left=2, seq=3))  # U-Boot booted A once more
-        box.rauc("status", "mark-good", "booted")
-        assert files.read().state == bs.BootState(("B", "A"), 3, 3, 4)
+        box.rauc("status", "mark-good", "booted")  # A good: B stays on trial
+        assert files.read().state == bs.BootState(("B", "A"), 3, 3, 4, trial="B")
 
-        box.rauc("status", "mark-bad", "other")
+        box.rauc("status", "mark-bad", "other")  # B bad: out of the order, no longer on trial
         assert files.read().state == bs.BootState(("A",), 3, 0, 5)
         assert _status(box).boot_primary == "rootfs.0"
     calls = (tmp_path / "calls").read_text().splitlines()
     assert {"get-primary", "set-primary B", "set-state A good", "set-state B bad"} <= set(calls)
+
+
+def test_rauc_marking_the_slot_on_trial_good_ends_its_trial(tmp_path: Path, signer: Signer) -> None:
+    """B booted on trial (made primary by an install, one try spent): RAUC's mark-good of the booted slot, as
+    the health check runs it, gives B its tries back and drops the trial word; a second one writes nothing."""
+    files = BootFiles(tmp_path / "boot")
+    with rauc_service(tmp_path, signer.ca, booted="B") as box:
+        trying = bs.set_primary(bs.BootState(("A",), 3, 0, 6), "B")
+        files.write(1, trying.with_left("B", 2))
+        files.write(0, replace(trying, seq=5))
+        assert b"BOOT_ORDER=B A trialB\0" in files.path(1).read_bytes()
+        box.rauc("status", "mark-good", "booted")
+        assert files.read() == bs.Reading(bs.BootState(("B", "A"), 3, 3, 7), 0, bs.Damage.OK)
+        assert b"BOOT_ORDER=B A\0" in files.path(0).read_bytes()
+        before = files.path(0).read_bytes(), files.path(1).read_bytes()
+        box.rauc("status", "mark-good", "booted")
+        assert (files.path(0).read_bytes(), files.path(1).read_bytes()) == before
+    assert "set-state B good" in (tmp_path / "calls").read_text().splitlines()
 
 
 def test_damaged_copies_still_answer_and_the_status_says_so(

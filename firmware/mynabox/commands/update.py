@@ -206,9 +206,10 @@ def _status(args: argparse.Namespace) -> int:
     try:
         reading = BootFiles(args.dir).read()
         state = reading.state
+        trial = f", {state.trial} on trial" if state.trial else ""
         print(
-            f"boot state now: order {' '.join(state.order) or '-'}, tries A {state.a_left} B {state.b_left}, "
-            f"seq {state.seq} (copy {reading.source}, {reading.damage.value})"
+            f"boot state now: order {' '.join(state.order) or '-'}{trial}, tries A {state.a_left} "
+            f"B {state.b_left}, seq {state.seq} (copy {reading.source}, {reading.damage.value})"
         )
     except OSError as err:
         print(f"boot state now: unreadable ({err.strerror})")

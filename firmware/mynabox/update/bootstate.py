@@ -16,6 +16,16 @@ is a tie, read as copy 0, as equal numbers are). A BOOT_SEQ is a number only in 
 write, lowercase hex without leading zeros, at most 8 digits (`setexpr`'s own output); any other spelling
 makes its copy damaged, reported as such, on both sides.
 
+The slot on trial (made primary by an install, not yet marked good) rides in BOOT_ORDER as one more word
+after the slots, `trial<SLOT>` (`B A trialB`), for the slot's second stage
+(image-build/boot/mynabox-boot.cmd), which arms the hardware watchdog early only for a slot on trial: a
+board where that goes wrong can then only fail an update, never a working slot. Only the box writes the
+word (`set_primary` sets it, `set_state` of that slot, good or bad, clears it); the FAT stub, frozen on
+flashed cards, imports and exports only BOOT_ORDER, BOOT_A_LEFT, BOOT_B_LEFT and BOOT_SEQ, copies
+BOOT_ORDER verbatim and skips every word of it that is not a slot, so every stub in the field keeps the
+word and boots as before. A firmware older than the word skips it too and drops it at its next write:
+harmless, only the early watchdog is lost for that trial.
+
 Pure: bytes in, bytes out; no I/O.
 """
 
@@ -33,6 +43,8 @@ TRIES = 3  # boot attempts a slot gets when made primary or marked good (RAUC's 
 SEQ_MASK = 0xFFFFFFFF
 SEQ_HALF = 0x80000000  # serial number arithmetic's window: newer means 1 to SEQ_HALF - 1 ahead
 _NAMES = ("BOOT_ORDER", "BOOT_A_LEFT", "BOOT_B_LEFT", "BOOT_SEQ")
+TRIAL = "trial"  # BOOT_ORDER's word for the slot on trial: TRIAL + slot, after the slots
+_TRIAL_WORDS = frozenset(TRIAL + s for s in SLOTS)
 _MAX_DIGITS = 8
 
 
@@ -56,6 +68,7 @@ class BootState:
     a_left: int
     b_left: int
     seq: int
+    trial: str | None = None  # the slot on trial: made primary (set_primary), not yet marked good or bad
 
     def left(self, slot: str) -> int:
         _check_slot(slot)
@@ -85,7 +98,7 @@ class Reading:
 
 def encode(state: BootState) -> bytes:
     fields = {
-        "BOOT_ORDER": " ".join(state.order),
+        "BOOT_ORDER": " ".join((*state.order, TRIAL + state.trial) if state.trial else state.order),
         "BOOT_A_LEFT": f"{state.a_left:x}",
         "BOOT_B_LEFT": f"{state.b_left:x}",
         "BOOT_SEQ": f"{state.seq & SEQ_MASK:x}",
@@ -103,7 +116,9 @@ def decode(blob: bytes) -> BootState:
 
     The other values are read as leniently as U-Boot does (a missing field gets RAUC's default, an
     unreadable count is 0 tries, an unknown slot name is skipped): a copy whose checksum holds was written by
-    one of our two writers, and both sides must pick the same copy."""
+    one of our two writers, and both sides must pick the same copy. The slot on trial is the first word
+    `trialA` or `trialB` of BOOT_ORDER; it is not a slot of the order (an order of only that word names no
+    slot, as an order of only unknown words)."""
     if len(blob) != SIZE:
         raise BootStateError(f"boot state copy is {len(blob)} bytes, not {SIZE}")
     data = blob[4:]
@@ -123,11 +138,13 @@ def decode(blob: bytes) -> BootState:
     order = tuple(dict.fromkeys(s for s in named.split() if s in SLOTS)) or (
         DEFAULT.order if not named.strip() else ()
     )
+    trial = next((w.removeprefix(TRIAL) for w in named.split() if w in _TRIAL_WORDS), None)
     return BootState(
         order=order,
         a_left=_left(fields.get("BOOT_A_LEFT")),
         b_left=_left(fields.get("BOOT_B_LEFT")),
         seq=seq,
+        trial=trial,
     )
 
 
@@ -163,7 +180,8 @@ def successor(reading: Reading, state: BootState) -> BootState:
 
 def boot(state: BootState) -> tuple[str | None, BootState]:
     """What boot.scr does with a state: the first slot in BOOT_ORDER with tries left spends one; with none
-    left every slot gets TRIES again and U-Boot resets. Sequence number unchanged (see `successor`)."""
+    left every slot gets TRIES again and U-Boot resets. Sequence number unchanged (see `successor`), the slot
+    on trial kept (the stub writes BOOT_ORDER back as it read it)."""
     for slot in state.order:
         if state.left(slot) > 0:
             return slot, state.with_left(slot, state.left(slot) - 1)
@@ -182,13 +200,17 @@ def get_state(state: BootState, slot: str) -> bool:
 
 
 def set_primary(state: BootState, slot: str) -> BootState:
+    """`slot` first with TRIES, and on trial until it is marked good or bad."""
     _check_slot(slot)
     order = (slot, *(s for s in state.order if s != slot))
-    return replace(state.with_left(slot, TRIES), order=order)
+    return replace(state.with_left(slot, TRIES), order=order, trial=slot)
 
 
 def set_state(state: BootState, slot: str, good: bool) -> BootState:
+    """Good: TRIES again; bad: out of the order. Either way `slot` is no longer on trial."""
     _check_slot(slot)
+    if state.trial == slot:
+        state = replace(state, trial=None)
     if good:
         return state.with_left(slot, TRIES)
     return replace(state.with_left(slot, 0), order=tuple(s for s in state.order if s != slot))
