@@ -20,9 +20,7 @@ from typing import Any
 
 import pytest
 
-from . import kmsg
 from .bench import Bench
-from .measure import Measurement
 from .prompts import Operator
 
 pytestmark = [
@@ -52,21 +50,6 @@ def test_watchdog_reset_confirmed_from_an_earlier_run(run: Any, fact: Callable[[
             )
             return
     pytest.skip("no earlier run armed the watchdog and rebooted")
-
-
-@pytest.mark.check("watchdog: its driver is up before a trial boot's early watchdog fires")
-def test_the_watchdog_driver_is_up_before_the_early_watchdog_fires(
-    measure: Callable[[str, float], Measurement], fact: Callable[[str, object], None]
-) -> None:
-    """A trial boot (the first boots of an installed update) arms the hardware watchdog in U-Boot; the
-    driver must take it over in time, or the update falls back after three resets. Measured on this board
-    and card from the kernel's own log (a box booted long ago may have rotated the line out: then skipped)."""
-    found = kmsg.driver_up(kmsg.read())
-    if found is None:
-        pytest.skip("no hardware watchdog driver's line left in the kernel's log: reboot and run again")
-    name, at = found
-    fact("driver", name.removeprefix("kernel_to_").removesuffix("_s"))
-    measure(name, at)
 
 
 @pytest.mark.check("watchdog: resets a hung box (reboots it)")
