@@ -45,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 
@@ -398,6 +398,36 @@ def rolled_back(
     return switched
 
 
+def hung_and_back(
+    box: Box,
+    server: UpdateServer,
+    port: int,
+    n: int,
+    name: str,
+    *,
+    within: float,
+    figures: dict[str, object],
+    read: Callable[[str], Mapping[str, object]],
+    want: dict[str, object],
+    what: str,
+    ended_by: str,
+) -> bool:
+    """A bundle whose slot hangs: installed, switched, rolled back (`rolled_back`); then what `read` finds
+    on the console from the switch on must hold every value of `want`. Figures `{name}_…` into `figures`."""
+    back = rolled_back(
+        box, server, f"https://10.0.2.2:{port}/{name}.raucb", n, name, within=within, figures=figures
+    )
+    if back is None:
+        return False
+    seen = read(box.console.text(back))
+    figures.update({f"{name}_{k}": v for k, v in seen.items()})
+    print(f"update-test: {what}: {json.dumps(seen)}, back on A")
+    if any(seen.get(k) != v for k, v in want.items()):
+        print(f"update-test: B's three tries were not each a hang ended by {ended_by}")
+        return False
+    return True
+
+
 def update_box(
     work: Path,
     *,
@@ -510,34 +540,24 @@ def main() -> int:
                 figures["panic_tries_seen"] = console.text(back).count("Kernel panic")
                 print(f"update-test: the panicking kernel: {figures['panic_tries_seen']} panics, back on A")
 
-            if "hang" in parts:
+            if "hang" in parts and not hung_and_back(
                 # The hanging PID 1: switched at idle; each of B's tries hangs before systemd; softdog (armed
                 # by B's own boot stage, loaded by its initramfs) resets it; U-Boot boots A.
-                url = f"https://10.0.2.2:{port}/hang.raucb"
-                back = rolled_back(box, server, url, 4, "hang", within=3 * step, figures=figures)
-                if back is None:
-                    return 1
-                seen = hang_tries(console.text(back))
-                figures.update({f"hang_{k}": v for k, v in seen.items()})
-                print(f"update-test: the hanging PID 1: {json.dumps(seen)}, back on A")
-                if (seen["hangs"], seen["resets"], seen["panics"]) != (3, 3, 0):
-                    print("update-test: B's three tries were not each a hang ended by softdog")
-                    return 1
+                box, server, port, 4, "hang", within=3 * step, figures=figures, read=hang_tries,
+                want={"hangs": 3, "resets": 3, "panics": 0},
+                what="the hanging PID 1", ended_by="softdog",
+            ):  # fmt: skip
+                return 1
 
-            if "early" in parts:
+            if "early" in parts and not hung_and_back(
                 # The kernel's own hang: switched at idle; each of B's tries hangs in the initramfs's first
                 # line, before softdog loads; the early watchdog B's stage armed on this trial boot (qemu's
                 # i6300esb) resets it; U-Boot boots A.
-                url = f"https://10.0.2.2:{port}/early.raucb"
-                back = rolled_back(box, server, url, 5, "early", within=3 * step, figures=figures)
-                if back is None:
-                    return 1
-                early = early_tries(console.text(back))
-                figures.update({f"early_{k}": v for k, v in early.items()})
-                print(f"update-test: the initramfs that hangs at once: {json.dumps(early)}, back on A")
-                if early != {"hangs": 3, "armed": 3, "softdog_loads": 1, "panics": 0}:
-                    print("update-test: B's three tries were not each a hang ended by the early watchdog")
-                    return 1
+                box, server, port, 5, "early", within=3 * step, figures=figures, read=early_tries,
+                want={"hangs": 3, "armed": 3, "softdog_loads": 1, "panics": 0},
+                what="the initramfs that hangs at once", ended_by="the early watchdog",
+            ):  # fmt: skip
+                return 1
 
             if "good" in parts:
                 # The good bundle: a tap at idle, then the install with a tap while RAUC writes slot B; then

@@ -222,9 +222,14 @@ def _qemu(disk: Disk, dtb: Path | None = None, devices: tuple[str, ...] = ()) ->
 def run_until(disk: Disk, limit: float, devices: tuple[str, ...] = WATCHDOG) -> tuple[UbootRun, bool]:
     """One power-on that may never end by itself (a kernel that hangs): qemu runs until it exits (a reset,
     with -no-reboot) or `limit` seconds pass and it is killed. Returns the run and whether it ended."""
+    return run_command_until(_qemu(disk, None, devices), limit)
+
+
+def run_command_until(command: list[str], limit: float) -> tuple[UbootRun, bool]:
+    """`run_until` for any qemu command line (another machine); its output and error both in the run."""
     start = time.monotonic()
     proc = subprocess.Popen(
-        _qemu(disk, None, devices), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
         out, _ = proc.communicate(timeout=limit)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from support.bootdisk import (
     make_disk,
     missing_tools,
     ran_boot_scr,
+    run_command_until,
     run_until,
 )
 
@@ -47,16 +47,25 @@ UNARMED_LIMIT = 2 * EARLY_S + 8
 ARMED = f"on trial: early watchdog i6300esb armed (0x{EARLY_S:x} s)"
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("early")
+def hanging_slots(work: Path, dtb: Path | None = None) -> dict[str, Path]:
+    """Both slots' trees: the hanging kernel, a marker initramfs and, for a Pi, the DTB U-Boot names."""
     trees = {}
     for slot in ("A", "B"):
         boot = work / f"slot-{slot}" / "boot"
         boot.mkdir(parents=True)
         (boot / "vmlinuz").write_bytes(HANGING_KERNEL)
         (boot / "initrd.img").write_bytes(b"i" * 5)
+        if dtb is not None:
+            (boot / "dtbs" / "broadcom").mkdir(parents=True)
+            shutil.copy(dtb, boot / "dtbs" / "broadcom" / dtb.name)
         trees[slot] = work / f"slot-{slot}"
+    return trees
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("early")
+    trees = hanging_slots(work)
     shipped = STAGE_CMD.read_text()
     assert shipped.count(SHIPPED_TIME) == 1
     stage = work / "stage.cmd"
@@ -140,14 +149,7 @@ PI_DTB = os.environ.get("MYNABOX_PI_DTB", "")  # …/broadcom/bcm2837-rpi-3-b.dt
 )
 @pytest.mark.parametrize("on_trial", [True, False], ids=["trial", "good"])
 def test_a_pi_3s_trial_boot_writes_its_pm_watchdog(on_trial: bool, tmp_path: Path) -> None:
-    trees = {}
-    for slot in ("A", "B"):
-        boot = tmp_path / f"slot-{slot}" / "boot"
-        (boot / "dtbs" / "broadcom").mkdir(parents=True)
-        (boot / "vmlinuz").write_bytes(HANGING_KERNEL)
-        (boot / "initrd.img").write_bytes(b"i" * 5)
-        shutil.copy(PI_DTB, boot / "dtbs" / "broadcom" / "bcm2837-rpi-3-b.dtb")
-        trees[slot] = tmp_path / f"slot-{slot}"
+    trees = hanging_slots(tmp_path, Path(PI_DTB))
     make_boot_script(STUB_CMD, tmp_path / "boot.scr")
     state = bs.set_primary(replace(bs.INITIAL, seq=7), "B")
     state = state if on_trial else bs.set_state(state, "B", good=True)
@@ -159,12 +161,8 @@ def test_a_pi_3s_trial_boot_writes_its_pm_watchdog(on_trial: bool, tmp_path: Pat
         "-drive", f"file={disk.path},if=sd,format=raw", "-serial", "null", "-serial", "stdio",
         "-display", "none", "-no-reboot", "-d", "guest_errors",
     ]  # fmt: skip
-    try:
-        done = subprocess.run(qemu, stdin=subprocess.DEVNULL, capture_output=True, timeout=40, check=False)
-        ended, out = True, done.stdout + done.stderr
-    except subprocess.TimeoutExpired as stopped:
-        ended, out = False, (stopped.stdout or b"") + (stopped.stderr or b"")
-    console = out.decode("utf-8", "replace").replace("\r", "")
+    run, ended = run_command_until(qemu, limit=40)
+    console = run.console
     assert "mynabox: booting slot B from mmc 0:3" in console, console
     assert f"mynabox.earlywdt={'bcm2835-pm' if on_trial else 'off'} " in console, console
     assert "powermgt" not in console.lower() and "password" not in console.lower(), console
